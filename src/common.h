@@ -1,0 +1,110 @@
+/*
+ * common.h - what every lwsp C file shares: the platform layer (locks,
+ * thread-locals, library loading), the log, the handle map, and the
+ * conversions between Winsock values and Lua values.
+ *
+ * Contracts, in one place:
+ * - lwsp_log() never fails and never blocks on Lua; it formats one line.
+ * - lwsp_push_*() push exactly one value; lwsp_to_*() read without raising
+ *   and return 0 on a value of the wrong shape (the caller maps that to a
+ *   Winsock error), so no Lua error ever crosses a frame Winsock owns.
+ * - lwsp_map_*() map a nonzero SOCKET to a non-NULL pointer; not thread-safe.
+ */
+#ifndef LWSP_COMMON_H
+#define LWSP_COMMON_H
+
+#include "spi.h"
+#include <lua.h>
+#include <lauxlib.h>
+
+#ifdef _WIN32
+typedef CRITICAL_SECTION lwsp_mutex;
+typedef CONDITION_VARIABLE lwsp_cond;
+#  define LWSP_EXPORT __declspec(dllexport)
+#else
+#  include <pthread.h>
+typedef pthread_mutex_t lwsp_mutex;
+typedef pthread_cond_t lwsp_cond;
+#  define LWSP_EXPORT __attribute__((visibility("default")))
+#endif
+
+#define LWSP_VERSION "0.1.0"
+#define LWSP_NPROCS 30
+#define LWSP_MAX_INSTANCES 16
+#define LWSP_LOG_RING 256
+
+/* platform.c */
+void lwsp_mutex_init(lwsp_mutex *m);          /* recursive */
+void lwsp_mutex_destroy(lwsp_mutex *m);
+void lwsp_mutex_lock(lwsp_mutex *m);
+void lwsp_mutex_unlock(lwsp_mutex *m);
+void lwsp_cond_init(lwsp_cond *c);
+void lwsp_cond_destroy(lwsp_cond *c);
+void lwsp_cond_broadcast(lwsp_cond *c);
+/* Waits at most ms milliseconds (ms < 0: forever); returns 0 when woken, 1 on timeout. */
+int lwsp_cond_wait(lwsp_cond *c, lwsp_mutex *m, long ms);
+double lwsp_now(void);                        /* monotonic seconds */
+void *lwsp_dlopen(const char *utf8path, char *err, size_t errlen);
+void *lwsp_dlsym(void *lib, const char *name);
+void lwsp_dlclose(void *lib);
+const char *lwsp_module_path(void);           /* this module's file, UTF-8 */
+unsigned long lwsp_thread_id(void);
+unsigned long lwsp_process_id(void);
+int lwsp_path_is_absolute(const char *p);
+/* Expands %NAME% from the environment into out; returns 0 if it does not fit. */
+int lwsp_expand_env(const char *in, char *out, size_t outlen);
+/* The provider-script registry: GUID -> absolute script path (see docs/api.md). */
+int lwsp_registry_get(const GUID *id, char *out, size_t outlen, char *err, size_t errlen);
+int lwsp_registry_set(const GUID *id, const char *path, char *err, size_t errlen);
+int lwsp_registry_remove(const GUID *id, char *err, size_t errlen);
+const char *lwsp_registry_where(char *buf, size_t len);
+void lwsp_random_bytes(void *buf, size_t n);
+
+/* log.c-style helpers (common.c) */
+void lwsp_log(const char *who, const char *fmt, ...)
+#ifdef __GNUC__
+  __attribute__((format(printf, 2, 3)))
+#endif
+  ;
+int lwsp_log_open(lua_State *L);
+
+/* handle map (common.c): open addressing, SOCKET -> pointer */
+typedef struct { SOCKET key; void *val; } lwsp_map_slot;
+typedef struct { lwsp_map_slot *slots; size_t cap, count, used; } lwsp_map;
+void *lwsp_map_get(const lwsp_map *m, SOCKET key);
+int lwsp_map_put(lwsp_map *m, SOCKET key, void *val);     /* 0 on allocation failure */
+void *lwsp_map_del(lwsp_map *m, SOCKET key);
+void lwsp_map_free(lwsp_map *m);
+
+/* text and GUIDs */
+size_t lwsp_utf16_to_utf8(const WCHAR *in, size_t inlen, char *out, size_t outlen);
+size_t lwsp_utf8_to_utf16(const char *in, size_t inlen, WCHAR *out, size_t outlen);
+size_t lwsp_wcslen(const WCHAR *s, size_t max);
+void lwsp_guid_format(const GUID *g, char out[39]);
+int lwsp_guid_parse(const char *s, GUID *g);
+int lwsp_guid_eq(const GUID *a, const GUID *b);
+
+/* Winsock values <-> Lua values */
+const char *lwsp_error_name(int code);          /* "WSAEFAULT", or NULL */
+int lwsp_error_code(const char *name);          /* 0 if unknown */
+int lwsp_push_error(lua_State *L, int code);    /* nil, "WSAENAME: text", code -> 3 */
+const char *lwsp_error_text(int code);
+/* Addresses: {family=, address=, port=[, flowinfo=, scope_id=]} or {family=, data=} */
+int lwsp_push_sockaddr(lua_State *L, const struct sockaddr *sa, int len);
+int lwsp_to_sockaddr(lua_State *L, int idx, SOCKADDR_STORAGE *ss, int *len);
+int lwsp_format_address(const struct sockaddr *sa, int len, char *out, size_t outlen);
+int lwsp_parse_address(const char *s, int af, SOCKADDR_STORAGE *ss, int *len);
+void lwsp_push_protocol_info(lua_State *L, const WSAPROTOCOL_INFOW *pi);
+int lwsp_to_protocol_info(lua_State *L, int idx, WSAPROTOCOL_INFOW *pi, char *err, size_t errlen);
+void lwsp_push_qos(lua_State *L, const QOS *q);
+void lwsp_push_guid(lua_State *L, const GUID *g);
+void lwsp_push_wstr(lua_State *L, const WCHAR *s, size_t maxlen);
+int lwsp_const_open(lua_State *L);               /* pushes the constant table */
+
+/* Sub-modules, each binding Lua in its own file */
+int lwsp_runtime_open(lua_State *L);             /* lwsp.c: fields of the lwsp table */
+int lwsp_upcalls_open(lua_State *L, void *inst); /* upcalls.c: pushes the upcall table */
+int lwsp_host_open(lua_State *L);                /* host.c: pushes the host table */
+LWSP_EXPORT int luaopen_lwsp(lua_State *L);
+
+#endif

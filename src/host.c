@@ -1,0 +1,672 @@
+/*
+ * host.c - lwsp's own ws2_32: state, provider loading and the upcall table.
+ * See host.h for the locking rules.
+ */
+#include "host.h"
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+
+lwsp_mutex host_lock;
+lwsp_cond host_cond;
+
+static hentry *entries;
+static size_t nentries;
+static DWORD next_catalog = HOST_FIRST_CATALOG_ID;
+static hprov *providers;
+static lwsp_map socks, events, ports, windows, threads;
+static SOCKET next_handle = 0x100;
+static uintptr_t next_object = 0x10000;
+
+DWORD host_next_catalog_id(void) { return next_catalog++; }
+
+#ifdef _WIN32
+static INIT_ONCE once = INIT_ONCE_STATIC_INIT;
+static DWORD tls_key = TLS_OUT_OF_INDEXES;
+static BOOL CALLBACK init_cb(PINIT_ONCE o, PVOID p, PVOID *c) {
+  (void)o; (void)p; (void)c;
+  lwsp_mutex_init(&host_lock);
+  lwsp_cond_init(&host_cond);
+  tls_key = TlsAlloc();
+  return TRUE;
+}
+void host_init(void) { InitOnceExecuteOnce(&once, init_cb, NULL, NULL); }
+static hthread *tls_get(void) { return (hthread *)TlsGetValue(tls_key); }
+static void tls_set(hthread *t) { TlsSetValue(tls_key, t); }
+#else
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static pthread_key_t tls_key;
+static void thread_release(hthread *t);
+static void tls_dtor(void *p) {
+  lwsp_mutex_lock(&host_lock);
+  thread_release((hthread *)p);
+  lwsp_mutex_unlock(&host_lock);
+}
+static void init_cb(void) {
+  lwsp_mutex_init(&host_lock);
+  lwsp_cond_init(&host_cond);
+  pthread_key_create(&tls_key, tls_dtor);
+}
+void host_init(void) { pthread_once(&once, init_cb); }
+static hthread *tls_get(void) { return (hthread *)pthread_getspecific(tls_key); }
+static void tls_set(hthread *t) { pthread_setspecific(tls_key, t); }
+#endif
+
+/* ---- lookups (under host_lock) --------------------------------------------------- */
+hentry *host_entry(DWORD catalog) {
+  for (size_t i = 0; i < nentries; i++)
+    if (entries[i].info.dwCatalogEntryId == catalog) return &entries[i];
+  return NULL;
+}
+hentry *host_entry_by_guid(const GUID *g) {
+  for (size_t i = 0; i < nentries; i++)
+    if (lwsp_guid_eq(&entries[i].info.ProviderId, g)) return &entries[i];
+  return NULL;
+}
+hsock *host_sock(SOCKET s) { return (hsock *)lwsp_map_get(&socks, s); }
+void host_each_sock(int (*fn)(hsock *, void *), void *ud) {
+  for (size_t i = 0; i < socks.cap; i++) {
+    hsock *hs = socks.slots[i].val;
+    if (hs && lwsp_map_get(&socks, socks.slots[i].key) == hs && fn(hs, ud)) return;
+  }
+}
+static int unport(hsock *hs, void *p) { if (hs->port == p) hs->port = NULL; return 0; }
+static int unprov(hsock *hs, void *p) { if (hs->prov == p) hs->prov = NULL; return 0; }
+typedef struct { hprov *p; SOCKET found; } find_ud;
+static int of_prov(hsock *hs, void *ud) {
+  find_ud *f = ud;
+  if (hs->prov != f->p) return 0;
+  f->found = hs->h;
+  return 1;
+}
+hevent *host_event(WSAEVENT h) { return (hevent *)lwsp_map_get(&events, (SOCKET)(uintptr_t)h); }
+hport *host_port(uintptr_t h) { return (hport *)lwsp_map_get(&ports, (SOCKET)h); }
+hwindow *host_window(uintptr_t h) { return (hwindow *)lwsp_map_get(&windows, (SOCKET)h); }
+static hprov *prov_by_guid(const GUID *g) {
+  for (hprov *p = providers; p; p = p->next)
+    if (lwsp_guid_eq(&p->id, g)) return p;
+  return NULL;
+}
+
+/* ---- catalog (called from hostapi.c under host_lock) ------------------------------ */
+int host_catalog_add(const WSAPROTOCOL_INFOW *info, const char *path) {
+  hentry *ne = realloc(entries, (nentries + 1) * sizeof *ne);
+  if (!ne) return 0;
+  entries = ne;
+  memset(&entries[nentries], 0, sizeof entries[nentries]);
+  entries[nentries].info = *info;
+  snprintf(entries[nentries].path, sizeof entries[nentries].path, "%s", path);
+  nentries++;
+  return 1;
+}
+int host_catalog_remove(DWORD catalog) {
+  for (size_t i = 0; i < nentries; i++)
+    if (entries[i].info.dwCatalogEntryId == catalog) {
+      memmove(&entries[i], &entries[i + 1], (nentries - i - 1) * sizeof *entries);
+      nentries--;
+      return 1;
+    }
+  return 0;
+}
+size_t host_catalog_count(void) { return nentries; }
+hentry *host_catalog_at(size_t i) { return i < nentries ? &entries[i] : NULL; }
+
+/* ---- threads and APCs --------------------------------------------------------------- */
+static void thread_release(hthread *t) {
+  if (--t->refs > 0) return;
+  lwsp_map_del(&threads, (SOCKET)(uintptr_t)t);
+  while (t->head) { hapc *a = t->head; t->head = a->next; free(a); }
+  free(t);
+}
+
+hthread *host_current_thread(void) {
+  hthread *t;
+  host_init();
+  if ((t = tls_get()) != NULL) return t;
+  t = calloc(1, sizeof *t);
+  if (!t) return NULL;
+  t->refs = 1; /* the thread's own reference, dropped when it exits */
+  t->os_id = lwsp_thread_id();
+  lwsp_mutex_lock(&host_lock);
+  if (!lwsp_map_put(&threads, (SOCKET)(uintptr_t)t, t)) { lwsp_mutex_unlock(&host_lock); free(t); return NULL; }
+  lwsp_mutex_unlock(&host_lock);
+  tls_set(t);
+  return t;
+}
+
+int host_run_apcs(void) {
+  hthread *t = host_current_thread();
+  hapc *list;
+  int n = 0;
+  if (!t) return 0;
+  lwsp_mutex_lock(&host_lock);
+  list = t->head;
+  t->head = t->tail = NULL;
+  lwsp_mutex_unlock(&host_lock);
+  while (list) {
+    hapc *a = list;
+    list = a->next;
+    a->fn(a->ctx);
+    free(a);
+    n++;
+  }
+  return n;
+}
+
+/* ---- waits ----------------------------------------------------------------------------- */
+
+int host_wait(const uintptr_t *handles, int n, int wait_all, long ms, int alertable) {
+  double deadline = ms >= 0 ? lwsp_now() + ms / 1000.0 : 0;
+  hthread *t = alertable ? host_current_thread() : NULL;
+  lwsp_mutex_lock(&host_lock);
+  for (;;) {
+    int ready = 0, first = -1;
+    if (t && t->head) {
+      lwsp_mutex_unlock(&host_lock);
+      host_run_apcs();
+      return -2;
+    }
+    for (int i = 0; i < n; i++) {
+      hevent *e = host_event((WSAEVENT)handles[i]);
+      if (!e) { lwsp_mutex_unlock(&host_lock); return -3; }
+      if (e->signalled) { ready++; if (first < 0) first = i; }
+    }
+    if (n > 0 && (wait_all ? ready == n : ready > 0)) { lwsp_mutex_unlock(&host_lock); return wait_all ? 0 : first; }
+    if (ms >= 0) {
+      double left = deadline - lwsp_now();
+      if (left <= 0) { lwsp_mutex_unlock(&host_lock); return -1; }
+      lwsp_cond_wait(&host_cond, &host_lock, (long)(left * 1000) + 1);
+    } else {
+      lwsp_cond_wait(&host_cond, &host_lock, -1);
+    }
+  }
+}
+
+/* ---- objects: ports and windows ------------------------------------------------------ */
+static uintptr_t new_object(lwsp_map *m, size_t size) {
+  void *o = calloc(1, size);
+  uintptr_t h;
+  if (!o) return 0;
+  lwsp_mutex_lock(&host_lock);
+  h = (next_object += 4);
+  if (!lwsp_map_put(m, (SOCKET)h, o)) { lwsp_mutex_unlock(&host_lock); free(o); return 0; }
+  lwsp_mutex_unlock(&host_lock);
+  return h;
+}
+uintptr_t host_new_port(void) { host_init(); return new_object(&ports, sizeof(hport)); }
+uintptr_t host_new_window(void) { host_init(); return new_object(&windows, sizeof(hwindow)); }
+
+int host_close_object(uintptr_t h) {
+  hport *p;
+  hwindow *w;
+  lwsp_mutex_lock(&host_lock);
+  if ((p = lwsp_map_del(&ports, (SOCKET)h)) != NULL) {
+    host_each_sock(unport, p);
+    while (p->head) { hpacket *k = p->head; p->head = k->next; free(k); }
+    free(p);
+  } else if ((w = lwsp_map_del(&windows, (SOCKET)h)) != NULL) {
+    while (w->head) { hmsg *k = w->head; w->head = k->next; free(k); }
+    free(w);
+  } else {
+    lwsp_mutex_unlock(&host_lock);
+    return 0;
+  }
+  lwsp_cond_broadcast(&host_cond);
+  lwsp_mutex_unlock(&host_lock);
+  return 1;
+}
+
+void host_post(hport *p, DWORD bytes, ULONG_PTR key, LPWSAOVERLAPPED ov) {
+  hpacket *k = malloc(sizeof *k);
+  if (!k) return;
+  k->bytes = bytes; k->key = key; k->ov = ov; k->next = NULL;
+  if (p->tail) p->tail->next = k; else p->head = k;
+  p->tail = k;
+  p->count++;
+  lwsp_cond_broadcast(&host_cond);
+}
+
+int host_dequeue(uintptr_t h, long ms, hpacket *out) {
+  double deadline = ms >= 0 ? lwsp_now() + ms / 1000.0 : 0;
+  lwsp_mutex_lock(&host_lock);
+  for (;;) {
+    hport *p = host_port(h);
+    if (!p) { lwsp_mutex_unlock(&host_lock); return -1; }
+    if (p->head) {
+      hpacket *k = p->head;
+      p->head = k->next;
+      if (!p->head) p->tail = NULL;
+      p->count--;
+      *out = *k;
+      free(k);
+      lwsp_mutex_unlock(&host_lock);
+      return 1;
+    }
+    if (ms >= 0) {
+      double left = deadline - lwsp_now();
+      if (left <= 0) { lwsp_mutex_unlock(&host_lock); return 0; }
+      lwsp_cond_wait(&host_cond, &host_lock, (long)(left * 1000) + 1);
+    } else {
+      lwsp_cond_wait(&host_cond, &host_lock, -1);
+    }
+  }
+}
+
+/* ---- the upcall table ------------------------------------------------------------------- */
+#define ERRP INT errp_; if (!err) err = &errp_
+
+static BOOL WSPAPI up_close_event(WSAEVENT h, LPINT err) {
+  hevent *e;
+  ERRP;
+  lwsp_mutex_lock(&host_lock);
+  e = lwsp_map_del(&events, (SOCKET)(uintptr_t)h);
+  if (e) lwsp_cond_broadcast(&host_cond);
+  lwsp_mutex_unlock(&host_lock);
+  if (!e) { *err = WSA_INVALID_HANDLE; return FALSE; }
+  free(e);
+  return TRUE;
+}
+
+static int WSPAPI up_close_socket_handle(SOCKET s, LPINT err) {
+  hsock *hs;
+  ERRP;
+  lwsp_mutex_lock(&host_lock);
+  hs = lwsp_map_del(&socks, s);
+  lwsp_mutex_unlock(&host_lock);
+  if (!hs) { *err = WSAENOTSOCK; return SOCKET_ERROR; }
+  free(hs);
+  return 0;
+}
+
+static WSAEVENT WSPAPI up_create_event(LPINT err) {
+  hevent *e = calloc(1, sizeof *e);
+  uintptr_t h;
+  ERRP;
+  host_init();
+  if (!e) { *err = WSA_NOT_ENOUGH_MEMORY; return WSA_INVALID_EVENT; }
+  lwsp_mutex_lock(&host_lock);
+  h = (next_object += 4);
+  if (!lwsp_map_put(&events, (SOCKET)h, e)) { lwsp_mutex_unlock(&host_lock); free(e); *err = WSA_NOT_ENOUGH_MEMORY; return WSA_INVALID_EVENT; }
+  lwsp_mutex_unlock(&host_lock);
+  return (WSAEVENT)h;
+}
+
+static SOCKET register_sock(DWORD catalog, SOCKET h, DWORD_PTR ctx, int ifs, LPINT err) {
+  hentry *e;
+  hsock *hs = calloc(1, sizeof *hs);
+  if (!hs) { *err = WSAENOBUFS; return INVALID_SOCKET; }
+  lwsp_mutex_lock(&host_lock);
+  if (!(e = host_entry(catalog))) {
+    lwsp_mutex_unlock(&host_lock);
+    free(hs);
+    *err = WSAEINVALIDPROVIDER;
+    return INVALID_SOCKET;
+  }
+  if (ifs && (h == 0 || h == INVALID_SOCKET || host_sock(h))) {
+    lwsp_mutex_unlock(&host_lock);
+    free(hs);
+    *err = WSAEINVAL;
+    return INVALID_SOCKET;
+  }
+  if (!ifs) h = (next_handle += 4);
+  hs->h = h;
+  hs->catalog = catalog;
+  hs->ctx = ctx;
+  hs->ifs = ifs;
+  hs->prov = prov_by_guid(&e->info.ProviderId);
+  if (!lwsp_map_put(&socks, h, hs)) { lwsp_mutex_unlock(&host_lock); free(hs); *err = WSAENOBUFS; return INVALID_SOCKET; }
+  lwsp_mutex_unlock(&host_lock);
+  return h;
+}
+
+int host_forget_ifs(SOCKET s) {
+  hsock *hs;
+  int clean = 1;
+  lwsp_mutex_lock(&host_lock);
+  hs = host_sock(s);
+  if (hs && hs->ifs) { lwsp_map_del(&socks, s); free(hs); }
+  else if (hs) clean = 0;
+  lwsp_mutex_unlock(&host_lock);
+  return clean;
+}
+
+static SOCKET WSPAPI up_create_socket_handle(DWORD catalog, DWORD_PTR ctx, LPINT err) {
+  ERRP;
+  return register_sock(catalog, 0, ctx, 0, err);
+}
+
+static int WSPAPI up_fd_isset(SOCKET s, wsp_fd_set *set) { return set ? lwsp_fd_isset(s, set) : 0; }
+
+static int WSPAPI up_get_provider_path(LPGUID id, WCHAR *path, LPINT len, LPINT err) {
+  hentry *e;
+  char p[1024];
+  WCHAR w[1024];
+  size_t n;
+  ERRP;
+  if (!id || !len) { *err = WSAEFAULT; return SOCKET_ERROR; }
+  lwsp_mutex_lock(&host_lock);
+  e = host_entry_by_guid(id);
+  if (e) snprintf(p, sizeof p, "%s", e->path);
+  lwsp_mutex_unlock(&host_lock);
+  if (!e) { *err = WSAEINVAL; return SOCKET_ERROR; }
+  n = lwsp_utf8_to_utf16(p, strlen(p), w, 1023);
+  if (!path || *len < (INT)n + 1) { *len = (INT)n + 1; *err = WSAEFAULT; return SOCKET_ERROR; }
+  memcpy(path, w, n * sizeof(WCHAR));
+  path[n] = 0;
+  *len = (INT)n + 1;
+  return 0;
+}
+
+static SOCKET WSPAPI up_modify_ifs_handle(DWORD catalog, SOCKET proposed, LPINT err) {
+  ERRP;
+  return register_sock(catalog, proposed, 0, 1, err);
+}
+
+static BOOL WSPAPI up_post_message(HWND hwnd, UINT msg, WPARAM wp, LPARAM lp) {
+  hwindow *w;
+  hmsg *m = malloc(sizeof *m);
+  if (!m) return FALSE;
+  m->msg = msg; m->wparam = wp; m->lparam = lp; m->next = NULL;
+  lwsp_mutex_lock(&host_lock);
+  if (!(w = host_window((uintptr_t)hwnd))) { lwsp_mutex_unlock(&host_lock); free(m); return FALSE; }
+  if (w->tail) w->tail->next = m; else w->head = m;
+  w->tail = m;
+  w->count++;
+  lwsp_cond_broadcast(&host_cond);
+  lwsp_mutex_unlock(&host_lock);
+  return TRUE;
+}
+
+static int WSPAPI up_query_blocking_callback(DWORD catalog, LPBLOCKINGCALLBACK *fn, PDWORD_PTR ctx, LPINT err) {
+  hthread *t;
+  int known;
+  ERRP;
+  if (!fn || !ctx) { *err = WSAEFAULT; return SOCKET_ERROR; }
+  lwsp_mutex_lock(&host_lock);
+  known = host_entry(catalog) != NULL;
+  lwsp_mutex_unlock(&host_lock);
+  if (!known) { *err = WSAEINVAL; return SOCKET_ERROR; }
+  t = host_current_thread();
+  *fn = t ? t->hook : NULL;
+  *ctx = t ? t->hook_ctx : 0;
+  return 0;
+}
+
+static int WSPAPI up_query_socket_handle_context(SOCKET s, PDWORD_PTR ctx, LPINT err) {
+  hsock *hs;
+  int rc = 0;
+  ERRP;
+  if (!ctx) { *err = WSAEFAULT; return SOCKET_ERROR; }
+  lwsp_mutex_lock(&host_lock);
+  hs = host_sock(s);
+  if (!hs) { *err = WSAENOTSOCK; rc = SOCKET_ERROR; }
+  else if (hs->ifs) { *err = WSAEINVAL; rc = SOCKET_ERROR; }
+  else *ctx = hs->ctx;
+  lwsp_mutex_unlock(&host_lock);
+  return rc;
+}
+
+static int WSPAPI up_queue_apc(LPWSATHREADID tid, LPWSAUSERAPC fn, DWORD_PTR ctx, LPINT err) {
+  hthread *t;
+  hapc *a;
+  ERRP;
+  if (!tid || !fn) { *err = WSAEFAULT; return SOCKET_ERROR; }
+  if (!(a = malloc(sizeof *a))) { *err = WSAENOBUFS; return SOCKET_ERROR; }
+  a->fn = fn; a->ctx = ctx; a->next = NULL;
+  lwsp_mutex_lock(&host_lock);
+  t = lwsp_map_get(&threads, (SOCKET)(uintptr_t)tid->ThreadHandle);
+  if (!t) { lwsp_mutex_unlock(&host_lock); free(a); *err = WSAEINVAL; return SOCKET_ERROR; }
+  if (t->tail) t->tail->next = a; else t->head = a;
+  t->tail = a;
+  lwsp_cond_broadcast(&host_cond);
+  lwsp_mutex_unlock(&host_lock);
+  return 0;
+}
+
+static BOOL event_op(WSAEVENT h, int value, LPINT err) {
+  hevent *e;
+  ERRP;
+  lwsp_mutex_lock(&host_lock);
+  e = host_event(h);
+  if (e) {
+    e->signalled = value;
+    if (value) lwsp_cond_broadcast(&host_cond);
+  }
+  lwsp_mutex_unlock(&host_lock);
+  if (!e) { *err = WSA_INVALID_HANDLE; return FALSE; }
+  return TRUE;
+}
+static BOOL WSPAPI up_reset_event(WSAEVENT h, LPINT err) { return event_op(h, 0, err); }
+static BOOL WSPAPI up_set_event(WSAEVENT h, LPINT err) { return event_op(h, 1, err); }
+
+static int WSPAPI up_open_current_thread(LPWSATHREADID tid, LPINT err) {
+  hthread *t;
+  ERRP;
+  if (!tid) { *err = WSAEFAULT; return SOCKET_ERROR; }
+  if (!(t = host_current_thread())) { *err = WSAENOBUFS; return SOCKET_ERROR; }
+  lwsp_mutex_lock(&host_lock);
+  t->refs++;
+  lwsp_mutex_unlock(&host_lock);
+  tid->ThreadHandle = (HANDLE)t;
+  tid->Reserved = (DWORD_PTR)t->os_id;
+  return 0;
+}
+
+static int WSPAPI up_close_thread(LPWSATHREADID tid, LPINT err) {
+  hthread *t;
+  ERRP;
+  if (!tid) { *err = WSAEFAULT; return SOCKET_ERROR; }
+  lwsp_mutex_lock(&host_lock);
+  t = lwsp_map_get(&threads, (SOCKET)(uintptr_t)tid->ThreadHandle);
+  if (t) thread_release(t);
+  lwsp_mutex_unlock(&host_lock);
+  if (!t) { *err = WSAEINVAL; return SOCKET_ERROR; }
+  tid->ThreadHandle = NULL;
+  return 0;
+}
+
+WSPUPCALLTABLE host_upcalls = {
+  up_close_event, up_close_socket_handle, up_create_event, up_create_socket_handle, up_fd_isset,
+  up_get_provider_path, up_modify_ifs_handle, up_post_message, up_query_blocking_callback,
+  up_query_socket_handle_context, up_queue_apc, up_reset_event, up_set_event, up_open_current_thread,
+  up_close_thread};
+
+int lwsp_host_owns(const WSPUPCALLTABLE *up) { return up->lpWPUCreateSocketHandle == up_create_socket_handle; }
+
+/* WPUCompleteOverlappedRequest: records status and bytes, signals the event
+ * (its low bit masked off) and, when the socket is associated with a port and
+ * the low bit is clear, posts exactly one packet. */
+int WSPAPI lwsp_host_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err) {
+  hsock *hs;
+  uintptr_t ev;
+  ERRP;
+  if (!ov) { *err = WSAEFAULT; return SOCKET_ERROR; }
+  lwsp_mutex_lock(&host_lock);
+  hs = host_sock(s);
+  if (!hs || hs->ifs) {
+    lwsp_mutex_unlock(&host_lock);
+    *err = hs ? WSAEINVAL : WSAENOTSOCK;
+    return SOCKET_ERROR;
+  }
+  ov->OffsetHigh = error;
+  ov->InternalHigh = bytes;
+  ov->Internal = error;
+  ev = (uintptr_t)ov->hEvent;
+  if (ev & ~(uintptr_t)1) {
+    hevent *e = host_event((WSAEVENT)(ev & ~(uintptr_t)1));
+    if (e) e->signalled = 1;
+  }
+  if (hs->port && !(ev & 1)) host_post(hs->port, bytes, hs->key, ov);
+  lwsp_cond_broadcast(&host_cond);
+  lwsp_mutex_unlock(&host_lock);
+  return 0;
+}
+
+/* ---- providers ------------------------------------------------------------------------ */
+static int proc_table_complete(const WSPPROC_TABLE *t, int *missing) {
+  void *const *p = (void *const *)t;
+  for (int i = 0; i < LWSP_NPROCS; i++)
+    if (!p[i]) { *missing = i; return 0; }
+  return 1;
+}
+
+hprov *host_provider_startup(DWORD catalog, LPINT err) {
+  hentry *e;
+  WSAPROTOCOL_INFOW info;
+  char path[1024], expanded[2048], why[512], g[39];
+  hprov *p, *fresh = NULL;
+  LPWSPSTARTUP startup;
+  WSPDATA data;
+  WSPPROC_TABLE procs;
+  int rc, missing;
+  host_init();
+  lwsp_mutex_lock(&host_lock);
+  if (!(e = host_entry(catalog))) { lwsp_mutex_unlock(&host_lock); *err = WSAEINVALIDPROVIDER; return NULL; }
+  info = e->info;
+  snprintf(path, sizeof path, "%s", e->path);
+  p = prov_by_guid(&info.ProviderId);
+  lwsp_mutex_unlock(&host_lock);
+  lwsp_guid_format(&info.ProviderId, g);
+  if (!p) {
+    void *lib;
+    void *sym;
+    if (!lwsp_expand_env(path, expanded, sizeof expanded)) {
+      lwsp_log("host", "provider %s: path too long after expanding %s", g, path);
+      *err = WSAEPROVIDERFAILEDINIT;
+      return NULL;
+    }
+    if (!(lib = lwsp_dlopen(expanded, why, sizeof why))) {
+      lwsp_log("host", "provider %s: cannot load %s: %s", g, expanded, why);
+      *err = WSAEPROVIDERFAILEDINIT;
+      return NULL;
+    }
+    if (!(sym = lwsp_dlsym(lib, "WSPStartup"))) {
+      lwsp_log("host", "provider %s: %s exports no WSPStartup", g, expanded);
+      lwsp_dlclose(lib);
+      *err = WSAEPROVIDERFAILEDINIT;
+      return NULL;
+    }
+    if (!(fresh = calloc(1, sizeof *fresh))) { lwsp_dlclose(lib); *err = WSAENOBUFS; return NULL; }
+    fresh->id = info.ProviderId;
+    fresh->lib = lib;
+    memcpy(&startup, &sym, sizeof startup);
+  } else {
+    startup = NULL;
+  }
+  if (!startup) {
+    void *sym = lwsp_dlsym(p->lib, "WSPStartup");
+    memcpy(&startup, &sym, sizeof startup);
+  }
+  memset(&data, 0, sizeof data);
+  memset(&procs, 0, sizeof procs);
+  rc = startup(MAKEWORD_(2, 2), &data, &info, host_upcalls, &procs);
+  if (rc != 0) {
+    lwsp_log("host", "provider %s: WSPStartup failed: %s", g, lwsp_error_name(rc) ? lwsp_error_name(rc) : "?");
+    if (fresh) { lwsp_dlclose(fresh->lib); free(fresh); }
+    *err = rc;
+    return NULL;
+  }
+  if (!proc_table_complete(&procs, &missing)) {
+    INT e2 = 0;
+    lwsp_log("host", "provider %s: proc table entry %s is NULL", g, lwsp_spi_names[missing]);
+    if (procs.lpWSPCleanup) procs.lpWSPCleanup(&e2);
+    if (fresh) { lwsp_dlclose(fresh->lib); free(fresh); }
+    *err = WSAEINVALIDPROCTABLE;
+    return NULL;
+  }
+  if (data.wVersion != MAKEWORD_(2, 2)) {
+    INT e2 = 0;
+    lwsp_log("host", "provider %s: WSPStartup negotiated version %u.%u, not 2.2", g, data.wVersion & 0xff, data.wVersion >> 8);
+    procs.lpWSPCleanup(&e2);
+    if (fresh) { lwsp_dlclose(fresh->lib); free(fresh); }
+    *err = WSAVERNOTSUPPORTED;
+    return NULL;
+  }
+  lwsp_mutex_lock(&host_lock);
+  if (fresh) {
+    p = fresh;
+    p->procs = procs;
+    p->data = data;
+    p->next = providers;
+    providers = p;
+  }
+  p->startups++;
+  lwsp_mutex_unlock(&host_lock);
+  return p;
+}
+
+int host_provider_cleanup(hprov *p, LPINT err) {
+  int rc = p->procs.lpWSPCleanup(err);
+  lwsp_mutex_lock(&host_lock);
+  if (--p->startups == 0) {
+    hprov **pp = &providers;
+    while (*pp && *pp != p) pp = &(*pp)->next;
+    if (*pp) *pp = p->next;
+    host_each_sock(unprov, p);
+    lwsp_mutex_unlock(&host_lock);
+    lwsp_dlclose(p->lib);
+    free(p);
+    return rc;
+  }
+  lwsp_mutex_unlock(&host_lock);
+  return rc;
+}
+
+hprov *host_load(DWORD catalog, LPINT err) {
+  hentry *e;
+  hprov *p;
+  host_init();
+  lwsp_mutex_lock(&host_lock);
+  e = host_entry(catalog);
+  p = e ? prov_by_guid(&e->info.ProviderId) : NULL;
+  if (p && p->loaded) { lwsp_mutex_unlock(&host_lock); return p; }
+  lwsp_mutex_unlock(&host_lock);
+  if (!e) { *err = WSAEINVALIDPROVIDER; return NULL; }
+  if (!(p = host_provider_startup(catalog, err))) return NULL;
+  lwsp_mutex_lock(&host_lock);
+  if (p->loaded) {
+    /* another thread loaded it meanwhile: give back this startup */
+    lwsp_mutex_unlock(&host_lock);
+    INT e2;
+    host_provider_cleanup(p, &e2);
+    return p;
+  }
+  p->loaded = 1;
+  lwsp_mutex_unlock(&host_lock);
+  return p;
+}
+
+/* WSACleanup: closes every socket of the providers loaded ws2_32-style, then
+ * gives back their startup.  Returns how many providers were cleaned up. */
+int host_cleanup_all(void) {
+  int n = 0;
+  host_init();
+  for (;;) {
+    hprov *p = NULL;
+    find_ud f = {NULL, 0};
+    lwsp_mutex_lock(&host_lock);
+    for (hprov *q = providers; q && !p; q = q->next)
+      if (q->loaded) p = q;
+    f.p = p;
+    if (p) host_each_sock(of_prov, &f);
+    lwsp_mutex_unlock(&host_lock);
+    if (!p) break;
+    if (f.found) {
+      INT e = 0;
+      hsock *hs;
+      if (p->procs.lpWSPCloseSocket(f.found, &e) != 0)
+        lwsp_log("host", "WSACleanup: closing socket %llu failed (%d); dropping it", (unsigned long long)f.found, e);
+      lwsp_mutex_lock(&host_lock);
+      if ((hs = host_sock(f.found)) != NULL && hs->prov == p) { lwsp_map_del(&socks, f.found); free(hs); }
+      lwsp_mutex_unlock(&host_lock);
+      continue;
+    }
+    {
+      INT e = 0;
+      p->loaded = 0;
+      host_provider_cleanup(p, &e);
+      n++;
+    }
+  }
+  return n;
+}

@@ -1,0 +1,113 @@
+/*
+ * host.h - lwsp's own ws2_32: the catalog, loaded providers, socket handles,
+ * events, threads and APCs, windows and messages, completion ports.  host.c
+ * keeps the state and implements the upcall table; hostapi.c is the Lua face
+ * (lwsp.host), the application-facing calls.
+ *
+ * One host lock guards all of it; the host never calls into a provider while
+ * holding it, so a provider may call any upcall from any handler.  One
+ * condition variable wakes every waiter (events, APCs, ports, messages).
+ */
+#ifndef LWSP_HOST_H
+#define LWSP_HOST_H
+#include "runtime.h"
+
+#define HOST_FIRST_CATALOG_ID 1001
+
+typedef struct hentry {
+  WSAPROTOCOL_INFOW info;
+  char path[1024];
+} hentry;
+
+typedef struct hprov {
+  GUID id;
+  void *lib;
+  WSPPROC_TABLE procs;
+  WSPDATA data;
+  int startups;        /* WSPStartups this host made that are not cleaned up */
+  int loaded;          /* the ws2_32-style load (once per GUID) */
+  struct hprov *next;
+} hprov;
+
+typedef struct hport hport;
+
+typedef struct hsock {
+  SOCKET h;
+  DWORD catalog;
+  DWORD_PTR ctx;
+  int ifs;
+  hprov *prov;
+  hport *port;
+  ULONG_PTR key;
+} hsock;
+
+typedef struct hapc {
+  LPWSAUSERAPC fn;
+  DWORD_PTR ctx;
+  struct hapc *next;
+} hapc;
+
+typedef struct hthread {
+  int refs;
+  unsigned long os_id;
+  hapc *head, *tail;
+  LPBLOCKINGCALLBACK hook;
+  DWORD_PTR hook_ctx;
+  long hook_calls;
+} hthread;
+
+typedef struct hevent { int signalled; } hevent;
+
+typedef struct hpacket {
+  DWORD bytes;
+  ULONG_PTR key;
+  LPWSAOVERLAPPED ov;
+  struct hpacket *next;
+} hpacket;
+struct hport { hpacket *head, *tail; long count; };
+
+typedef struct hmsg { UINT msg; WPARAM wparam; LPARAM lparam; struct hmsg *next; } hmsg;
+typedef struct hwindow { hmsg *head, *tail; long count; } hwindow;
+
+extern lwsp_mutex host_lock;
+extern lwsp_cond host_cond;
+extern WSPUPCALLTABLE host_upcalls;
+
+void host_init(void);
+hentry *host_entry(DWORD catalog);                 /* under host_lock */
+hentry *host_entry_by_guid(const GUID *g);         /* under host_lock */
+hsock *host_sock(SOCKET s);                        /* under host_lock */
+hthread *host_current_thread(void);                /* creates on first use */
+/* Loads the provider of a catalog entry the way ws2_32 does (once per GUID). */
+hprov *host_load(DWORD catalog, LPINT err);
+/* One more WSPStartup of the provider of a catalog entry (what an LSP does for
+ * the layer below); each must be matched by host_provider_cleanup. */
+hprov *host_provider_startup(DWORD catalog, LPINT err);
+int host_provider_cleanup(hprov *p, LPINT err);
+/* Runs the APCs queued to this thread; returns how many ran.  Call unlocked. */
+int host_run_apcs(void);
+/* Waits on events (wait_all or any) for ms (-1: forever).  Returns the index of
+ * the signalled event (0-based; 0 for wait_all), -1 on timeout, -2 when
+ * alertable and APCs ran, -3 on a bad handle.  Call unlocked. */
+int host_wait(const uintptr_t *events, int n, int wait_all, long ms, int alertable);
+hevent *host_event(WSAEVENT h);                   /* under host_lock; NULL if unknown */
+hport *host_port(uintptr_t h);
+hwindow *host_window(uintptr_t h);
+uintptr_t host_new_port(void);
+uintptr_t host_new_window(void);
+int host_close_object(uintptr_t h);
+int host_dequeue(uintptr_t port, long ms, hpacket *out);  /* call unlocked; 1 got, 0 timeout, -1 bad port */
+void host_post(hport *p, DWORD bytes, ULONG_PTR key, LPWSAOVERLAPPED ov); /* under host_lock */
+int host_cleanup_all(void);
+/* After WSPCloseSocket: drops an IFS handle's record.  Returns 0 when a
+ * non-IFS handle is still registered (the provider leaked it), else 1. */
+int host_forget_ifs(SOCKET s);
+/* Catalog (under host_lock) */
+DWORD host_next_catalog_id(void);
+int host_catalog_add(const WSAPROTOCOL_INFOW *info, const char *path);
+int host_catalog_remove(DWORD catalog);
+size_t host_catalog_count(void);
+hentry *host_catalog_at(size_t i);
+/* Iterates live sockets: fn returns nonzero to stop.  Under host_lock. */
+void host_each_sock(int (*fn)(hsock *, void *), void *ud);
+#endif

@@ -1,0 +1,671 @@
+/*
+ * hostapi.c - lwsp.host, the Lua face of lwsp's own ws2_32: the catalog,
+ * provider loading, the application-facing socket calls, and the host's
+ * objects (events, windows, ports, threads).  docs/api.md documents each.
+ *
+ * Handles are integers.  Every call returns its results, or
+ * nil, "WSAENAME: text", code.  A provider that returns SOCKET_ERROR with
+ * *lpErrno == 0 is reported as WSASYSCALLFAILURE; an unknown handle gives
+ * WSAENOTSOCK (SPI.md's host rules).
+ */
+#include "host.h"
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+
+#define PROVIDER_MT "lwsp.hostprovider"
+
+static int fail(lua_State *L, int code) { return lwsp_push_error(L, code ? code : WSASYSCALLFAILURE); }
+
+static SOCKET check_sock(lua_State *L, int idx) {
+  lua_Integer v = luaL_checkinteger(L, idx);
+  return (SOCKET)v;
+}
+
+/* The provider behind a handle, or 0 with *err set. */
+static hprov *prov_of(SOCKET s, int *err) {
+  hsock *hs;
+  hprov *p = NULL;
+  host_init();
+  lwsp_mutex_lock(&host_lock);
+  hs = host_sock(s);
+  if (!hs) *err = WSAENOTSOCK;
+  else if (!(p = hs->prov)) *err = WSANOTINITIALISED;
+  lwsp_mutex_unlock(&host_lock);
+  return p;
+}
+
+#define PROV(s) hprov *p; INT err = 0; int perr = 0; \
+  if (!(p = prov_of((s), &perr))) return fail(L, perr)
+#define CHECK(rc) do { if ((rc) == SOCKET_ERROR) return fail(L, err); } while (0)
+
+static int ok(lua_State *L) { lua_pushboolean(L, 1); return 1; }
+
+static void check_addr(lua_State *L, int idx, SOCKADDR_STORAGE *ss, int *len) {
+  if (!lwsp_to_sockaddr(L, idx, ss, len)) luaL_argerror(L, idx, "not an address");
+}
+
+/* ---- catalog ------------------------------------------------------------------------- */
+/* install(info, path, kind) -> catalog id.  kind: "base" (chain {self}),
+ * "layer" (ChainLen 0, the LSP's own hidden entry) or "chain" (info's
+ * ProtocolChain lists the layer entry first and the base last). */
+static int h_install(lua_State *L) {
+  WSAPROTOCOL_INFOW info;
+  char msg[200];
+  const char *path = luaL_checkstring(L, 2);
+  static const char *const kinds[] = {"base", "layer", "chain", NULL};
+  int kind = luaL_checkoption(L, 3, "base", kinds);
+  DWORD id;
+  memset(&info, 0, sizeof info);
+  info.iVersion = 2;
+  if (!lwsp_to_protocol_info(L, 1, &info, msg, sizeof msg)) return luaL_argerror(L, 1, msg);
+  if (kind == 2 && info.ProtocolChain.ChainLen < 2) return luaL_argerror(L, 1, "a chain entry needs at least 2 ProtocolChain entries");
+  host_init();
+  lwsp_mutex_lock(&host_lock);
+  id = host_next_catalog_id();
+  info.dwCatalogEntryId = id;
+  if (kind == 0) { info.ProtocolChain.ChainLen = 1; info.ProtocolChain.ChainEntries[0] = id; }
+  if (kind == 1) info.ProtocolChain.ChainLen = 0;
+  if (!host_catalog_add(&info, path)) { lwsp_mutex_unlock(&host_lock); return fail(L, WSAENOBUFS); }
+  lwsp_mutex_unlock(&host_lock);
+  lua_pushinteger(L, id);
+  return 1;
+}
+
+static int h_remove(lua_State *L) {
+  int found;
+  host_init();
+  lwsp_mutex_lock(&host_lock);
+  found = host_catalog_remove((DWORD)luaL_checkinteger(L, 1));
+  lwsp_mutex_unlock(&host_lock);
+  return found ? ok(L) : fail(L, WSAEINVAL);
+}
+
+/* catalog() -> array of protocol info tables, each with its path */
+static int h_catalog(lua_State *L) {
+  host_init();
+  lwsp_mutex_lock(&host_lock);
+  lua_createtable(L, (int)host_catalog_count(), 0);
+  for (size_t i = 0; i < host_catalog_count(); i++) {
+    hentry *e = host_catalog_at(i);
+    lwsp_push_protocol_info(L, &e->info);
+    lua_pushstring(L, e->path);
+    lua_setfield(L, -2, "path");
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  lwsp_mutex_unlock(&host_lock);
+  return 1;
+}
+
+/* ---- providers ------------------------------------------------------------------------ */
+/* load(catalog id) -> true: the ws2_32-style load, once per provider GUID */
+static int h_load(lua_State *L) {
+  INT err = 0;
+  if (!host_load((DWORD)luaL_checkinteger(L, 1), &err)) return fail(L, err);
+  return ok(L);
+}
+
+typedef struct { hprov *p; } provider_ud;
+
+/* startup(catalog id) -> provider: one more WSPStartup, as an LSP makes for the
+ * layer below; provider:cleanup() gives it back. */
+static int h_startup(lua_State *L) {
+  INT err = 0;
+  hprov *p = host_provider_startup((DWORD)luaL_checkinteger(L, 1), &err);
+  provider_ud *u;
+  if (!p) return fail(L, err);
+  u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->p = p;
+  luaL_setmetatable(L, PROVIDER_MT);
+  return 1;
+}
+static int prov_cleanup(lua_State *L) {
+  provider_ud *u = luaL_checkudata(L, 1, PROVIDER_MT);
+  INT err = 0;
+  hprov *p = u->p;
+  if (!p) return fail(L, WSANOTINITIALISED);
+  u->p = NULL;
+  if (host_provider_cleanup(p, &err) != 0) return fail(L, err);
+  return ok(L);
+}
+static int prov_data(lua_State *L) {
+  provider_ud *u = luaL_checkudata(L, 1, PROVIDER_MT);
+  if (!u->p) return fail(L, WSANOTINITIALISED);
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, u->p->data.wVersion); lua_setfield(L, -2, "wVersion");
+  lua_pushinteger(L, u->p->data.wHighVersion); lua_setfield(L, -2, "wHighVersion");
+  lwsp_push_wstr(L, u->p->data.szDescription, WSPDESCRIPTION_LEN + 1); lua_setfield(L, -2, "szDescription");
+  lua_pushinteger(L, u->p->startups); lua_setfield(L, -2, "startups");
+  return 1;
+}
+static int prov_gc(lua_State *L) {
+  provider_ud *u = luaL_checkudata(L, 1, PROVIDER_MT);
+  if (u->p) { INT e; host_provider_cleanup(u->p, &e); u->p = NULL; }
+  return 0;
+}
+
+/* cleanup() -> n: WSACleanup; closes the sockets of loaded providers and gives
+ * back their startups. */
+static int h_cleanup(lua_State *L) {
+  lua_pushinteger(L, host_cleanup_all());
+  return 1;
+}
+
+/* ---- sockets ---------------------------------------------------------------------------- */
+/* Chooses the catalog entry for (af, type, protocol) as ws2_32 does: hidden
+ * layer entries (ChainLen 0) never; protocol 0 takes the first entry with
+ * PFL_MATCHES_PROTOCOL_ZERO, else the first match. */
+static DWORD pick_entry(int af, int type, int proto, int *err) {
+  DWORD found = 0, zero = 0;
+  int af_ok = 0, type_ok = 0;
+  for (size_t i = 0; i < host_catalog_count(); i++) {
+    const WSAPROTOCOL_INFOW *pi = &host_catalog_at(i)->info;
+    if (pi->ProtocolChain.ChainLen == 0) continue;
+    if (af && pi->iAddressFamily != af) continue;
+    af_ok = 1;
+    if (type && pi->iSocketType != type) continue;
+    type_ok = 1;
+    if (proto == 0) {
+      if (!found) found = pi->dwCatalogEntryId;
+      if (!zero && (pi->dwProviderFlags & PFL_MATCHES_PROTOCOL_ZERO)) zero = pi->dwCatalogEntryId;
+    } else if (proto >= pi->iProtocol && proto <= pi->iProtocol + pi->iProtocolMaxOffset) {
+      return pi->dwCatalogEntryId;
+    }
+  }
+  if (zero) return zero;
+  if (found) return found;
+  *err = !af_ok ? WSAEAFNOSUPPORT : !type_ok ? WSAESOCKTNOSUPPORT : WSAEPROTONOSUPPORT;
+  return 0;
+}
+
+/* socket(af, type, protocol [, flags [, catalog id]]) -> handle */
+static int h_socket(lua_State *L) {
+  int af = (int)luaL_checkinteger(L, 1), type = (int)luaL_checkinteger(L, 2), proto = (int)luaL_optinteger(L, 3, 0);
+  DWORD flags = (DWORD)luaL_optinteger(L, 4, WSA_FLAG_OVERLAPPED);
+  DWORD catalog = (DWORD)luaL_optinteger(L, 5, 0);
+  WSAPROTOCOL_INFOW info;
+  hentry *e;
+  hprov *p;
+  hsock *hs;
+  INT err = 0;
+  SOCKET s;
+  host_init();
+  lwsp_mutex_lock(&host_lock);
+  if (!catalog) catalog = pick_entry(af, type, proto, &err);
+  e = catalog ? host_entry(catalog) : NULL;
+  if (e) info = e->info;
+  lwsp_mutex_unlock(&host_lock);
+  if (!e) return fail(L, err ? err : WSAEINVALIDPROVIDER);
+  if (!(p = host_load(catalog, &err))) return fail(L, err);
+  s = p->procs.lpWSPSocket(af, type, proto, &info, 0, flags, &err);
+  if (s == INVALID_SOCKET) return fail(L, err);
+  lwsp_mutex_lock(&host_lock);
+  hs = host_sock(s);
+  if (hs && !hs->prov) hs->prov = p;
+  lwsp_mutex_unlock(&host_lock);
+  if (!hs || hs->prov != p) {
+    INT e2 = 0;
+    lwsp_log("host", "WSPSocket returned handle %llu, which its provider never registered with the host",
+             (unsigned long long)s);
+    p->procs.lpWSPCloseSocket(s, &e2);
+    return fail(L, WSASYSCALLFAILURE);
+  }
+  lua_pushinteger(L, (lua_Integer)s);
+  return 1;
+}
+
+/* close(s) -> true.  After a successful WSPCloseSocket the host forgets an IFS
+ * handle itself; a non-IFS handle the provider did not close is reported. */
+static int h_close(lua_State *L) {
+  SOCKET s = check_sock(L, 1);
+  PROV(s);
+  CHECK(p->procs.lpWSPCloseSocket(s, &err));
+  if (!host_forget_ifs(s)) lwsp_log("host", "provider closed socket %llu without WPUCloseSocketHandle", (unsigned long long)s);
+  return ok(L);
+}
+
+static int h_bind(lua_State *L) {
+  SOCKET s = check_sock(L, 1);
+  SOCKADDR_STORAGE ss;
+  int len;
+  check_addr(L, 2, &ss, &len);
+  len = (int)luaL_optinteger(L, 3, len);
+  PROV(s);
+  CHECK(p->procs.lpWSPBind(s, (struct sockaddr *)&ss, len, &err));
+  return ok(L);
+}
+
+static int h_listen(lua_State *L) {
+  SOCKET s = check_sock(L, 1);
+  int backlog = (int)luaL_optinteger(L, 2, 5);
+  PROV(s);
+  CHECK(p->procs.lpWSPListen(s, backlog, &err));
+  return ok(L);
+}
+
+/* connect(s, addr [, caller data]) -> true [, callee data] */
+static int h_connect(lua_State *L) {
+  SOCKET s = check_sock(L, 1);
+  SOCKADDR_STORAGE ss;
+  int len;
+  WSABUF cd = {0, NULL}, ce;
+  char callee[256];
+  size_t n;
+  check_addr(L, 2, &ss, &len);
+  if (lua_isstring(L, 3)) { cd.buf = (CHAR *)lua_tolstring(L, 3, &n); cd.len = (ULONG)n; }
+  ce.buf = callee;
+  ce.len = sizeof callee;
+  PROV(s);
+  CHECK(p->procs.lpWSPConnect(s, (struct sockaddr *)&ss, len, cd.buf ? &cd : NULL, &ce, NULL, NULL, &err));
+  lua_pushboolean(L, 1);
+  if (ce.len) { lua_pushlstring(L, callee, ce.len); return 2; }
+  return 1;
+}
+
+/* accept(s [, addrlen]) -> handle, address */
+static int h_accept(lua_State *L) {
+  SOCKET s = check_sock(L, 1), ns;
+  SOCKADDR_STORAGE ss;
+  int len = (int)luaL_optinteger(L, 2, sizeof ss);
+  hsock *hs;
+  PROV(s);
+  ns = p->procs.lpWSPAccept(s, (struct sockaddr *)&ss, &len, NULL, 0, &err);
+  if (ns == INVALID_SOCKET) return fail(L, err);
+  lwsp_mutex_lock(&host_lock);
+  if ((hs = host_sock(ns)) != NULL && !hs->prov) hs->prov = p;
+  lwsp_mutex_unlock(&host_lock);
+  lua_pushinteger(L, (lua_Integer)ns);
+  lwsp_push_sockaddr(L, (struct sockaddr *)&ss, len);
+  return 2;
+}
+
+/* send(s, data [, flags]) -> bytes sent */
+static int h_send(lua_State *L) {
+  SOCKET s = check_sock(L, 1);
+  size_t n;
+  WSABUF b;
+  DWORD sent = 0;
+  b.buf = (CHAR *)luaL_checklstring(L, 2, &n);
+  b.len = (ULONG)n;
+  DWORD flags = (DWORD)luaL_optinteger(L, 3, 0);
+  PROV(s);
+  CHECK(p->procs.lpWSPSend(s, &b, 1, &sent, flags, NULL, NULL, NULL, &err));
+  lua_pushinteger(L, sent);
+  return 1;
+}
+
+/* sendto(s, data, addr [, flags]) -> bytes sent */
+static int h_sendto(lua_State *L) {
+  SOCKET s = check_sock(L, 1);
+  size_t n;
+  WSABUF b;
+  DWORD sent = 0;
+  SOCKADDR_STORAGE ss;
+  int len = 0;
+  b.buf = (CHAR *)luaL_checklstring(L, 2, &n);
+  b.len = (ULONG)n;
+  if (!lua_isnil(L, 3)) check_addr(L, 3, &ss, &len);
+  DWORD flags = (DWORD)luaL_optinteger(L, 4, 0);
+  PROV(s);
+  CHECK(p->procs.lpWSPSendTo(s, &b, 1, &sent, flags, len ? (struct sockaddr *)&ss : NULL, len, NULL, NULL, NULL, &err));
+  lua_pushinteger(L, sent);
+  return 1;
+}
+
+/* recv(s, len [, flags]) -> data, flags.  Data arrives through two WSABUFs
+ * (half each) so scatter is exercised on every call. */
+static int recv_into(lua_State *L, int from) {
+  SOCKET s = check_sock(L, 1);
+  lua_Integer cap = luaL_checkinteger(L, 2);
+  DWORD flags = (DWORD)luaL_optinteger(L, 3, 0), got = 0;
+  WSABUF b[2];
+  SOCKADDR_STORAGE ss;
+  int len = sizeof ss;
+  char *buf;
+  int rc;
+  luaL_argcheck(L, cap >= 0 && cap <= 64 * 1024 * 1024, 2, "length out of range");
+  buf = malloc((size_t)cap + 1);
+  if (!buf) return fail(L, WSAENOBUFS);
+  b[0].buf = buf; b[0].len = (ULONG)(cap / 2);
+  b[1].buf = buf + cap / 2; b[1].len = (ULONG)(cap - cap / 2);
+  PROV(s);
+  if (from) rc = p->procs.lpWSPRecvFrom(s, b, 2, &got, &flags, (struct sockaddr *)&ss, &len, NULL, NULL, NULL, &err);
+  else rc = p->procs.lpWSPRecv(s, b, 2, &got, &flags, NULL, NULL, NULL, &err);
+  if (rc == SOCKET_ERROR) {
+    int n = fail(L, err);
+    if (err == WSAEMSGSIZE) { lua_pushlstring(L, buf, got); n++; }
+    free(buf);
+    return n;
+  }
+  lua_pushlstring(L, buf, got);
+  free(buf);
+  if (from) { lwsp_push_sockaddr(L, (struct sockaddr *)&ss, len); }
+  lua_pushinteger(L, flags);
+  return from ? 3 : 2;
+}
+static int h_recv(lua_State *L) { return recv_into(L, 0); }
+/* recvfrom(s, len [, flags]) -> data, address, flags */
+static int h_recvfrom(lua_State *L) { return recv_into(L, 1); }
+
+static int h_shutdown(lua_State *L) {
+  SOCKET s = check_sock(L, 1);
+  int how = (int)luaL_checkinteger(L, 2);
+  PROV(s);
+  CHECK(p->procs.lpWSPShutdown(s, how, &err));
+  return ok(L);
+}
+
+static int name_call(lua_State *L, int peer) {
+  SOCKET s = check_sock(L, 1);
+  SOCKADDR_STORAGE ss;
+  int len = (int)luaL_optinteger(L, 2, sizeof ss);
+  luaL_argcheck(L, len >= 0 && len <= (int)sizeof ss, 2, "length out of range");
+  PROV(s);
+  CHECK((peer ? p->procs.lpWSPGetPeerName : p->procs.lpWSPGetSockName)(s, (struct sockaddr *)&ss, &len, &err));
+  lwsp_push_sockaddr(L, (struct sockaddr *)&ss, len);
+  return 1;
+}
+/* getsockname(s [, namelen]) / getpeername(s [, namelen]) -> address */
+static int h_getsockname(lua_State *L) { return name_call(L, 0); }
+static int h_getpeername(lua_State *L) { return name_call(L, 1); }
+
+/* getsockopt(s, level, name [, optlen = 4]) -> raw bytes (wsp.opt decodes) */
+static int h_getsockopt(lua_State *L) {
+  SOCKET s = check_sock(L, 1);
+  int level = (int)luaL_checkinteger(L, 2), name = (int)luaL_checkinteger(L, 3);
+  int len = (int)luaL_optinteger(L, 4, 4);
+  char buf[sizeof(WSAPROTOCOL_INFOW)];
+  luaL_argcheck(L, len >= 0 && len <= (int)sizeof buf, 4, "length out of range");
+  PROV(s);
+  CHECK(p->procs.lpWSPGetSockOpt(s, level, name, buf, &len, &err));
+  lua_pushlstring(L, buf, (size_t)len);
+  return 1;
+}
+
+/* setsockopt(s, level, name, value): integers and booleans travel as 4 bytes,
+ * strings as they are. */
+static int h_setsockopt(lua_State *L) {
+  SOCKET s = check_sock(L, 1);
+  int level = (int)luaL_checkinteger(L, 2), name = (int)luaL_checkinteger(L, 3);
+  int32_t v;
+  const char *val;
+  size_t n = 4;
+  if (lua_isinteger(L, 4)) { v = (int32_t)lua_tointeger(L, 4); val = (const char *)&v; }
+  else if (lua_isboolean(L, 4)) { v = lua_toboolean(L, 4); val = (const char *)&v; }
+  else val = luaL_checklstring(L, 4, &n);
+  PROV(s);
+  CHECK(p->procs.lpWSPSetSockOpt(s, level, name, val, (int)n, &err));
+  return ok(L);
+}
+
+/* ioctl(s, code [, input [, outlen = 4]]) -> output bytes.  An integer input
+ * travels as a 4-byte u_long. */
+static int h_ioctl(lua_State *L) {
+  SOCKET s = check_sock(L, 1);
+  DWORD code = (DWORD)luaL_checkinteger(L, 2), outlen = (DWORD)luaL_optinteger(L, 4, 4), got = 0;
+  uint32_t u;
+  const void *in = NULL;
+  size_t inlen = 0;
+  char out[1024];
+  if (lua_isinteger(L, 3)) { u = (uint32_t)lua_tointeger(L, 3); in = &u; inlen = 4; }
+  else if (!lua_isnoneornil(L, 3)) in = luaL_checklstring(L, 3, &inlen);
+  luaL_argcheck(L, outlen <= sizeof out, 4, "length out of range");
+  PROV(s);
+  CHECK(p->procs.lpWSPIoctl(s, code, (LPVOID)in, (DWORD)inlen, outlen ? out : NULL, outlen, &got, NULL, NULL, NULL, &err));
+  lua_pushlstring(L, out, got);
+  return 1;
+}
+
+/* The provider for calls that carry no socket: an explicit catalog id, or the
+ * entry for the address family. */
+static hprov *prov_for_family(lua_State *L, int af, int catarg, WSAPROTOCOL_INFOW *info, int *err) {
+  DWORD catalog = (DWORD)luaL_optinteger(L, catarg, 0);
+  hentry *e;
+  host_init();
+  lwsp_mutex_lock(&host_lock);
+  if (!catalog) catalog = pick_entry(af, 0, 0, err);
+  e = catalog ? host_entry(catalog) : NULL;
+  if (e) *info = e->info;
+  lwsp_mutex_unlock(&host_lock);
+  if (!e) { if (!*err) *err = WSAEINVALIDPROVIDER; return NULL; }
+  return host_load(catalog, err);
+}
+
+/* address_to_string(addr [, catalog id]) -> text */
+static int h_address_to_string(lua_State *L) {
+  SOCKADDR_STORAGE ss;
+  int len, perr = 0;
+  WSAPROTOCOL_INFOW info;
+  WCHAR out[256];
+  DWORD outlen = 256;
+  INT err = 0;
+  hprov *p;
+  check_addr(L, 1, &ss, &len);
+  if (!(p = prov_for_family(L, ss.ss_family, 2, &info, &perr))) return fail(L, perr);
+  CHECK(p->procs.lpWSPAddressToString((LPSOCKADDR)&ss, (DWORD)len, &info, out, &outlen, &err));
+  lwsp_push_wstr(L, out, outlen);
+  return 1;
+}
+
+/* string_to_address(text, af [, catalog id]) -> address */
+static int h_string_to_address(lua_State *L) {
+  size_t n;
+  const char *str = luaL_checklstring(L, 1, &n);
+  int af = (int)luaL_checkinteger(L, 2), len = sizeof(SOCKADDR_STORAGE), perr = 0;
+  WSAPROTOCOL_INFOW info;
+  WCHAR w[512];
+  SOCKADDR_STORAGE ss;
+  INT err = 0;
+  hprov *p;
+  size_t k = lwsp_utf8_to_utf16(str, n, w, 511);
+  luaL_argcheck(L, k <= 511, 1, "too long");
+  w[k] = 0;
+  if (!(p = prov_for_family(L, af, 3, &info, &perr))) return fail(L, perr);
+  CHECK(p->procs.lpWSPStringToAddress(w, af, &info, (LPSOCKADDR)&ss, &len, &err));
+  lwsp_push_sockaddr(L, (struct sockaddr *)&ss, len);
+  return 1;
+}
+
+/* duplicate_socket(s, pid) -> protocol info */
+static int h_duplicate_socket(lua_State *L) {
+  SOCKET s = check_sock(L, 1);
+  WSAPROTOCOL_INFOW info;
+  DWORD pid = (DWORD)luaL_checkinteger(L, 2);
+  PROV(s);
+  CHECK(p->procs.lpWSPDuplicateSocket(s, pid, &info, &err));
+  lwsp_push_protocol_info(L, &info);
+  return 1;
+}
+
+static int h_event_select(lua_State *L) {
+  SOCKET s = check_sock(L, 1);
+  WSAEVENT ev = (WSAEVENT)(uintptr_t)luaL_optinteger(L, 2, 0);
+  LONG mask = (LONG)luaL_optinteger(L, 3, 0);
+  PROV(s);
+  CHECK(p->procs.lpWSPEventSelect(s, ev, mask, &err));
+  return ok(L);
+}
+
+/* enum_network_events(s [, event]) -> mask, {[FD_x] = error} */
+static int h_enum_network_events(lua_State *L) {
+  SOCKET s = check_sock(L, 1);
+  WSAEVENT ev = (WSAEVENT)(uintptr_t)luaL_optinteger(L, 2, 0);
+  WSANETWORKEVENTS ne;
+  PROV(s);
+  CHECK(p->procs.lpWSPEnumNetworkEvents(s, ev, &ne, &err));
+  lua_pushinteger(L, ne.lNetworkEvents);
+  lua_createtable(L, 0, 2);
+  for (int i = 0; i < FD_MAX_EVENTS; i++)
+    if (ne.lNetworkEvents & (1 << i)) {
+      lua_pushinteger(L, ne.iErrorCode[i]);
+      lua_rawseti(L, -2, (lua_Integer)1 << i);
+    }
+  return 2;
+}
+
+static int h_async_select(lua_State *L) {
+  SOCKET s = check_sock(L, 1);
+  HWND w = (HWND)(uintptr_t)luaL_checkinteger(L, 2);
+  unsigned msg = (unsigned)luaL_checkinteger(L, 3);
+  LONG mask = (LONG)luaL_checkinteger(L, 4);
+  PROV(s);
+  CHECK(p->procs.lpWSPAsyncSelect(s, w, msg, mask, &err));
+  return ok(L);
+}
+
+static int to_set(lua_State *L, int idx, wsp_fd_set *set, SOCKET *first) {
+  lua_Integer n;
+  if (lua_isnoneornil(L, idx)) return 0;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  n = (lua_Integer)lua_rawlen(L, idx);
+  luaL_argcheck(L, n <= WSP_FD_SETSIZE, idx, "at most 64 sockets");
+  set->fd_count = (unsigned)n;
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, i);
+    set->fd_array[i - 1] = (SOCKET)luaL_checkinteger(L, -1);
+    if (!*first) *first = set->fd_array[i - 1];
+    lua_pop(L, 1);
+  }
+  return 1;
+}
+static void push_set(lua_State *L, const wsp_fd_set *set, int present) {
+  if (!present) { lua_pushnil(L); return; }
+  lua_createtable(L, (int)set->fd_count, 0);
+  for (unsigned i = 0; i < set->fd_count; i++) {
+    lua_pushinteger(L, (lua_Integer)set->fd_array[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+}
+
+/* select(read, write, except [, timeout seconds]) -> count, read, write, except */
+static int h_select(lua_State *L) {
+  wsp_fd_set r, w, e;
+  SOCKET first = 0;
+  int hr = to_set(L, 1, &r, &first), hw = to_set(L, 2, &w, &first), he = to_set(L, 3, &e, &first), n;
+  wsp_timeval tv;
+  int perr = 0;
+  INT err = 0;
+  hprov *p;
+  if (!lua_isnoneornil(L, 4)) {
+    lua_Number t = luaL_checknumber(L, 4);
+    tv.tv_sec = (LONG)t;
+    tv.tv_usec = (LONG)((t - (lua_Number)tv.tv_sec) * 1e6);
+  }
+  if (!first) return fail(L, WSAEINVAL);
+  if (!(p = prov_of(first, &perr))) return fail(L, perr);
+  n = p->procs.lpWSPSelect(0, hr ? &r : NULL, hw ? &w : NULL, he ? &e : NULL, lua_isnoneornil(L, 4) ? NULL : &tv, &err);
+  CHECK(n);
+  lua_pushinteger(L, n);
+  push_set(L, &r, hr);
+  push_set(L, &w, hw);
+  push_set(L, &e, he);
+  return 4;
+}
+
+static int h_get_qos_by_name(lua_State *L) {
+  SOCKET s = check_sock(L, 1);
+  size_t n;
+  WSABUF name = {0, NULL};
+  QOS q;
+  memset(&q, 0, sizeof q);
+  if (lua_isstring(L, 2)) { name.buf = (CHAR *)lua_tolstring(L, 2, &n); name.len = (ULONG)n; }
+  PROV(s);
+  if (!p->procs.lpWSPGetQOSByName(s, name.buf ? &name : NULL, &q, &err)) return fail(L, err);
+  lwsp_push_qos(L, &q);
+  return 1;
+}
+
+static int h_join_leaf(lua_State *L) {
+  SOCKET s = check_sock(L, 1), r;
+  SOCKADDR_STORAGE ss;
+  int len;
+  check_addr(L, 2, &ss, &len);
+  DWORD flags = (DWORD)luaL_optinteger(L, 3, 0);
+  PROV(s);
+  r = p->procs.lpWSPJoinLeaf(s, (struct sockaddr *)&ss, len, NULL, NULL, NULL, NULL, flags, &err);
+  if (r == INVALID_SOCKET) return fail(L, err);
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
+static int h_send_disconnect(lua_State *L) {
+  SOCKET s = check_sock(L, 1);
+  size_t n;
+  WSABUF b = {0, NULL};
+  if (lua_isstring(L, 2)) { b.buf = (CHAR *)lua_tolstring(L, 2, &n); b.len = (ULONG)n; }
+  PROV(s);
+  CHECK(p->procs.lpWSPSendDisconnect(s, b.buf ? &b : NULL, &err));
+  return ok(L);
+}
+
+static int h_recv_disconnect(lua_State *L) {
+  SOCKET s = check_sock(L, 1);
+  char buf[256];
+  WSABUF b;
+  b.buf = buf;
+  b.len = (ULONG)luaL_optinteger(L, 2, sizeof buf);
+  luaL_argcheck(L, b.len <= sizeof buf, 2, "length out of range");
+  PROV(s);
+  CHECK(p->procs.lpWSPRecvDisconnect(s, &b, &err));
+  lua_pushlstring(L, buf, b.len);
+  return 1;
+}
+
+static int h_cancel_blocking_call(lua_State *L) {
+  int perr = 0;
+  INT err = 0;
+  WSAPROTOCOL_INFOW info;
+  hprov *p = prov_for_family(L, 0, 1, &info, &perr);
+  if (!p) return fail(L, perr);
+  CHECK(p->procs.lpWSPCancelBlockingCall(&err));
+  return ok(L);
+}
+
+/* socket_info(s) -> {catalog =, context =, ifs =, port =} | nil: the host's record */
+static int h_socket_info(lua_State *L) {
+  hsock *hs;
+  host_init();
+  lwsp_mutex_lock(&host_lock);
+  hs = host_sock(check_sock(L, 1));
+  if (!hs) { lwsp_mutex_unlock(&host_lock); return fail(L, WSAENOTSOCK); }
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, hs->catalog); lua_setfield(L, -2, "catalog");
+  lua_pushinteger(L, (lua_Integer)hs->ctx); lua_setfield(L, -2, "context");
+  lua_pushboolean(L, hs->ifs); lua_setfield(L, -2, "ifs");
+  lua_pushboolean(L, hs->prov != NULL); lua_setfield(L, -2, "loaded");
+  lwsp_mutex_unlock(&host_lock);
+  return 1;
+}
+
+int lwsp_hostobj_open(lua_State *L);
+int lwsp_probe_open(lua_State *L);
+
+int lwsp_host_open(lua_State *L) {
+  static const luaL_Reg fns[] = {
+    {"install", h_install}, {"remove", h_remove}, {"catalog", h_catalog}, {"load", h_load},
+    {"startup", h_startup}, {"cleanup", h_cleanup}, {"socket", h_socket}, {"close", h_close},
+    {"bind", h_bind}, {"listen", h_listen}, {"connect", h_connect}, {"accept", h_accept},
+    {"send", h_send}, {"sendto", h_sendto}, {"recv", h_recv}, {"recvfrom", h_recvfrom},
+    {"shutdown", h_shutdown}, {"getsockname", h_getsockname}, {"getpeername", h_getpeername},
+    {"getsockopt", h_getsockopt}, {"setsockopt", h_setsockopt}, {"ioctl", h_ioctl},
+    {"address_to_string", h_address_to_string}, {"string_to_address", h_string_to_address},
+    {"duplicate_socket", h_duplicate_socket}, {"event_select", h_event_select},
+    {"enum_network_events", h_enum_network_events}, {"async_select", h_async_select},
+    {"select", h_select}, {"get_qos_by_name", h_get_qos_by_name}, {"join_leaf", h_join_leaf},
+    {"send_disconnect", h_send_disconnect}, {"recv_disconnect", h_recv_disconnect},
+    {"cancel_blocking_call", h_cancel_blocking_call}, {"socket_info", h_socket_info},
+    {NULL, NULL}};
+  static const luaL_Reg pm[] = {{"cleanup", prov_cleanup}, {"data", prov_data}, {NULL, NULL}};
+  host_init();
+  if (luaL_newmetatable(L, PROVIDER_MT)) {
+    lua_pushcfunction(L, prov_gc);
+    lua_setfield(L, -2, "__gc");
+    luaL_newlib(L, pm);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  luaL_newlib(L, fns);
+  lwsp_hostobj_open(L);
+  lwsp_probe_open(L);
+  return 1;
+}

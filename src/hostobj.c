@@ -1,0 +1,219 @@
+/*
+ * hostobj.c - the host's kernel-object stand-ins in lwsp.host: events and
+ * waits, windows and their message queues, completion ports, alertable
+ * sleeps and APCs, and a per-thread blocking hook.
+ */
+#include "host.h"
+#include <stdlib.h>
+#include <string.h>
+
+static int fail(lua_State *L, int code) { return lwsp_push_error(L, code ? code : WSASYSCALLFAILURE); }
+
+/* create_event() -> event (manual-reset, not signalled), through WPUCreateEvent */
+static int o_create_event(lua_State *L) {
+  INT err = 0;
+  WSAEVENT e = host_upcalls.lpWPUCreateEvent(&err);
+  if (e == WSA_INVALID_EVENT) return fail(L, err);
+  lua_pushinteger(L, (lua_Integer)(uintptr_t)e);
+  return 1;
+}
+static int ev_call(lua_State *L, LPWPUSETEVENT fn) {
+  INT err = 0;
+  if (!fn((WSAEVENT)(uintptr_t)luaL_checkinteger(L, 1), &err)) return fail(L, err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+static int o_set_event(lua_State *L) { return ev_call(L, host_upcalls.lpWPUSetEvent); }
+static int o_reset_event(lua_State *L) { return ev_call(L, host_upcalls.lpWPUResetEvent); }
+static int o_close_event(lua_State *L) { return ev_call(L, host_upcalls.lpWPUCloseEvent); }
+
+/* event_state(event) -> signalled (boolean) | nil, error */
+static int o_event_state(lua_State *L) {
+  hevent *e;
+  int v = 0;
+  lwsp_mutex_lock(&host_lock);
+  e = host_event((WSAEVENT)(uintptr_t)luaL_checkinteger(L, 1));
+  if (e) v = e->signalled;
+  lwsp_mutex_unlock(&host_lock);
+  if (!e) return fail(L, WSA_INVALID_HANDLE);
+  lua_pushboolean(L, v);
+  return 1;
+}
+
+/* wait({events}, wait_all, timeout_ms|nil, alertable) -> index (1-based)
+ * | "timeout" | "io_completion" (APCs ran) | nil, error */
+static int o_wait(lua_State *L) {
+  uintptr_t hs[64];
+  lua_Integer n;
+  long ms = lua_isnoneornil(L, 3) ? -1 : (long)luaL_checkinteger(L, 3);
+  int r;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  n = (lua_Integer)lua_rawlen(L, 1);
+  luaL_argcheck(L, n <= 64, 1, "at most 64 events");
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    hs[i - 1] = (uintptr_t)luaL_checkinteger(L, -1);
+    lua_pop(L, 1);
+  }
+  r = host_wait(hs, (int)n, lua_toboolean(L, 2), ms, lua_toboolean(L, 4));
+  if (r >= 0) lua_pushinteger(L, r + 1);
+  else if (r == -1) lua_pushliteral(L, "timeout");
+  else if (r == -2) lua_pushliteral(L, "io_completion");
+  else return fail(L, WSA_INVALID_HANDLE);
+  return 1;
+}
+
+/* sleep(ms [, alertable]) -> "timeout" | "io_completion" */
+static int o_sleep(lua_State *L) {
+  int r = host_wait(NULL, 0, 0, (long)luaL_checkinteger(L, 1), lua_toboolean(L, 2));
+  if (r == -2) lua_pushliteral(L, "io_completion"); else lua_pushliteral(L, "timeout");
+  return 1;
+}
+
+/* window() -> hwnd, a message queue that WPUPostMessage posts to */
+static int o_window(lua_State *L) {
+  uintptr_t h = host_new_window();
+  if (!h) return fail(L, WSAENOBUFS);
+  lua_pushinteger(L, (lua_Integer)h);
+  return 1;
+}
+
+/* messages(hwnd [, timeout_ms]) -> array of {msg =, wparam =, lparam =, event =, error =},
+ * waiting up to timeout_ms for the first one. */
+static int o_messages(lua_State *L) {
+  uintptr_t h = (uintptr_t)luaL_checkinteger(L, 1);
+  long ms = (long)luaL_optinteger(L, 2, 0);
+  double deadline = lwsp_now() + ms / 1000.0;
+  hwindow *w;
+  hmsg *list;
+  int k = 0;
+  lwsp_mutex_lock(&host_lock);
+  while ((w = host_window(h)) != NULL && !w->head && lwsp_now() < deadline)
+    lwsp_cond_wait(&host_cond, &host_lock, (long)((deadline - lwsp_now()) * 1000) + 1);
+  if (!w) { lwsp_mutex_unlock(&host_lock); return fail(L, WSA_INVALID_HANDLE); }
+  list = w->head;
+  w->head = w->tail = NULL;
+  w->count = 0;
+  lwsp_mutex_unlock(&host_lock);
+  lua_newtable(L);
+  while (list) {
+    hmsg *m = list;
+    list = m->next;
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, m->msg); lua_setfield(L, -2, "msg");
+    lua_pushinteger(L, (lua_Integer)m->wparam); lua_setfield(L, -2, "wparam");
+    lua_pushinteger(L, (lua_Integer)m->lparam); lua_setfield(L, -2, "lparam");
+    lua_pushinteger(L, (lua_Integer)(m->lparam & 0xffff)); lua_setfield(L, -2, "event");
+    lua_pushinteger(L, (lua_Integer)((m->lparam >> 16) & 0xffff)); lua_setfield(L, -2, "error");
+    lua_rawseti(L, -2, ++k);
+    free(m);
+  }
+  return 1;
+}
+
+/* port() -> completion port */
+static int o_port(lua_State *L) {
+  uintptr_t h = host_new_port();
+  if (!h) return fail(L, WSAENOBUFS);
+  lua_pushinteger(L, (lua_Integer)h);
+  return 1;
+}
+
+/* associate(s, port, key) -> true: completions of s post packets to port */
+static int o_associate(lua_State *L) {
+  SOCKET s = (SOCKET)luaL_checkinteger(L, 1);
+  hport *p;
+  hsock *hs;
+  lwsp_mutex_lock(&host_lock);
+  p = host_port((uintptr_t)luaL_checkinteger(L, 2));
+  hs = host_sock(s);
+  if (p && hs) { hs->port = p; hs->key = (ULONG_PTR)luaL_optinteger(L, 3, 0); }
+  lwsp_mutex_unlock(&host_lock);
+  if (!hs) return fail(L, WSAENOTSOCK);
+  if (!p) return fail(L, WSA_INVALID_HANDLE);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* post(port, bytes, key [, overlapped]) -> true */
+static int o_post(lua_State *L) {
+  hport *p;
+  lwsp_mutex_lock(&host_lock);
+  p = host_port((uintptr_t)luaL_checkinteger(L, 1));
+  if (p) host_post(p, (DWORD)luaL_checkinteger(L, 2), (ULONG_PTR)luaL_checkinteger(L, 3),
+                   (LPWSAOVERLAPPED)(uintptr_t)luaL_optinteger(L, 4, 0));
+  lwsp_mutex_unlock(&host_lock);
+  if (!p) return fail(L, WSA_INVALID_HANDLE);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* dequeue(port [, timeout_ms]) -> bytes, key, overlapped | nil, "timeout" */
+static int o_dequeue(lua_State *L) {
+  hpacket k;
+  int r = host_dequeue((uintptr_t)luaL_checkinteger(L, 1), lua_isnoneornil(L, 2) ? -1 : (long)luaL_checkinteger(L, 2), &k);
+  if (r < 0) return fail(L, WSA_INVALID_HANDLE);
+  if (r == 0) { lua_pushnil(L); lua_pushliteral(L, "timeout"); return 2; }
+  lua_pushinteger(L, k.bytes);
+  lua_pushinteger(L, (lua_Integer)k.key);
+  lua_pushinteger(L, (lua_Integer)(uintptr_t)k.ov);
+  return 3;
+}
+
+/* close_object(h) -> true: closes a window or a port */
+static int o_close_object(lua_State *L) {
+  if (!host_close_object((uintptr_t)luaL_checkinteger(L, 1))) return fail(L, WSA_INVALID_HANDLE);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static BOOL CALLBACK counting_hook(DWORD_PTR ctx) {
+  hthread *t = (hthread *)ctx;
+  t->hook_calls++;
+  return FALSE;
+}
+
+/* blocking_hook(enable) -> calls so far: installs (or removes) a blocking hook
+ * on this thread that counts its calls. */
+static int o_blocking_hook(lua_State *L) {
+  hthread *t = host_current_thread();
+  if (!t) return fail(L, WSAENOBUFS);
+  if (!lua_isnone(L, 1)) {
+    t->hook = lua_toboolean(L, 1) ? counting_hook : NULL;
+    t->hook_ctx = (DWORD_PTR)t;
+  }
+  lua_pushinteger(L, t->hook_calls);
+  return 1;
+}
+
+/* thread_id() -> this thread's host record (what WPUOpenCurrentThread hands out) */
+static int o_thread_id(lua_State *L) {
+  hthread *t = host_current_thread();
+  lua_pushinteger(L, (lua_Integer)(uintptr_t)t);
+  lua_pushinteger(L, (lua_Integer)(t ? t->os_id : 0));
+  return 2;
+}
+
+/* thread_refs() -> references held on this thread's record (1 = only its own) */
+static int o_thread_refs(lua_State *L) {
+  hthread *t = host_current_thread();
+  int n;
+  lwsp_mutex_lock(&host_lock);
+  n = t ? t->refs : 0;
+  lwsp_mutex_unlock(&host_lock);
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+int lwsp_hostobj_open(lua_State *L);
+int lwsp_hostobj_open(lua_State *L) {
+  static const luaL_Reg fns[] = {
+    {"create_event", o_create_event}, {"set_event", o_set_event}, {"reset_event", o_reset_event},
+    {"close_event", o_close_event}, {"event_state", o_event_state}, {"wait", o_wait}, {"sleep", o_sleep},
+    {"window", o_window}, {"messages", o_messages}, {"port", o_port}, {"associate", o_associate},
+    {"post", o_post}, {"dequeue", o_dequeue}, {"close_object", o_close_object},
+    {"blocking_hook", o_blocking_hook}, {"thread_id", o_thread_id}, {"thread_refs", o_thread_refs},
+    {NULL, NULL}};
+  luaL_setfuncs(L, fns, 0);
+  return 0;
+}

@@ -1,0 +1,875 @@
+/*
+ * lwsp.c - the provider runtime.
+ *
+ * WSPStartup creates (or shares) one instance per provider GUID: a Lua state
+ * running the provider's script, a recursive lock that serialises every entry
+ * into that state, and a socket table whose slots carry generation numbers so
+ * that a handle context maps back to its Lua socket in O(1) and a stale handle
+ * is recognised.  Each of LWSP_MAX_INSTANCES slots has its own proc table of 30
+ * trampolines (generated below), so every entry knows its instance without a
+ * lookup, including WSPCleanup, WSPSelect and WSPCancelBlockingCall, which carry
+ * no socket.  Every handler runs in a coroutine; a Lua error, a bad return value
+ * or a bad argument from the caller becomes a Winsock error and a log line.
+ */
+#include "runtime.h"
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdarg.h>
+#ifndef _WIN32
+#  include <dlfcn.h>
+#endif
+
+const char *const lwsp_proc_names[LWSP_NPROCS] = {
+#define N_(i, lname, sname) #lname,
+  LWSP_PROCS(N_)
+#undef N_
+};
+const char *const lwsp_spi_names[LWSP_NPROCS] = {
+#define N_(i, lname, sname) "WSP" #sname,
+  LWSP_PROCS(N_)
+#undef N_
+};
+
+lwsp_inst lwsp_instances[LWSP_MAX_INSTANCES];
+static lwsp_mutex g_lock;
+static uint32_t g_gen;
+
+#ifdef _WIN32
+static INIT_ONCE g_once = INIT_ONCE_STATIC_INIT;
+static BOOL CALLBACK init_once(PINIT_ONCE o, PVOID p, PVOID *c) {
+  (void)o; (void)p; (void)c;
+  lwsp_mutex_init(&g_lock);
+  for (int i = 0; i < LWSP_MAX_INSTANCES; i++) { lwsp_instances[i].slot = i; lwsp_mutex_init(&lwsp_instances[i].lock); }
+  return TRUE;
+}
+static void global_init(void) { InitOnceExecuteOnce(&g_once, init_once, NULL, NULL); }
+#else
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static void init_once(void) {
+  lwsp_mutex_init(&g_lock);
+  for (int i = 0; i < LWSP_MAX_INSTANCES; i++) { lwsp_instances[i].slot = i; lwsp_mutex_init(&lwsp_instances[i].lock); }
+}
+static void global_init(void) { pthread_once(&g_once, init_once); }
+#endif
+
+static uint32_t next_gen(void) {
+  uint32_t g;
+  do g = __atomic_add_fetch(&g_gen, 1, __ATOMIC_RELAXED); while (g == 0);
+  return g;
+}
+
+LPWPUCOMPLETEOVERLAPPEDREQUEST lwsp_find_complete(const WSPUPCALLTABLE *up) {
+  if (lwsp_host_owns(up)) return lwsp_host_complete;
+#ifdef _WIN32
+  {
+    HMODULE ws = GetModuleHandleW(L"ws2_32.dll");
+    return ws ? (LPWPUCOMPLETEOVERLAPPEDREQUEST)(void (*)(void))GetProcAddress(ws, "WPUCompleteOverlappedRequest") : NULL;
+  }
+#else
+  {
+    void *p = dlsym(RTLD_DEFAULT, "WPUCompleteOverlappedRequest");
+    LPWPUCOMPLETEOVERLAPPEDREQUEST f;
+    memcpy(&f, &p, sizeof f);
+    return f;
+  }
+#endif
+}
+
+/* ---- sockets: slots with generations ------------------------------------------
+ * A non-IFS handle's context is (generation << IDX_BITS | index + 1).  The
+ * generation is process-wide and never 0, so a context from a closed socket,
+ * or from an instance that has since been cleaned up, never matches. */
+#define IDX_BITS (sizeof(DWORD_PTR) >= 8 ? 32 : 16)
+#define IDX_MASK ((((DWORD_PTR)1) << IDX_BITS) - 1)
+
+static DWORD_PTR rt_sock_context(lwsp_sock *so) {
+  return ((DWORD_PTR)so->gen << IDX_BITS) | (DWORD_PTR)(so->idx + 1);
+}
+
+lwsp_sock *rt_sock_at(lwsp_inst *I, uint32_t idx) {
+  return &I->chunks[idx / LWSP_SOCK_CHUNK][idx % LWSP_SOCK_CHUNK];
+}
+
+static lwsp_sock *rt_sock_alloc(lwsp_inst *I) {
+  lwsp_sock *so;
+  uint32_t idx;
+  if (I->free_head) {
+    idx = I->free_head - 1;
+    so = rt_sock_at(I, idx);
+    I->free_head = so->next_free;
+  } else {
+    idx = I->nsocks;
+    if (idx >= IDX_MASK - 1) return NULL;
+    if (idx == I->nchunks * LWSP_SOCK_CHUNK) {
+      lwsp_sock **nc = realloc(I->chunks, (I->nchunks + 1) * sizeof *nc);
+      if (!nc) return NULL;
+      I->chunks = nc;
+      if (!(nc[I->nchunks] = calloc(LWSP_SOCK_CHUNK, sizeof(lwsp_sock)))) return NULL;
+      I->nchunks++;
+    }
+    I->nsocks++;
+    so = rt_sock_at(I, idx);
+  }
+  memset(so, 0, sizeof *so);
+  so->idx = idx;
+  so->gen = next_gen() & (uint32_t)(sizeof(DWORD_PTR) >= 8 ? 0xffffffffu : 0xffffu);
+  if (!so->gen) so->gen = 1;
+  so->ref = LUA_NOREF;
+  return so;
+}
+
+static void rt_sock_free(lwsp_inst *I, lwsp_sock *so) {
+  luaL_unref(I->L, LUA_REGISTRYINDEX, so->ref);
+  if (so->ifs && so->handle) lwsp_map_del(&I->ifsmap, so->handle);
+  so->gen = 0;
+  so->ref = LUA_NOREF;
+  so->handle = 0;
+  so->next_free = I->free_head;
+  I->free_head = so->idx + 1;
+}
+
+/* Finds the live socket for a handle of this instance, or NULL. */
+lwsp_sock *rt_sock_find(lwsp_inst *I, SOCKET s) {
+  DWORD_PTR ctx = 0;
+  INT e = 0;
+  uint32_t idx;
+  lwsp_sock *so;
+  if (I->ifsmap.count) {
+    void *v = lwsp_map_get(&I->ifsmap, s);
+    if (v) return rt_sock_at(I, (uint32_t)((uintptr_t)v - 1));
+  }
+  if (I->up.lpWPUQuerySocketHandleContext(s, &ctx, &e) != 0) return NULL;
+  idx = (uint32_t)(ctx & IDX_MASK);
+  if (idx == 0 || idx > I->nsocks) return NULL;
+  so = rt_sock_at(I, idx - 1);
+  if (so->gen == 0 || so->ifs || so->handle != s || (DWORD_PTR)so->gen != (ctx >> IDX_BITS)) return NULL;
+  return so;
+}
+
+/* Creates the socket's Lua table {handle = h} and, for non-IFS providers, its
+ * handle through WPUCreateSocketHandle.  Leaves the table on L's stack. */
+lwsp_sock *rt_sock_open(lwsp_inst *I, lua_State *co, int af, DWORD catalog, LPINT err) {
+  lwsp_sock *so = rt_sock_alloc(I);
+  if (!so) { *err = WSAENOBUFS; return NULL; }
+  so->af = af;
+  so->catalog = catalog;
+  if (!I->ifs) {
+    INT e = 0;
+    SOCKET h = I->up.lpWPUCreateSocketHandle(so->catalog, rt_sock_context(so), &e);
+    if (h == INVALID_SOCKET) {
+      lwsp_log(I->name, "WPUCreateSocketHandle failed: %s", lwsp_error_name(e) ? lwsp_error_name(e) : "?");
+      rt_sock_free(I, so);
+      *err = e ? e : WSAENOBUFS;
+      return NULL;
+    }
+    so->handle = h;
+  }
+  lua_createtable(co, 0, 4);
+  if (so->handle) {
+    lua_pushinteger(co, (lua_Integer)so->handle);
+    lua_setfield(co, -2, "handle");
+  }
+  lua_pushvalue(co, -1);
+  so->ref = luaL_ref(co, LUA_REGISTRYINDEX);
+  return so;
+}
+
+/* Gives up a socket created by sock_open: closes its handle and frees it. */
+void rt_sock_close(lwsp_inst *I, lwsp_sock *so) {
+  if (!so->ifs && so->handle) {
+    INT e = 0;
+    if (I->up.lpWPUCloseSocketHandle(so->handle, &e) != 0)
+      lwsp_log(I->name, "WPUCloseSocketHandle(%llu) failed: %d", (unsigned long long)so->handle, e);
+  }
+  rt_sock_free(I, so);
+}
+
+/* Registers an IFS handle proposed by the provider's handler. */
+int rt_sock_set_ifs(lwsp_inst *I, lwsp_sock *so, lua_State *co, int idx, LPINT err) {
+  INT e = 0;
+  SOCKET h;
+  if (!lua_isinteger(co, idx) || lua_tointeger(co, idx) <= 0) {
+    lwsp_log(I->name, "an IFS provider must return its socket handle (an integer), got %s", luaL_typename(co, idx));
+    *err = WSAENETDOWN;
+    return 0;
+  }
+  h = I->up.lpWPUModifyIFSHandle(so->catalog, (SOCKET)lua_tointeger(co, idx), &e);
+  if (h == INVALID_SOCKET) { *err = e ? e : WSAEINVAL; return 0; }
+  if (!lwsp_map_put(&I->ifsmap, h, (void *)(uintptr_t)(so->idx + 1))) { *err = WSAENOBUFS; return 0; }
+  so->ifs = 1;
+  so->handle = h;
+  lua_rawgeti(co, LUA_REGISTRYINDEX, so->ref);
+  lua_pushinteger(co, (lua_Integer)h);
+  lua_setfield(co, -2, "handle");
+  lua_pop(co, 1);
+  return 1;
+}
+
+/* ---- calls ---------------------------------------------------------------------
+ * rt_begin() takes the instance lock, finds the socket and the handler, and puts
+ * the handler (and the socket table) on a coroutine; rt_run() resumes it; rt_end()
+ * returns the coroutine to the pool and unlocks.  Between begin and end the
+ * caller converts arguments and results on c->co. */
+
+int rt_begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LPINT err) {
+  lua_State *L;
+  c->I = I;
+  c->proc = proc;
+  c->so = NULL;
+  c->broken = 0;
+  c->co = NULL;
+  c->ns = NULL;
+  if (!I->active) { *err = WSANOTINITIALISED; return 0; }
+  lwsp_mutex_lock(&I->lock);
+  if (!I->active) { lwsp_mutex_unlock(&I->lock); *err = WSANOTINITIALISED; return 0; }
+  L = I->L;
+  if (need_sock && (c->so = rt_sock_find(I, s)) == NULL) {
+    lwsp_mutex_unlock(&I->lock);
+    *err = WSAENOTSOCK;
+    return 0;
+  }
+  c->top = lua_gettop(L);
+  if (I->href[proc] == LUA_NOREF) {
+    lwsp_mutex_unlock(&I->lock);
+    *err = WSAEOPNOTSUPP;
+    return 0;
+  }
+  if (!lua_checkstack(L, 4)) { lwsp_mutex_unlock(&I->lock); *err = WSAENOBUFS; return 0; }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, I->idle_ref);
+  {
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    if (n > 0) {
+      lua_rawgeti(L, -1, n);
+      lua_pushnil(L);
+      lua_rawseti(L, -3, n);
+      c->co = lua_tothread(L, -1);
+    } else {
+      c->co = lua_newthread(L);
+    }
+    lua_remove(L, -2); /* the coroutine stays on L's stack as its anchor */
+  }
+  if (!lua_checkstack(c->co, 16)) { lua_settop(L, c->top); lwsp_mutex_unlock(&I->lock); *err = WSAENOBUFS; return 0; }
+  lua_rawgeti(c->co, LUA_REGISTRYINDEX, I->href[proc]);
+  if (c->so) lua_rawgeti(c->co, LUA_REGISTRYINDEX, c->so->ref);
+  return 1;
+}
+
+void rt_end(rt_call *c) {
+  lwsp_inst *I = c->I;
+  lua_State *L = I->L;
+  if (c->ns) { rt_sock_close(I, c->ns); c->ns = NULL; }
+  if (c->co) {
+    if (!c->broken && lua_status(c->co) == LUA_OK) {
+      lua_settop(c->co, 0);
+      lua_rawgeti(L, LUA_REGISTRYINDEX, I->idle_ref);
+      if (lua_rawlen(L, -1) < 32) {
+        lua_pushvalue(L, c->top + 1);
+        lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+      }
+      lua_pop(L, 1);
+    }
+    lua_settop(L, c->top);
+  }
+  lwsp_mutex_unlock(&I->lock);
+}
+
+int rt_fail(rt_call *c, LPINT err, int code) {
+  *err = code;
+  rt_end(c);
+  return 0;
+}
+
+/* Logs a provider fault with the handler's name; the call fails with WSAENETDOWN. */
+int rt_fault(rt_call *c, LPINT err, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  lwsp_log(c->I->name, "handler '%s' (%s): %s", lwsp_proc_names[c->proc], lwsp_spi_names[c->proc], msg);
+  return rt_fail(c, err, WSAENETDOWN);
+}
+
+int rt_run(rt_call *c, int nargs, LPINT err) {
+  lua_State *co = c->co;
+  int nres = 0, st = lua_resume(co, c->I->L, nargs, &nres);
+  if (st == LUA_OK) {
+    c->nres = nres;
+    c->base = lua_gettop(co) - nres + 1;
+    return 1;
+  }
+  c->broken = 1;
+  if (st == LUA_YIELD) {
+    lua_pop(co, nres);
+#if LUA_VERSION_RELEASE_NUM >= 50406
+    lua_closethread(co, c->I->L);
+#else
+    lua_resetthread(co);
+#endif
+    return rt_fault(c, err, "yielded, but this call cannot wait (only overlapped and blocking calls can)");
+  }
+  {
+    const char *msg = lua_tostring(co, -1);
+    luaL_traceback(c->I->L, co, msg ? msg : "(error object is not a string)", 0);
+    lwsp_log(c->I->name, "handler '%s' (%s) raised an error: %s", lwsp_proc_names[c->proc], lwsp_spi_names[c->proc],
+             lua_tostring(c->I->L, -1));
+    lua_pop(c->I->L, 1);
+#if LUA_VERSION_RELEASE_NUM >= 50406
+    lua_closethread(co, c->I->L);
+#else
+    lua_resetthread(co);
+#endif
+  }
+  return rt_fail(c, err, st == LUA_ERRMEM ? WSAENOBUFS : WSAENETDOWN);
+}
+
+/* Reads a Winsock error code from a handler result: an integer, or a name such
+ * as "WSAEWOULDBLOCK" (optionally followed by ": text").  0 if it is neither. */
+static int rt_code_at(lua_State *co, int idx) {
+  if (lua_isinteger(co, idx)) {
+    lua_Integer v = lua_tointeger(co, idx);
+    return v > 0 && v <= 0x7fffffff ? (int)v : 0;
+  }
+  if (lua_type(co, idx) == LUA_TSTRING) {
+    char name[64];
+    const char *s = lua_tostring(co, idx);
+    size_t n = strcspn(s, ":");
+    if (n >= sizeof name) return 0;
+    memcpy(name, s, n);
+    name[n] = 0;
+    return lwsp_error_code(name);
+  }
+  return 0;
+}
+
+/* Handler results: (nil|false, code) is a failure: returns 1 after storing the
+ * code (and ending the call).  Anything else returns 0.  (false) or (nil, junk)
+ * is a provider fault. */
+int rt_failed(rt_call *c, LPINT err) {
+  lua_State *co = c->co;
+  int code;
+  if (c->nres == 0 || lua_toboolean(co, c->base)) return 0;
+  if (c->nres == 1 && lua_isnil(co, c->base)) return 0;
+  code = c->nres >= 2 ? rt_code_at(co, c->base + 1) : 0;
+  if (code == 0 && c->nres >= 3) code = rt_code_at(co, c->base + 2);
+  if (code == 0) {
+    rt_fault(c, err, "returned %s without a Winsock error code", lua_isnil(co, c->base) ? "nil" : "false");
+    return 1;
+  }
+  rt_fail(c, err, code);
+  return 1;
+}
+
+/* For handlers whose only result is success: nothing, true, or (nil, code). */
+int rt_finish_ok(rt_call *c, LPINT err) {
+  if (rt_failed(c, err)) return SOCKET_ERROR;
+  rt_end(c);
+  return 0;
+}
+
+int rt_push_addr_arg(rt_call *c, const struct sockaddr *sa, int len) {
+  int need;
+  if (!sa || len < 2) return 0;
+  need = sa->sa_family == AF_INET ? 16 : sa->sa_family == AF_INET6 ? 28 : 2;
+  if (len < need || len > (int)sizeof(SOCKADDR_STORAGE)) return 0;
+  lwsp_push_sockaddr(c->co, sa, len);
+  return 1;
+}
+
+/* Writes the address result at idx into (name, *namelen); WSAEFAULT if short. */
+int rt_put_addr(rt_call *c, int idx, struct sockaddr *name, LPINT namelen, LPINT err) {
+  SOCKADDR_STORAGE ss;
+  int len;
+  if (!lwsp_to_sockaddr(c->co, idx, &ss, &len)) {
+    rt_fault(c, err, "returned %s where an address was expected", luaL_typename(c->co, idx));
+    return 0;
+  }
+  if (*namelen < len) { *namelen = len; rt_fail(c, err, WSAEFAULT); return 0; }
+  memcpy(name, &ss, (size_t)len);
+  *namelen = len;
+  return 1;
+}
+
+/* Gathers WSABUFs into one Lua string on co; 0 on a bad buffer. */
+int rt_push_bufs(lua_State *co, const WSABUF *b, DWORD n, size_t *total) {
+  luaL_Buffer lb;
+  size_t t = 0;
+  if (n && !b) return 0;
+  for (DWORD i = 0; i < n; i++) {
+    if (b[i].len && !b[i].buf) return 0;
+    t += b[i].len;
+  }
+  *total = t;
+  if (n == 1) { lua_pushlstring(co, b[0].buf ? b[0].buf : "", b[0].len); return 1; }
+  luaL_buffinit(co, &lb);
+  for (DWORD i = 0; i < n; i++) luaL_addlstring(&lb, b[i].buf ? b[i].buf : "", b[i].len);
+  luaL_pushresult(&lb);
+  return 1;
+}
+
+int rt_check_bufs(const WSABUF *b, DWORD n, size_t *total) {
+  size_t t = 0;
+  if (n && !b) return 0;
+  for (DWORD i = 0; i < n; i++) {
+    if (b[i].len && !b[i].buf) return 0;
+    t += b[i].len;
+  }
+  *total = t;
+  return 1;
+}
+
+size_t rt_scatter(const WSABUF *b, DWORD n, const char *data, size_t len) {
+  size_t off = 0;
+  for (DWORD i = 0; i < n && off < len; i++) {
+    size_t k = b[i].len < len - off ? b[i].len : len - off;
+    memcpy(b[i].buf, data + off, k);
+    off += k;
+  }
+  return off;
+}
+
+void rt_push_wsabuf(lua_State *co, const WSABUF *b) {
+  if (b && b->buf && b->len) lua_pushlstring(co, b->buf, b->len);
+  else lua_pushnil(co);
+}
+
+/* ---- overlapped completion at once ---------------------------------------------
+ * A call given an overlapped structure that finishes inside the handler still
+ * completes through the caller's mechanism, as on Windows. */
+typedef struct apc_ctx {
+  LPWSAOVERLAPPED_COMPLETION_ROUTINE routine;
+  LPWSAOVERLAPPED ov;
+  DWORD error, bytes, flags;
+} apc_ctx;
+
+static void CALLBACK apc_complete(DWORD_PTR ctx) {
+  apc_ctx *a = (apc_ctx *)ctx;
+  a->routine(a->error, a->bytes, a->ov, a->flags);
+  free(a);
+}
+
+void rt_overlapped_done(lwsp_inst *I, SOCKET s, LPWSAOVERLAPPED ov, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine,
+                            LPWSATHREADID tid, DWORD error, DWORD bytes, DWORD flags) {
+  INT e = 0;
+  ov->Offset = flags;
+  ov->OffsetHigh = error;
+  ov->InternalHigh = bytes;
+  ov->Internal = error;
+  if (routine) {
+    apc_ctx *a = malloc(sizeof *a);
+    if (!a || !tid || I->up.lpWPUQueueApc(tid, apc_complete, (DWORD_PTR)a, &e) != 0) {
+      lwsp_log(I->name, "cannot queue the completion routine (error %d)", e);
+      free(a);
+      return;
+    }
+    a->routine = routine; a->ov = ov; a->error = error; a->bytes = bytes; a->flags = flags;
+  } else if (!I->complete || I->complete(s, ov, error, bytes, &e) != 0) {
+    lwsp_log(I->name, "WPUCompleteOverlappedRequest failed (error %d)", e);
+  }
+}
+
+
+/* ---- instances ------------------------------------------------------------------ */
+lwsp_inst *lwsp_inst_of(lua_State *L) {
+  lwsp_inst *I;
+  lua_getfield(L, LUA_REGISTRYINDEX, "lwsp.instance");
+  I = (lwsp_inst *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return I;
+}
+
+/* The provider state's allocator counts its bytes, so a ceiling can be set. */
+static void *inst_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  lwsp_inst *I = ud;
+  size_t old = ptr ? osize : 0;
+  void *p;
+  if (nsize == 0) {
+    free(ptr);
+    I->mem -= old;
+    return NULL;
+  }
+  if (I->mem_limit && nsize > old && I->mem + (nsize - old) > I->mem_limit) return NULL;
+  p = realloc(ptr, nsize);
+  if (p) I->mem = I->mem - old + nsize;
+  return p;
+}
+
+static void inst_warn(void *ud, const char *msg, int tocont) {
+  (void)tocont;
+  lwsp_log(((lwsp_inst *)ud)->name, "warning: %s", msg);
+}
+
+static int msgh(lua_State *L) {
+  const char *m = lua_tostring(L, 1);
+  luaL_traceback(L, L, m ? m : "(error object is not a string)", 1);
+  return 1;
+}
+
+/* Keeps only absolute entries of package.path/cpath (a provider runs inside
+ * other people's processes: their current directory is not a place to load
+ * code from), then adds the script's folder and lwsp's own Lua folders. */
+static const char sanitize_paths[] =
+  "local scriptdir, moddir, sep = ...\n"
+  "local function absolute(e)\n"
+  "  if sep == '\\\\' then return e:match('^%a:[\\\\/]') or e:match('^\\\\\\\\') or e:match('^!') end\n"
+  "  return e:sub(1, 1) == '/'\n"
+  "end\n"
+  "local function clean(p, extra)\n"
+  "  local out = {}\n"
+  "  for _, e in ipairs(extra) do out[#out + 1] = e end\n"
+  "  for e in p:gmatch('[^;]+') do if absolute(e) then out[#out + 1] = e end end\n"
+  "  return table.concat(out, ';')\n"
+  "end\n"
+  "local s = sep\n"
+  "package.path = clean(package.path, {\n"
+  "  scriptdir .. s .. '?.lua',\n"
+  "  moddir .. s .. 'lua' .. s .. '?.lua', moddir .. s .. 'lua' .. s .. '?' .. s .. 'init.lua',\n"
+  "  moddir .. s .. '..' .. s .. '..' .. s .. '..' .. s .. 'share' .. s .. 'lua' .. s .. '5.4' .. s .. '?.lua',\n"
+  "  moddir .. s .. '..' .. s .. '..' .. s .. '..' .. s .. 'share' .. s .. 'lua' .. s .. '5.4' .. s .. '?' .. s .. 'init.lua' })\n"
+  "package.cpath = clean(package.cpath, {})\n";
+
+static void dirname_of(const char *path, char *out, size_t len) {
+  const char *slash = strrchr(path, '/');
+#ifdef _WIN32
+  const char *bs = strrchr(path, '\\');
+  if (!slash || (bs && bs > slash)) slash = bs;
+#endif
+  if (!slash) { snprintf(out, len, "."); return; }
+  snprintf(out, len, "%.*s", (int)(slash - path), path);
+}
+
+/* Builds the instance's Lua state and runs the provider script.  On failure,
+ * logs why (naming the file) and returns 0 with the state closed. */
+static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCALLTABLE *up) {
+  char err[1200], sdir[1024], mdir[1024];
+  lua_State *L;
+  const char *mod = lwsp_module_path();
+  memset((char *)I + offsetof(lwsp_inst, active), 0, sizeof *I - offsetof(lwsp_inst, active));
+  I->epoch++;
+  I->id = info->ProviderId;
+  lwsp_guid_format(&I->id, I->name);
+  I->up = *up;
+  I->info = *info;
+  I->complete = lwsp_find_complete(up);
+  for (int i = 0; i < LWSP_NPROCS; i++) I->href[i] = LUA_NOREF;
+  if (!lwsp_registry_get(&I->id, I->script, sizeof I->script, err, sizeof err)) {
+    lwsp_log(I->name, "WSPStartup: %s", err);
+    return 0;
+  }
+  if (!lwsp_path_is_absolute(I->script)) {
+    lwsp_log(I->name, "WSPStartup: refusing script path '%s': it must be absolute", I->script);
+    return 0;
+  }
+  L = lua_newstate(inst_alloc, I);
+  if (!L) { lwsp_log(I->name, "WSPStartup: cannot create a Lua state"); return 0; }
+  I->L = L;
+  lua_setwarnf(L, inst_warn, I);
+  luaL_openlibs(L);
+  lua_pushlightuserdata(L, I);
+  lua_setfield(L, LUA_REGISTRYINDEX, "lwsp.instance");
+  luaL_requiref(L, "lwsp", luaopen_lwsp, 0);
+  lua_pop(L, 1);
+  dirname_of(I->script, sdir, sizeof sdir);
+  dirname_of(mod ? mod : ".", mdir, sizeof mdir);
+  lua_pushcfunction(L, msgh);
+  if (luaL_loadbuffer(L, sanitize_paths, sizeof sanitize_paths - 1, "=lwsp.paths") != LUA_OK) goto lua_fail;
+  lua_pushstring(L, sdir);
+  lua_pushstring(L, mdir);
+#ifdef _WIN32
+  lua_pushstring(L, "\\");
+#else
+  lua_pushstring(L, "/");
+#endif
+  if (lua_pcall(L, 3, 0, -5) != LUA_OK) goto lua_fail;
+  lua_newtable(L);
+  I->idle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (luaL_loadfilex(L, I->script, "t") != LUA_OK) {
+    lwsp_log(I->name, "WSPStartup: cannot load provider script %s: %s", I->script, lua_tostring(L, -1));
+    goto fail;
+  }
+  lwsp_push_guid(L, &I->id);
+  lwsp_push_protocol_info(L, info);
+  if (lua_pcall(L, 2, 1, 1) != LUA_OK) {
+    lwsp_log(I->name, "WSPStartup: provider script %s failed: %s", I->script, lua_tostring(L, -1));
+    goto fail;
+  }
+  if (!lua_istable(L, -1)) {
+    lwsp_log(I->name, "WSPStartup: provider script %s returned %s, not a table of handlers", I->script,
+             luaL_typename(L, -1));
+    goto fail;
+  }
+  for (int i = 0; i < LWSP_NPROCS; i++) {
+    int t = lua_getfield(L, -1, lwsp_proc_names[i]);
+    if (t == LUA_TFUNCTION) {
+      I->href[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+    } else if (t == LUA_TNIL) {
+      lua_pop(L, 1);
+    } else {
+      lwsp_log(I->name, "WSPStartup: provider script %s: handler '%s' is a %s, not a function", I->script,
+               lwsp_proc_names[i], luaL_typename(L, -1));
+      goto fail;
+    }
+  }
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    if (lua_type(L, -2) == LUA_TSTRING && lua_isfunction(L, -1)) {
+      const char *k = lua_tostring(L, -2);
+      int known = 0;
+      for (int i = 0; i < LWSP_NPROCS && !known; i++) known = strcmp(k, lwsp_proc_names[i]) == 0;
+      if (!known) lwsp_log(I->name, "provider script %s: '%s' is not an SPI handler name; it is never called", I->script, k);
+    }
+    lua_pop(L, 1);
+  }
+  lua_getfield(L, -1, "ifs");
+  I->ifs = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, "lwsp.handlers");
+  lua_settop(L, 0);
+  return 1;
+lua_fail:
+  lwsp_log(I->name, "WSPStartup: %s", lua_tostring(L, -1));
+fail:
+  lua_close(L);
+  I->L = NULL;
+  return 0;
+}
+
+static void fill_data(lwsp_inst *I, LPWSPDATA data) {
+  char d[300];
+  const char *desc = NULL;
+  size_t n;
+  memset(data, 0, sizeof *data);
+  data->wVersion = MAKEWORD_(2, 2);
+  data->wHighVersion = MAKEWORD_(2, 2);
+  lua_getfield(I->L, LUA_REGISTRYINDEX, "lwsp.handlers");
+  if (lua_getfield(I->L, -1, "description") == LUA_TSTRING) desc = lua_tostring(I->L, -1);
+  snprintf(d, sizeof d, "%s", desc ? desc : "lwsp Lua provider");
+  lua_pop(I->L, 2);
+  n = lwsp_utf8_to_utf16(d, strlen(d), data->szDescription, WSPDESCRIPTION_LEN);
+  if (n > WSPDESCRIPTION_LEN) n = WSPDESCRIPTION_LEN;
+  data->szDescription[n] = 0;
+}
+
+static int upcalls_complete(const WSPUPCALLTABLE *up) {
+  void *const *p = (void *const *)up;
+  for (size_t i = 0; i < sizeof *up / sizeof(void *); i++)
+    if (!p[i]) return 0;
+  return 1;
+}
+
+LWSP_EXPORT int WSPAPI WSPStartup(WORD wVersionRequested, LPWSPDATA lpWSPData, LPWSAPROTOCOL_INFOW lpProtocolInfo,
+                                  WSPUPCALLTABLE UpcallTable, LPWSPPROC_TABLE lpProcTable) {
+  BYTE major = (BYTE)(wVersionRequested & 0xff), minor = (BYTE)(wVersionRequested >> 8);
+  lwsp_inst *I = NULL;
+  char g[39];
+  global_init();
+  if (!lpWSPData || !lpProtocolInfo || !lpProcTable) {
+    lwsp_log("WSPStartup", "NULL WSPDATA, protocol info or proc table");
+    return WSAEFAULT;
+  }
+  lwsp_guid_format(&lpProtocolInfo->ProviderId, g);
+  if (major < 2 || (major == 2 && minor < 2)) {
+    lwsp_log(g, "WSPStartup: version %u.%u requested; lwsp speaks 2.2", major, minor);
+    return WSAVERNOTSUPPORTED;
+  }
+  if (!upcalls_complete(&UpcallTable)) {
+    lwsp_log(g, "WSPStartup: the host's upcall table has NULL entries");
+    return WSAEPROVIDERFAILEDINIT;
+  }
+  lwsp_mutex_lock(&g_lock);
+  for (int i = 0; i < LWSP_MAX_INSTANCES && !I; i++)
+    if (lwsp_instances[i].active && lwsp_guid_eq(&lwsp_instances[i].id, &lpProtocolInfo->ProviderId)) I = &lwsp_instances[i];
+  if (I) {
+    lwsp_mutex_lock(&I->lock);
+    I->startups++;
+    fill_data(I, lpWSPData);
+    lwsp_mutex_unlock(&I->lock);
+  } else {
+    for (int i = 0; i < LWSP_MAX_INSTANCES && !I; i++)
+      if (!lwsp_instances[i].active) I = &lwsp_instances[i];
+    if (!I) {
+      lwsp_mutex_unlock(&g_lock);
+      lwsp_log(g, "WSPStartup: more than %d Lua providers in one process", LWSP_MAX_INSTANCES);
+      return WSAEPROVIDERFAILEDINIT;
+    }
+    lwsp_mutex_lock(&I->lock);
+    if (!inst_open(I, lpProtocolInfo, &UpcallTable)) {
+      lwsp_mutex_unlock(&I->lock);
+      lwsp_mutex_unlock(&g_lock);
+      return WSAEPROVIDERFAILEDINIT;
+    }
+    I->startups = 1;
+    fill_data(I, lpWSPData);
+    I->active = 1;
+    lwsp_mutex_unlock(&I->lock);
+  }
+  lwsp_fill_procs(I->slot, lpProcTable);
+  lwsp_mutex_unlock(&g_lock);
+  return 0;
+}
+
+/* One WSPCleanup per successful WSPStartup; the last one runs the script's
+ * cleanup handler, closes the sockets still open and closes the Lua state. */
+int lwsp_do_cleanup(lwsp_inst *I, LPINT err) {
+  INT dummy;
+  if (!err) err = &dummy;
+  global_init();
+  lwsp_mutex_lock(&g_lock);
+  if (!I->active || I->startups <= 0) {
+    lwsp_mutex_unlock(&g_lock);
+    *err = WSANOTINITIALISED;
+    return SOCKET_ERROR;
+  }
+  if (--I->startups > 0) { lwsp_mutex_unlock(&g_lock); return 0; }
+  lwsp_mutex_lock(&I->lock);
+  if (I->href[P_cleanup] != LUA_NOREF) {
+    lua_State *L = I->L;
+    lua_pushcfunction(L, msgh);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, I->href[P_cleanup]);
+    if (lua_pcall(L, 0, 0, -2) != LUA_OK)
+      lwsp_log(I->name, "handler 'cleanup' (WSPCleanup) raised an error: %s", lua_tostring(L, -1));
+    lua_settop(L, 0);
+  }
+  I->active = 0;
+  for (uint32_t i = 0; i < I->nsocks; i++)
+    if (rt_sock_at(I, i)->gen) rt_sock_close(I, rt_sock_at(I, i));
+  lua_close(I->L);
+  I->L = NULL;
+  for (uint32_t i = 0; i < I->nchunks; i++) free(I->chunks[i]);
+  free(I->chunks);
+  I->chunks = NULL;
+  I->nsocks = I->nchunks = I->free_head = 0;
+  lwsp_map_free(&I->ifsmap);
+  lwsp_mutex_unlock(&I->lock);
+  lwsp_mutex_unlock(&g_lock);
+  return 0;
+}
+
+/* ---- the Lua module ------------------------------------------------------------- */
+static int l_errname(lua_State *L) {
+  const char *n = lwsp_error_name((int)luaL_checkinteger(L, 1));
+  if (n) lua_pushstring(L, n); else lua_pushnil(L);
+  return 1;
+}
+/* lwsp.error(code) -> nil, "WSAENAME: text", code (the failure triple) */
+static int l_error(lua_State *L) { return lwsp_push_error(L, (int)luaL_checkinteger(L, 1)); }
+static int l_path(lua_State *L) {
+  const char *p = lwsp_module_path();
+  if (p) lua_pushstring(L, p); else lua_pushnil(L);
+  return 1;
+}
+static int l_guid(lua_State *L) {
+  GUID g;
+  lwsp_random_bytes(&g, sizeof g);
+  g.Data3 = (WORD)((g.Data3 & 0x0fff) | 0x4000);
+  g.Data4[0] = (BYTE)((g.Data4[0] & 0x3f) | 0x80);
+  lwsp_push_guid(L, &g);
+  return 1;
+}
+static GUID check_guid(lua_State *L, int idx) {
+  GUID g;
+  if (!lwsp_guid_parse(luaL_checkstring(L, idx), &g)) luaL_argerror(L, idx, "not a GUID");
+  return g;
+}
+static int l_reg_get(lua_State *L) {
+  GUID g = check_guid(L, 1);
+  char out[2048], err[1200];
+  if (!lwsp_registry_get(&g, out, sizeof out, err, sizeof err)) { lua_pushnil(L); lua_pushstring(L, err); return 2; }
+  lua_pushstring(L, out);
+  return 1;
+}
+static int l_reg_set(lua_State *L) {
+  GUID g = check_guid(L, 1);
+  const char *p = luaL_checkstring(L, 2);
+  char err[1200];
+  if (!lwsp_path_is_absolute(p)) luaL_argerror(L, 2, "script path must be absolute");
+  if (!lwsp_registry_set(&g, p, err, sizeof err)) { lua_pushnil(L); lua_pushstring(L, err); return 2; }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+static int l_reg_remove(lua_State *L) {
+  GUID g = check_guid(L, 1);
+  char err[1200];
+  if (!lwsp_registry_remove(&g, err, sizeof err)) { lua_pushnil(L); lua_pushstring(L, err); return 2; }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+static int l_reg_where(lua_State *L) {
+  char buf[2048];
+  lua_pushstring(L, lwsp_registry_where(buf, sizeof buf));
+  return 1;
+}
+/* lwsp.parse_address(text [, family]) -> address table | nil, message */
+static int l_parse_address(lua_State *L) {
+  SOCKADDR_STORAGE ss;
+  int len;
+  if (!lwsp_parse_address(luaL_checkstring(L, 1), (int)luaL_optinteger(L, 2, AF_UNSPEC), &ss, &len)) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "not an address: %s", lua_tostring(L, 1));
+    return 2;
+  }
+  lwsp_push_sockaddr(L, (struct sockaddr *)&ss, len);
+  return 1;
+}
+/* lwsp.format_address(address) -> "a.b.c.d:port" | "[v6]:port" */
+static int l_format_address(lua_State *L) {
+  SOCKADDR_STORAGE ss;
+  int len;
+  char out[100];
+  if (!lwsp_to_sockaddr(L, 1, &ss, &len) || !lwsp_format_address((struct sockaddr *)&ss, len, out, sizeof out))
+    return luaL_argerror(L, 1, "not an IPv4 or IPv6 address");
+  lua_pushstring(L, out);
+  return 1;
+}
+/* lwsp.provider_stats() in a provider state: memory and sockets. */
+static int l_stats(lua_State *L) {
+  lwsp_inst *I = lwsp_inst_of(L);
+  uint32_t live = 0;
+  if (!I) return 0;
+  for (uint32_t i = 0; i < I->nsocks; i++) live += rt_sock_at(I, i)->gen != 0;
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, (lua_Integer)I->mem); lua_setfield(L, -2, "memory");
+  lua_pushinteger(L, live); lua_setfield(L, -2, "sockets");
+  lua_pushinteger(L, I->startups); lua_setfield(L, -2, "startups");
+  return 1;
+}
+
+LWSP_EXPORT int luaopen_lwsp(lua_State *L) {
+  static const luaL_Reg fns[] = {
+    {"errname", l_errname}, {"error", l_error}, {"path", l_path}, {"guid", l_guid},
+    {"parse_address", l_parse_address}, {"format_address", l_format_address}, {"stats", l_stats},
+    {NULL, NULL}};
+  static const luaL_Reg reg[] = {
+    {"get", l_reg_get}, {"set", l_reg_set}, {"remove", l_reg_remove}, {"where", l_reg_where}, {NULL, NULL}};
+  lwsp_inst *I = lwsp_inst_of(L);
+  global_init();
+  luaL_newlib(L, fns);
+  lwsp_log_open(L);
+  lua_pushstring(L, LWSP_VERSION);
+  lua_setfield(L, -2, "version");
+  lwsp_const_open(L);
+  lua_setfield(L, -2, "const");
+  luaL_newlib(L, reg);
+  lua_setfield(L, -2, "registry");
+  lua_createtable(L, LWSP_NPROCS, 0);
+  for (int i = 0; i < LWSP_NPROCS; i++) {
+    lua_pushstring(L, lwsp_spi_names[i]);
+    lua_setfield(L, -2, lwsp_proc_names[i]);
+  }
+  lua_setfield(L, -2, "handler_names");
+  lwsp_host_open(L);
+  lua_setfield(L, -2, "host");
+  if (I) {
+    lwsp_upcalls_open(L, I);
+    lua_setfield(L, -2, "upcall");
+    lua_createtable(L, 0, 4);
+    lwsp_push_guid(L, &I->id); lua_setfield(L, -2, "guid");
+    lua_pushinteger(L, I->info.dwCatalogEntryId); lua_setfield(L, -2, "catalog_id");
+    lwsp_push_protocol_info(L, &I->info); lua_setfield(L, -2, "info");
+    lua_pushstring(L, I->script); lua_setfield(L, -2, "script");
+    lua_setfield(L, -2, "provider");
+  }
+  return 1;
+}

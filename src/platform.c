@@ -1,0 +1,308 @@
+/*
+ * platform.c - the few operating-system services lwsp needs, on POSIX and
+ * Win32: recursive locks, condition variables, monotonic time, library
+ * loading, this module's own path, and the provider-script registry.
+ */
+#ifndef _WIN32
+#  define _GNU_SOURCE
+#endif
+#include "common.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+
+#ifdef _WIN32
+void lwsp_mutex_init(lwsp_mutex *m) { InitializeCriticalSection(m); }
+void lwsp_mutex_destroy(lwsp_mutex *m) { DeleteCriticalSection(m); }
+void lwsp_mutex_lock(lwsp_mutex *m) { EnterCriticalSection(m); }
+void lwsp_mutex_unlock(lwsp_mutex *m) { LeaveCriticalSection(m); }
+void lwsp_cond_init(lwsp_cond *c) { InitializeConditionVariable(c); }
+void lwsp_cond_destroy(lwsp_cond *c) { (void)c; }
+void lwsp_cond_broadcast(lwsp_cond *c) { WakeAllConditionVariable(c); }
+int lwsp_cond_wait(lwsp_cond *c, lwsp_mutex *m, long ms) {
+  if (SleepConditionVariableCS(c, m, ms < 0 ? INFINITE : (DWORD)ms)) return 0;
+  return GetLastError() == ERROR_TIMEOUT ? 1 : 0;
+}
+double lwsp_now(void) {
+  LARGE_INTEGER f, t;
+  QueryPerformanceFrequency(&f);
+  QueryPerformanceCounter(&t);
+  return (double)t.QuadPart / (double)f.QuadPart;
+}
+static int utf8_to_wide(const char *s, WCHAR *out, size_t n) {
+  size_t k = lwsp_utf8_to_utf16(s, strlen(s), out, n - 1);
+  if (k >= n - 1) return 0;
+  out[k] = 0;
+  return 1;
+}
+void *lwsp_dlopen(const char *path, char *err, size_t errlen) {
+  WCHAR w[MAX_PATH * 2];
+  HMODULE h;
+  if (!utf8_to_wide(path, w, sizeof w / sizeof w[0])) {
+    snprintf(err, errlen, "path too long");
+    return NULL;
+  }
+  h = LoadLibraryW(w);
+  if (!h) snprintf(err, errlen, "LoadLibrary failed (error %lu)", (unsigned long)GetLastError());
+  return (void *)h;
+}
+void *lwsp_dlsym(void *lib, const char *name) { return (void *)(uintptr_t)GetProcAddress((HMODULE)lib, name); }
+void lwsp_dlclose(void *lib) { FreeLibrary((HMODULE)lib); }
+const char *lwsp_module_path(void) {
+  static char path[MAX_PATH * 3];
+  HMODULE h = NULL;
+  WCHAR w[MAX_PATH * 2];
+  DWORD n;
+  if (path[0]) return path;
+  if (!GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+                          (LPCWSTR)(void *)lwsp_module_path, &h))
+    return NULL;
+  n = GetModuleFileNameW(h, w, sizeof w / sizeof w[0]);
+  if (n == 0 || n >= sizeof w / sizeof w[0]) return NULL;
+  path[lwsp_utf16_to_utf8((const WCHAR *)w, n, path, sizeof path - 1)] = 0;
+  return path;
+}
+unsigned long lwsp_thread_id(void) { return GetCurrentThreadId(); }
+unsigned long lwsp_process_id(void) { return GetCurrentProcessId(); }
+int lwsp_path_is_absolute(const char *p) {
+  return (((p[0] | 32) >= 'a' && (p[0] | 32) <= 'z') && p[1] == ':' && (p[2] == '\\' || p[2] == '/')) ||
+         (p[0] == '\\' && p[1] == '\\');
+}
+void lwsp_random_bytes(void *buf, size_t n) {
+  /* Not for secrets: GUIDs for specs and examples. */
+  static LONG counter;
+  unsigned char *b = buf;
+  LARGE_INTEGER t;
+  uint64_t x;
+  QueryPerformanceCounter(&t);
+  x = (uint64_t)t.QuadPart ^ ((uint64_t)GetCurrentProcessId() << 32) ^ (uint64_t)InterlockedIncrement(&counter) * 0x9E3779B97F4A7C15ull;
+  for (size_t i = 0; i < n; i++) {
+    x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+    b[i] = (unsigned char)x;
+  }
+}
+
+/* Registry: HKLM\SOFTWARE\lwsp\Providers, value "{GUID}" = script path.
+ * HKLM is writable by administrators only, so no user can point a provider
+ * that runs in every process at a script of their own. */
+#define LWSP_REG_KEY L"SOFTWARE\\lwsp\\Providers"
+const char *lwsp_registry_where(char *buf, size_t len) {
+  snprintf(buf, len, "HKEY_LOCAL_MACHINE\\SOFTWARE\\lwsp\\Providers");
+  return buf;
+}
+int lwsp_registry_get(const GUID *id, char *out, size_t outlen, char *err, size_t errlen) {
+  char g[39];
+  WCHAR name[40], val[MAX_PATH * 2], exp[MAX_PATH * 2];
+  DWORD type, size = sizeof val;
+  LSTATUS rc;
+  lwsp_guid_format(id, g);
+  utf8_to_wide(g, name, 40);
+  rc = RegGetValueW(HKEY_LOCAL_MACHINE, LWSP_REG_KEY, name, RRF_RT_REG_SZ | RRF_RT_REG_EXPAND_SZ | RRF_NOEXPAND,
+                    &type, val, &size);
+  if (rc != ERROR_SUCCESS) {
+    snprintf(err, errlen, "no script registered for %s under HKLM\\SOFTWARE\\lwsp\\Providers (error %ld)", g, (long)rc);
+    return 0;
+  }
+  if (type == REG_EXPAND_SZ) {
+    DWORD n = ExpandEnvironmentStringsW(val, exp, sizeof exp / sizeof exp[0]);
+    if (n == 0 || n > sizeof exp / sizeof exp[0]) { snprintf(err, errlen, "script path for %s too long", g); return 0; }
+    memcpy(val, exp, n * sizeof(WCHAR));
+  }
+  size_t k = lwsp_utf16_to_utf8((const WCHAR *)val, lwsp_wcslen((const WCHAR *)val, MAX_PATH * 2), out, outlen - 1);
+  out[k] = 0;
+  return 1;
+}
+int lwsp_registry_set(const GUID *id, const char *path, char *err, size_t errlen) {
+  char g[39];
+  WCHAR name[40], val[MAX_PATH * 2];
+  HKEY key;
+  LSTATUS rc;
+  lwsp_guid_format(id, g);
+  utf8_to_wide(g, name, 40);
+  if (!utf8_to_wide(path, val, sizeof val / sizeof val[0])) { snprintf(err, errlen, "path too long"); return 0; }
+  rc = RegCreateKeyExW(HKEY_LOCAL_MACHINE, LWSP_REG_KEY, 0, NULL, 0, KEY_SET_VALUE, NULL, &key, NULL);
+  if (rc == ERROR_SUCCESS) {
+    rc = RegSetValueExW(key, name, 0, REG_SZ, (const BYTE *)val, (DWORD)((wcslen(val) + 1) * sizeof(WCHAR)));
+    RegCloseKey(key);
+  }
+  if (rc != ERROR_SUCCESS) { snprintf(err, errlen, "cannot write HKLM\\SOFTWARE\\lwsp\\Providers (error %ld)", (long)rc); return 0; }
+  return 1;
+}
+int lwsp_registry_remove(const GUID *id, char *err, size_t errlen) {
+  char g[39];
+  WCHAR name[40];
+  HKEY key;
+  LSTATUS rc;
+  lwsp_guid_format(id, g);
+  utf8_to_wide(g, name, 40);
+  rc = RegOpenKeyExW(HKEY_LOCAL_MACHINE, LWSP_REG_KEY, 0, KEY_SET_VALUE, &key);
+  if (rc == ERROR_SUCCESS) {
+    rc = RegDeleteValueW(key, name);
+    RegCloseKey(key);
+  }
+  if (rc != ERROR_SUCCESS) { snprintf(err, errlen, "no registry value for %s (error %ld)", g, (long)rc); return 0; }
+  return 1;
+}
+#else
+#  include <dlfcn.h>
+#  include <time.h>
+#  include <unistd.h>
+#  include <fcntl.h>
+#  include <sys/stat.h>
+#  include <sys/syscall.h>
+
+void lwsp_mutex_init(lwsp_mutex *m) {
+  pthread_mutexattr_t a;
+  pthread_mutexattr_init(&a);
+  pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+  pthread_mutex_init(m, &a);
+  pthread_mutexattr_destroy(&a);
+}
+void lwsp_mutex_destroy(lwsp_mutex *m) { pthread_mutex_destroy(m); }
+void lwsp_mutex_lock(lwsp_mutex *m) { pthread_mutex_lock(m); }
+void lwsp_mutex_unlock(lwsp_mutex *m) { pthread_mutex_unlock(m); }
+void lwsp_cond_init(lwsp_cond *c) {
+  pthread_condattr_t a;
+  pthread_condattr_init(&a);
+  pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+  pthread_cond_init(c, &a);
+  pthread_condattr_destroy(&a);
+}
+void lwsp_cond_destroy(lwsp_cond *c) { pthread_cond_destroy(c); }
+void lwsp_cond_broadcast(lwsp_cond *c) { pthread_cond_broadcast(c); }
+int lwsp_cond_wait(lwsp_cond *c, lwsp_mutex *m, long ms) {
+  struct timespec ts;
+  if (ms < 0) { pthread_cond_wait(c, m); return 0; }
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  ts.tv_sec += ms / 1000;
+  ts.tv_nsec += (ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+  return pthread_cond_timedwait(c, m, &ts) == ETIMEDOUT;
+}
+double lwsp_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+void *lwsp_dlopen(const char *path, char *err, size_t errlen) {
+  void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!h) snprintf(err, errlen, "%s", dlerror());
+  return h;
+}
+void *lwsp_dlsym(void *lib, const char *name) { return dlsym(lib, name); }
+void lwsp_dlclose(void *lib) { dlclose(lib); }
+const char *lwsp_module_path(void) {
+  static char path[4096];
+  Dl_info info;
+  if (path[0]) return path;
+  if (!dladdr((void *)lwsp_module_path, &info) || !info.dli_fname) return NULL;
+  if (!realpath(info.dli_fname, path)) snprintf(path, sizeof path, "%s", info.dli_fname);
+  return path;
+}
+unsigned long lwsp_thread_id(void) { return (unsigned long)syscall(SYS_gettid); }
+unsigned long lwsp_process_id(void) { return (unsigned long)getpid(); }
+int lwsp_path_is_absolute(const char *p) { return p[0] == '/'; }
+void lwsp_random_bytes(void *buf, size_t n) {
+  int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  size_t got = 0;
+  if (fd >= 0) {
+    while (got < n) {
+      ssize_t k = read(fd, (char *)buf + got, n - got);
+      if (k <= 0) break;
+      got += (size_t)k;
+    }
+    close(fd);
+  }
+  for (; got < n; got++) ((unsigned char *)buf)[got] = (unsigned char)(rand() ^ (int)lwsp_now());
+}
+
+/* Registry: one file per provider, <root>/{GUID}, holding the script's absolute
+ * path.  <root> is $LWSP_REGISTRY when that is an absolute path, otherwise
+ * /etc/lwsp/providers.  Relative roots and relative script paths are refused. */
+const char *lwsp_registry_where(char *buf, size_t len) {
+  const char *r = getenv("LWSP_REGISTRY");
+  snprintf(buf, len, "%s", (r && r[0] == '/') ? r : "/etc/lwsp/providers");
+  return buf;
+}
+static int registry_file(const GUID *id, char *out, size_t len) {
+  char root[2048], g[39];
+  lwsp_guid_format(id, g);
+  lwsp_registry_where(root, sizeof root);
+  return snprintf(out, len, "%s/%s", root, g) < (int)len;
+}
+int lwsp_registry_get(const GUID *id, char *out, size_t outlen, char *err, size_t errlen) {
+  char file[2200];
+  FILE *f;
+  size_t n;
+  if (!registry_file(id, file, sizeof file)) { snprintf(err, errlen, "registry path too long"); return 0; }
+  f = fopen(file, "rb");
+  if (!f) { snprintf(err, errlen, "no script registered: %s: %s", file, strerror(errno)); return 0; }
+  n = fread(out, 1, outlen - 1, f);
+  fclose(f);
+  out[n] = 0;
+  while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r')) out[--n] = 0;
+  if (n == 0) { snprintf(err, errlen, "registry entry %s is empty", file); return 0; }
+  return 1;
+}
+static int mkdirs(const char *dir) {
+  char tmp[2048];
+  snprintf(tmp, sizeof tmp, "%s", dir);
+  for (char *p = tmp + 1; *p; p++)
+    if (*p == '/') { *p = 0; mkdir(tmp, 0755); *p = '/'; }
+  return mkdir(tmp, 0755) == 0 || errno == EEXIST;
+}
+int lwsp_registry_set(const GUID *id, const char *path, char *err, size_t errlen) {
+  char file[2200], tmp[2300], root[2048];
+  FILE *f;
+  lwsp_registry_where(root, sizeof root);
+  if (!mkdirs(root)) { snprintf(err, errlen, "cannot create %s: %s", root, strerror(errno)); return 0; }
+  if (!registry_file(id, file, sizeof file)) { snprintf(err, errlen, "registry path too long"); return 0; }
+  snprintf(tmp, sizeof tmp, "%s.%lu.tmp", file, lwsp_process_id());
+  f = fopen(tmp, "wb");
+  if (!f) { snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno)); return 0; }
+  fprintf(f, "%s\n", path);
+  if (fclose(f) != 0 || rename(tmp, file) != 0) {
+    snprintf(err, errlen, "cannot write %s: %s", file, strerror(errno));
+    remove(tmp);
+    return 0;
+  }
+  return 1;
+}
+int lwsp_registry_remove(const GUID *id, char *err, size_t errlen) {
+  char file[2200];
+  if (!registry_file(id, file, sizeof file) || remove(file) != 0) {
+    snprintf(err, errlen, "cannot remove registry entry %s: %s", file, strerror(errno));
+    return 0;
+  }
+  return 1;
+}
+#endif
+
+int lwsp_expand_env(const char *in, char *out, size_t outlen) {
+  size_t o = 0;
+  while (*in) {
+    const char *end;
+    if (*in == '%' && (end = strchr(in + 1, '%')) != NULL && end > in + 1) {
+      char name[256];
+      size_t n = (size_t)(end - in - 1);
+      const char *v;
+      if (n < sizeof name) {
+        memcpy(name, in + 1, n);
+        name[n] = 0;
+        if ((v = getenv(name)) != NULL) {
+          size_t vl = strlen(v);
+          if (o + vl >= outlen) return 0;
+          memcpy(out + o, v, vl);
+          o += vl;
+          in = end + 1;
+          continue;
+        }
+      }
+    }
+    if (o + 1 >= outlen) return 0;
+    out[o++] = *in++;
+  }
+  out[o] = 0;
+  return 1;
+}

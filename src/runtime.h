@@ -1,0 +1,122 @@
+/*
+ * runtime.h - the provider runtime's internals shared by lwsp.c (dispatch)
+ * and upcalls.c (the upcall table in Lua).
+ */
+#ifndef LWSP_RUNTIME_H
+#define LWSP_RUNTIME_H
+#include "common.h"
+
+#define LWSP_SOCK_CHUNK 256
+
+/* The 30 SPI entries: index, Lua handler name (the SPI name without "WSP",
+ * lower-cased), and the SPI name. */
+#define LWSP_PROCS(X) \
+  X(0, accept, Accept) X(1, addresstostring, AddressToString) X(2, asyncselect, AsyncSelect) \
+  X(3, bind, Bind) X(4, cancelblockingcall, CancelBlockingCall) X(5, cleanup, Cleanup) \
+  X(6, closesocket, CloseSocket) X(7, connect, Connect) X(8, duplicatesocket, DuplicateSocket) \
+  X(9, enumnetworkevents, EnumNetworkEvents) X(10, eventselect, EventSelect) \
+  X(11, getoverlappedresult, GetOverlappedResult) X(12, getpeername, GetPeerName) \
+  X(13, getsockname, GetSockName) X(14, getsockopt, GetSockOpt) X(15, getqosbyname, GetQOSByName) \
+  X(16, ioctl, Ioctl) X(17, joinleaf, JoinLeaf) X(18, listen, Listen) X(19, recv, Recv) \
+  X(20, recvdisconnect, RecvDisconnect) X(21, recvfrom, RecvFrom) X(22, select, Select) \
+  X(23, send, Send) X(24, senddisconnect, SendDisconnect) X(25, sendto, SendTo) \
+  X(26, setsockopt, SetSockOpt) X(27, shutdown, Shutdown) X(28, socket, Socket) \
+  X(29, stringtoaddress, StringToAddress)
+
+enum {
+#define P_(i, lname, sname) P_##lname = i,
+  LWSP_PROCS(P_)
+#undef P_
+};
+
+typedef struct lwsp_sock {
+  uint32_t gen;        /* 0 while the slot is free */
+  uint32_t idx;        /* position in the instance's socket table */
+  uint32_t next_free;  /* free-list link (index + 1) */
+  SOCKET handle;
+  int ref;             /* registry reference to the socket's Lua table */
+  int af;
+  int ifs;
+  DWORD catalog;       /* the catalog entry the socket was opened for */
+} lwsp_sock;
+
+typedef struct lwsp_inst {
+  lwsp_mutex lock;               /* serialises every entry into L; lives as long as the slot */
+  int slot;
+  uint32_t epoch;                /* counts the slot's lives: APCs of an old life are dropped */
+  volatile int active;           /* everything from here on is reset by each first WSPStartup */
+  int startups;
+  GUID id;
+  char name[39];                 /* the GUID as text, for logs */
+  char script[1024];
+  lua_State *L;
+  WSPUPCALLTABLE up;
+  WSAPROTOCOL_INFOW info;        /* from the first WSPStartup */
+  LPWPUCOMPLETEOVERLAPPEDREQUEST complete;
+  int href[LWSP_NPROCS];         /* handler references, LUA_NOREF if absent */
+  int idle_ref;                  /* idle coroutines, reused between calls */
+  int ifs;                       /* handlers.ifs: IFS handles */
+  lwsp_sock **chunks;            /* sockets live in fixed chunks: pointers stay valid */
+  uint32_t nsocks, nchunks, free_head;
+  lwsp_map ifsmap;               /* IFS handle -> lwsp_sock index + 1 */
+  size_t mem, mem_limit;
+} lwsp_inst;
+
+lwsp_inst *lwsp_inst_of(lua_State *L);  /* NULL outside a provider state */
+/* Resolves WPUCompleteOverlappedRequest for a host whose upcall table is up. */
+LPWPUCOMPLETEOVERLAPPEDREQUEST lwsp_find_complete(const WSPUPCALLTABLE *up);
+
+
+/* One entry into a provider (lwsp.c): rt_begin() takes the instance lock,
+ * finds the socket and the handler, and puts the handler (and the socket
+ * table) on a coroutine; rt_run() resumes it; rt_end() returns the coroutine
+ * to the pool and unlocks.  rt_fail() and rt_fault() end the call with an
+ * error (rt_fault also logs it as a provider fault, WSAENETDOWN).  Between
+ * rt_begin and rt_end, arguments and results live on c->co. */
+typedef struct rt_call {
+  lwsp_inst *I;
+  lua_State *co;
+  int proc;
+  lwsp_sock *so;
+  int top;      /* L's top before the call, restored by rt_end */
+  int base;     /* index of the first result on co */
+  int nres;
+  int broken;   /* the coroutine raised: do not reuse it */
+  lwsp_sock *ns; /* a socket being created: closed by rt_end unless taken */
+} rt_call;
+
+int rt_begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LPINT err);
+void rt_end(rt_call *c);
+int rt_fail(rt_call *c, LPINT err, int code);
+int rt_fault(rt_call *c, LPINT err, const char *fmt, ...)
+#ifdef __GNUC__
+  __attribute__((format(printf, 3, 4)))
+#endif
+  ;
+int rt_run(rt_call *c, int nargs, LPINT err);
+int rt_failed(rt_call *c, LPINT err);
+int rt_finish_ok(rt_call *c, LPINT err);
+int rt_push_addr_arg(rt_call *c, const struct sockaddr *sa, int len);
+int rt_put_addr(rt_call *c, int idx, struct sockaddr *name, LPINT namelen, LPINT err);
+int rt_push_bufs(lua_State *co, const WSABUF *b, DWORD n, size_t *total);
+int rt_check_bufs(const WSABUF *b, DWORD n, size_t *total);
+size_t rt_scatter(const WSABUF *b, DWORD n, const char *data, size_t len);
+void rt_push_wsabuf(lua_State *co, const WSABUF *b);
+void rt_overlapped_done(lwsp_inst *I, SOCKET s, LPWSAOVERLAPPED ov, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine,
+                        LPWSATHREADID tid, DWORD error, DWORD bytes, DWORD flags);
+lwsp_sock *rt_sock_find(lwsp_inst *I, SOCKET s);
+lwsp_sock *rt_sock_at(lwsp_inst *I, uint32_t idx);
+lwsp_sock *rt_sock_open(lwsp_inst *I, lua_State *co, int af, DWORD catalog, LPINT err);
+void rt_sock_close(lwsp_inst *I, lwsp_sock *so);
+int rt_sock_set_ifs(lwsp_inst *I, lwsp_sock *so, lua_State *co, int idx, LPINT err);
+extern const char *const lwsp_proc_names[LWSP_NPROCS];
+extern const char *const lwsp_spi_names[LWSP_NPROCS];
+/* dispatch.c: the 30 entries of instance slot n */
+extern lwsp_inst lwsp_instances[LWSP_MAX_INSTANCES];
+void lwsp_fill_procs(int slot, LPWSPPROC_TABLE procs);
+int lwsp_do_cleanup(lwsp_inst *I, LPINT err);
+
+/* host.c: lwsp's own ws2_32 */
+int lwsp_host_owns(const WSPUPCALLTABLE *up);
+int WSPAPI lwsp_host_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err);
+#endif

@@ -19,6 +19,7 @@ all: build/lwsp.so
 build/lwsp.so: $(SRCS) $(HDRS) Makefile
 	@mkdir -p build
 	$(CC) $(BASEFLAGS) $(CFLAGS) -shared -o $@ $(SRCS) $(LUA_LIB) -lpthread -ldl
+	@ln -sfn ../lua build/lua
 	@nm -D --defined-only $@ | grep -q ' WSPStartup$$' || { echo "WSPStartup is not exported"; exit 1; }
 
 test: build/lwsp.so
@@ -29,6 +30,7 @@ build/asan/lwsp.so: $(SRCS) $(HDRS) Makefile
 	@mkdir -p build/asan
 	$(CC) $(BASEFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
 	  -shared -o $@ $(SRCS) $(LUA_LIB) -lpthread -ldl
+	@ln -sfn ../../lua build/asan/lua
 
 asan: build/asan/lwsp.so
 	LWSP_CPATH=build/asan ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 \

@@ -262,14 +262,49 @@ static int h_connect(lua_State *L) {
   return 1;
 }
 
-/* accept(s [, addrlen]) -> handle, address */
+/* The application condition function behind accept(s, len, verdict): answers
+ * the verdict passed as callback data and remembers what it was shown. */
+static SOCKADDR_STORAGE cond_seen;
+static int cond_seen_len;
+static char cond_data[256];
+static size_t cond_data_len;
+static int CALLBACK condition(LPWSABUF caller_id, LPWSABUF caller_data, LPQOS sq, LPQOS gq, LPWSABUF callee_id,
+                              LPWSABUF callee_data, GROUP *g, DWORD_PTR verdict) {
+  (void)sq; (void)gq; (void)callee_id; (void)callee_data; (void)g;
+  lwsp_mutex_lock(&host_lock);
+  cond_seen_len = 0;
+  if (caller_id && caller_id->buf && caller_id->len <= sizeof cond_seen) {
+    memcpy(&cond_seen, caller_id->buf, caller_id->len);
+    cond_seen_len = (int)caller_id->len;
+  }
+  cond_data_len = caller_data && caller_data->buf && caller_data->len <= sizeof cond_data ? caller_data->len : 0;
+  if (cond_data_len) memcpy(cond_data, caller_data->buf, cond_data_len);
+  lwsp_mutex_unlock(&host_lock);
+  return (int)verdict;
+}
+
+/* last_condition() -> caller address, caller data: what the condition
+ * function of the last accept(s, len, verdict) was shown */
+static int h_last_condition(lua_State *L) {
+  lwsp_mutex_lock(&host_lock);
+  if (cond_seen_len) lwsp_push_sockaddr(L, (struct sockaddr *)&cond_seen, cond_seen_len); else lua_pushnil(L);
+  lua_pushlstring(L, cond_data, cond_data_len);
+  lwsp_mutex_unlock(&host_lock);
+  return 2;
+}
+
+/* accept(s [, addrlen [, verdict]]) -> handle, address.  With a verdict
+ * (CF_ACCEPT, CF_REJECT or CF_DEFER) the provider gets a condition function
+ * that answers it. */
 static int h_accept(lua_State *L) {
   SOCKET s = check_sock(L, 1), ns;
   SOCKADDR_STORAGE ss;
   int len = (int)luaL_optinteger(L, 2, sizeof ss);
+  int with_cond = !lua_isnoneornil(L, 3);
+  DWORD_PTR verdict = (DWORD_PTR)luaL_optinteger(L, 3, CF_ACCEPT);
   hsock *hs;
   PROV(s);
-  ns = p->procs.lpWSPAccept(s, (struct sockaddr *)&ss, &len, NULL, 0, &err);
+  ns = p->procs.lpWSPAccept(s, (struct sockaddr *)&ss, &len, with_cond ? condition : NULL, verdict, &err);
   if (ns == INVALID_SOCKET) return fail(L, err);
   lwsp_mutex_lock(&host_lock);
   if ((hs = host_sock(ns)) != NULL && !hs->prov) hs->prov = p;
@@ -654,6 +689,7 @@ int lwsp_host_open(lua_State *L) {
     {"select", h_select}, {"get_qos_by_name", h_get_qos_by_name}, {"join_leaf", h_join_leaf},
     {"send_disconnect", h_send_disconnect}, {"recv_disconnect", h_recv_disconnect},
     {"cancel_blocking_call", h_cancel_blocking_call}, {"socket_info", h_socket_info},
+    {"last_condition", h_last_condition},
     {NULL, NULL}};
   static const luaL_Reg pm[] = {{"cleanup", prov_cleanup}, {"data", prov_data}, {NULL, NULL}};
   host_init();

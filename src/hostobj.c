@@ -205,6 +205,75 @@ static int o_thread_refs(lua_State *L) {
   return 1;
 }
 
+/* ---- overlapped structures ---------------------------------------------------
+ * overlapped([event]) -> a WSAOVERLAPPED in C memory; fields read and written
+ * by name (Internal, InternalHigh, Offset, OffsetHigh, hEvent), `address` is
+ * the pointer the provider sees. */
+#define OV_MT "lwsp.overlapped"
+typedef struct { WSAOVERLAPPED *ov; } ov_ud;
+
+static WSAOVERLAPPED *check_ov(lua_State *L, int idx) {
+  ov_ud *u = luaL_checkudata(L, idx, OV_MT);
+  return u->ov;
+}
+static int o_overlapped(lua_State *L) {
+  ov_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->ov = calloc(1, sizeof *u->ov);
+  if (!u->ov) return fail(L, WSAENOBUFS);
+  u->ov->hEvent = (HANDLE)(uintptr_t)luaL_optinteger(L, 1, 0);
+  luaL_setmetatable(L, OV_MT);
+  return 1;
+}
+static int ov_index(lua_State *L) {
+  WSAOVERLAPPED *ov = check_ov(L, 1);
+  const char *k = luaL_checkstring(L, 2);
+  if (strcmp(k, "Internal") == 0) lua_pushinteger(L, (lua_Integer)ov->Internal);
+  else if (strcmp(k, "InternalHigh") == 0) lua_pushinteger(L, (lua_Integer)ov->InternalHigh);
+  else if (strcmp(k, "Offset") == 0) lua_pushinteger(L, ov->Offset);
+  else if (strcmp(k, "OffsetHigh") == 0) lua_pushinteger(L, ov->OffsetHigh);
+  else if (strcmp(k, "hEvent") == 0) lua_pushinteger(L, (lua_Integer)(uintptr_t)ov->hEvent);
+  else if (strcmp(k, "address") == 0) lua_pushinteger(L, (lua_Integer)(uintptr_t)ov);
+  else lua_pushnil(L);
+  return 1;
+}
+static int ov_newindex(lua_State *L) {
+  WSAOVERLAPPED *ov = check_ov(L, 1);
+  const char *k = luaL_checkstring(L, 2);
+  lua_Integer v = luaL_checkinteger(L, 3);
+  if (strcmp(k, "Internal") == 0) ov->Internal = (ULONG_PTR)v;
+  else if (strcmp(k, "InternalHigh") == 0) ov->InternalHigh = (ULONG_PTR)v;
+  else if (strcmp(k, "Offset") == 0) ov->Offset = (DWORD)v;
+  else if (strcmp(k, "OffsetHigh") == 0) ov->OffsetHigh = (DWORD)v;
+  else if (strcmp(k, "hEvent") == 0) ov->hEvent = (HANDLE)(uintptr_t)v;
+  else return luaL_argerror(L, 2, "not a WSAOVERLAPPED field");
+  return 0;
+}
+static int ov_gc(lua_State *L) {
+  ov_ud *u = luaL_checkudata(L, 1, OV_MT);
+  free(u->ov);
+  u->ov = NULL;
+  return 0;
+}
+
+/* get_overlapped_result(s, overlapped [, wait]) -> bytes, flags */
+static int o_get_overlapped_result(lua_State *L) {
+  SOCKET s = (SOCKET)luaL_checkinteger(L, 1);
+  WSAOVERLAPPED *ov = check_ov(L, 2);
+  DWORD bytes = 0, flags = 0;
+  INT err = 0;
+  hsock *hs;
+  hprov *p;
+  lwsp_mutex_lock(&host_lock);
+  hs = host_sock(s);
+  p = hs ? hs->prov : NULL;
+  lwsp_mutex_unlock(&host_lock);
+  if (!p) return fail(L, hs ? WSANOTINITIALISED : WSAENOTSOCK);
+  if (!p->procs.lpWSPGetOverlappedResult(s, ov, &bytes, lua_toboolean(L, 3), &flags, &err)) return fail(L, err);
+  lua_pushinteger(L, bytes);
+  lua_pushinteger(L, flags);
+  return 2;
+}
+
 int lwsp_hostobj_open(lua_State *L);
 int lwsp_hostobj_open(lua_State *L) {
   static const luaL_Reg fns[] = {
@@ -213,7 +282,14 @@ int lwsp_hostobj_open(lua_State *L) {
     {"window", o_window}, {"messages", o_messages}, {"port", o_port}, {"associate", o_associate},
     {"post", o_post}, {"dequeue", o_dequeue}, {"close_object", o_close_object},
     {"blocking_hook", o_blocking_hook}, {"thread_id", o_thread_id}, {"thread_refs", o_thread_refs},
+    {"overlapped", o_overlapped}, {"get_overlapped_result", o_get_overlapped_result},
     {NULL, NULL}};
+  if (luaL_newmetatable(L, OV_MT)) {
+    lua_pushcfunction(L, ov_index); lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, ov_newindex); lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, ov_gc); lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
   luaL_setfuncs(L, fns, 0);
   return 0;
 }

@@ -796,6 +796,21 @@ static int l_reg_remove(lua_State *L) {
   lua_pushboolean(L, 1);
   return 1;
 }
+/* registry.set_root(dir): on POSIX, points this process's $LWSP_REGISTRY at an
+ * absolute folder (what a host's environment would do); not on Windows. */
+static int l_reg_set_root(lua_State *L) {
+  const char *d = luaL_checkstring(L, 1);
+  if (!lwsp_path_is_absolute(d)) return luaL_argerror(L, 1, "must be an absolute path");
+#ifdef _WIN32
+  lua_pushnil(L);
+  lua_pushstring(L, "on Windows the registry is HKLM\\SOFTWARE\\lwsp\\Providers");
+  return 2;
+#else
+  if (setenv("LWSP_REGISTRY", d, 1) != 0) { lua_pushnil(L); lua_pushstring(L, "setenv failed"); return 2; }
+  lua_pushboolean(L, 1);
+  return 1;
+#endif
+}
 static int l_reg_where(lua_State *L) {
   char buf[2048];
   lua_pushstring(L, lwsp_registry_where(buf, sizeof buf));
@@ -842,7 +857,7 @@ LWSP_EXPORT int luaopen_lwsp(lua_State *L) {
     {"parse_address", l_parse_address}, {"format_address", l_format_address}, {"stats", l_stats},
     {NULL, NULL}};
   static const luaL_Reg reg[] = {
-    {"get", l_reg_get}, {"set", l_reg_set}, {"remove", l_reg_remove}, {"where", l_reg_where}, {NULL, NULL}};
+    {"get", l_reg_get}, {"set", l_reg_set}, {"remove", l_reg_remove}, {"where", l_reg_where}, {"set_root", l_reg_set_root}, {NULL, NULL}};
   lwsp_inst *I = lwsp_inst_of(L);
   global_init();
   luaL_newlib(L, fns);

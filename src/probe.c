@@ -99,9 +99,56 @@ static int probe(lua_State *L) {
   return 1;
 }
 
+/* raw_startup(catalog, version [, what]) -> code, data: calls the entry's
+ * WSPStartup directly with a chosen version (and, with what = "null-data" or
+ * "null-info" or "null-upcall", a NULL argument or a NULL upcall), then gives
+ * a successful startup straight back with WSPCleanup. */
+static int raw_startup(lua_State *L) {
+  DWORD catalog = (DWORD)luaL_checkinteger(L, 1);
+  WORD version = (WORD)luaL_checkinteger(L, 2);
+  const char *what = luaL_optstring(L, 3, "");
+  hentry *e;
+  WSAPROTOCOL_INFOW info;
+  char path[2048], why[512];
+  void *lib, *sym;
+  LPWSPSTARTUP startup;
+  WSPDATA data;
+  WSPPROC_TABLE procs;
+  WSPUPCALLTABLE up = host_upcalls;
+  int rc;
+  host_init();
+  lwsp_mutex_lock(&host_lock);
+  e = host_entry(catalog);
+  if (e) { info = e->info; lwsp_expand_env(e->path, path, sizeof path); }
+  lwsp_mutex_unlock(&host_lock);
+  if (!e) return luaL_argerror(L, 1, "unknown catalog id");
+  if (!(lib = lwsp_dlopen(path, why, sizeof why))) return luaL_error(L, "%s", why);
+  sym = lwsp_dlsym(lib, "WSPStartup");
+  if (!sym) { lwsp_dlclose(lib); return luaL_error(L, "no WSPStartup"); }
+  memcpy(&startup, &sym, sizeof startup);
+  memset(&data, 0, sizeof data);
+  if (strcmp(what, "null-upcall") == 0) up.lpWPUQueueApc = NULL;
+  rc = startup(version, strcmp(what, "null-data") == 0 ? NULL : &data, strcmp(what, "null-info") == 0 ? NULL : &info,
+               up, &procs);
+  lua_pushinteger(L, rc);
+  if (rc == 0) {
+    INT err = 0;
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, data.wVersion); lua_setfield(L, -2, "wVersion");
+    lua_pushinteger(L, data.wHighVersion); lua_setfield(L, -2, "wHighVersion");
+    procs.lpWSPCleanup(&err);
+  } else {
+    lua_pushnil(L);
+  }
+  lwsp_dlclose(lib);
+  return 2;
+}
+
 int lwsp_probe_open(lua_State *L);
 int lwsp_probe_open(lua_State *L) {
   lua_pushcfunction(L, probe);
   lua_setfield(L, -2, "probe");
+  lua_pushcfunction(L, raw_startup);
+  lua_setfield(L, -2, "raw_startup");
   return 0;
 }

@@ -1,0 +1,75 @@
+--- wsp.host: lwsp's own ws2_32, as applications and specs use it.
+-- Everything in `lwsp.host` (see docs/api.md) plus helpers that install Lua
+-- providers into the host's catalog.
+-- @module wsp.host
+local lwsp = require "lwsp"
+local wsp = require "wsp"
+
+local host = setmetatable({}, {__index = lwsp.host})
+
+local STREAM_FLAGS = wsp.XP1_GUARANTEED_DELIVERY | wsp.XP1_GUARANTEED_ORDER
+  | wsp.XP1_GRACEFUL_CLOSE | wsp.XP1_EXPEDITED_DATA
+local DGRAM_FLAGS = wsp.XP1_CONNECTIONLESS | wsp.XP1_MESSAGE_ORIENTED | wsp.XP1_SUPPORT_BROADCAST
+
+--- Protocol info for a TCP- or UDP-like entry.
+-- @tparam table o {guid =, af =, type =, protocol =, name =, flags =, provider_flags =}
+-- @treturn table WSAPROTOCOL_INFOW fields
+function host.protocol_info(o)
+  local af = o.af or wsp.AF_INET
+  local stream = (o.type or wsp.SOCK_STREAM) == wsp.SOCK_STREAM
+  local size = af == wsp.AF_INET6 and 28 or 16
+  return {
+    ProviderId = o.guid,
+    dwServiceFlags1 = o.flags or (stream and STREAM_FLAGS or DGRAM_FLAGS),
+    dwProviderFlags = o.provider_flags or wsp.PFL_MATCHES_PROTOCOL_ZERO,
+    iVersion = 2,
+    iAddressFamily = af,
+    iMaxSockAddr = size,
+    iMinSockAddr = size,
+    iSocketType = o.type or wsp.SOCK_STREAM,
+    iProtocol = o.protocol or (stream and wsp.IPPROTO_TCP or wsp.IPPROTO_UDP),
+    iProtocolMaxOffset = 0,
+    iNetworkByteOrder = wsp.BIGENDIAN,
+    iSecurityScheme = wsp.SECURITY_PROTOCOL_NONE,
+    dwMessageSize = stream and 0 or 65467,
+    szProtocol = o.name or "lwsp provider",
+  }
+end
+
+local function absolute(path)
+  if path:sub(1, 1) == "/" or path:match("^%a:[\\/]") then return path end
+  local pwd = os.getenv("PWD") or io.popen("pwd"):read("l")
+  return pwd .. "/" .. path
+end
+
+--- Installs a Lua provider: maps its GUID to the script in the lwsp registry
+-- and adds base catalog entries whose library is lwsp itself.
+-- @tparam table o {script =, guid =?, name =?, entries = {{af =, type =, protocol =}, ...}?}
+--   (default entries: TCP and UDP over IPv4)
+-- @treturn table {guid =, ids = {catalog ids}, tcp =, udp =}
+function host.install_lua(o)
+  local guid = o.guid or lwsp.guid()
+  assert(lwsp.registry.set(guid, absolute(assert(o.script, "script"))))
+  local entries = o.entries or {
+    {af = wsp.AF_INET, type = wsp.SOCK_STREAM}, {af = wsp.AF_INET, type = wsp.SOCK_DGRAM},
+  }
+  local r = {guid = guid, ids = {}}
+  for _, e in ipairs(entries) do
+    local info = host.protocol_info{guid = guid, af = e.af, type = e.type, protocol = e.protocol,
+      name = (o.name or "lwsp") .. (e.type == wsp.SOCK_DGRAM and " [UDP]" or " [TCP]"),
+      flags = e.flags, provider_flags = e.provider_flags}
+    local id = lwsp.host.install(info, o.path or lwsp.path(), "base")
+    r.ids[#r.ids + 1] = id
+    if e.type == wsp.SOCK_STREAM and not r.tcp then r.tcp = id end
+    if e.type == wsp.SOCK_DGRAM and not r.udp then r.udp = id end
+  end
+  return r
+end
+
+--- Removes the catalog entries and the registry mapping made by install_lua.
+function host.uninstall_lua(r)
+  for _, id in ipairs(r.ids) do lwsp.host.remove(id) end
+  lwsp.registry.remove(r.guid)
+end
+
+return host

@@ -1,0 +1,67 @@
+--- wsp: the Lua side of lwsp.
+-- Every Winsock constant and error code (`wsp.AF_INET`, `wsp.WSAEWOULDBLOCK`, ...),
+-- address helpers, option decoding, and, inside a provider script, the upcall
+-- table (`wsp.upcall`) and the provider's own description (`wsp.provider`).
+-- @module wsp
+local lwsp = require "lwsp"
+
+local wsp = {}
+for k, v in pairs(lwsp.const) do wsp[k] = v end
+
+wsp.lwsp = lwsp
+wsp.version = lwsp.version
+--- The provider's upcall table (nil outside a provider script).
+wsp.upcall = lwsp.upcall
+--- {guid =, catalog_id =, info =, script =} (nil outside a provider script).
+wsp.provider = lwsp.provider
+--- Handler name -> SPI function name ("sendto" -> "WSPSendTo").
+wsp.handler_names = lwsp.handler_names
+
+--- Name of a Winsock error code.
+-- @tparam integer code
+-- @treturn string|nil "WSAECONNRESET", or nil for an unknown code
+wsp.errname = lwsp.errname
+
+--- Writes a line to the lwsp log.
+-- @tparam string msg
+-- @tparam[opt="lua"] string who tag
+wsp.log = lwsp.log
+
+--- Parses "a.b.c.d[:port]", "v6", "[v6]:port".
+-- @tparam string text
+-- @tparam[opt] integer family AF_INET or AF_INET6
+-- @treturn table {family =, address =, port =} or nil, message
+wsp.parse_address = lwsp.parse_address
+
+--- Formats an address table as text ("127.0.0.1:80", "[::1]:80").
+wsp.format_address = lwsp.format_address
+
+--- Builds an address table.
+-- @tparam string address "127.0.0.1", "::1", or "host:port" text
+-- @tparam[opt] integer port
+-- @treturn table address
+function wsp.addr(address, port)
+  if port == nil then return assert(lwsp.parse_address(address)) end
+  local a = assert(lwsp.parse_address(address))
+  a.port = port
+  return a
+end
+
+--- Decodes a 4-byte little-endian integer option or ioctl value.
+-- @tparam string raw
+-- @treturn integer
+function wsp.int(raw)
+  return (string.unpack("<i4", raw))
+end
+
+--- Encodes an integer as a 4-byte little-endian option value.
+function wsp.pack_int(v)
+  return string.pack("<i4", v)
+end
+
+--- Two addresses name the same endpoint.
+function wsp.same_addr(a, b)
+  return a.family == b.family and a.address == b.address and a.port == b.port
+end
+
+return wsp

@@ -1,0 +1,88 @@
+-- Shared fixtures: a private registry and log per run, provider scripts
+-- written to temporary files, and log inspection.
+local lwsp = require "lwsp"
+local wsp = require "wsp"
+local host = require "wsp.host"
+
+local H = {lwsp = lwsp, wsp = wsp, host = host}
+
+local tmp = os.tmpname()
+os.remove(tmp)
+assert(os.execute("mkdir -p '" .. tmp .. "/registry'"))
+H.tmp = tmp
+assert(lwsp.registry.set_root(tmp .. "/registry"))
+H.logfile = tmp .. "/lwsp.log"
+lwsp.set_log(H.logfile)
+
+local root = (os.getenv("PWD") or io.popen("pwd"):read("l"))
+H.root = root
+
+local count = 0
+--- Writes a provider script to a temporary file and returns its absolute path.
+function H.script(source)
+  count = count + 1
+  local path = ("%s/provider%d.lua"):format(tmp, count)
+  local f = assert(io.open(path, "w"))
+  f:write(source)
+  f:close()
+  return path
+end
+
+local installed = {}
+--- Installs a Lua provider from source text or an examples/ path.
+function H.provider(src, opts)
+  opts = opts or {}
+  local path = src:match("\n") and H.script(src) or (src:sub(1, 1) == "/" and src or root .. "/" .. src)
+  opts.script = path
+  local r = host.install_lua(opts)
+  installed[#installed + 1] = r
+  return r
+end
+
+--- Unloads every provider and removes what H.provider installed.
+function H.reset()
+  host.cleanup()
+  for _, r in ipairs(installed) do host.uninstall_lua(r) end
+  installed = {}
+end
+
+--- The current position in the log.
+function H.mark()
+  return select(2, lwsp.log_lines())
+end
+
+--- Log lines written since mark.
+function H.logs(since)
+  return (lwsp.log_lines(since))
+end
+
+--- The first log line since mark matching a Lua pattern, or nil.
+function H.find_log(since, pattern, plain)
+  for _, line in ipairs(H.logs(since)) do
+    if line:find(pattern, 1, plain) then return line end
+  end
+  return nil
+end
+
+--- Call records written by spec/providers/recorder.lua since mark.
+function H.calls(since, name)
+  local out = {}
+  for _, line in ipairs(H.logs(since)) do
+    local payload = line:match("CALL (.*)$")
+    if payload then
+      local rec = assert(load("return " .. payload))()
+      if not name or rec[1] == name then out[#out + 1] = rec end
+    end
+  end
+  return out
+end
+
+--- Asserts a failure triple: nil, "NAME: text", code.
+function H.fails_with(name, ok, msg, code)
+  assert(ok == nil, "expected a failure, got " .. tostring(ok))
+  assert(code == wsp[name], ("expected %s (%s), got %s (%s)"):format(name, tostring(wsp[name]), tostring(code), tostring(msg)))
+  assert(msg:find(name, 1, true) == 1, "message should start with the error name: " .. tostring(msg))
+  return true
+end
+
+return H

@@ -14,7 +14,7 @@
 #define ERRP INT errp_; if (!err) err = &errp_
 #define FAIL(code) do { rt_fail(&c, err, (code)); return errv; } while (0)
 #define FAULT(...) do { rt_fault(&c, err, __VA_ARGS__); return errv; } while (0)
-#define RUN(n) do { if (!rt_run(&c, (n), err) || rt_failed(&c, err)) return errv; } while (0)
+#define RUN() do { if (!rt_run(&c, err) || rt_failed(&c, err)) return errv; } while (0)
 #define BEGIN(proc, s, need) do { if (!rt_begin(&c, I, (proc), (s), (need), err)) return errv; } while (0)
 #define R(k) (c.base + (k))          /* index of result k (0-based) on c.co */
 #define HAS(k) (c.nres > (k) && !lua_isnil(c.co, R(k)))
@@ -84,7 +84,7 @@ static SOCKET e_accept(lwsp_inst *I, SOCKET s, struct sockaddr *addr, LPINT addr
   } else {
     lua_pushnil(c.co);
   }
-  RUN(3);
+  RUN();
   if (I->ifs && !rt_sock_set_ifs(I, c.ns, c.co, R(1), err)) FAIL(*err);
   if (addr && !rt_put_addr(&c, R(0), addr, addrlen, err)) return errv;
   h = c.ns->handle;
@@ -105,7 +105,7 @@ static INT e_addresstostring(lwsp_inst *I, LPSOCKADDR sa, DWORD salen, LPWSAPROT
   BEGIN(P_addresstostring, 0, 0);
   if (!rt_push_addr_arg(&c, sa, (int)salen)) FAIL(WSAEFAULT);
   if (pi) lwsp_push_protocol_info(c.co, pi); else lua_pushnil(c.co);
-  RUN(3);
+  RUN();
   if (c.nres < 1 || lua_type(c.co, R(0)) != LUA_TSTRING) FAULT("returned %s where a string was expected", rtype(&c, 0));
   str = lua_tolstring(c.co, R(0), &len);
   units = lwsp_utf8_to_utf16(str, len, w, 511);
@@ -126,7 +126,7 @@ static int e_asyncselect(lwsp_inst *I, SOCKET s, HWND hwnd, unsigned int msg, LO
   lua_pushinteger(c.co, (lua_Integer)(uintptr_t)hwnd);
   lua_pushinteger(c.co, msg);
   lua_pushinteger(c.co, events);
-  RUN(4);
+  RUN();
   return rt_finish_ok(&c, err);
 }
 
@@ -137,7 +137,7 @@ static int e_bind(lwsp_inst *I, SOCKET s, const struct sockaddr *name, int namel
   if (!name) { *err = WSAEFAULT; return errv; }
   BEGIN(P_bind, s, 1);
   if (!rt_push_addr_arg(&c, name, namelen)) FAIL(WSAEFAULT);
-  RUN(2);
+  RUN();
   return rt_finish_ok(&c, err);
 }
 
@@ -146,7 +146,7 @@ static int e_cancelblockingcall(lwsp_inst *I, LPINT err) {
   rt_call c;
   ERRP;
   BEGIN(P_cancelblockingcall, 0, 0);
-  RUN(1);
+  RUN();
   return rt_finish_ok(&c, err);
 }
 
@@ -172,7 +172,7 @@ static int e_closesocket(lwsp_inst *I, SOCKET s, LPINT err) {
     return 0;
   }
   BEGIN(P_closesocket, s, 1);
-  RUN(1);
+  RUN();
   c.ns = c.so; /* rt_end closes it */
   rt_end(&c);
   return 0;
@@ -189,7 +189,7 @@ static int e_connect(lwsp_inst *I, SOCKET s, const struct sockaddr *name, int na
   rt_push_wsabuf(c.co, callerdata);
   push_opt_qos(c.co, sqos);
   push_opt_qos(c.co, gqos);
-  RUN(5);
+  RUN();
   if (calleedata && calleedata->buf) {
     size_t n = 0;
     const char *d = c.nres > 1 && lua_type(c.co, R(1)) == LUA_TSTRING ? lua_tolstring(c.co, R(1), &n) : NULL;
@@ -210,7 +210,7 @@ static int e_duplicatesocket(lwsp_inst *I, SOCKET s, DWORD pid, LPWSAPROTOCOL_IN
   if (!pi) { *err = WSAEFAULT; return errv; }
   BEGIN(P_duplicatesocket, s, 1);
   lua_pushinteger(c.co, pid);
-  RUN(2);
+  RUN();
   tmp = I->info;
   if (c.nres < 1 || !lua_istable(c.co, R(0))) FAULT("returned %s where protocol info (a table) was expected", rtype(&c, 0));
   if (!lwsp_to_protocol_info(c.co, R(0), &tmp, msg, sizeof msg)) FAULT("returned bad protocol info: %s", msg);
@@ -228,7 +228,7 @@ static int e_enumnetworkevents(lwsp_inst *I, SOCKET s, WSAEVENT ev, LPWSANETWORK
   if (!ne) { *err = WSAEFAULT; return errv; }
   BEGIN(P_enumnetworkevents, s, 1);
   lua_pushinteger(c.co, (lua_Integer)(uintptr_t)ev);
-  RUN(2);
+  RUN();
   if (!int_result(&c, 0, 0, FD_ALL_EVENTS, &mask)) FAULT("returned %s where an FD_* mask was expected", rtype(&c, 0));
   memset(&out, 0, sizeof out);
   out.lNetworkEvents = (LONG)mask;
@@ -252,7 +252,7 @@ static int e_eventselect(lwsp_inst *I, SOCKET s, WSAEVENT ev, LONG events, LPINT
   BEGIN(P_eventselect, s, 1);
   lua_pushinteger(c.co, (lua_Integer)(uintptr_t)ev);
   lua_pushinteger(c.co, events);
-  RUN(3);
+  RUN();
   return rt_finish_ok(&c, err);
 }
 
@@ -284,7 +284,7 @@ static BOOL e_getoverlappedresult(lwsp_inst *I, SOCKET s, LPWSAOVERLAPPED ov, LP
   BEGIN(P_getoverlappedresult, s, 1);
   lua_pushinteger(c.co, (lua_Integer)(uintptr_t)ov);
   lua_pushboolean(c.co, wait);
-  RUN(3);
+  RUN();
   if (!int_result(&c, 0, 0, 0xffffffffLL, &n)) FAULT("returned %s where a byte count was expected", rtype(&c, 0));
   if (HAS(1) && !int_result(&c, 1, 0, 0xffffffffLL, &f)) FAULT("returned %s where flags were expected", rtype(&c, 1));
   *bytes = (DWORD)n;
@@ -299,7 +299,7 @@ static int name_entry(lwsp_inst *I, int proc, SOCKET s, struct sockaddr *name, L
   ERRP;
   if (!name || !namelen) { *err = WSAEFAULT; return errv; }
   BEGIN(proc, s, 1);
-  RUN(1);
+  RUN();
   if (!rt_put_addr(&c, R(0), name, namelen, err)) return errv;
   rt_end(&c);
   return 0;
@@ -320,7 +320,7 @@ static int e_getsockopt(lwsp_inst *I, SOCKET s, int level, int optname, char *op
   lua_pushinteger(c.co, level);
   lua_pushinteger(c.co, optname);
   lua_pushinteger(c.co, *optlen);
-  RUN(4);
+  RUN();
   switch (c.nres ? lua_type(c.co, R(0)) : LUA_TNONE) {
   case LUA_TBOOLEAN: v.i = lua_toboolean(c.co, R(0)); break;
   case LUA_TNUMBER:
@@ -367,7 +367,7 @@ static BOOL e_getqosbyname(lwsp_inst *I, SOCKET s, LPWSABUF name, LPQOS qos, LPI
   if (!qos) { *err = WSAEFAULT; return errv; }
   BEGIN(P_getqosbyname, s, 1);
   rt_push_wsabuf(c.co, name);
-  RUN(2);
+  RUN();
   if (c.nres < 1 || !lua_istable(c.co, R(0))) FAULT("returned %s where a QOS table was expected", rtype(&c, 0));
   lua_getfield(c.co, R(0), "SendingFlowspec");
   to_flowspec(c.co, lua_gettop(c.co), &qos->SendingFlowspec);
@@ -392,7 +392,7 @@ static int e_ioctl(lwsp_inst *I, SOCKET s, DWORD code, LPVOID in, DWORD cbin, LP
   lua_pushinteger(c.co, code);
   if (in) lua_pushlstring(c.co, (const char *)in, cbin); else lua_pushnil(c.co);
   lua_pushinteger(c.co, cbout);
-  if (!rt_run(&c, 4, err) || rt_failed(&c, err)) { ov_failed(ov, *err); return errv; }
+  if (!rt_run(&c, err) || rt_failed(&c, err)) { ov_failed(ov, *err); return errv; }
   if (c.nres > 0) {
     switch (lua_type(c.co, R(0))) {
     case LUA_TSTRING: data = lua_tolstring(c.co, R(0), &n); break;
@@ -427,7 +427,7 @@ static SOCKET e_joinleaf(lwsp_inst *I, SOCKET s, const struct sockaddr *name, in
   push_opt_qos(c.co, sqos);
   push_opt_qos(c.co, gqos);
   lua_pushinteger(c.co, flags);
-  RUN(6);
+  RUN();
   rt_end(&c);
   return s;
 }
@@ -438,7 +438,7 @@ static int e_listen(lwsp_inst *I, SOCKET s, int backlog, LPINT err) {
   ERRP;
   BEGIN(P_listen, s, 1);
   lua_pushinteger(c.co, backlog);
-  RUN(2);
+  RUN();
   return rt_finish_ok(&c, err);
 }
 
@@ -481,7 +481,7 @@ static int e_recv(lwsp_inst *I, SOCKET s, LPWSABUF bufs, DWORD nbufs, LPDWORD go
   BEGIN(P_recv, s, 1);
   lua_pushinteger(c.co, (lua_Integer)cap);
   lua_pushinteger(c.co, *flags);
-  if (!rt_run(&c, 3, err) || rt_failed(&c, err)) { ov_failed(ov, *err); return errv; }
+  if (!rt_run(&c, err) || rt_failed(&c, err)) { ov_failed(ov, *err); return errv; }
   return recv_common(&c, I, s, bufs, nbufs, cap, got, flags, 1, ov, routine, tid, err);
 }
 
@@ -490,7 +490,7 @@ static int e_recvdisconnect(lwsp_inst *I, SOCKET s, LPWSABUF data, LPINT err) {
   rt_call c;
   ERRP;
   BEGIN(P_recvdisconnect, s, 1);
-  RUN(1);
+  RUN();
   if (data) {
     size_t n = 0;
     const char *d = c.nres > 0 && lua_type(c.co, R(0)) == LUA_TSTRING ? lua_tolstring(c.co, R(0), &n) : NULL;
@@ -519,7 +519,7 @@ static int e_recvfrom(lwsp_inst *I, SOCKET s, LPWSABUF bufs, DWORD nbufs, LPDWOR
   if (from && *fromlen < min_addrlen(c.so->af)) FAIL(WSAEFAULT);
   lua_pushinteger(c.co, (lua_Integer)cap);
   lua_pushinteger(c.co, *flags);
-  if (!rt_run(&c, 3, err) || rt_failed(&c, err)) { ov_failed(ov, *err); return errv; }
+  if (!rt_run(&c, err) || rt_failed(&c, err)) { ov_failed(ov, *err); return errv; }
   if (from) {
     if (!HAS(1)) FAULT("returned no sender address");
     if (!rt_put_addr(&c, R(1), from, fromlen, err)) return errv;
@@ -578,7 +578,7 @@ static int e_select(lwsp_inst *I, int nfds, wsp_fd_set *r, wsp_fd_set *w, wsp_fd
   BEGIN(P_select, 0, 0);
   if (!push_set(&c, r) || !push_set(&c, w) || !push_set(&c, e)) FAIL(WSAENOTSOCK);
   if (tv) lua_pushnumber(c.co, tv->tv_sec + tv->tv_usec / 1e6); else lua_pushnil(c.co);
-  RUN(5);
+  RUN();
   if (!pull_set(&c, 0, r) || !pull_set(&c, 1, w) || !pull_set(&c, 2, e))
     FAULT("must return arrays of sockets taken from the sets it was given");
   rt_end(&c);
@@ -592,7 +592,6 @@ static int send_common(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nb
   rt_call c;
   size_t total;
   lua_Integer n;
-  int nargs = 3;
   ERRP;
   if ((!sent && !ov) || !rt_check_bufs(bufs, nbufs, &total)) { *err = WSAEFAULT; ov_failed(ov, WSAEFAULT); return errv; }
   BEGIN(proc, s, 1);
@@ -603,10 +602,9 @@ static int send_common(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nb
     } else {
       lua_pushnil(c.co);
     }
-    nargs++;
   }
   lua_pushinteger(c.co, flags);
-  if (!rt_run(&c, nargs, err) || rt_failed(&c, err)) { ov_failed(ov, *err); return errv; }
+  if (!rt_run(&c, err) || rt_failed(&c, err)) { ov_failed(ov, *err); return errv; }
   if (!int_result(&c, 0, 0, (lua_Integer)total, &n))
     FAULT("returned %s where a byte count from 0 to %llu was expected", rtype(&c, 0), (unsigned long long)total);
   if (sent) *sent = (DWORD)n;
@@ -627,7 +625,7 @@ static int e_senddisconnect(lwsp_inst *I, SOCKET s, LPWSABUF data, LPINT err) {
   if (data && data->len && !data->buf) { *err = WSAEFAULT; return errv; }
   BEGIN(P_senddisconnect, s, 1);
   rt_push_wsabuf(c.co, data);
-  RUN(2);
+  RUN();
   return rt_finish_ok(&c, err);
 }
 
@@ -653,7 +651,7 @@ static int e_setsockopt(lwsp_inst *I, SOCKET s, int level, int optname, const ch
   default: lua_pushnil(c.co);
   }
   lua_pushlstring(c.co, optval ? optval : "", (size_t)optlen);
-  RUN(5);
+  RUN();
   return rt_finish_ok(&c, err);
 }
 
@@ -664,7 +662,7 @@ static int e_shutdown(lwsp_inst *I, SOCKET s, int how, LPINT err) {
   if (how < SD_RECEIVE || how > SD_BOTH) { *err = WSAEINVAL; return errv; }
   BEGIN(P_shutdown, s, 1);
   lua_pushinteger(c.co, how);
-  RUN(2);
+  RUN();
   return rt_finish_ok(&c, err);
 }
 
@@ -683,7 +681,7 @@ static SOCKET e_socket(lwsp_inst *I, int af, int type, int protocol, LPWSAPROTOC
   lwsp_push_protocol_info(c.co, pi);
   lua_pushinteger(c.co, g);
   lua_pushinteger(c.co, flags);
-  RUN(7);
+  RUN();
   if (I->ifs && !rt_sock_set_ifs(I, c.ns, c.co, R(0), err)) FAIL(*err);
   h = c.ns->handle;
   c.ns = NULL;
@@ -704,7 +702,7 @@ static INT e_stringtoaddress(lwsp_inst *I, LPWSTR str, INT af, LPWSAPROTOCOL_INF
   lua_pushlstring(c.co, buf, n);
   lua_pushinteger(c.co, af);
   if (pi) lwsp_push_protocol_info(c.co, pi); else lua_pushnil(c.co);
-  RUN(4);
+  RUN();
   if (!addr) { *addrlen = 0; FAIL(WSAEFAULT); }
   if (!rt_put_addr(&c, R(0), addr, addrlen, err)) return errv;
   rt_end(&c);

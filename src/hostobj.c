@@ -217,10 +217,11 @@ static WSAOVERLAPPED *check_ov(lua_State *L, int idx) {
   return u->ov;
 }
 static int o_overlapped(lua_State *L) {
+  HANDLE ev = (HANDLE)(uintptr_t)luaL_optinteger(L, 1, 0);
   ov_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
   u->ov = calloc(1, sizeof *u->ov);
   if (!u->ov) return fail(L, WSAENOBUFS);
-  u->ov->hEvent = (HANDLE)(uintptr_t)luaL_optinteger(L, 1, 0);
+  u->ov->hEvent = ev;
   luaL_setmetatable(L, OV_MT);
   return 1;
 }

@@ -292,9 +292,9 @@ int rt_fault(rt_call *c, LPINT err, const char *fmt, ...) {
   return rt_fail(c, err, WSAENETDOWN);
 }
 
-int rt_run(rt_call *c, int nargs, LPINT err) {
+int rt_run(rt_call *c, LPINT err) {
   lua_State *co = c->co;
-  int nres = 0, st = lua_resume(co, c->I->L, nargs, &nres);
+  int nres = 0, st = lua_resume(co, c->I->L, lua_gettop(co) - 1, &nres);
   if (st == LUA_OK) {
     c->nres = nres;
     c->base = lua_gettop(co) - nres + 1;

@@ -93,7 +93,7 @@ int rt_fault(rt_call *c, LPINT err, const char *fmt, ...)
   __attribute__((format(printf, 3, 4)))
 #endif
   ;
-int rt_run(rt_call *c, int nargs, LPINT err);
+int rt_run(rt_call *c, LPINT err);   /* resumes with everything pushed since rt_begin */
 int rt_failed(rt_call *c, LPINT err);
 int rt_finish_ok(rt_call *c, LPINT err);
 int rt_push_addr_arg(rt_call *c, const struct sockaddr *sa, int len);

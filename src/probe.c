@@ -31,7 +31,9 @@ static int probe(lua_State *L) {
   ss.ss_family = AF_INET;
   host_init();
   lwsp_mutex_lock(&host_lock);
-  if (s && (hs = host_sock(s)) != NULL) { p = hs->prov; catalog = hs->catalog; }
+  /* an explicit catalog id sends the call to that entry's provider even when
+   * the socket belongs to another one (a foreign handle) */
+  if (s && !catalog && (hs = host_sock(s)) != NULL) { p = hs->prov; catalog = hs->catalog; }
   e = catalog ? host_entry(catalog) : NULL;
   if (e) info = e->info;
   lwsp_mutex_unlock(&host_lock);
@@ -51,6 +53,7 @@ static int probe(lua_State *L) {
   else if (IS("connect:null")) rc = t->lpWSPConnect(s, NULL, 16, NULL, NULL, NULL, NULL, &err);
   else if (IS("getsockname:null")) rc = t->lpWSPGetSockName(s, NULL, &len, &err);
   else if (IS("getsockname:null-len")) rc = t->lpWSPGetSockName(s, (struct sockaddr *)&ss, NULL, &err);
+  else if (IS("getsockname:ok")) { len = sizeof ss; rc = t->lpWSPGetSockName(s, (struct sockaddr *)&ss, &len, &err); }
   else if (IS("getsockname:short")) { len = 4; rc = t->lpWSPGetSockName(s, (struct sockaddr *)&ss, &len, &err); }
   else if (IS("getpeername:null")) rc = t->lpWSPGetPeerName(s, NULL, &len, &err);
   else if (IS("getsockopt:null-optval")) { len = 4; rc = t->lpWSPGetSockOpt(s, SOL_SOCKET, SO_TYPE, NULL, &len, &err); }

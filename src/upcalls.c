@@ -157,7 +157,8 @@ static int close_thread(threadid_ud *t, INT *e) {
 static int u_close_thread(lua_State *L) {
   threadid_ud *t = luaL_checkudata(L, 1, THREADID_MT);
   INT e = 0;
-  return ok_or_fail(L, close_thread(t, &e), e);
+  int rc = close_thread(t, &e);
+  return ok_or_fail(L, rc, e);
 }
 static int threadid_gc(lua_State *L) {
   INT e = 0;
@@ -209,11 +210,12 @@ static int u_queue_apc(lua_State *L) {
 static int u_complete_overlapped_request(lua_State *L) {
   lwsp_inst *I = inst(L);
   INT e = 0;
+  int rc;
   LPWSAOVERLAPPED ov = (LPWSAOVERLAPPED)(uintptr_t)luaL_checkinteger(L, 2);
   if (!I->complete) return lwsp_push_error(L, WSASYSCALLFAILURE);
   luaL_argcheck(L, ov != NULL, 2, "NULL overlapped");
-  return ok_or_fail(L, I->complete((SOCKET)luaL_checkinteger(L, 1), ov, (DWORD)luaL_checkinteger(L, 3),
-                                   (DWORD)luaL_checkinteger(L, 4), &e), e);
+  rc = I->complete((SOCKET)luaL_checkinteger(L, 1), ov, (DWORD)luaL_checkinteger(L, 3), (DWORD)luaL_checkinteger(L, 4), &e);
+  return ok_or_fail(L, rc, e);
 }
 
 int lwsp_upcalls_open(lua_State *L, void *instp) {

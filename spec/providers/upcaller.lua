@@ -1,0 +1,43 @@
+-- A provider whose ioctl 0x7100 runs the Lua chunk it is given inside the
+-- provider state and returns the chunk's results serialised, so specs can
+-- call upcalls from a provider script and check the host's state after.
+local wsp = require "wsp"
+local lwsp = require "lwsp"
+
+local function ser(v)
+  local t = type(v)
+  if t == "table" then
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = k end
+    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+    local out = {}
+    for _, k in ipairs(keys) do out[#out + 1] = "[" .. ser(k) .. "]=" .. ser(v[k]) end
+    return "{" .. table.concat(out, ",") .. "}"
+  elseif t == "string" then
+    return string.format("%q", v)
+  elseif t == "nil" or t == "boolean" or t == "number" then
+    return tostring(v)
+  end
+  return string.format("%q", tostring(v))
+end
+
+local env = setmetatable({wsp = wsp, lwsp = lwsp, up = wsp.upcall}, {__index = _G})
+local next_ifs = 0x40000
+
+return {
+  ifs = os.getenv("LWSP_SPEC_IFS") == "1",
+  socket = function(s)
+    if s.handle then return true end
+    next_ifs = next_ifs + 4
+    return next_ifs
+  end,
+  ioctl = function(s, code, input)
+    if code ~= 0x7100 then return nil, wsp.WSAEINVAL end
+    env.s = s
+    local chunk = assert(load(input, "=snippet", "t", env))
+    local r = table.pack(chunk())
+    local parts = {}
+    for i = 1, r.n do parts[i] = ser(r[i]) end
+    return "return " .. (r.n > 0 and table.concat(parts, ",") or "nil")
+  end,
+}

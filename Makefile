@@ -12,7 +12,7 @@ SRCS      = src/lwsp.c src/dispatch.c src/upcalls.c src/common.c src/platform.c 
 HDRS      = $(wildcard src/*.h)
 BUSTED    ?= lua5.4 /usr/bin/busted
 
-.PHONY: all test check asan valgrind mingw mingw-check spi-check clean
+.PHONY: all deps deps-run demo test check asan valgrind rock mingw mingw-check spi-check clean
 
 all: build/lwsp.so
 
@@ -22,8 +22,30 @@ build/lwsp.so: $(SRCS) $(HDRS) Makefile
 	@ln -sfn ../lua build/lua
 	@nm -D --defined-only $@ | grep -q ' WSPStartup$$' || { echo "WSPStartup is not exported"; exit 1; }
 
+deps:
+	@bash tools/deps.sh test
+
+deps-run:
+	@bash tools/deps.sh run
+
+# The main job: a Lua provider driven through lwsp's own ws2_32.
+demo: deps-run
+	@$(MAKE) --no-print-directory build/lwsp.so
+	@LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" LUA_CPATH="$(CURDIR)/build/?.so;;" lua5.4 examples/demo.lua
+
+# Everything CI runs: the suite natively, under ASan/UBSan and valgrind, the
+# luarocks install, and the mingw-w64 cross-compile of both Windows targets.
+check: deps
+	@$(MAKE) --no-print-directory build/lwsp.so
+	$(MAKE) --no-print-directory test
+	$(MAKE) --no-print-directory asan
+	$(MAKE) --no-print-directory valgrind
+	$(MAKE) --no-print-directory rock
+	$(MAKE) --no-print-directory mingw-check
+	@echo "lwsp: all checks passed"
+
 test: build/lwsp.so
-	LWSP_CPATH=build $(BUSTED)
+	$(BUSTED)
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build, suite run against it.
 build/asan/lwsp.so: $(SRCS) $(HDRS) Makefile
@@ -33,11 +55,20 @@ build/asan/lwsp.so: $(SRCS) $(HDRS) Makefile
 	@ln -sfn ../../lua build/asan/lua
 
 asan: build/asan/lwsp.so
-	LWSP_CPATH=build/asan ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 \
-	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" $(BUSTED)
+	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" $(BUSTED) --cpath=build/asan/?.so
 
 valgrind: build/lwsp.so
-	LWSP_CPATH=build valgrind -q --error-exitcode=9 --leak-check=no --suppressions=tools/valgrind.supp $(BUSTED)
+	LD_PRELOAD=$(CURDIR)/build/lwsp.so valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
+	  --show-leak-kinds=definite $(BUSTED)
+
+# Installs with luarocks (offline) into build/rock and runs a provider from there.
+rock:
+	rm -rf build/rock && mkdir -p build/rock/src
+	cp -r src lua examples docs lwsp-scm-1.rockspec build/rock/src/
+	cd build/rock/src && luarocks --lua-version=5.4 --tree=$(CURDIR)/build/rock/tree make lwsp-scm-1.rockspec >/dev/null
+	env -u LUA_PATH -u LUA_CPATH lua5.4 -e "package.path='$(CURDIR)/build/rock/tree/share/lua/5.4/?.lua;$(CURDIR)/build/rock/tree/share/lua/5.4/?/init.lua;'..package.path; package.cpath='$(CURDIR)/build/rock/tree/lib/lua/5.4/?.so;'..package.cpath" \
+	  tools/rock_smoke.lua $(CURDIR)/build/rock/tree
 
 spi-check:
 	x86_64-w64-mingw32-gcc -std=gnu11 -Isrc $(WARN) -c tools/spi_check.c -o /dev/null

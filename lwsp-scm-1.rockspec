@@ -1,0 +1,55 @@
+rockspec_format = "3.0"
+package = "lwsp"
+version = "scm-1"
+source = {
+  url = "git+https://example.invalid/lwsp.git",
+}
+description = {
+  summary = "Winsock 2 service providers (layered and base) scripted in Lua",
+  detailed = [[
+lwsp implements the Winsock 2 SPI in C and lets a provider's protocol logic
+live in Lua: WSPStartup, the 30-entry proc table, the upcall table, handle
+contexts, and a host that plays ws2_32 so providers run and are tested on
+Linux as on Windows.
+]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.4, < 5.5",
+}
+build = {
+  type = "builtin",
+  modules = {
+    lwsp = {
+      sources = {
+        "src/lwsp.c", "src/dispatch.c", "src/upcalls.c", "src/common.c", "src/platform.c",
+        "src/host.c", "src/hostapi.c", "src/hostobj.c", "src/probe.c",
+      },
+      incdirs = {"src"},
+      libraries = {"lua5.4", "pthread", "dl"},
+      defines = {},
+    },
+    ["wsp"] = "lua/wsp/init.lua",
+    ["wsp.host"] = "lua/wsp/host.lua",
+  },
+  platforms = {
+    mingw32 = {
+      modules = {
+        lwsp = {
+          sources = {
+            "src/lwsp.c", "src/dispatch.c", "src/upcalls.c", "src/common.c", "src/platform.c",
+            "src/host.c", "src/hostapi.c", "src/hostobj.c", "src/probe.c",
+          },
+          incdirs = {"src"},
+          libraries = {"ws2_32"},
+          defines = {"__USE_MINGW_ANSI_STDIO=1"},
+        },
+      },
+    },
+  },
+  copy_directories = {"docs", "examples"},
+}
+test = {
+  type = "command",
+  command = "make test",
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages lwsp needs, and only those that are missing.
+#   tools/deps.sh run    - enough to build lwsp and run the demo
+#   tools/deps.sh test   - also busted, luarocks, valgrind and mingw-w64
+set -euo pipefail
+profile=${1:-test}
+pkgs=(gcc make lua5.4 liblua5.4-dev)
+if [ "$profile" = test ]; then
+  pkgs+=(lua-busted luarocks valgrind mingw-w64 binutils)
+fi
+need=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+if ((${#need[@]})); then
+  echo "lwsp: installing ${need[*]}"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi

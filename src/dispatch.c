@@ -452,10 +452,18 @@ static int recv_common(rt_call *cp, lwsp_inst *I, SOCKET s, LPWSABUF bufs, DWORD
   size_t len, k;
   const char *data;
   lua_Integer fl = 0;
-  if (c.nres < 1 || lua_type(c.co, R(0)) != LUA_TSTRING) FAULT("returned %s where data (a string) was expected", rtype(&c, 0));
   if (HAS(flags_k) && !int_result(&c, flags_k, 0, 0xffffffffLL, &fl)) FAULT("returned %s where flags were expected", rtype(&c, flags_k));
-  data = lua_tolstring(c.co, R(0), &len);
-  k = rt_scatter(bufs, nbufs, data, len);
+  if (I->views) {
+    lua_Integer n;
+    if (!int_result(&c, 0, 0, (lua_Integer)cap, &n))
+      FAULT("returned %s where the count of bytes written to the view (0 to %llu) was expected", rtype(&c, 0),
+            (unsigned long long)cap);
+    len = k = (size_t)n;
+  } else {
+    if (c.nres < 1 || lua_type(c.co, R(0)) != LUA_TSTRING) FAULT("returned %s where data (a string) was expected", rtype(&c, 0));
+    data = lua_tolstring(c.co, R(0), &len);
+    k = rt_scatter(bufs, nbufs, data, len);
+  }
   if (got) *got = (DWORD)k;
   *flags = (DWORD)fl;
   if (len > cap) {
@@ -479,7 +487,7 @@ static int e_recv(lwsp_inst *I, SOCKET s, LPWSABUF bufs, DWORD nbufs, LPDWORD go
   ERRP;
   if (!flags || (!got && !ov) || !rt_check_bufs(bufs, nbufs, &cap)) { *err = WSAEFAULT; ov_failed(ov, WSAEFAULT); return errv; }
   BEGIN(P_recv, s, 1);
-  lua_pushinteger(c.co, (lua_Integer)cap);
+  if (I->views) c.view = rt_push_view(c.co, bufs, nbufs, cap, 1); else lua_pushinteger(c.co, (lua_Integer)cap);
   lua_pushinteger(c.co, *flags);
   if (!rt_run(&c, err) || rt_failed(&c, err)) { ov_failed(ov, *err); return errv; }
   return recv_common(&c, I, s, bufs, nbufs, cap, got, flags, 1, ov, routine, tid, err);
@@ -517,7 +525,7 @@ static int e_recvfrom(lwsp_inst *I, SOCKET s, LPWSABUF bufs, DWORD nbufs, LPDWOR
   }
   BEGIN(P_recvfrom, s, 1);
   if (from && *fromlen < min_addrlen(c.so->af)) FAIL(WSAEFAULT);
-  lua_pushinteger(c.co, (lua_Integer)cap);
+  if (I->views) c.view = rt_push_view(c.co, bufs, nbufs, cap, 1); else lua_pushinteger(c.co, (lua_Integer)cap);
   lua_pushinteger(c.co, *flags);
   if (!rt_run(&c, err) || rt_failed(&c, err)) { ov_failed(ov, *err); return errv; }
   if (from) {
@@ -595,7 +603,7 @@ static int send_common(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nb
   ERRP;
   if ((!sent && !ov) || !rt_check_bufs(bufs, nbufs, &total)) { *err = WSAEFAULT; ov_failed(ov, WSAEFAULT); return errv; }
   BEGIN(proc, s, 1);
-  rt_push_bufs(c.co, bufs, nbufs, &total);
+  if (I->views) c.view = rt_push_view(c.co, bufs, nbufs, total, 0); else rt_push_bufs(c.co, bufs, nbufs, &total);
   if (proc == P_sendto) {
     if (to) {
       if (!rt_push_addr_arg(&c, to, tolen)) { ov_failed(ov, WSAEFAULT); FAIL(WSAEFAULT); }

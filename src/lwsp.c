@@ -221,6 +221,7 @@ int rt_begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LPINT 
   c->broken = 0;
   c->co = NULL;
   c->ns = NULL;
+  c->view = NULL;
   if (!I->active) { *err = WSANOTINITIALISED; return 0; }
   lwsp_mutex_lock(&I->lock);
   if (!I->active) { lwsp_mutex_unlock(&I->lock); *err = WSANOTINITIALISED; return 0; }
@@ -260,6 +261,7 @@ void rt_end(rt_call *c) {
   lwsp_inst *I = c->I;
   lua_State *L = I->L;
   if (c->ns) { rt_sock_close(I, c->ns); c->ns = NULL; }
+  if (c->view) { rt_view_end(c->view); c->view = NULL; }
   if (c->co) {
     if (!c->broken && lua_status(c->co) == LUA_OK) {
       lua_settop(c->co, 0);
@@ -624,7 +626,9 @@ static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCAL
   }
   lua_getfield(L, -1, "ifs");
   I->ifs = lua_toboolean(L, -1);
-  lua_pop(L, 1);
+  lua_getfield(L, -2, "views");
+  I->views = lua_toboolean(L, -1);
+  lua_pop(L, 2);
   lua_setfield(L, LUA_REGISTRYINDEX, "lwsp.handlers");
   lua_settop(L, 0);
   return 1;

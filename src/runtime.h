@@ -56,6 +56,7 @@ typedef struct lwsp_inst {
   int href[LWSP_NPROCS];         /* handler references, LUA_NOREF if absent */
   int idle_ref;                  /* idle coroutines, reused between calls */
   int ifs;                       /* handlers.ifs: IFS handles */
+  int views;                     /* handlers.views: send/recv data as zero-copy views */
   lwsp_sock **chunks;            /* sockets live in fixed chunks: pointers stay valid */
   uint32_t nsocks, nchunks, free_head;
   lwsp_map ifsmap;               /* IFS handle -> lwsp_sock index + 1 */
@@ -83,6 +84,7 @@ typedef struct rt_call {
   int nres;
   int broken;   /* the coroutine raised: do not reuse it */
   lwsp_sock *ns; /* a socket being created: closed by rt_end unless taken */
+  void *view;    /* a buffer view over the caller's WSABUFs: invalidated by rt_end */
 } rt_call;
 
 int rt_begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LPINT err);
@@ -111,6 +113,9 @@ void rt_sock_close(lwsp_inst *I, lwsp_sock *so);
 int rt_sock_set_ifs(lwsp_inst *I, lwsp_sock *so, lua_State *co, int idx, LPINT err);
 extern const char *const lwsp_proc_names[LWSP_NPROCS];
 extern const char *const lwsp_spi_names[LWSP_NPROCS];
+/* view.c: zero-copy views of a caller's WSABUF array, valid for one call */
+void *rt_push_view(lua_State *co, const WSABUF *bufs, DWORD n, size_t len, int writable);
+void rt_view_end(void *view);
 /* dispatch.c: the 30 entries of instance slot n */
 extern lwsp_inst lwsp_instances[LWSP_MAX_INSTANCES];
 void lwsp_fill_procs(int slot, LPWSPPROC_TABLE procs);

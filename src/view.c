@@ -1,0 +1,143 @@
+/*
+ * view.c - zero-copy buffer views (userdata "lwsp.view").  A view covers the
+ * caller's WSABUF array for the length of one call: reading copies only what
+ * is asked for, writing goes straight into the caller's memory.  When the call
+ * ends the view is invalidated, and any later use raises an error in Lua
+ * instead of touching memory that is no longer the provider's.
+ */
+#include "runtime.h"
+#include <string.h>
+
+#define VIEW_MT "lwsp.view"
+
+typedef struct lwsp_view {
+  const WSABUF *bufs;
+  DWORD n;
+  size_t len;
+  int writable;
+  int valid;
+} lwsp_view;
+
+static lwsp_view *check_view(lua_State *L, int idx) {
+  lwsp_view *v = luaL_checkudata(L, idx, VIEW_MT);
+  if (!v->valid) luaL_error(L, "buffer view used after its call returned");
+  return v;
+}
+
+/* Copies bytes [off, off + len) of the view into out. */
+static void view_read(const lwsp_view *v, size_t off, char *out, size_t len) {
+  for (DWORD i = 0; i < v->n && len; i++) {
+    size_t blen = v->bufs[i].len;
+    if (off >= blen) { off -= blen; continue; }
+    size_t k = blen - off < len ? blen - off : len;
+    memcpy(out, v->bufs[i].buf + off, k);
+    out += k;
+    len -= k;
+    off = 0;
+  }
+}
+
+static size_t view_write(const lwsp_view *v, size_t off, const char *data, size_t len) {
+  size_t done = 0;
+  for (DWORD i = 0; i < v->n && len; i++) {
+    size_t blen = v->bufs[i].len;
+    if (off >= blen) { off -= blen; continue; }
+    size_t k = blen - off < len ? blen - off : len;
+    memcpy(v->bufs[i].buf + off, data, k);
+    data += k;
+    len -= k;
+    done += k;
+    off = 0;
+  }
+  return done;
+}
+
+/* Lua-style [i, j] (1-based, negative from the end) into [off, off + n). */
+static void range(lua_State *L, const lwsp_view *v, int ai, size_t *off, size_t *n) {
+  lua_Integer len = (lua_Integer)v->len;
+  lua_Integer i = luaL_optinteger(L, ai, 1), j = luaL_optinteger(L, ai + 1, -1);
+  if (i < 0) i = len + i + 1 > 0 ? len + i + 1 : 1;
+  else if (i == 0) i = 1;
+  if (j < 0) j = len + j + 1;
+  else if (j > len) j = len;
+  *off = (size_t)(i - 1);
+  *n = i > j ? 0 : (size_t)(j - i + 1);
+}
+
+/* view:tostring([i [, j]]) -> the bytes as a string */
+static int v_tostring(lua_State *L) {
+  lwsp_view *v = check_view(L, 1);
+  size_t off, n;
+  luaL_Buffer b;
+  range(L, v, 2, &off, &n);
+  view_read(v, off, luaL_buffinitsize(L, &b, n), n);
+  luaL_pushresultsize(&b, n);
+  return 1;
+}
+
+/* view:byte([i [, j]]) -> byte values, like string.byte */
+static int v_byte(lua_State *L) {
+  lwsp_view *v = check_view(L, 1);
+  lua_Integer i = luaL_optinteger(L, 2, 1), j = luaL_optinteger(L, 3, i);
+  size_t off, n;
+  unsigned char tmp[64];
+  lua_settop(L, 1);
+  lua_pushinteger(L, i);
+  lua_pushinteger(L, j);
+  range(L, v, 2, &off, &n);
+  luaL_argcheck(L, n <= sizeof tmp, 3, "at most 64 bytes at a time");
+  view_read(v, off, (char *)tmp, n);
+  for (size_t k = 0; k < n; k++) lua_pushinteger(L, tmp[k]);
+  return (int)n;
+}
+
+/* view:write(data [, offset = 0]) -> bytes written (a writable view only) */
+static int v_write(lua_State *L) {
+  lwsp_view *v = check_view(L, 1);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  lua_Integer off = luaL_optinteger(L, 3, 0);
+  luaL_argcheck(L, v->writable, 1, "this view is read-only");
+  luaL_argcheck(L, off >= 0 && (size_t)off <= v->len, 3, "offset out of range");
+  lua_pushinteger(L, (lua_Integer)view_write(v, (size_t)off, data, len));
+  return 1;
+}
+
+static int v_len(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)check_view(L, 1)->len);
+  return 1;
+}
+
+static int v_name(lua_State *L) {
+  lwsp_view *v = luaL_checkudata(L, 1, VIEW_MT);
+  lua_pushfstring(L, "lwsp.view (%d bytes%s)", (int)v->len, v->valid ? "" : ", expired");
+  return 1;
+}
+
+/* Pushes a view of (bufs, n); the caller must call rt_view_end before the
+ * buffers stop being valid. */
+void *rt_push_view(lua_State *co, const WSABUF *bufs, DWORD n, size_t len, int writable) {
+  lwsp_view *v = lua_newuserdatauv(co, sizeof *v, 0);
+  v->bufs = bufs;
+  v->n = n;
+  v->len = len;
+  v->writable = writable;
+  v->valid = 1;
+  if (luaL_newmetatable(co, VIEW_MT)) {
+    static const luaL_Reg methods[] = {{"tostring", v_tostring}, {"byte", v_byte}, {"write", v_write}, {NULL, NULL}};
+    lua_pushcfunction(co, v_len); lua_setfield(co, -2, "__len");
+    lua_pushcfunction(co, v_name); lua_setfield(co, -2, "__tostring");
+    luaL_newlib(co, methods);
+    lua_setfield(co, -2, "__index");
+  }
+  lua_setmetatable(co, -2);
+  return v;
+}
+
+void rt_view_end(void *view) {
+  lwsp_view *v = view;
+  v->valid = 0;
+  v->bufs = NULL;
+  v->n = 0;
+  v->len = 0;
+}

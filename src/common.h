@@ -44,6 +44,10 @@ void lwsp_cond_broadcast(lwsp_cond *c);
 /* Waits at most ms milliseconds (ms < 0: forever); returns 0 when woken, 1 on timeout. */
 int lwsp_cond_wait(lwsp_cond *c, lwsp_mutex *m, long ms);
 double lwsp_now(void);                        /* monotonic seconds */
+typedef struct lwsp_thread lwsp_thread;
+/* Starts fn(arg) on a new thread; NULL on failure.  Join exactly once. */
+lwsp_thread *lwsp_thread_start(void (*fn)(void *), void *arg);
+void lwsp_thread_join(lwsp_thread *t);
 void *lwsp_dlopen(const char *utf8path, char *err, size_t errlen);
 void *lwsp_dlsym(void *lib, const char *name);
 void lwsp_dlclose(void *lib);

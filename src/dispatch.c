@@ -14,7 +14,7 @@
 #define ERRP INT errp_; if (!err) err = &errp_
 #define FAIL(code) do { rt_fail(&c, err, (code)); return errv; } while (0)
 #define FAULT(...) do { rt_fault(&c, err, __VA_ARGS__); return errv; } while (0)
-#define RUN() do { if (!rt_run(&c, err) || rt_failed(&c, err)) return errv; } while (0)
+#define RUN() do { if (rt_run(&c, err) != RT_DONE || rt_failed(&c, err)) return errv; } while (0)
 #define BEGIN(proc, s, need) do { if (!rt_begin(&c, I, (proc), (s), (need), err)) return errv; } while (0)
 #define R(k) (c.base + (k))          /* index of result k (0-based) on c.co */
 #define HAS(k) (c.nres > (k) && !lua_isnil(c.co, R(k)))
@@ -75,6 +75,7 @@ static SOCKET e_accept(lwsp_inst *I, SOCKET s, struct sockaddr *addr, LPINT addr
   BEGIN(P_accept, s, 1);
   if (addr && *addrlen < min_addrlen(c.so->af)) FAIL(WSAEFAULT);
   if (!(c.ns = rt_sock_open(I, c.co, c.so->af, c.so->catalog, err))) FAIL(*err);
+  c.can_wait = 1;
   if (cond) {
     void *p;
     memcpy(&p, &cond, sizeof p);
@@ -127,6 +128,7 @@ static int e_asyncselect(lwsp_inst *I, SOCKET s, HWND hwnd, unsigned int msg, LO
   lua_pushinteger(c.co, msg);
   lua_pushinteger(c.co, events);
   RUN();
+  c.so->nonblocking = 1;  /* WSAAsyncSelect puts the socket in non-blocking mode */
   return rt_finish_ok(&c, err);
 }
 
@@ -141,13 +143,15 @@ static int e_bind(lwsp_inst *I, SOCKET s, const struct sockaddr *name, int namel
   return rt_finish_ok(&c, err);
 }
 
+/* The C core owns blocking waits, so it owns their cancellation: the blocked
+ * call on this thread fails with WSAEINTR.  No blocking call: WSAEINVAL. */
 static int e_cancelblockingcall(lwsp_inst *I, LPINT err) {
-  const int errv = SOCKET_ERROR;
-  rt_call c;
+  int e;
   ERRP;
-  BEGIN(P_cancelblockingcall, 0, 0);
-  RUN();
-  return rt_finish_ok(&c, err);
+  if (!I->active) { *err = WSANOTINITIALISED; return SOCKET_ERROR; }
+  e = rt_cancel_blocking(I);
+  if (e) { *err = e; return SOCKET_ERROR; }
+  return 0;
 }
 
 static int e_cleanup(lwsp_inst *I, LPINT err) { return lwsp_do_cleanup(I, err); }
@@ -167,12 +171,14 @@ static int e_closesocket(lwsp_inst *I, SOCKET s, LPINT err) {
       *err = I->active ? WSAENOTSOCK : WSANOTINITIALISED;
       return errv;
     }
+    rt_abort_socket(I, so);
     rt_sock_close(I, so);
     lwsp_mutex_unlock(&I->lock);
     return 0;
   }
   BEGIN(P_closesocket, s, 1);
   RUN();
+  rt_abort_socket(I, c.so);
   c.ns = c.so; /* rt_end closes it */
   rt_end(&c);
   return 0;
@@ -185,6 +191,7 @@ static int e_connect(lwsp_inst *I, SOCKET s, const struct sockaddr *name, int na
   ERRP;
   if (!name) { *err = WSAEFAULT; return errv; }
   BEGIN(P_connect, s, 1);
+  c.can_wait = 1;
   if (!rt_push_addr_arg(&c, name, namelen)) FAIL(WSAEFAULT);
   rt_push_wsabuf(c.co, callerdata);
   push_opt_qos(c.co, sqos);
@@ -253,6 +260,7 @@ static int e_eventselect(lwsp_inst *I, SOCKET s, WSAEVENT ev, LONG events, LPINT
   lua_pushinteger(c.co, (lua_Integer)(uintptr_t)ev);
   lua_pushinteger(c.co, events);
   RUN();
+  c.so->nonblocking = 1;  /* so does WSAEventSelect */
   return rt_finish_ok(&c, err);
 }
 
@@ -269,10 +277,14 @@ static BOOL e_getoverlappedresult(lwsp_inst *I, SOCKET s, LPWSAOVERLAPPED ov, LP
     lwsp_sock *so;
     lwsp_mutex_lock(&I->lock);
     so = I->active ? rt_sock_find(I, s) : NULL;
+    if (so && wait && I->depth == 0) {
+      /* wait for this provider's own operation on ov to end */
+      while (ov->Internal == WSS_OPERATION_IN_PROGRESS && rt_find_op(I, ov))
+        lwsp_cond_wait(&I->cond, &I->lock, -1);
+    }
     lwsp_mutex_unlock(&I->lock);
     if (!so) { *err = I->active ? WSAENOTSOCK : WSANOTINITIALISED; return errv; }
     if (ov->Internal == WSS_OPERATION_IN_PROGRESS) {
-      (void)wait;
       *err = WSA_IO_INCOMPLETE;
       return errv;
     }
@@ -378,40 +390,105 @@ static BOOL e_getqosbyname(lwsp_inst *I, SOCKET s, LPWSABUF name, LPQOS qos, LPI
   return TRUE;
 }
 
+static int finish_ioctl(rt_call *c, const rt_io *io, DWORD *bytes, DWORD *flags) {
+  size_t n = 0;
+  const char *data = NULL;
+  uint32_t u;
+  *flags = 0;
+  if (c->nres > 0) {
+    switch (lua_type(c->co, c->base)) {
+    case LUA_TSTRING: data = lua_tolstring(c->co, c->base, &n); break;
+    case LUA_TNUMBER:
+      if (!lua_isinteger(c->co, c->base)) return rt_soft_fault(c, "returned a non-integer number");
+      u = (uint32_t)lua_tointeger(c->co, c->base);
+      data = (const char *)&u;
+      n = 4;
+      break;
+    case LUA_TNIL: case LUA_TBOOLEAN: break;
+    default: return rt_soft_fault(c, "returned %s where ioctl output was expected", rtype(c, 0));
+    }
+  }
+  if (n > io->cbout) return WSAEFAULT;
+  if (n) memcpy(io->out, data, n);
+  *bytes = (DWORD)n;
+  return 0;
+}
+
+/* The data entries (send, sendto, recv, recvfrom, ioctl) end the same way:
+ * at once (results to the caller, and the overlapped mechanism notified), or
+ * pending (WSA_IO_PENDING; the results follow when the handler finishes). */
+static int data_end(rt_call *c, int rc, const rt_io *io, rt_finish_fn finish, LPDWORD count, LPDWORD flags,
+                    LPWSAOVERLAPPED ov, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine, LPWSATHREADID tid, LPINT err) {
+  DWORD bytes = 0, fl = 0;
+  int e;
+  if (rc == RT_FAILED) { ov_failed(ov, *err); return SOCKET_ERROR; }
+  if (rc == RT_PENDING) {
+    if (!rt_pend(c, io, finish, routine, tid, err)) { ov_failed(ov, *err); return SOCKET_ERROR; }
+    *err = WSA_IO_PENDING;
+    rt_end(c);
+    return SOCKET_ERROR;
+  }
+  if (rt_failed(c, err)) { ov_failed(ov, *err); return SOCKET_ERROR; }
+  e = finish(c, io, &bytes, &fl);
+  if (count) *count = bytes;
+  if (flags) *flags = fl;
+  if (e) {
+    ov_failed(ov, e);
+    if (ov) ov->InternalHigh = bytes;
+    rt_fail(c, err, e);
+    return SOCKET_ERROR;
+  }
+  if (ov) rt_overlapped_done(c->I, c->so, c->so->handle, ov, routine, tid, 0, bytes, fl);
+  rt_end(c);
+  return 0;
+}
+
+/* Checks shared by the overlapped-capable entries. */
+static int overlapped_args(LPWSAOVERLAPPED ov, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine, LPWSATHREADID tid) {
+  return !routine || (ov && tid);
+}
+
 static int e_ioctl(lwsp_inst *I, SOCKET s, DWORD code, LPVOID in, DWORD cbin, LPVOID out, DWORD cbout,
                    LPDWORD returned, LPWSAOVERLAPPED ov, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine,
                    LPWSATHREADID tid, LPINT err) {
   const int errv = SOCKET_ERROR;
   rt_call c;
-  size_t n = 0;
-  const char *data = NULL;
-  uint32_t u;
+  rt_io io;
   ERRP;
-  if ((!returned && !ov) || (cbin && !in) || (cbout && !out)) { *err = WSAEFAULT; ov_failed(ov, WSAEFAULT); return errv; }
+  if ((!returned && !ov) || (cbin && !in) || (cbout && !out) || !overlapped_args(ov, routine, tid)) {
+    *err = WSAEFAULT;
+    ov_failed(ov, WSAEFAULT);
+    return errv;
+  }
+  if (code == FIONBIO && (!in || cbin < 4)) { *err = WSAEFAULT; ov_failed(ov, WSAEFAULT); return errv; }
+  if (code == FIONBIO && I->href[P_ioctl] == LUA_NOREF) {
+    /* the C core keeps the blocking mode; a handler, if any, is told too */
+    lwsp_sock *so;
+    uint32_t v;
+    lwsp_mutex_lock(&I->lock);
+    so = I->active ? rt_sock_find(I, s) : NULL;
+    memcpy(&v, in, 4);
+    if (so) so->nonblocking = v != 0;
+    lwsp_mutex_unlock(&I->lock);
+    if (!so) { *err = I->active ? WSAENOTSOCK : WSANOTINITIALISED; return errv; }
+    if (returned) *returned = 0;
+    return 0;
+  }
   BEGIN(P_ioctl, s, 1);
+  c.can_wait = 1;
+  c.ov = ov;
   lua_pushinteger(c.co, code);
   if (in) lua_pushlstring(c.co, (const char *)in, cbin); else lua_pushnil(c.co);
   lua_pushinteger(c.co, cbout);
-  if (!rt_run(&c, err) || rt_failed(&c, err)) { ov_failed(ov, *err); return errv; }
-  if (c.nres > 0) {
-    switch (lua_type(c.co, R(0))) {
-    case LUA_TSTRING: data = lua_tolstring(c.co, R(0), &n); break;
-    case LUA_TNUMBER:
-      if (!lua_isinteger(c.co, R(0))) FAULT("returned a non-integer number");
-      u = (uint32_t)lua_tointeger(c.co, R(0));
-      data = (const char *)&u;
-      n = 4;
-      break;
-    case LUA_TNIL: case LUA_TBOOLEAN: break;
-    default: FAULT("returned %s where ioctl output was expected", rtype(&c, 0));
-    }
+  memset(&io, 0, sizeof io);
+  io.out = out;
+  io.cbout = cbout;
+  if (code == FIONBIO) {
+    uint32_t v;
+    memcpy(&v, in, 4);
+    c.so->nonblocking = v != 0;
   }
-  if (n > cbout) { ov_failed(ov, WSAEFAULT); FAIL(WSAEFAULT); }
-  if (n) memcpy(out, data, n);
-  if (returned) *returned = (DWORD)n;
-  if (ov) rt_overlapped_done(I, s, ov, routine, tid, 0, (DWORD)n, 0);
-  rt_end(&c);
-  return 0;
+  return data_end(&c, rt_run(&c, err), &io, finish_ioctl, returned, NULL, ov, routine, tid, err);
 }
 
 static SOCKET e_joinleaf(lwsp_inst *I, SOCKET s, const struct sockaddr *name, int namelen, LPWSABUF callerdata,
@@ -442,55 +519,80 @@ static int e_listen(lwsp_inst *I, SOCKET s, int backlog, LPINT err) {
   return rt_finish_ok(&c, err);
 }
 
-/* Shared by recv and recvfrom: copies the data result into the caller's
- * buffers.  Data longer than the buffers is cut, with WSAEMSGSIZE. */
-static int recv_common(rt_call *cp, lwsp_inst *I, SOCKET s, LPWSABUF bufs, DWORD nbufs, size_t cap, LPDWORD got,
-                       LPDWORD flags, int flags_k, LPWSAOVERLAPPED ov, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine,
-                       LPWSATHREADID tid, LPINT err) {
-  rt_call c = *cp;
-  const int errv = SOCKET_ERROR;
+/* recv and recvfrom: copies the data result into the caller's buffers (or
+ * takes the count written to a view).  Data longer than the buffers is cut,
+ * with WSAEMSGSIZE; recvfrom also writes the sender's address. */
+static int finish_recv(rt_call *c, const rt_io *io, DWORD *bytes, DWORD *flags) {
+  int from = c->proc == P_recvfrom, fk = from ? 2 : 1;
   size_t len, k;
-  const char *data;
   lua_Integer fl = 0;
-  if (HAS(flags_k) && !int_result(&c, flags_k, 0, 0xffffffffLL, &fl)) FAULT("returned %s where flags were expected", rtype(&c, flags_k));
-  if (I->views) {
+  if (c->nres > fk && !lua_isnil(c->co, c->base + fk) && !int_result(c, fk, 0, 0xffffffffLL, &fl))
+    return rt_soft_fault(c, "returned %s where flags were expected", rtype(c, fk));
+  if (c->I->views) {
     lua_Integer n;
-    if (!int_result(&c, 0, 0, (lua_Integer)cap, &n))
-      FAULT("returned %s where the count of bytes written to the view (0 to %llu) was expected", rtype(&c, 0),
-            (unsigned long long)cap);
+    if (!int_result(c, 0, 0, (lua_Integer)io->cap, &n))
+      return rt_soft_fault(c, "returned %s where the count of bytes written to the view (0 to %llu) was expected",
+                           rtype(c, 0), (unsigned long long)io->cap);
     len = k = (size_t)n;
   } else {
-    if (c.nres < 1 || lua_type(c.co, R(0)) != LUA_TSTRING) FAULT("returned %s where data (a string) was expected", rtype(&c, 0));
-    data = lua_tolstring(c.co, R(0), &len);
-    k = rt_scatter(bufs, nbufs, data, len);
+    const char *data;
+    if (c->nres < 1 || lua_type(c->co, c->base) != LUA_TSTRING)
+      return rt_soft_fault(c, "returned %s where data (a string) was expected", rtype(c, 0));
+    data = lua_tolstring(c->co, c->base, &len);
+    k = rt_scatter(io->bufs, io->nbufs, data, len);
   }
-  if (got) *got = (DWORD)k;
+  if (from && io->from) {
+    SOCKADDR_STORAGE ss;
+    int alen;
+    if (c->nres < 2 || !lwsp_to_sockaddr(c->co, c->base + 1, &ss, &alen))
+      return rt_soft_fault(c, "returned %s where the sender's address was expected", rtype(c, 1));
+    if (*io->fromlen < alen) { *io->fromlen = alen; return WSAEFAULT; }
+    memcpy(io->from, &ss, (size_t)alen);
+    *io->fromlen = alen;
+  }
+  *bytes = (DWORD)k;
   *flags = (DWORD)fl;
-  if (len > cap) {
-    if (!(I->info.dwServiceFlags1 & XP1_MESSAGE_ORIENTED))
-      lwsp_log(I->name, "handler '%s' returned %llu bytes for a %llu-byte buffer: the rest is lost",
-               lwsp_proc_names[c.proc], (unsigned long long)len, (unsigned long long)cap);
-    ov_failed(ov, WSAEMSGSIZE);
-    if (ov) ov->InternalHigh = k;
-    FAIL(WSAEMSGSIZE);
+  if (len > io->cap) {
+    if (!(c->I->info.dwServiceFlags1 & XP1_MESSAGE_ORIENTED))
+      lwsp_log(c->I->name, "handler '%s' returned %llu bytes for a %llu-byte buffer: the rest is lost",
+               lwsp_proc_names[c->proc], (unsigned long long)len, (unsigned long long)io->cap);
+    return WSAEMSGSIZE;
   }
-  if (ov) rt_overlapped_done(I, s, ov, routine, tid, 0, (DWORD)k, (DWORD)fl);
-  rt_end(&c);
   return 0;
+}
+
+static int recv_entry(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nbufs, LPDWORD got, LPDWORD flags,
+                      struct sockaddr *from, LPINT fromlen, LPWSAOVERLAPPED ov,
+                      LPWSAOVERLAPPED_COMPLETION_ROUTINE routine, LPWSATHREADID tid, LPINT err) {
+  const int errv = SOCKET_ERROR;
+  rt_call c;
+  rt_io io;
+  size_t cap;
+  ERRP;
+  if (!flags || (!got && !ov) || (from && !fromlen) || !rt_check_bufs(bufs, nbufs, &cap) ||
+      !overlapped_args(ov, routine, tid)) {
+    *err = WSAEFAULT;
+    ov_failed(ov, WSAEFAULT);
+    return errv;
+  }
+  BEGIN(proc, s, 1);
+  if (from && *fromlen < min_addrlen(c.so->af)) { ov_failed(ov, WSAEFAULT); FAIL(WSAEFAULT); }
+  c.can_wait = 1;
+  c.ov = ov;
+  if (I->views) c.view = rt_push_view(c.co, bufs, nbufs, cap, 1); else lua_pushinteger(c.co, (lua_Integer)cap);
+  lua_pushinteger(c.co, *flags);
+  memset(&io, 0, sizeof io);
+  io.bufs = bufs;
+  io.nbufs = nbufs;
+  io.cap = cap;
+  io.from = from;
+  io.fromlen = fromlen;
+  return data_end(&c, rt_run(&c, err), &io, finish_recv, got, flags, ov, routine, tid, err);
 }
 
 static int e_recv(lwsp_inst *I, SOCKET s, LPWSABUF bufs, DWORD nbufs, LPDWORD got, LPDWORD flags,
                   LPWSAOVERLAPPED ov, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine, LPWSATHREADID tid, LPINT err) {
-  const int errv = SOCKET_ERROR;
-  rt_call c;
-  size_t cap;
-  ERRP;
-  if (!flags || (!got && !ov) || !rt_check_bufs(bufs, nbufs, &cap)) { *err = WSAEFAULT; ov_failed(ov, WSAEFAULT); return errv; }
-  BEGIN(P_recv, s, 1);
-  if (I->views) c.view = rt_push_view(c.co, bufs, nbufs, cap, 1); else lua_pushinteger(c.co, (lua_Integer)cap);
-  lua_pushinteger(c.co, *flags);
-  if (!rt_run(&c, err) || rt_failed(&c, err)) { ov_failed(ov, *err); return errv; }
-  return recv_common(&c, I, s, bufs, nbufs, cap, got, flags, 1, ov, routine, tid, err);
+  return recv_entry(I, P_recv, s, bufs, nbufs, got, flags, NULL, NULL, ov, routine, tid, err);
 }
 
 static int e_recvdisconnect(lwsp_inst *I, SOCKET s, LPWSABUF data, LPINT err) {
@@ -514,25 +616,7 @@ static int e_recvdisconnect(lwsp_inst *I, SOCKET s, LPWSABUF data, LPINT err) {
 static int e_recvfrom(lwsp_inst *I, SOCKET s, LPWSABUF bufs, DWORD nbufs, LPDWORD got, LPDWORD flags,
                       struct sockaddr *from, LPINT fromlen, LPWSAOVERLAPPED ov,
                       LPWSAOVERLAPPED_COMPLETION_ROUTINE routine, LPWSATHREADID tid, LPINT err) {
-  const int errv = SOCKET_ERROR;
-  rt_call c;
-  size_t cap;
-  ERRP;
-  if (!flags || (!got && !ov) || (from && !fromlen) || !rt_check_bufs(bufs, nbufs, &cap)) {
-    *err = WSAEFAULT;
-    ov_failed(ov, WSAEFAULT);
-    return errv;
-  }
-  BEGIN(P_recvfrom, s, 1);
-  if (from && *fromlen < min_addrlen(c.so->af)) FAIL(WSAEFAULT);
-  if (I->views) c.view = rt_push_view(c.co, bufs, nbufs, cap, 1); else lua_pushinteger(c.co, (lua_Integer)cap);
-  lua_pushinteger(c.co, *flags);
-  if (!rt_run(&c, err) || rt_failed(&c, err)) { ov_failed(ov, *err); return errv; }
-  if (from) {
-    if (!HAS(1)) FAULT("returned no sender address");
-    if (!rt_put_addr(&c, R(1), from, fromlen, err)) return errv;
-  }
-  return recv_common(&c, I, s, bufs, nbufs, cap, got, flags, 2, ov, routine, tid, err);
+  return recv_entry(I, P_recvfrom, s, bufs, nbufs, got, flags, from, fromlen, ov, routine, tid, err);
 }
 
 /* Pushes the sockets of an fd_set as an array of socket tables. */
@@ -584,6 +668,7 @@ static int e_select(lwsp_inst *I, int nfds, wsp_fd_set *r, wsp_fd_set *w, wsp_fd
     return errv;
   }
   BEGIN(P_select, 0, 0);
+  c.can_wait = 1;
   if (!push_set(&c, r) || !push_set(&c, w) || !push_set(&c, e)) FAIL(WSAENOTSOCK);
   if (tv) lua_pushnumber(c.co, tv->tv_sec + tv->tv_usec / 1e6); else lua_pushnil(c.co);
   RUN();
@@ -593,16 +678,32 @@ static int e_select(lwsp_inst *I, int nfds, wsp_fd_set *r, wsp_fd_set *w, wsp_fd
   return (int)((r ? r->fd_count : 0) + (w ? w->fd_count : 0) + (e ? e->fd_count : 0));
 }
 
+static int finish_send(rt_call *c, const rt_io *io, DWORD *bytes, DWORD *flags) {
+  lua_Integer n;
+  if (!int_result(c, 0, 0, (lua_Integer)io->cap, &n))
+    return rt_soft_fault(c, "returned %s where a byte count from 0 to %llu was expected", rtype(c, 0),
+                         (unsigned long long)io->cap);
+  *bytes = (DWORD)n;
+  *flags = 0;
+  return 0;
+}
+
 static int send_common(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nbufs, LPDWORD sent, DWORD flags,
                        const struct sockaddr *to, int tolen, LPWSAOVERLAPPED ov,
                        LPWSAOVERLAPPED_COMPLETION_ROUTINE routine, LPWSATHREADID tid, LPINT err) {
   const int errv = SOCKET_ERROR;
   rt_call c;
+  rt_io io;
   size_t total;
-  lua_Integer n;
   ERRP;
-  if ((!sent && !ov) || !rt_check_bufs(bufs, nbufs, &total)) { *err = WSAEFAULT; ov_failed(ov, WSAEFAULT); return errv; }
+  if ((!sent && !ov) || !rt_check_bufs(bufs, nbufs, &total) || !overlapped_args(ov, routine, tid)) {
+    *err = WSAEFAULT;
+    ov_failed(ov, WSAEFAULT);
+    return errv;
+  }
   BEGIN(proc, s, 1);
+  c.can_wait = 1;
+  c.ov = ov;
   if (I->views) c.view = rt_push_view(c.co, bufs, nbufs, total, 0); else rt_push_bufs(c.co, bufs, nbufs, &total);
   if (proc == P_sendto) {
     if (to) {
@@ -612,13 +713,11 @@ static int send_common(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nb
     }
   }
   lua_pushinteger(c.co, flags);
-  if (!rt_run(&c, err) || rt_failed(&c, err)) { ov_failed(ov, *err); return errv; }
-  if (!int_result(&c, 0, 0, (lua_Integer)total, &n))
-    FAULT("returned %s where a byte count from 0 to %llu was expected", rtype(&c, 0), (unsigned long long)total);
-  if (sent) *sent = (DWORD)n;
-  if (ov) rt_overlapped_done(I, s, ov, routine, tid, 0, (DWORD)n, 0);
-  rt_end(&c);
-  return 0;
+  memset(&io, 0, sizeof io);
+  io.bufs = bufs;
+  io.nbufs = I->views ? nbufs : 0;   /* string mode copied the data already */
+  io.cap = total;
+  return data_end(&c, rt_run(&c, err), &io, finish_send, sent, NULL, ov, routine, tid, err);
 }
 
 static int e_send(lwsp_inst *I, SOCKET s, LPWSABUF b, DWORD n, LPDWORD sent, DWORD flags, LPWSAOVERLAPPED ov,

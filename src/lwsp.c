@@ -41,7 +41,11 @@ static INIT_ONCE g_once = INIT_ONCE_STATIC_INIT;
 static BOOL CALLBACK init_once(PINIT_ONCE o, PVOID p, PVOID *c) {
   (void)o; (void)p; (void)c;
   lwsp_mutex_init(&g_lock);
-  for (int i = 0; i < LWSP_MAX_INSTANCES; i++) { lwsp_instances[i].slot = i; lwsp_mutex_init(&lwsp_instances[i].lock); }
+  for (int i = 0; i < LWSP_MAX_INSTANCES; i++) {
+    lwsp_instances[i].slot = i;
+    lwsp_mutex_init(&lwsp_instances[i].lock);
+    lwsp_cond_init(&lwsp_instances[i].cond);
+  }
   return TRUE;
 }
 static void global_init(void) { InitOnceExecuteOnce(&g_once, init_once, NULL, NULL); }
@@ -49,7 +53,11 @@ static void global_init(void) { InitOnceExecuteOnce(&g_once, init_once, NULL, NU
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static void init_once(void) {
   lwsp_mutex_init(&g_lock);
-  for (int i = 0; i < LWSP_MAX_INSTANCES; i++) { lwsp_instances[i].slot = i; lwsp_mutex_init(&lwsp_instances[i].lock); }
+  for (int i = 0; i < LWSP_MAX_INSTANCES; i++) {
+    lwsp_instances[i].slot = i;
+    lwsp_mutex_init(&lwsp_instances[i].lock);
+    lwsp_cond_init(&lwsp_instances[i].cond);
+  }
 }
 static void global_init(void) { pthread_once(&g_once, init_once); }
 #endif
@@ -138,13 +146,13 @@ lwsp_sock *rt_sock_find(lwsp_inst *I, SOCKET s) {
   lwsp_sock *so;
   if (I->ifsmap.count) {
     void *v = lwsp_map_get(&I->ifsmap, s);
-    if (v) return rt_sock_at(I, (uint32_t)((uintptr_t)v - 1));
+    if (v) return rt_sock_at(I, (uint32_t)((uintptr_t)v - 1))->closing ? NULL : rt_sock_at(I, (uint32_t)((uintptr_t)v - 1));
   }
   if (I->up.lpWPUQuerySocketHandleContext(s, &ctx, &e) != 0) return NULL;
   idx = (uint32_t)(ctx & IDX_MASK);
   if (idx == 0 || idx > I->nsocks) return NULL;
   so = rt_sock_at(I, idx - 1);
-  if (so->gen == 0 || so->ifs || so->handle != s || (DWORD_PTR)so->gen != (ctx >> IDX_BITS)) return NULL;
+  if (so->gen == 0 || so->closing || so->ifs || so->handle != s || (DWORD_PTR)so->gen != (ctx >> IDX_BITS)) return NULL;
   return so;
 }
 
@@ -176,14 +184,26 @@ lwsp_sock *rt_sock_open(lwsp_inst *I, lua_State *co, int af, DWORD catalog, LPIN
   return so;
 }
 
-/* Gives up a socket created by sock_open: closes its handle and frees it. */
-void rt_sock_close(lwsp_inst *I, lwsp_sock *so) {
+static void sock_destroy(lwsp_inst *I, lwsp_sock *so) {
   if (!so->ifs && so->handle) {
     INT e = 0;
     if (I->up.lpWPUCloseSocketHandle(so->handle, &e) != 0)
       lwsp_log(I->name, "WPUCloseSocketHandle(%llu) failed: %d", (unsigned long long)so->handle, e);
   }
   rt_sock_free(I, so);
+}
+
+/* Gives up a socket: its Lua table at once, its handle (WPUCloseSocketHandle)
+ * and slot once no operation or completion delivery is outstanding. */
+void rt_sock_close(lwsp_inst *I, lwsp_sock *so) {
+  so->closing = 1;
+  luaL_unref(I->L, LUA_REGISTRYINDEX, so->ref);
+  so->ref = LUA_NOREF;
+  if (so->pending == 0) sock_destroy(I, so);
+}
+
+void rt_sock_release(lwsp_inst *I, lwsp_sock *so) {
+  if (--so->pending == 0 && so->closing) sock_destroy(I, so);
 }
 
 /* Registers an IFS handle proposed by the provider's handler. */
@@ -222,22 +242,26 @@ int rt_begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LPINT 
   c->co = NULL;
   c->ns = NULL;
   c->view = NULL;
+  c->can_wait = 0;
+  c->ov = NULL;
+  c->pending = 0;
   if (!I->active) { *err = WSANOTINITIALISED; return 0; }
   lwsp_mutex_lock(&I->lock);
   if (!I->active) { lwsp_mutex_unlock(&I->lock); *err = WSANOTINITIALISED; return 0; }
+  I->depth++;
   L = I->L;
   if (need_sock && (c->so = rt_sock_find(I, s)) == NULL) {
-    lwsp_mutex_unlock(&I->lock);
+    I->depth--; lwsp_mutex_unlock(&I->lock);
     *err = WSAENOTSOCK;
     return 0;
   }
   c->top = lua_gettop(L);
   if (I->href[proc] == LUA_NOREF) {
-    lwsp_mutex_unlock(&I->lock);
+    I->depth--; lwsp_mutex_unlock(&I->lock);
     *err = WSAEOPNOTSUPP;
     return 0;
   }
-  if (!lua_checkstack(L, 4)) { lwsp_mutex_unlock(&I->lock); *err = WSAENOBUFS; return 0; }
+  if (!lua_checkstack(L, 4)) { I->depth--; lwsp_mutex_unlock(&I->lock); *err = WSAENOBUFS; return 0; }
   lua_rawgeti(L, LUA_REGISTRYINDEX, I->idle_ref);
   {
     lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
@@ -251,7 +275,7 @@ int rt_begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LPINT 
     }
     lua_remove(L, -2); /* the coroutine stays on L's stack as its anchor */
   }
-  if (!lua_checkstack(c->co, 16)) { lua_settop(L, c->top); lwsp_mutex_unlock(&I->lock); *err = WSAENOBUFS; return 0; }
+  if (!lua_checkstack(c->co, 16)) { lua_settop(L, c->top); I->depth--; lwsp_mutex_unlock(&I->lock); *err = WSAENOBUFS; return 0; }
   lua_rawgeti(c->co, LUA_REGISTRYINDEX, I->href[proc]);
   if (c->so) lua_rawgeti(c->co, LUA_REGISTRYINDEX, c->so->ref);
   return 1;
@@ -263,7 +287,7 @@ void rt_end(rt_call *c) {
   if (c->ns) { rt_sock_close(I, c->ns); c->ns = NULL; }
   if (c->view) { rt_view_end(c->view); c->view = NULL; }
   if (c->co) {
-    if (!c->broken && lua_status(c->co) == LUA_OK) {
+    if (!c->pending && !c->broken && lua_status(c->co) == LUA_OK) {
       lua_settop(c->co, 0);
       lua_rawgeti(L, LUA_REGISTRYINDEX, I->idle_ref);
       if (lua_rawlen(L, -1) < 32) {
@@ -274,6 +298,7 @@ void rt_end(rt_call *c) {
     }
     lua_settop(L, c->top);
   }
+  if (--I->depth == 0) rt_pump(I);
   lwsp_mutex_unlock(&I->lock);
 }
 
@@ -294,37 +319,58 @@ int rt_fault(rt_call *c, LPINT err, const char *fmt, ...) {
   return rt_fail(c, err, WSAENETDOWN);
 }
 
+static void kill(rt_call *c) {
+#if LUA_VERSION_RELEASE_NUM >= 50406
+  lua_closethread(c->co, c->I->L);
+#else
+  lua_resetthread(c->co);
+#endif
+  c->broken = 1;
+}
+
 int rt_run(rt_call *c, LPINT err) {
   lua_State *co = c->co;
-  int nres = 0, st = lua_resume(co, c->I->L, lua_gettop(co) - 1, &nres);
-  if (st == LUA_OK) {
-    c->nres = nres;
-    c->base = lua_gettop(co) - nres + 1;
-    return 1;
+  int nargs = lua_gettop(co) - 1;
+  for (;;) {
+    int nres = 0, st = lua_resume(co, c->I->L, nargs, &nres);
+    nargs = 0;
+    if (st == LUA_OK) {
+      c->nres = nres;
+      c->base = lua_gettop(co) - nres + 1;
+      return RT_DONE;
+    }
+    if (st == LUA_YIELD) {
+      if (nres > 2) lua_pop(co, nres - 2);
+      for (; nres < 2; nres++) lua_pushnil(co);   /* key, timeout */
+      if (!c->can_wait) {
+        kill(c);
+        rt_fault(c, err, "yielded, but this call cannot wait (only overlapped and blocking calls can)");
+        return RT_FAILED;
+      }
+      if (c->ov) return RT_PENDING;
+      if (c->so && c->so->nonblocking) { kill(c); rt_fail(c, err, WSAEWOULDBLOCK); return RT_FAILED; }
+      if (c->I->depth > 1) {
+        kill(c);
+        lwsp_log(c->I->name, "handler '%s' would block inside another call into the provider: WSAEWOULDBLOCK",
+                 lwsp_proc_names[c->proc]);
+        rt_fail(c, err, WSAEWOULDBLOCK);
+        return RT_FAILED;
+      }
+      if (!rt_block(c, err)) return RT_FAILED;
+      nargs = 1;
+      continue;
+    }
+    {
+      const char *msg = lua_tostring(co, -1);
+      luaL_traceback(c->I->L, co, msg ? msg : "(error object is not a string)", 0);
+      lwsp_log(c->I->name, "handler '%s' (%s) raised an error: %s", lwsp_proc_names[c->proc], lwsp_spi_names[c->proc],
+               lua_tostring(c->I->L, -1));
+      lua_pop(c->I->L, 1);
+      kill(c);
+    }
+    rt_fail(c, err, st == LUA_ERRMEM ? WSAENOBUFS : WSAENETDOWN);
+    return RT_FAILED;
   }
-  c->broken = 1;
-  if (st == LUA_YIELD) {
-    lua_pop(co, nres);
-#if LUA_VERSION_RELEASE_NUM >= 50406
-    lua_closethread(co, c->I->L);
-#else
-    lua_resetthread(co);
-#endif
-    return rt_fault(c, err, "yielded, but this call cannot wait (only overlapped and blocking calls can)");
-  }
-  {
-    const char *msg = lua_tostring(co, -1);
-    luaL_traceback(c->I->L, co, msg ? msg : "(error object is not a string)", 0);
-    lwsp_log(c->I->name, "handler '%s' (%s) raised an error: %s", lwsp_proc_names[c->proc], lwsp_spi_names[c->proc],
-             lua_tostring(c->I->L, -1));
-    lua_pop(c->I->L, 1);
-#if LUA_VERSION_RELEASE_NUM >= 50406
-    lua_closethread(co, c->I->L);
-#else
-    lua_resetthread(co);
-#endif
-  }
-  return rt_fail(c, err, st == LUA_ERRMEM ? WSAENOBUFS : WSAENETDOWN);
 }
 
 /* Reads a Winsock error code from a handler result: an integer, or a name such
@@ -346,10 +392,19 @@ static int rt_code_at(lua_State *co, int idx) {
   return 0;
 }
 
-/* Handler results: (nil|false, code) is a failure: returns 1 after storing the
- * code (and ending the call).  Anything else returns 0.  (false) or (nil, junk)
- * is a provider fault. */
-int rt_failed(rt_call *c, LPINT err) {
+int rt_soft_fault(rt_call *c, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  lwsp_log(c->I->name, "handler '%s' (%s): %s", lwsp_proc_names[c->proc], lwsp_spi_names[c->proc], msg);
+  return WSAENETDOWN;
+}
+
+/* Handler results: (nil|false, code) is a failure and gives the code.  (false)
+ * or (nil, junk) is a fault: logged, -1.  Anything else: 0. */
+int rt_result_error(rt_call *c) {
   lua_State *co = c->co;
   int code;
   if (c->nres == 0 || lua_toboolean(co, c->base)) return 0;
@@ -357,10 +412,16 @@ int rt_failed(rt_call *c, LPINT err) {
   code = c->nres >= 2 ? rt_code_at(co, c->base + 1) : 0;
   if (code == 0 && c->nres >= 3) code = rt_code_at(co, c->base + 2);
   if (code == 0) {
-    rt_fault(c, err, "returned %s without a Winsock error code", lua_isnil(co, c->base) ? "nil" : "false");
-    return 1;
+    rt_soft_fault(c, "returned %s without a Winsock error code", lua_isnil(co, c->base) ? "nil" : "false");
+    return -1;
   }
-  rt_fail(c, err, code);
+  return code;
+}
+
+int rt_failed(rt_call *c, LPINT err) {
+  int code = rt_result_error(c);
+  if (code == 0) return 0;
+  rt_fail(c, err, code < 0 ? WSAENETDOWN : code);
   return 1;
 }
 
@@ -444,16 +505,26 @@ typedef struct apc_ctx {
   LPWSAOVERLAPPED_COMPLETION_ROUTINE routine;
   LPWSAOVERLAPPED ov;
   DWORD error, bytes, flags;
+  lwsp_inst *I;
+  uint32_t epoch;
+  lwsp_sock *so;
 } apc_ctx;
 
+/* Runs on the issuing thread in an alertable wait: the routine first (the
+ * socket's handle is still valid), then the socket's pending count drops. */
 static void CALLBACK apc_complete(DWORD_PTR ctx) {
   apc_ctx *a = (apc_ctx *)ctx;
+  lwsp_inst *I = a->I;
   a->routine(a->error, a->bytes, a->ov, a->flags);
+  lwsp_mutex_lock(&I->lock);
+  if (I->active && I->epoch == a->epoch) rt_sock_release(I, a->so);
+  lwsp_mutex_unlock(&I->lock);
   free(a);
 }
 
-void rt_overlapped_done(lwsp_inst *I, SOCKET s, LPWSAOVERLAPPED ov, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine,
-                            LPWSATHREADID tid, DWORD error, DWORD bytes, DWORD flags) {
+void rt_overlapped_done(lwsp_inst *I, lwsp_sock *so, SOCKET s, LPWSAOVERLAPPED ov,
+                        LPWSAOVERLAPPED_COMPLETION_ROUTINE routine, LPWSATHREADID tid, DWORD error, DWORD bytes,
+                        DWORD flags) {
   INT e = 0;
   ov->Offset = flags;
   ov->OffsetHigh = error;
@@ -461,17 +532,23 @@ void rt_overlapped_done(lwsp_inst *I, SOCKET s, LPWSAOVERLAPPED ov, LPWSAOVERLAP
   ov->Internal = error;
   if (routine) {
     apc_ctx *a = malloc(sizeof *a);
-    if (!a || !tid || I->up.lpWPUQueueApc(tid, apc_complete, (DWORD_PTR)a, &e) != 0) {
-      lwsp_log(I->name, "cannot queue the completion routine (error %d)", e);
+    if (!a || !tid) {
+      lwsp_log(I->name, "cannot queue the completion routine: %s", a ? "no thread id" : "out of memory");
       free(a);
       return;
     }
     a->routine = routine; a->ov = ov; a->error = error; a->bytes = bytes; a->flags = flags;
+    a->I = I; a->epoch = I->epoch; a->so = so;
+    so->pending++;
+    if (I->up.lpWPUQueueApc(tid, apc_complete, (DWORD_PTR)a, &e) != 0) {
+      lwsp_log(I->name, "WPUQueueApc failed (error %d): the completion routine will not run", e);
+      so->pending--;
+      free(a);
+    }
   } else if (!I->complete || I->complete(s, ov, error, bytes, &e) != 0) {
     lwsp_log(I->name, "WPUCompleteOverlappedRequest failed (error %d)", e);
   }
 }
-
 
 /* ---- instances ------------------------------------------------------------------ */
 lwsp_inst *lwsp_inst_of(lua_State *L) {
@@ -587,6 +664,10 @@ static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCAL
   if (lua_pcall(L, 3, 0, -5) != LUA_OK) goto lua_fail;
   lua_newtable(L);
   I->idle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);
+  I->waits_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);
+  I->timers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   if (luaL_loadfilex(L, I->script, "t") != LUA_OK) {
     lwsp_log(I->name, "WSPStartup: cannot load provider script %s: %s", I->script, lua_tostring(L, -1));
     goto fail;
@@ -728,6 +809,8 @@ int lwsp_do_cleanup(lwsp_inst *I, LPINT err) {
   }
   if (--I->startups > 0) { lwsp_mutex_unlock(&g_lock); return 0; }
   lwsp_mutex_lock(&I->lock);
+  rt_abort_all(I);
+  rt_service_stop(I);
   if (I->href[P_cleanup] != LUA_NOREF) {
     lua_State *L = I->L;
     lua_pushcfunction(L, msgh);
@@ -738,7 +821,7 @@ int lwsp_do_cleanup(lwsp_inst *I, LPINT err) {
   }
   I->active = 0;
   for (uint32_t i = 0; i < I->nsocks; i++)
-    if (rt_sock_at(I, i)->gen) rt_sock_close(I, rt_sock_at(I, i));
+    if (rt_sock_at(I, i)->gen) { rt_sock_at(I, i)->pending = 0; rt_sock_close(I, rt_sock_at(I, i)); }
   lua_close(I->L);
   I->L = NULL;
   for (uint32_t i = 0; i < I->nchunks; i++) free(I->chunks[i]);
@@ -883,6 +966,7 @@ LWSP_EXPORT int luaopen_lwsp(lua_State *L) {
   if (I) {
     lwsp_upcalls_open(L, I);
     lua_setfield(L, -2, "upcall");
+    rt_pending_open(L, I);
     lua_createtable(L, 0, 4);
     lwsp_push_guid(L, &I->id); lua_setfield(L, -2, "guid");
     lua_pushinteger(L, I->info.dwCatalogEntryId); lua_setfield(L, -2, "catalog_id");

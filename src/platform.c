@@ -12,6 +12,56 @@
 #include <string.h>
 #include <errno.h>
 
+struct lwsp_thread {
+  void (*fn)(void *);
+  void *arg;
+#ifdef _WIN32
+  HANDLE h;
+#else
+  pthread_t t;
+#endif
+};
+
+#ifdef _WIN32
+static DWORD WINAPI thread_main(LPVOID p) {
+  struct lwsp_thread *t = p;
+  t->fn(t->arg);
+  return 0;
+}
+lwsp_thread *lwsp_thread_start(void (*fn)(void *), void *arg) {
+  struct lwsp_thread *t = malloc(sizeof *t);
+  if (!t) return NULL;
+  t->fn = fn;
+  t->arg = arg;
+  t->h = CreateThread(NULL, 0, thread_main, t, 0, NULL);
+  if (!t->h) { free(t); return NULL; }
+  return t;
+}
+void lwsp_thread_join(lwsp_thread *t) {
+  WaitForSingleObject(t->h, INFINITE);
+  CloseHandle(t->h);
+  free(t);
+}
+#else
+static void *thread_main(void *p) {
+  struct lwsp_thread *t = p;
+  t->fn(t->arg);
+  return NULL;
+}
+lwsp_thread *lwsp_thread_start(void (*fn)(void *), void *arg) {
+  struct lwsp_thread *t = malloc(sizeof *t);
+  if (!t) return NULL;
+  t->fn = fn;
+  t->arg = arg;
+  if (pthread_create(&t->t, NULL, thread_main, t) != 0) { free(t); return NULL; }
+  return t;
+}
+void lwsp_thread_join(lwsp_thread *t) {
+  pthread_join(t->t, NULL);
+  free(t);
+}
+#endif
+
 #ifdef _WIN32
 void lwsp_mutex_init(lwsp_mutex *m) { InitializeCriticalSection(m); }
 void lwsp_mutex_destroy(lwsp_mutex *m) { DeleteCriticalSection(m); }

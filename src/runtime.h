@@ -38,10 +38,16 @@ typedef struct lwsp_sock {
   int af;
   int ifs;
   DWORD catalog;       /* the catalog entry the socket was opened for */
+  int nonblocking;     /* FIONBIO, or after WSPAsyncSelect/WSPEventSelect */
+  int closing;         /* closed by the application; released when pending reaches 0 */
+  int pending;         /* operations and completion deliveries still outstanding */
 } lwsp_sock;
+
+typedef struct rt_op rt_op;
 
 typedef struct lwsp_inst {
   lwsp_mutex lock;               /* serialises every entry into L; lives as long as the slot */
+  lwsp_cond cond;                /* with lock: blocked callers, GetOverlappedResult waits, the service thread */
   int slot;
   uint32_t epoch;                /* counts the slot's lives: APCs of an old life are dropped */
   volatile int active;           /* everything from here on is reset by each first WSPStartup */
@@ -61,6 +67,15 @@ typedef struct lwsp_inst {
   uint32_t nsocks, nchunks, free_head;
   lwsp_map ifsmap;               /* IFS handle -> lwsp_sock index + 1 */
   size_t mem, mem_limit;
+  int depth;                     /* entries into L on the stack (the lock is recursive) */
+  rt_op *ops;                    /* every pending or blocked operation */
+  rt_op *runq, *runq_tail;       /* woken pending operations, resumed by rt_pump */
+  int pumping;
+  int blocked;                   /* threads waiting in a blocking call */
+  int waits_ref;                 /* registry: key -> {op, ...} */
+  int timers_ref;                /* registry: array of timers (service thread) */
+  lwsp_thread *service;
+  int service_stop;
 } lwsp_inst;
 
 lwsp_inst *lwsp_inst_of(lua_State *L);  /* NULL outside a provider state */
@@ -85,7 +100,51 @@ typedef struct rt_call {
   int broken;   /* the coroutine raised: do not reuse it */
   lwsp_sock *ns; /* a socket being created: closed by rt_end unless taken */
   void *view;    /* a buffer view over the caller's WSABUFs: invalidated by rt_end */
+  int can_wait;  /* the entry may block or pend when its handler yields */
+  LPWSAOVERLAPPED ov; /* an overlapped call: a yield leaves it pending */
+  int pending;   /* the coroutine now belongs to a pending operation */
 } rt_call;
+
+/* Where a data call's results go: the caller's buffers (or, for a pending
+ * call, a copy of its WSABUF array), the sender's address, ioctl output. */
+typedef struct rt_io {
+  LPWSABUF bufs;
+  DWORD nbufs;
+  size_t cap;           /* recv: capacity; send: bytes given */
+  struct sockaddr *from;
+  LPINT fromlen;
+  LPVOID out;
+  DWORD cbout;
+} rt_io;
+
+/* Converts a finished handler's results into the caller's memory; returns 0
+ * or a Winsock error (faults are logged).  bytes/flags are the completion's. */
+typedef int (*rt_finish_fn)(rt_call *c, const rt_io *io, DWORD *bytes, DWORD *flags);
+
+enum { OP_WAITING, OP_RUNNABLE, OP_DONE };
+struct rt_op {
+  rt_op *next, *prev;            /* I->ops */
+  rt_op *rnext;                  /* I->runq */
+  lwsp_inst *I;
+  lwsp_sock *so;
+  SOCKET handle;
+  int proc;
+  lua_State *co;
+  int co_ref;                    /* anchors co (pending operations only) */
+  int key_ref;                   /* what it waits for (LUA_NOREF: nothing) */
+  double deadline;               /* 0: none */
+  int state, blocking, cancelled, aborted, timed_out;
+  LPWSAOVERLAPPED ov;
+  LPWSAOVERLAPPED_COMPLETION_ROUTINE routine;
+  WSATHREADID tid;
+  int has_tid;
+  rt_io io;
+  WSABUF bufs_copy[4];           /* small WSABUF arrays are copied here */
+  void *view;
+  rt_finish_fn finish;
+};
+
+enum { RT_FAILED = 0, RT_DONE = 1, RT_PENDING = 2 };
 
 int rt_begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LPINT err);
 void rt_end(rt_call *c);
@@ -95,7 +154,17 @@ int rt_fault(rt_call *c, LPINT err, const char *fmt, ...)
   __attribute__((format(printf, 3, 4)))
 #endif
   ;
-int rt_run(rt_call *c, LPINT err);   /* resumes with everything pushed since rt_begin */
+/* Resumes with everything pushed since rt_begin.  RT_DONE: results on c->co;
+ * RT_FAILED: the call has ended with *err; RT_PENDING (overlapped calls with
+ * c->ov set only): the handler waits, and the caller must rt_pend it. */
+int rt_run(rt_call *c, LPINT err);
+/* The handler's failure code (0: none, -1: a fault, logged). */
+int rt_result_error(rt_call *c);
+int rt_soft_fault(rt_call *c, const char *fmt, ...)
+#ifdef __GNUC__
+  __attribute__((format(printf, 2, 3)))
+#endif
+  ;
 int rt_failed(rt_call *c, LPINT err);
 int rt_finish_ok(rt_call *c, LPINT err);
 int rt_push_addr_arg(rt_call *c, const struct sockaddr *sa, int len);
@@ -104,8 +173,12 @@ int rt_push_bufs(lua_State *co, const WSABUF *b, DWORD n, size_t *total);
 int rt_check_bufs(const WSABUF *b, DWORD n, size_t *total);
 size_t rt_scatter(const WSABUF *b, DWORD n, const char *data, size_t len);
 void rt_push_wsabuf(lua_State *co, const WSABUF *b);
-void rt_overlapped_done(lwsp_inst *I, SOCKET s, LPWSAOVERLAPPED ov, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine,
-                        LPWSATHREADID tid, DWORD error, DWORD bytes, DWORD flags);
+/* Records a completion in the WSAOVERLAPPED and notifies: the routine by
+ * WPUQueueApc (the socket stays allocated until it has run), otherwise
+ * WPUCompleteOverlappedRequest. */
+void rt_overlapped_done(lwsp_inst *I, lwsp_sock *so, SOCKET s, LPWSAOVERLAPPED ov,
+                        LPWSAOVERLAPPED_COMPLETION_ROUTINE routine, LPWSATHREADID tid, DWORD error, DWORD bytes,
+                        DWORD flags);
 lwsp_sock *rt_sock_find(lwsp_inst *I, SOCKET s);
 lwsp_sock *rt_sock_at(lwsp_inst *I, uint32_t idx);
 lwsp_sock *rt_sock_open(lwsp_inst *I, lua_State *co, int af, DWORD catalog, LPINT err);
@@ -113,9 +186,28 @@ void rt_sock_close(lwsp_inst *I, lwsp_sock *so);
 int rt_sock_set_ifs(lwsp_inst *I, lwsp_sock *so, lua_State *co, int idx, LPINT err);
 extern const char *const lwsp_proc_names[LWSP_NPROCS];
 extern const char *const lwsp_spi_names[LWSP_NPROCS];
+/* pending.c: waiting handlers */
+/* Makes the yielded call c a pending overlapped operation; the coroutine and
+ * its key move to the operation.  Returns it, or NULL (call ended, *err set). */
+rt_op *rt_pend(rt_call *c, const rt_io *io, rt_finish_fn finish, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine,
+               LPWSATHREADID tid, LPINT err);
+/* Waits, with the lock released, until the blocked call is woken (returns 1)
+ * or cancelled, aborted or timed out (returns 0, the call ended with *err). */
+int rt_block(rt_call *c, LPINT err);
+void rt_wait_on(lwsp_inst *I, rt_op *op, lua_State *co);  /* pops key and timeout from co */
+void rt_pump(lwsp_inst *I);                                /* resumes woken pending operations */
+void rt_abort_socket(lwsp_inst *I, lwsp_sock *so);         /* close: aborts its operations */
+void rt_abort_all(lwsp_inst *I);                           /* cleanup: aborts everything, waits for blocked threads */
+int rt_cancel_blocking(lwsp_inst *I);                      /* WSPCancelBlockingCall: 0 or WSAEINVAL */
+rt_op *rt_find_op(lwsp_inst *I, LPWSAOVERLAPPED ov);
+void rt_op_done_notify(lwsp_inst *I, rt_op *op, int error, DWORD bytes, DWORD flags);
+void rt_service_stop(lwsp_inst *I);
+int rt_pending_open(lua_State *L, lwsp_inst *I);           /* wake, after, pending into the lwsp table */
+void rt_sock_release(lwsp_inst *I, lwsp_sock *so);         /* drops a pending count; frees a closed socket at 0 */
 /* view.c: zero-copy views of a caller's WSABUF array, valid for one call */
 void *rt_push_view(lua_State *co, const WSABUF *bufs, DWORD n, size_t len, int writable);
 void rt_view_end(void *view);
+void rt_view_retarget(void *view, const WSABUF *bufs);
 /* dispatch.c: the 30 entries of instance slot n */
 extern lwsp_inst lwsp_instances[LWSP_MAX_INSTANCES];
 void lwsp_fill_procs(int slot, LPWSPPROC_TABLE procs);

@@ -141,3 +141,7 @@ void rt_view_end(void *view) {
   v->n = 0;
   v->len = 0;
 }
+
+void rt_view_retarget(void *view, const WSABUF *bufs) {
+  ((lwsp_view *)view)->bufs = bufs;
+}

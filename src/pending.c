@@ -1,0 +1,472 @@
+/*
+ * pending.c - handlers that wait.
+ *
+ * A handler waits by yielding a key (wsp.wait(key [, timeout])); anything in
+ * the provider wakes it with lwsp.wake(key).  A blocking call waits in its own
+ * thread with the provider lock released, polling the blocking hook, until it
+ * is woken, cancelled (WSPCancelBlockingCall: WSAEINTR), aborted by a close or
+ * a cleanup (WSAEINTR), or its timeout passes (the handler sees "timeout").
+ * An overlapped call becomes a pending operation: its coroutine is resumed by
+ * rt_pump when woken, and on completion its results go to the caller's
+ * buffers and the caller is notified as SPI.md says.  Every operation ends
+ * exactly once: completed, failed or aborted.
+ */
+#include "runtime.h"
+#include <stdlib.h>
+#include <string.h>
+#include <stdarg.h>
+
+static _Thread_local rt_op *tls_blocking;
+
+static void link_op(lwsp_inst *I, rt_op *op) {
+  op->prev = NULL;
+  op->next = I->ops;
+  if (I->ops) I->ops->prev = op;
+  I->ops = op;
+}
+static void unlink_op(lwsp_inst *I, rt_op *op) {
+  if (op->prev) op->prev->next = op->next; else if (I->ops == op) I->ops = op->next;
+  if (op->next) op->next->prev = op->prev;
+  op->next = op->prev = NULL;
+}
+
+static void kill_co(lwsp_inst *I, lua_State *co) {
+#if LUA_VERSION_RELEASE_NUM >= 50406
+  lua_closethread(co, I->L);
+#else
+  (void)I;
+  lua_resetthread(co);
+#endif
+}
+
+static void runnable(lwsp_inst *I, rt_op *op) {
+  if (op->state != OP_WAITING) return;
+  op->state = OP_RUNNABLE;
+  if (op->blocking) return;           /* its own thread resumes it */
+  op->rnext = NULL;
+  if (I->runq_tail) I->runq_tail->rnext = op; else I->runq = op;
+  I->runq_tail = op;
+}
+
+/* Removes op from the list of its key. */
+static void unwait(lwsp_inst *I, rt_op *op) {
+  lua_State *L = I->L;
+  lua_Integer n, i;
+  if (op->key_ref == LUA_NOREF) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, I->waits_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, op->key_ref);
+  lua_pushvalue(L, -1);
+  if (lua_rawget(L, -3) == LUA_TTABLE) {
+    n = (lua_Integer)lua_rawlen(L, -1);
+    for (i = 1; i <= n; i++) {
+      lua_rawgeti(L, -1, i);
+      if (lua_touserdata(L, -1) == op) { lua_pop(L, 1); break; }
+      lua_pop(L, 1);
+    }
+    if (i <= n) {
+      for (; i < n; i++) { lua_rawgeti(L, -1, i + 1); lua_rawseti(L, -2, i); }
+      lua_pushnil(L);
+      lua_rawseti(L, -2, n);
+    }
+    if (n <= 1) { lua_pushvalue(L, -2); lua_pushnil(L); lua_rawset(L, -5); }
+  }
+  lua_pop(L, 3);
+  luaL_unref(L, LUA_REGISTRYINDEX, op->key_ref);
+  op->key_ref = LUA_NOREF;
+}
+
+void rt_wait_on(lwsp_inst *I, rt_op *op, lua_State *co) {
+  op->deadline = lua_type(co, -1) == LUA_TNUMBER ? lwsp_now() + lua_tonumber(co, -1) : 0;
+  op->timed_out = 0;
+  op->state = OP_WAITING;
+  if (lua_isnil(co, -2)) {
+    lua_pop(co, 2);
+    runnable(I, op);
+    return;
+  }
+  lua_pop(co, 1);                                   /* key */
+  lua_rawgeti(co, LUA_REGISTRYINDEX, I->waits_ref); /* key W */
+  lua_pushvalue(co, -2);
+  if (lua_rawget(co, -2) != LUA_TTABLE) {           /* key W list */
+    lua_pop(co, 1);
+    lua_newtable(co);
+    lua_pushvalue(co, -3);
+    lua_pushvalue(co, -2);
+    lua_rawset(co, -4);
+  }
+  lua_pushlightuserdata(co, op);
+  lua_rawseti(co, -2, (lua_Integer)lua_rawlen(co, -2) + 1);
+  lua_pop(co, 2);
+  op->key_ref = luaL_ref(co, LUA_REGISTRYINDEX);    /* pops key */
+  if (op->deadline && !op->blocking && !I->service) {
+    extern void rt_service_start(lwsp_inst *I);
+    rt_service_start(I);
+  }
+}
+
+/* lwsp.wake(key) -> how many waiting handlers were woken */
+static int l_wake(lua_State *L) {
+  lwsp_inst *I = lua_touserdata(L, lua_upvalueindex(1));
+  lua_Integer n, i;
+  int blocking = 0;
+  luaL_checkany(L, 1);
+  if (lua_isnil(L, 1)) return luaL_argerror(L, 1, "a key cannot be nil");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, I->waits_ref);
+  lua_pushvalue(L, 1);
+  if (lua_rawget(L, -2) != LUA_TTABLE) { lua_pushinteger(L, 0); return 1; }
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  lua_rawset(L, -4);
+  n = (lua_Integer)lua_rawlen(L, -1);
+  for (i = 1; i <= n; i++) {
+    rt_op *op;
+    lua_rawgeti(L, -1, i);
+    op = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, op->key_ref);
+    op->key_ref = LUA_NOREF;
+    blocking |= op->blocking;
+    runnable(I, op);
+  }
+  if (blocking) lwsp_cond_broadcast(&I->cond);
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+/* lwsp.pending() -> operations waiting (pending overlapped and blocked calls) */
+static int l_pending(lua_State *L) {
+  lwsp_inst *I = lua_touserdata(L, lua_upvalueindex(1));
+  int n = 0, blocked = 0;
+  for (rt_op *op = I->ops; op; op = op->next) { n++; blocked += op->blocking; }
+  lua_pushinteger(L, n);
+  lua_pushinteger(L, blocked);
+  return 2;
+}
+
+int rt_block(rt_call *c, LPINT err) {
+  lwsp_inst *I = c->I;
+  rt_op op;
+  rt_op *outer = tls_blocking;
+  LPBLOCKINGCALLBACK hook = NULL;
+  DWORD_PTR hook_ctx = 0;
+  INT e = 0;
+  int depth = I->depth;
+  memset(&op, 0, sizeof op);
+  op.I = I;
+  op.so = c->so;
+  op.co = c->co;
+  op.proc = c->proc;
+  op.blocking = 1;
+  op.key_ref = op.co_ref = LUA_NOREF;
+  link_op(I, &op);
+  rt_wait_on(I, &op, c->co);
+  I->blocked++;
+  tls_blocking = &op;
+  I->up.lpWPUQueryBlockingCallback(c->so ? c->so->catalog : I->info.dwCatalogEntryId, &hook, &hook_ctx, &e);
+  I->depth = 0;
+  for (;;) {
+    long ms = -1;
+    if (op.state != OP_WAITING || op.cancelled || op.aborted) break;
+    if (op.deadline) {
+      double left = op.deadline - lwsp_now();
+      if (left <= 0) { op.timed_out = 1; break; }
+      ms = (long)(left * 1000) + 1;
+    }
+    if (hook) {
+      lwsp_mutex_unlock(&I->lock);
+      hook(hook_ctx);
+      lwsp_mutex_lock(&I->lock);
+      if (op.state != OP_WAITING || op.cancelled || op.aborted) break;
+      if (ms < 0 || ms > 10) ms = 10;
+    }
+    lwsp_cond_wait(&I->cond, &I->lock, ms);
+  }
+  if (op.state == OP_RUNNABLE && !op.cancelled && !op.aborted) {
+    /* woken at once (or a bare yield): let other threads in before going on */
+    lwsp_mutex_unlock(&I->lock);
+    lwsp_mutex_lock(&I->lock);
+  }
+  I->depth = depth;
+  tls_blocking = outer;
+  I->blocked--;
+  unwait(I, &op);
+  unlink_op(I, &op);
+  if (op.cancelled || op.aborted) {
+    kill_co(I, c->co);
+    c->broken = 1;
+    lwsp_cond_broadcast(&I->cond);
+    rt_fail(c, err, WSAEINTR);
+    return 0;
+  }
+  if (op.timed_out) lua_pushliteral(c->co, "timeout"); else lua_pushboolean(c->co, 1);
+  return 1;
+}
+
+rt_op *rt_pend(rt_call *c, const rt_io *io, rt_finish_fn finish, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine,
+               LPWSATHREADID tid, LPINT err) {
+  lwsp_inst *I = c->I;
+  rt_op *op = calloc(1, sizeof *op);
+  if (!op) { kill_co(I, c->co); c->broken = 1; rt_fail(c, err, WSAENOBUFS); return NULL; }
+  op->I = I;
+  op->so = c->so;
+  op->handle = c->so->handle;
+  op->proc = c->proc;
+  op->co = c->co;
+  op->key_ref = LUA_NOREF;
+  op->ov = c->ov;
+  op->routine = routine;
+  if (tid) { op->tid = *tid; op->has_tid = 1; }
+  op->io = *io;
+  op->finish = finish;
+  if (io->nbufs) {
+    WSABUF *b = io->nbufs <= 4 ? op->bufs_copy : malloc(io->nbufs * sizeof(WSABUF));
+    if (!b) { free(op); kill_co(I, c->co); c->broken = 1; rt_fail(c, err, WSAENOBUFS); return NULL; }
+    memcpy(b, io->bufs, io->nbufs * sizeof(WSABUF));
+    op->io.bufs = b;
+  }
+  op->view = c->view;
+  c->view = NULL;
+  if (op->view) rt_view_retarget(op->view, op->io.bufs);
+  lua_pushvalue(I->L, c->top + 1);                  /* the coroutine, anchored */
+  op->co_ref = luaL_ref(I->L, LUA_REGISTRYINDEX);
+  c->pending = 1;
+  op->ov->Internal = WSS_OPERATION_IN_PROGRESS;
+  op->ov->InternalHigh = 0;
+  op->so->pending++;
+  link_op(I, op);
+  rt_wait_on(I, op, c->co);
+  return op;
+}
+
+/* Ends a pending operation: notifies the caller and frees everything it held. */
+static void op_complete(lwsp_inst *I, rt_op *op, int error, DWORD bytes, DWORD flags) {
+  unwait(I, op);
+  unlink_op(I, op);
+  op->state = OP_DONE;
+  if (op->view) rt_view_end(op->view);
+  rt_overlapped_done(I, op->so, op->handle, op->ov, op->routine, op->has_tid ? &op->tid : NULL, (DWORD)error,
+                     bytes, flags);
+  rt_sock_release(I, op->so);
+  luaL_unref(I->L, LUA_REGISTRYINDEX, op->co_ref);
+  if (op->io.bufs && op->io.bufs != op->bufs_copy) free(op->io.bufs);
+  free(op);
+  lwsp_cond_broadcast(&I->cond);
+}
+
+static void op_resume(lwsp_inst *I, rt_op *op) {
+  lua_State *co = op->co;
+  int nres = 0, st;
+  rt_call c;
+  DWORD bytes = 0, flags = 0;
+  int e;
+  if (op->timed_out) lua_pushliteral(co, "timeout"); else lua_pushboolean(co, 1);
+  op->state = OP_WAITING;
+  st = lua_resume(co, I->L, 1, &nres);
+  if (st == LUA_YIELD) {
+    if (nres > 2) lua_pop(co, nres - 2);
+    for (; nres < 2; nres++) lua_pushnil(co);
+    rt_wait_on(I, op, co);
+    return;
+  }
+  memset(&c, 0, sizeof c);
+  c.I = I;
+  c.co = co;
+  c.proc = op->proc;
+  c.so = op->so;
+  if (st == LUA_OK) {
+    c.nres = nres;
+    c.base = lua_gettop(co) - nres + 1;
+    e = rt_result_error(&c);
+    if (e < 0) e = WSAENETDOWN;
+    else if (e == 0) e = op->finish(&c, &op->io, &bytes, &flags);
+  } else {
+    const char *msg = lua_tostring(co, -1);
+    luaL_traceback(I->L, co, msg ? msg : "(error object is not a string)", 0);
+    lwsp_log(I->name, "handler '%s' (%s) raised an error: %s", lwsp_proc_names[op->proc], lwsp_spi_names[op->proc],
+             lua_tostring(I->L, -1));
+    lua_pop(I->L, 1);
+    e = st == LUA_ERRMEM ? WSAENOBUFS : WSAENETDOWN;
+  }
+  lua_settop(co, 0);
+  op_complete(I, op, e, bytes, flags);
+}
+
+void rt_pump(lwsp_inst *I) {
+  if (I->pumping) return;
+  I->pumping = 1;
+  while (I->runq) {
+    rt_op *op = I->runq;
+    I->runq = op->rnext;
+    if (!I->runq) I->runq_tail = NULL;
+    if (op->state == OP_RUNNABLE) op_resume(I, op);
+  }
+  I->pumping = 0;
+}
+
+static void abort_op(lwsp_inst *I, rt_op *op) {
+  if (op->blocking) {
+    op->aborted = 1;
+    return;
+  }
+  if (op->state == OP_RUNNABLE) {               /* take it off the run queue */
+    rt_op **pp = &I->runq;
+    I->runq_tail = NULL;
+    while (*pp) {
+      if (*pp == op) *pp = op->rnext;
+      else { I->runq_tail = *pp; pp = &(*pp)->rnext; }
+    }
+  }
+  kill_co(I, op->co);
+  op_complete(I, op, WSA_OPERATION_ABORTED, 0, 0);
+}
+
+void rt_abort_socket(lwsp_inst *I, lwsp_sock *so) {
+  rt_op *op = I->ops, *next;
+  for (; op; op = next) {
+    next = op->next;
+    if (op->so == so) abort_op(I, op);
+  }
+  lwsp_cond_broadcast(&I->cond);
+}
+
+void rt_abort_all(lwsp_inst *I) {
+  int depth = I->depth;
+  rt_op *op = I->ops, *next;
+  for (; op; op = next) {
+    next = op->next;
+    abort_op(I, op);
+  }
+  lwsp_cond_broadcast(&I->cond);
+  I->depth = 0;
+  while (I->blocked) lwsp_cond_wait(&I->cond, &I->lock, -1);
+  I->depth = depth;
+}
+
+int rt_cancel_blocking(lwsp_inst *I) {
+  rt_op *op = tls_blocking;
+  if (!op || op->I != I) return WSAEINVAL;
+  lwsp_mutex_lock(&I->lock);
+  op->cancelled = 1;
+  lwsp_cond_broadcast(&I->cond);
+  lwsp_mutex_unlock(&I->lock);
+  return 0;
+}
+
+rt_op *rt_find_op(lwsp_inst *I, LPWSAOVERLAPPED ov) {
+  for (rt_op *op = I->ops; op; op = op->next)
+    if (op->ov == ov) return op;
+  return NULL;
+}
+
+/* ---- the service thread: timers and timeouts of pending operations ------------ */
+static void run_due(lwsp_inst *I, double now, double *next_due) {
+  lua_State *L = I->L;
+  *next_due = 0;
+  for (rt_op *op = I->ops; op; op = op->next)
+    if (!op->blocking && op->state == OP_WAITING && op->deadline) {
+      if (op->deadline <= now) { op->timed_out = 1; unwait(I, op); runnable(I, op); }
+      else if (!*next_due || op->deadline < *next_due) *next_due = op->deadline;
+    }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, I->timers_ref);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {                 /* T id timer */
+    double due;
+    lua_getfield(L, -1, "due");
+    due = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    if (due <= now) {
+      lua_getfield(L, -1, "fn");
+      lua_pushvalue(L, -3);
+      lua_pushnil(L);
+      lua_rawset(L, -6);                     /* T[id] = nil before running */
+      if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+        lwsp_log(I->name, "timer raised an error: %s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+      }
+      lua_pop(L, 2);
+      lua_pushnil(L);                        /* restart: the table changed */
+      continue;
+    }
+    if (!*next_due || due < *next_due) *next_due = due;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+static void service_main(void *arg) {
+  lwsp_inst *I = arg;
+  lwsp_mutex_lock(&I->lock);
+  while (!I->service_stop) {
+    double next_due, now = lwsp_now();
+    long ms = -1;
+    I->depth = 1;
+    run_due(I, now, &next_due);
+    rt_pump(I);
+    I->depth = 0;
+    if (next_due) ms = (long)((next_due - lwsp_now()) * 1000) + 1;
+    if (ms == 0) continue;
+    lwsp_cond_wait(&I->cond, &I->lock, ms < 0 ? -1 : ms);
+  }
+  lwsp_mutex_unlock(&I->lock);
+}
+
+void rt_service_start(lwsp_inst *I);
+void rt_service_start(lwsp_inst *I) {
+  if (I->service) return;
+  I->service_stop = 0;
+  I->service = lwsp_thread_start(service_main, I);
+  if (!I->service) lwsp_log(I->name, "cannot start the service thread: timers will not fire");
+}
+
+/* Called with the lock held once; releases it while joining. */
+void rt_service_stop(lwsp_inst *I) {
+  lwsp_thread *t = I->service;
+  if (!t) return;
+  I->service_stop = 1;
+  I->service = NULL;
+  lwsp_cond_broadcast(&I->cond);
+  lwsp_mutex_unlock(&I->lock);
+  lwsp_thread_join(t);
+  lwsp_mutex_lock(&I->lock);
+}
+
+/* lwsp.after(seconds, fn) -> timer id: fn runs on lwsp's service thread */
+static int l_after(lua_State *L) {
+  lwsp_inst *I = lua_touserdata(L, lua_upvalueindex(1));
+  static lua_Integer next_id;
+  lua_Number sec = luaL_checknumber(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, I->timers_ref);
+  lua_createtable(L, 0, 2);
+  lua_pushnumber(L, lwsp_now() + (sec > 0 ? sec : 0));
+  lua_setfield(L, -2, "due");
+  lua_pushvalue(L, 2);
+  lua_setfield(L, -2, "fn");
+  lua_rawseti(L, -2, ++next_id);
+  rt_service_start(I);
+  lwsp_cond_broadcast(&I->cond);
+  lua_pushinteger(L, next_id);
+  return 1;
+}
+
+/* lwsp.cancel_timer(id) -> true if it had not run */
+static int l_cancel_timer(lua_State *L) {
+  lwsp_inst *I = lua_touserdata(L, lua_upvalueindex(1));
+  lua_Integer id = luaL_checkinteger(L, 1);
+  int found;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, I->timers_ref);
+  found = lua_rawgeti(L, -1, id) != LUA_TNIL;
+  lua_pop(L, 1);
+  lua_pushnil(L);
+  lua_rawseti(L, -2, id);
+  lua_pushboolean(L, found);
+  return 1;
+}
+
+int rt_pending_open(lua_State *L, lwsp_inst *I) {
+  static const luaL_Reg fns[] = {{"wake", l_wake}, {"pending", l_pending}, {"after", l_after},
+                                 {"cancel_timer", l_cancel_timer}, {NULL, NULL}};
+  lua_pushlightuserdata(L, I);
+  luaL_setfuncs(L, fns, 1);
+  return 0;
+}

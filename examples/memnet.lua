@@ -1,7 +1,9 @@
 -- memnet: a base provider written in Lua, an in-process network.
 -- Stream and datagram sockets over IPv4 and IPv6 addresses that exist only
--- inside this provider.  Non-blocking: where a real socket would wait, memnet
--- answers WSAEWOULDBLOCK.
+-- inside this provider.  Where a real socket would wait, memnet waits
+-- (wsp.wait): a blocking call blocks, an overlapped one stays pending, a
+-- non-blocking one gets WSAEWOULDBLOCK.  Whatever makes progress wakes the
+-- waiters (wsp.wake).
 local wsp = require "wsp"
 local lwsp = require "lwsp"
 
@@ -80,16 +82,21 @@ function M.connect(s, addr)
   local half = {inbox = {}, client = s}
   s.peer, s.remote = half, {family = addr.family, address = addr.address, port = addr.port}
   l.pending[#l.pending + 1] = half
+  wsp.wake(l)
   return true
 end
 
 function M.accept(s, ns, condition)
   if not s.listening then return nil, wsp.WSAEINVAL end
+  while not s.pending[1] do
+    if s.closed then return nil, wsp.WSAEINTR end
+    wsp.wait(s)
+  end
   local half = table.remove(s.pending, 1)
-  if not half then return nil, wsp.WSAEWOULDBLOCK end
   local client = half.client
   if condition and condition(client.addr) == wsp.CF_REJECT then
     client.peer_closed, client.reset = true, true
+    wsp.wake(client)
     return nil, wsp.WSAECONNREFUSED
   end
   ns.af, ns.type, ns.opts = s.af, s.type, {[wsp.SO_RCVBUF] = 65536, [wsp.SO_SNDBUF] = 65536}
@@ -123,7 +130,10 @@ function M.send(s, data, flags)
   if s.shut_send then return nil, wsp.WSAESHUTDOWN end
   if s.reset then return nil, wsp.WSAECONNRESET end
   if s.peer.closed or s.peer.shut_recv then return nil, wsp.WSAECONNRESET end
-  if #data > 0 then s.peer.inbox[#s.peer.inbox + 1] = data end
+  if #data > 0 then
+    s.peer.inbox[#s.peer.inbox + 1] = data
+    wsp.wake(s.peer)
+  end
   return #data
 end
 
@@ -134,13 +144,13 @@ function M.recv(s, len, flags)
     return data, f
   end
   if s.listening or not s.peer then return nil, wsp.WSAENOTCONN end
-  if s.shut_recv then return nil, wsp.WSAESHUTDOWN end
-  if s.reset then return nil, wsp.WSAECONNRESET end
-  if not s.inbox[1] then
+  while true do
+    if s.shut_recv then return nil, wsp.WSAESHUTDOWN end
+    if s.reset then return nil, wsp.WSAECONNRESET end
+    if s.inbox[1] then return take(s, len, flags & wsp.MSG_PEEK ~= 0), 0 end
     if s.peer_closed or s.peer.closed or s.peer.shut_send then return "", 0 end
-    return nil, wsp.WSAEWOULDBLOCK
+    wsp.wait(s)
   end
-  return take(s, len, flags & wsp.MSG_PEEK ~= 0), 0
 end
 
 function M.sendto(s, data, to, flags)
@@ -154,6 +164,7 @@ function M.sendto(s, data, to, flags)
   local target = lookup(to)
   if target and target.type == wsp.SOCK_DGRAM and not target.closed and not target.shut_recv then
     target.inbox[#target.inbox + 1] = {data = data, from = s.addr}
+    wsp.wake(target)
   end
   return #data
 end
@@ -164,10 +175,12 @@ function M.recvfrom(s, len, flags)
     if not data then return nil, f end
     return data, s.remote, f
   end
-  if s.shut_recv then return nil, wsp.WSAESHUTDOWN end
   if not s.addr then return nil, wsp.WSAEINVAL end
+  while not s.inbox[1] do
+    if s.shut_recv then return nil, wsp.WSAESHUTDOWN end
+    wsp.wait(s)
+  end
   local msg = s.inbox[1]
-  if not msg then return nil, wsp.WSAEWOULDBLOCK end
   if flags & wsp.MSG_PEEK == 0 then table.remove(s.inbox, 1) end
   return msg.data, msg.from, 0
 end
@@ -176,16 +189,21 @@ function M.shutdown(s, how)
   if s.type == wsp.SOCK_STREAM and not s.peer then return nil, wsp.WSAENOTCONN end
   if how == wsp.SD_RECEIVE or how == wsp.SD_BOTH then s.shut_recv = true end
   if how == wsp.SD_SEND or how == wsp.SD_BOTH then s.shut_send = true end
+  wsp.wake(s)
+  if s.peer then wsp.wake(s.peer) end
   return true
 end
 
 function M.closesocket(s)
   s.closed = true
+  wsp.wake(s)
   if s.addr and bound[key(s.addr)] == s then bound[key(s.addr)] = nil end
   for _, half in ipairs(s.pending or {}) do
     half.client.reset = true
+    wsp.wake(half.client)
   end
   if s.peer and s.peer.client == s then s.peer.closed = true end
+  if s.peer then wsp.wake(s.peer) end
   return true
 end
 

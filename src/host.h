@@ -66,6 +66,18 @@ typedef struct hpacket {
 } hpacket;
 struct hport { hpacket *head, *tail; long count; };
 
+/* An application's WSAOVERLAPPED (lwsp.host.overlapped), with room for what
+ * an overlapped receive delivers. */
+typedef struct host_ov {
+  WSAOVERLAPPED ov;               /* first: its address is the overlapped pointer */
+  char *buf;
+  size_t cap;
+  SOCKADDR_STORAGE from;
+  INT fromlen;
+  DWORD flags;
+} host_ov;
+host_ov *host_check_ov(lua_State *L, int idx);
+
 typedef struct hmsg { UINT msg; WPARAM wparam; LPARAM lparam; struct hmsg *next; } hmsg;
 typedef struct hwindow { hmsg *head, *tail; long count; } hwindow;
 

@@ -674,6 +674,7 @@ static int h_socket_info(lua_State *L) {
 
 int lwsp_hostobj_open(lua_State *L);
 int lwsp_probe_open(lua_State *L);
+int lwsp_hostio_open(lua_State *L);
 
 int lwsp_host_open(lua_State *L) {
   static const luaL_Reg fns[] = {
@@ -703,5 +704,6 @@ int lwsp_host_open(lua_State *L) {
   luaL_newlib(L, fns);
   lwsp_hostobj_open(L);
   lwsp_probe_open(L);
+  lwsp_hostio_open(L);
   return 1;
 }

@@ -210,23 +210,25 @@ static int o_thread_refs(lua_State *L) {
  * by name (Internal, InternalHigh, Offset, OffsetHigh, hEvent), `address` is
  * the pointer the provider sees. */
 #define OV_MT "lwsp.overlapped"
-typedef struct { WSAOVERLAPPED *ov; } ov_ud;
 
 static WSAOVERLAPPED *check_ov(lua_State *L, int idx) {
-  ov_ud *u = luaL_checkudata(L, idx, OV_MT);
-  return u->ov;
+  host_ov *h = *(host_ov **)luaL_checkudata(L, idx, OV_MT);
+  return &h->ov;
 }
+host_ov *host_check_ov(lua_State *L, int idx) { return *(host_ov **)luaL_checkudata(L, idx, OV_MT); }
+
 static int o_overlapped(lua_State *L) {
   HANDLE ev = (HANDLE)(uintptr_t)luaL_optinteger(L, 1, 0);
-  ov_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
-  u->ov = calloc(1, sizeof *u->ov);
-  if (!u->ov) return fail(L, WSAENOBUFS);
-  u->ov->hEvent = ev;
+  host_ov **u = lua_newuserdatauv(L, sizeof *u, 0);
+  *u = calloc(1, sizeof **u);
+  if (!*u) return fail(L, WSAENOBUFS);
+  (*u)->ov.hEvent = ev;
   luaL_setmetatable(L, OV_MT);
   return 1;
 }
 static int ov_index(lua_State *L) {
-  WSAOVERLAPPED *ov = check_ov(L, 1);
+  host_ov *h = host_check_ov(L, 1);
+  WSAOVERLAPPED *ov = &h->ov;
   const char *k = luaL_checkstring(L, 2);
   if (strcmp(k, "Internal") == 0) lua_pushinteger(L, (lua_Integer)ov->Internal);
   else if (strcmp(k, "InternalHigh") == 0) lua_pushinteger(L, (lua_Integer)ov->InternalHigh);
@@ -234,6 +236,13 @@ static int ov_index(lua_State *L) {
   else if (strcmp(k, "OffsetHigh") == 0) lua_pushinteger(L, ov->OffsetHigh);
   else if (strcmp(k, "hEvent") == 0) lua_pushinteger(L, (lua_Integer)(uintptr_t)ov->hEvent);
   else if (strcmp(k, "address") == 0) lua_pushinteger(L, (lua_Integer)(uintptr_t)ov);
+  else if (strcmp(k, "data") == 0) {
+    /* the bytes an overlapped receive delivered (InternalHigh of them) */
+    size_t n = ov->InternalHigh < h->cap ? (size_t)ov->InternalHigh : h->cap;
+    lua_pushlstring(L, h->buf ? h->buf : "", h->buf ? n : 0);
+  } else if (strcmp(k, "from") == 0) {
+    if (h->fromlen > 0) lwsp_push_sockaddr(L, (struct sockaddr *)&h->from, h->fromlen); else lua_pushnil(L);
+  } else if (strcmp(k, "pending") == 0) lua_pushboolean(L, ov->Internal == WSS_OPERATION_IN_PROGRESS);
   else lua_pushnil(L);
   return 1;
 }
@@ -249,10 +258,18 @@ static int ov_newindex(lua_State *L) {
   else return luaL_argerror(L, 2, "not a WSAOVERLAPPED field");
   return 0;
 }
+/* A structure a provider may still write to is never freed: it is leaked,
+ * and the leak is logged. */
 static int ov_gc(lua_State *L) {
-  ov_ud *u = luaL_checkudata(L, 1, OV_MT);
-  free(u->ov);
-  u->ov = NULL;
+  host_ov **u = luaL_checkudata(L, 1, OV_MT);
+  if (!*u) return 0;
+  if ((*u)->ov.Internal == WSS_OPERATION_IN_PROGRESS) {
+    lwsp_log("host", "overlapped %p collected while pending: leaked, not freed", (void *)*u);
+  } else {
+    free((*u)->buf);
+    free(*u);
+  }
+  *u = NULL;
   return 0;
 }
 

@@ -47,6 +47,27 @@ function wsp.addr(address, port)
   return a
 end
 
+--- Waits inside a handler until `lwsp.wake(key)` (or the timeout passes).
+-- A blocking call waits in its thread with the provider lock released; an
+-- overlapped call becomes pending (WSA_IO_PENDING) and completes later; on a
+-- non-blocking socket the call fails with WSAEWOULDBLOCK instead.  With a nil
+-- key the handler just lets others run and continues.
+-- @param key any value other than nil (a socket table, a queue, ...)
+-- @tparam[opt] number timeout seconds
+-- @treturn true|string true when woken, "timeout" when the timeout passed
+function wsp.wait(key, timeout)
+  return coroutine.yield(key, timeout)
+end
+
+--- Wakes every handler waiting on key (inside a provider).
+-- @treturn integer how many were woken
+wsp.wake = lwsp.wake
+
+--- Runs fn after `seconds` on lwsp's service thread, under the provider lock.
+-- @treturn integer timer id for `wsp.cancel_timer`
+wsp.after = lwsp.after
+wsp.cancel_timer = lwsp.cancel_timer
+
 --- Decodes a 4-byte little-endian integer option or ioctl value.
 -- @tparam string raw
 -- @treturn integer

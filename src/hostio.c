@@ -1,0 +1,397 @@
+/*
+ * hostio.c - the host's overlapped and multi-threaded application calls:
+ * WSASend/WSARecv-style calls with an event, a completion routine or a
+ * completion port; a completion routine that records what it is given; and
+ * application threads (host.spawn) that make blocking calls while the Lua
+ * thread carries on.
+ */
+#include "host.h"
+#include <stdlib.h>
+#include <string.h>
+
+static int fail(lua_State *L, int code) { return lwsp_push_error(L, code ? code : WSASYSCALLFAILURE); }
+
+static hprov *prov_of(SOCKET s, int *err) {
+  hsock *hs;
+  hprov *p = NULL;
+  host_init();
+  lwsp_mutex_lock(&host_lock);
+  hs = host_sock(s);
+  if (!hs) *err = WSAENOTSOCK;
+  else if (!(p = hs->prov)) *err = WSANOTINITIALISED;
+  lwsp_mutex_unlock(&host_lock);
+  return p;
+}
+
+/* The calling thread's WSATHREADID, as ws2_32 passes it: valid for the call only. */
+static void this_thread(WSATHREADID *tid) {
+  hthread *t = host_current_thread();
+  tid->ThreadHandle = (HANDLE)t;
+  tid->Reserved = t ? (DWORD_PTR)t->os_id : 0;
+}
+
+/* ---- the recording completion routine ------------------------------------------ */
+typedef struct completion {
+  DWORD error, bytes, flags;
+  LPWSAOVERLAPPED ov;
+  unsigned long thread;
+  struct completion *next;
+} completion;
+static completion *done_head, *done_tail;
+static long done_count;
+
+static void CALLBACK record_routine(DWORD error, DWORD bytes, LPWSAOVERLAPPED ov, DWORD flags) {
+  completion *c = malloc(sizeof *c);
+  if (!c) return;
+  c->error = error; c->bytes = bytes; c->ov = ov; c->flags = flags; c->thread = lwsp_thread_id(); c->next = NULL;
+  lwsp_mutex_lock(&host_lock);
+  if (done_tail) done_tail->next = c; else done_head = c;
+  done_tail = c;
+  done_count++;
+  lwsp_cond_broadcast(&host_cond);
+  lwsp_mutex_unlock(&host_lock);
+}
+
+/* completions() -> array of {error, bytes, overlapped, flags, thread} the
+ * recording routine was called with, oldest first (and forgets them) */
+static int h_completions(lua_State *L) {
+  completion *list;
+  int k = 0;
+  host_init();
+  lwsp_mutex_lock(&host_lock);
+  list = done_head;
+  done_head = done_tail = NULL;
+  done_count = 0;
+  lwsp_mutex_unlock(&host_lock);
+  lua_newtable(L);
+  while (list) {
+    completion *c = list;
+    list = c->next;
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, c->error); lua_setfield(L, -2, "error");
+    lua_pushinteger(L, c->bytes); lua_setfield(L, -2, "bytes");
+    lua_pushinteger(L, (lua_Integer)(uintptr_t)c->ov); lua_setfield(L, -2, "overlapped");
+    lua_pushinteger(L, c->flags); lua_setfield(L, -2, "flags");
+    lua_pushinteger(L, (lua_Integer)c->thread); lua_setfield(L, -2, "thread");
+    lua_rawseti(L, -2, ++k);
+    free(c);
+  }
+  return 1;
+}
+
+/* Options of the overlapped calls: {flags =, routine = true, to = addr, from = true} */
+static int opt_bool(lua_State *L, int idx, const char *k) {
+  int v;
+  if (!lua_istable(L, idx)) return 0;
+  lua_getfield(L, idx, k);
+  v = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+static lua_Integer opt_int(lua_State *L, int idx, const char *k, lua_Integer def) {
+  lua_Integer v = def;
+  if (!lua_istable(L, idx)) return def;
+  if (lua_getfield(L, idx, k) != LUA_TNIL) v = luaL_checkinteger(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static int pending_or(lua_State *L, int rc, INT err, DWORD bytes) {
+  if (rc == 0) { lua_pushboolean(L, 1); lua_pushinteger(L, bytes); return 2; }
+  return fail(L, err);
+}
+
+/* wsasend(s, data, overlapped [, {flags =, routine = true, to = addr}])
+ * -> true, bytes (done at once) | nil, "WSA_IO_PENDING: ...", 997 | nil, error */
+static int h_wsasend(lua_State *L) {
+  SOCKET s = (SOCKET)luaL_checkinteger(L, 1);
+  size_t n;
+  const char *data = luaL_checklstring(L, 2, &n);
+  host_ov *h = host_check_ov(L, 3);
+  WSABUF b[2];
+  WSATHREADID tid;
+  SOCKADDR_STORAGE to;
+  int tolen = 0, perr = 0, rc;
+  DWORD sent = 0, flags = (DWORD)opt_int(L, 4, "flags", 0);
+  INT err = 0;
+  hprov *p;
+  if (lua_istable(L, 4) && lua_getfield(L, 4, "to") != LUA_TNIL) {
+    if (!lwsp_to_sockaddr(L, -1, &to, &tolen)) return luaL_argerror(L, 4, "bad 'to' address");
+  }
+  /* the data must outlive the call: it lives in the overlapped's buffer */
+  free(h->buf);
+  if (!(h->buf = malloc(n ? n : 1))) return fail(L, WSAENOBUFS);
+  memcpy(h->buf, data, n);
+  h->cap = n;
+  b[0].buf = h->buf; b[0].len = (ULONG)(n / 2);
+  b[1].buf = h->buf + n / 2; b[1].len = (ULONG)(n - n / 2);
+  if (!(p = prov_of(s, &perr))) return fail(L, perr);
+  this_thread(&tid);
+  if (tolen)
+    rc = p->procs.lpWSPSendTo(s, b, 2, &sent, flags, (struct sockaddr *)&to, tolen, &h->ov,
+                              opt_bool(L, 4, "routine") ? record_routine : NULL, &tid, &err);
+  else
+    rc = p->procs.lpWSPSend(s, b, 2, &sent, flags, &h->ov, opt_bool(L, 4, "routine") ? record_routine : NULL, &tid, &err);
+  return pending_or(L, rc, err, sent);
+}
+
+/* wsarecv(s, len, overlapped [, {flags =, routine = true, from = true}])
+ * -> true, bytes | nil, "WSA_IO_PENDING: ...", 997 | nil, error; the data is
+ * overlapped.data, the sender overlapped.from */
+static int h_wsarecv(lua_State *L) {
+  SOCKET s = (SOCKET)luaL_checkinteger(L, 1);
+  lua_Integer cap = luaL_checkinteger(L, 2);
+  host_ov *h = host_check_ov(L, 3);
+  WSABUF b[2];
+  WSATHREADID tid;
+  int perr = 0, rc;
+  DWORD got = 0;
+  INT err = 0;
+  hprov *p;
+  luaL_argcheck(L, cap >= 0 && cap <= 64 * 1024 * 1024, 2, "length out of range");
+  free(h->buf);
+  if (!(h->buf = malloc((size_t)cap + 1))) return fail(L, WSAENOBUFS);
+  h->cap = (size_t)cap;
+  h->flags = (DWORD)opt_int(L, 4, "flags", 0);
+  h->fromlen = sizeof h->from;
+  b[0].buf = h->buf; b[0].len = (ULONG)(cap / 2);
+  b[1].buf = h->buf + cap / 2; b[1].len = (ULONG)(cap - cap / 2);
+  if (!(p = prov_of(s, &perr))) return fail(L, perr);
+  this_thread(&tid);
+  if (opt_bool(L, 4, "from"))
+    rc = p->procs.lpWSPRecvFrom(s, b, 2, &got, &h->flags, (struct sockaddr *)&h->from, &h->fromlen, &h->ov,
+                                opt_bool(L, 4, "routine") ? record_routine : NULL, &tid, &err);
+  else {
+    h->fromlen = 0;
+    rc = p->procs.lpWSPRecv(s, b, 2, &got, &h->flags, &h->ov, opt_bool(L, 4, "routine") ? record_routine : NULL,
+                            &tid, &err);
+  }
+  return pending_or(L, rc, err, got);
+}
+
+/* wsaioctl(s, code, input, outlen, overlapped [, {routine = true}]) -> as above;
+ * the output is overlapped.data */
+static int h_wsaioctl(lua_State *L) {
+  SOCKET s = (SOCKET)luaL_checkinteger(L, 1);
+  DWORD code = (DWORD)luaL_checkinteger(L, 2), got = 0;
+  size_t inlen = 0;
+  const char *in = luaL_optlstring(L, 3, NULL, &inlen);
+  lua_Integer outlen = luaL_checkinteger(L, 4);
+  host_ov *h = host_check_ov(L, 5);
+  WSATHREADID tid;
+  int perr = 0, rc;
+  INT err = 0;
+  hprov *p;
+  luaL_argcheck(L, outlen >= 0 && outlen <= 65536, 4, "length out of range");
+  free(h->buf);
+  if (!(h->buf = malloc((size_t)outlen + 1))) return fail(L, WSAENOBUFS);
+  h->cap = (size_t)outlen;
+  if (!(p = prov_of(s, &perr))) return fail(L, perr);
+  this_thread(&tid);
+  rc = p->procs.lpWSPIoctl(s, code, (LPVOID)in, (DWORD)inlen, h->buf, (DWORD)outlen, &got, &h->ov,
+                           opt_bool(L, 6, "routine") ? record_routine : NULL, &tid, &err);
+  return pending_or(L, rc, err, got);
+}
+
+/* ---- application threads ----------------------------------------------------------- */
+enum { J_RECV, J_SEND, J_ACCEPT, J_CONNECT, J_SLEEP, J_SELECT };
+typedef struct job {
+  lwsp_thread *thread;
+  int op;
+  SOCKET s;
+  hprov *p;
+  char *data;
+  size_t len;
+  DWORD flags;
+  SOCKADDR_STORAGE addr;
+  int addrlen;
+  long ms;
+  int cancel_after;      /* a blocking hook that cancels the call after this many calls */
+  int count_hook;        /* a blocking hook that only counts */
+  /* results */
+  int rc;
+  INT err;
+  DWORD got;
+  SOCKET ns;
+  long hook_calls;
+  unsigned long os_id;
+  int done, joined;
+} job;
+
+#define JOB_MT "lwsp.job"
+
+static BOOL CALLBACK job_hook(DWORD_PTR ctx) {
+  job *j = (job *)ctx;
+  j->hook_calls++;
+  if (j->cancel_after && j->hook_calls == j->cancel_after) {
+    INT e = 0;
+    j->p->procs.lpWSPCancelBlockingCall(&e);   /* WSACancelBlockingCall, from the hook */
+  }
+  return FALSE;
+}
+
+static void job_main(void *arg) {
+  job *j = arg;
+  hthread *t = host_current_thread();
+  WSATHREADID tid;
+  WSABUF b;
+  j->os_id = lwsp_thread_id();
+  if (t && (j->cancel_after || j->count_hook)) { t->hook = job_hook; t->hook_ctx = (DWORD_PTR)j; }
+  this_thread(&tid);
+  switch (j->op) {
+  case J_RECV:
+    b.buf = j->data; b.len = (ULONG)j->len;
+    j->rc = j->p->procs.lpWSPRecv(j->s, &b, 1, &j->got, &j->flags, NULL, NULL, &tid, &j->err);
+    break;
+  case J_SEND:
+    b.buf = j->data; b.len = (ULONG)j->len;
+    j->rc = j->p->procs.lpWSPSend(j->s, &b, 1, &j->got, j->flags, NULL, NULL, &tid, &j->err);
+    break;
+  case J_ACCEPT:
+    j->addrlen = sizeof j->addr;
+    j->ns = j->p->procs.lpWSPAccept(j->s, (struct sockaddr *)&j->addr, &j->addrlen, NULL, 0, &j->err);
+    j->rc = j->ns == INVALID_SOCKET ? SOCKET_ERROR : 0;
+    if (j->rc == 0) {
+      hsock *hs;
+      lwsp_mutex_lock(&host_lock);
+      if ((hs = host_sock(j->ns)) != NULL && !hs->prov) hs->prov = j->p;
+      lwsp_mutex_unlock(&host_lock);
+    }
+    break;
+  case J_CONNECT:
+    j->rc = j->p->procs.lpWSPConnect(j->s, (struct sockaddr *)&j->addr, j->addrlen, NULL, NULL, NULL, NULL, &j->err);
+    break;
+  case J_SLEEP:
+    j->rc = host_wait(NULL, 0, 0, j->ms, 1) == -2 ? 1 : 0;   /* 1: APCs ran on this thread */
+    break;
+  }
+  if (t) { t->hook = NULL; t->hook_ctx = 0; }
+  lwsp_mutex_lock(&host_lock);
+  j->done = 1;
+  lwsp_cond_broadcast(&host_cond);
+  lwsp_mutex_unlock(&host_lock);
+}
+
+/* spawn(op, s, ...) -> job: runs one application call on a new thread.
+ *   spawn("recv", s, len [, {cancel_after = n, count_hook = true}])
+ *   spawn("send", s, data)   spawn("accept", s)   spawn("connect", s, addr)
+ *   spawn("sleep", ms)       (an alertable sleep: delivers that thread's APCs) */
+static int h_spawn(lua_State *L) {
+  static const char *const ops[] = {"recv", "send", "accept", "connect", "sleep", NULL};
+  int op = luaL_checkoption(L, 1, NULL, ops), perr = 0, optidx = 4;
+  job *j, **u;
+  u = lua_newuserdatauv(L, sizeof *u, 0);
+  *u = NULL;
+  luaL_setmetatable(L, JOB_MT);
+  j = calloc(1, sizeof *j);
+  if (!j) return fail(L, WSAENOBUFS);
+  *u = j;
+  j->op = op;
+  if (op == J_SLEEP) {
+    j->ms = (long)luaL_checkinteger(L, 2);
+  } else {
+    j->s = (SOCKET)luaL_checkinteger(L, 2);
+    if (!(j->p = prov_of(j->s, &perr))) { *u = NULL; free(j); return fail(L, perr); }
+  }
+  if (op == J_RECV) {
+    j->len = (size_t)luaL_checkinteger(L, 3);
+    j->data = malloc(j->len + 1);
+  } else if (op == J_SEND) {
+    const char *d = luaL_checklstring(L, 3, &j->len);
+    j->data = malloc(j->len + 1);
+    if (j->data) memcpy(j->data, d, j->len);
+  } else if (op == J_CONNECT) {
+    if (!lwsp_to_sockaddr(L, 3, &j->addr, &j->addrlen)) { *u = NULL; free(j); return luaL_argerror(L, 3, "not an address"); }
+  } else {
+    optidx = 3;
+  }
+  if ((op == J_RECV || op == J_SEND) && !j->data) { *u = NULL; free(j); return fail(L, WSAENOBUFS); }
+  j->cancel_after = (int)opt_int(L, optidx, "cancel_after", 0);
+  j->count_hook = opt_bool(L, optidx, "count_hook");
+  if (!(j->thread = lwsp_thread_start(job_main, j))) { *u = NULL; free(j->data); free(j); return fail(L, WSAENOBUFS); }
+  return 1;
+}
+
+static job *check_job(lua_State *L) {
+  job **u = luaL_checkudata(L, 1, JOB_MT);
+  if (!*u) luaL_argerror(L, 1, "job is gone");
+  return *u;
+}
+
+/* job:join([timeout_ms]) -> the call's results (as the matching host call
+ * returns them) | nil, "timeout" while it is still running */
+static int job_join(lua_State *L) {
+  job *j = check_job(L);
+  long ms = lua_isnoneornil(L, 2) ? -1 : (long)luaL_checkinteger(L, 2);
+  double deadline = lwsp_now() + ms / 1000.0;
+  lwsp_mutex_lock(&host_lock);
+  while (!j->done) {
+    if (ms >= 0) {
+      double left = deadline - lwsp_now();
+      if (left <= 0) break;
+      lwsp_cond_wait(&host_cond, &host_lock, (long)(left * 1000) + 1);
+    } else {
+      lwsp_cond_wait(&host_cond, &host_lock, -1);
+    }
+  }
+  lwsp_mutex_unlock(&host_lock);
+  if (!j->done) { lua_pushnil(L); lua_pushliteral(L, "timeout"); return 2; }
+  if (!j->joined) { lwsp_thread_join(j->thread); j->joined = 1; }
+  if (j->op == J_SLEEP) { lua_pushboolean(L, j->rc); return 1; }
+  if (j->rc != 0) return fail(L, j->err);
+  switch (j->op) {
+  case J_RECV: lua_pushlstring(L, j->data, j->got); lua_pushinteger(L, j->flags); return 2;
+  case J_SEND: lua_pushinteger(L, j->got); return 1;
+  case J_ACCEPT:
+    lua_pushinteger(L, (lua_Integer)j->ns);
+    lwsp_push_sockaddr(L, (struct sockaddr *)&j->addr, j->addrlen);
+    return 2;
+  default: lua_pushboolean(L, 1); return 1;
+  }
+}
+
+/* job:info() -> {done =, hook_calls =, thread =} */
+static int job_info(lua_State *L) {
+  job *j = check_job(L);
+  lua_createtable(L, 0, 3);
+  lwsp_mutex_lock(&host_lock);
+  lua_pushboolean(L, j->done); lua_setfield(L, -2, "done");
+  lua_pushinteger(L, j->hook_calls); lua_setfield(L, -2, "hook_calls");
+  lua_pushinteger(L, (lua_Integer)j->os_id); lua_setfield(L, -2, "thread");
+  lwsp_mutex_unlock(&host_lock);
+  return 1;
+}
+
+/* A job still running when collected is left to finish (and leak): its thread
+ * owns it. */
+static int job_gc(lua_State *L) {
+  job **u = luaL_checkudata(L, 1, JOB_MT);
+  job *j = *u;
+  int done;
+  if (!j) return 0;
+  lwsp_mutex_lock(&host_lock);
+  done = j->done;
+  lwsp_mutex_unlock(&host_lock);
+  if (!done) { lwsp_log("host", "a job was collected while its thread was still in its call"); return 0; }
+  if (!j->joined) lwsp_thread_join(j->thread);
+  free(j->data);
+  free(j);
+  *u = NULL;
+  return 0;
+}
+
+int lwsp_hostio_open(lua_State *L);
+int lwsp_hostio_open(lua_State *L) {
+  static const luaL_Reg fns[] = {{"wsasend", h_wsasend}, {"wsarecv", h_wsarecv}, {"wsaioctl", h_wsaioctl},
+                                 {"completions", h_completions}, {"spawn", h_spawn}, {NULL, NULL}};
+  static const luaL_Reg jm[] = {{"join", job_join}, {"info", job_info}, {NULL, NULL}};
+  if (luaL_newmetatable(L, JOB_MT)) {
+    lua_pushcfunction(L, job_gc);
+    lua_setfield(L, -2, "__gc");
+    luaL_newlib(L, jm);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  luaL_setfuncs(L, fns, 0);
+  return 0;
+}

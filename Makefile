@@ -10,7 +10,7 @@ BASEFLAGS = -std=gnu11 -fPIC -fvisibility=hidden -I$(LUA_INC) -Isrc $(WARN)
 SRCS      = src/lwsp.c src/dispatch.c src/upcalls.c src/common.c src/platform.c \
             src/host.c src/hostapi.c src/hostobj.c src/probe.c src/view.c src/pending.c src/hostio.c
 HDRS      = $(wildcard src/*.h)
-BUSTED    ?= lua5.4 /usr/bin/busted
+BUSTED    ?= LWSP_EXAMPLES=$(CURDIR)/examples lua5.4 /usr/bin/busted
 
 .PHONY: all deps deps-run demo test check asan valgrind rock mingw mingw-check spi-check clean
 

@@ -255,13 +255,13 @@ int rt_begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LPINT 
     *err = WSAENOTSOCK;
     return 0;
   }
-  c->top = lua_gettop(L);
   if (I->href[proc] == LUA_NOREF) {
     I->depth--; lwsp_mutex_unlock(&I->lock);
     *err = WSAEOPNOTSUPP;
     return 0;
   }
   if (!lua_checkstack(L, 4)) { I->depth--; lwsp_mutex_unlock(&I->lock); *err = WSAENOBUFS; return 0; }
+  c->co_ref = LUA_NOREF;
   lua_rawgeti(L, LUA_REGISTRYINDEX, I->idle_ref);
   {
     lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
@@ -273,9 +273,17 @@ int rt_begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LPINT 
     } else {
       c->co = lua_newthread(L);
     }
-    lua_remove(L, -2); /* the coroutine stays on L's stack as its anchor */
+    /* anchored by a reference: other threads use L's stack while this call waits */
+    c->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1);
   }
-  if (!lua_checkstack(c->co, 16)) { lua_settop(L, c->top); I->depth--; lwsp_mutex_unlock(&I->lock); *err = WSAENOBUFS; return 0; }
+  if (!lua_checkstack(c->co, 16)) {
+    luaL_unref(L, LUA_REGISTRYINDEX, c->co_ref);
+    I->depth--;
+    lwsp_mutex_unlock(&I->lock);
+    *err = WSAENOBUFS;
+    return 0;
+  }
   lua_rawgeti(c->co, LUA_REGISTRYINDEX, I->href[proc]);
   if (c->so) lua_rawgeti(c->co, LUA_REGISTRYINDEX, c->so->ref);
   return 1;
@@ -291,12 +299,12 @@ void rt_end(rt_call *c) {
       lua_settop(c->co, 0);
       lua_rawgeti(L, LUA_REGISTRYINDEX, I->idle_ref);
       if (lua_rawlen(L, -1) < 32) {
-        lua_pushvalue(L, c->top + 1);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, c->co_ref);
         lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
       }
       lua_pop(L, 1);
     }
-    lua_settop(L, c->top);
+    luaL_unref(L, LUA_REGISTRYINDEX, c->co_ref);   /* LUA_NOREF once a pending operation owns it */
   }
   if (--I->depth == 0) rt_pump(I);
   lwsp_mutex_unlock(&I->lock);

@@ -227,8 +227,8 @@ rt_op *rt_pend(rt_call *c, const rt_io *io, rt_finish_fn finish, LPWSAOVERLAPPED
   op->view = c->view;
   c->view = NULL;
   if (op->view) rt_view_retarget(op->view, op->io.bufs);
-  lua_pushvalue(I->L, c->top + 1);                  /* the coroutine, anchored */
-  op->co_ref = luaL_ref(I->L, LUA_REGISTRYINDEX);
+  op->co_ref = c->co_ref;                           /* the operation now anchors the coroutine */
+  c->co_ref = LUA_NOREF;
   c->pending = 1;
   op->ov->Internal = WSS_OPERATION_IN_PROGRESS;
   op->ov->InternalHigh = 0;

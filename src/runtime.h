@@ -94,7 +94,7 @@ typedef struct rt_call {
   lua_State *co;
   int proc;
   lwsp_sock *so;
-  int top;      /* L's top before the call, restored by rt_end */
+  int co_ref;   /* anchors co while the call runs (LUA_NOREF once a pending operation owns it) */
   int base;     /* index of the first result on co */
   int nres;
   int broken;   /* the coroutine raised: do not reuse it */

@@ -12,7 +12,7 @@ SRCS      = src/lwsp.c src/dispatch.c src/upcalls.c src/common.c src/platform.c 
 HDRS      = $(wildcard src/*.h)
 BUSTED    ?= LWSP_EXAMPLES=$(CURDIR)/examples lua5.4 /usr/bin/busted
 
-.PHONY: all deps deps-run demo test check asan valgrind rock mingw mingw-check spi-check clean
+.PHONY: all deps deps-run demo test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
 
 all: build/lwsp.so
 
@@ -39,6 +39,8 @@ check: deps
 	@$(MAKE) --no-print-directory build/lwsp.so
 	$(MAKE) --no-print-directory test
 	$(MAKE) --no-print-directory asan
+	$(MAKE) --no-print-directory tsan
+	$(MAKE) --no-print-directory helgrind
 	$(MAKE) --no-print-directory valgrind
 	$(MAKE) --no-print-directory rock
 	$(MAKE) --no-print-directory mingw-check
@@ -57,6 +59,21 @@ build/asan/lwsp.so: $(SRCS) $(HDRS) Makefile
 asan: build/asan/lwsp.so
 	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" $(BUSTED) --cpath=build/asan/?.so
+
+# ThreadSanitizer build; specs that start subprocesses or thousands of threads
+# are left to the other runs (TSan's runtime is preloaded into lua5.4).
+build/tsan/lwsp.so: $(SRCS) $(HDRS) Makefile
+	@mkdir -p build/tsan
+	$(CC) $(BASEFLAGS) -O1 -g -fsanitize=thread -shared -o $@ $(SRCS) $(LUA_LIB) -lpthread -ldl
+	@ln -sfn ../../lua build/tsan/lua
+
+tsan: build/tsan/lwsp.so
+	TSAN_OPTIONS="halt_on_error=1 exitcode=66" LD_PRELOAD="$$($(CC) -print-file-name=libtsan.so)" \
+	  $(BUSTED) --cpath=build/tsan/?.so --exclude-tags=stress,subprocess
+
+# The multi-threaded stress spec under valgrind's helgrind (races, lock order).
+helgrind: build/lwsp.so
+	valgrind -q --tool=helgrind --error-exitcode=9 $(BUSTED) --tags=stress spec/11-blocking_spec.lua
 
 valgrind: build/lwsp.so
 	LD_PRELOAD=$(CURDIR)/build/lwsp.so valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \

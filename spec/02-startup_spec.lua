@@ -153,7 +153,7 @@ describe("provider scripts that cannot run", function()
     fails_to_start(r, "no script registered")
   end)
 
-  it("never loads modules from the current directory", function()
+  it("never loads modules from the current directory #subprocess", function()
     local dir = H.tmp .. "/cwd"
     os.execute("mkdir -p '" .. dir .. "'")
     local f = assert(io.open(dir .. "/planted_module.lua", "w"))

@@ -20,7 +20,7 @@ describe("examples/upper.lua (the README's provider)", function()
 end)
 
 describe("examples/demo.lua (make demo)", function()
-  it("prints each application call with the WSP calls the provider handled", function()
+  it("prints each application call with the WSP calls the provider handled #subprocess", function()
     local cmd = ("cd '%s' && LWSP_DEMO_DIR='%s/demo' LUA_PATH='%s/lua/?.lua;%s/lua/?/init.lua;;' "
       .. "LUA_CPATH='%s;;' lua5.4 examples/demo.lua 2>&1")
       :format(H.root, H.tmp, H.root, H.root, lwsp.path():gsub("lwsp%.so$", "?.so"))

@@ -142,7 +142,7 @@ end)
 describe("many threads and operations at once", function()
   after_each(H.reset)
 
-  it("complete every operation exactly once with the right bytes", function()
+  it("complete every operation exactly once with the right bytes #stress", function()
     local r = H.provider("examples/memnet.lua")
     local pairs_ = {}
     for i = 1, 100 do pairs_[i] = {pair(r)} end

@@ -8,7 +8,6 @@ local H = {lwsp = lwsp, wsp = wsp, host = host}
 
 local tmp = os.tmpname()
 os.remove(tmp)
-assert(os.execute("mkdir -p '" .. tmp .. "/registry'"))
 H.tmp = tmp
 assert(lwsp.registry.set_root(tmp .. "/registry"))
 H.logfile = tmp .. "/lwsp.log"

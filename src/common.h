@@ -62,6 +62,9 @@ int lwsp_registry_get(const GUID *id, char *out, size_t outlen, char *err, size_
 int lwsp_registry_set(const GUID *id, const char *path, char *err, size_t errlen);
 int lwsp_registry_remove(const GUID *id, char *err, size_t errlen);
 const char *lwsp_registry_where(char *buf, size_t len);
+#ifndef _WIN32
+int lwsp_mkdirs(const char *dir);              /* mkdir -p; 1 on success */
+#endif
 void lwsp_random_bytes(void *buf, size_t n);
 
 /* log.c-style helpers (common.c) */

@@ -222,8 +222,8 @@ typedef struct job {
 
 static BOOL CALLBACK job_hook(DWORD_PTR ctx) {
   job *j = (job *)ctx;
-  j->hook_calls++;
-  if (j->cancel_after && j->hook_calls == j->cancel_after) {
+  long n = __atomic_add_fetch(&j->hook_calls, 1, __ATOMIC_RELAXED);
+  if (j->cancel_after && n == j->cancel_after) {
     INT e = 0;
     j->p->procs.lpWSPCancelBlockingCall(&e);   /* WSACancelBlockingCall, from the hook */
   }
@@ -356,7 +356,7 @@ static int job_info(lua_State *L) {
   lua_createtable(L, 0, 3);
   lwsp_mutex_lock(&host_lock);
   lua_pushboolean(L, j->done); lua_setfield(L, -2, "done");
-  lua_pushinteger(L, j->hook_calls); lua_setfield(L, -2, "hook_calls");
+  lua_pushinteger(L, __atomic_load_n(&j->hook_calls, __ATOMIC_RELAXED)); lua_setfield(L, -2, "hook_calls");
   lua_pushinteger(L, (lua_Integer)j->os_id); lua_setfield(L, -2, "thread");
   lwsp_mutex_unlock(&host_lock);
   return 1;

@@ -891,8 +891,9 @@ static int l_reg_remove(lua_State *L) {
   lua_pushboolean(L, 1);
   return 1;
 }
-/* registry.set_root(dir): on POSIX, points this process's $LWSP_REGISTRY at an
- * absolute folder (what a host's environment would do); not on Windows. */
+/* registry.set_root(dir): on POSIX, creates the folder and points this
+ * process's $LWSP_REGISTRY at it (what a host's environment would do); not on
+ * Windows. */
 static int l_reg_set_root(lua_State *L) {
   const char *d = luaL_checkstring(L, 1);
   if (!lwsp_path_is_absolute(d)) return luaL_argerror(L, 1, "must be an absolute path");
@@ -901,6 +902,7 @@ static int l_reg_set_root(lua_State *L) {
   lua_pushstring(L, "on Windows the registry is HKLM\\SOFTWARE\\lwsp\\Providers");
   return 2;
 #else
+  if (!lwsp_mkdirs(d)) { lua_pushnil(L); lua_pushfstring(L, "cannot create %s", d); return 2; }
   if (setenv("LWSP_REGISTRY", d, 1) != 0) { lua_pushnil(L); lua_pushstring(L, "setenv failed"); return 2; }
   lua_pushboolean(L, 1);
   return 1;

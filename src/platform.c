@@ -295,7 +295,7 @@ int lwsp_registry_get(const GUID *id, char *out, size_t outlen, char *err, size_
   if (n == 0) { snprintf(err, errlen, "registry entry %s is empty", file); return 0; }
   return 1;
 }
-static int mkdirs(const char *dir) {
+int lwsp_mkdirs(const char *dir) {
   char tmp[2048];
   snprintf(tmp, sizeof tmp, "%s", dir);
   for (char *p = tmp + 1; *p; p++)
@@ -306,7 +306,7 @@ int lwsp_registry_set(const GUID *id, const char *path, char *err, size_t errlen
   char file[2200], tmp[2300], root[2048];
   FILE *f;
   lwsp_registry_where(root, sizeof root);
-  if (!mkdirs(root)) { snprintf(err, errlen, "cannot create %s: %s", root, strerror(errno)); return 0; }
+  if (!lwsp_mkdirs(root)) { snprintf(err, errlen, "cannot create %s: %s", root, strerror(errno)); return 0; }
   if (!registry_file(id, file, sizeof file)) { snprintf(err, errlen, "registry path too long"); return 0; }
   snprintf(tmp, sizeof tmp, "%s.%lu.tmp", file, lwsp_process_id());
   f = fopen(tmp, "wb");

@@ -73,7 +73,7 @@ tsan: build/tsan/lwsp.so
 
 # The multi-threaded stress spec under valgrind's helgrind (races, lock order).
 helgrind: build/lwsp.so
-	valgrind -q --tool=helgrind --error-exitcode=9 $(BUSTED) --tags=stress spec/11-blocking_spec.lua
+	LWSP_STRESS_ROUNDS=20 valgrind -q --tool=helgrind --error-exitcode=9 $(BUSTED) --tags=stress spec/11-blocking_spec.lua
 
 valgrind: build/lwsp.so
 	LD_PRELOAD=$(CURDIR)/build/lwsp.so valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \

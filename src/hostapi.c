@@ -41,6 +41,14 @@ static hprov *prov_of(SOCKET s, int *err) {
 
 static int ok(lua_State *L) { lua_pushboolean(L, 1); return 1; }
 
+/* The calling thread's WSATHREADID, as ws2_32 passes it to data calls. */
+static WSATHREADID *this_thread(WSATHREADID *tid) {
+  hthread *t = host_current_thread();
+  tid->ThreadHandle = (HANDLE)t;
+  tid->Reserved = t ? (DWORD_PTR)t->os_id : 0;
+  return tid;
+}
+
 static void check_addr(lua_State *L, int idx, SOCKADDR_STORAGE *ss, int *len) {
   if (!lwsp_to_sockaddr(L, idx, ss, len)) luaL_argerror(L, idx, "not an address");
 }
@@ -324,7 +332,8 @@ static int h_send(lua_State *L) {
   b.len = (ULONG)n;
   DWORD flags = (DWORD)luaL_optinteger(L, 3, 0);
   PROV(s);
-  CHECK(p->procs.lpWSPSend(s, &b, 1, &sent, flags, NULL, NULL, NULL, &err));
+  WSATHREADID tid;
+  CHECK(p->procs.lpWSPSend(s, &b, 1, &sent, flags, NULL, NULL, this_thread(&tid), &err));
   lua_pushinteger(L, sent);
   return 1;
 }
@@ -342,7 +351,8 @@ static int h_sendto(lua_State *L) {
   if (!lua_isnil(L, 3)) check_addr(L, 3, &ss, &len);
   DWORD flags = (DWORD)luaL_optinteger(L, 4, 0);
   PROV(s);
-  CHECK(p->procs.lpWSPSendTo(s, &b, 1, &sent, flags, len ? (struct sockaddr *)&ss : NULL, len, NULL, NULL, NULL, &err));
+  WSATHREADID tid;
+  CHECK(p->procs.lpWSPSendTo(s, &b, 1, &sent, flags, len ? (struct sockaddr *)&ss : NULL, len, NULL, NULL, this_thread(&tid), &err));
   lua_pushinteger(L, sent);
   return 1;
 }
@@ -363,9 +373,11 @@ static int recv_into(lua_State *L, int from) {
   if (!buf) return fail(L, WSAENOBUFS);
   b[0].buf = buf; b[0].len = (ULONG)(cap / 2);
   b[1].buf = buf + cap / 2; b[1].len = (ULONG)(cap - cap / 2);
+  WSATHREADID tid;
   PROV(s);
-  if (from) rc = p->procs.lpWSPRecvFrom(s, b, 2, &got, &flags, (struct sockaddr *)&ss, &len, NULL, NULL, NULL, &err);
-  else rc = p->procs.lpWSPRecv(s, b, 2, &got, &flags, NULL, NULL, NULL, &err);
+  this_thread(&tid);
+  if (from) rc = p->procs.lpWSPRecvFrom(s, b, 2, &got, &flags, (struct sockaddr *)&ss, &len, NULL, NULL, &tid, &err);
+  else rc = p->procs.lpWSPRecv(s, b, 2, &got, &flags, NULL, NULL, &tid, &err);
   if (rc == SOCKET_ERROR) {
     int n = fail(L, err);
     if (err == WSAEMSGSIZE) { lua_pushlstring(L, buf, got); n++; }
@@ -446,7 +458,8 @@ static int h_ioctl(lua_State *L) {
   else if (!lua_isnoneornil(L, 3)) in = luaL_checklstring(L, 3, &inlen);
   luaL_argcheck(L, outlen <= sizeof out, 4, "length out of range");
   PROV(s);
-  CHECK(p->procs.lpWSPIoctl(s, code, (LPVOID)in, (DWORD)inlen, outlen ? out : NULL, outlen, &got, NULL, NULL, NULL, &err));
+  WSATHREADID tid;
+  CHECK(p->procs.lpWSPIoctl(s, code, (LPVOID)in, (DWORD)inlen, outlen ? out : NULL, outlen, &got, NULL, NULL, this_thread(&tid), &err));
   lua_pushlstring(L, out, got);
   return 1;
 }

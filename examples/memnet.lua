@@ -40,10 +40,16 @@ local function queued(s)
   return n
 end
 
+-- Network events: lwsp records and delivers them; memnet says when they happen.
+local function event(s, what, err)
+  if s.handle and not s.closed then wsp.event(s, what, err or 0) end
+end
+
 function M.socket(s, af, type, protocol)
   if af ~= wsp.AF_INET and af ~= wsp.AF_INET6 then return nil, wsp.WSAEAFNOSUPPORT end
   if type ~= wsp.SOCK_STREAM and type ~= wsp.SOCK_DGRAM then return nil, wsp.WSAESOCKTNOSUPPORT end
   s.af, s.type, s.inbox, s.opts = af, type, {}, {[wsp.SO_RCVBUF] = 65536, [wsp.SO_SNDBUF] = 65536}
+  if type == wsp.SOCK_DGRAM then event(s, wsp.FD_WRITE) end
   return true
 end
 
@@ -83,6 +89,9 @@ function M.connect(s, addr)
   s.peer, s.remote = half, {family = addr.family, address = addr.address, port = addr.port}
   l.pending[#l.pending + 1] = half
   wsp.wake(l)
+  event(l, wsp.FD_ACCEPT)
+  event(s, wsp.FD_CONNECT)
+  event(s, wsp.FD_WRITE)
   return true
 end
 
@@ -97,12 +106,17 @@ function M.accept(s, ns, condition)
   if condition and condition(client.addr) == wsp.CF_REJECT then
     client.peer_closed, client.reset = true, true
     wsp.wake(client)
+    event(client, wsp.FD_CLOSE, wsp.WSAECONNRESET)
     return nil, wsp.WSAECONNREFUSED
   end
   ns.af, ns.type, ns.opts = s.af, s.type, {[wsp.SO_RCVBUF] = 65536, [wsp.SO_SNDBUF] = 65536}
   ns.inbox, ns.peer, ns.addr, ns.remote = half.inbox, client, s.addr, client.addr
   ns.peer_closed = half.closed
   client.peer = ns
+  event(ns, wsp.FD_WRITE)
+  if ns.inbox[1] then event(ns, wsp.FD_READ) end
+  if half.closed or client.shut_send then event(ns, wsp.FD_CLOSE) end
+  if s.pending[1] then event(s, wsp.FD_ACCEPT) end
   return client.addr
 end
 
@@ -133,6 +147,7 @@ function M.send(s, data, flags)
   if #data > 0 then
     s.peer.inbox[#s.peer.inbox + 1] = data
     wsp.wake(s.peer)
+    event(s.peer, wsp.FD_READ)
   end
   return #data
 end
@@ -147,7 +162,11 @@ function M.recv(s, len, flags)
   while true do
     if s.shut_recv then return nil, wsp.WSAESHUTDOWN end
     if s.reset then return nil, wsp.WSAECONNRESET end
-    if s.inbox[1] then return take(s, len, flags & wsp.MSG_PEEK ~= 0), 0 end
+    if s.inbox[1] then
+      local data = take(s, len, flags & wsp.MSG_PEEK ~= 0)
+      if s.inbox[1] then event(s, wsp.FD_READ) end
+      return data, 0
+    end
     if s.peer_closed or s.peer.closed or s.peer.shut_send then return "", 0 end
     wsp.wait(s)
   end
@@ -165,6 +184,7 @@ function M.sendto(s, data, to, flags)
   if target and target.type == wsp.SOCK_DGRAM and not target.closed and not target.shut_recv then
     target.inbox[#target.inbox + 1] = {data = data, from = s.addr}
     wsp.wake(target)
+    event(target, wsp.FD_READ)
   end
   return #data
 end
@@ -182,6 +202,7 @@ function M.recvfrom(s, len, flags)
   end
   local msg = s.inbox[1]
   if flags & wsp.MSG_PEEK == 0 then table.remove(s.inbox, 1) end
+  if s.inbox[1] then event(s, wsp.FD_READ) end
   return msg.data, msg.from, 0
 end
 
@@ -190,7 +211,10 @@ function M.shutdown(s, how)
   if how == wsp.SD_RECEIVE or how == wsp.SD_BOTH then s.shut_recv = true end
   if how == wsp.SD_SEND or how == wsp.SD_BOTH then s.shut_send = true end
   wsp.wake(s)
-  if s.peer then wsp.wake(s.peer) end
+  if s.peer then
+    wsp.wake(s.peer)
+    if s.shut_send then event(s.peer, wsp.FD_CLOSE) end
+  end
   return true
 end
 
@@ -201,9 +225,13 @@ function M.closesocket(s)
   for _, half in ipairs(s.pending or {}) do
     half.client.reset = true
     wsp.wake(half.client)
+    event(half.client, wsp.FD_CLOSE, wsp.WSAECONNRESET)
   end
   if s.peer and s.peer.client == s then s.peer.closed = true end
-  if s.peer then wsp.wake(s.peer) end
+  if s.peer then
+    wsp.wake(s.peer)
+    event(s.peer, wsp.FD_CLOSE)
+  end
   return true
 end
 

@@ -21,6 +21,26 @@
 
 static int min_addrlen(int af) { return af == AF_INET6 ? 28 : 16; }
 
+/* For the entries the C core answers itself (no handler): takes the lock and
+ * finds the socket, or fails with *err set. */
+static void unlock_inst(lwsp_inst *I) {
+  if (--I->depth == 0) rt_pump(I);
+  lwsp_mutex_unlock(&I->lock);
+}
+static int lock_inst(lwsp_inst *I, LPINT err) {
+  if (!I->active) { *err = WSANOTINITIALISED; return 0; }
+  lwsp_mutex_lock(&I->lock);
+  if (!I->active) { lwsp_mutex_unlock(&I->lock); *err = WSANOTINITIALISED; return 0; }
+  I->depth++;
+  return 1;
+}
+static lwsp_sock *lock_sock(lwsp_inst *I, SOCKET s, LPINT err) {
+  lwsp_sock *so;
+  if (!lock_inst(I, err)) return NULL;
+  if (!(so = rt_sock_find(I, s))) { unlock_inst(I); *err = WSAENOTSOCK; }
+  return so;
+}
+
 static void ov_failed(LPWSAOVERLAPPED ov, int code) {
   if (!ov) return;
   ov->Internal = (ULONG_PTR)code;
@@ -73,6 +93,7 @@ static SOCKET e_accept(lwsp_inst *I, SOCKET s, struct sockaddr *addr, LPINT addr
   ERRP;
   if (addr && !addrlen) { *err = WSAEFAULT; return errv; }
   BEGIN(P_accept, s, 1);
+  rt_reenable(I, c.so, FD_ACCEPT);
   if (addr && *addrlen < min_addrlen(c.so->af)) FAIL(WSAEFAULT);
   if (!(c.ns = rt_sock_open(I, c.co, c.so->af, c.so->catalog, err))) FAIL(*err);
   c.can_wait = 1;
@@ -123,6 +144,14 @@ static int e_asyncselect(lwsp_inst *I, SOCKET s, HWND hwnd, unsigned int msg, LO
   const int errv = SOCKET_ERROR;
   rt_call c;
   ERRP;
+  if (I->active && I->href[P_asyncselect] == LUA_NOREF) {
+    lwsp_sock *so = lock_sock(I, s, err);
+    int rc;
+    if (!so) return errv;
+    rc = rt_async_select(I, so, hwnd, msg, events, err);
+    unlock_inst(I);
+    return rc;
+  }
   BEGIN(P_asyncselect, s, 1);
   lua_pushinteger(c.co, (lua_Integer)(uintptr_t)hwnd);
   lua_pushinteger(c.co, msg);
@@ -164,16 +193,11 @@ static int e_closesocket(lwsp_inst *I, SOCKET s, LPINT err) {
   rt_call c;
   ERRP;
   if (I->active && I->href[P_closesocket] == LUA_NOREF) {
-    lwsp_sock *so;
-    lwsp_mutex_lock(&I->lock);
-    if (!I->active || !(so = rt_sock_find(I, s))) {
-      lwsp_mutex_unlock(&I->lock);
-      *err = I->active ? WSAENOTSOCK : WSANOTINITIALISED;
-      return errv;
-    }
+    lwsp_sock *so = lock_sock(I, s, err);
+    if (!so) return errv;
     rt_abort_socket(I, so);
     rt_sock_close(I, so);
-    lwsp_mutex_unlock(&I->lock);
+    unlock_inst(I);
     return 0;
   }
   BEGIN(P_closesocket, s, 1);
@@ -191,6 +215,7 @@ static int e_connect(lwsp_inst *I, SOCKET s, const struct sockaddr *name, int na
   ERRP;
   if (!name) { *err = WSAEFAULT; return errv; }
   BEGIN(P_connect, s, 1);
+  rt_reenable(I, c.so, FD_CONNECT);
   c.can_wait = 1;
   if (!rt_push_addr_arg(&c, name, namelen)) FAIL(WSAEFAULT);
   rt_push_wsabuf(c.co, callerdata);
@@ -233,6 +258,14 @@ static int e_enumnetworkevents(lwsp_inst *I, SOCKET s, WSAEVENT ev, LPWSANETWORK
   WSANETWORKEVENTS out;
   ERRP;
   if (!ne) { *err = WSAEFAULT; return errv; }
+  if (I->active && I->href[P_enumnetworkevents] == LUA_NOREF) {
+    lwsp_sock *so = lock_sock(I, s, err);
+    int rc;
+    if (!so) return errv;
+    rc = rt_enum_events(I, so, ev, ne, err);
+    unlock_inst(I);
+    return rc;
+  }
   BEGIN(P_enumnetworkevents, s, 1);
   lua_pushinteger(c.co, (lua_Integer)(uintptr_t)ev);
   RUN();
@@ -256,6 +289,14 @@ static int e_eventselect(lwsp_inst *I, SOCKET s, WSAEVENT ev, LONG events, LPINT
   const int errv = SOCKET_ERROR;
   rt_call c;
   ERRP;
+  if (I->active && I->href[P_eventselect] == LUA_NOREF) {
+    lwsp_sock *so = lock_sock(I, s, err);
+    int rc;
+    if (!so) return errv;
+    rc = rt_event_select(I, so, ev, events, err);
+    unlock_inst(I);
+    return rc;
+  }
   BEGIN(P_eventselect, s, 1);
   lua_pushinteger(c.co, (lua_Integer)(uintptr_t)ev);
   lua_pushinteger(c.co, events);
@@ -274,16 +315,16 @@ static BOOL e_getoverlappedresult(lwsp_inst *I, SOCKET s, LPWSAOVERLAPPED ov, LP
   ERRP;
   if (!ov || !bytes || !flags) { *err = WSAEFAULT; return errv; }
   if (I->active && I->href[P_getoverlappedresult] == LUA_NOREF) {
-    lwsp_sock *so;
-    lwsp_mutex_lock(&I->lock);
-    so = I->active ? rt_sock_find(I, s) : NULL;
-    if (so && wait && I->depth == 0) {
+    lwsp_sock *so = lock_sock(I, s, err);
+    if (!so) return errv;
+    if (wait && I->depth == 1) {
       /* wait for this provider's own operation on ov to end */
+      I->depth = 0;
       while (ov->Internal == WSS_OPERATION_IN_PROGRESS && rt_find_op(I, ov))
         lwsp_cond_wait(&I->cond, &I->lock, -1);
+      I->depth = 1;
     }
-    lwsp_mutex_unlock(&I->lock);
-    if (!so) { *err = I->active ? WSAENOTSOCK : WSANOTINITIALISED; return errv; }
+    unlock_inst(I);
     if (ov->Internal == WSS_OPERATION_IN_PROGRESS) {
       *err = WSA_IO_INCOMPLETE;
       return errv;
@@ -463,18 +504,20 @@ static int e_ioctl(lwsp_inst *I, SOCKET s, DWORD code, LPVOID in, DWORD cbin, LP
   if (code == FIONBIO && (!in || cbin < 4)) { *err = WSAEFAULT; ov_failed(ov, WSAEFAULT); return errv; }
   if (code == FIONBIO && I->href[P_ioctl] == LUA_NOREF) {
     /* the C core keeps the blocking mode; a handler, if any, is told too */
-    lwsp_sock *so;
+    lwsp_sock *so = lock_sock(I, s, err);
     uint32_t v;
-    lwsp_mutex_lock(&I->lock);
-    so = I->active ? rt_sock_find(I, s) : NULL;
+    if (!so) return errv;
     memcpy(&v, in, 4);
-    if (so) so->nonblocking = v != 0;
-    lwsp_mutex_unlock(&I->lock);
-    if (!so) { *err = I->active ? WSAENOTSOCK : WSANOTINITIALISED; return errv; }
+    if (!v && so->ev_mode) { unlock_inst(I); *err = WSAEINVAL; return errv; } /* selected sockets stay non-blocking */
+    so->nonblocking = v != 0;
+    unlock_inst(I);
     if (returned) *returned = 0;
     return 0;
   }
   BEGIN(P_ioctl, s, 1);
+  rt_reenable(I, c.so, code == SIO_GET_QOS ? FD_QOS : code == SIO_GET_GROUP_QOS ? FD_GROUP_QOS
+                       : code == SIO_ROUTING_INTERFACE_CHANGE ? FD_ROUTING_INTERFACE_CHANGE
+                       : code == SIO_ADDRESS_LIST_CHANGE ? FD_ADDRESS_LIST_CHANGE : 0);
   c.can_wait = 1;
   c.ov = ov;
   lua_pushinteger(c.co, code);
@@ -486,6 +529,7 @@ static int e_ioctl(lwsp_inst *I, SOCKET s, DWORD code, LPVOID in, DWORD cbin, LP
   if (code == FIONBIO) {
     uint32_t v;
     memcpy(&v, in, 4);
+    if (!v && c.so->ev_mode) FAIL(WSAEINVAL);   /* selected sockets stay non-blocking */
     c.so->nonblocking = v != 0;
   }
   return data_end(&c, rt_run(&c, err), &io, finish_ioctl, returned, NULL, ov, routine, tid, err);
@@ -576,6 +620,7 @@ static int recv_entry(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nbu
     return errv;
   }
   BEGIN(proc, s, 1);
+  rt_reenable(I, c.so, (*flags & MSG_OOB) ? FD_OOB : FD_READ);
   if (from && *fromlen < min_addrlen(c.so->af)) { ov_failed(ov, WSAEFAULT); FAIL(WSAEFAULT); }
   c.can_wait = 1;
   c.ov = ov;
@@ -666,6 +711,13 @@ static int e_select(lwsp_inst *I, int nfds, wsp_fd_set *r, wsp_fd_set *w, wsp_fd
       (w && w->fd_count > WSP_FD_SETSIZE) || (e && e->fd_count > WSP_FD_SETSIZE)) {
     *err = WSAEINVAL;
     return errv;
+  }
+  if (I->active && I->href[P_select] == LUA_NOREF) {
+    int rc;
+    if (!lock_inst(I, err)) return errv;
+    rc = rt_select(I, r, w, e, tv, err);
+    unlock_inst(I);
+    return rc;
   }
   BEGIN(P_select, 0, 0);
   c.can_wait = 1;

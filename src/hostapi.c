@@ -585,28 +585,80 @@ static void push_set(lua_State *L, const wsp_fd_set *set, int present) {
   }
 }
 
-/* select(read, write, except [, timeout seconds]) -> count, read, write, except */
+/* One provider's share of a select across providers. */
+typedef struct { hprov *p; wsp_fd_set set[3]; } sel_part;
+
+/* select(read, write, except [, timeout seconds]) -> count, read, write, except.
+ * Sockets of one provider go to its WSPSelect with the timeout; sockets of
+ * several providers are polled, each provider's WSPSelect with a zero timeout,
+ * until one is ready or the time is up. */
 static int h_select(lua_State *L) {
-  wsp_fd_set r, w, e;
+  wsp_fd_set sets[3];
+  int have[3], nparts = 0, n = 0;
   SOCKET first = 0;
-  int hr = to_set(L, 1, &r, &first), hw = to_set(L, 2, &w, &first), he = to_set(L, 3, &e, &first), n;
-  wsp_timeval tv;
-  int perr = 0;
+  sel_part parts[8];
+  double deadline = 0;
+  int infinite = lua_isnoneornil(L, 4);
+  wsp_timeval tv = {0, 0};
   INT err = 0;
-  hprov *p;
-  if (!lua_isnoneornil(L, 4)) {
+  for (int k = 0; k < 3; k++) have[k] = to_set(L, k + 1, &sets[k], &first);
+  if (!infinite) {
     lua_Number t = luaL_checknumber(L, 4);
+    luaL_argcheck(L, t >= 0, 4, "negative timeout");
     tv.tv_sec = (LONG)t;
     tv.tv_usec = (LONG)((t - (lua_Number)tv.tv_sec) * 1e6);
+    deadline = lwsp_now() + t;
   }
   if (!first) return fail(L, WSAEINVAL);
-  if (!(p = prov_of(first, &perr))) return fail(L, perr);
-  n = p->procs.lpWSPSelect(0, hr ? &r : NULL, hw ? &w : NULL, he ? &e : NULL, lua_isnoneornil(L, 4) ? NULL : &tv, &err);
-  CHECK(n);
+  memset(parts, 0, sizeof parts);
+  for (int k = 0; k < 3; k++) {
+    if (!have[k]) continue;
+    for (unsigned i = 0; i < sets[k].fd_count; i++) {
+      int perr = 0, j;
+      hprov *p = prov_of(sets[k].fd_array[i], &perr);
+      if (!p) return fail(L, perr);
+      for (j = 0; j < nparts && parts[j].p != p; j++) {}
+      if (j == nparts) {
+        if (nparts == 8) return fail(L, WSAEINVAL);
+        parts[nparts++].p = p;
+      }
+      parts[j].set[k].fd_array[parts[j].set[k].fd_count++] = sets[k].fd_array[i];
+    }
+  }
+  if (nparts == 1) {
+    hprov *p = parts[0].p;
+    n = p->procs.lpWSPSelect(0, have[0] ? &sets[0] : NULL, have[1] ? &sets[1] : NULL, have[2] ? &sets[2] : NULL,
+                             infinite ? NULL : &tv, &err);
+    CHECK(n);
+  } else {
+    for (;;) {
+      wsp_fd_set out[3];
+      wsp_timeval zero = {0, 0};
+      n = 0;
+      for (int k = 0; k < 3; k++) out[k].fd_count = 0;
+      for (int j = 0; j < nparts; j++) {
+        wsp_fd_set t[3];
+        int m;
+        memcpy(t, parts[j].set, sizeof t);
+        m = parts[j].p->procs.lpWSPSelect(0, have[0] ? &t[0] : NULL, have[1] ? &t[1] : NULL, have[2] ? &t[2] : NULL,
+                                          &zero, &err);
+        CHECK(m);
+        for (int k = 0; k < 3; k++)
+          if (have[k])
+            for (unsigned i = 0; i < t[k].fd_count; i++) out[k].fd_array[out[k].fd_count++] = t[k].fd_array[i];
+        n += m;
+      }
+      if (n || (!infinite && lwsp_now() >= deadline)) {
+        for (int k = 0; k < 3; k++) sets[k] = out[k];
+        break;
+      }
+      lwsp_mutex_lock(&host_lock);
+      lwsp_cond_wait(&host_cond, &host_lock, 2);
+      lwsp_mutex_unlock(&host_lock);
+    }
+  }
   lua_pushinteger(L, n);
-  push_set(L, &r, hr);
-  push_set(L, &w, hw);
-  push_set(L, &e, he);
+  for (int k = 0; k < 3; k++) push_set(L, &sets[k], have[k]);
   return 4;
 }
 

@@ -312,6 +312,8 @@ void rt_end(rt_call *c) {
 
 int rt_fail(rt_call *c, LPINT err, int code) {
   *err = code;
+  /* FD_WRITE is re-armed by a send that would have blocked */
+  if (code == WSAEWOULDBLOCK && c->so && (c->proc == P_send || c->proc == P_sendto)) rt_reenable(c->I, c->so, FD_WRITE);
   rt_end(c);
   return 0;
 }
@@ -977,6 +979,7 @@ LWSP_EXPORT int luaopen_lwsp(lua_State *L) {
     lwsp_upcalls_open(L, I);
     lua_setfield(L, -2, "upcall");
     rt_pending_open(L, I);
+    rt_events_open(L, I);
     lua_createtable(L, 0, 4);
     lwsp_push_guid(L, &I->id); lua_setfield(L, -2, "guid");
     lua_pushinteger(L, I->info.dwCatalogEntryId); lua_setfield(L, -2, "catalog_id");

@@ -41,6 +41,17 @@ typedef struct lwsp_sock {
   int nonblocking;     /* FIONBIO, or after WSPAsyncSelect/WSPEventSelect */
   int closing;         /* closed by the application; released when pending reaches 0 */
   int pending;         /* operations and completion deliveries still outstanding */
+  /* network events (events.c) */
+  int ev_mode;         /* 0 none, 1 WSPEventSelect, 2 WSPAsyncSelect */
+  LONG ev_mask;        /* the selected FD_* events */
+  WSAEVENT ev_event;
+  HWND ev_hwnd;
+  UINT ev_msg;
+  LONG ev_enabled;     /* events that may be recorded now (the re-enabling rules) */
+  LONG ev_recorded;    /* recorded, not yet enumerated */
+  LONG ev_level;       /* conditions the provider reported that no call has consumed */
+  int ev_error[FD_MAX_EVENTS];
+  int ev_level_error[FD_MAX_EVENTS];
 } lwsp_sock;
 
 typedef struct rt_op rt_op;
@@ -204,6 +215,15 @@ void rt_op_done_notify(lwsp_inst *I, rt_op *op, int error, DWORD bytes, DWORD fl
 void rt_service_stop(lwsp_inst *I);
 int rt_pending_open(lua_State *L, lwsp_inst *I);           /* wake, after, pending into the lwsp table */
 void rt_sock_release(lwsp_inst *I, lwsp_sock *so);         /* drops a pending count; frees a closed socket at 0 */
+/* events.c: network events */
+void rt_net_event(lwsp_inst *I, lwsp_sock *so, LONG bit, int error);   /* the provider reports one */
+void rt_reenable(lwsp_inst *I, lwsp_sock *so, LONG bits);              /* a call re-arms them */
+int rt_event_select(lwsp_inst *I, lwsp_sock *so, WSAEVENT ev, LONG mask, LPINT err);
+int rt_async_select(lwsp_inst *I, lwsp_sock *so, HWND hwnd, UINT msg, LONG mask, LPINT err);
+int rt_enum_events(lwsp_inst *I, lwsp_sock *so, WSAEVENT ev, LPWSANETWORKEVENTS ne, LPINT err);
+/* WSPSelect over this provider's sockets from their reported conditions; call locked. */
+int rt_select(lwsp_inst *I, wsp_fd_set *r, wsp_fd_set *w, wsp_fd_set *e, const wsp_timeval *tv, LPINT err);
+int rt_events_open(lua_State *L, lwsp_inst *I);
 /* view.c: zero-copy views of a caller's WSABUF array, valid for one call */
 void *rt_push_view(lua_State *co, const WSABUF *bufs, DWORD n, size_t len, int writable);
 void rt_view_end(void *view);

@@ -76,6 +76,9 @@ enum {
 #define SIO_GET_EXTENSION_FUNCTION_POINTER 0xC8000006UL
 #define SIO_ADDRESS_LIST_QUERY 0x48000016UL
 #define SIO_GET_QOS 0xC8000007UL
+#define SIO_GET_GROUP_QOS 0xC8000008UL
+#define SIO_ROUTING_INTERFACE_CHANGE 0x88000015UL
+#define SIO_ADDRESS_LIST_CHANGE 0x28000017UL
 #define WSP_FD_SETSIZE 64
 #define PF_INET AF_INET
 #define PF_INET6 AF_INET6
@@ -312,7 +315,7 @@ static inline int lwsp_fd_isset(SOCKET s, const wsp_fd_set *set) {
 }
 
 #define MAKEWORD_(lo, hi) ((WORD)(((BYTE)(lo)) | ((WORD)((BYTE)(hi))) << 8))
-#define WSA_SELECTREPLY(event, error) ((LPARAM)(((DWORD)(error) << 16) | ((WORD)(event))))
+#define LWSP_SELECTREPLY(event, error) ((LPARAM)(((DWORD)(error) << 16) | ((WORD)(event))))
 
 /* The layouts lwsp depends on, pinned.  Checked on Linux x64 and mingw x64. */
 #if UINTPTR_MAX == 0xffffffffffffffffu

@@ -68,6 +68,17 @@ wsp.wake = lwsp.wake
 wsp.after = lwsp.after
 wsp.cancel_timer = lwsp.cancel_timer
 
+--- Reports a network event on a socket (inside a provider): lwsp records it
+-- and signals the application as it selected (WSPEventSelect, WSPAsyncSelect),
+-- and WSPSelect sees the condition.
+-- @tparam table s the socket
+-- @tparam integer event one FD_* bit
+-- @tparam[opt=0] integer error a Winsock error code for the event
+wsp.event = lwsp.event
+
+--- What the application selected on a socket: mask, "event"|"message"|nil.
+wsp.selected = lwsp.selected
+
 --- Decodes a 4-byte little-endian integer option or ioctl value.
 -- @tparam string raw
 -- @treturn integer

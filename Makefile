@@ -10,7 +10,8 @@ BASEFLAGS = -std=gnu11 -fPIC -fvisibility=hidden -I$(LUA_INC) -Isrc $(WARN)
 SRCS      = src/lwsp.c src/dispatch.c src/upcalls.c src/common.c src/platform.c \
             src/host.c src/hostapi.c src/hostobj.c src/probe.c src/view.c src/pending.c src/hostio.c src/events.c
 HDRS      = $(wildcard src/*.h)
-BUSTED    ?= LWSP_EXAMPLES=$(CURDIR)/examples lua5.4 /usr/bin/busted
+BUSTED    ?= lua5.4 /usr/bin/busted
+export LWSP_EXAMPLES = $(CURDIR)/examples
 
 .PHONY: all deps deps-run demo test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
 

@@ -15,7 +15,14 @@ export LWSP_EXAMPLES = $(CURDIR)/examples
 
 .PHONY: all deps deps-run demo test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
 
-all: build/lwsp.so
+NATIVE_SRCS = src/native.c src/native_os.c src/common.c src/platform.c
+
+all: build/lwsp.so build/lwsp_native.so
+
+# The native base provider: its own DLL with its own WSPStartup.
+build/lwsp_native.so: $(NATIVE_SRCS) $(HDRS) Makefile
+	@mkdir -p build
+	$(CC) $(BASEFLAGS) $(CFLAGS) -shared -o $@ $(NATIVE_SRCS) $(LUA_LIB) -lpthread -ldl
 
 build/lwsp.so: $(SRCS) $(HDRS) Makefile
 	@mkdir -p build
@@ -37,7 +44,7 @@ demo: deps-run
 # Everything CI runs: the suite natively, under ASan/UBSan and valgrind, the
 # luarocks install, and the mingw-w64 cross-compile of both Windows targets.
 check: deps
-	@$(MAKE) --no-print-directory build/lwsp.so
+	@$(MAKE) --no-print-directory all
 	$(MAKE) --no-print-directory test
 	$(MAKE) --no-print-directory asan
 	$(MAKE) --no-print-directory tsan
@@ -47,14 +54,16 @@ check: deps
 	$(MAKE) --no-print-directory mingw-check
 	@echo "lwsp: all checks passed"
 
-test: build/lwsp.so
+test: build/lwsp.so build/lwsp_native.so
 	$(BUSTED)
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build, suite run against it.
-build/asan/lwsp.so: $(SRCS) $(HDRS) Makefile
+build/asan/lwsp.so: $(SRCS) $(NATIVE_SRCS) $(HDRS) Makefile
 	@mkdir -p build/asan
 	$(CC) $(BASEFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
 	  -shared -o $@ $(SRCS) $(LUA_LIB) -lpthread -ldl
+	$(CC) $(BASEFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
+	  -shared -o build/asan/lwsp_native.so $(NATIVE_SRCS) $(LUA_LIB) -lpthread -ldl
 	@ln -sfn ../../lua build/asan/lua
 
 asan: build/asan/lwsp.so
@@ -63,9 +72,10 @@ asan: build/asan/lwsp.so
 
 # ThreadSanitizer build; specs that start subprocesses or thousands of threads
 # are left to the other runs (TSan's runtime is preloaded into lua5.4).
-build/tsan/lwsp.so: $(SRCS) $(HDRS) Makefile
+build/tsan/lwsp.so: $(SRCS) $(NATIVE_SRCS) $(HDRS) Makefile
 	@mkdir -p build/tsan
 	$(CC) $(BASEFLAGS) -O1 -g -fsanitize=thread -shared -o $@ $(SRCS) $(LUA_LIB) -lpthread -ldl
+	$(CC) $(BASEFLAGS) -O1 -g -fsanitize=thread -shared -o build/tsan/lwsp_native.so $(NATIVE_SRCS) $(LUA_LIB) -lpthread -ldl
 	@ln -sfn ../../lua build/tsan/lua
 
 tsan: build/tsan/lwsp.so
@@ -76,8 +86,8 @@ tsan: build/tsan/lwsp.so
 helgrind: build/lwsp.so
 	LWSP_STRESS_ROUNDS=20 valgrind -q --tool=helgrind --error-exitcode=9 $(BUSTED) --tags=stress spec/11-blocking_spec.lua
 
-valgrind: build/lwsp.so
-	LD_PRELOAD=$(CURDIR)/build/lwsp.so valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
+valgrind: build/lwsp.so build/lwsp_native.so
+	LD_PRELOAD="$(CURDIR)/build/lwsp.so $(CURDIR)/build/lwsp_native.so" valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
 	  --show-leak-kinds=definite $(BUSTED)
 
 # Installs with luarocks (offline) into build/rock and runs a provider from there.
@@ -95,7 +105,7 @@ spi-check:
 # Compiles every source for both Windows architectures (no Lua DLL needed).
 mingw-check: spi-check
 	for cc in x86_64-w64-mingw32-gcc i686-w64-mingw32-gcc; do \
-	  for f in $(SRCS); do $$cc -std=gnu11 -D__USE_MINGW_ANSI_STDIO=1 -I$(LUA_INC) -Isrc $(WARN) -O2 -c $$f -o /dev/null || exit 1; done; done
+	  for f in $(SRCS) src/native.c; do $$cc -std=gnu11 -D__USE_MINGW_ANSI_STDIO=1 -I$(LUA_INC) -Isrc $(WARN) -O2 -c $$f -o /dev/null || exit 1; done; done
 
 mingw:
 	bash tools/mingw-build.sh

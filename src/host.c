@@ -3,6 +3,9 @@
  * See host.h for the locking rules.
  */
 #include "host.h"
+#ifndef _WIN32
+#  include <dlfcn.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
@@ -43,9 +46,13 @@ static void tls_dtor(void *p) {
   lwsp_mutex_unlock(&host_lock);
 }
 static void init_cb(void) {
+  const char *self = lwsp_module_path();
   lwsp_mutex_init(&host_lock);
   lwsp_cond_init(&host_cond);
   pthread_key_create(&tls_key, tls_dtor);
+  /* Like ws2_32, the host exports WPUCompleteOverlappedRequest by name: make
+   * this module's exports visible to the providers it loads. */
+  if (self && !dlopen(self, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD)) lwsp_log("host", "cannot export WPUCompleteOverlappedRequest");
 }
 void host_init(void) { pthread_once(&once, init_cb); }
 static hthread *tls_get(void) { return (hthread *)pthread_getspecific(tls_key); }
@@ -501,6 +508,14 @@ int WSPAPI lwsp_host_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD b
   lwsp_mutex_unlock(&host_lock);
   return 0;
 }
+
+#ifndef _WIN32
+/* The export providers find with dlsym, as they find ws2_32's on Windows. */
+LWSP_EXPORT int WSPAPI WPUCompleteOverlappedRequest(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err);
+LWSP_EXPORT int WSPAPI WPUCompleteOverlappedRequest(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err) {
+  return lwsp_host_complete(s, ov, error, bytes, err);
+}
+#endif
 
 /* ---- providers ------------------------------------------------------------------------ */
 static int proc_table_complete(const WSPPROC_TABLE *t, int *missing) {

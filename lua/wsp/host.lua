@@ -66,10 +66,37 @@ function host.install_lua(o)
   return r
 end
 
+--- The native base provider's GUID.
+host.NATIVE_GUID = "{6C777370-4E41-5449-5645-000000000001}"
+
+--- The path of the native base provider's DLL (beside lwsp's own).
+function host.native_path()
+  local dir, sep = lwsp.path():match("^(.*)([/\\])[^/\\]*$")
+  local ext = sep == "\\" and ".dll" or ".so"
+  return dir .. sep .. "lwsp_native" .. ext
+end
+
+--- Installs the native base provider (TCP and UDP over IPv4 and IPv6 on the
+-- operating system's sockets) as base catalog entries.
+-- @treturn table {guid =, ids =, tcp =, udp =, tcp6 =, udp6 =}
+function host.install_native(o)
+  o = o or {}
+  local r = {guid = host.NATIVE_GUID, ids = {}, native = true}
+  for _, e in ipairs{{wsp.AF_INET, wsp.SOCK_STREAM, "tcp"}, {wsp.AF_INET, wsp.SOCK_DGRAM, "udp"},
+                     {wsp.AF_INET6, wsp.SOCK_STREAM, "tcp6"}, {wsp.AF_INET6, wsp.SOCK_DGRAM, "udp6"}} do
+    local info = host.protocol_info{guid = r.guid, af = e[1], type = e[2],
+      name = ("lwsp native %s"):format(e[3]:upper())}
+    local id = lwsp.host.install(info, o.path or host.native_path(), "base")
+    r.ids[#r.ids + 1] = id
+    r[e[3]] = id
+  end
+  return r
+end
+
 --- Removes the catalog entries and the registry mapping made by install_lua.
 function host.uninstall_lua(r)
   for _, id in ipairs(r.ids) do lwsp.host.remove(id) end
-  lwsp.registry.remove(r.guid)
+  if not r.native then lwsp.registry.remove(r.guid) end
 end
 
 return host

@@ -509,6 +509,22 @@ int WSPAPI lwsp_host_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD b
   return 0;
 }
 
+/* A catalog entry's protocol info and path, for a layered provider in this
+ * process looking for the layer below (what WSCEnumProtocols gives on
+ * Windows).  0 if the id is unknown. */
+int lwsp_host_catalog_info(DWORD id, WSAPROTOCOL_INFOW *info, char *path, size_t pathlen) {
+  hentry *e;
+  host_init();
+  lwsp_mutex_lock(&host_lock);
+  e = host_entry(id);
+  if (e) {
+    *info = e->info;
+    if (path) snprintf(path, pathlen, "%s", e->path);
+  }
+  lwsp_mutex_unlock(&host_lock);
+  return e != NULL;
+}
+
 #ifndef _WIN32
 /* The export providers find with dlsym, as they find ws2_32's on Windows. */
 LWSP_EXPORT int WSPAPI WPUCompleteOverlappedRequest(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err);

@@ -834,6 +834,7 @@ int lwsp_do_cleanup(lwsp_inst *I, LPINT err) {
     if (rt_sock_at(I, i)->gen) { rt_sock_at(I, i)->pending = 0; rt_sock_close(I, rt_sock_at(I, i)); }
   lua_close(I->L);
   I->L = NULL;
+  rt_lower_close_all(I);   /* after the state: its sockets' lower handles go with the lower layer */
   for (uint32_t i = 0; i < I->nchunks; i++) free(I->chunks[i]);
   free(I->chunks);
   I->chunks = NULL;
@@ -980,6 +981,7 @@ LWSP_EXPORT int luaopen_lwsp(lua_State *L) {
     lua_setfield(L, -2, "upcall");
     rt_pending_open(L, I);
     rt_events_open(L, I);
+    rt_lower_open(L, I);
     lua_createtable(L, 0, 4);
     lwsp_push_guid(L, &I->id); lua_setfield(L, -2, "guid");
     lua_pushinteger(L, I->info.dwCatalogEntryId); lua_setfield(L, -2, "catalog_id");

@@ -98,23 +98,18 @@ void rt_wait_on(lwsp_inst *I, rt_op *op, lua_State *co) {
   lua_rawseti(co, -2, (lua_Integer)lua_rawlen(co, -2) + 1);
   lua_pop(co, 2);
   op->key_ref = luaL_ref(co, LUA_REGISTRYINDEX);    /* pops key */
-  if (op->deadline && !op->blocking && !I->service) {
-    extern void rt_service_start(lwsp_inst *I);
-    rt_service_start(I);
-  }
+  if (op->deadline && !op->blocking && !I->service) rt_service_start(I);
 }
 
-/* lwsp.wake(key) -> how many waiting handlers were woken */
-static int l_wake(lua_State *L) {
-  lwsp_inst *I = lua_touserdata(L, lua_upvalueindex(1));
+/* Wakes every handler waiting on the key at idx of L (under the lock). */
+int rt_wake(lwsp_inst *I, lua_State *L, int idx) {
   lua_Integer n, i;
-  int blocking = 0;
-  luaL_checkany(L, 1);
-  if (lua_isnil(L, 1)) return luaL_argerror(L, 1, "a key cannot be nil");
+  int blocking = 0, top = lua_gettop(L);
+  idx = lua_absindex(L, idx);
   lua_rawgeti(L, LUA_REGISTRYINDEX, I->waits_ref);
-  lua_pushvalue(L, 1);
-  if (lua_rawget(L, -2) != LUA_TTABLE) { lua_pushinteger(L, 0); return 1; }
-  lua_pushvalue(L, 1);
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, -2) != LUA_TTABLE) { lua_settop(L, top); return 0; }
+  lua_pushvalue(L, idx);
   lua_pushnil(L);
   lua_rawset(L, -4);
   n = (lua_Integer)lua_rawlen(L, -1);
@@ -129,7 +124,16 @@ static int l_wake(lua_State *L) {
     runnable(I, op);
   }
   if (blocking) lwsp_cond_broadcast(&I->cond);
-  lua_pushinteger(L, n);
+  lua_settop(L, top);
+  return (int)n;
+}
+
+/* lwsp.wake(key) -> how many waiting handlers were woken */
+static int l_wake(lua_State *L) {
+  lwsp_inst *I = lua_touserdata(L, lua_upvalueindex(1));
+  luaL_checkany(L, 1);
+  if (lua_isnil(L, 1)) return luaL_argerror(L, 1, "a key cannot be nil");
+  lua_pushinteger(L, rt_wake(I, L, 1));
   return 1;
 }
 
@@ -402,15 +406,20 @@ static void service_main(void *arg) {
     I->depth = 1;
     run_due(I, now, &next_due);
     rt_pump(I);
-    I->depth = 0;
     if (next_due) ms = (long)((next_due - lwsp_now()) * 1000) + 1;
+    /* lower sockets handlers wait for: the poll is the wait */
+    if (I->lowers && rt_lower_poll(I, ms)) {
+      rt_pump(I);
+      I->depth = 0;
+      continue;
+    }
+    I->depth = 0;
     if (ms == 0) continue;
     lwsp_cond_wait(&I->cond, &I->lock, ms < 0 ? -1 : ms);
   }
   lwsp_mutex_unlock(&I->lock);
 }
 
-void rt_service_start(lwsp_inst *I);
 void rt_service_start(lwsp_inst *I) {
   if (I->service) return;
   I->service_stop = 0;

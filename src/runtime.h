@@ -87,6 +87,7 @@ typedef struct lwsp_inst {
   int timers_ref;                /* registry: array of timers (service thread) */
   lwsp_thread *service;
   int service_stop;
+  struct lwsp_lower *lowers;     /* loaded layers below, one per protocol chain */
 } lwsp_inst;
 
 lwsp_inst *lwsp_inst_of(lua_State *L);  /* NULL outside a provider state */
@@ -207,12 +208,14 @@ rt_op *rt_pend(rt_call *c, const rt_io *io, rt_finish_fn finish, LPWSAOVERLAPPED
 int rt_block(rt_call *c, LPINT err);
 void rt_wait_on(lwsp_inst *I, rt_op *op, lua_State *co);  /* pops key and timeout from co */
 void rt_pump(lwsp_inst *I);                                /* resumes woken pending operations */
+int rt_wake(lwsp_inst *I, lua_State *L, int idx);          /* wakes the waiters on the key at idx */
 void rt_abort_socket(lwsp_inst *I, lwsp_sock *so);         /* close: aborts its operations */
 void rt_abort_all(lwsp_inst *I);                           /* cleanup: aborts everything, waits for blocked threads */
 int rt_cancel_blocking(lwsp_inst *I);                      /* WSPCancelBlockingCall: 0 or WSAEINVAL */
 rt_op *rt_find_op(lwsp_inst *I, LPWSAOVERLAPPED ov);
 void rt_op_done_notify(lwsp_inst *I, rt_op *op, int error, DWORD bytes, DWORD flags);
 void rt_service_stop(lwsp_inst *I);
+void rt_service_start(lwsp_inst *I);
 int rt_pending_open(lua_State *L, lwsp_inst *I);           /* wake, after, pending into the lwsp table */
 void rt_sock_release(lwsp_inst *I, lwsp_sock *so);         /* drops a pending count; frees a closed socket at 0 */
 /* events.c: network events */
@@ -236,4 +239,10 @@ int lwsp_do_cleanup(lwsp_inst *I, LPINT err);
 /* host.c: lwsp's own ws2_32 */
 int lwsp_host_owns(const WSPUPCALLTABLE *up);
 int WSPAPI lwsp_host_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err);
+int lwsp_host_catalog_info(DWORD id, WSAPROTOCOL_INFOW *info, char *path, size_t pathlen);
+
+/* lower.c: the layer below a layered provider */
+int rt_lower_open(lua_State *L, lwsp_inst *I);    /* lwsp.lower into the lwsp table */
+int rt_lower_poll(lwsp_inst *I, long max_ms);     /* service thread: 1 if it polled */
+void rt_lower_close_all(lwsp_inst *I);            /* last WSPCleanup: lower cleanups */
 #endif

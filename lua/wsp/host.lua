@@ -93,6 +93,41 @@ function host.install_native(o)
   return r
 end
 
+--- Installs a Lua layered provider over the entries of `over` (what
+-- install_native, install_lua or install_layered returned): one hidden layer
+-- entry (ChainLen 0) and, for each entry below, a protocol chain
+-- {layer, entries below...} with the same address family, type and protocol.
+-- @tparam table o {script =, over =, guid =?, name =?}
+-- @treturn table {guid =, layer =, ids =, tcp =, udp =, tcp6 =, udp6 = (those that exist)}
+function host.install_layered(o)
+  local guid = o.guid or lwsp.guid()
+  assert(lwsp.registry.set(guid, absolute(assert(o.script, "script"))))
+  local path = o.path or lwsp.path()
+  local r = {guid = guid, ids = {}}
+  local layer_info = host.protocol_info{guid = guid, name = (o.name or "lwsp layer") .. " (layer)"}
+  r.layer = lwsp.host.install(layer_info, path, "layer")
+  r.ids[1] = r.layer
+  local entries = {}
+  for _, e in ipairs(lwsp.host.catalog()) do entries[e.dwCatalogEntryId] = e end
+  for _, kind in ipairs{"tcp", "udp", "tcp6", "udp6"} do
+    local below = o.over[kind] and entries[o.over[kind]]
+    if below then
+      local info = {}
+      for k, v in pairs(below) do info[k] = v end
+      info.path, info.dwCatalogEntryId = nil, nil
+      info.ProviderId = guid
+      info.szProtocol = ("%s over %s"):format(o.name or "lwsp layer", below.szProtocol)
+      local chain = {r.layer}
+      for _, id in ipairs(below.ProtocolChain) do chain[#chain + 1] = id end
+      info.ProtocolChain = chain
+      local id = lwsp.host.install(info, path, "chain")
+      r.ids[#r.ids + 1] = id
+      r[kind] = id
+    end
+  end
+  return r
+end
+
 --- Removes the catalog entries and the registry mapping made by install_lua.
 function host.uninstall_lua(r)
   for _, id in ipairs(r.ids) do lwsp.host.remove(id) end

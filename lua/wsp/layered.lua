@@ -1,0 +1,155 @@
+--- wsp.layered: a layered provider that passes everything to the layer below.
+-- `layered.new()` returns a complete handler table; a provider overrides only
+-- what it cares about and calls the saved base handler for the rest:
+--
+--     local P = require("wsp.layered").new()
+--     local send = P.send
+--     function P.send(s, data, flags) return send(s, data:upper(), flags) end
+--     return P
+--
+-- Every socket table gets `s.low` (the lower layer, see `lwsp.lower`) and
+-- `s.lh` (the lower socket).  Lower sockets are non-blocking; a call that
+-- would block waits (wsp.wait) for the lower socket, so the application's
+-- blocking, non-blocking and overlapped calls keep their meaning.  Network
+-- events come from the lower sockets' readiness; SO_PROTOCOL_INFOW reports
+-- the layered entry.
+-- @module wsp.layered
+local wsp = require "wsp"
+local lwsp = require "lwsp"
+
+local layered = {}
+
+local WOULDBLOCK = wsp.WSAEWOULDBLOCK
+
+--- Calls `low[method](low, h, ...)` until it does not would-block, waiting for
+-- the lower socket between tries.
+function layered.retry(low, h, dir, method, ...)
+  while true do
+    local r = table.pack(low[method](low, h, ...))
+    if r[1] ~= nil or r[3] ~= WOULDBLOCK then return table.unpack(r, 1, r.n) end
+    wsp.wait(low:wait(h, dir))
+  end
+end
+local retry = layered.retry
+
+local function code(ok, _, c) if ok == nil then return nil, c end return ok end
+
+--- A handler table that behaves exactly like the layer below.
+-- @treturn table handlers (each also kept in `handlers.base`)
+function layered.new()
+  local M = {description = "lwsp layered provider"}
+
+  function M.socket(s, af, type, protocol, info, group, flags)
+    local low, _, c = lwsp.lower(info.dwCatalogEntryId)
+    if not low then return nil, c end
+    local h, _, c2 = low:socket(af, type, protocol, flags)
+    if not h then return nil, c2 end
+    s.low, s.lh = low, h
+    low:watch(h, s)
+    return true
+  end
+
+  function M.bind(s, addr) return code(s.low:bind(s.lh, addr)) end
+
+  function M.listen(s, backlog)
+    local ok, _, c = s.low:listen(s.lh, backlog)
+    if not ok then return nil, c end
+    s.low:watch(s.lh, s, true)
+    return true
+  end
+
+  function M.connect(s, addr)
+    local ok, _, c = s.low:connect(s.lh, addr)
+    if ok then return true end
+    if c ~= WOULDBLOCK then return nil, c end
+    s.low:watch(s.lh, s, false, true)
+    wsp.wait(s.low:wait(s.lh, "w"))
+    local raw = s.low:getsockopt(s.lh, wsp.SOL_SOCKET, wsp.SO_ERROR)
+    local e = raw and wsp.int(raw) or wsp.WSAENOTCONN
+    if e ~= 0 then return nil, e end
+    return true
+  end
+
+  function M.accept(s, ns)
+    local h, addr_or_msg, c = retry(s.low, s.lh, "r", "accept")
+    if not h then return nil, c end
+    ns.low, ns.lh = s.low, h
+    s.low:watch(h, ns)
+    return addr_or_msg
+  end
+
+  function M.send(s, data, flags)
+    return code(retry(s.low, s.lh, "w", "send", data, flags))
+  end
+
+  function M.sendto(s, data, to, flags)
+    return code(retry(s.low, s.lh, "w", "send", data, flags, to))
+  end
+
+  function M.recv(s, len, flags)
+    local data, f, c = retry(s.low, s.lh, "r", "recv", len, flags)
+    if data == nil then return nil, c end
+    return data, f
+  end
+
+  function M.recvfrom(s, len, flags)
+    local data, f, from = retry(s.low, s.lh, "r", "recv", len, flags, true)
+    if data == nil then return nil, from end
+    return data, from, f
+  end
+
+  function M.shutdown(s, how) return code(s.low:shutdown(s.lh, how)) end
+  function M.closesocket(s) return code(s.low:close(s.lh)) end
+  function M.getsockname(s) return code(s.low:getsockname(s.lh)) end
+  function M.getpeername(s) return code(s.low:getpeername(s.lh)) end
+
+  function M.getsockopt(s, level, name, optlen)
+    if level == wsp.SOL_SOCKET and name == wsp.SO_PROTOCOL_INFOW then return {} end  -- the layered entry
+    return code(s.low:getsockopt(s.lh, level, name, optlen))
+  end
+
+  function M.setsockopt(s, level, name, value, raw)
+    return code(s.low:setsockopt(s.lh, level, name, raw))
+  end
+
+  function M.ioctl(s, code_, input, outlen)
+    if code_ == wsp.FIONBIO then return nil end         -- lwsp keeps the application's mode
+    local out, _, c = s.low:ioctl(s.lh, code_, input, outlen)
+    if out == nil then return nil, c end
+    return out
+  end
+
+  function M.select(r, w, e, timeout)
+    local low, by = nil, {}
+    local function map(set)
+      if not set then return nil end
+      local out = {}
+      for i, s in ipairs(set) do
+        low = low or s.low
+        out[i] = s.lh
+        by[s.lh] = s
+      end
+      return out
+    end
+    local lr, lw, le = map(r), map(w), map(e)
+    if not low then return {}, {}, {} end
+    local n, rr, rw, re = low:select(lr, lw, le, timeout)
+    if not n then return nil, re end
+    local function back(set) local out = {} for i, h in ipairs(set or {}) do out[i] = by[h] end return out end
+    return back(rr), back(rw), back(re)
+  end
+
+  function M.addresstostring(addr) return lwsp.format_address(addr) end
+
+  function M.stringtoaddress(text, af)
+    local a = lwsp.parse_address(text, af)
+    if not a then return nil, wsp.WSAEINVAL end
+    return a
+  end
+
+  M.base = {}
+  for k, v in pairs(M) do if type(v) == "function" then M.base[k] = v end end
+  return M
+end
+
+return layered

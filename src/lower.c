@@ -1,0 +1,598 @@
+/*
+ * lower.c - the layer below a layered provider, as a Lua object.
+ *
+ * lwsp.lower(catalog_id) loads the next layer of that protocol chain the way
+ * an LSP must: the chain's entries are looked up in the catalog, the next
+ * layer's DLL is found with WPUGetProviderPath (environment variables
+ * expanded), loaded, and started with the base entry's own protocol info when
+ * it is the base (ChainLen reached), the chain's otherwise; its proc table is
+ * checked for NULLs.  Every call down is made with the provider lock
+ * released.  Lower sockets are opened with WSA_FLAG_OVERLAPPED and kept
+ * non-blocking: a call that would block returns WSAEWOULDBLOCK, and
+ * lower:wait(h, "r"|"w") gives a key the service thread wakes when the lower
+ * socket is ready (wsp.layered wraps this into straight-line calls).  Watched
+ * sockets get their network events from the lower socket's readiness.
+ */
+#include "runtime.h"
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+
+#define LOWER_MT "lwsp.lower"
+
+typedef struct lreg { SOCKET h; int dir; } lreg;                 /* dir: 0 read, 1 write */
+typedef struct lwatch { SOCKET h; lwsp_sock *so; uint32_t gen; int listening, connecting; } lwatch;
+
+typedef struct lwsp_lower {
+  struct lwsp_lower *next;
+  lwsp_inst *I;
+  DWORD chain;                 /* the chain entry this lower serves */
+  void *lib;
+  WSPPROC_TABLE procs;
+  WSPDATA data;
+  WSAPROTOCOL_INFOW pass;      /* the protocol info given to the lower WSPStartup and WSPSocket */
+  int started;
+  lreg *regs;
+  size_t nregs, capregs;
+  lwatch *watches;
+  size_t nwatches, capwatches;
+} lwsp_lower;
+
+typedef struct { lwsp_lower *low; } lower_ud;
+
+/* Calls down with every hold of the provider lock released. */
+#define DOWN(I, stmt) do { \
+    int d_ = (I)->depth; \
+    for (int k_ = 0; k_ < d_; k_++) { lwsp_mutex_unlock(&(I)->lock); } \
+    (I)->depth = 0; \
+    stmt; \
+    for (int k_ = 0; k_ < d_; k_++) { lwsp_mutex_lock(&(I)->lock); } \
+    (I)->depth = d_; \
+  } while (0)
+
+static int fail(lua_State *L, int code) { return lwsp_push_error(L, code ? code : WSASYSCALLFAILURE); }
+
+static lwsp_lower *check_lower(lua_State *L) {
+  lower_ud *u = luaL_checkudata(L, 1, LOWER_MT);
+  if (!u->low || !u->low->started) luaL_error(L, "the lower layer has been cleaned up");
+  return u->low;
+}
+static SOCKET check_h(lua_State *L, int idx) { return (SOCKET)luaL_checkinteger(L, idx); }
+
+static int load(lwsp_inst *I, lwsp_lower *low, char *why, size_t whylen) {
+  const WSAPROTOCOL_INFOW *ci;
+  WSAPROTOCOL_INFOW chain, entry, next;
+  char path[1024], expanded[2048];
+  WCHAR wpath[1024];
+  INT plen = 1024, e = 0;
+  int pos = -1, rc, len;
+  void *sym;
+  LPWSPSTARTUP startup;
+  if (!lwsp_host_catalog_info(low->chain, &chain, NULL, 0)) {
+    snprintf(why, whylen, "catalog entry %lu not found", (unsigned long)low->chain);
+    return 0;
+  }
+  ci = &chain;
+  len = ci->ProtocolChain.ChainLen;
+  if (len < 2 || len > MAX_PROTOCOL_CHAIN) {
+    snprintf(why, whylen, "catalog entry %lu is not a protocol chain (ChainLen %d)", (unsigned long)low->chain, len);
+    return 0;
+  }
+  for (int i = 0; i < len && pos < 0; i++)
+    if (lwsp_host_catalog_info(ci->ProtocolChain.ChainEntries[i], &entry, NULL, 0) &&
+        lwsp_guid_eq(&entry.ProviderId, &I->id))
+      pos = i;
+  if (pos < 0 || pos + 1 >= len) {
+    snprintf(why, whylen, "this provider has no layer below it in chain %lu", (unsigned long)low->chain);
+    return 0;
+  }
+  if (!lwsp_host_catalog_info(ci->ProtocolChain.ChainEntries[pos + 1], &next, NULL, 0)) {
+    snprintf(why, whylen, "the next layer's catalog entry %lu is missing", (unsigned long)ci->ProtocolChain.ChainEntries[pos + 1]);
+    return 0;
+  }
+  if (I->up.lpWPUGetProviderPath(&next.ProviderId, wpath, &plen, &e) != 0) {
+    snprintf(why, whylen, "WPUGetProviderPath failed for the next layer (%s)", lwsp_error_name(e) ? lwsp_error_name(e) : "?");
+    return 0;
+  }
+  path[lwsp_utf16_to_utf8(wpath, lwsp_wcslen(wpath, 1024), path, sizeof path - 1)] = 0;
+  if (!lwsp_expand_env(path, expanded, sizeof expanded)) { snprintf(why, whylen, "path too long: %.400s", path); return 0; }
+  if (!(low->lib = lwsp_dlopen(expanded, why, whylen))) return 0;
+  if (!(sym = lwsp_dlsym(low->lib, "WSPStartup"))) {
+    snprintf(why, whylen, "%.400s exports no WSPStartup", expanded);
+    lwsp_dlclose(low->lib);
+    return 0;
+  }
+  memcpy(&startup, &sym, sizeof startup);
+  /* the base's own info, or the chain's; a layer below is told it is the one
+   * meant (its GUID), since one DLL (lwsp) serves every Lua layer */
+  if (pos + 2 == len) {
+    low->pass = next;
+  } else {
+    low->pass = chain;
+    low->pass.ProviderId = next.ProviderId;
+  }
+  memset(&low->procs, 0, sizeof low->procs);
+  {
+    WSPUPCALLTABLE up = I->up;
+    WSAPROTOCOL_INFOW pass = low->pass;
+    DOWN(I, rc = startup(MAKEWORD_(2, 2), &low->data, &pass, up, &low->procs));
+  }
+  if (rc != 0) {
+    snprintf(why, whylen, "the next layer's WSPStartup (%.400s) failed: %s", expanded, lwsp_error_name(rc) ? lwsp_error_name(rc) : "?");
+    lwsp_dlclose(low->lib);
+    return 0;
+  }
+  for (int i = 0; i < LWSP_NPROCS; i++)
+    if (!((void **)&low->procs)[i]) {
+      INT e2 = 0;
+      snprintf(why, whylen, "the next layer's proc table (%.400s) has a NULL %s", expanded, lwsp_spi_names[i]);
+      if (low->procs.lpWSPCleanup) DOWN(I, low->procs.lpWSPCleanup(&e2));
+      lwsp_dlclose(low->lib);
+      return 0;
+    }
+  low->started = 1;
+  return 1;
+}
+
+/* lwsp.lower(catalog_id) -> the layer below that chain | nil, error */
+static int l_lower(lua_State *L) {
+  lwsp_inst *I = lua_touserdata(L, lua_upvalueindex(1));
+  DWORD chain = (DWORD)luaL_checkinteger(L, 1);
+  lwsp_lower *low;
+  lower_ud *u;
+  char why[600];
+  for (low = I->lowers; low && low->chain != chain; low = low->next) {}
+  if (!low) {
+    if (!(low = calloc(1, sizeof *low))) return fail(L, WSAENOBUFS);
+    low->I = I;
+    low->chain = chain;
+    if (!load(I, low, why, sizeof why)) {
+      lwsp_log(I->name, "the layer below chain %lu cannot be loaded: %s", (unsigned long)chain, why);
+      free(low);
+      lua_pushnil(L);
+      lua_pushfstring(L, "WSAEPROVIDERFAILEDINIT: %s", why);
+      lua_pushinteger(L, WSAEPROVIDERFAILEDINIT);
+      return 3;
+    }
+    low->next = I->lowers;
+    I->lowers = low;
+  }
+  u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->low = low;
+  luaL_setmetatable(L, LOWER_MT);
+  return 1;
+}
+
+static void drop_regs(lwsp_lower *low, SOCKET h) {
+  size_t j = 0;
+  for (size_t i = 0; i < low->nregs; i++)
+    if (low->regs[i].h != h) low->regs[j++] = low->regs[i];
+  low->nregs = j;
+  j = 0;
+  for (size_t i = 0; i < low->nwatches; i++)
+    if (low->watches[i].h != h) low->watches[j++] = low->watches[i];
+  low->nwatches = j;
+}
+
+/* ---- the calls down ------------------------------------------------------------------ */
+#define LOW lwsp_lower *low = check_lower(L); lwsp_inst *I = low->I; INT err = 0; int rc
+#define RESULT(expr) do { DOWN(I, rc = (expr)); if (rc == SOCKET_ERROR) return fail(L, err); } while (0)
+
+static int set_nonblocking(lwsp_lower *low, SOCKET h) {
+  lwsp_inst *I = low->I;
+  uint32_t one = 1;
+  DWORD got = 0;
+  INT err = 0;
+  int rc;
+  DOWN(I, rc = low->procs.lpWSPIoctl(h, FIONBIO, &one, 4, NULL, 0, &got, NULL, NULL, NULL, &err));
+  return rc == 0;
+}
+
+/* low:socket(af, type, protocol [, flags]) -> handle (non-blocking, overlapped) */
+static int m_socket(lua_State *L) {
+  LOW;
+  SOCKET h;
+  int af = (int)luaL_checkinteger(L, 2), type = (int)luaL_checkinteger(L, 3), proto = (int)luaL_optinteger(L, 4, 0);
+  DWORD flags = (DWORD)luaL_optinteger(L, 5, 0) | WSA_FLAG_OVERLAPPED;
+  WSAPROTOCOL_INFOW pass = low->pass;
+  (void)rc;
+  DOWN(I, h = low->procs.lpWSPSocket(af, type, proto, &pass, 0, flags, &err));
+  if (h == INVALID_SOCKET) return fail(L, err);
+  set_nonblocking(low, h);
+  lua_pushinteger(L, (lua_Integer)h);
+  return 1;
+}
+
+static int m_close(lua_State *L) {
+  LOW;
+  SOCKET h = check_h(L, 2);
+  drop_regs(low, h);
+  lua_pushfstring(L, "r%I", (lua_Integer)h);
+  rt_wake(I, L, -1);
+  lua_pushfstring(L, "w%I", (lua_Integer)h);
+  rt_wake(I, L, -1);
+  lua_pop(L, 2);
+  RESULT(low->procs.lpWSPCloseSocket(h, &err));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int addr_arg(lua_State *L, int idx, SOCKADDR_STORAGE *ss, int *len) {
+  if (!lwsp_to_sockaddr(L, idx, ss, len)) return luaL_argerror(L, idx, "not an address");
+  return 1;
+}
+
+static int m_bind(lua_State *L) {
+  LOW;
+  SOCKADDR_STORAGE ss;
+  int len;
+  addr_arg(L, 3, &ss, &len);
+  RESULT(low->procs.lpWSPBind(check_h(L, 2), (struct sockaddr *)&ss, len, &err));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int m_listen(lua_State *L) {
+  LOW;
+  RESULT(low->procs.lpWSPListen(check_h(L, 2), (int)luaL_optinteger(L, 3, 5), &err));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* low:connect(h, addr) -> true | WSAEWOULDBLOCK while it connects */
+static int m_connect(lua_State *L) {
+  LOW;
+  SOCKADDR_STORAGE ss;
+  int len;
+  addr_arg(L, 3, &ss, &len);
+  RESULT(low->procs.lpWSPConnect(check_h(L, 2), (struct sockaddr *)&ss, len, NULL, NULL, NULL, NULL, &err));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int m_accept(lua_State *L) {
+  LOW;
+  SOCKET h;
+  SOCKADDR_STORAGE ss;
+  int len = sizeof ss;
+  (void)rc;
+  DOWN(I, h = low->procs.lpWSPAccept(check_h(L, 2), (struct sockaddr *)&ss, &len, NULL, 0, &err));
+  if (h == INVALID_SOCKET) return fail(L, err);
+  set_nonblocking(low, h);
+  lua_pushinteger(L, (lua_Integer)h);
+  lwsp_push_sockaddr(L, (struct sockaddr *)&ss, len);
+  return 2;
+}
+
+/* low:send(h, data [, flags [, addr]]) -> bytes sent (sendto with addr) */
+static int m_send(lua_State *L) {
+  LOW;
+  SOCKET h = check_h(L, 2);
+  size_t n;
+  WSABUF b;
+  DWORD sent = 0, flags = (DWORD)luaL_optinteger(L, 4, 0);
+  SOCKADDR_STORAGE ss;
+  int len = 0;
+  b.buf = (CHAR *)luaL_checklstring(L, 3, &n);
+  b.len = (ULONG)n;
+  if (!lua_isnoneornil(L, 5)) addr_arg(L, 5, &ss, &len);
+  if (len) RESULT(low->procs.lpWSPSendTo(h, &b, 1, &sent, flags, (struct sockaddr *)&ss, len, NULL, NULL, NULL, &err));
+  else RESULT(low->procs.lpWSPSend(h, &b, 1, &sent, flags, NULL, NULL, NULL, &err));
+  lua_pushinteger(L, sent);
+  return 1;
+}
+
+/* low:recv(h, len [, flags [, from]]) -> data, flags [, sender] */
+static int m_recv(lua_State *L) {
+  LOW;
+  SOCKET h = check_h(L, 2);
+  lua_Integer cap = luaL_checkinteger(L, 3);
+  DWORD flags = (DWORD)luaL_optinteger(L, 4, 0), got = 0;
+  int from = lua_toboolean(L, 5), len = sizeof(SOCKADDR_STORAGE);
+  SOCKADDR_STORAGE ss;
+  luaL_Buffer lb;
+  WSABUF b;
+  luaL_argcheck(L, cap >= 0 && cap <= 16 * 1024 * 1024, 3, "length out of range");
+  b.buf = luaL_buffinitsize(L, &lb, (size_t)cap);
+  b.len = (ULONG)cap;
+  if (from) RESULT(low->procs.lpWSPRecvFrom(h, &b, 1, &got, &flags, (struct sockaddr *)&ss, &len, NULL, NULL, NULL, &err));
+  else RESULT(low->procs.lpWSPRecv(h, &b, 1, &got, &flags, NULL, NULL, NULL, &err));
+  luaL_pushresultsize(&lb, got);
+  lua_pushinteger(L, flags);
+  if (!from) return 2;
+  lwsp_push_sockaddr(L, (struct sockaddr *)&ss, len);
+  return 3;
+}
+
+static int m_shutdown(lua_State *L) {
+  LOW;
+  RESULT(low->procs.lpWSPShutdown(check_h(L, 2), (int)luaL_checkinteger(L, 3), &err));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int name_call(lua_State *L, int peer) {
+  LOW;
+  SOCKADDR_STORAGE ss;
+  int len = sizeof ss;
+  SOCKET h = check_h(L, 2);
+  if (peer) RESULT(low->procs.lpWSPGetPeerName(h, (struct sockaddr *)&ss, &len, &err));
+  else RESULT(low->procs.lpWSPGetSockName(h, (struct sockaddr *)&ss, &len, &err));
+  lwsp_push_sockaddr(L, (struct sockaddr *)&ss, len);
+  return 1;
+}
+static int m_getsockname(lua_State *L) { return name_call(L, 0); }
+static int m_getpeername(lua_State *L) { return name_call(L, 1); }
+
+/* low:getsockopt(h, level, name [, optlen = 4]) -> raw bytes */
+static int m_getsockopt(lua_State *L) {
+  LOW;
+  char buf[sizeof(WSAPROTOCOL_INFOW)];
+  int len = (int)luaL_optinteger(L, 5, 4);
+  luaL_argcheck(L, len >= 0 && len <= (int)sizeof buf, 5, "length out of range");
+  RESULT(low->procs.lpWSPGetSockOpt(check_h(L, 2), (int)luaL_checkinteger(L, 3), (int)luaL_checkinteger(L, 4), buf, &len, &err));
+  lua_pushlstring(L, buf, (size_t)len);
+  return 1;
+}
+
+/* low:setsockopt(h, level, name, raw bytes) */
+static int m_setsockopt(lua_State *L) {
+  LOW;
+  size_t n;
+  const char *v = luaL_checklstring(L, 5, &n);
+  RESULT(low->procs.lpWSPSetSockOpt(check_h(L, 2), (int)luaL_checkinteger(L, 3), (int)luaL_checkinteger(L, 4), v, (int)n, &err));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* low:ioctl(h, code [, input [, outlen]]) -> raw output */
+static int m_ioctl(lua_State *L) {
+  LOW;
+  size_t inlen = 0;
+  const char *in = luaL_optlstring(L, 4, NULL, &inlen);
+  DWORD outlen = (DWORD)luaL_optinteger(L, 5, 0), got = 0;
+  char out[1024];
+  luaL_argcheck(L, outlen <= sizeof out, 5, "length out of range");
+  RESULT(low->procs.lpWSPIoctl(check_h(L, 2), (DWORD)luaL_checkinteger(L, 3), (LPVOID)in, (DWORD)inlen,
+                               outlen ? out : NULL, outlen, &got, NULL, NULL, NULL, &err));
+  lua_pushlstring(L, out, got);
+  return 1;
+}
+
+static void to_set(lua_State *L, int idx, wsp_fd_set *s) {
+  s->fd_count = 0;
+  if (!lua_istable(L, idx)) return;
+  for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, idx) && s->fd_count < WSP_FD_SETSIZE; i++) {
+    lua_rawgeti(L, idx, i);
+    s->fd_array[s->fd_count++] = (SOCKET)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+  }
+}
+static void push_set(lua_State *L, const wsp_fd_set *s) {
+  lua_createtable(L, (int)s->fd_count, 0);
+  for (unsigned i = 0; i < s->fd_count; i++) { lua_pushinteger(L, (lua_Integer)s->fd_array[i]); lua_rawseti(L, -2, i + 1); }
+}
+
+/* low:select(read, write, except [, timeout]) -> n, read, write, except (may block, lock released) */
+static int m_select(lua_State *L) {
+  LOW;
+  wsp_fd_set s[3];
+  wsp_timeval tv;
+  int have[3];
+  for (int k = 0; k < 3; k++) { have[k] = lua_istable(L, k + 2); to_set(L, k + 2, &s[k]); }
+  if (!lua_isnoneornil(L, 5)) {
+    lua_Number t = luaL_checknumber(L, 5);
+    tv.tv_sec = (LONG)t;
+    tv.tv_usec = (LONG)((t - (lua_Number)tv.tv_sec) * 1e6);
+  }
+  RESULT(low->procs.lpWSPSelect(0, have[0] ? &s[0] : NULL, have[1] ? &s[1] : NULL, have[2] ? &s[2] : NULL,
+                                lua_isnoneornil(L, 5) ? NULL : &tv, &err));
+  lua_pushinteger(L, rc);
+  for (int k = 0; k < 3; k++) push_set(L, &s[k]);
+  return 4;
+}
+
+/* low:wait(h, "r"|"w") -> key: wsp.wait(key) returns when h is ready (or closed) */
+static int m_wait(lua_State *L) {
+  lwsp_lower *low = check_lower(L);
+  SOCKET h = check_h(L, 2);
+  int dir = luaL_checkstring(L, 3)[0] == 'w';
+  size_t i;
+  for (i = 0; i < low->nregs && !(low->regs[i].h == h && low->regs[i].dir == dir); i++) {}
+  if (i == low->nregs) {
+    if (low->nregs == low->capregs) {
+      size_t nc = low->capregs ? low->capregs * 2 : 16;
+      lreg *r = realloc(low->regs, nc * sizeof *r);
+      if (!r) return fail(L, WSAENOBUFS);
+      low->regs = r;
+      low->capregs = nc;
+    }
+    low->regs[low->nregs].h = h;
+    low->regs[low->nregs].dir = dir;
+    low->nregs++;
+  }
+  rt_service_start(low->I);
+  lwsp_cond_broadcast(&low->I->cond);
+  lua_pushfstring(L, "%c%I", dir ? 'w' : 'r', (lua_Integer)h);
+  return 1;
+}
+
+/* low:watch(h, s [, listening [, connecting]]): s gets network events from h's readiness */
+static int m_watch(lua_State *L) {
+  lwsp_lower *low = check_lower(L);
+  SOCKET h = check_h(L, 2);
+  lwsp_sock *so;
+  size_t i;
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_getfield(L, 3, "handle");
+  so = lua_isinteger(L, -1) ? rt_sock_find(low->I, (SOCKET)lua_tointeger(L, -1)) : NULL;
+  lua_pop(L, 1);
+  if (!so) return fail(L, WSAENOTSOCK);
+  for (i = 0; i < low->nwatches && low->watches[i].h != h; i++) {}
+  if (i == low->nwatches) {
+    if (low->nwatches == low->capwatches) {
+      size_t nc = low->capwatches ? low->capwatches * 2 : 16;
+      lwatch *w = realloc(low->watches, nc * sizeof *w);
+      if (!w) return fail(L, WSAENOBUFS);
+      low->watches = w;
+      low->capwatches = nc;
+    }
+    low->nwatches++;
+  }
+  low->watches[i].h = h;
+  low->watches[i].so = so;
+  low->watches[i].gen = so->gen;
+  low->watches[i].listening = lua_toboolean(L, 4);
+  low->watches[i].connecting = lua_toboolean(L, 5);
+  rt_service_start(low->I);
+  lwsp_cond_broadcast(&low->I->cond);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* low:info() -> the protocol info the lower layer was started with */
+static int m_info(lua_State *L) {
+  lwsp_lower *low = check_lower(L);
+  lwsp_push_protocol_info(L, &low->pass);
+  return 1;
+}
+
+/* ---- the poller (service thread) ------------------------------------------------------ */
+static int watch_wants(const lwatch *w, int dir) {
+  const lwsp_sock *so = w->so;
+  LONG on;
+  if (!so->gen || so->gen != w->gen || !so->ev_mode) return 0;
+  on = so->ev_mask & so->ev_enabled & ~so->ev_level;
+  return dir == 0 ? (on & (FD_READ | FD_ACCEPT | FD_CLOSE)) != 0 : (on & (FD_WRITE | FD_CONNECT)) != 0;
+}
+
+static void watch_ready(lwsp_lower *low, lwatch *w, int dir) {
+  lwsp_inst *I = low->I;
+  if (dir == 1) {
+    if (w->connecting) { w->connecting = 0; rt_net_event(I, w->so, FD_CONNECT, 0); }
+    rt_net_event(I, w->so, FD_WRITE, 0);
+    return;
+  }
+  if (w->listening) { rt_net_event(I, w->so, FD_ACCEPT, 0); return; }
+  {
+    char c;
+    WSABUF b = {1, &c};
+    DWORD got = 0, flags = MSG_PEEK;
+    INT err = 0;
+    int rc;
+    SOCKET h = w->h;
+    lwsp_sock *so = w->so;
+    uint32_t gen = w->gen;
+    DOWN(I, rc = low->procs.lpWSPRecv(h, &b, 1, &got, &flags, NULL, NULL, NULL, &err));
+    if (so->gen != gen) return;
+    if (rc == 0 && got == 0) rt_net_event(I, so, FD_CLOSE, 0);
+    else if (rc == 0 || err == WSAEMSGSIZE) rt_net_event(I, so, FD_READ, 0);
+    else if (err != WSAEWOULDBLOCK) rt_net_event(I, so, FD_CLOSE, err);
+  }
+}
+
+int rt_lower_poll(lwsp_inst *I, long max_ms) {
+  int polled = 0;
+  for (lwsp_lower *low = I->lowers; low; low = low->next) {
+    wsp_fd_set rs, ws;
+    wsp_timeval tv;
+    INT err = 0;
+    int rc;
+    long ms;
+    rs.fd_count = ws.fd_count = 0;
+    for (size_t i = 0; i < low->nregs && rs.fd_count < WSP_FD_SETSIZE && ws.fd_count < WSP_FD_SETSIZE; i++) {
+      wsp_fd_set *s = low->regs[i].dir ? &ws : &rs;
+      if (!lwsp_fd_isset(low->regs[i].h, s)) s->fd_array[s->fd_count++] = low->regs[i].h;
+    }
+    for (size_t i = 0; i < low->nwatches; i++)
+      for (int dir = 0; dir < 2; dir++) {
+        wsp_fd_set *s = dir ? &ws : &rs;
+        if (s->fd_count < WSP_FD_SETSIZE && watch_wants(&low->watches[i], dir) && !lwsp_fd_isset(low->watches[i].h, s))
+          s->fd_array[s->fd_count++] = low->watches[i].h;
+      }
+    if (!rs.fd_count && !ws.fd_count) continue;
+    polled = 1;
+    ms = max_ms < 0 || max_ms > 20 ? 20 : max_ms;
+    tv.tv_sec = 0;
+    tv.tv_usec = (LONG)(ms * 1000);
+    DOWN(I, rc = low->procs.lpWSPSelect(0, rs.fd_count ? &rs : NULL, ws.fd_count ? &ws : NULL, NULL, &tv, &err));
+    if (rc == SOCKET_ERROR) {
+      /* a socket closed meanwhile: drop what the lower layer no longer knows */
+      for (size_t i = 0; i < low->nregs;) {
+        int opt = 0, len = 4;
+        INT e2 = 0, r2;
+        SOCKET h = low->regs[i].h;
+        DOWN(I, r2 = low->procs.lpWSPGetSockOpt(h, SOL_SOCKET, SO_TYPE, (char *)&opt, &len, &e2));
+        if (r2 == SOCKET_ERROR && e2 == WSAENOTSOCK) {
+          lua_pushfstring(I->L, "%c%I", low->regs[i].dir ? 'w' : 'r', (lua_Integer)h);
+          rt_wake(I, I->L, -1);
+          lua_pop(I->L, 1);
+          low->regs[i] = low->regs[--low->nregs];
+        } else {
+          i++;
+        }
+      }
+      continue;
+    }
+    for (int dir = 0; dir < 2; dir++) {
+      wsp_fd_set *s = dir ? &ws : &rs;
+      for (unsigned k = 0; k < s->fd_count; k++) {
+        SOCKET h = s->fd_array[k];
+        for (size_t i = 0; i < low->nregs;) {
+          if (low->regs[i].h == h && low->regs[i].dir == dir) {
+            lua_pushfstring(I->L, "%c%I", dir ? 'w' : 'r', (lua_Integer)h);
+            rt_wake(I, I->L, -1);
+            lua_pop(I->L, 1);
+            low->regs[i] = low->regs[--low->nregs];
+          } else {
+            i++;
+          }
+        }
+        for (size_t i = 0; i < low->nwatches; i++)
+          if (low->watches[i].h == h && watch_wants(&low->watches[i], dir)) watch_ready(low, &low->watches[i], dir);
+      }
+    }
+  }
+  return polled;
+}
+
+void rt_lower_close_all(lwsp_inst *I) {
+  while (I->lowers) {
+    lwsp_lower *low = I->lowers;
+    INT err = 0;
+    I->lowers = low->next;
+    if (low->started) {
+      DOWN(I, low->procs.lpWSPCleanup(&err));
+      lwsp_dlclose(low->lib);
+    }
+    low->started = 0;
+    free(low->regs);
+    free(low->watches);
+    free(low);
+  }
+}
+
+static int lower_gc(lua_State *L) {
+  ((lower_ud *)luaL_checkudata(L, 1, LOWER_MT))->low = NULL;   /* the instance owns the lower layer */
+  return 0;
+}
+
+int rt_lower_open(lua_State *L, lwsp_inst *I) {
+  static const luaL_Reg methods[] = {
+    {"socket", m_socket}, {"close", m_close}, {"bind", m_bind}, {"listen", m_listen}, {"connect", m_connect},
+    {"accept", m_accept}, {"send", m_send}, {"recv", m_recv}, {"shutdown", m_shutdown},
+    {"getsockname", m_getsockname}, {"getpeername", m_getpeername}, {"getsockopt", m_getsockopt},
+    {"setsockopt", m_setsockopt}, {"ioctl", m_ioctl}, {"select", m_select}, {"wait", m_wait},
+    {"watch", m_watch}, {"info", m_info}, {NULL, NULL}};
+  if (luaL_newmetatable(L, LOWER_MT)) {
+    lua_pushcfunction(L, lower_gc);
+    lua_setfield(L, -2, "__gc");
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  lua_pushlightuserdata(L, I);
+  lua_pushcclosure(L, l_lower, 1);
+  lua_setfield(L, -2, "lower");
+  return 0;
+}

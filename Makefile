@@ -13,7 +13,7 @@ HDRS      = $(wildcard src/*.h)
 BUSTED    ?= lua5.4 /usr/bin/busted
 export LWSP_EXAMPLES = $(CURDIR)/examples
 
-.PHONY: all deps deps-run demo test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
+.PHONY: all deps deps-run demo demo-memnet test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
 
 NATIVE_SRCS = src/native.c src/native_os.c src/common.c src/platform.c
 
@@ -36,9 +36,15 @@ deps:
 deps-run:
 	@bash tools/deps.sh run
 
-# The main job: a Lua provider driven through lwsp's own ws2_32.
+# The main job: a page from a real HTTP server fetched through two Lua layers
+# over the native base provider, checked against a direct fetch.
 demo: deps-run
-	@$(MAKE) --no-print-directory build/lwsp.so
+	@$(MAKE) --no-print-directory all
+	@LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" LUA_CPATH="$(CURDIR)/build/?.so;;" lua5.4 examples/fetch.lua
+
+# A Lua base provider (memnet) with every WSP call it handles printed.
+demo-memnet: deps-run
+	@$(MAKE) --no-print-directory all
 	@LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" LUA_CPATH="$(CURDIR)/build/?.so;;" lua5.4 examples/demo.lua
 
 # Everything CI runs: the suite natively, under ASan/UBSan and valgrind, the

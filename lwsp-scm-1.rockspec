@@ -31,6 +31,13 @@ build = {
     },
     ["wsp"] = "lua/wsp/init.lua",
     ["wsp.host"] = "lua/wsp/host.lua",
+    ["wsp.layered"] = "lua/wsp/layered.lua",
+    ["wsp.util"] = "lua/wsp/util.lua",
+    lwsp_native = {
+      sources = {"src/native.c", "src/native_os.c", "src/common.c", "src/platform.c"},
+      incdirs = {"src"},
+      libraries = {"lua5.4", "pthread", "dl"},
+    },
   },
   platforms = {
     mingw32 = {

@@ -4,7 +4,7 @@
 #   tools/deps.sh test   - also busted, luarocks, valgrind and mingw-w64
 set -euo pipefail
 profile=${1:-test}
-pkgs=(gcc make lua5.4 liblua5.4-dev)
+pkgs=(gcc make lua5.4 liblua5.4-dev python3)
 if [ "$profile" = test ]; then
   pkgs+=(lua-busted luarocks valgrind mingw-w64 binutils)
 fi

@@ -17,7 +17,12 @@ export LWSP_EXAMPLES = $(CURDIR)/examples
 
 NATIVE_SRCS = src/native.c src/native_os.c src/common.c src/platform.c
 
-all: build/lwsp.so build/lwsp_native.so
+all: build/lwsp.so build/lwsp_native.so build/test_nullproc.so
+
+# A broken provider DLL the specs load as a lower layer.
+build/test_nullproc.so: spec/tools/nullproc.c src/spi.h
+	@mkdir -p build
+	$(CC) $(BASEFLAGS) -shared -o $@ spec/tools/nullproc.c
 
 # The native base provider: its own DLL with its own WSPStartup.
 build/lwsp_native.so: $(NATIVE_SRCS) $(HDRS) Makefile
@@ -60,7 +65,7 @@ check: deps
 	$(MAKE) --no-print-directory mingw-check
 	@echo "lwsp: all checks passed"
 
-test: build/lwsp.so build/lwsp_native.so
+test: all
 	$(BUSTED)
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build, suite run against it.

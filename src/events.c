@@ -53,9 +53,10 @@ void rt_net_event(lwsp_inst *I, lwsp_sock *so, LONG bit, int error) {
 }
 
 void rt_reenable(lwsp_inst *I, lwsp_sock *so, LONG bits) {
-  (void)I;
+  if (!bits) return;
   so->ev_enabled |= bits;
   so->ev_level &= ~(bits & ~(LONG)FD_CLOSE);
+  if (so->ev_mode && I->lowers) lwsp_cond_broadcast(&I->cond);   /* the poller watches again */
 }
 
 static void reselect(lwsp_inst *I, lwsp_sock *so) {
@@ -65,6 +66,7 @@ static void reselect(lwsp_inst *I, lwsp_sock *so) {
   so->nonblocking = 1;
   for (int i = 0; i < FD_MAX_EVENTS; i++)
     if (so->ev_level & (1L << i)) record(I, so, 1L << i, so->ev_level_error[i]);
+  lwsp_cond_broadcast(&I->cond);   /* a layered provider's poller watches the new selection */
 }
 
 int rt_event_select(lwsp_inst *I, lwsp_sock *so, WSAEVENT ev, LONG mask, LPINT err) {

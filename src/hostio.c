@@ -243,9 +243,16 @@ static void job_main(void *arg) {
     b.buf = j->data; b.len = (ULONG)j->len;
     j->rc = j->p->procs.lpWSPRecv(j->s, &b, 1, &j->got, &j->flags, NULL, NULL, &tid, &j->err);
     break;
-  case J_SEND:
-    b.buf = j->data; b.len = (ULONG)j->len;
-    j->rc = j->p->procs.lpWSPSend(j->s, &b, 1, &j->got, j->flags, NULL, NULL, &tid, &j->err);
+  case J_SEND:   /* all of it, one call after another, as applications do */
+    for (size_t off = 0; off < j->len;) {
+      DWORD n = 0;
+      b.buf = j->data + off; b.len = (ULONG)(j->len - off);
+      j->rc = j->p->procs.lpWSPSend(j->s, &b, 1, &n, j->flags, NULL, NULL, &tid, &j->err);
+      if (j->rc != 0) break;
+      off += n;
+      j->got = (DWORD)off;
+    }
+    if (j->len == 0) j->rc = j->p->procs.lpWSPSend(j->s, &b, 0, &j->got, j->flags, NULL, NULL, &tid, &j->err);
     break;
   case J_ACCEPT:
     j->addrlen = sizeof j->addr;
@@ -274,7 +281,7 @@ static void job_main(void *arg) {
 
 /* spawn(op, s, ...) -> job: runs one application call on a new thread.
  *   spawn("recv", s, len [, {cancel_after = n, count_hook = true}])
- *   spawn("send", s, data)   spawn("accept", s)   spawn("connect", s, addr)
+ *   spawn("send", s, data) (sends all of it, call after call)   spawn("accept", s)   spawn("connect", s, addr)
  *   spawn("sleep", ms)       (an alertable sleep: delivers that thread's APCs) */
 static int h_spawn(lua_State *L) {
   static const char *const ops[] = {"recv", "send", "accept", "connect", "sleep", NULL};

@@ -1,0 +1,226 @@
+-- Layered Lua providers over the native base provider, carrying real
+-- traffic over loopback: HTTP from a real server, bulk echo, UDP, IPv6,
+-- refused and reset connections, events and overlapped I/O through layers.
+local H = require "helpers"
+local lwsp, wsp, host = H.lwsp, H.wsp, H.host
+local util = require "wsp.util"
+
+local native, one, two
+
+local function setup()
+  native = host.install_native()
+  one = host.install_layered{script = H.root .. "/examples/passthrough.lua", over = native, name = "inner"}
+  two = host.install_layered{script = H.root .. "/examples/passthrough.lua", over = one, name = "outer"}
+end
+
+local function teardown()
+  host.cleanup()
+  for _, r in ipairs{two, one, native} do host.uninstall_lua(r) end
+end
+
+-- A listener on the native base (a plain server) and a connected pair whose
+-- client side uses the catalog entry under test.
+local function pair(client_catalog, af)
+  af = af or wsp.AF_INET
+  local any = af == wsp.AF_INET and "127.0.0.1:0" or "[::1]:0"
+  local l = assert(host.socket(af, wsp.SOCK_STREAM, 0, 0, af == wsp.AF_INET and native.tcp or native.tcp6))
+  assert(host.bind(l, any))
+  assert(host.listen(l, 16))
+  local c = assert(host.socket(af, wsp.SOCK_STREAM, 0, 0, client_catalog))
+  assert(host.connect(c, host.getsockname(l)))
+  local a = assert(host.accept(l))
+  return c, a, l
+end
+
+local function recv_all(s, n)
+  local parts, got = {}, 0
+  while got < n do
+    local data = assert(host.recv(s, 65536))
+    if data == "" then break end
+    parts[#parts + 1] = data
+    got = got + #data
+  end
+  return table.concat(parts)
+end
+
+describe("layered providers over the native base", function()
+  before_each(setup)
+  after_each(teardown)
+
+  it("fetch a page from a real HTTP server identically through one and two Lua layers", function()
+    local dir = H.tmp .. "/www"
+    os.execute("mkdir -p '" .. dir .. "'")
+    local page = {}
+    for i = 1, 50000 do page[i] = ("%05d:"):format(i) end
+    assert(io.open(dir .. "/page.txt", "w")):write(table.concat(page)):close()
+    local srv = util.http_server(dir)
+    local addr = wsp.addr("127.0.0.1", srv.port)
+    local ok, err = pcall(function()
+      local direct = assert(util.http_get(host, wsp, native.tcp, addr, "/page.txt"))
+      assert.equal(300000, #direct)
+      assert.equal(direct, (util.http_get(host, wsp, one.tcp, addr, "/page.txt")))
+      assert.equal(direct, (util.http_get(host, wsp, two.tcp, addr, "/page.txt")))
+    end)
+    srv.stop()
+    assert(ok, err)
+  end)
+
+  it("echo megabytes both ways, byte for byte, through two layers", function()
+    local c, a = pair(two.tcp)
+    local chunk = {}
+    for i = 0, 65535 do chunk[#chunk + 1] = string.char((i * 7 + 3) % 256) end
+    local data = table.concat(chunk):rep(48)     -- 3 MiB
+    local up = host.spawn("send", c, data)
+    assert.equal(data, recv_all(a, #data))
+    assert.equal(#data, up:join(30000))
+    local down = host.spawn("send", a, data:reverse())
+    assert.equal(data:reverse(), recv_all(c, #data))
+    assert.equal(#data, down:join(30000))
+  end)
+
+  it("give the same results to the same application code with and without layers", function()
+    local function run(catalog)
+      local log = {}
+      local c, a = pair(catalog)
+      log[#log + 1] = host.send(c, "hello")
+      log[#log + 1] = host.recv(a, 100)
+      log[#log + 1] = host.send(a, "world!")
+      log[#log + 1] = host.recv(c, 100)
+      log[#log + 1] = wsp.int(host.getsockopt(c, wsp.SOL_SOCKET, wsp.SO_TYPE))
+      assert(host.setsockopt(c, wsp.IPPROTO_TCP, wsp.TCP_NODELAY, 1))
+      log[#log + 1] = wsp.int(host.getsockopt(c, wsp.IPPROTO_TCP, wsp.TCP_NODELAY))
+      log[#log + 1] = host.getpeername(c).port == host.getsockname(a).port
+      assert(host.shutdown(c, wsp.SD_SEND))
+      log[#log + 1] = host.recv(a, 100)
+      assert(host.ioctl(c, wsp.FIONBIO, 1))
+      log[#log + 1] = select(3, host.recv(c, 10))
+      host.close(c)
+      host.close(a)
+      return log
+    end
+    local plain = run(native.tcp)
+    assert.same({5, "hello", 6, "world!", wsp.SOCK_STREAM, 1, true, "", wsp.WSAEWOULDBLOCK}, plain)
+    assert.same(plain, run(one.tcp))
+    assert.same(plain, run(two.tcp))
+  end)
+
+  it("carry UDP datagrams with their senders", function()
+    local srv = assert(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, native.udp))
+    assert(host.bind(srv, "127.0.0.1:0"))
+    local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, two.udp))
+    assert(host.bind(c, "127.0.0.1:0"))
+    for i = 1, 20 do
+      assert.equal(#("datagram " .. i), host.sendto(c, "datagram " .. i, host.getsockname(srv)))
+      local data, from = host.recvfrom(srv, 100)
+      assert.equal("datagram " .. i, data)
+      assert.same(host.getsockname(c), from)
+      assert.equal(5, host.sendto(srv, "reply", from))
+      local r, rfrom = host.recvfrom(c, 100)
+      assert.equal("reply", r)
+      assert.same(host.getsockname(srv), rfrom)
+    end
+  end)
+
+  it("work over IPv6", function()
+    local c, a = pair(two.tcp6, wsp.AF_INET6)
+    assert.equal(wsp.AF_INET6, host.getpeername(c).family)
+    assert.equal("::1", host.getsockname(c).address)
+    assert.equal(4, host.send(c, "six!"))
+    assert.equal("six!", (host.recv(a, 10)))
+  end)
+
+  it("report refused and reset connections", function()
+    local probe = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, native.tcp))
+    assert(host.bind(probe, "127.0.0.1:0"))
+    local closed = host.getsockname(probe)
+    host.close(probe)
+    local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, two.tcp))
+    H.fails_with("WSAECONNREFUSED", host.connect(c, closed))
+    local c2, a2 = pair(two.tcp)
+    assert(host.setsockopt(a2, wsp.SOL_SOCKET, wsp.SO_LINGER, string.pack("<I2I2", 1, 0)))
+    assert(host.close(a2))                      -- an abortive close: RST
+    H.fails_with("WSAECONNRESET", host.recv(c2, 10))
+  end)
+
+  it("report SO_PROTOCOL_INFOW as the layered entry", function()
+    local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, two.tcp))
+    local raw = host.getsockopt(c, wsp.SOL_SOCKET, wsp.SO_PROTOCOL_INFOW, 628)
+    assert.equal(two.tcp, string.unpack("<I4", raw, 37))
+    local chainlen = string.unpack("<i4", raw, 41)
+    assert.equal(3, chainlen)                   -- outer layer, inner layer, native
+  end)
+
+  it("deliver network events and overlapped completions through layers", function()
+    local c, a = pair(two.tcp)
+    local ev = host.create_event()
+    assert(host.event_select(c, ev, wsp.FD_READ | wsp.FD_CLOSE))
+    host.send(a, "event")
+    assert.equal(1, host.wait({ev}, false, 5000))
+    local mask = host.enum_network_events(c, ev)
+    assert.equal(wsp.FD_READ, mask & wsp.FD_READ)
+    assert.equal("event", (host.recv(c, 10)))
+    local c2, a2 = pair(two.tcp)
+    local port = host.port()
+    assert(host.associate(c2, port, 3))
+    local ov = host.overlapped()
+    H.fails_with("WSA_IO_PENDING", host.wsarecv(c2, 100, ov))
+    host.send(a2, "completion")
+    local bytes, key = host.dequeue(port, 5000)
+    assert.equal(10, bytes)
+    assert.equal(3, key)
+    assert.equal("completion", ov.data)
+    local ov2 = host.overlapped()
+    host.completions()
+    H.fails_with("WSA_IO_PENDING", host.wsarecv(c2, 100, ov2, {routine = true}))
+    host.send(a2, "routine")
+    local done = {}
+    for _ = 1, 50 do
+      host.sleep(100, true)
+      done = host.completions()
+      if #done > 0 then break end
+    end
+    assert.equal(7, done[1].bytes)
+    assert.equal("routine", ov2.data)
+  end)
+
+  it("block an application thread until the lower socket has data", function()
+    local c, a = pair(two.tcp)
+    local job = host.spawn("recv", c, 100)
+    assert.same({nil, "timeout"}, {job:join(50)})
+    host.send(a, "late data")
+    assert.equal("late data", job:join(5000))
+  end)
+end)
+
+describe("a layer below that cannot be used", function()
+  after_each(function() host.cleanup() end)
+
+  local function layer_over(base_entry_path)
+    local guid = lwsp.guid()
+    local info = host.protocol_info{guid = guid, name = "broken base"}
+    local base = lwsp.host.install(info, base_entry_path, "base")
+    local r = host.install_layered{script = H.root .. "/examples/passthrough.lua", over = {tcp = base}, name = "over broken"}
+    return r
+  end
+
+  it("unreachable DLL path: WSAEPROVIDERFAILEDINIT and a log line", function()
+    local r = layer_over("%LWSP_NO_SUCH_DIR%/missing.so")
+    local mark = H.mark()
+    H.fails_with("WSAEPROVIDERFAILEDINIT", host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+    assert.truthy(H.find_log(mark, "cannot be loaded: .*missing%.so"))
+  end)
+
+  it("a lower WSPStartup that fails: WSAEPROVIDERFAILEDINIT and a log line", function()
+    local r = layer_over(lwsp.path())      -- a Lua base whose GUID has no script
+    local mark = H.mark()
+    H.fails_with("WSAEPROVIDERFAILEDINIT", host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+    assert.truthy(H.find_log(mark, "WSPStartup %(.-%) failed: WSAEPROVIDERFAILEDINIT"))
+  end)
+
+  it("a lower proc table with NULL entries: WSAEPROVIDERFAILEDINIT and a log line", function()
+    local r = layer_over(H.root .. "/build/test_nullproc.so")
+    local mark = H.mark()
+    H.fails_with("WSAEPROVIDERFAILEDINIT", host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+    assert.truthy(H.find_log(mark, "proc table .- has a NULL WSPAccept"))
+  end)
+end)

@@ -47,7 +47,7 @@ describe("layered providers over the native base", function()
   before_each(setup)
   after_each(teardown)
 
-  it("fetch a page from a real HTTP server identically through one and two Lua layers", function()
+  it("fetch a page from a real HTTP server identically through one and two Lua layers #subprocess", function()
     local dir = H.tmp .. "/www"
     os.execute("mkdir -p '" .. dir .. "'")
     local page = {}

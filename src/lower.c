@@ -43,8 +43,8 @@ typedef struct { lwsp_lower *low; } lower_ud;
 /* Calls down with every hold of the provider lock released. */
 #define DOWN(I, stmt) do { \
     int d_ = (I)->depth; \
-    for (int k_ = 0; k_ < d_; k_++) { lwsp_mutex_unlock(&(I)->lock); } \
     (I)->depth = 0; \
+    for (int k_ = 0; k_ < d_; k_++) { lwsp_mutex_unlock(&(I)->lock); } \
     stmt; \
     for (int k_ = 0; k_ < d_; k_++) { lwsp_mutex_lock(&(I)->lock); } \
     (I)->depth = d_; \

@@ -125,7 +125,7 @@ static nsock *sock_alloc(void) {
   so = at(i);
   memset(so, 0, sizeof *so);
   so->idx = i;
-  do so->gen = ++N.gen & 0xffffffffu; while (!so->gen);
+  do so->gen = ++N.gen & (uint32_t)(sizeof(DWORD_PTR) >= 8 ? 0xffffffffu : 0xffffu); while (!so->gen);
   so->fd = -1;
   return so;
 }
@@ -133,7 +133,10 @@ static void sock_free(nsock *so) {
   so->gen = 0;
   N.freelist[N.nfree++] = so->idx;
 }
-static DWORD_PTR ctx_of(nsock *so) { return ((DWORD_PTR)so->gen << 32) | (DWORD_PTR)(so->idx + 1); }
+/* context: generation << NIDX_BITS | slot + 1 (16/16 bits on 32-bit Windows) */
+#define NIDX_BITS (sizeof(DWORD_PTR) >= 8 ? 32u : 16u)
+#define NIDX_MASK ((((DWORD_PTR)1) << NIDX_BITS) - 1)
+static DWORD_PTR ctx_of(nsock *so) { return ((DWORD_PTR)so->gen << NIDX_BITS) | (DWORD_PTR)(so->idx + 1); }
 
 /* Finds the socket behind a handle (under the lock). */
 static nsock *find(SOCKET s) {
@@ -142,10 +145,10 @@ static nsock *find(SOCKET s) {
   uint32_t i;
   nsock *so;
   if (N.up.lpWPUQuerySocketHandleContext(s, &ctx, &e) != 0) return NULL;
-  i = (uint32_t)(ctx & 0xffffffffu);
+  i = (uint32_t)(ctx & NIDX_MASK);
   if (!i || i > N.nsocks) return NULL;
   so = at(i - 1);
-  return so->gen && so->h == s && so->gen == (uint32_t)(ctx >> 32) ? so : NULL;
+  return so->gen && so->h == s && (DWORD_PTR)so->gen == (ctx >> NIDX_BITS) ? so : NULL;
 }
 
 #define ERRP INT errp_; if (!err) err = &errp_

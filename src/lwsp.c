@@ -329,6 +329,23 @@ int rt_fault(rt_call *c, LPINT err, const char *fmt, ...) {
   return rt_fail(c, err, WSAENETDOWN);
 }
 
+/* The instruction budget: a count hook every 1000 instructions on the
+ * handler's coroutine; the countdown lives in the coroutine's extra space. */
+#define BUDGET_STEP 1000
+static void budget_hook(lua_State *co, lua_Debug *ar) {
+  long *left = (long *)lua_getextraspace(co);
+  (void)ar;
+  if ((*left -= BUDGET_STEP) <= 0) {
+    *left = BUDGET_STEP * 10;   /* room for the error to unwind */
+    luaL_error(co, "instruction budget exceeded (the handler ran too long; see 'budget' in docs/api.md)");
+  }
+}
+void rt_arm_budget(lwsp_inst *I, lua_State *co) {
+  if (!I->budget) return;
+  *(long *)lua_getextraspace(co) = I->budget;
+  lua_sethook(co, budget_hook, LUA_MASKCOUNT, BUDGET_STEP);
+}
+
 static void kill(rt_call *c) {
 #if LUA_VERSION_RELEASE_NUM >= 50406
   lua_closethread(c->co, c->I->L);
@@ -342,7 +359,11 @@ int rt_run(rt_call *c, LPINT err) {
   lua_State *co = c->co;
   int nargs = lua_gettop(co) - 1;
   for (;;) {
-    int nres = 0, st = lua_resume(co, c->I->L, nargs, &nres);
+    int nres = 0, st;
+    rt_arm_budget(c->I, co);
+    c->I->limited = 1;
+    st = lua_resume(co, c->I->L, nargs, &nres);
+    c->I->limited = 0;
     nargs = 0;
     if (st == LUA_OK) {
       c->nres = nres;
@@ -579,7 +600,7 @@ static void *inst_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     I->mem -= old;
     return NULL;
   }
-  if (I->mem_limit && nsize > old && I->mem + (nsize - old) > I->mem_limit) return NULL;
+  if (I->limited && I->mem_limit && nsize > old && I->mem + (nsize - old) > I->mem_limit) return NULL;
   p = realloc(ptr, nsize);
   if (p) I->mem = I->mem - old + nsize;
   return p;
@@ -651,6 +672,13 @@ static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCAL
     lwsp_log(I->name, "WSPStartup: refusing script path '%s': it must be absolute", I->script);
     return 0;
   }
+  {
+    /* defaults: $LWSP_BUDGET instructions per handler run (100 million if
+     * unset, 0 = none) and $LWSP_MEMORY_LIMIT bytes for the state (none) */
+    const char *b = getenv("LWSP_BUDGET"), *m = getenv("LWSP_MEMORY_LIMIT");
+    I->budget = b ? atol(b) : 100000000L;
+    I->mem_limit = m ? (size_t)atol(m) : 0;
+  }
   L = lua_newstate(inst_alloc, I);
   if (!L) { lwsp_log(I->name, "WSPStartup: cannot create a Lua state"); return 0; }
   I->L = L;
@@ -719,7 +747,11 @@ static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCAL
   I->ifs = lua_toboolean(L, -1);
   lua_getfield(L, -2, "views");
   I->views = lua_toboolean(L, -1);
-  lua_pop(L, 2);
+  lua_getfield(L, -3, "budget");
+  if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0) I->budget = (long)lua_tointeger(L, -1);
+  lua_getfield(L, -4, "memory_limit");
+  if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0) I->mem_limit = (size_t)lua_tointeger(L, -1);
+  lua_pop(L, 4);
   lua_setfield(L, LUA_REGISTRYINDEX, "lwsp.handlers");
   lua_settop(L, 0);
   return 1;

@@ -265,7 +265,10 @@ static void op_resume(lwsp_inst *I, rt_op *op) {
   int e;
   if (op->timed_out) lua_pushliteral(co, "timeout"); else lua_pushboolean(co, 1);
   op->state = OP_WAITING;
+  if (I->budget) { *(long *)lua_getextraspace(co) = I->budget; }
+  I->limited = 1;
   st = lua_resume(co, I->L, 1, &nres);
+  I->limited = 0;
   if (st == LUA_YIELD) {
     if (nres > 2) lua_pop(co, nres - 2);
     for (; nres < 2; nres++) lua_pushnil(co);
@@ -383,10 +386,15 @@ static void run_due(lwsp_inst *I, double now, double *next_due) {
       lua_pushvalue(L, -3);
       lua_pushnil(L);
       lua_rawset(L, -6);                     /* T[id] = nil before running */
+      rt_arm_budget(I, L);
+      I->limited = 1;
       if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+        I->limited = 0;
         lwsp_log(I->name, "timer raised an error: %s", lua_tostring(L, -1));
         lua_pop(L, 1);
       }
+      I->limited = 0;
+      lua_sethook(L, NULL, 0, 0);
       lua_pop(L, 2);
       lua_pushnil(L);                        /* restart: the table changed */
       continue;

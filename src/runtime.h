@@ -77,7 +77,10 @@ typedef struct lwsp_inst {
   lwsp_sock **chunks;            /* sockets live in fixed chunks: pointers stay valid */
   uint32_t nsocks, nchunks, free_head;
   lwsp_map ifsmap;               /* IFS handle -> lwsp_sock index + 1 */
-  size_t mem, mem_limit;
+  size_t mem, mem_limit;         /* the state's bytes, and its ceiling (0: none) */
+  long budget;                   /* instructions a handler may run per resumption (0: no limit) */
+  int limited;                   /* the ceiling applies only while handler code runs: lwsp's own
+                                    bookkeeping on the state must never meet an unprotected error */
   int depth;                     /* entries into L on the stack (the lock is recursive) */
   rt_op *ops;                    /* every pending or blocked operation */
   rt_op *runq, *runq_tail;       /* woken pending operations, resumed by rt_pump */
@@ -172,6 +175,8 @@ int rt_fault(rt_call *c, LPINT err, const char *fmt, ...)
 int rt_run(rt_call *c, LPINT err);
 /* The handler's failure code (0: none, -1: a fault, logged). */
 int rt_result_error(rt_call *c);
+/* Arms the instruction budget on a thread about to run handler code. */
+void rt_arm_budget(lwsp_inst *I, lua_State *co);
 int rt_soft_fault(rt_call *c, const char *fmt, ...)
 #ifdef __GNUC__
   __attribute__((format(printf, 2, 3)))

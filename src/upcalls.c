@@ -178,7 +178,14 @@ static void CALLBACK run_lua_apc(DWORD_PTR ctx) {
     int top = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, a->ref);
     luaL_unref(L, LUA_REGISTRYINDEX, a->ref);
-    if (lua_pcall(L, 0, 0, 0) != LUA_OK) lwsp_log(I->name, "APC raised an error: %s", lua_tostring(L, -1));
+    rt_arm_budget(I, L);
+    I->limited = 1;
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+      I->limited = 0;
+      lwsp_log(I->name, "APC raised an error: %s", lua_tostring(L, -1));
+    }
+    I->limited = 0;
+    lua_sethook(L, NULL, 0, 0);
     lua_settop(L, top);
   }
   lwsp_mutex_unlock(&I->lock);

@@ -8,12 +8,12 @@ CFLAGS    ?= -O2 -g
 WARN      = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
 BASEFLAGS = -std=gnu11 -fPIC -fvisibility=hidden -I$(LUA_INC) -Isrc $(WARN)
 SRCS      = src/lwsp.c src/dispatch.c src/upcalls.c src/common.c src/platform.c \
-            src/host.c src/hostapi.c src/hostobj.c src/probe.c src/view.c src/pending.c src/hostio.c src/events.c src/lower.c
+            src/host.c src/hostapi.c src/hostobj.c src/probe.c src/view.c src/pending.c src/hostio.c src/events.c src/lower.c src/hostbench.c
 HDRS      = $(wildcard src/*.h)
 BUSTED    ?= lua5.4 /usr/bin/busted
 export LWSP_EXAMPLES = $(CURDIR)/examples
 
-.PHONY: all deps deps-run demo demo-memnet test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
+.PHONY: all deps deps-run demo demo-memnet bench test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
 
 NATIVE_SRCS = src/native.c src/native_os.c src/common.c src/platform.c
 
@@ -120,6 +120,18 @@ mingw-check: spi-check
 
 mingw:
 	bash tools/mingw-build.sh
+
+# Benchmarks (not part of check: timing is not a test).  Prints the table
+# bench/run.lua measures, then instructions per call from callgrind.
+build/cpass.so: bench/cpass.c src/spi.h
+	$(CC) $(BASEFLAGS) -O2 -shared -o $@ bench/cpass.c -ldl
+
+BENCH_ENV = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" LUA_CPATH="$(CURDIR)/build/?.so;;" \
+  LWSP_ROOT=$(CURDIR) LWSP_CPASS_LOWER=$(CURDIR)/build/lwsp_native.so LWSP_CPASS_LOWER_ID=1001
+
+bench: deps all build/cpass.so
+	@$(BENCH_ENV) lua5.4 bench/run.lua
+	@bash bench/instructions.sh
 
 clean:
 	rm -rf build

@@ -740,6 +740,7 @@ static int h_socket_info(lua_State *L) {
 int lwsp_hostobj_open(lua_State *L);
 int lwsp_probe_open(lua_State *L);
 int lwsp_hostio_open(lua_State *L);
+int lwsp_hostbench_open(lua_State *L);
 
 int lwsp_host_open(lua_State *L) {
   static const luaL_Reg fns[] = {
@@ -770,5 +771,6 @@ int lwsp_host_open(lua_State *L) {
   lwsp_hostobj_open(L);
   lwsp_probe_open(L);
   lwsp_hostio_open(L);
+  lwsp_hostbench_open(L);
   return 1;
 }

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Instructions per call, from callgrind: each configuration runs N and 2N
+# calls, and the difference divided by N is what one call costs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export LUA_PATH="$PWD/lua/?.lua;$PWD/lua/?/init.lua;;" LUA_CPATH="$PWD/build/?.so;;" LWSP_ROOT=$PWD
+export LWSP_CPASS_LOWER=$PWD/build/lwsp_native.so LWSP_CPASS_LOWER_ID=1001
+N=${LWSP_BENCH_IR_CALLS:-20000}
+out=$(mktemp -d)
+ir() {
+  LWSP_BENCH_CALLS=$2 LWSP_BENCH_ONLY="calls:$1" valgrind --tool=callgrind --callgrind-out-file="$out/cg" \
+    lua5.4 bench/run.lua >/dev/null 2>&1
+  awk '/^summary:/ { print $2 }' "$out/cg"
+}
+echo
+echo "5. instructions per call (valgrind --tool=callgrind, ($((2 * N)) calls - $N calls) / $N)"
+printf '   %-22s %14s %14s\n' "" "getsockopt" "64-byte send"
+declare -A per
+for cfg in "native base" "C passthrough" "Lua passthrough" "memnet (Lua base)"; do
+  row=""
+  for op in getsockopt send64; do
+    a=$(ir "$cfg:$op" "$N"); b=$(ir "$cfg:$op" $((2 * N)))
+    v=$(( (b - a) / N ))
+    per["$cfg:$op"]=$v
+    row+=$(printf '%14d ' "$v")
+  done
+  printf '   %-22s %s\n' "$cfg" "$row"
+done
+printf '   Lua passthrough over C passthrough: +%d instructions (getsockopt), +%d (send)\n' \
+  $(( ${per["Lua passthrough:getsockopt"]} - ${per["C passthrough:getsockopt"]} )) \
+  $(( ${per["Lua passthrough:send64"]} - ${per["C passthrough:send64"]} ))
+rm -rf "$out"

@@ -1,0 +1,124 @@
+-- lwsp's benchmarks, in one run on one machine (make bench).  Prints a
+-- table: dispatch cost per call, bulk throughput, overlapped completions per
+-- second, and memory and call cost at scale.
+local lwsp = require "lwsp"
+local wsp = require "wsp"
+local host = require "wsp.host"
+
+local N = tonumber(os.getenv("LWSP_BENCH_CALLS")) or 200000
+local BYTES = tonumber(os.getenv("LWSP_BENCH_BYTES")) or 1024 * 1024 * 1024
+local ONLY = os.getenv("LWSP_BENCH_ONLY")   -- "calls:<config>:<op>" for the callgrind runs
+local root = os.getenv("LWSP_ROOT") or "."
+local tmp = os.tmpname()
+os.remove(tmp)
+assert(lwsp.registry.set_root(tmp .. "/registry"))
+lwsp.set_log(tmp .. "/lwsp.log")
+
+local native = host.install_native()
+local memnet = host.install_lua{script = root .. "/examples/memnet.lua"}
+local one = host.install_layered{script = root .. "/examples/passthrough.lua", over = native, name = "lua1"}
+local two = host.install_layered{script = root .. "/examples/passthrough.lua", over = one, name = "lua2"}
+local cpass = {}
+for _, k in ipairs{"tcp", "udp"} do
+  local below = native[k]
+  local info = host.protocol_info{guid = "{6C777370-4350-4153-5300-000000000001}",
+    type = k == "tcp" and wsp.SOCK_STREAM or wsp.SOCK_DGRAM, name = "cpass " .. k}
+  cpass[k] = lwsp.host.install(info, root .. "/build/cpass.so", "base")
+  assert(below)
+end
+
+local configs = {
+  {"native base", native}, {"C passthrough", cpass}, {"Lua passthrough", one}, {"memnet (Lua base)", memnet},
+}
+
+local function udp_pair(r)
+  local a = assert(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, wsp.IPPROTO_UDP, 0, r.udp))
+  assert(host.bind(a, "127.0.0.1:0"))
+  local b = assert(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, wsp.IPPROTO_UDP, 0, r.udp))
+  assert(host.connect(b, host.getsockname(a)))
+  return b, a
+end
+
+local function tcp_pair(r, srv)
+  local l = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, wsp.IPPROTO_TCP, 0, (srv or r).tcp))
+  assert(host.bind(l, "127.0.0.1:0"))
+  assert(host.listen(l, 4))
+  local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, wsp.IPPROTO_TCP, 0, r.tcp))
+  assert(host.connect(c, host.getsockname(l)))
+  return c, assert(host.accept(l))
+end
+
+if ONLY then
+  local name, op = ONLY:match("^calls:(.+):(%w+)$")
+  for _, c in ipairs(configs) do
+    if c[1] == name then
+      local s = udp_pair(c[2])
+      host.bench_calls(s, op, N)
+    end
+  end
+  host.cleanup()
+  return
+end
+
+print(("lwsp %s benchmarks — %s"):format(lwsp.version, io.popen("uname -srm"):read("l")))
+print(("cpu: %s"):format((io.open("/proc/cpuinfo"):read("a"):match("model name%s*:%s*([^\n]+)") or "?")))
+print()
+print(("1. dispatch cost per call (%d calls each, timed in C)"):format(N))
+print(("   %-22s %14s %14s"):format("", "getsockopt", "64-byte send"))
+local cost = {}
+for _, c in ipairs(configs) do
+  local s = udp_pair(c[2])
+  host.bench_calls(s, "getsockopt", N // 10)   -- warm up
+  local g = host.bench_calls(s, "getsockopt", N) / N * 1e9
+  local t = host.bench_calls(s, "send64", N) / N * 1e9
+  cost[c[1]] = {g, t}
+  print(("   %-22s %11.0f ns %11.0f ns"):format(c[1], g, t))
+end
+print(("   Lua passthrough over C passthrough: +%.0f ns (getsockopt), +%.0f ns (send)"):format(
+  cost["Lua passthrough"][1] - cost["C passthrough"][1], cost["Lua passthrough"][2] - cost["C passthrough"][2]))
+
+print()
+print(("2. bulk throughput over loopback TCP (%d MiB, 64 KiB buffers)"):format(BYTES // (1024 * 1024)))
+local base_rate
+for _, c in ipairs{{"native base", native}, {"one Lua layer", one}, {"two Lua layers", two}} do
+  local cl, sv = tcp_pair(c[2], native)
+  local secs = host.bench_stream(cl, sv, BYTES, 65536)
+  local rate = BYTES / secs / (1024 * 1024)
+  base_rate = base_rate or rate
+  print(("   %-22s %9.0f MiB/s   ratio %.2f"):format(c[1], rate, rate / base_rate))
+  host.close(cl)
+  host.close(sv)
+end
+
+print()
+local OV = N // 10
+print(("3. overlapped completions per second (%d receives, each completed by a 1-byte send)"):format(OV))
+print(("   %-22s %10s %10s %10s"):format("", "event", "routine", "port"))
+for _, c in ipairs{{"native base", native}, {"Lua layer over native", one}, {"memnet (Lua base)", memnet}} do
+  local row = {}
+  for _, mode in ipairs{"event", "routine", "port"} do
+    local cl, sv = tcp_pair(c[2], c[2] == memnet and memnet or native)
+    row[#row + 1] = ("%10.0f"):format(OV / host.bench_overlapped(sv, cl, mode, OV))
+    host.close(cl)
+    host.close(sv)
+  end
+  print(("   %-22s %s"):format(c[1], table.concat(row, " ")))
+end
+
+print()
+print("4. scale: memnet sockets open at once")
+print(("   %-10s %16s %16s %18s"):format("sockets", "Lua bytes/socket", "C bytes/socket", "getsockopt ns/call"))
+local probe = udp_pair(memnet)
+for _, n in ipairs{1000, 10000, 100000} do
+  collectgarbage()
+  local before = host.bench_instance(memnet.guid).memory
+  local heap0 = host.bench_heap()
+  local socks = {}
+  for i = 1, n do socks[i] = assert(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, memnet.udp)) end
+  local lua_bytes = host.bench_instance(memnet.guid).memory - before
+  local heap = host.bench_heap() - heap0
+  local ns = host.bench_calls(probe, "getsockopt", N // 4) / (N // 4) * 1e9
+  print(("   %-10d %16.0f %16.0f %18.0f"):format(n, lua_bytes / n, (heap - lua_bytes) / n, ns))
+  for i = 1, n do host.close(socks[i]) end
+end
+host.cleanup()

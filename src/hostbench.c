@@ -1,0 +1,189 @@
+/*
+ * hostbench.c - measuring loops for bench/ (lwsp.host.bench_*): each calls a
+ * provider's proc table from C, so what is timed is the provider, not Lua on
+ * the host side.
+ */
+#include "host.h"
+#include <stdlib.h>
+#include <string.h>
+#ifdef __GLIBC__
+#  include <malloc.h>
+#endif
+
+static hprov *prov_of(SOCKET s) {
+  hsock *hs;
+  hprov *p;
+  lwsp_mutex_lock(&host_lock);
+  hs = host_sock(s);
+  p = hs ? hs->prov : NULL;
+  lwsp_mutex_unlock(&host_lock);
+  return p;
+}
+
+/* bench_calls(s, "getsockopt"|"send64", n) -> seconds for n calls */
+static int b_calls(lua_State *L) {
+  SOCKET s = (SOCKET)luaL_checkinteger(L, 1);
+  const char *op = luaL_checkstring(L, 2);
+  lua_Integer n = luaL_checkinteger(L, 3);
+  hprov *p = prov_of(s);
+  char buf[64] = {0};
+  WSABUF b = {64, buf};
+  WSATHREADID tid = {(HANDLE)host_current_thread(), 0};
+  double t0;
+  int send = strcmp(op, "send64") == 0;
+  if (!p) return luaL_error(L, "not a socket");
+  t0 = lwsp_now();
+  for (lua_Integer i = 0; i < n; i++) {
+    INT err = 0;
+    int rc;
+    if (send) {
+      DWORD sent;
+      rc = p->procs.lpWSPSend(s, &b, 1, &sent, 0, NULL, NULL, &tid, &err);
+    } else {
+      int v, len = 4;
+      rc = p->procs.lpWSPGetSockOpt(s, SOL_SOCKET, SO_TYPE, (char *)&v, &len, &err);
+    }
+    if (rc != 0) return luaL_error(L, "call %d failed: %d", (int)i, err);
+  }
+  lua_pushnumber(L, lwsp_now() - t0);
+  return 1;
+}
+
+typedef struct { hprov *p; SOCKET s; size_t total, chunk; int err; } sender;
+static void send_main(void *arg) {
+  sender *x = arg;
+  char *buf = malloc(x->chunk);
+  WSATHREADID tid = {(HANDLE)host_current_thread(), 0};
+  size_t left = x->total;
+  memset(buf, 'x', x->chunk);
+  while (left) {
+    WSABUF b = {(ULONG)(left < x->chunk ? left : x->chunk), buf};
+    DWORD n = 0;
+    INT err = 0;
+    if (x->p->procs.lpWSPSend(x->s, &b, 1, &n, 0, NULL, NULL, &tid, &err) != 0) { x->err = err; break; }
+    left -= n;
+  }
+  free(buf);
+}
+
+/* bench_stream(c, a, total, chunk) -> seconds to move total bytes c -> a */
+static int b_stream(lua_State *L) {
+  sender x;
+  SOCKET a = (SOCKET)luaL_checkinteger(L, 2);
+  hprov *pa = prov_of(a);
+  size_t got = 0;
+  char *buf;
+  lwsp_thread *t;
+  double t0;
+  WSATHREADID tid = {(HANDLE)host_current_thread(), 0};
+  x.s = (SOCKET)luaL_checkinteger(L, 1);
+  x.p = prov_of(x.s);
+  x.total = (size_t)luaL_checkinteger(L, 3);
+  x.chunk = (size_t)luaL_checkinteger(L, 4);
+  x.err = 0;
+  if (!x.p || !pa) return luaL_error(L, "not a socket");
+  buf = malloc(x.chunk);
+  t0 = lwsp_now();
+  t = lwsp_thread_start(send_main, &x);
+  while (got < x.total) {
+    WSABUF b = {(ULONG)x.chunk, buf};
+    DWORD n = 0, flags = 0;
+    INT err = 0;
+    if (pa->procs.lpWSPRecv(a, &b, 1, &n, &flags, NULL, NULL, &tid, &err) != 0 || n == 0) break;
+    got += n;
+  }
+  lwsp_thread_join(t);
+  free(buf);
+  if (got != x.total) return luaL_error(L, "moved %d of %d bytes (sender error %d)", (int)got, (int)x.total, x.err);
+  lua_pushnumber(L, lwsp_now() - t0);
+  return 1;
+}
+
+static void CALLBACK count_routine(DWORD e, DWORD b, LPWSAOVERLAPPED ov, DWORD f) {
+  (void)e; (void)b; (void)f;
+  ov->Pointer = (PVOID)1;
+}
+
+/* bench_overlapped(a, c, "event"|"routine"|"port", n) -> seconds for n
+ * overlapped receives on a, each completed by a 1-byte send on c */
+static int b_overlapped(lua_State *L) {
+  SOCKET a = (SOCKET)luaL_checkinteger(L, 1), c = (SOCKET)luaL_checkinteger(L, 2);
+  const char *mode = luaL_checkstring(L, 3);
+  lua_Integer n = luaL_checkinteger(L, 4);
+  hprov *pa = prov_of(a), *pc = prov_of(c);
+  WSATHREADID tid = {(HANDLE)host_current_thread(), 0};
+  INT err = 0;
+  WSAEVENT ev = host_upcalls.lpWPUCreateEvent(&err);
+  uintptr_t port = 0;
+  char rb[16], sb[1] = {'!'};
+  double t0;
+  int m = mode[0] == 'e' ? 0 : mode[0] == 'r' ? 1 : 2;
+  if (!pa || !pc) return luaL_error(L, "not a socket");
+  if (m == 2) {
+    hsock *hs;
+    port = host_new_port();
+    lwsp_mutex_lock(&host_lock);
+    if ((hs = host_sock(a)) != NULL) { hs->port = host_port(port); hs->key = 1; }
+    lwsp_mutex_unlock(&host_lock);
+  }
+  t0 = lwsp_now();
+  for (lua_Integer i = 0; i < n; i++) {
+    WSAOVERLAPPED ov;
+    WSABUF rbuf = {sizeof rb, rb}, sbuf = {1, sb};
+    DWORD got = 0, flags = 0, sent = 0;
+    memset(&ov, 0, sizeof ov);
+    if (m == 0) { ov.hEvent = ev; host_upcalls.lpWPUResetEvent(ev, &err); }
+    if (pa->procs.lpWSPRecv(a, &rbuf, 1, &got, &flags, &ov, m == 1 ? count_routine : NULL, &tid, &err) != 0 &&
+        err != WSA_IO_PENDING)
+      return luaL_error(L, "recv failed: %d", err);
+    if (pc->procs.lpWSPSend(c, &sbuf, 1, &sent, 0, NULL, NULL, &tid, &err) != 0) return luaL_error(L, "send failed: %d", err);
+    if (m == 0) { uintptr_t h = (uintptr_t)ev; host_wait(&h, 1, 0, 5000, 0); }
+    else if (m == 1) { while (ov.Pointer != (PVOID)1) host_wait(NULL, 0, 0, 5000, 1); }
+    else { hpacket k; if (host_dequeue(port, 5000, &k) != 1) return luaL_error(L, "no packet"); }
+  }
+  lua_pushnumber(L, lwsp_now() - t0);
+  host_upcalls.lpWPUCloseEvent(ev, &err);
+  if (port) host_close_object(port);
+  return 1;
+}
+
+/* bench_heap() -> bytes the C heap holds (0 where unknown) */
+static int b_heap(lua_State *L) {
+#ifdef __GLIBC__
+  struct mallinfo2 mi = mallinfo2();
+  lua_pushinteger(L, (lua_Integer)mi.uordblks);
+#else
+  lua_pushinteger(L, 0);
+#endif
+  return 1;
+}
+
+/* bench_instance(guid) -> {memory =, sockets =} of a Lua provider in this process */
+static int b_instance(lua_State *L) {
+  GUID g;
+  if (!lwsp_guid_parse(luaL_checkstring(L, 1), &g)) return luaL_argerror(L, 1, "not a GUID");
+  for (int i = 0; i < LWSP_MAX_INSTANCES; i++) {
+    lwsp_inst *I = &lwsp_instances[i];
+    if (I->active && lwsp_guid_eq(&I->id, &g)) {
+      uint32_t live = 0;
+      lwsp_mutex_lock(&I->lock);
+      for (uint32_t k = 0; k < I->nsocks; k++) live += rt_sock_at(I, k)->gen != 0;
+      lua_createtable(L, 0, 2);
+      lua_pushinteger(L, (lua_Integer)I->mem); lua_setfield(L, -2, "memory");
+      lua_pushinteger(L, live); lua_setfield(L, -2, "sockets");
+      lwsp_mutex_unlock(&I->lock);
+      return 1;
+    }
+  }
+  lua_pushnil(L);
+  return 1;
+}
+
+int lwsp_hostbench_open(lua_State *L);
+int lwsp_hostbench_open(lua_State *L) {
+  static const luaL_Reg fns[] = {{"bench_calls", b_calls}, {"bench_stream", b_stream},
+                                 {"bench_overlapped", b_overlapped}, {"bench_heap", b_heap},
+                                 {"bench_instance", b_instance}, {NULL, NULL}};
+  luaL_setfuncs(L, fns, 0);
+  return 0;
+}

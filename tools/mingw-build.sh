@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Cross-builds lwsp for Windows with mingw-w64: Lua 5.4 from Debian's source
+# package (lua54.dll), then lwsp.dll against it, for x86_64 and i686, into
+# build/mingw/<arch>/.  Checks that WSPStartup and luaopen_lwsp are exported
+# undecorated.  Installs what it needs (deb-src entry, mingw-w64).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+top=$PWD
+out=$top/build/mingw
+mkdir -p "$out/src"
+sudo=""
+[ "$(id -u)" = 0 ] || sudo=sudo
+
+dpkg-query -W -f='${Status}' mingw-w64 2>/dev/null | grep -q "install ok installed" || {
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends mingw-w64 >/dev/null
+}
+
+if [ ! -d "$out/src/lua-5.4" ]; then
+  if ! ls "$out"/src/lua5.4_*.orig.tar.gz >/dev/null 2>&1; then
+    if ! grep -rqs "deb-src\|Types:.*deb-src" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+      printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' |
+        $sudo tee /etc/apt/sources.list.d/lwsp-deb-src.sources >/dev/null
+      $sudo apt-get update -qq
+    fi
+    (cd "$out/src" && apt-get source --download-only lua5.4 >/dev/null 2>&1)
+  fi
+  (cd "$out/src" && rm -rf lua-5.4 && mkdir lua-5.4 && tar -xzf lua5.4_*.orig.tar.gz -C lua-5.4 --strip-components=1 &&
+   mkdir -p deb && tar -xJf lua5.4_*.debian.tar.xz -C deb &&
+   cd lua-5.4 && for p in 0004-cve-2022-28805.patch 0005-cve-2022-33099.patch; do patch -s -p1 < ../deb/debian/patches/$p; done)
+fi
+
+SRCS="src/lwsp.c src/dispatch.c src/upcalls.c src/common.c src/platform.c src/host.c src/hostapi.c src/hostobj.c
+      src/probe.c src/view.c src/pending.c src/hostio.c src/events.c src/lower.c src/hostbench.c"
+for arch in x86_64 i686; do
+  cc=$arch-w64-mingw32-gcc
+  dir=$out/$arch
+  mkdir -p "$dir"
+  if [ ! -f "$dir/lua54.dll" ]; then
+    rm -rf "$dir/lua" && cp -r "$out/src/lua-5.4" "$dir/lua"
+    make -s -C "$dir/lua/src" mingw CC="$cc -std=gnu99" >/dev/null
+    cp "$dir/lua/src/lua54.dll" "$dir/lua/src/lua.exe" "$dir/"
+  fi
+  # shellcheck disable=SC2086
+  $cc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -D__USE_MINGW_ANSI_STDIO=1 \
+    -I"$dir/lua/src" -Isrc -shared -o "$dir/lwsp.dll" $SRCS src/lwsp.def "$dir/lua54.dll" -lws2_32 \
+    -static-libgcc -Wl,--enable-stdcall-fixup
+  exports=$($arch-w64-mingw32-objdump -p "$dir/lwsp.dll" | awk '/\[Ordinal\/Name Pointer\] Table/ {t=1; next} t && NF==0 {t=0} t {print $NF}')
+  for sym in WSPStartup luaopen_lwsp; do
+    echo "$exports" | grep -qx "$sym" || { echo "lwsp.dll ($arch) does not export $sym undecorated"; echo "$exports"; exit 1; }
+  done
+  echo "built $dir/lwsp.dll (exports: $(echo $exports | tr '\n' ' '))"
+done

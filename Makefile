@@ -13,7 +13,7 @@ HDRS      = $(wildcard src/*.h)
 BUSTED    ?= lua5.4 /usr/bin/busted
 export LWSP_EXAMPLES = $(CURDIR)/examples
 
-.PHONY: all deps deps-run demo demo-memnet bench test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
+.PHONY: all deps deps-run demo demo-memnet bench wine-smoke test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
 
 NATIVE_SRCS = src/native.c src/native_os.c src/common.c src/platform.c
 
@@ -63,6 +63,7 @@ check: deps
 	$(MAKE) --no-print-directory valgrind
 	$(MAKE) --no-print-directory rock
 	$(MAKE) --no-print-directory mingw-check
+	$(MAKE) --no-print-directory wine-smoke
 	@echo "lwsp: all checks passed"
 
 test: all
@@ -120,6 +121,18 @@ mingw-check: spi-check
 
 mingw:
 	bash tools/mingw-build.sh
+
+# The x86_64 build under Wine: lua.exe loads lwsp.dll, which finds its script
+# through HKLM and runs memnet through lwsp's host.
+wine-smoke: mingw
+	@dpkg-query -W -f='$${Status}' wine64 2>/dev/null | grep -q "install ok installed" || { apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wine64 >/dev/null; }
+	WINEPREFIX=$(CURDIR)/build/wine WINEARCH=win64 WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml=" DISPLAY= \
+	  LUA_PATH='$(subst /,\,Z:$(CURDIR))\lua\?.lua;$(subst /,\,Z:$(CURDIR))\lua\?\init.lua' \
+	  LUA_CPATH='$(subst /,\,Z:$(CURDIR))\build\mingw\x86_64\?.dll' \
+	  /usr/lib/wine/wine64 build/mingw/x86_64/lua.exe tools/wine_smoke.lua '$(subst /,\,Z:$(CURDIR))' </dev/null 2>&1 \
+	  | tr -d '\r' | grep -v 'configuration\|rundll32' | tee build/wine-smoke.log
+	@grep -q '^wine smoke: memnet carried data' build/wine-smoke.log
 
 # Benchmarks (not part of check: timing is not a test).  Prints the table
 # bench/run.lua measures, then instructions per call from callgrind.

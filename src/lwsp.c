@@ -262,20 +262,16 @@ int rt_begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LPINT 
   }
   if (!lua_checkstack(L, 4)) { I->depth--; lwsp_mutex_unlock(&I->lock); *err = WSAENOBUFS; return 0; }
   c->co_ref = LUA_NOREF;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, I->idle_ref);
-  {
-    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
-    if (n > 0) {
-      lua_rawgeti(L, -1, n);
-      lua_pushnil(L);
-      lua_rawseti(L, -3, n);
-      c->co = lua_tothread(L, -1);
-    } else {
-      c->co = lua_newthread(L);
-    }
-    /* anchored by a reference: other threads use L's stack while this call waits */
+  /* idle coroutines wait in a C array, each anchored by its own reference,
+   * which anchors it while it runs too (other threads use L's stack while a
+   * call waits, so the stack is no anchor) */
+  if (I->npool > 0) {
+    I->npool--;
+    c->co = I->pool_co[I->npool];
+    c->co_ref = I->pool_ref[I->npool];
+  } else {
+    c->co = lua_newthread(L);
     c->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_pop(L, 1);
   }
   if (!lua_checkstack(c->co, 16)) {
     luaL_unref(L, LUA_REGISTRYINDEX, c->co_ref);
@@ -295,16 +291,13 @@ void rt_end(rt_call *c) {
   if (c->ns) { rt_sock_close(I, c->ns); c->ns = NULL; }
   if (c->view) { rt_view_end(c->view); c->view = NULL; }
   if (c->co) {
-    if (!c->pending && !c->broken && lua_status(c->co) == LUA_OK) {
+    if (!c->pending && !c->broken && lua_status(c->co) == LUA_OK && I->npool < LWSP_POOL) {
       lua_settop(c->co, 0);
-      lua_rawgeti(L, LUA_REGISTRYINDEX, I->idle_ref);
-      if (lua_rawlen(L, -1) < 32) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, c->co_ref);
-        lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-      }
-      lua_pop(L, 1);
+      I->pool_co[I->npool] = c->co;
+      I->pool_ref[I->npool++] = c->co_ref;
+    } else {
+      luaL_unref(L, LUA_REGISTRYINDEX, c->co_ref);   /* LUA_NOREF once a pending operation owns it */
     }
-    luaL_unref(L, LUA_REGISTRYINDEX, c->co_ref);   /* LUA_NOREF once a pending operation owns it */
   }
   if (--I->depth == 0) rt_pump(I);
   lwsp_mutex_unlock(&I->lock);
@@ -700,8 +693,6 @@ static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCAL
   lua_pushstring(L, "/");
 #endif
   if (lua_pcall(L, 3, 0, -5) != LUA_OK) goto lua_fail;
-  lua_newtable(L);
-  I->idle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
   I->waits_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);

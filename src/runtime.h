@@ -7,6 +7,7 @@
 #include "common.h"
 
 #define LWSP_SOCK_CHUNK 256
+#define LWSP_POOL 32
 
 /* The 30 SPI entries: index, Lua handler name (the SPI name without "WSP",
  * lower-cased), and the SPI name. */
@@ -71,7 +72,9 @@ typedef struct lwsp_inst {
   WSAPROTOCOL_INFOW info;        /* from the first WSPStartup */
   LPWPUCOMPLETEOVERLAPPEDREQUEST complete;
   int href[LWSP_NPROCS];         /* handler references, LUA_NOREF if absent */
-  int idle_ref;                  /* idle coroutines, reused between calls */
+  lua_State *pool_co[LWSP_POOL]; /* idle coroutines, reused between calls */
+  int pool_ref[LWSP_POOL];       /* their references */
+  int npool;
   int ifs;                       /* handlers.ifs: IFS handles */
   int views;                     /* handlers.views: send/recv data as zero-copy views */
   lwsp_sock **chunks;            /* sockets live in fixed chunks: pointers stay valid */

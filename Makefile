@@ -13,7 +13,7 @@ HDRS      = $(wildcard src/*.h)
 BUSTED    ?= lua5.4 /usr/bin/busted
 export LWSP_EXAMPLES = $(CURDIR)/examples
 
-.PHONY: all deps deps-run demo demo-memnet bench wine-smoke test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
+.PHONY: all deps deps-run demo demo-memnet bench wine-smoke fuzz test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
 
 NATIVE_SRCS = src/native.c src/native_os.c src/common.c src/platform.c
 
@@ -64,6 +64,7 @@ check: deps
 	$(MAKE) --no-print-directory rock
 	$(MAKE) --no-print-directory mingw-check
 	$(MAKE) --no-print-directory wine-smoke
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30
 	@echo "lwsp: all checks passed"
 
 test: all
@@ -148,3 +149,17 @@ bench: deps all build/cpass.so
 
 clean:
 	rm -rf build
+
+# libFuzzer (clang): the WSP entries of a Lua provider fed arguments from the
+# input.  `make fuzz` runs for FUZZ_SECONDS (60) from fuzz/corpus.
+FUZZ_SECONDS ?= 60
+FUZZ_SRCS = $(SRCS)
+build/fuzz_dispatch: fuzz/fuzz_dispatch.c $(SRCS) $(HDRS)
+	@mkdir -p build
+	clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$(LUA_INC) -Isrc \
+	  -o $@ fuzz/fuzz_dispatch.c $(FUZZ_SRCS) $(LUA_LIB) -lpthread -ldl
+
+fuzz: build/fuzz_dispatch
+	@mkdir -p fuzz/corpus build/fuzz-findings
+	ASAN_OPTIONS=detect_leaks=0 ./build/fuzz_dispatch -max_total_time=$(FUZZ_SECONDS) -max_len=512 -timeout=10 \
+	  -artifact_prefix=build/fuzz-findings/ fuzz/corpus

@@ -6,7 +6,7 @@ set -euo pipefail
 profile=${1:-test}
 pkgs=(gcc make lua5.4 liblua5.4-dev python3)
 if [ "$profile" = test ]; then
-  pkgs+=(lua-busted luarocks valgrind mingw-w64 binutils)
+  pkgs+=(lua-busted luarocks valgrind mingw-w64 binutils clang libclang-rt-14-dev)
 fi
 need=()
 for p in "${pkgs[@]}"; do

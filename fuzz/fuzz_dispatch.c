@@ -1,0 +1,153 @@
+/*
+ * fuzz_dispatch.c - libFuzzer target for the 30 WSP entries of a Lua
+ * provider (memnet): each input is a sequence of calls whose arguments --
+ * handles, lengths, flags, WSABUF arrays, socket addresses, fd_sets, option
+ * and ioctl buffers, address strings -- come from the input.  Pointers
+ * always point into real buffers and lengths never exceed them (the caller's
+ * side of the contract); everything else is fair game.  The provider runs in
+ * this process against lwsp's own host, started once.
+ */
+#include "host.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+LWSP_EXPORT int WSPAPI WSPStartup(WORD, LPWSPDATA, LPWSAPROTOCOL_INFOW, WSPUPCALLTABLE, LPWSPPROC_TABLE);
+
+static WSPPROC_TABLE P;
+static WSAPROTOCOL_INFOW INFO;
+static SOCKET pool[16];
+
+typedef struct { const uint8_t *d; size_t n; } in_t;
+static uint32_t u32(in_t *in) { uint32_t v = 0; size_t k = in->n < 4 ? in->n : 4; memcpy(&v, in->d, k); in->d += k; in->n -= k; return v; }
+static uint8_t u8(in_t *in) { uint8_t v = in->n ? in->d[0] : 0; if (in->n) { in->d++; in->n--; } return v; }
+static size_t bytes(in_t *in, void *out, size_t max) {
+  size_t k = u8(in) % (max + 1);
+  if (k > in->n) k = in->n;
+  memcpy(out, in->d, k);
+  in->d += k;
+  in->n -= k;
+  return k;
+}
+static SOCKET handle(in_t *in) {
+  uint8_t b = u8(in);
+  return b < 200 ? pool[b % 16] : (SOCKET)u32(in);
+}
+
+static void setup(void) {
+  char dir[] = "/tmp/lwsp-fuzz-XXXXXX", path[256], err[256];
+  WSPDATA data;
+  GUID g = {0x6C777370, 0x4655, 0x5A5A, {1, 2, 3, 4, 5, 6, 7, 8}};
+  char cwd[1024];
+  if (!mkdtemp(dir) || !getcwd(cwd, sizeof cwd)) abort();
+  setenv("LWSP_REGISTRY", dir, 1);
+  setenv("LWSP_LOG", "off", 1);
+  snprintf(path, sizeof path, "%s/examples/memnet.lua", cwd);
+  if (!lwsp_registry_set(&g, path, err, sizeof err)) abort();
+  host_init();
+  memset(&INFO, 0, sizeof INFO);
+  INFO.ProviderId = g;
+  INFO.iVersion = 2;
+  INFO.iAddressFamily = AF_INET;
+  INFO.iSocketType = SOCK_STREAM;
+  INFO.iProtocol = IPPROTO_TCP;
+  INFO.iMaxSockAddr = INFO.iMinSockAddr = 16;
+  lwsp_mutex_lock(&host_lock);
+  INFO.dwCatalogEntryId = host_next_catalog_id();
+  INFO.ProtocolChain.ChainLen = 1;
+  INFO.ProtocolChain.ChainEntries[0] = INFO.dwCatalogEntryId;
+  host_catalog_add(&INFO, path);
+  lwsp_mutex_unlock(&host_lock);
+  setenv("LUA_PATH", "", 1);
+  {
+    char lp[2048];
+    snprintf(lp, sizeof lp, "%s/lua/?.lua;%s/lua/?/init.lua;;", cwd, cwd);
+    setenv("LUA_PATH", lp, 1);
+  }
+  if (WSPStartup(0x0202, &data, &INFO, host_upcalls, &P) != 0) abort();
+}
+
+static void fresh_pool(void) {
+  for (int i = 0; i < 16; i++) {
+    INT e = 0;
+    uint32_t one = 1;
+    DWORD got = 0;
+    if (pool[i]) P.lpWSPCloseSocket(pool[i], &e);
+    pool[i] = P.lpWSPSocket(i % 3 == 2 ? AF_INET6 : AF_INET, i % 2 ? SOCK_DGRAM : SOCK_STREAM, 0, &INFO, 0, 0, &e);
+    if (pool[i] != INVALID_SOCKET) P.lpWSPIoctl(pool[i], FIONBIO, &one, 4, NULL, 0, &got, NULL, NULL, NULL, &e);
+  }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) {
+  static int ready;
+  in_t in = {d, n};
+  if (!ready) { setup(); ready = 1; }
+  fresh_pool();
+  while (in.n > 0) {
+    INT err = 0;
+    char buf[512], out[512];
+    SOCKADDR_STORAGE ss;
+    int len;
+    DWORD got = 0, flags = 0;
+    WSABUF wb[4];
+    uint8_t op = u8(&in) % 24;
+    SOCKET s = handle(&in);
+    memset(&ss, 0, sizeof ss);
+    switch (op) {
+    case 0: len = (int)bytes(&in, &ss, sizeof ss); P.lpWSPBind(s, (struct sockaddr *)&ss, len, &err); break;
+    case 1: len = (int)bytes(&in, &ss, sizeof ss); P.lpWSPConnect(s, (struct sockaddr *)&ss, len, NULL, NULL, NULL, NULL, &err); break;
+    case 2: P.lpWSPListen(s, (int)u32(&in), &err); break;
+    case 3: { SOCKET a; len = (int)(u8(&in) % (sizeof ss + 1)); a = P.lpWSPAccept(s, (struct sockaddr *)&ss, &len, NULL, 0, &err);
+              if (a != INVALID_SOCKET) pool[u8(&in) % 16] = a; break; }
+    case 4: case 5: {
+      DWORD nb = u8(&in) % 5;
+      size_t used = 0;
+      for (DWORD i = 0; i < nb; i++) { size_t k = bytes(&in, buf + used, 100); wb[i].buf = buf + used; wb[i].len = (ULONG)k; used += k; }
+      if (op == 4) P.lpWSPSend(s, wb, nb, &got, u8(&in), NULL, NULL, NULL, &err);
+      else { len = (int)bytes(&in, &ss, sizeof ss); P.lpWSPSendTo(s, wb, nb, &got, u8(&in), (struct sockaddr *)&ss, len, NULL, NULL, NULL, &err); }
+      break;
+    }
+    case 6: case 7: {
+      DWORD nb = u8(&in) % 5;
+      for (DWORD i = 0; i < nb; i++) { wb[i].buf = out + i * 128; wb[i].len = u8(&in) % 129; }
+      flags = u8(&in) & 3;
+      if (op == 6) P.lpWSPRecv(s, wb, nb, &got, &flags, NULL, NULL, NULL, &err);
+      else { len = (int)(u8(&in) % (sizeof ss + 1)); P.lpWSPRecvFrom(s, wb, nb, &got, &flags, (struct sockaddr *)&ss, &len, NULL, NULL, NULL, &err); }
+      break;
+    }
+    case 8: len = (int)(u8(&in) % (sizeof ss + 1)); P.lpWSPGetSockName(s, (struct sockaddr *)&ss, &len, &err); break;
+    case 9: len = (int)(u8(&in) % (sizeof ss + 1)); P.lpWSPGetPeerName(s, (struct sockaddr *)&ss, &len, &err); break;
+    case 10: { int lvl = u8(&in) & 1 ? SOL_SOCKET : (int)u32(&in), name = (int)u32(&in) & 0x7fff; len = (int)(u8(&in) % 200);
+               P.lpWSPGetSockOpt(s, lvl, name, out, &len, &err); break; }
+    case 11: { int lvl = u8(&in) & 1 ? SOL_SOCKET : (int)u32(&in), name = (int)u32(&in) & 0x7fff; len = (int)bytes(&in, buf, 64);
+               P.lpWSPSetSockOpt(s, lvl, name, buf, len, &err); break; }
+    case 12: { DWORD code = u32(&in); size_t inl = bytes(&in, buf, 64); DWORD cbout = u8(&in) % 200;
+               if (code == FIONBIO && inl >= 4) memset(buf, 1, 4);   /* stay non-blocking */
+               P.lpWSPIoctl(s, code, buf, (DWORD)inl, out, cbout, &got, NULL, NULL, NULL, &err); break; }
+    case 13: P.lpWSPShutdown(s, (int)(u8(&in) % 4), &err); break;
+    case 14: { wsp_fd_set r, w; wsp_timeval tv = {0, 0};
+               r.fd_count = u8(&in) % 70; w.fd_count = u8(&in) % 8;
+               for (unsigned i = 0; i < r.fd_count && i < WSP_FD_SETSIZE; i++) r.fd_array[i] = handle(&in);
+               for (unsigned i = 0; i < w.fd_count; i++) w.fd_array[i] = handle(&in);
+               P.lpWSPSelect(0, &r, &w, NULL, &tv, &err); break; }
+    case 15: { WSAEVENT ev = host_upcalls.lpWPUCreateEvent(&err); P.lpWSPEventSelect(s, u8(&in) & 1 ? ev : (WSAEVENT)(uintptr_t)u32(&in), (LONG)u32(&in), &err);
+               WSANETWORKEVENTS ne; P.lpWSPEnumNetworkEvents(s, ev, &ne, &err); P.lpWSPEventSelect(s, NULL, 0, &err);
+               host_upcalls.lpWPUCloseEvent(ev, &err); break; }
+    case 16: { WSANETWORKEVENTS ne; P.lpWSPEnumNetworkEvents(s, (WSAEVENT)(uintptr_t)(u8(&in) ? u32(&in) : 0), &ne, &err); break; }
+    case 17: { WCHAR w[40]; DWORD wl = u8(&in) % 41; len = (int)bytes(&in, &ss, sizeof ss);
+               P.lpWSPAddressToString((LPSOCKADDR)&ss, (DWORD)len, &INFO, w, &wl, &err); break; }
+    case 18: { WCHAR w[40]; size_t k = bytes(&in, w, sizeof w - 2); w[k / 2] = 0; len = (int)(u8(&in) % (sizeof ss + 1));
+               P.lpWSPStringToAddress(w, (INT)(u8(&in) % 30), &INFO, (LPSOCKADDR)&ss, &len, &err); break; }
+    case 19: { WSAPROTOCOL_INFOW pi; P.lpWSPDuplicateSocket(s, u32(&in), &pi, &err); break; }
+    case 20: { WSAOVERLAPPED ov; memset(&ov, 0, sizeof ov); ov.Internal = u8(&in) & 1 ? WSS_OPERATION_IN_PROGRESS : 0;
+               ov.OffsetHigh = u8(&in); P.lpWSPGetOverlappedResult(s, &ov, &got, FALSE, &flags, &err); break; }
+    case 21: { SOCKET ns = P.lpWSPSocket((int)(u8(&in) % 30), (int)(u8(&in) % 6), (int)u8(&in), &INFO, 0, 0, &err);
+               if (ns != INVALID_SOCKET) { uint32_t one = 1; P.lpWSPIoctl(ns, FIONBIO, &one, 4, NULL, 0, &got, NULL, NULL, NULL, &err);
+                                           pool[u8(&in) % 16] = ns; } break; }
+    case 22: P.lpWSPCloseSocket(s, &err); break;
+    case 23: { QOS q; WSABUF name = {(ULONG)bytes(&in, buf, 32), buf}; P.lpWSPGetQOSByName(s, &name, &q, &err); break; }
+    }
+  }
+  return 0;
+}

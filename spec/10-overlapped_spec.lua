@@ -4,15 +4,7 @@
 local H = require "helpers"
 local lwsp, wsp, host = H.lwsp, H.wsp, H.host
 
-local function pair(r)
-  local l = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
-  assert(host.bind(l, "127.0.0.1:0"))
-  assert(host.listen(l, 64))
-  local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
-  assert(host.connect(c, host.getsockname(l)))
-  local a = assert(host.accept(l))
-  return c, a, l
-end
+local pair = H.memnet_pair
 
 local function pending(ok, msg, code)
   H.fails_with("WSA_IO_PENDING", ok, msg, code)

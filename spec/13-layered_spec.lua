@@ -173,12 +173,7 @@ describe("layered providers over the native base", function()
     host.completions()
     H.fails_with("WSA_IO_PENDING", host.wsarecv(c2, 100, ov2, {routine = true}))
     host.send(a2, "routine")
-    local done = {}
-    for _ = 1, 50 do
-      host.sleep(100, true)
-      done = host.completions()
-      if #done > 0 then break end
-    end
+    local done = H.await_completions()
     assert.equal(7, done[1].bytes)
     assert.equal("routine", ov2.data)
   end)

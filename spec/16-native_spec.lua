@@ -58,12 +58,7 @@ describe("the native base provider", function()
     local ov2 = host.overlapped()
     H.fails_with("WSA_IO_PENDING", host.wsarecv(a, 100, ov2, {routine = true}))
     host.send(c, "by routine")
-    local done = {}
-    for _ = 1, 50 do
-      host.sleep(100, true)
-      done = host.completions()
-      if #done > 0 then break end
-    end
+    local done = H.await_completions()
     assert.equal(10, done[1].bytes)
     local port = host.port()
     assert(host.associate(a, port, 8))

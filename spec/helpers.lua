@@ -84,4 +84,26 @@ function H.fails_with(name, ok, msg, code)
   return true
 end
 
+--- A connected TCP pair over a memnet installation: client, accepted, listener.
+function H.memnet_pair(r)
+  local l = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+  assert(host.bind(l, "127.0.0.1:0"))
+  assert(host.listen(l, 64))
+  local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+  assert(host.connect(c, host.getsockname(l)))
+  local a = assert(host.accept(l))
+  return c, a, l
+end
+
+--- Waits (alertably, up to 5 s) until the recording completion routine has
+-- run, and returns what it recorded.
+function H.await_completions()
+  for _ = 1, 50 do
+    host.sleep(100, true)
+    local done = host.completions()
+    if #done > 0 then return done end
+  end
+  return {}
+end
+
 return H

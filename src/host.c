@@ -326,6 +326,25 @@ static SOCKET register_sock(DWORD catalog, SOCKET h, DWORD_PTR ctx, int ifs, LPI
   return h;
 }
 
+hprov *host_prov_of(SOCKET s, int *err) {
+  hsock *hs;
+  hprov *p = NULL;
+  host_init();
+  lwsp_mutex_lock(&host_lock);
+  hs = host_sock(s);
+  if (!hs) *err = WSAENOTSOCK;
+  else if (!(p = hs->prov)) *err = WSANOTINITIALISED;
+  lwsp_mutex_unlock(&host_lock);
+  return p;
+}
+
+WSATHREADID *host_this_thread(WSATHREADID *tid) {
+  hthread *t = host_current_thread();
+  tid->ThreadHandle = (HANDLE)t;
+  tid->Reserved = t ? (DWORD_PTR)t->os_id : 0;
+  return tid;
+}
+
 int host_forget_ifs(SOCKET s) {
   hsock *hs;
   int clean = 1;

@@ -114,6 +114,11 @@ int host_cleanup_all(void);
 /* After WSPCloseSocket: drops an IFS handle's record.  Returns 0 when a
  * non-IFS handle is still registered (the provider leaked it), else 1. */
 int host_forget_ifs(SOCKET s);
+/* The loaded provider behind an application's handle, or NULL with *err set
+ * (WSAENOTSOCK, or WSANOTINITIALISED once its provider is cleaned up). */
+hprov *host_prov_of(SOCKET s, int *err);
+/* The calling thread's WSATHREADID, as ws2_32 passes it to data calls. */
+WSATHREADID *host_this_thread(WSATHREADID *tid);
 /* Catalog (under host_lock) */
 DWORD host_next_catalog_id(void);
 int host_catalog_add(const WSAPROTOCOL_INFOW *info, const char *path);

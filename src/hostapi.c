@@ -22,32 +22,13 @@ static SOCKET check_sock(lua_State *L, int idx) {
   return (SOCKET)v;
 }
 
-/* The provider behind a handle, or 0 with *err set. */
-static hprov *prov_of(SOCKET s, int *err) {
-  hsock *hs;
-  hprov *p = NULL;
-  host_init();
-  lwsp_mutex_lock(&host_lock);
-  hs = host_sock(s);
-  if (!hs) *err = WSAENOTSOCK;
-  else if (!(p = hs->prov)) *err = WSANOTINITIALISED;
-  lwsp_mutex_unlock(&host_lock);
-  return p;
-}
 
 #define PROV(s) hprov *p; INT err = 0; int perr = 0; \
-  if (!(p = prov_of((s), &perr))) return fail(L, perr)
+  if (!(p = host_prov_of((s), &perr))) return fail(L, perr)
 #define CHECK(rc) do { if ((rc) == SOCKET_ERROR) return fail(L, err); } while (0)
 
 static int ok(lua_State *L) { lua_pushboolean(L, 1); return 1; }
 
-/* The calling thread's WSATHREADID, as ws2_32 passes it to data calls. */
-static WSATHREADID *this_thread(WSATHREADID *tid) {
-  hthread *t = host_current_thread();
-  tid->ThreadHandle = (HANDLE)t;
-  tid->Reserved = t ? (DWORD_PTR)t->os_id : 0;
-  return tid;
-}
 
 static void check_addr(lua_State *L, int idx, SOCKADDR_STORAGE *ss, int *len) {
   if (!lwsp_to_sockaddr(L, idx, ss, len)) luaL_argerror(L, idx, "not an address");
@@ -333,7 +314,7 @@ static int h_send(lua_State *L) {
   DWORD flags = (DWORD)luaL_optinteger(L, 3, 0);
   PROV(s);
   WSATHREADID tid;
-  CHECK(p->procs.lpWSPSend(s, &b, 1, &sent, flags, NULL, NULL, this_thread(&tid), &err));
+  CHECK(p->procs.lpWSPSend(s, &b, 1, &sent, flags, NULL, NULL, host_this_thread(&tid), &err));
   lua_pushinteger(L, sent);
   return 1;
 }
@@ -352,7 +333,7 @@ static int h_sendto(lua_State *L) {
   DWORD flags = (DWORD)luaL_optinteger(L, 4, 0);
   PROV(s);
   WSATHREADID tid;
-  CHECK(p->procs.lpWSPSendTo(s, &b, 1, &sent, flags, len ? (struct sockaddr *)&ss : NULL, len, NULL, NULL, this_thread(&tid), &err));
+  CHECK(p->procs.lpWSPSendTo(s, &b, 1, &sent, flags, len ? (struct sockaddr *)&ss : NULL, len, NULL, NULL, host_this_thread(&tid), &err));
   lua_pushinteger(L, sent);
   return 1;
 }
@@ -375,7 +356,7 @@ static int recv_into(lua_State *L, int from) {
   b[1].buf = buf + cap / 2; b[1].len = (ULONG)(cap - cap / 2);
   WSATHREADID tid;
   PROV(s);
-  this_thread(&tid);
+  host_this_thread(&tid);
   if (from) rc = p->procs.lpWSPRecvFrom(s, b, 2, &got, &flags, (struct sockaddr *)&ss, &len, NULL, NULL, &tid, &err);
   else rc = p->procs.lpWSPRecv(s, b, 2, &got, &flags, NULL, NULL, &tid, &err);
   if (rc == SOCKET_ERROR) {
@@ -459,7 +440,7 @@ static int h_ioctl(lua_State *L) {
   luaL_argcheck(L, outlen <= sizeof out, 4, "length out of range");
   PROV(s);
   WSATHREADID tid;
-  CHECK(p->procs.lpWSPIoctl(s, code, (LPVOID)in, (DWORD)inlen, outlen ? out : NULL, outlen, &got, NULL, NULL, this_thread(&tid), &err));
+  CHECK(p->procs.lpWSPIoctl(s, code, (LPVOID)in, (DWORD)inlen, outlen ? out : NULL, outlen, &got, NULL, NULL, host_this_thread(&tid), &err));
   lua_pushlstring(L, out, got);
   return 1;
 }
@@ -615,7 +596,7 @@ static int h_select(lua_State *L) {
     if (!have[k]) continue;
     for (unsigned i = 0; i < sets[k].fd_count; i++) {
       int perr = 0, j;
-      hprov *p = prov_of(sets[k].fd_array[i], &perr);
+      hprov *p = host_prov_of(sets[k].fd_array[i], &perr);
       if (!p) return fail(L, perr);
       for (j = 0; j < nparts && parts[j].p != p; j++) {}
       if (j == nparts) {

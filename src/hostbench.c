@@ -11,13 +11,8 @@
 #endif
 
 static hprov *prov_of(SOCKET s) {
-  hsock *hs;
-  hprov *p;
-  lwsp_mutex_lock(&host_lock);
-  hs = host_sock(s);
-  p = hs ? hs->prov : NULL;
-  lwsp_mutex_unlock(&host_lock);
-  return p;
+  int err = 0;
+  return host_prov_of(s, &err);
 }
 
 /* bench_calls(s, "getsockopt"|"send64", n) -> seconds for n calls */

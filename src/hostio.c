@@ -11,24 +11,7 @@
 
 static int fail(lua_State *L, int code) { return lwsp_push_error(L, code ? code : WSASYSCALLFAILURE); }
 
-static hprov *prov_of(SOCKET s, int *err) {
-  hsock *hs;
-  hprov *p = NULL;
-  host_init();
-  lwsp_mutex_lock(&host_lock);
-  hs = host_sock(s);
-  if (!hs) *err = WSAENOTSOCK;
-  else if (!(p = hs->prov)) *err = WSANOTINITIALISED;
-  lwsp_mutex_unlock(&host_lock);
-  return p;
-}
 
-/* The calling thread's WSATHREADID, as ws2_32 passes it: valid for the call only. */
-static void this_thread(WSATHREADID *tid) {
-  hthread *t = host_current_thread();
-  tid->ThreadHandle = (HANDLE)t;
-  tid->Reserved = t ? (DWORD_PTR)t->os_id : 0;
-}
 
 /* ---- the recording completion routine ------------------------------------------ */
 typedef struct completion {
@@ -125,8 +108,8 @@ static int h_wsasend(lua_State *L) {
   h->cap = n;
   b[0].buf = h->buf; b[0].len = (ULONG)(n / 2);
   b[1].buf = h->buf + n / 2; b[1].len = (ULONG)(n - n / 2);
-  if (!(p = prov_of(s, &perr))) return fail(L, perr);
-  this_thread(&tid);
+  if (!(p = host_prov_of(s, &perr))) return fail(L, perr);
+  host_this_thread(&tid);
   if (tolen)
     rc = p->procs.lpWSPSendTo(s, b, 2, &sent, flags, (struct sockaddr *)&to, tolen, &h->ov,
                               opt_bool(L, 4, "routine") ? record_routine : NULL, &tid, &err);
@@ -156,8 +139,8 @@ static int h_wsarecv(lua_State *L) {
   h->fromlen = sizeof h->from;
   b[0].buf = h->buf; b[0].len = (ULONG)(cap / 2);
   b[1].buf = h->buf + cap / 2; b[1].len = (ULONG)(cap - cap / 2);
-  if (!(p = prov_of(s, &perr))) return fail(L, perr);
-  this_thread(&tid);
+  if (!(p = host_prov_of(s, &perr))) return fail(L, perr);
+  host_this_thread(&tid);
   if (opt_bool(L, 4, "from"))
     rc = p->procs.lpWSPRecvFrom(s, b, 2, &got, &h->flags, (struct sockaddr *)&h->from, &h->fromlen, &h->ov,
                                 opt_bool(L, 4, "routine") ? record_routine : NULL, &tid, &err);
@@ -186,8 +169,8 @@ static int h_wsaioctl(lua_State *L) {
   free(h->buf);
   if (!(h->buf = malloc((size_t)outlen + 1))) return fail(L, WSAENOBUFS);
   h->cap = (size_t)outlen;
-  if (!(p = prov_of(s, &perr))) return fail(L, perr);
-  this_thread(&tid);
+  if (!(p = host_prov_of(s, &perr))) return fail(L, perr);
+  host_this_thread(&tid);
   rc = p->procs.lpWSPIoctl(s, code, (LPVOID)in, (DWORD)inlen, h->buf, (DWORD)outlen, &got, &h->ov,
                            opt_bool(L, 6, "routine") ? record_routine : NULL, &tid, &err);
   return pending_or(L, rc, err, got);
@@ -237,7 +220,7 @@ static void job_main(void *arg) {
   WSABUF b;
   j->os_id = lwsp_thread_id();
   if (t && (j->cancel_after || j->count_hook)) { t->hook = job_hook; t->hook_ctx = (DWORD_PTR)j; }
-  this_thread(&tid);
+  host_this_thread(&tid);
   switch (j->op) {
   case J_RECV:
     b.buf = j->data; b.len = (ULONG)j->len;
@@ -298,7 +281,7 @@ static int h_spawn(lua_State *L) {
     j->ms = (long)luaL_checkinteger(L, 2);
   } else {
     j->s = (SOCKET)luaL_checkinteger(L, 2);
-    if (!(j->p = prov_of(j->s, &perr))) { *u = NULL; free(j); return fail(L, perr); }
+    if (!(j->p = host_prov_of(j->s, &perr))) { *u = NULL; free(j); return fail(L, perr); }
   }
   if (op == J_RECV) {
     j->len = (size_t)luaL_checkinteger(L, 3);

@@ -4,23 +4,7 @@
 local wsp = require "wsp"
 local lwsp = require "lwsp"
 
-local function ser(v)
-  local t = type(v)
-  if t == "table" then
-    if v.handle and v.recorder then return "{sock=" .. v.handle .. "}" end
-    local keys = {}
-    for k in pairs(v) do keys[#keys + 1] = k end
-    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-    local out = {}
-    for _, k in ipairs(keys) do out[#out + 1] = "[" .. ser(k) .. "]=" .. ser(v[k]) end
-    return "{" .. table.concat(out, ",") .. "}"
-  elseif t == "string" then
-    return string.format("%q", v)
-  elseif t == "function" then
-    return '"<function>"'
-  end
-  return tostring(v)
-end
+local ser = require "ser"
 
 local function record(name, ...)
   local args = table.pack(...)

@@ -4,22 +4,7 @@
 local wsp = require "wsp"
 local lwsp = require "lwsp"
 
-local function ser(v)
-  local t = type(v)
-  if t == "table" then
-    local keys = {}
-    for k in pairs(v) do keys[#keys + 1] = k end
-    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-    local out = {}
-    for _, k in ipairs(keys) do out[#out + 1] = "[" .. ser(k) .. "]=" .. ser(v[k]) end
-    return "{" .. table.concat(out, ",") .. "}"
-  elseif t == "string" then
-    return string.format("%q", v)
-  elseif t == "nil" or t == "boolean" or t == "number" then
-    return tostring(v)
-  end
-  return string.format("%q", tostring(v))
-end
+local ser = require "ser"
 
 local env = setmetatable({wsp = wsp, lwsp = lwsp, up = wsp.upcall}, {__index = _G})
 local next_ifs = 0x40000

@@ -265,6 +265,7 @@ int host_dequeue(uintptr_t h, long ms, hpacket *out) {
 static BOOL WSPAPI up_close_event(WSAEVENT h, LPINT err) {
   hevent *e;
   ERRP;
+  if ((*err = lwsp_fault("WPUCloseEvent")) != 0) return FALSE;
   lwsp_mutex_lock(&host_lock);
   e = lwsp_map_del(&events, (SOCKET)(uintptr_t)h);
   if (e) lwsp_cond_broadcast(&host_cond);
@@ -289,6 +290,7 @@ static WSAEVENT WSPAPI up_create_event(LPINT err) {
   hevent *e = calloc(1, sizeof *e);
   uintptr_t h;
   ERRP;
+  if ((*err = lwsp_fault("WPUCreateEvent")) != 0) return (free(e), WSA_INVALID_EVENT);
   host_init();
   if (!e) { *err = WSA_NOT_ENOUGH_MEMORY; return WSA_INVALID_EVENT; }
   lwsp_mutex_lock(&host_lock);
@@ -358,6 +360,7 @@ int host_forget_ifs(SOCKET s) {
 
 static SOCKET WSPAPI up_create_socket_handle(DWORD catalog, DWORD_PTR ctx, LPINT err) {
   ERRP;
+  if ((*err = lwsp_fault("WPUCreateSocketHandle")) != 0) return INVALID_SOCKET;
   return register_sock(catalog, 0, ctx, 0, err);
 }
 
@@ -385,12 +388,15 @@ static int WSPAPI up_get_provider_path(LPGUID id, WCHAR *path, LPINT len, LPINT 
 
 static SOCKET WSPAPI up_modify_ifs_handle(DWORD catalog, SOCKET proposed, LPINT err) {
   ERRP;
+  if ((*err = lwsp_fault("WPUModifyIFSHandle")) != 0) return INVALID_SOCKET;
   return register_sock(catalog, proposed, 0, 1, err);
 }
 
 static BOOL WSPAPI up_post_message(HWND hwnd, UINT msg, WPARAM wp, LPARAM lp) {
   hwindow *w;
-  hmsg *m = malloc(sizeof *m);
+  hmsg *m;
+  if (lwsp_fault("WPUPostMessage")) return FALSE;
+  m = malloc(sizeof *m);
   if (!m) return FALSE;
   m->msg = msg; m->wparam = wp; m->lparam = lp; m->next = NULL;
   lwsp_mutex_lock(&host_lock);
@@ -422,6 +428,7 @@ static int WSPAPI up_query_socket_handle_context(SOCKET s, PDWORD_PTR ctx, LPINT
   hsock *hs;
   int rc = 0;
   ERRP;
+  if ((*err = lwsp_fault("WPUQuerySocketHandleContext")) != 0) return SOCKET_ERROR;
   if (!ctx) { *err = WSAEFAULT; return SOCKET_ERROR; }
   lwsp_mutex_lock(&host_lock);
   hs = host_sock(s);
@@ -436,6 +443,7 @@ static int WSPAPI up_queue_apc(LPWSATHREADID tid, LPWSAUSERAPC fn, DWORD_PTR ctx
   hthread *t;
   hapc *a;
   ERRP;
+  if ((*err = lwsp_fault("WPUQueueApc")) != 0) return SOCKET_ERROR;
   if (!tid || !fn) { *err = WSAEFAULT; return SOCKET_ERROR; }
   if (!(a = malloc(sizeof *a))) { *err = WSAENOBUFS; return SOCKET_ERROR; }
   a->fn = fn; a->ctx = ctx; a->next = NULL;
@@ -452,6 +460,7 @@ static int WSPAPI up_queue_apc(LPWSATHREADID tid, LPWSAUSERAPC fn, DWORD_PTR ctx
 static BOOL event_op(WSAEVENT h, int value, LPINT err) {
   hevent *e;
   ERRP;
+  if ((*err = lwsp_fault(value ? "WPUSetEvent" : "WPUResetEvent")) != 0) return FALSE;
   lwsp_mutex_lock(&host_lock);
   e = host_event(h);
   if (e) {
@@ -468,6 +477,7 @@ static BOOL WSPAPI up_set_event(WSAEVENT h, LPINT err) { return event_op(h, 1, e
 static int WSPAPI up_open_current_thread(LPWSATHREADID tid, LPINT err) {
   hthread *t;
   ERRP;
+  if ((*err = lwsp_fault("WPUOpenCurrentThread")) != 0) return SOCKET_ERROR;
   if (!tid) { *err = WSAEFAULT; return SOCKET_ERROR; }
   if (!(t = host_current_thread())) { *err = WSAENOBUFS; return SOCKET_ERROR; }
   lwsp_mutex_lock(&host_lock);
@@ -506,6 +516,7 @@ int WSPAPI lwsp_host_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD b
   hsock *hs;
   uintptr_t ev;
   ERRP;
+  if ((*err = lwsp_fault("WPUCompleteOverlappedRequest")) != 0) return SOCKET_ERROR;
   if (!ov) { *err = WSAEFAULT; return SOCKET_ERROR; }
   lwsp_mutex_lock(&host_lock);
   hs = host_sock(s);

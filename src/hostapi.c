@@ -722,6 +722,7 @@ int lwsp_hostobj_open(lua_State *L);
 int lwsp_probe_open(lua_State *L);
 int lwsp_hostio_open(lua_State *L);
 int lwsp_hostbench_open(lua_State *L);
+int lwsp_fault_open(lua_State *L);
 
 int lwsp_host_open(lua_State *L) {
   static const luaL_Reg fns[] = {
@@ -753,5 +754,6 @@ int lwsp_host_open(lua_State *L) {
   lwsp_probe_open(L);
   lwsp_hostio_open(L);
   lwsp_hostbench_open(L);
+  lwsp_fault_open(L);
   return 1;
 }

@@ -176,7 +176,12 @@ static void drop_regs(lwsp_lower *low, SOCKET h) {
 
 /* ---- the calls down ------------------------------------------------------------------ */
 #define LOW lwsp_lower *low = check_lower(L); lwsp_inst *I = low->I; INT err = 0; int rc
-#define RESULT(expr) do { DOWN(I, rc = (expr)); if (rc == SOCKET_ERROR) return fail(L, err); } while (0)
+/* A call down, unless an injected fault (lower.<name>) fails it first. */
+#define RESULT(point, expr) do { \
+    if (lwsp_faults_armed && (err = lwsp_fault(point)) != 0) return fail(L, err); \
+    DOWN(I, rc = (expr)); \
+    if (rc == SOCKET_ERROR) return fail(L, err); \
+  } while (0)
 
 static int set_nonblocking(lwsp_lower *low, SOCKET h) {
   lwsp_inst *I = low->I;
@@ -196,6 +201,7 @@ static int m_socket(lua_State *L) {
   DWORD flags = (DWORD)luaL_optinteger(L, 5, 0) | WSA_FLAG_OVERLAPPED;
   WSAPROTOCOL_INFOW pass = low->pass;
   (void)rc;
+  if (lwsp_faults_armed && (err = lwsp_fault("lower.socket")) != 0) return fail(L, err);
   DOWN(I, h = low->procs.lpWSPSocket(af, type, proto, &pass, 0, flags, &err));
   if (h == INVALID_SOCKET) return fail(L, err);
   set_nonblocking(low, h);
@@ -212,7 +218,7 @@ static int m_close(lua_State *L) {
   lua_pushfstring(L, "w%I", (lua_Integer)h);
   rt_wake(I, L, -1);
   lua_pop(L, 2);
-  RESULT(low->procs.lpWSPCloseSocket(h, &err));
+  RESULT("lower.close", low->procs.lpWSPCloseSocket(h, &err));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -227,14 +233,14 @@ static int m_bind(lua_State *L) {
   SOCKADDR_STORAGE ss;
   int len;
   addr_arg(L, 3, &ss, &len);
-  RESULT(low->procs.lpWSPBind(check_h(L, 2), (struct sockaddr *)&ss, len, &err));
+  RESULT("lower.bind", low->procs.lpWSPBind(check_h(L, 2), (struct sockaddr *)&ss, len, &err));
   lua_pushboolean(L, 1);
   return 1;
 }
 
 static int m_listen(lua_State *L) {
   LOW;
-  RESULT(low->procs.lpWSPListen(check_h(L, 2), (int)luaL_optinteger(L, 3, 5), &err));
+  RESULT("lower.listen", low->procs.lpWSPListen(check_h(L, 2), (int)luaL_optinteger(L, 3, 5), &err));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -245,7 +251,7 @@ static int m_connect(lua_State *L) {
   SOCKADDR_STORAGE ss;
   int len;
   addr_arg(L, 3, &ss, &len);
-  RESULT(low->procs.lpWSPConnect(check_h(L, 2), (struct sockaddr *)&ss, len, NULL, NULL, NULL, NULL, &err));
+  RESULT("lower.connect", low->procs.lpWSPConnect(check_h(L, 2), (struct sockaddr *)&ss, len, NULL, NULL, NULL, NULL, &err));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -256,6 +262,7 @@ static int m_accept(lua_State *L) {
   SOCKADDR_STORAGE ss;
   int len = sizeof ss;
   (void)rc;
+  if (lwsp_faults_armed && (err = lwsp_fault("lower.accept")) != 0) return fail(L, err);
   DOWN(I, h = low->procs.lpWSPAccept(check_h(L, 2), (struct sockaddr *)&ss, &len, NULL, 0, &err));
   if (h == INVALID_SOCKET) return fail(L, err);
   set_nonblocking(low, h);
@@ -276,8 +283,8 @@ static int m_send(lua_State *L) {
   b.buf = (CHAR *)luaL_checklstring(L, 3, &n);
   b.len = (ULONG)n;
   if (!lua_isnoneornil(L, 5)) addr_arg(L, 5, &ss, &len);
-  if (len) RESULT(low->procs.lpWSPSendTo(h, &b, 1, &sent, flags, (struct sockaddr *)&ss, len, NULL, NULL, NULL, &err));
-  else RESULT(low->procs.lpWSPSend(h, &b, 1, &sent, flags, NULL, NULL, NULL, &err));
+  if (len) RESULT("lower.send", low->procs.lpWSPSendTo(h, &b, 1, &sent, flags, (struct sockaddr *)&ss, len, NULL, NULL, NULL, &err));
+  else RESULT("lower.send", low->procs.lpWSPSend(h, &b, 1, &sent, flags, NULL, NULL, NULL, &err));
   lua_pushinteger(L, sent);
   return 1;
 }
@@ -295,8 +302,8 @@ static int m_recv(lua_State *L) {
   luaL_argcheck(L, cap >= 0 && cap <= 16 * 1024 * 1024, 3, "length out of range");
   b.buf = luaL_buffinitsize(L, &lb, (size_t)cap);
   b.len = (ULONG)cap;
-  if (from) RESULT(low->procs.lpWSPRecvFrom(h, &b, 1, &got, &flags, (struct sockaddr *)&ss, &len, NULL, NULL, NULL, &err));
-  else RESULT(low->procs.lpWSPRecv(h, &b, 1, &got, &flags, NULL, NULL, NULL, &err));
+  if (from) RESULT("lower.recv", low->procs.lpWSPRecvFrom(h, &b, 1, &got, &flags, (struct sockaddr *)&ss, &len, NULL, NULL, NULL, &err));
+  else RESULT("lower.recv", low->procs.lpWSPRecv(h, &b, 1, &got, &flags, NULL, NULL, NULL, &err));
   luaL_pushresultsize(&lb, got);
   lua_pushinteger(L, flags);
   if (!from) return 2;
@@ -306,7 +313,7 @@ static int m_recv(lua_State *L) {
 
 static int m_shutdown(lua_State *L) {
   LOW;
-  RESULT(low->procs.lpWSPShutdown(check_h(L, 2), (int)luaL_checkinteger(L, 3), &err));
+  RESULT("lower.shutdown", low->procs.lpWSPShutdown(check_h(L, 2), (int)luaL_checkinteger(L, 3), &err));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -316,8 +323,8 @@ static int name_call(lua_State *L, int peer) {
   SOCKADDR_STORAGE ss;
   int len = sizeof ss;
   SOCKET h = check_h(L, 2);
-  if (peer) RESULT(low->procs.lpWSPGetPeerName(h, (struct sockaddr *)&ss, &len, &err));
-  else RESULT(low->procs.lpWSPGetSockName(h, (struct sockaddr *)&ss, &len, &err));
+  if (peer) RESULT("lower.getsockname", low->procs.lpWSPGetPeerName(h, (struct sockaddr *)&ss, &len, &err));
+  else RESULT("lower.getsockname", low->procs.lpWSPGetSockName(h, (struct sockaddr *)&ss, &len, &err));
   lwsp_push_sockaddr(L, (struct sockaddr *)&ss, len);
   return 1;
 }
@@ -330,7 +337,7 @@ static int m_getsockopt(lua_State *L) {
   char buf[sizeof(WSAPROTOCOL_INFOW)];
   int len = (int)luaL_optinteger(L, 5, 4);
   luaL_argcheck(L, len >= 0 && len <= (int)sizeof buf, 5, "length out of range");
-  RESULT(low->procs.lpWSPGetSockOpt(check_h(L, 2), (int)luaL_checkinteger(L, 3), (int)luaL_checkinteger(L, 4), buf, &len, &err));
+  RESULT("lower.getsockopt", low->procs.lpWSPGetSockOpt(check_h(L, 2), (int)luaL_checkinteger(L, 3), (int)luaL_checkinteger(L, 4), buf, &len, &err));
   lua_pushlstring(L, buf, (size_t)len);
   return 1;
 }
@@ -340,7 +347,7 @@ static int m_setsockopt(lua_State *L) {
   LOW;
   size_t n;
   const char *v = luaL_checklstring(L, 5, &n);
-  RESULT(low->procs.lpWSPSetSockOpt(check_h(L, 2), (int)luaL_checkinteger(L, 3), (int)luaL_checkinteger(L, 4), v, (int)n, &err));
+  RESULT("lower.setsockopt", low->procs.lpWSPSetSockOpt(check_h(L, 2), (int)luaL_checkinteger(L, 3), (int)luaL_checkinteger(L, 4), v, (int)n, &err));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -353,7 +360,7 @@ static int m_ioctl(lua_State *L) {
   DWORD outlen = (DWORD)luaL_optinteger(L, 5, 0), got = 0;
   char out[1024];
   luaL_argcheck(L, outlen <= sizeof out, 5, "length out of range");
-  RESULT(low->procs.lpWSPIoctl(check_h(L, 2), (DWORD)luaL_checkinteger(L, 3), (LPVOID)in, (DWORD)inlen,
+  RESULT("lower.ioctl", low->procs.lpWSPIoctl(check_h(L, 2), (DWORD)luaL_checkinteger(L, 3), (LPVOID)in, (DWORD)inlen,
                                outlen ? out : NULL, outlen, &got, NULL, NULL, NULL, &err));
   lua_pushlstring(L, out, got);
   return 1;
@@ -385,7 +392,7 @@ static int m_select(lua_State *L) {
     tv.tv_sec = (LONG)t;
     tv.tv_usec = (LONG)((t - (lua_Number)tv.tv_sec) * 1e6);
   }
-  RESULT(low->procs.lpWSPSelect(0, have[0] ? &s[0] : NULL, have[1] ? &s[1] : NULL, have[2] ? &s[2] : NULL,
+  RESULT("lower.select", low->procs.lpWSPSelect(0, have[0] ? &s[0] : NULL, have[1] ? &s[1] : NULL, have[2] ? &s[2] : NULL,
                                 lua_isnoneornil(L, 5) ? NULL : &tv, &err));
   lua_pushinteger(L, rc);
   for (int k = 0; k < 3; k++) push_set(L, &s[k]);

@@ -248,6 +248,9 @@ int lwsp_do_cleanup(lwsp_inst *I, LPINT err);
 int lwsp_host_owns(const WSPUPCALLTABLE *up);
 int WSPAPI lwsp_host_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err);
 int lwsp_host_catalog_info(DWORD id, WSAPROTOCOL_INFOW *info, char *path, size_t pathlen);
+/* fault.c: 0, or the error an injected fault makes this call fail with */
+int lwsp_fault(const char *point);
+extern volatile int lwsp_faults_armed;
 
 /* lower.c: the layer below a layered provider */
 int rt_lower_open(lua_State *L, lwsp_inst *I);    /* lwsp.lower into the lwsp table */

@@ -13,7 +13,7 @@ HDRS      = $(wildcard src/*.h)
 BUSTED    ?= lua5.4 /usr/bin/busted
 export LWSP_EXAMPLES = $(CURDIR)/examples
 
-.PHONY: all deps deps-run demo demo-memnet bench wine-smoke fuzz test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
+.PHONY: all deps deps-run demo demo-memnet bench wine-smoke fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
 
 NATIVE_SRCS = src/native.c src/native_os.c src/common.c src/platform.c
 
@@ -65,6 +65,7 @@ check: deps
 	$(MAKE) --no-print-directory mingw-check
 	$(MAKE) --no-print-directory wine-smoke
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30
+	LWSP_SOAK_SECONDS=20 $(MAKE) --no-print-directory soak
 	@echo "lwsp: all checks passed"
 
 test: all
@@ -149,6 +150,11 @@ bench: deps all build/cpass.so
 
 clean:
 	rm -rf build
+
+# A bounded soak (LWSP_SOAK_SECONDS, 20 s in check) through two Lua layers.
+soak: all
+	LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" LUA_CPATH="$(CURDIR)/build/?.so;;" LWSP_ROOT=$(CURDIR) \
+	  lua5.4 tools/soak.lua
 
 # libFuzzer (clang): the WSP entries of a Lua provider fed arguments from the
 # input.  `make fuzz` runs for FUZZ_SECONDS (60) from fuzz/corpus.

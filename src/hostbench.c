@@ -176,11 +176,31 @@ static int b_instance(lua_State *L) {
   return 1;
 }
 
+/* bench_collect(guid) -> bytes after a full garbage collection in that provider's state */
+static int b_collect(lua_State *L) {
+  GUID g;
+  if (!lwsp_guid_parse(luaL_checkstring(L, 1), &g)) return luaL_argerror(L, 1, "not a GUID");
+  for (int i = 0; i < LWSP_MAX_INSTANCES; i++) {
+    lwsp_inst *I = &lwsp_instances[i];
+    if (I->active && lwsp_guid_eq(&I->id, &g)) {
+      size_t mem;
+      lwsp_mutex_lock(&I->lock);
+      lua_gc(I->L, LUA_GCCOLLECT);
+      mem = I->mem;
+      lwsp_mutex_unlock(&I->lock);
+      lua_pushinteger(L, (lua_Integer)mem);
+      return 1;
+    }
+  }
+  lua_pushnil(L);
+  return 1;
+}
+
 int lwsp_hostbench_open(lua_State *L);
 int lwsp_hostbench_open(lua_State *L) {
   static const luaL_Reg fns[] = {{"bench_calls", b_calls}, {"bench_stream", b_stream},
                                  {"bench_overlapped", b_overlapped}, {"bench_heap", b_heap},
-                                 {"bench_instance", b_instance}, {NULL, NULL}};
+                                 {"bench_instance", b_instance}, {"bench_collect", b_collect}, {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
   return 0;
 }

@@ -165,7 +165,15 @@ build/fuzz_dispatch: fuzz/fuzz_dispatch.c $(SRCS) $(HDRS)
 	clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$(LUA_INC) -Isrc \
 	  -o $@ fuzz/fuzz_dispatch.c $(FUZZ_SRCS) $(LUA_LIB) -lpthread -ldl
 
-fuzz: build/fuzz_dispatch
-	@mkdir -p fuzz/corpus build/fuzz-findings
+build/fuzz_host: fuzz/fuzz_host.c $(SRCS) $(HDRS)
+	@mkdir -p build
+	clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$(LUA_INC) -Isrc \
+	  -o $@ fuzz/fuzz_host.c $(FUZZ_SRCS) $(LUA_LIB) -lpthread -ldl
+
+# Each target runs for FUZZ_SECONDS; findings land in build/fuzz-findings.
+fuzz: build/fuzz_dispatch build/fuzz_host
+	@mkdir -p fuzz/corpus/dispatch fuzz/corpus/host build/fuzz-findings
 	ASAN_OPTIONS=detect_leaks=0 ./build/fuzz_dispatch -max_total_time=$(FUZZ_SECONDS) -max_len=512 -timeout=10 \
-	  -artifact_prefix=build/fuzz-findings/ fuzz/corpus
+	  -artifact_prefix=build/fuzz-findings/ fuzz/corpus/dispatch
+	ASAN_OPTIONS=detect_leaks=0 ./build/fuzz_host -max_total_time=$(FUZZ_SECONDS) -max_len=512 -timeout=10 \
+	  -artifact_prefix=build/fuzz-findings/ fuzz/corpus/host

@@ -132,3 +132,82 @@ describe("injected failures of the layer below", function()
     assert.is_true(host.injected()["lower.send"] > 0)
   end)
 end)
+
+describe("each fault point", function()
+  local r, native, layer
+  before_each(function()
+    r = H.provider("spec/providers/upcaller.lua")
+    native = host.install_native()
+    layer = host.install_layered{script = H.root .. "/examples/passthrough.lua", over = native, name = "points"}
+  end)
+  after_each(function() host.inject() host.cleanup() H.reset() end)
+
+  local function run(s, code)
+    local out = assert(host.ioctl(s, 0x7100, code, 1024))
+    return assert(load(out))()
+  end
+
+  local upcalls = {
+    {"WPUModifyIFSHandle", function(s) return run(s, ("return up.modify_ifs_handle(%d, 0x9200)"):format(r.tcp)) end},
+    {"WPUCreateEvent", function(s) return run(s, "return up.create_event()") end},
+    {"WPUSetEvent", function(s) local ev = host.create_event(); return run(s, ("return up.set_event(%d)"):format(ev)) end},
+    {"WPUResetEvent", function(s) local ev = host.create_event(); return run(s, ("return up.reset_event(%d)"):format(ev)) end},
+    {"WPUCloseEvent", function(s) local ev = host.create_event(); return run(s, ("return up.close_event(%d)"):format(ev)) end},
+    {"WPUOpenCurrentThread", function(s) return run(s, "return up.open_current_thread()") end},
+    {"WPUQueueApc", function(s) return run(s, "local t = up.open_current_thread() return up.queue_apc(t, print)") end},
+  }
+  for _, u in ipairs(upcalls) do
+    it(u[1] .. " fails with the injected error, seen by the provider", function()
+      local s = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+      host.inject(u[1], {every = 1, error = wsp.WSAEPROCLIM})
+      H.fails_with("WSAEPROCLIM", u[2](s))
+      assert.equal(1, host.injected()[u[1]])
+    end)
+  end
+
+  it("WPUPostMessage fails, and the provider sees false", function()
+    local s = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+    local w = host.window()
+    host.inject("WPUPostMessage", {every = 1})
+    assert.is_false(run(s, ("return up.post_message(%d, 1, 2, 3)"):format(w)))
+    assert.same({}, host.messages(w))
+  end)
+
+  local lowers = {
+    {"lower.bind", function(c) return host.bind(c, "127.0.0.1:0") end},
+    {"lower.listen", function(c) assert(host.bind(c, "127.0.0.1:0")); return host.listen(c, 1) end},
+    {"lower.connect", function(c, l) return host.connect(c, host.getsockname(l)) end},
+    {"lower.getsockopt", function(c) return host.getsockopt(c, wsp.SOL_SOCKET, wsp.SO_TYPE) end},
+    {"lower.setsockopt", function(c) return host.setsockopt(c, wsp.SOL_SOCKET, wsp.SO_RCVBUF, 4096) end},
+    {"lower.ioctl", function(c) return host.ioctl(c, wsp.FIONREAD) end},
+    {"lower.getsockname", function(c) assert(host.bind(c, "127.0.0.1:0")); return host.getsockname(c) end},
+    {"lower.shutdown", function(c, l) assert(host.connect(c, host.getsockname(l))); return host.shutdown(c, wsp.SD_BOTH) end},
+    {"lower.close", function(c) return host.close(c) end},
+    {"lower.select", function(c, l) assert(host.connect(c, host.getsockname(l))); return host.select({c}, nil, nil, 0) end},
+  }
+  for _, f in ipairs(lowers) do
+    it(f[1] .. " surfaces as the application's error and leaks nothing", function()
+      local l = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, native.tcp))
+      assert(host.bind(l, "127.0.0.1:0"))
+      assert(host.listen(l, 4))
+      local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, layer.tcp))
+      host.inject(f[1], {every = 1, count = 1, error = wsp.WSAENETDOWN})
+      H.fails_with("WSAENETDOWN", f[2](c, l))
+      assert.equal(1, host.injected()[f[1]])
+      host.inject()
+      assert(host.close(c))          -- after lower.close failed, the socket is still open: closing works now
+      assert.equal(0, host.bench_instance(layer.guid).sockets)
+    end)
+  end
+
+  it("lower.accept surfaces in accept, and the connection can still be accepted", function()
+    local l = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, layer.tcp))
+    assert(host.bind(l, "127.0.0.1:0"))
+    assert(host.listen(l, 4))
+    local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, native.tcp))
+    assert(host.connect(c, host.getsockname(l)))
+    host.inject("lower.accept", {every = 1, count = 1, error = wsp.WSAENOBUFS})
+    H.fails_with("WSAENOBUFS", host.accept(l))
+    assert.is_number((host.accept(l)))
+  end)
+end)

@@ -91,7 +91,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) {
     int len;
     DWORD got = 0, flags = 0;
     WSABUF wb[4];
-    uint8_t op = u8(&in) % 24;
+    uint8_t op = u8(&in) % 29;
     SOCKET s = handle(&in);
     memset(&ss, 0, sizeof ss);
     switch (op) {
@@ -147,6 +147,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) {
                                            pool[u8(&in) % 16] = ns; } break; }
     case 22: P.lpWSPCloseSocket(s, &err); break;
     case 23: { QOS q; WSABUF name = {(ULONG)bytes(&in, buf, 32), buf}; P.lpWSPGetQOSByName(s, &name, &q, &err); break; }
+    case 24: { uintptr_t w = host_new_window();
+               P.lpWSPAsyncSelect(s, u8(&in) & 1 ? (HWND)w : (HWND)(uintptr_t)u32(&in), u32(&in), (LONG)u32(&in), &err);
+               P.lpWSPAsyncSelect(s, NULL, 0, 0, &err); host_close_object(w); break; }
+    case 25: P.lpWSPCancelBlockingCall(&err); break;
+    case 26: { len = (int)bytes(&in, &ss, sizeof ss); WSABUF cd = {(ULONG)bytes(&in, buf, 32), buf};
+               P.lpWSPJoinLeaf(s, (struct sockaddr *)&ss, len, &cd, NULL, NULL, NULL, u32(&in), &err); break; }
+    case 27: { WSABUF dd = {u8(&in) % 129, out}; P.lpWSPRecvDisconnect(s, u8(&in) & 1 ? &dd : NULL, &err); break; }
+    case 28: { WSABUF dd = {(ULONG)bytes(&in, buf, 64), buf}; P.lpWSPSendDisconnect(s, u8(&in) & 1 ? &dd : NULL, &err); break; }
     }
   }
   return 0;

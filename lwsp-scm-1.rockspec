@@ -23,7 +23,7 @@ build = {
     lwsp = {
       sources = {
         "src/lwsp.c", "src/dispatch.c", "src/upcalls.c", "src/common.c", "src/platform.c",
-        "src/host.c", "src/hostapi.c", "src/hostobj.c", "src/probe.c", "src/view.c", "src/pending.c", "src/hostio.c", "src/events.c", "src/lower.c", "src/hostbench.c", "src/fault.c",
+        "src/host.c", "src/hostapi.c", "src/hostobj.c", "src/probe.c", "src/view.c", "src/pending.c", "src/hostio.c", "src/events.c", "src/lower.c", "src/hostbench.c", "src/fault.c", "src/trace.c",
       },
       incdirs = {"src"},
       libraries = {"lua5.4", "pthread", "dl"},
@@ -33,6 +33,7 @@ build = {
     ["wsp.host"] = "lua/wsp/host.lua",
     ["wsp.layered"] = "lua/wsp/layered.lua",
     ["wsp.util"] = "lua/wsp/util.lua",
+    ["wsp.trace"] = "lua/wsp/trace.lua",
     lwsp_native = {
       sources = {"src/native.c", "src/native_os.c", "src/common.c", "src/platform.c"},
       incdirs = {"src"},
@@ -45,7 +46,7 @@ build = {
         lwsp = {
           sources = {
             "src/lwsp.c", "src/dispatch.c", "src/upcalls.c", "src/common.c", "src/platform.c",
-            "src/host.c", "src/hostapi.c", "src/hostobj.c", "src/probe.c", "src/view.c", "src/pending.c", "src/hostio.c", "src/events.c", "src/lower.c", "src/hostbench.c", "src/fault.c",
+            "src/host.c", "src/hostapi.c", "src/hostobj.c", "src/probe.c", "src/view.c", "src/pending.c", "src/hostio.c", "src/events.c", "src/lower.c", "src/hostbench.c", "src/fault.c", "src/trace.c",
           },
           incdirs = {"src"},
           libraries = {"ws2_32"},

@@ -465,7 +465,7 @@ static int data_end(rt_call *c, int rc, const rt_io *io, rt_finish_fn finish, LP
   if (rc == RT_FAILED) { ov_failed(ov, *err); return SOCKET_ERROR; }
   if (rc == RT_PENDING) {
     if (!rt_pend(c, io, finish, routine, tid, err)) { ov_failed(ov, *err); return SOCKET_ERROR; }
-    *err = WSA_IO_PENDING;
+    *err = c->err_code = WSA_IO_PENDING;
     rt_end(c);
     return SOCKET_ERROR;
   }

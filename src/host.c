@@ -153,6 +153,7 @@ int host_run_apcs(void) {
   while (list) {
     hapc *a = list;
     list = a->next;
+    if (lwsp_tracing) lwsp_trace_event("complete", "host", "application", "APC delivered", 0, 0);
     a->fn(a->ctx);
     free(a);
     n++;
@@ -265,6 +266,7 @@ int host_dequeue(uintptr_t h, long ms, hpacket *out) {
 static BOOL WSPAPI up_close_event(WSAEVENT h, LPINT err) {
   hevent *e;
   ERRP;
+  if (lwsp_tracing) lwsp_trace_event("upcall", lwsp_trace_party(), "host", "WPUCloseEvent", 0, 0);
   if ((*err = lwsp_fault("WPUCloseEvent")) != 0) return FALSE;
   lwsp_mutex_lock(&host_lock);
   e = lwsp_map_del(&events, (SOCKET)(uintptr_t)h);
@@ -278,6 +280,7 @@ static BOOL WSPAPI up_close_event(WSAEVENT h, LPINT err) {
 static int WSPAPI up_close_socket_handle(SOCKET s, LPINT err) {
   hsock *hs;
   ERRP;
+  if (lwsp_tracing) lwsp_trace_event("upcall", lwsp_trace_party(), "host", "WPUCloseSocketHandle", s, 0);
   lwsp_mutex_lock(&host_lock);
   hs = lwsp_map_del(&socks, s);
   lwsp_mutex_unlock(&host_lock);
@@ -360,6 +363,7 @@ int host_forget_ifs(SOCKET s) {
 
 static SOCKET WSPAPI up_create_socket_handle(DWORD catalog, DWORD_PTR ctx, LPINT err) {
   ERRP;
+  if (lwsp_tracing) lwsp_trace_event("upcall", lwsp_trace_party(), "host", "WPUCreateSocketHandle", 0, 0);
   if ((*err = lwsp_fault("WPUCreateSocketHandle")) != 0) return INVALID_SOCKET;
   return register_sock(catalog, 0, ctx, 0, err);
 }
@@ -388,6 +392,7 @@ static int WSPAPI up_get_provider_path(LPGUID id, WCHAR *path, LPINT len, LPINT 
 
 static SOCKET WSPAPI up_modify_ifs_handle(DWORD catalog, SOCKET proposed, LPINT err) {
   ERRP;
+  if (lwsp_tracing) lwsp_trace_event("upcall", lwsp_trace_party(), "host", "WPUModifyIFSHandle", proposed, 0);
   if ((*err = lwsp_fault("WPUModifyIFSHandle")) != 0) return INVALID_SOCKET;
   return register_sock(catalog, proposed, 0, 1, err);
 }
@@ -395,6 +400,7 @@ static SOCKET WSPAPI up_modify_ifs_handle(DWORD catalog, SOCKET proposed, LPINT 
 static BOOL WSPAPI up_post_message(HWND hwnd, UINT msg, WPARAM wp, LPARAM lp) {
   hwindow *w;
   hmsg *m;
+  if (lwsp_tracing) lwsp_trace_event("upcall", lwsp_trace_party(), "host", "WPUPostMessage", (SOCKET)wp, 0);
   if (lwsp_fault("WPUPostMessage")) return FALSE;
   m = malloc(sizeof *m);
   if (!m) return FALSE;
@@ -443,6 +449,7 @@ static int WSPAPI up_queue_apc(LPWSATHREADID tid, LPWSAUSERAPC fn, DWORD_PTR ctx
   hthread *t;
   hapc *a;
   ERRP;
+  if (lwsp_tracing) lwsp_trace_event("upcall", lwsp_trace_party(), "host", "WPUQueueApc", 0, 0);
   if ((*err = lwsp_fault("WPUQueueApc")) != 0) return SOCKET_ERROR;
   if (!tid || !fn) { *err = WSAEFAULT; return SOCKET_ERROR; }
   if (!(a = malloc(sizeof *a))) { *err = WSAENOBUFS; return SOCKET_ERROR; }
@@ -460,6 +467,7 @@ static int WSPAPI up_queue_apc(LPWSATHREADID tid, LPWSAUSERAPC fn, DWORD_PTR ctx
 static BOOL event_op(WSAEVENT h, int value, LPINT err) {
   hevent *e;
   ERRP;
+  if (lwsp_tracing) lwsp_trace_event("upcall", lwsp_trace_party(), "host", value ? "WPUSetEvent" : "WPUResetEvent", 0, 0);
   if ((*err = lwsp_fault(value ? "WPUSetEvent" : "WPUResetEvent")) != 0) return FALSE;
   lwsp_mutex_lock(&host_lock);
   e = host_event(h);
@@ -516,6 +524,7 @@ int WSPAPI lwsp_host_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD b
   hsock *hs;
   uintptr_t ev;
   ERRP;
+  if (lwsp_tracing) lwsp_trace_event("upcall", lwsp_trace_party(), "host", "WPUCompleteOverlappedRequest", s, 0);
   if ((*err = lwsp_fault("WPUCompleteOverlappedRequest")) != 0) return SOCKET_ERROR;
   if (!ov) { *err = WSAEFAULT; return SOCKET_ERROR; }
   lwsp_mutex_lock(&host_lock);
@@ -533,7 +542,11 @@ int WSPAPI lwsp_host_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD b
     hevent *e = host_event((WSAEVENT)(ev & ~(uintptr_t)1));
     if (e) e->signalled = 1;
   }
-  if (hs->port && !(ev & 1)) host_post(hs->port, bytes, hs->key, ov);
+  if (lwsp_tracing && (ev & ~(uintptr_t)1)) lwsp_trace_event("complete", "host", "application", "event signalled", s, (int)error);
+  if (hs->port && !(ev & 1)) {
+    host_post(hs->port, bytes, hs->key, ov);
+    if (lwsp_tracing) lwsp_trace_event("complete", "host", "application", "completion-port packet", s, (int)error);
+  }
   lwsp_cond_broadcast(&host_cond);
   lwsp_mutex_unlock(&host_lock);
   return 0;

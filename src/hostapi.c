@@ -755,5 +755,14 @@ int lwsp_host_open(lua_State *L) {
   lwsp_hostio_open(L);
   lwsp_hostbench_open(L);
   lwsp_fault_open(L);
+  {
+    static const char *const traced[] = {
+      "socket", "close", "bind", "listen", "connect", "accept", "send", "sendto", "recv", "recvfrom", "shutdown",
+      "getsockname", "getpeername", "getsockopt", "setsockopt", "ioctl", "address_to_string", "string_to_address",
+      "duplicate_socket", "event_select", "enum_network_events", "async_select", "select", "get_qos_by_name",
+      "join_leaf", "send_disconnect", "recv_disconnect", "cancel_blocking_call", "wsasend", "wsarecv", "wsaioctl",
+      "get_overlapped_result", NULL};
+    lwsp_trace_wrap(L, traced);
+  }
   return 1;
 }

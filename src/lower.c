@@ -32,6 +32,8 @@ typedef struct lwsp_lower {
   WSPDATA data;
   WSAPROTOCOL_INFOW pass;      /* the protocol info given to the lower WSPStartup and WSPSocket */
   int started;
+  int foreign;                 /* not an lwsp Lua provider: lwsp traces the calls down itself */
+  char lname[39];              /* the next layer's GUID, for the trace */
   lreg *regs;
   size_t nregs, capregs;
   lwatch *watches;
@@ -131,6 +133,8 @@ static int load(lwsp_inst *I, lwsp_lower *low, char *why, size_t whylen) {
       return 0;
     }
   low->started = 1;
+  low->foreign = lwsp_dlsym(low->lib, "luaopen_lwsp") == NULL;
+  lwsp_guid_format(&next.ProviderId, low->lname);
   return 1;
 }
 
@@ -178,10 +182,29 @@ static void drop_regs(lwsp_lower *low, SOCKET h) {
 #define LOW lwsp_lower *low = check_lower(L); lwsp_inst *I = low->I; INT err = 0; int rc
 /* A call down, unless an injected fault (lower.<name>) fails it first. */
 #define RESULT(point, expr) do { \
+    int tr_ = lwsp_tracing && low->foreign; \
     if (lwsp_faults_armed && (err = lwsp_fault(point)) != 0) return fail(L, err); \
+    if (tr_) lwsp_trace_enter(I->name, low->lname, spi_name(point), TRACE_SOCK(L)); \
     DOWN(I, rc = (expr)); \
+    if (tr_) lwsp_trace_leave(I->name, low->lname, spi_name(point), TRACE_SOCK(L), \
+                             rc == SOCKET_ERROR ? err : 0); \
     if (rc == SOCKET_ERROR) return fail(L, err); \
   } while (0)
+
+#define TRACE_SOCK(L) ((SOCKET)(lua_isinteger((L), 2) ? lua_tointeger((L), 2) : 0))
+
+/* "lower.getsockopt" -> "WSPGetSockOpt", for the trace of a call into a C provider */
+static const char *spi_name(const char *point) {
+  static const char *const map[][2] = {
+    {"lower.close", "WSPCloseSocket"}, {"lower.bind", "WSPBind"}, {"lower.listen", "WSPListen"},
+    {"lower.connect", "WSPConnect"}, {"lower.send", "WSPSend"}, {"lower.recv", "WSPRecv"},
+    {"lower.shutdown", "WSPShutdown"}, {"lower.getsockname", "WSPGetSockName"},
+    {"lower.getsockopt", "WSPGetSockOpt"}, {"lower.setsockopt", "WSPSetSockOpt"}, {"lower.ioctl", "WSPIoctl"},
+    {"lower.select", "WSPSelect"}};
+  for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+    if (strcmp(map[i][0], point) == 0) return map[i][1];
+  return point;
+}
 
 static int set_nonblocking(lwsp_lower *low, SOCKET h) {
   lwsp_inst *I = low->I;

@@ -245,6 +245,7 @@ int rt_begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LPINT 
   c->can_wait = 0;
   c->ov = NULL;
   c->pending = 0;
+  c->traced = 0;
   if (!I->active) { *err = WSANOTINITIALISED; return 0; }
   lwsp_mutex_lock(&I->lock);
   if (!I->active) { lwsp_mutex_unlock(&I->lock); *err = WSANOTINITIALISED; return 0; }
@@ -282,13 +283,21 @@ int rt_begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LPINT 
   }
   lua_rawgeti(c->co, LUA_REGISTRYINDEX, I->href[proc]);
   if (c->so) lua_rawgeti(c->co, LUA_REGISTRYINDEX, c->so->ref);
+  c->traced = lwsp_tracing;
+  c->err_code = 0;
+  if (c->traced) {
+    c->caller = lwsp_trace_party();
+    lwsp_trace_enter(c->caller, I->name, lwsp_spi_names[proc], c->so ? c->so->handle : 0);
+  }
   return 1;
 }
 
 void rt_end(rt_call *c) {
   lwsp_inst *I = c->I;
   lua_State *L = I->L;
+  SOCKET traced_sock = c->so ? c->so->handle : 0;
   if (c->ns) { rt_sock_close(I, c->ns); c->ns = NULL; }
+  if (c->traced) lwsp_trace_leave(c->caller, I->name, lwsp_spi_names[c->proc], traced_sock, c->err_code);
   if (c->view) { rt_view_end(c->view); c->view = NULL; }
   if (c->co) {
     if (!c->pending && !c->broken && lua_status(c->co) == LUA_OK && I->npool < LWSP_POOL) {
@@ -305,6 +314,7 @@ void rt_end(rt_call *c) {
 
 int rt_fail(rt_call *c, LPINT err, int code) {
   *err = code;
+  c->err_code = code;
   /* FD_WRITE is re-armed by a send that would have blocked */
   if (code == WSAEWOULDBLOCK && c->so && (c->proc == P_send || c->proc == P_sendto)) rt_reenable(c->I, c->so, FD_WRITE);
   rt_end(c);
@@ -999,6 +1009,8 @@ LWSP_EXPORT int luaopen_lwsp(lua_State *L) {
   lua_setfield(L, -2, "handler_names");
   lwsp_host_open(L);
   lua_setfield(L, -2, "host");
+  lwsp_trace_open(L);
+  lua_setfield(L, -2, "trace");
   if (I) {
     lwsp_upcalls_open(L, I);
     lua_setfield(L, -2, "upcall");

@@ -121,6 +121,9 @@ typedef struct rt_call {
   int can_wait;  /* the entry may block or pend when its handler yields */
   LPWSAOVERLAPPED ov; /* an overlapped call: a yield leaves it pending */
   int pending;   /* the coroutine now belongs to a pending operation */
+  int traced;    /* the entry was traced: rt_end records its return */
+  int err_code;  /* the call's Winsock error, for the trace */
+  const char *caller; /* who made the call, for the trace */
 } rt_call;
 
 /* Where a data call's results go: the caller's buffers (or, for a pending
@@ -248,6 +251,14 @@ int lwsp_do_cleanup(lwsp_inst *I, LPINT err);
 int lwsp_host_owns(const WSPUPCALLTABLE *up);
 int WSPAPI lwsp_host_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err);
 int lwsp_host_catalog_info(DWORD id, WSAPROTOCOL_INFOW *info, char *path, size_t pathlen);
+/* trace.c: records of every crossing, when lwsp_tracing is set */
+extern volatile int lwsp_tracing;
+void lwsp_trace_enter(const char *from, const char *to, const char *name, SOCKET s);
+void lwsp_trace_leave(const char *from, const char *to, const char *name, SOCKET s, int error);
+void lwsp_trace_event(const char *kind, const char *from, const char *to, const char *name, SOCKET s, int error);
+const char *lwsp_trace_party(void);
+void lwsp_trace_wrap(lua_State *L, const char *const *names);
+int lwsp_trace_open(lua_State *L);
 /* fault.c: 0, or the error an injected fault makes this call fail with */
 int lwsp_fault(const char *point);
 extern volatile int lwsp_faults_armed;

@@ -211,7 +211,8 @@ static void ev_ready(nsock *so, short rev) {
     if (so->type == SOCK_STREAM) {
       char c;
       long n = nos_recv(so->fd, &c, 1, MSG_PEEK, NULL, NULL, 0);
-      if (n == 0 || (n < 0 && n != -WSAEWOULDBLOCK)) {
+      if (n == -WSAEWOULDBLOCK) return;   /* a stale readiness: the data went to a recv meanwhile */
+      if (n == 0 || n < 0) {
         if (!so->closed_seen) { so->closed_seen = 1; ev_record(so, FD_CLOSE, n < 0 ? (int)-n : 0); }
         return;
       }

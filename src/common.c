@@ -224,7 +224,7 @@ static int hexval(int c) {
   c |= 32;
   return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
 }
-/* Accepts "{XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX}" with or without braces. */
+/* Accepts a GUID as 8-4-4-4-12 hex digits, with or without braces. */
 int lwsp_guid_parse(const char *s, GUID *g) {
   static const int groups[] = {8, 4, 4, 4, 12};
   unsigned char b[16];

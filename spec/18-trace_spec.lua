@@ -1,65 +1,92 @@
 -- Tracing: every crossing between the application, the host, the provider
--- layers and the upcalls, recorded in order.
+-- layers and the upcalls, recorded in order with arguments, results, errors
+-- and durations; the text view and the page built from the records.
 local H = require "helpers"
 local lwsp, wsp, host = H.lwsp, H.wsp, H.host
 local trace = require "wsp.trace"
 
+local function brief(records, g)
+  local out = {}
+  for _, r in ipairs(records) do
+    local function p(x) return x == g and "P" or x end
+    out[#out + 1] = ("%s %s>%s %s s%d (%s) -> %s %s"):format(r.kind, p(r.from), p(r.to), r.name, r.socket, r.args,
+      r.result, r.errname or "ok")
+  end
+  return out
+end
+
+local function find(records, pred)
+  local out = {}
+  for _, r in ipairs(records) do if pred(r) then out[#out + 1] = r end end
+  return out
+end
+
 describe("the trace", function()
   after_each(function() trace.stop() H.reset() end)
 
-  local function brief(records)
-    local out = {}
-    for _, r in ipairs(records) do
-      out[#out + 1] = ("%s %s>%s %s %s"):format(r.kind, r.from, r.to, r.name, r.errname or "ok")
-    end
-    return out
-  end
-
-  it("records a scripted scenario exactly: calls, returns, upcalls, in order", function()
+  it("records a scripted scenario exactly: parties, names, arguments, results, errors, in order", function()
     local r = H.provider("examples/memnet.lua")
     local g = r.guid
     trace.start()
     local s = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
     assert(host.bind(s, "127.0.0.1:0"))
-    H.fails_with("WSAEADDRINUSE", (function()
-      local t = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
-      return host.bind(t, host.getsockname(s))
-    end)())
+    local t = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+    local name = host.getsockname(s)
+    H.fails_with("WSAEADDRINUSE", host.bind(t, name))
+    local cs, ct = ("0x%x"):format(host.socket_info(s).context), ("0x%x"):format(host.socket_info(t).context)
     assert(host.close(s))
-    assert.equal(27, trace.stop())
-    local got = brief(trace.records())
+    assert.equal(33, trace.stop())
+    local at = lwsp.format_address(name)
+    local S, T = "s" .. s, "s" .. t
+    local f = string.format
     assert.same({
-      "call application>host socket ok",
-      "call host>" .. g .. " WSPSocket ok",
-      "upcall " .. g .. ">host WPUCreateSocketHandle ok",
-      "return " .. g .. ">host WSPSocket ok",
-      "return host>application socket ok",
-      "call application>host bind ok",
-      "call host>" .. g .. " WSPBind ok",
-      "return " .. g .. ">host WSPBind ok",
-      "return host>application bind ok",
-      "call application>host socket ok",
-      "call host>" .. g .. " WSPSocket ok",
-      "upcall " .. g .. ">host WPUCreateSocketHandle ok",
-      "return " .. g .. ">host WSPSocket ok",
-      "return host>application socket ok",
-      "call application>host getsockname ok",
-      "call host>" .. g .. " WSPGetSockName ok",
-      "return " .. g .. ">host WSPGetSockName ok",
-      "return host>application getsockname ok",
-      "call application>host bind ok",
-      "call host>" .. g .. " WSPBind ok",
-      "return " .. g .. ">host WSPBind WSAEADDRINUSE",
-      "return host>application bind WSAEADDRINUSE",
-      "call application>host close ok",
-      "call host>" .. g .. " WSPCloseSocket ok",
-      "upcall " .. g .. ">host WPUCloseSocketHandle ok",
-      "return " .. g .. ">host WSPCloseSocket ok",
-      "return host>application close ok",
-    }, got)
+      "call application>host socket s0 (2, 1, 0, 0, " .. r.tcp .. ") ->  ok",
+      "call host>P WSPStartup s0 (2.2) ->  ok",
+      "return P>host WSPStartup s0 () ->  ok",
+      f("call host>P WSPSocket %s (%s, 2, 1, 0, {...}, 0, 0) ->  ok", S, S),
+      f("upcall P>host WPUCreateSocketHandle %s (catalog %d, context %s) ->  ok", S, r.tcp, cs),
+      f("return P>host WSPSocket %s () -> true ok", S),
+      f("return host>application socket %s () -> %d ok", S, s),
+      f('call application>host bind %s (%d, "127.0.0.1:0") ->  ok', S, s),
+      f("call host>P WSPBind %s (%s, 127.0.0.1:0) ->  ok", S, S),
+      f("upcall P>host WPUQuerySocketHandleContext %s (context %s) ->  ok", S, cs),
+      f("return P>host WSPBind %s () -> true ok", S),
+      f("return host>application bind %s () -> true ok", S),
+      "call application>host socket s0 (2, 1, 0, 0, " .. r.tcp .. ") ->  ok",
+      f("call host>P WSPSocket %s (%s, 2, 1, 0, {...}, 0, 0) ->  ok", T, T),
+      f("upcall P>host WPUCreateSocketHandle %s (catalog %d, context %s) ->  ok", T, r.tcp, ct),
+      f("return P>host WSPSocket %s () -> true ok", T),
+      f("return host>application socket %s () -> %d ok", T, t),
+      f("call application>host getsockname %s (%d) ->  ok", S, s),
+      f("call host>P WSPGetSockName %s (%s) ->  ok", S, S),
+      f("upcall P>host WPUQuerySocketHandleContext %s (context %s) ->  ok", S, cs),
+      f("return P>host WSPGetSockName %s () -> %s ok", S, at),
+      f("return host>application getsockname %s () -> %s ok", S, at),
+      f("call application>host bind %s (%d, %s) ->  ok", T, t, at),
+      f("call host>P WSPBind %s (%s, %s) ->  ok", T, T, at),
+      f("upcall P>host WPUQuerySocketHandleContext %s (context %s) ->  ok", T, ct),
+      f("return P>host WSPBind %s () ->  WSAEADDRINUSE", T),
+      f("return host>application bind %s () ->  WSAEADDRINUSE", T),
+      f("call application>host close %s (%d) ->  ok", S, s),
+      f("call host>P WSPCloseSocket %s (%s) ->  ok", S, S),
+      f("upcall P>host WPUQuerySocketHandleContext %s (context %s) ->  ok", S, cs),
+      f("upcall P>host WPUCloseSocketHandle %s () ->  ok", S),
+      f("return P>host WSPCloseSocket %s () -> true ok", S),
+      f("return host>application close %s () -> true ok", S),
+    }, brief(trace.records(), g))
+    -- sequence numbers, depths and one thread
+    local recs = trace.records()
+    for i, x in ipairs(recs) do
+      assert.equal(i, x.seq)
+      assert.equal(recs[1].thread, x.thread)
+    end
+    assert.same({0, 1, 1, 1, 2, 1, 0}, {recs[1].depth, recs[2].depth, recs[3].depth, recs[4].depth, recs[5].depth,
+                                        recs[6].depth, recs[7].depth})
+    assert.equal(wsp.WSAEADDRINUSE, recs[26].error)
+    assert.is_true(recs[26].us >= 0 and recs[27].us >= recs[26].us)
   end)
 
-  it("follows a call down through two layers and shows completions", function()
+  it("follows a call down through two layers, names who resumes a pending call, and shows its completion", function()
     local native = host.install_native()
     local inner = host.install_layered{script = H.root .. "/examples/passthrough.lua", over = native, name = "inner"}
     local outer = host.install_layered{script = H.root .. "/examples/passthrough.lua", over = inner, name = "outer"}
@@ -78,27 +105,170 @@ describe("the trace", function()
     assert.equal(1, host.wait({ov.hEvent}, false, 5000))
     trace.stop()
     local recs = trace.records()
-    local chain = {}
-    for _, r in ipairs(recs) do
-      if r.kind == "call" and r.name == "WSPGetSockOpt" then chain[#chain + 1] = r.to end
+    local calls = find(recs, function(r) return r.kind == "call" and r.name == "WSPGetSockOpt" end)
+    assert.same({outer.guid, inner.guid, native.guid}, {calls[1].to, calls[2].to, calls[3].to})
+    assert.same({"host", outer.guid, inner.guid}, {calls[1].from, calls[2].from, calls[3].from})
+    assert.same({1, 2, 3}, {calls[1].depth, calls[2].depth, calls[3].depth})
+    -- the host's send on the native socket is recorded by the host (native is not lwsp's)
+    local sends = find(recs, function(r) return r.kind == "call" and r.name == "WSPSend" and r.socket == a end)
+    assert.equal(1, #sends)
+    assert.same({"host", native.guid, a .. ', "hi"'}, {sends[1].from, sends[1].to, sends[1].args})
+    -- the pending WSPRecv is resumed on the outer layer's service thread: the
+    -- outer provider calls down, and completes to the host
+    local app = recs[1].thread
+    local resumed = find(recs, function(r)
+      return r.kind == "call" and r.name == "WSPRecv" and r.thread ~= app and r.to == inner.guid
+    end)
+    assert.is_true(#resumed >= 1)
+    assert.equal(outer.guid, resumed[#resumed].from)
+    local done = find(recs, function(r) return r.name == "WPUCompleteOverlappedRequest" end)
+    assert.equal(1, #done)
+    assert.same({"upcall", outer.guid, "host", c, "error 0, 2 bytes"}, {done[1].kind, done[1].from, done[1].to,
+                                                                        done[1].socket, done[1].args})
+    local signalled = find(recs, function(r) return r.kind == "complete" and r.name == "event signalled" end)
+    assert.same({"host", "application", c, "2 bytes"}, {signalled[1].from, signalled[1].to, signalled[1].socket,
+                                                        signalled[1].args})
+    -- the text view
+    local text = trace.text(recs, {[outer.guid] = "outer", [inner.guid] = "inner", [native.guid] = "native"})
+    assert.truthy(text:find("host -> outer: WSPGetSockOpt(s" .. c, 1, true), text)
+    assert.truthy(text:find("outer -> inner: WSPGetSockOpt(s", 1, true), text)
+    assert.truthy(text:find("inner -> native: WSPGetSockOpt(", 1, true), text)
+    assert.truthy(text:find("^ upcall WPUCompleteOverlappedRequest from outer s" .. c .. " (error 0, 2 bytes)", 1, true), text)
+    assert.truthy(text:find("* event signalled s" .. c .. " (2 bytes)", 1, true), text)
+    -- the JSON Lines file holds the same records
+    local back = trace.read(file)
+    assert.equal(#recs, #back)
+    for i, x in ipairs(recs) do
+      for k, v in pairs(x) do
+        if k == "t" or k == "us" then
+          assert.is_true(math.abs(back[i][k] - v) < (k == "t" and 1e-5 or 0.1))
+        else
+          assert.equal(v, back[i][k], ("record %d field %s"):format(i, k))
+        end
+      end
     end
-    assert.same({outer.guid, inner.guid, native.guid}, chain)
-    local depths = {}
-    for _, r in ipairs(recs) do if r.kind == "call" and r.name == "WSPGetSockOpt" then depths[#depths + 1] = r.depth end end
-    assert.same({1, 2, 3}, depths)
-    local completed = false
-    for _, r in ipairs(recs) do
-      if r.kind == "complete" and r.name == "event signalled" and r.socket == c then completed = true end
+    -- lanes: callers left of callees, the base last
+    assert.same({"application", "host", outer.guid, inner.guid, native.guid},
+      (function() local ids = {} for i, l in ipairs(trace.lanes(recs)) do ids[i] = l.id end return ids end)())
+  end)
+
+  it("records each completion mechanism and the upcalls behind it", function()
+    local r = H.provider("examples/memnet.lua")
+    local c, a = H.memnet_pair(r)
+    host.completions()
+    trace.start()
+    -- event
+    local ov1 = host.overlapped(host.create_event())
+    H.fails_with("WSA_IO_PENDING", host.wsarecv(a, 100, ov1))
+    host.send(c, "one")
+    -- completion routine: an APC
+    local ov2 = host.overlapped()
+    H.fails_with("WSA_IO_PENDING", host.wsarecv(a, 100, ov2, {routine = true}))
+    host.send(c, "two")
+    assert.equal("io_completion", host.sleep(1000, true))
+    -- completion port
+    local port = host.port()
+    assert(host.associate(a, port, 3))
+    local ov3 = host.overlapped()
+    H.fails_with("WSA_IO_PENDING", host.wsarecv(a, 100, ov3))
+    host.send(c, "three")
+    assert.equal(5, (host.dequeue(port, 1000)))
+    -- a window message
+    local w = host.window()
+    assert(host.async_select(c, w, 0x0401, wsp.FD_READ))
+    host.send(a, "four")
+    assert.equal(1, #host.messages(w, 1000))
+    trace.stop()
+    local recs = trace.records()
+    local function names(kind, sock)
+      local out = {}
+      for _, x in ipairs(recs) do
+        if x.kind == kind and (not sock or x.socket == sock) then out[#out + 1] = x.name end
+      end
+      return out
     end
-    assert.is_true(completed)
-    local text = trace.text(recs)
-    assert.truthy(text:find("host -> provider " .. outer.guid:sub(1, 9) .. "}: WSPGetSockOpt s" .. c, 1, true), text)
-    local lines = 0
-    for line in io.lines(file) do
-      lines = lines + 1
-      assert.truthy(line:match('^{"seq":%d+,"t":[%d.]+,"thread":%d+,"kind":"%a+"'), line)
+    assert.same({"event signalled", "APC delivered", "completion-port packet", "message posted"}, names("complete"))
+    local msg = find(recs, function(x) return x.name == "message posted" end)[1]
+    assert.same({c, ("msg 0x401, event 0x%x, error 0"):format(wsp.FD_READ)}, {msg.socket, msg.args})
+    local seen = {}
+    for _, n in ipairs(names("upcall")) do seen[n] = true end
+    for _, n in ipairs{"WPUQuerySocketHandleContext", "WPUCompleteOverlappedRequest", "WPUQueueApc", "WPUPostMessage"} do
+      assert.is_true(seen[n], n)
     end
-    assert.equal(#recs, lines)
+    -- each completion comes after the upcall that caused it
+    local function index(name, from)
+      for i = from or 1, #recs do if recs[i].name == name then return i end end
+    end
+    assert.is_true(index("WPUCompleteOverlappedRequest") < index("event signalled"))
+    assert.is_true(index("WPUQueueApc") < index("APC delivered"))
+    assert.is_true(index("WPUPostMessage") < index("message posted"))
+  end)
+
+  it("records every upcall, each once, with the provider as the caller", function()
+    local r = H.provider("spec/providers/upcaller.lua")
+    local s = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+    local w = host.window()
+    local ov = host.overlapped(host.create_event())
+    local code = ([[
+      local h = up.create_socket_handle(%d, 7)
+      up.query_socket_handle_context(h)
+      up.close_socket_handle(h)
+      up.modify_ifs_handle(%d, 0x9200)
+      local ev = up.create_event()
+      up.set_event(ev) up.reset_event(ev) up.close_event(ev)
+      up.fd_isset(7, {3, 7})
+      up.get_provider_path(%q)
+      up.post_message(%d, 0x401, %d, 1)
+      up.query_blocking_callback()
+      local t = up.open_current_thread()
+      up.queue_apc(t, function() end)
+      up.close_thread(t)
+      up.complete_overlapped_request(%d, %d, 0, 1)
+      return "return true"
+    ]]):format(r.tcp, r.tcp, r.guid, w, s, s, ov.address)
+    trace.start()
+    assert(host.ioctl(s, 0x7100, code, 1024))
+    trace.stop()
+    local got = {}
+    for _, x in ipairs(trace.records()) do
+      if x.kind == "upcall" then
+        assert.equal(r.guid, x.from)
+        assert.equal("host", x.to)
+        got[#got + 1] = x.name
+      end
+    end
+    -- the first query is lwsp's own, finding s for the WSPIoctl
+    assert.same({"WPUQuerySocketHandleContext", "WPUCreateSocketHandle", "WPUQuerySocketHandleContext",
+                 "WPUCloseSocketHandle", "WPUModifyIFSHandle", "WPUCreateEvent", "WPUSetEvent", "WPUResetEvent",
+                 "WPUCloseEvent", "WPUFDIsSet", "WPUGetProviderPath", "WPUPostMessage", "WPUQueryBlockingCallback",
+                 "WPUOpenCurrentThread", "WPUQueueApc", "WPUCloseThread", "WPUCompleteOverlappedRequest"}, got)
+  end)
+
+  it("closes a host call that raised, and a provider call refused before its handler ran", function()
+    local r = H.provider("examples/memnet.lua")
+    local other = H.provider("examples/memnet.lua")
+    local s = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+    assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, other.tcp))
+    trace.start()
+    assert.has_error(function() host.bind(s, {}) end)
+    assert(host.getsockname(s) == nil)
+    -- another provider's socket: refused with WSAENOTSOCK before any Lua runs
+    assert.equal(wsp.WSAENOTSOCK, host.probe("getsockname:ok", s, other.tcp))
+    trace.stop()
+    local recs = trace.records()
+    assert.same({"call", "bind", 0}, {recs[1].kind, recs[1].name, recs[1].depth})
+    assert.same({"return", "bind", "raised an error", 0}, {recs[2].kind, recs[2].name, recs[2].result, recs[2].depth})
+    assert.same({"call", "getsockname", 0}, {recs[3].kind, recs[3].name, recs[3].depth})
+    local refused = find(recs, function(x) return x.errname == "WSAENOTSOCK" end)
+    assert.equal(1, #refused, trace.text(recs))
+    assert.same({"return", other.guid, "application", "WSPGetSockName", s},
+      {refused[1].kind, refused[1].from, refused[1].to, refused[1].name, refused[1].socket})
+    local depth = 0
+    for _, x in ipairs(recs) do
+      if x.kind == "call" then depth = depth + 1 elseif x.kind == "return" then depth = depth - 1 end
+      assert.is_true(depth >= 0)
+    end
+    assert.equal(0, depth)
   end)
 
   it("costs nothing it records when off", function()
@@ -107,5 +277,26 @@ describe("the trace", function()
     trace.stop()
     assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
     assert.same({}, trace.records())
+  end)
+
+  it("builds a self-contained page: no network, the lanes and every record embedded", function()
+    local r = H.provider("examples/memnet.lua")
+    trace.start()
+    local s = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+    assert(host.close(s))
+    trace.stop()
+    local recs = trace.records()
+    local page = trace.html(recs, {title = "a <test>", names = {[r.guid] = "memnet"}})
+    assert.falsy(page:find("https?://[%w.]+/[%w/]*%.js"))
+    assert.falsy(page:find("<script[^>]+src="))
+    assert.falsy(page:find("<link[^>]+href="))
+    assert.truthy(page:find("<title>a &lt;test&gt;</title>", 1, true))
+    local lanes = page:match('<script type="application/json" id="trace%-lanes">(.-)</script>')
+    assert.equal(('[{"id":"application","label":"application"},{"id":"host","label":"host"},' ..
+                  '{"id":"%s","label":"memnet"}]'):format(r.guid), lanes)
+    local data = page:match('<script type="application/json" id="trace%-data">(.-)</script>')
+    local n = 0
+    for _ in data:gmatch('"seq":') do n = n + 1 end
+    assert.equal(#recs, n)
   end)
 end)

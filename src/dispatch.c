@@ -21,6 +21,19 @@
 
 static int min_addrlen(int af) { return af == AF_INET6 ? 28 : 16; }
 
+/* The trace of an entry the C core answers itself (no handler to record it). */
+#define CORE_TRACE(proc, s, ...) \
+  const char *core_caller_ = NULL; \
+  int core_tr_ = lwsp_tracing; \
+  if (core_tr_) { \
+    char core_args_[LWSP_TRACE_TEXT]; \
+    snprintf(core_args_, sizeof core_args_, __VA_ARGS__); \
+    core_caller_ = lwsp_trace_party(); \
+    lwsp_trace_enter(core_caller_, I->name, lwsp_spi_names[proc], (s), core_args_); \
+  }
+#define CORE_END(proc, s, failed) \
+  do { if (core_tr_) lwsp_trace_leave(core_caller_, I->name, lwsp_spi_names[proc], (s), (failed) ? *err : 0, ""); } while (0)
+
 /* For the entries the C core answers itself (no handler): takes the lock and
  * finds the socket, or fails with *err set. */
 static void unlock_inst(lwsp_inst *I) {
@@ -145,11 +158,14 @@ static int e_asyncselect(lwsp_inst *I, SOCKET s, HWND hwnd, unsigned int msg, LO
   rt_call c;
   ERRP;
   if (I->active && I->href[P_asyncselect] == LUA_NOREF) {
+    CORE_TRACE(P_asyncselect, s, "window %llu, msg 0x%x, events 0x%lx", (unsigned long long)(uintptr_t)hwnd, msg,
+               (unsigned long)events);
     lwsp_sock *so = lock_sock(I, s, err);
     int rc;
-    if (!so) return errv;
+    if (!so) { CORE_END(P_asyncselect, s, 1); return errv; }
     rc = rt_async_select(I, so, hwnd, msg, events, err);
     unlock_inst(I);
+    CORE_END(P_asyncselect, s, rc == SOCKET_ERROR);
     return rc;
   }
   BEGIN(P_asyncselect, s, 1);
@@ -178,9 +194,13 @@ static int e_cancelblockingcall(lwsp_inst *I, LPINT err) {
   int e;
   ERRP;
   if (!I->active) { *err = WSANOTINITIALISED; return SOCKET_ERROR; }
-  e = rt_cancel_blocking(I);
-  if (e) { *err = e; return SOCKET_ERROR; }
-  return 0;
+  {
+    CORE_TRACE(P_cancelblockingcall, 0, "%s", "");
+    e = rt_cancel_blocking(I);
+    if (e) *err = e;
+    CORE_END(P_cancelblockingcall, 0, e != 0);
+  }
+  return e ? SOCKET_ERROR : 0;
 }
 
 static int e_cleanup(lwsp_inst *I, LPINT err) { return lwsp_do_cleanup(I, err); }
@@ -259,11 +279,19 @@ static int e_enumnetworkevents(lwsp_inst *I, SOCKET s, WSAEVENT ev, LPWSANETWORK
   ERRP;
   if (!ne) { *err = WSAEFAULT; return errv; }
   if (I->active && I->href[P_enumnetworkevents] == LUA_NOREF) {
+    CORE_TRACE(P_enumnetworkevents, s, "event 0x%llx", (unsigned long long)(uintptr_t)ev);
     lwsp_sock *so = lock_sock(I, s, err);
     int rc;
-    if (!so) return errv;
+    if (!so) { CORE_END(P_enumnetworkevents, s, 1); return errv; }
     rc = rt_enum_events(I, so, ev, ne, err);
     unlock_inst(I);
+    if (core_tr_ && rc == 0) {
+      char res[LWSP_TRACE_TEXT];
+      snprintf(res, sizeof res, "events 0x%lx", (unsigned long)ne->lNetworkEvents);
+      lwsp_trace_leave(core_caller_, I->name, lwsp_spi_names[P_enumnetworkevents], s, 0, res);
+    } else {
+      CORE_END(P_enumnetworkevents, s, rc == SOCKET_ERROR);
+    }
     return rc;
   }
   BEGIN(P_enumnetworkevents, s, 1);
@@ -290,11 +318,13 @@ static int e_eventselect(lwsp_inst *I, SOCKET s, WSAEVENT ev, LONG events, LPINT
   rt_call c;
   ERRP;
   if (I->active && I->href[P_eventselect] == LUA_NOREF) {
+    CORE_TRACE(P_eventselect, s, "event 0x%llx, events 0x%lx", (unsigned long long)(uintptr_t)ev, (unsigned long)events);
     lwsp_sock *so = lock_sock(I, s, err);
     int rc;
-    if (!so) return errv;
+    if (!so) { CORE_END(P_eventselect, s, 1); return errv; }
     rc = rt_event_select(I, so, ev, events, err);
     unlock_inst(I);
+    CORE_END(P_eventselect, s, rc == SOCKET_ERROR);
     return rc;
   }
   BEGIN(P_eventselect, s, 1);
@@ -315,8 +345,9 @@ static BOOL e_getoverlappedresult(lwsp_inst *I, SOCKET s, LPWSAOVERLAPPED ov, LP
   ERRP;
   if (!ov || !bytes || !flags) { *err = WSAEFAULT; return errv; }
   if (I->active && I->href[P_getoverlappedresult] == LUA_NOREF) {
+    CORE_TRACE(P_getoverlappedresult, s, "overlapped 0x%llx, wait %d", (unsigned long long)(uintptr_t)ov, (int)wait);
     lwsp_sock *so = lock_sock(I, s, err);
-    if (!so) return errv;
+    if (!so) { CORE_END(P_getoverlappedresult, s, 1); return errv; }
     if (wait && I->depth == 1) {
       /* wait for this provider's own operation on ov to end */
       I->depth = 0;
@@ -327,11 +358,13 @@ static BOOL e_getoverlappedresult(lwsp_inst *I, SOCKET s, LPWSAOVERLAPPED ov, LP
     unlock_inst(I);
     if (ov->Internal == WSS_OPERATION_IN_PROGRESS) {
       *err = WSA_IO_INCOMPLETE;
+      CORE_END(P_getoverlappedresult, s, 1);
       return errv;
     }
     *bytes = (DWORD)ov->InternalHigh;
     *flags = ov->Offset;
-    if (ov->OffsetHigh) { *err = (INT)ov->OffsetHigh; return errv; }
+    if (ov->OffsetHigh) { *err = (INT)ov->OffsetHigh; CORE_END(P_getoverlappedresult, s, 1); return errv; }
+    CORE_END(P_getoverlappedresult, s, 0);
     return TRUE;
   }
   BEGIN(P_getoverlappedresult, s, 1);
@@ -714,9 +747,11 @@ static int e_select(lwsp_inst *I, int nfds, wsp_fd_set *r, wsp_fd_set *w, wsp_fd
   }
   if (I->active && I->href[P_select] == LUA_NOREF) {
     int rc;
-    if (!lock_inst(I, err)) return errv;
+    CORE_TRACE(P_select, 0, "%u, %u, %u sockets", r ? r->fd_count : 0, w ? w->fd_count : 0, e ? e->fd_count : 0);
+    if (!lock_inst(I, err)) { CORE_END(P_select, 0, 1); return errv; }
     rc = rt_select(I, r, w, e, tv, err);
     unlock_inst(I);
+    CORE_END(P_select, 0, rc == SOCKET_ERROR);
     return rc;
   }
   BEGIN(P_select, 0, 0);

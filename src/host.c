@@ -263,6 +263,20 @@ int host_dequeue(uintptr_t h, long ms, hpacket *out) {
 /* ---- the upcall table ------------------------------------------------------------------- */
 #define ERRP INT errp_; if (!err) err = &errp_
 
+/* Who makes an upcall about socket s: the party running, or, on a thread of a
+ * provider's own (a worker completing I/O), the provider that owns s. */
+static const char *up_party(SOCKET s) {
+  const char *p = lwsp_trace_party();
+  if (s && !strcmp(p, "provider thread")) {
+    hsock *hs;
+    lwsp_mutex_lock(&host_lock);
+    hs = host_sock(s);
+    if (hs && hs->prov) p = hs->prov->name;
+    lwsp_mutex_unlock(&host_lock);
+  }
+  return p;
+}
+
 static BOOL WSPAPI up_close_event(WSAEVENT h, LPINT err) {
   hevent *e;
   ERRP;
@@ -280,7 +294,7 @@ static BOOL WSPAPI up_close_event(WSAEVENT h, LPINT err) {
 static int WSPAPI up_close_socket_handle(SOCKET s, LPINT err) {
   hsock *hs;
   ERRP;
-  if (lwsp_tracing) lwsp_trace_event("upcall", lwsp_trace_party(), "host", "WPUCloseSocketHandle", s, 0);
+  if (lwsp_tracing) lwsp_trace_event("upcall", up_party(s), "host", "WPUCloseSocketHandle", s, 0);
   lwsp_mutex_lock(&host_lock);
   hs = lwsp_map_del(&socks, s);
   lwsp_mutex_unlock(&host_lock);
@@ -289,7 +303,7 @@ static int WSPAPI up_close_socket_handle(SOCKET s, LPINT err) {
   return 0;
 }
 
-static WSAEVENT WSPAPI up_create_event(LPINT err) {
+static WSAEVENT create_event_do(LPINT err) {
   hevent *e = calloc(1, sizeof *e);
   uintptr_t h;
   ERRP;
@@ -362,15 +376,25 @@ int host_forget_ifs(SOCKET s) {
 }
 
 static SOCKET WSPAPI up_create_socket_handle(DWORD catalog, DWORD_PTR ctx, LPINT err) {
+  SOCKET h = INVALID_SOCKET;
   ERRP;
-  if (lwsp_tracing) lwsp_trace_event("upcall", lwsp_trace_party(), "host", "WPUCreateSocketHandle", 0, 0);
-  if ((*err = lwsp_fault("WPUCreateSocketHandle")) != 0) return INVALID_SOCKET;
-  return register_sock(catalog, 0, ctx, 0, err);
+  if ((*err = lwsp_fault("WPUCreateSocketHandle")) == 0) h = register_sock(catalog, 0, ctx, 0, err);
+  if (lwsp_tracing) {   /* recorded with the handle it made */
+    char text[64];
+    snprintf(text, sizeof text, "catalog %lu, context 0x%llx", (unsigned long)catalog, (unsigned long long)ctx);
+    lwsp_trace_event_args("upcall", lwsp_trace_party(), "host", "WPUCreateSocketHandle", h == INVALID_SOCKET ? 0 : h,
+                          h == INVALID_SOCKET ? *err : 0, text);
+  }
+  return h;
 }
 
-static int WSPAPI up_fd_isset(SOCKET s, wsp_fd_set *set) { return set ? lwsp_fd_isset(s, set) : 0; }
+static int WSPAPI up_fd_isset(SOCKET s, wsp_fd_set *set) {
+  int r = set ? lwsp_fd_isset(s, set) : 0;
+  if (lwsp_tracing) lwsp_trace_event_args("upcall", lwsp_trace_party(), "host", "WPUFDIsSet", s, 0, r ? "set" : "not set");
+  return r;
+}
 
-static int WSPAPI up_get_provider_path(LPGUID id, WCHAR *path, LPINT len, LPINT err) {
+static int get_provider_path_do(LPGUID id, WCHAR *path, LPINT len, LPINT err) {
   hentry *e;
   char p[1024];
   WCHAR w[1024];
@@ -400,7 +424,7 @@ static SOCKET WSPAPI up_modify_ifs_handle(DWORD catalog, SOCKET proposed, LPINT 
 static BOOL WSPAPI up_post_message(HWND hwnd, UINT msg, WPARAM wp, LPARAM lp) {
   hwindow *w;
   hmsg *m;
-  if (lwsp_tracing) lwsp_trace_event("upcall", lwsp_trace_party(), "host", "WPUPostMessage", (SOCKET)wp, 0);
+  if (lwsp_tracing) lwsp_trace_event("upcall", up_party((SOCKET)wp), "host", "WPUPostMessage", (SOCKET)wp, 0);
   if (lwsp_fault("WPUPostMessage")) return FALSE;
   m = malloc(sizeof *m);
   if (!m) return FALSE;
@@ -412,10 +436,15 @@ static BOOL WSPAPI up_post_message(HWND hwnd, UINT msg, WPARAM wp, LPARAM lp) {
   w->count++;
   lwsp_cond_broadcast(&host_cond);
   lwsp_mutex_unlock(&host_lock);
+  if (lwsp_tracing) {
+    char text[64];
+    snprintf(text, sizeof text, "msg 0x%x, event 0x%x, error %u", msg, (unsigned)(lp & 0xffff), (unsigned)((lp >> 16) & 0xffff));
+    lwsp_trace_event_args("complete", "host", "application", "message posted", (SOCKET)wp, (int)((lp >> 16) & 0xffff), text);
+  }
   return TRUE;
 }
 
-static int WSPAPI up_query_blocking_callback(DWORD catalog, LPBLOCKINGCALLBACK *fn, PDWORD_PTR ctx, LPINT err) {
+static int query_blocking_callback_do(DWORD catalog, LPBLOCKINGCALLBACK *fn, PDWORD_PTR ctx, LPINT err) {
   hthread *t;
   int known;
   ERRP;
@@ -430,7 +459,7 @@ static int WSPAPI up_query_blocking_callback(DWORD catalog, LPBLOCKINGCALLBACK *
   return 0;
 }
 
-static int WSPAPI up_query_socket_handle_context(SOCKET s, PDWORD_PTR ctx, LPINT err) {
+static int query_context_do(SOCKET s, PDWORD_PTR ctx, LPINT err) {
   hsock *hs;
   int rc = 0;
   ERRP;
@@ -482,7 +511,7 @@ static BOOL event_op(WSAEVENT h, int value, LPINT err) {
 static BOOL WSPAPI up_reset_event(WSAEVENT h, LPINT err) { return event_op(h, 0, err); }
 static BOOL WSPAPI up_set_event(WSAEVENT h, LPINT err) { return event_op(h, 1, err); }
 
-static int WSPAPI up_open_current_thread(LPWSATHREADID tid, LPINT err) {
+static int open_current_thread_do(LPWSATHREADID tid, LPINT err) {
   hthread *t;
   ERRP;
   if ((*err = lwsp_fault("WPUOpenCurrentThread")) != 0) return SOCKET_ERROR;
@@ -496,7 +525,7 @@ static int WSPAPI up_open_current_thread(LPWSATHREADID tid, LPINT err) {
   return 0;
 }
 
-static int WSPAPI up_close_thread(LPWSATHREADID tid, LPINT err) {
+static int close_thread_do(LPWSATHREADID tid, LPINT err) {
   hthread *t;
   ERRP;
   if (!tid) { *err = WSAEFAULT; return SOCKET_ERROR; }
@@ -507,6 +536,66 @@ static int WSPAPI up_close_thread(LPWSATHREADID tid, LPINT err) {
   if (!t) { *err = WSAEINVAL; return SOCKET_ERROR; }
   tid->ThreadHandle = NULL;
   return 0;
+}
+
+/* ---- the upcalls lwsp traces by wrapping them: each one record, with its result */
+#define UPCALL_TRACE(name, sock, rc, failed, ...) do { \
+    if (lwsp_tracing) { \
+      char text_[96]; \
+      snprintf(text_, sizeof text_, __VA_ARGS__); \
+      lwsp_trace_event_args("upcall", up_party(sock), "host", name, (sock), (failed) ? *err : 0, text_); \
+    } \
+  } while (0)
+
+static WSAEVENT WSPAPI up_create_event(LPINT err) {
+  WSAEVENT h;
+  ERRP;
+  h = create_event_do(err);
+  UPCALL_TRACE("WPUCreateEvent", 0, h, h == WSA_INVALID_EVENT, "event 0x%llx", (unsigned long long)(uintptr_t)h);
+  return h;
+}
+
+static int WSPAPI up_get_provider_path(LPGUID id, WCHAR *path, LPINT len, LPINT err) {
+  int rc;
+  char g[39] = "?";
+  ERRP;
+  rc = get_provider_path_do(id, path, len, err);
+  if (lwsp_tracing && id) lwsp_guid_format(id, g);
+  UPCALL_TRACE("WPUGetProviderPath", 0, rc, rc != 0, "%s", g);
+  return rc;
+}
+
+static int WSPAPI up_query_blocking_callback(DWORD catalog, LPBLOCKINGCALLBACK *fn, PDWORD_PTR ctx, LPINT err) {
+  int rc;
+  ERRP;
+  rc = query_blocking_callback_do(catalog, fn, ctx, err);
+  UPCALL_TRACE("WPUQueryBlockingCallback", 0, rc, rc != 0, "catalog %lu%s", (unsigned long)catalog,
+               rc == 0 && fn && *fn ? ", a hook" : rc == 0 ? ", no hook" : "");
+  return rc;
+}
+
+static int WSPAPI up_query_socket_handle_context(SOCKET s, PDWORD_PTR ctx, LPINT err) {
+  int rc;
+  ERRP;
+  rc = query_context_do(s, ctx, err);
+  UPCALL_TRACE("WPUQuerySocketHandleContext", s, rc, rc != 0, "context 0x%llx", rc == 0 ? (unsigned long long)*ctx : 0ULL);
+  return rc;
+}
+
+static int WSPAPI up_open_current_thread(LPWSATHREADID tid, LPINT err) {
+  int rc;
+  ERRP;
+  rc = open_current_thread_do(tid, err);
+  UPCALL_TRACE("WPUOpenCurrentThread", 0, rc, rc != 0, "thread %llu", rc == 0 ? (unsigned long long)tid->Reserved : 0ULL);
+  return rc;
+}
+
+static int WSPAPI up_close_thread(LPWSATHREADID tid, LPINT err) {
+  int rc;
+  ERRP;
+  rc = close_thread_do(tid, err);
+  UPCALL_TRACE("WPUCloseThread", 0, rc, rc != 0, "thread %llu", tid ? (unsigned long long)tid->Reserved : 0ULL);
+  return rc;
 }
 
 WSPUPCALLTABLE host_upcalls = {
@@ -523,8 +612,12 @@ int lwsp_host_owns(const WSPUPCALLTABLE *up) { return up->lpWPUCreateSocketHandl
 int WSPAPI lwsp_host_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err) {
   hsock *hs;
   uintptr_t ev;
+  char text[64];
   ERRP;
-  if (lwsp_tracing) lwsp_trace_event("upcall", lwsp_trace_party(), "host", "WPUCompleteOverlappedRequest", s, 0);
+  if (lwsp_tracing) {
+    snprintf(text, sizeof text, "error %lu, %lu bytes", (unsigned long)error, (unsigned long)bytes);
+    lwsp_trace_event_args("upcall", up_party(s), "host", "WPUCompleteOverlappedRequest", s, 0, text);
+  }
   if ((*err = lwsp_fault("WPUCompleteOverlappedRequest")) != 0) return SOCKET_ERROR;
   if (!ov) { *err = WSAEFAULT; return SOCKET_ERROR; }
   lwsp_mutex_lock(&host_lock);
@@ -542,10 +635,12 @@ int WSPAPI lwsp_host_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD b
     hevent *e = host_event((WSAEVENT)(ev & ~(uintptr_t)1));
     if (e) e->signalled = 1;
   }
-  if (lwsp_tracing && (ev & ~(uintptr_t)1)) lwsp_trace_event("complete", "host", "application", "event signalled", s, (int)error);
+  if (lwsp_tracing) snprintf(text, sizeof text, "%lu bytes", (unsigned long)bytes);
+  if (lwsp_tracing && (ev & ~(uintptr_t)1))
+    lwsp_trace_event_args("complete", "host", "application", "event signalled", s, (int)error, text);
   if (hs->port && !(ev & 1)) {
     host_post(hs->port, bytes, hs->key, ov);
-    if (lwsp_tracing) lwsp_trace_event("complete", "host", "application", "completion-port packet", s, (int)error);
+    if (lwsp_tracing) lwsp_trace_event_args("complete", "host", "application", "completion-port packet", s, (int)error, text);
   }
   lwsp_cond_broadcast(&host_cond);
   lwsp_mutex_unlock(&host_lock);
@@ -582,6 +677,18 @@ static int proc_table_complete(const WSPPROC_TABLE *t, int *missing) {
   for (int i = 0; i < LWSP_NPROCS; i++)
     if (!p[i]) { *missing = i; return 0; }
   return 1;
+}
+
+const char *host_trace_call(lua_State *L, hprov *p, const char *name, SOCKET s) {
+  char args[LWSP_TRACE_TEXT] = "";
+  const char *caller = lwsp_trace_party();
+  if (L) lwsp_trace_values(L, 1, lua_gettop(L), args, sizeof args);
+  lwsp_trace_enter(caller, p->name, name, s, args);
+  return caller;
+}
+
+void host_trace_return(hprov *p, const char *caller, const char *name, SOCKET s, int error) {
+  lwsp_trace_leave(caller, p->name, name, s, error, "");
 }
 
 hprov *host_provider_startup(DWORD catalog, LPINT err) {
@@ -623,6 +730,13 @@ hprov *host_provider_startup(DWORD catalog, LPINT err) {
     if (!(fresh = calloc(1, sizeof *fresh))) { lwsp_dlclose(lib); *err = WSAENOBUFS; return NULL; }
     fresh->id = info.ProviderId;
     fresh->lib = lib;
+    {
+      LPWSPSTARTUP ours = WSPStartup;   /* lwsp's own: a Lua provider, which traces itself */
+      void *mine;
+      memcpy(&mine, &ours, sizeof mine);
+      fresh->foreign = sym != mine;
+    }
+    lwsp_guid_format(&info.ProviderId, fresh->name);
     memcpy(&startup, &sym, sizeof startup);
   } else {
     startup = NULL;
@@ -633,7 +747,13 @@ hprov *host_provider_startup(DWORD catalog, LPINT err) {
   }
   memset(&data, 0, sizeof data);
   memset(&procs, 0, sizeof procs);
-  rc = startup(MAKEWORD_(2, 2), &data, &info, host_upcalls, &procs);
+  {
+    int tr = lwsp_tracing;
+    const char *caller = lwsp_trace_party();
+    if (tr) lwsp_trace_enter(caller, g, "WSPStartup", 0, "2.2");
+    rc = startup(MAKEWORD_(2, 2), &data, &info, host_upcalls, &procs);
+    if (tr) lwsp_trace_leave(caller, g, "WSPStartup", 0, rc, "");
+  }
   if (rc != 0) {
     lwsp_log("host", "provider %s: WSPStartup failed: %s", g, lwsp_error_name(rc) ? lwsp_error_name(rc) : "?");
     if (fresh) { lwsp_dlclose(fresh->lib); free(fresh); }
@@ -670,7 +790,15 @@ hprov *host_provider_startup(DWORD catalog, LPINT err) {
 }
 
 int host_provider_cleanup(hprov *p, LPINT err) {
-  int rc = p->procs.lpWSPCleanup(err);
+  int rc, tr = lwsp_tracing;
+  char g[39];
+  const char *caller = lwsp_trace_party();
+  if (tr) {
+    lwsp_guid_format(&p->id, g);
+    lwsp_trace_enter(caller, g, "WSPCleanup", 0, "");
+  }
+  rc = p->procs.lpWSPCleanup(err);
+  if (tr) lwsp_trace_leave(caller, g, "WSPCleanup", 0, rc ? *err : 0, "");
   lwsp_mutex_lock(&host_lock);
   if (--p->startups == 0) {
     hprov **pp = &providers;

@@ -14,6 +14,21 @@
 
 #define HOST_FIRST_CATALOG_ID 1001
 
+/* A call from the host into a provider's proc table.  A Lua provider records
+ * its own calls; for any other provider the host records the call and its
+ * return here (arguments from the application's Lua call, when L is given).
+ * HCALL is for entries that fail with SOCKET_ERROR or INVALID_SOCKET,
+ * HCALL_BOOL for those that fail with FALSE. */
+#define HCALL_(L, p, fn, s, errp, failed, ...) __extension__({ \
+    hprov *hp_ = (p); \
+    int tr_ = lwsp_tracing && hp_->foreign; \
+    const char *hc_ = tr_ ? host_trace_call((L), hp_, #fn, (SOCKET)(s)) : NULL; \
+    __typeof__(hp_->procs.lp##fn(__VA_ARGS__)) hr_ = hp_->procs.lp##fn(__VA_ARGS__); \
+    if (tr_) host_trace_return(hp_, hc_, #fn, (SOCKET)(s), (failed) ? *(errp) : 0); \
+    hr_; })
+#define HCALL(L, p, fn, s, errp, ...) HCALL_(L, p, fn, s, errp, (long long)hr_ == -1, __VA_ARGS__)
+#define HCALL_BOOL(L, p, fn, s, errp, ...) HCALL_(L, p, fn, s, errp, !hr_, __VA_ARGS__)
+
 typedef struct hentry {
   WSAPROTOCOL_INFOW info;
   char path[1024];
@@ -26,6 +41,8 @@ typedef struct hprov {
   WSPDATA data;
   int startups;        /* WSPStartups this host made that are not cleaned up */
   int loaded;          /* the ws2_32-style load (once per GUID) */
+  int foreign;         /* not served by lwsp: the host traces the calls into it */
+  char name[39];       /* its GUID, for the trace */
   struct hprov *next;
 } hprov;
 
@@ -127,4 +144,8 @@ size_t host_catalog_count(void);
 hentry *host_catalog_at(size_t i);
 /* Iterates live sockets: fn returns nonzero to stop.  Under host_lock. */
 void host_each_sock(int (*fn)(hsock *, void *), void *ud);
+struct hprov;
+const char *host_trace_call(lua_State *L, struct hprov *p, const char *name, SOCKET s);
+void host_trace_return(struct hprov *p, const char *caller, const char *name, SOCKET s, int error);
+
 #endif

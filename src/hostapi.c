@@ -186,7 +186,7 @@ static int h_socket(lua_State *L) {
   lwsp_mutex_unlock(&host_lock);
   if (!e) return fail(L, err ? err : WSAEINVALIDPROVIDER);
   if (!(p = host_load(catalog, &err))) return fail(L, err);
-  s = p->procs.lpWSPSocket(af, type, proto, &info, 0, flags, &err);
+  s = HCALL(L, p, WSPSocket, 0, &err, af, type, proto, &info, 0, flags, &err);
   if (s == INVALID_SOCKET) return fail(L, err);
   lwsp_mutex_lock(&host_lock);
   hs = host_sock(s);
@@ -196,7 +196,7 @@ static int h_socket(lua_State *L) {
     INT e2 = 0;
     lwsp_log("host", "WSPSocket returned handle %llu, which its provider never registered with the host",
              (unsigned long long)s);
-    p->procs.lpWSPCloseSocket(s, &e2);
+    HCALL(L, p, WSPCloseSocket, s, &e2, s, &e2);
     return fail(L, WSASYSCALLFAILURE);
   }
   lua_pushinteger(L, (lua_Integer)s);
@@ -208,7 +208,7 @@ static int h_socket(lua_State *L) {
 static int h_close(lua_State *L) {
   SOCKET s = check_sock(L, 1);
   PROV(s);
-  CHECK(p->procs.lpWSPCloseSocket(s, &err));
+  CHECK(HCALL(L, p, WSPCloseSocket, s, &err, s, &err));
   if (!host_forget_ifs(s)) lwsp_log("host", "provider closed socket %llu without WPUCloseSocketHandle", (unsigned long long)s);
   return ok(L);
 }
@@ -220,7 +220,7 @@ static int h_bind(lua_State *L) {
   check_addr(L, 2, &ss, &len);
   len = (int)luaL_optinteger(L, 3, len);
   PROV(s);
-  CHECK(p->procs.lpWSPBind(s, (struct sockaddr *)&ss, len, &err));
+  CHECK(HCALL(L, p, WSPBind, s, &err, s, (struct sockaddr *)&ss, len, &err));
   return ok(L);
 }
 
@@ -228,7 +228,7 @@ static int h_listen(lua_State *L) {
   SOCKET s = check_sock(L, 1);
   int backlog = (int)luaL_optinteger(L, 2, 5);
   PROV(s);
-  CHECK(p->procs.lpWSPListen(s, backlog, &err));
+  CHECK(HCALL(L, p, WSPListen, s, &err, s, backlog, &err));
   return ok(L);
 }
 
@@ -245,7 +245,7 @@ static int h_connect(lua_State *L) {
   ce.buf = callee;
   ce.len = sizeof callee;
   PROV(s);
-  CHECK(p->procs.lpWSPConnect(s, (struct sockaddr *)&ss, len, cd.buf ? &cd : NULL, &ce, NULL, NULL, &err));
+  CHECK(HCALL(L, p, WSPConnect, s, &err, s, (struct sockaddr *)&ss, len, cd.buf ? &cd : NULL, &ce, NULL, NULL, &err));
   lua_pushboolean(L, 1);
   if (ce.len) { lua_pushlstring(L, callee, ce.len); return 2; }
   return 1;
@@ -293,7 +293,7 @@ static int h_accept(lua_State *L) {
   DWORD_PTR verdict = (DWORD_PTR)luaL_optinteger(L, 3, CF_ACCEPT);
   hsock *hs;
   PROV(s);
-  ns = p->procs.lpWSPAccept(s, (struct sockaddr *)&ss, &len, with_cond ? condition : NULL, verdict, &err);
+  ns = HCALL(L, p, WSPAccept, s, &err, s, (struct sockaddr *)&ss, &len, with_cond ? condition : NULL, verdict, &err);
   if (ns == INVALID_SOCKET) return fail(L, err);
   lwsp_mutex_lock(&host_lock);
   if ((hs = host_sock(ns)) != NULL && !hs->prov) hs->prov = p;
@@ -314,7 +314,7 @@ static int h_send(lua_State *L) {
   DWORD flags = (DWORD)luaL_optinteger(L, 3, 0);
   PROV(s);
   WSATHREADID tid;
-  CHECK(p->procs.lpWSPSend(s, &b, 1, &sent, flags, NULL, NULL, host_this_thread(&tid), &err));
+  CHECK(HCALL(L, p, WSPSend, s, &err, s, &b, 1, &sent, flags, NULL, NULL, host_this_thread(&tid), &err));
   lua_pushinteger(L, sent);
   return 1;
 }
@@ -333,7 +333,7 @@ static int h_sendto(lua_State *L) {
   DWORD flags = (DWORD)luaL_optinteger(L, 4, 0);
   PROV(s);
   WSATHREADID tid;
-  CHECK(p->procs.lpWSPSendTo(s, &b, 1, &sent, flags, len ? (struct sockaddr *)&ss : NULL, len, NULL, NULL, host_this_thread(&tid), &err));
+  CHECK(HCALL(L, p, WSPSendTo, s, &err, s, &b, 1, &sent, flags, len ? (struct sockaddr *)&ss : NULL, len, NULL, NULL, host_this_thread(&tid), &err));
   lua_pushinteger(L, sent);
   return 1;
 }
@@ -357,8 +357,8 @@ static int recv_into(lua_State *L, int from) {
   WSATHREADID tid;
   PROV(s);
   host_this_thread(&tid);
-  if (from) rc = p->procs.lpWSPRecvFrom(s, b, 2, &got, &flags, (struct sockaddr *)&ss, &len, NULL, NULL, &tid, &err);
-  else rc = p->procs.lpWSPRecv(s, b, 2, &got, &flags, NULL, NULL, &tid, &err);
+  if (from) rc = HCALL(L, p, WSPRecvFrom, s, &err, s, b, 2, &got, &flags, (struct sockaddr *)&ss, &len, NULL, NULL, &tid, &err);
+  else rc = HCALL(L, p, WSPRecv, s, &err, s, b, 2, &got, &flags, NULL, NULL, &tid, &err);
   if (rc == SOCKET_ERROR) {
     int n = fail(L, err);
     if (err == WSAEMSGSIZE) { lua_pushlstring(L, buf, got); n++; }
@@ -379,7 +379,7 @@ static int h_shutdown(lua_State *L) {
   SOCKET s = check_sock(L, 1);
   int how = (int)luaL_checkinteger(L, 2);
   PROV(s);
-  CHECK(p->procs.lpWSPShutdown(s, how, &err));
+  CHECK(HCALL(L, p, WSPShutdown, s, &err, s, how, &err));
   return ok(L);
 }
 
@@ -389,7 +389,8 @@ static int name_call(lua_State *L, int peer) {
   int len = (int)luaL_optinteger(L, 2, sizeof ss);
   luaL_argcheck(L, len >= 0 && len <= (int)sizeof ss, 2, "length out of range");
   PROV(s);
-  CHECK((peer ? p->procs.lpWSPGetPeerName : p->procs.lpWSPGetSockName)(s, (struct sockaddr *)&ss, &len, &err));
+  if (peer) CHECK(HCALL(L, p, WSPGetPeerName, s, &err, s, (struct sockaddr *)&ss, &len, &err));
+  else CHECK(HCALL(L, p, WSPGetSockName, s, &err, s, (struct sockaddr *)&ss, &len, &err));
   lwsp_push_sockaddr(L, (struct sockaddr *)&ss, len);
   return 1;
 }
@@ -405,7 +406,7 @@ static int h_getsockopt(lua_State *L) {
   char buf[sizeof(WSAPROTOCOL_INFOW)];
   luaL_argcheck(L, len >= 0 && len <= (int)sizeof buf, 4, "length out of range");
   PROV(s);
-  CHECK(p->procs.lpWSPGetSockOpt(s, level, name, buf, &len, &err));
+  CHECK(HCALL(L, p, WSPGetSockOpt, s, &err, s, level, name, buf, &len, &err));
   lua_pushlstring(L, buf, (size_t)len);
   return 1;
 }
@@ -422,7 +423,7 @@ static int h_setsockopt(lua_State *L) {
   else if (lua_isboolean(L, 4)) { v = lua_toboolean(L, 4); val = (const char *)&v; }
   else val = luaL_checklstring(L, 4, &n);
   PROV(s);
-  CHECK(p->procs.lpWSPSetSockOpt(s, level, name, val, (int)n, &err));
+  CHECK(HCALL(L, p, WSPSetSockOpt, s, &err, s, level, name, val, (int)n, &err));
   return ok(L);
 }
 
@@ -440,7 +441,7 @@ static int h_ioctl(lua_State *L) {
   luaL_argcheck(L, outlen <= sizeof out, 4, "length out of range");
   PROV(s);
   WSATHREADID tid;
-  CHECK(p->procs.lpWSPIoctl(s, code, (LPVOID)in, (DWORD)inlen, outlen ? out : NULL, outlen, &got, NULL, NULL, host_this_thread(&tid), &err));
+  CHECK(HCALL(L, p, WSPIoctl, s, &err, s, code, (LPVOID)in, (DWORD)inlen, outlen ? out : NULL, outlen, &got, NULL, NULL, host_this_thread(&tid), &err));
   lua_pushlstring(L, out, got);
   return 1;
 }
@@ -471,7 +472,7 @@ static int h_address_to_string(lua_State *L) {
   hprov *p;
   check_addr(L, 1, &ss, &len);
   if (!(p = prov_for_family(L, ss.ss_family, 2, &info, &perr))) return fail(L, perr);
-  CHECK(p->procs.lpWSPAddressToString((LPSOCKADDR)&ss, (DWORD)len, &info, out, &outlen, &err));
+  CHECK(HCALL(L, p, WSPAddressToString, 0, &err, (LPSOCKADDR)&ss, (DWORD)len, &info, out, &outlen, &err));
   lwsp_push_wstr(L, out, outlen);
   return 1;
 }
@@ -490,7 +491,7 @@ static int h_string_to_address(lua_State *L) {
   luaL_argcheck(L, k <= 511, 1, "too long");
   w[k] = 0;
   if (!(p = prov_for_family(L, af, 3, &info, &perr))) return fail(L, perr);
-  CHECK(p->procs.lpWSPStringToAddress(w, af, &info, (LPSOCKADDR)&ss, &len, &err));
+  CHECK(HCALL(L, p, WSPStringToAddress, 0, &err, w, af, &info, (LPSOCKADDR)&ss, &len, &err));
   lwsp_push_sockaddr(L, (struct sockaddr *)&ss, len);
   return 1;
 }
@@ -501,7 +502,7 @@ static int h_duplicate_socket(lua_State *L) {
   WSAPROTOCOL_INFOW info;
   DWORD pid = (DWORD)luaL_checkinteger(L, 2);
   PROV(s);
-  CHECK(p->procs.lpWSPDuplicateSocket(s, pid, &info, &err));
+  CHECK(HCALL(L, p, WSPDuplicateSocket, s, &err, s, pid, &info, &err));
   lwsp_push_protocol_info(L, &info);
   return 1;
 }
@@ -511,7 +512,7 @@ static int h_event_select(lua_State *L) {
   WSAEVENT ev = (WSAEVENT)(uintptr_t)luaL_optinteger(L, 2, 0);
   LONG mask = (LONG)luaL_optinteger(L, 3, 0);
   PROV(s);
-  CHECK(p->procs.lpWSPEventSelect(s, ev, mask, &err));
+  CHECK(HCALL(L, p, WSPEventSelect, s, &err, s, ev, mask, &err));
   return ok(L);
 }
 
@@ -521,7 +522,7 @@ static int h_enum_network_events(lua_State *L) {
   WSAEVENT ev = (WSAEVENT)(uintptr_t)luaL_optinteger(L, 2, 0);
   WSANETWORKEVENTS ne;
   PROV(s);
-  CHECK(p->procs.lpWSPEnumNetworkEvents(s, ev, &ne, &err));
+  CHECK(HCALL(L, p, WSPEnumNetworkEvents, s, &err, s, ev, &ne, &err));
   lua_pushinteger(L, ne.lNetworkEvents);
   lua_createtable(L, 0, 2);
   for (int i = 0; i < FD_MAX_EVENTS; i++)
@@ -538,7 +539,7 @@ static int h_async_select(lua_State *L) {
   unsigned msg = (unsigned)luaL_checkinteger(L, 3);
   LONG mask = (LONG)luaL_checkinteger(L, 4);
   PROV(s);
-  CHECK(p->procs.lpWSPAsyncSelect(s, w, msg, mask, &err));
+  CHECK(HCALL(L, p, WSPAsyncSelect, s, &err, s, w, msg, mask, &err));
   return ok(L);
 }
 
@@ -608,7 +609,7 @@ static int h_select(lua_State *L) {
   }
   if (nparts == 1) {
     hprov *p = parts[0].p;
-    n = p->procs.lpWSPSelect(0, have[0] ? &sets[0] : NULL, have[1] ? &sets[1] : NULL, have[2] ? &sets[2] : NULL,
+    n = HCALL(L, p, WSPSelect, 0, &err, 0, have[0] ? &sets[0] : NULL, have[1] ? &sets[1] : NULL, have[2] ? &sets[2] : NULL,
                              infinite ? NULL : &tv, &err);
     CHECK(n);
   } else {
@@ -651,7 +652,7 @@ static int h_get_qos_by_name(lua_State *L) {
   memset(&q, 0, sizeof q);
   if (lua_isstring(L, 2)) { name.buf = (CHAR *)lua_tolstring(L, 2, &n); name.len = (ULONG)n; }
   PROV(s);
-  if (!p->procs.lpWSPGetQOSByName(s, name.buf ? &name : NULL, &q, &err)) return fail(L, err);
+  if (!HCALL_BOOL(L, p, WSPGetQOSByName, s, &err, s, name.buf ? &name : NULL, &q, &err)) return fail(L, err);
   lwsp_push_qos(L, &q);
   return 1;
 }
@@ -663,7 +664,7 @@ static int h_join_leaf(lua_State *L) {
   check_addr(L, 2, &ss, &len);
   DWORD flags = (DWORD)luaL_optinteger(L, 3, 0);
   PROV(s);
-  r = p->procs.lpWSPJoinLeaf(s, (struct sockaddr *)&ss, len, NULL, NULL, NULL, NULL, flags, &err);
+  r = HCALL(L, p, WSPJoinLeaf, s, &err, s, (struct sockaddr *)&ss, len, NULL, NULL, NULL, NULL, flags, &err);
   if (r == INVALID_SOCKET) return fail(L, err);
   lua_pushinteger(L, (lua_Integer)r);
   return 1;
@@ -675,7 +676,7 @@ static int h_send_disconnect(lua_State *L) {
   WSABUF b = {0, NULL};
   if (lua_isstring(L, 2)) { b.buf = (CHAR *)lua_tolstring(L, 2, &n); b.len = (ULONG)n; }
   PROV(s);
-  CHECK(p->procs.lpWSPSendDisconnect(s, b.buf ? &b : NULL, &err));
+  CHECK(HCALL(L, p, WSPSendDisconnect, s, &err, s, b.buf ? &b : NULL, &err));
   return ok(L);
 }
 
@@ -687,7 +688,7 @@ static int h_recv_disconnect(lua_State *L) {
   b.len = (ULONG)luaL_optinteger(L, 2, sizeof buf);
   luaL_argcheck(L, b.len <= sizeof buf, 2, "length out of range");
   PROV(s);
-  CHECK(p->procs.lpWSPRecvDisconnect(s, &b, &err));
+  CHECK(HCALL(L, p, WSPRecvDisconnect, s, &err, s, &b, &err));
   lua_pushlstring(L, buf, b.len);
   return 1;
 }
@@ -698,7 +699,7 @@ static int h_cancel_blocking_call(lua_State *L) {
   WSAPROTOCOL_INFOW info;
   hprov *p = prov_for_family(L, 0, 1, &info, &perr);
   if (!p) return fail(L, perr);
-  CHECK(p->procs.lpWSPCancelBlockingCall(&err));
+  CHECK(HCALL(L, p, WSPCancelBlockingCall, 0, &err, &err));
   return ok(L);
 }
 
@@ -761,7 +762,7 @@ int lwsp_host_open(lua_State *L) {
       "getsockname", "getpeername", "getsockopt", "setsockopt", "ioctl", "address_to_string", "string_to_address",
       "duplicate_socket", "event_select", "enum_network_events", "async_select", "select", "get_qos_by_name",
       "join_leaf", "send_disconnect", "recv_disconnect", "cancel_blocking_call", "wsasend", "wsarecv", "wsaioctl",
-      "get_overlapped_result", NULL};
+      "get_overlapped_result", "sleep", "wait", "dequeue", "messages", NULL};
     lwsp_trace_wrap(L, traced);
   }
   return 1;

@@ -111,10 +111,10 @@ static int h_wsasend(lua_State *L) {
   if (!(p = host_prov_of(s, &perr))) return fail(L, perr);
   host_this_thread(&tid);
   if (tolen)
-    rc = p->procs.lpWSPSendTo(s, b, 2, &sent, flags, (struct sockaddr *)&to, tolen, &h->ov,
+    rc = HCALL(L, p, WSPSendTo, s, &err, s, b, 2, &sent, flags, (struct sockaddr *)&to, tolen, &h->ov,
                               opt_bool(L, 4, "routine") ? record_routine : NULL, &tid, &err);
   else
-    rc = p->procs.lpWSPSend(s, b, 2, &sent, flags, &h->ov, opt_bool(L, 4, "routine") ? record_routine : NULL, &tid, &err);
+    rc = HCALL(L, p, WSPSend, s, &err, s, b, 2, &sent, flags, &h->ov, opt_bool(L, 4, "routine") ? record_routine : NULL, &tid, &err);
   return pending_or(L, rc, err, sent);
 }
 
@@ -142,11 +142,11 @@ static int h_wsarecv(lua_State *L) {
   if (!(p = host_prov_of(s, &perr))) return fail(L, perr);
   host_this_thread(&tid);
   if (opt_bool(L, 4, "from"))
-    rc = p->procs.lpWSPRecvFrom(s, b, 2, &got, &h->flags, (struct sockaddr *)&h->from, &h->fromlen, &h->ov,
+    rc = HCALL(L, p, WSPRecvFrom, s, &err, s, b, 2, &got, &h->flags, (struct sockaddr *)&h->from, &h->fromlen, &h->ov,
                                 opt_bool(L, 4, "routine") ? record_routine : NULL, &tid, &err);
   else {
     h->fromlen = 0;
-    rc = p->procs.lpWSPRecv(s, b, 2, &got, &h->flags, &h->ov, opt_bool(L, 4, "routine") ? record_routine : NULL,
+    rc = HCALL(L, p, WSPRecv, s, &err, s, b, 2, &got, &h->flags, &h->ov, opt_bool(L, 4, "routine") ? record_routine : NULL,
                             &tid, &err);
   }
   return pending_or(L, rc, err, got);
@@ -171,7 +171,7 @@ static int h_wsaioctl(lua_State *L) {
   h->cap = (size_t)outlen;
   if (!(p = host_prov_of(s, &perr))) return fail(L, perr);
   host_this_thread(&tid);
-  rc = p->procs.lpWSPIoctl(s, code, (LPVOID)in, (DWORD)inlen, h->buf, (DWORD)outlen, &got, &h->ov,
+  rc = HCALL(L, p, WSPIoctl, s, &err, s, code, (LPVOID)in, (DWORD)inlen, h->buf, (DWORD)outlen, &got, &h->ov,
                            opt_bool(L, 6, "routine") ? record_routine : NULL, &tid, &err);
   return pending_or(L, rc, err, got);
 }
@@ -208,7 +208,7 @@ static BOOL CALLBACK job_hook(DWORD_PTR ctx) {
   long n = __atomic_add_fetch(&j->hook_calls, 1, __ATOMIC_RELAXED);
   if (j->cancel_after && n == j->cancel_after) {
     INT e = 0;
-    j->p->procs.lpWSPCancelBlockingCall(&e);   /* WSACancelBlockingCall, from the hook */
+    HCALL(NULL, j->p, WSPCancelBlockingCall, 0, &e, &e);   /* WSACancelBlockingCall, from the hook */
   }
   return FALSE;
 }
@@ -219,27 +219,28 @@ static void job_main(void *arg) {
   WSATHREADID tid;
   WSABUF b;
   j->os_id = lwsp_thread_id();
+  lwsp_trace_app_thread();   /* an application thread, for the trace */
   if (t && (j->cancel_after || j->count_hook)) { t->hook = job_hook; t->hook_ctx = (DWORD_PTR)j; }
   host_this_thread(&tid);
   switch (j->op) {
   case J_RECV:
     b.buf = j->data; b.len = (ULONG)j->len;
-    j->rc = j->p->procs.lpWSPRecv(j->s, &b, 1, &j->got, &j->flags, NULL, NULL, &tid, &j->err);
+    j->rc = HCALL(NULL, j->p, WSPRecv, j->s, &j->err, j->s, &b, 1, &j->got, &j->flags, NULL, NULL, &tid, &j->err);
     break;
   case J_SEND:   /* all of it, one call after another, as applications do */
     for (size_t off = 0; off < j->len;) {
       DWORD n = 0;
       b.buf = j->data + off; b.len = (ULONG)(j->len - off);
-      j->rc = j->p->procs.lpWSPSend(j->s, &b, 1, &n, j->flags, NULL, NULL, &tid, &j->err);
+      j->rc = HCALL(NULL, j->p, WSPSend, j->s, &j->err, j->s, &b, 1, &n, j->flags, NULL, NULL, &tid, &j->err);
       if (j->rc != 0) break;
       off += n;
       j->got = (DWORD)off;
     }
-    if (j->len == 0) j->rc = j->p->procs.lpWSPSend(j->s, &b, 0, &j->got, j->flags, NULL, NULL, &tid, &j->err);
+    if (j->len == 0) j->rc = HCALL(NULL, j->p, WSPSend, j->s, &j->err, j->s, &b, 0, &j->got, j->flags, NULL, NULL, &tid, &j->err);
     break;
   case J_ACCEPT:
     j->addrlen = sizeof j->addr;
-    j->ns = j->p->procs.lpWSPAccept(j->s, (struct sockaddr *)&j->addr, &j->addrlen, NULL, 0, &j->err);
+    j->ns = HCALL(NULL, j->p, WSPAccept, j->s, &j->err, j->s, (struct sockaddr *)&j->addr, &j->addrlen, NULL, 0, &j->err);
     j->rc = j->ns == INVALID_SOCKET ? SOCKET_ERROR : 0;
     if (j->rc == 0) {
       hsock *hs;
@@ -249,7 +250,7 @@ static void job_main(void *arg) {
     }
     break;
   case J_CONNECT:
-    j->rc = j->p->procs.lpWSPConnect(j->s, (struct sockaddr *)&j->addr, j->addrlen, NULL, NULL, NULL, NULL, &j->err);
+    j->rc = HCALL(NULL, j->p, WSPConnect, j->s, &j->err, j->s, (struct sockaddr *)&j->addr, j->addrlen, NULL, NULL, NULL, NULL, &j->err);
     break;
   case J_SLEEP:
     j->rc = host_wait(NULL, 0, 0, j->ms, 1) == -2 ? 1 : 0;   /* 1: APCs ran on this thread */

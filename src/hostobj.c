@@ -12,14 +12,22 @@ static int fail(lua_State *L, int code) { return lwsp_push_error(L, code ? code 
 /* create_event() -> event (manual-reset, not signalled), through WPUCreateEvent */
 static int o_create_event(lua_State *L) {
   INT err = 0;
-  WSAEVENT e = host_upcalls.lpWPUCreateEvent(&err);
+  WSAEVENT e;
+  lwsp_trace_app_api(1);
+  e = host_upcalls.lpWPUCreateEvent(&err);
+  lwsp_trace_app_api(0);
   if (e == WSA_INVALID_EVENT) return fail(L, err);
   lua_pushinteger(L, (lua_Integer)(uintptr_t)e);
   return 1;
 }
 static int ev_call(lua_State *L, LPWPUSETEVENT fn) {
   INT err = 0;
-  if (!fn((WSAEVENT)(uintptr_t)luaL_checkinteger(L, 1), &err)) return fail(L, err);
+  WSAEVENT ev = (WSAEVENT)(uintptr_t)luaL_checkinteger(L, 1);
+  BOOL ok;
+  lwsp_trace_app_api(1);
+  ok = fn(ev, &err);
+  lwsp_trace_app_api(0);
+  if (!ok) return fail(L, err);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -286,7 +294,7 @@ static int o_get_overlapped_result(lua_State *L) {
   p = hs ? hs->prov : NULL;
   lwsp_mutex_unlock(&host_lock);
   if (!p) return fail(L, hs ? WSANOTINITIALISED : WSAENOTSOCK);
-  if (!p->procs.lpWSPGetOverlappedResult(s, ov, &bytes, lua_toboolean(L, 3), &flags, &err)) return fail(L, err);
+  if (!HCALL_BOOL(L, p, WSPGetOverlappedResult, s, &err, s, ov, &bytes, lua_toboolean(L, 3), &flags, &err)) return fail(L, err);
   lua_pushinteger(L, bytes);
   lua_pushinteger(L, flags);
   return 2;

@@ -117,7 +117,11 @@ static int load(lwsp_inst *I, lwsp_lower *low, char *why, size_t whylen) {
   {
     WSPUPCALLTABLE up = I->up;
     WSAPROTOCOL_INFOW pass = low->pass;
+    int tr = lwsp_tracing;
+    lwsp_guid_format(&next.ProviderId, low->lname);
+    if (tr) lwsp_trace_enter(I->name, low->lname, "WSPStartup", 0, "2.2");
     DOWN(I, rc = startup(MAKEWORD_(2, 2), &low->data, &pass, up, &low->procs));
+    if (tr) lwsp_trace_leave(I->name, low->lname, "WSPStartup", 0, rc, "");
   }
   if (rc != 0) {
     snprintf(why, whylen, "the next layer's WSPStartup (%.400s) failed: %s", expanded, lwsp_error_name(rc) ? lwsp_error_name(rc) : "?");
@@ -184,10 +188,14 @@ static void drop_regs(lwsp_lower *low, SOCKET h) {
 #define RESULT(point, expr) do { \
     int tr_ = lwsp_tracing && low->foreign; \
     if (lwsp_faults_armed && (err = lwsp_fault(point)) != 0) return fail(L, err); \
-    if (tr_) lwsp_trace_enter(I->name, low->lname, spi_name(point), TRACE_SOCK(L)); \
+    if (tr_) { \
+      char targs_[LWSP_TRACE_TEXT]; \
+      lwsp_trace_values(L, 2, lua_gettop(L), targs_, sizeof targs_); \
+      lwsp_trace_enter(I->name, low->lname, spi_name(point), TRACE_SOCK(L), targs_); \
+    } \
     DOWN(I, rc = (expr)); \
     if (tr_) lwsp_trace_leave(I->name, low->lname, spi_name(point), TRACE_SOCK(L), \
-                             rc == SOCKET_ERROR ? err : 0); \
+                             rc == SOCKET_ERROR ? err : 0, NULL); \
     if (rc == SOCKET_ERROR) return fail(L, err); \
   } while (0)
 
@@ -592,7 +600,10 @@ void rt_lower_close_all(lwsp_inst *I) {
     INT err = 0;
     I->lowers = low->next;
     if (low->started) {
-      DOWN(I, low->procs.lpWSPCleanup(&err));
+      int rc, tr = lwsp_tracing;
+      if (tr) lwsp_trace_enter(I->name, low->lname, "WSPCleanup", 0, "");
+      DOWN(I, rc = low->procs.lpWSPCleanup(&err));
+      if (tr) lwsp_trace_leave(I->name, low->lname, "WSPCleanup", 0, rc ? err : 0, "");
       lwsp_dlclose(low->lib);
     }
     low->started = 0;

@@ -233,6 +233,19 @@ int rt_sock_set_ifs(lwsp_inst *I, lwsp_sock *so, lua_State *co, int idx, LPINT e
  * returns the coroutine to the pool and unlocks.  Between begin and end the
  * caller converts arguments and results on c->co. */
 
+/* A call that fails before its handler runs: undone, and its trace closed. */
+static int begin_fail(rt_call *c, SOCKET s, LPINT err, int code) {
+  lwsp_inst *I = c->I;
+  I->depth--;
+  if (c->traced) {
+    lwsp_trace_args(c->tseq, "", 0);
+    lwsp_trace_leave(c->caller, I->name, lwsp_spi_names[c->proc], s, code, "");
+  }
+  lwsp_mutex_unlock(&I->lock);
+  *err = code;
+  return 0;
+}
+
 int rt_begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LPINT err) {
   lua_State *L;
   c->I = I;
@@ -246,22 +259,23 @@ int rt_begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LPINT 
   c->ov = NULL;
   c->pending = 0;
   c->traced = 0;
+  c->err_code = 0;
+  c->nres = 0;
   if (!I->active) { *err = WSANOTINITIALISED; return 0; }
   lwsp_mutex_lock(&I->lock);
   if (!I->active) { lwsp_mutex_unlock(&I->lock); *err = WSANOTINITIALISED; return 0; }
   I->depth++;
   L = I->L;
-  if (need_sock && (c->so = rt_sock_find(I, s)) == NULL) {
-    I->depth--; lwsp_mutex_unlock(&I->lock);
-    *err = WSAENOTSOCK;
-    return 0;
+  if ((c->traced = lwsp_tracing) != 0) {
+    /* recorded now, in order; its arguments are filled in when the handler first runs */
+    c->caller = lwsp_trace_party();
+    c->tseq = lwsp_trace_enter(c->caller, I->name, lwsp_spi_names[proc], s, NULL);
+    c->entered = 0;
+    c->tsock = 0;
   }
-  if (I->href[proc] == LUA_NOREF) {
-    I->depth--; lwsp_mutex_unlock(&I->lock);
-    *err = WSAEOPNOTSUPP;
-    return 0;
-  }
-  if (!lua_checkstack(L, 4)) { I->depth--; lwsp_mutex_unlock(&I->lock); *err = WSAENOBUFS; return 0; }
+  if (need_sock && (c->so = rt_sock_find(I, s)) == NULL) return begin_fail(c, s, err, WSAENOTSOCK);
+  if (I->href[proc] == LUA_NOREF) return begin_fail(c, s, err, WSAEOPNOTSUPP);
+  if (!lua_checkstack(L, 4)) return begin_fail(c, s, err, WSAENOBUFS);
   c->co_ref = LUA_NOREF;
   /* idle coroutines wait in a C array, each anchored by its own reference,
    * which anchors it while it runs too (other threads use L's stack while a
@@ -276,19 +290,11 @@ int rt_begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LPINT 
   }
   if (!lua_checkstack(c->co, 16)) {
     luaL_unref(L, LUA_REGISTRYINDEX, c->co_ref);
-    I->depth--;
-    lwsp_mutex_unlock(&I->lock);
-    *err = WSAENOBUFS;
-    return 0;
+    c->co = NULL;
+    return begin_fail(c, s, err, WSAENOBUFS);
   }
   lua_rawgeti(c->co, LUA_REGISTRYINDEX, I->href[proc]);
   if (c->so) lua_rawgeti(c->co, LUA_REGISTRYINDEX, c->so->ref);
-  c->traced = lwsp_tracing;
-  c->err_code = 0;
-  if (c->traced) {
-    c->caller = lwsp_trace_party();
-    lwsp_trace_enter(c->caller, I->name, lwsp_spi_names[proc], c->so ? c->so->handle : 0);
-  }
   return 1;
 }
 
@@ -297,7 +303,15 @@ void rt_end(rt_call *c) {
   lua_State *L = I->L;
   SOCKET traced_sock = c->so ? c->so->handle : 0;
   if (c->ns) { rt_sock_close(I, c->ns); c->ns = NULL; }
-  if (c->traced) lwsp_trace_leave(c->caller, I->name, lwsp_spi_names[c->proc], traced_sock, c->err_code);
+  if (c->traced) {
+    char res[LWSP_TRACE_TEXT];
+    res[0] = 0;
+    if (!c->entered) lwsp_trace_args(c->tseq, "", 0);
+    else if (c->tsock) traced_sock = c->tsock;
+    if (c->co && !c->pending && !c->err_code && c->nres > 0 && c->base >= 1 && c->base + c->nres - 1 <= lua_gettop(c->co))
+      lwsp_trace_values(c->co, c->base, c->base + c->nres - 1, res, sizeof res);
+    lwsp_trace_leave(c->caller, I->name, lwsp_spi_names[c->proc], traced_sock, c->err_code, res);
+  }
   if (c->view) { rt_view_end(c->view); c->view = NULL; }
   if (c->co) {
     if (!c->pending && !c->broken && lua_status(c->co) == LUA_OK && I->npool < LWSP_POOL) {
@@ -361,6 +375,13 @@ static void kill(rt_call *c) {
 int rt_run(rt_call *c, LPINT err) {
   lua_State *co = c->co;
   int nargs = lua_gettop(co) - 1;
+  if (c->traced && !c->entered) {
+    char args[LWSP_TRACE_TEXT];
+    lwsp_trace_values(co, 2, lua_gettop(co), args, sizeof args);
+    c->tsock = c->so ? c->so->handle : c->ns ? c->ns->handle : 0;   /* WSPSocket, WSPAccept: the new socket */
+    lwsp_trace_args(c->tseq, args, c->tsock);
+    c->entered = 1;
+  }
   for (;;) {
     int nres = 0, st;
     rt_arm_budget(c->I, co);

@@ -299,14 +299,17 @@ static void op_resume(lwsp_inst *I, rt_op *op) {
 }
 
 void rt_pump(lwsp_inst *I) {
-  if (I->pumping) return;
+  lwsp_trace_self_t prev;
+  if (I->pumping || !I->runq) return;
   I->pumping = 1;
+  prev = lwsp_trace_self(I->name);   /* what resumed handlers call, this provider calls */
   while (I->runq) {
     rt_op *op = I->runq;
     I->runq = op->rnext;
     if (!I->runq) I->runq_tail = NULL;
     if (op->state == OP_RUNNABLE) op_resume(I, op);
   }
+  lwsp_trace_restore(prev);
   I->pumping = 0;
 }
 
@@ -407,6 +410,7 @@ static void run_due(lwsp_inst *I, double now, double *next_due) {
 
 static void service_main(void *arg) {
   lwsp_inst *I = arg;
+  lwsp_trace_self(I->name);   /* this thread works for the provider */
   lwsp_mutex_lock(&I->lock);
   while (!I->service_stop) {
     double next_due, now = lwsp_now();

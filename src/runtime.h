@@ -124,6 +124,9 @@ typedef struct rt_call {
   int traced;    /* the entry was traced: rt_end records its return */
   int err_code;  /* the call's Winsock error, for the trace */
   const char *caller; /* who made the call, for the trace */
+  int entered;   /* the trace's call record has its arguments */
+  unsigned long tseq; /* that record */
+  SOCKET tsock;       /* the socket the trace names */
 } rt_call;
 
 /* Where a data call's results go: the caller's buffers (or, for a pending
@@ -253,10 +256,27 @@ int WSPAPI lwsp_host_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD b
 int lwsp_host_catalog_info(DWORD id, WSAPROTOCOL_INFOW *info, char *path, size_t pathlen);
 /* trace.c: records of every crossing, when lwsp_tracing is set */
 extern volatile int lwsp_tracing;
-void lwsp_trace_enter(const char *from, const char *to, const char *name, SOCKET s);
-void lwsp_trace_leave(const char *from, const char *to, const char *name, SOCKET s, int error);
+/* lwsp's own WSPStartup (lwsp.c): the host tells Lua providers by it */
+LWSP_EXPORT int WSPAPI WSPStartup(WORD wVersionRequested, LPWSPDATA lpWSPData, LPWSAPROTOCOL_INFOW lpProtocolInfo,
+                                  WSPUPCALLTABLE UpcallTable, LPWSPPROC_TABLE lpProcTable);
+#define LWSP_TRACE_TEXT 96   /* room for a record's arguments or results, summarised */
+/* Records a call; with args NULL the record waits (and so do the records after it,
+ * in the file) until lwsp_trace_args gives its arguments. Returns its number. */
+unsigned long lwsp_trace_enter(const char *from, const char *to, const char *name, SOCKET s, const char *args);
+void lwsp_trace_args(unsigned long seq, const char *args, SOCKET s);   /* s: 0 keeps the record's */
+void lwsp_trace_leave(const char *from, const char *to, const char *name, SOCKET s, int error, const char *res);
+void lwsp_trace_values(lua_State *L, int first, int last, char *buf, size_t n);
 void lwsp_trace_event(const char *kind, const char *from, const char *to, const char *name, SOCKET s, int error);
+void lwsp_trace_event_args(const char *kind, const char *from, const char *to, const char *name, SOCKET s, int error,
+                           const char *args);
 const char *lwsp_trace_party(void);
+void lwsp_trace_app_thread(void);   /* this thread is the application's */
+void lwsp_trace_app_api(int on);    /* an application call (not an upcall) runs upcall code */
+/* The party this thread acts as at its current call depth (a provider's
+ * service thread, resumed handlers): set, and restored. */
+typedef struct { const char *party; int depth; } lwsp_trace_self_t;
+lwsp_trace_self_t lwsp_trace_self(const char *party);
+void lwsp_trace_restore(lwsp_trace_self_t prev);
 void lwsp_trace_wrap(lua_State *L, const char *const *names);
 int lwsp_trace_open(lua_State *L);
 /* fault.c: 0, or the error an injected fault makes this call fail with */

@@ -21,10 +21,12 @@ typedef struct trec {
   unsigned long long sock;
   int error, depth;
   double us;
+  char args[LWSP_TRACE_TEXT], res[LWSP_TRACE_TEXT];   /* arguments in, results out, summarised */
+  int open;            /* a call whose arguments are still to come */
 } trec;
 
 static trec *recs;
-static size_t nrecs, caprecs;
+static size_t nrecs, caprecs, written;   /* written: records already in the file */
 static unsigned long seq;
 static double t0;
 static FILE *out;
@@ -32,26 +34,82 @@ static _Thread_local int depth;
 static _Thread_local double starts[64];
 static _Thread_local const char *parties[64];   /* who is running on this thread, by depth */
 
-/* The party running on this thread now: "application" outside any call. */
+static _Thread_local const char *self_party;   /* acting as this party ... */
+static _Thread_local int self_depth;            /* ... at this call depth */
+static _Thread_local int app_thread;            /* the application has called the host on this thread */
+static _Thread_local int app_api;               /* inside an application call that uses an upcall's code */
+
+void lwsp_trace_app_thread(void) { app_thread = 1; }
+void lwsp_trace_app_api(int on) { app_api = on; }
+
+/* The party running on this thread now: outside any call, "application" on
+ * the application's threads, "provider thread" on a thread of a provider's own. */
 const char *lwsp_trace_party(void) {
-  return depth > 0 && depth <= 64 ? parties[depth - 1] : "application";
+  if (self_party && depth == self_depth) return self_party;
+  if (depth > 0 && depth <= 64) return parties[depth - 1];
+  return app_thread ? "application" : "provider thread";
 }
 
-static void add(const char *kind, const char *from, const char *to, const char *name, SOCKET s, int error, double us,
-                int d) {
+lwsp_trace_self_t lwsp_trace_self(const char *party) {
+  lwsp_trace_self_t prev = {self_party, self_depth};
+  self_party = party;
+  self_depth = depth;
+  return prev;
+}
+
+void lwsp_trace_restore(lwsp_trace_self_t prev) {
+  self_party = prev.party;
+  self_depth = prev.depth;
+}
+
+/* A JSON string body: quotes, backslashes and control characters escaped. */
+static void json_str(FILE *f, const char *s) {
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
+    else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
+    else fputc(ch, f);
+  }
+}
+
+/* Writes the records not yet in the file, in order, up to the first one still
+ * waiting for its arguments.  Under host_lock. */
+static void flush_file(void) {
+  for (; out && written < nrecs && !recs[written].open; written++) {
+    trec *r = &recs[written];
+    const char *en = r->error ? lwsp_error_name(r->error) : NULL;
+    fprintf(out, "{\"seq\":%lu,\"t\":%.6f,\"thread\":%lu,\"kind\":\"%s\",\"from\":\"", r->seq, r->t, r->thread, r->kind);
+    json_str(out, r->from);
+    fputs("\",\"to\":\"", out);
+    json_str(out, r->to);
+    fputs("\",\"name\":\"", out);
+    json_str(out, r->name);
+    fprintf(out, "\",\"socket\":%llu,\"error\":%d,\"errname\":\"%s\",\"us\":%.1f,\"depth\":%d,\"args\":\"", r->sock,
+            r->error, en ? en : "", r->us, r->depth);
+    json_str(out, r->args);
+    fputs("\",\"result\":\"", out);
+    json_str(out, r->res);
+    fputs("\"}\n", out);
+  }
+  if (out) fflush(out);
+}
+
+static unsigned long add(const char *kind, const char *from, const char *to, const char *name, SOCKET s, int error,
+                         double us, int d, const char *args, const char *res) {
   trec *r;
+  unsigned long n;
   lwsp_mutex_lock(&host_lock);
-  if (!lwsp_tracing) { lwsp_mutex_unlock(&host_lock); return; }
+  if (!lwsp_tracing) { lwsp_mutex_unlock(&host_lock); return 0; }
   if (nrecs == caprecs) {
     size_t nc = caprecs ? caprecs * 2 : 1024;
-    trec *n = realloc(recs, nc * sizeof *n);
-    if (!n || nc > 1000000) { lwsp_mutex_unlock(&host_lock); return; }
-    recs = n;
+    trec *m = nc > 1000000 ? NULL : realloc(recs, nc * sizeof *m);
+    if (!m) { lwsp_mutex_unlock(&host_lock); return 0; }
+    recs = m;
     caprecs = nc;
   }
   r = &recs[nrecs++];
   memset(r, 0, sizeof *r);
-  r->seq = ++seq;
+  r->seq = n = ++seq;
   r->thread = lwsp_thread_id();
   r->t = lwsp_now() - t0;
   snprintf(r->kind, sizeof r->kind, "%s", kind);
@@ -62,31 +120,110 @@ static void add(const char *kind, const char *from, const char *to, const char *
   r->error = error;
   r->us = us;
   r->depth = d;
-  if (out) {
-    const char *en = error ? lwsp_error_name(error) : NULL;
-    fprintf(out, "{\"seq\":%lu,\"t\":%.6f,\"thread\":%lu,\"kind\":\"%s\",\"from\":\"%s\",\"to\":\"%s\",\"name\":\"%s\","
-                 "\"socket\":%llu,\"error\":%d,\"errname\":\"%s\",\"us\":%.1f,\"depth\":%d}\n",
-            r->seq, r->t, r->thread, r->kind, r->from, r->to, r->name, r->sock, error, en ? en : "", us, d);
-    fflush(out);
+  r->open = args == NULL && strcmp(kind, "call") == 0;
+  snprintf(r->args, sizeof r->args, "%s", args ? args : "");
+  snprintf(r->res, sizeof r->res, "%s", res ? res : "");
+  flush_file();
+  lwsp_mutex_unlock(&host_lock);
+  return n;
+}
+
+void lwsp_trace_args(unsigned long n, const char *args, SOCKET s) {
+  lwsp_mutex_lock(&host_lock);
+  if (n >= 1 && n <= nrecs && recs[n - 1].seq == n && recs[n - 1].open) {
+    if (s) recs[n - 1].sock = (unsigned long long)s;
+    snprintf(recs[n - 1].args, sizeof recs[n - 1].args, "%s", args ? args : "");
+    recs[n - 1].open = 0;
+    flush_file();
   }
   lwsp_mutex_unlock(&host_lock);
 }
 
-void lwsp_trace_enter(const char *from, const char *to, const char *name, SOCKET s) {
+unsigned long lwsp_trace_enter(const char *from, const char *to, const char *name, SOCKET s, const char *args) {
+  unsigned long n;
   if (depth < 64) { starts[depth] = lwsp_now(); parties[depth] = to; }
-  add("call", from, to, name, s, 0, 0, depth);
+  n = add("call", from, to, name, s, 0, 0, depth, args, NULL);
   depth++;
+  return n;
 }
 
-void lwsp_trace_leave(const char *from, const char *to, const char *name, SOCKET s, int error) {
+void lwsp_trace_leave(const char *from, const char *to, const char *name, SOCKET s, int error, const char *res) {
   double us = 0;
   if (depth > 0) depth--;
   if (depth < 64) us = (lwsp_now() - starts[depth]) * 1e6;
-  add("return", to, from, name, s, error, us, depth);
+  add("return", to, from, name, s, error, us, depth, NULL, res);
 }
 
+/* (the application's WSACreateEvent and the like share the upcalls' code: not upcalls) */
 void lwsp_trace_event(const char *kind, const char *from, const char *to, const char *name, SOCKET s, int error) {
-  add(kind, from, to, name, s, error, 0, depth);
+  if (app_api && depth == 0 && kind[0] == 'u') return;
+  add(kind, from, to, name, s, error, 0, depth, "", NULL);
+}
+
+void lwsp_trace_event_args(const char *kind, const char *from, const char *to, const char *name, SOCKET s, int error,
+                           const char *args) {
+  if (app_api && depth == 0 && kind[0] == 'u') return;
+  add(kind, from, to, name, s, error, 0, depth, args ? args : "", NULL);
+}
+
+/* One value, briefly: numbers, short strings quoted, longer ones by length,
+ * sockets (a table with a handle) as sN, addresses as text.  Raw access only:
+ * a handler's values may carry metamethods that must not run here. */
+static void one_value(lua_State *L, int i, char *buf, size_t n) {
+  switch (lua_type(L, i)) {
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, i)) snprintf(buf, n, "%lld", (long long)lua_tointeger(L, i));
+    else snprintf(buf, n, "%.6g", (double)lua_tonumber(L, i));
+    return;
+  case LUA_TBOOLEAN: snprintf(buf, n, "%s", lua_toboolean(L, i) ? "true" : "false"); return;
+  case LUA_TNIL: snprintf(buf, n, "nil"); return;
+  case LUA_TSTRING: {
+    size_t len, k;
+    const char *str = lua_tolstring(L, i, &len);
+    int printable = len <= 24;
+    for (k = 0; printable && k < len; k++)
+      if ((unsigned char)str[k] < 0x20 || (unsigned char)str[k] >= 0x7f || str[k] == '"') printable = 0;
+    if (printable) snprintf(buf, n, "\"%s\"", str);
+    else snprintf(buf, n, "<%zu bytes>", len);
+    return;
+  }
+  case LUA_TTABLE: {
+    int t = lua_absindex(L, i);
+    lua_pushliteral(L, "handle");
+    if (lua_rawget(L, t) == LUA_TNUMBER) {
+      snprintf(buf, n, "s%lld", (long long)lua_tointeger(L, -1));
+      lua_pop(L, 1);
+      return;
+    }
+    lua_pop(L, 1);
+    lua_pushliteral(L, "address");
+    if (lua_rawget(L, t) == LUA_TSTRING) {
+      const char *a = lua_tostring(L, -1);
+      long long port = 0;
+      lua_pushliteral(L, "port");
+      if (lua_rawget(L, t) == LUA_TNUMBER) port = (long long)lua_tointeger(L, -1);
+      snprintf(buf, n, strchr(a, ':') ? "[%s]:%lld" : "%s:%lld", a, port);
+      lua_pop(L, 2);
+      return;
+    }
+    lua_pop(L, 1);
+    snprintf(buf, n, "{...}");
+    return;
+  }
+  default: snprintf(buf, n, "<%s>", luaL_typename(L, i)); return;
+  }
+}
+
+void lwsp_trace_values(lua_State *L, int first, int last, char *buf, size_t n) {
+  size_t used = 0;
+  buf[0] = 0;
+  if (!lua_checkstack(L, 3)) return;
+  for (int i = first; i <= last && used + 1 < n; i++) {
+    char one[64];
+    one_value(L, i, one, sizeof one);
+    used += (size_t)snprintf(buf + used, n - used, "%s%s", i > first ? ", " : "", one);
+  }
+  if (used >= n && n > 4) memcpy(buf + n - 4, "...", 4);
 }
 
 /* trace.start([file]) -> true: clears the records and starts tracing */
@@ -97,6 +234,7 @@ static int t_start(lua_State *L) {
   if (out) { fclose(out); out = NULL; }
   if (file && !(out = fopen(file, "w"))) { lwsp_mutex_unlock(&host_lock); return luaL_error(L, "cannot write %s", file); }
   nrecs = 0;
+  written = 0;
   seq = 0;
   t0 = lwsp_now();
   lwsp_tracing = 1;
@@ -109,6 +247,8 @@ static int t_start(lua_State *L) {
 static int t_stop(lua_State *L) {
   lwsp_mutex_lock(&host_lock);
   lwsp_tracing = 0;
+  for (size_t i = written; i < nrecs; i++) recs[i].open = 0;   /* a call still running: written without arguments */
+  flush_file();
   if (out) { fclose(out); out = NULL; }
   lua_pushinteger(L, (lua_Integer)nrecs);
   lwsp_mutex_unlock(&host_lock);
@@ -122,7 +262,7 @@ static int t_records(lua_State *L) {
   for (size_t i = 0; i < nrecs; i++) {
     trec *r = &recs[i];
     const char *en = r->error ? lwsp_error_name(r->error) : NULL;
-    lua_createtable(L, 0, 12);
+    lua_createtable(L, 0, 14);
     lua_pushinteger(L, (lua_Integer)r->seq); lua_setfield(L, -2, "seq");
     lua_pushnumber(L, r->t); lua_setfield(L, -2, "t");
     lua_pushinteger(L, (lua_Integer)r->thread); lua_setfield(L, -2, "thread");
@@ -135,6 +275,8 @@ static int t_records(lua_State *L) {
     if (en) { lua_pushstring(L, en); lua_setfield(L, -2, "errname"); }
     lua_pushnumber(L, r->us); lua_setfield(L, -2, "us");
     lua_pushinteger(L, r->depth); lua_setfield(L, -2, "depth");
+    lua_pushstring(L, r->args); lua_setfield(L, -2, "args");
+    lua_pushstring(L, r->res); lua_setfield(L, -2, "result");
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   lwsp_mutex_unlock(&host_lock);
@@ -145,13 +287,36 @@ static int t_records(lua_State *L) {
 static int traced(lua_State *L) {
   lua_CFunction f = lua_tocfunction(L, lua_upvalueindex(1));
   const char *name = lua_tostring(L, lua_upvalueindex(2));
-  SOCKET s = lua_isinteger(L, 1) ? (SOCKET)lua_tointeger(L, 1) : 0;
+  SOCKET s;
   int n, err = 0;
+  char text[LWSP_TRACE_TEXT];
   if (!lwsp_tracing) return f(L);
-  lwsp_trace_enter("application", "host", name, s);
-  n = f(L);
+  app_thread = 1;
+  /* the socket: the first argument, but for the calls whose first argument is
+   * something else (socket() gets its socket from its result) */
+  s = 0;
+  if (lua_isinteger(L, 1)) {
+    static const char *const not_socket[] = {"socket", "select", "address_to_string", "string_to_address",
+                                             "cancel_blocking_call", "sleep", "wait", "dequeue", "messages", NULL};
+    const char *const *k = not_socket;
+    while (*k && strcmp(*k, name)) k++;
+    if (!*k) s = (SOCKET)lua_tointeger(L, 1);
+  }
+  lwsp_trace_values(L, 1, lua_gettop(L), text, sizeof text);
+  lwsp_trace_enter("application", "host", name, s, text);
+  /* run protected, so a raised argument error still closes the record */
+  lua_pushcfunction(L, f);
+  lua_insert(L, 1);
+  if (lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0) != LUA_OK) {
+    lwsp_trace_leave("application", "host", name, s, 0, "raised an error");
+    return lua_error(L);
+  }
+  n = lua_gettop(L);
   if (n >= 3 && lua_isnil(L, -n) && lua_isinteger(L, -n + 2)) err = (int)lua_tointeger(L, -n + 2);
-  lwsp_trace_leave("application", "host", name, s, err);
+  text[0] = 0;
+  if (!err) lwsp_trace_values(L, lua_gettop(L) - n + 1, lua_gettop(L), text, sizeof text);
+  if (!err && n >= 1 && !strcmp(name, "socket") && lua_isinteger(L, -n)) s = (SOCKET)lua_tointeger(L, -n);
+  lwsp_trace_leave("application", "host", name, s, err, text);
   return n;
 }
 

@@ -107,10 +107,13 @@ valgrind: build/lwsp.so build/lwsp_native.so
 # Installs with luarocks (offline) into build/rock and runs a provider from there.
 rock:
 	rm -rf build/rock && mkdir -p build/rock/src
-	cp -r src lua examples docs lwsp-scm-1.rockspec build/rock/src/
+	cp -r src lua bin examples docs lwsp-scm-1.rockspec build/rock/src/
 	cd build/rock/src && luarocks --lua-version=5.4 --tree=$(CURDIR)/build/rock/tree make lwsp-scm-1.rockspec >/dev/null
 	env -u LUA_PATH -u LUA_CPATH lua5.4 -e "package.path='$(CURDIR)/build/rock/tree/share/lua/5.4/?.lua;$(CURDIR)/build/rock/tree/share/lua/5.4/?/init.lua;'..package.path; package.cpath='$(CURDIR)/build/rock/tree/lib/lua/5.4/?.so;'..package.cpath" \
 	  tools/rock_smoke.lua $(CURDIR)/build/rock/tree
+	cd /tmp && env -u LUA_PATH -u LUA_CPATH LWSP_LOG=off $(CURDIR)/build/rock/tree/bin/lwsp-run --quiet \
+	  --base $(CURDIR)/build/rock/tree/lib/luarocks/rocks-5.4/lwsp/scm-1/examples/memnet.lua --run echo --trace \
+	  | grep -q 'WPUCreateSocketHandle' && echo "rock smoke: the installed lwsp-run traced memnet"
 
 spi-check:
 	x86_64-w64-mingw32-gcc -std=gnu11 -Isrc $(WARN) -c tools/spi_check.c -o /dev/null
@@ -144,7 +147,13 @@ build/cpass.so: bench/cpass.c src/spi.h
 BENCH_ENV = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" LUA_CPATH="$(CURDIR)/build/?.so;;" \
   LWSP_ROOT=$(CURDIR) LWSP_CPASS_LOWER=$(CURDIR)/build/lwsp_native.so LWSP_CPASS_LOWER_ID=1001
 
-bench: deps all build/cpass.so
+# lwsp with tracing compiled out: the baseline for what tracing costs when off.
+build/notrace/lwsp.so: $(SRCS) $(HDRS) Makefile
+	@mkdir -p build/notrace
+	$(CC) $(BASEFLAGS) $(CFLAGS) -DLWSP_NO_TRACE -shared -o $@ $(SRCS) $(LUA_LIB) -lpthread -ldl
+	@ln -sfn ../lwsp_native.so build/notrace/lwsp_native.so
+
+bench: deps all build/cpass.so build/notrace/lwsp.so
 	@$(BENCH_ENV) lua5.4 bench/run.lua
 	@bash bench/instructions.sh
 

@@ -55,6 +55,9 @@ build = {
       },
     },
   },
+  install = {
+    bin = {["lwsp-run"] = "bin/lwsp-run"},
+  },
   copy_directories = {"docs", "examples"},
 }
 test = {

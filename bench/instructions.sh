@@ -7,15 +7,15 @@ export LUA_PATH="$PWD/lua/?.lua;$PWD/lua/?/init.lua;;" LUA_CPATH="$PWD/build/?.s
 export LWSP_CPASS_LOWER=$PWD/build/lwsp_native.so LWSP_CPASS_LOWER_ID=1001
 N=${LWSP_BENCH_IR_CALLS:-20000}
 out=$(mktemp -d)
-ir() {
-  LWSP_BENCH_CALLS=$2 LWSP_BENCH_ONLY="calls:$1" valgrind --tool=callgrind --callgrind-out-file="$out/cg" \
-    lua5.4 bench/run.lua >/dev/null 2>&1
+ir() {   # config:op calls [cpath]
+  LUA_CPATH="${3:-$PWD/build/?.so;;}" LWSP_BENCH_CALLS=$2 LWSP_BENCH_ONLY="calls:$1" \
+    valgrind --tool=callgrind --callgrind-out-file="$out/cg" lua5.4 bench/run.lua >/dev/null 2>&1
   awk '/^summary:/ { print $2 }' "$out/cg"
 }
 echo
 echo "5. instructions per call (valgrind --tool=callgrind, ($((2 * N)) calls - $N calls) / $N)"
 printf '   %-22s %14s %14s\n' "" "getsockopt" "64-byte send"
-declare -A per
+declare -A per pct
 for cfg in "native base" "C passthrough" "Lua passthrough" "memnet (Lua base)"; do
   row=""
   for op in getsockopt send64; do
@@ -29,4 +29,21 @@ done
 printf '   Lua passthrough over C passthrough: +%d instructions (getsockopt), +%d (send)\n' \
   $(( ${per["Lua passthrough:getsockopt"]} - ${per["C passthrough:getsockopt"]} )) \
   $(( ${per["Lua passthrough:send64"]} - ${per["C passthrough:send64"]} ))
+# what tracing costs when off: the same Lua passthrough with tracing compiled out
+if [ -f build/notrace/lwsp.so ]; then
+  row=""
+  for op in getsockopt send64; do
+    a=$(ir "Lua passthrough:$op" "$N" "$PWD/build/notrace/?.so;;"); b=$(ir "Lua passthrough:$op" $((2 * N)) "$PWD/build/notrace/?.so;;")
+    v=$(( (b - a) / N ))
+    per["notrace:$op"]=$v
+    row+=$(printf '%14d ' "$v")
+  done
+  printf '   %-22s %s\n' "Lua pass., no tracing" "$row"
+  for op in getsockopt send64; do
+    on=${per["Lua passthrough:$op"]}; off=${per["notrace:$op"]}
+    pct[$op]=$(awk -v a="$on" -v b="$off" 'BEGIN { printf "%+.1f%%", (a - b) * 100 / b }')
+  done
+  printf '   tracing built in but off: %s instructions per call (getsockopt), %s (send) over lwsp built without it\n' \
+    "${pct[getsockopt]}" "${pct[send64]}"
+fi
 rm -rf "$out"

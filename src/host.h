@@ -26,7 +26,7 @@
     __typeof__(hp_->procs.lp##fn(__VA_ARGS__)) hr_ = hp_->procs.lp##fn(__VA_ARGS__); \
     if (tr_) host_trace_return(hp_, hc_, #fn, (SOCKET)(s), (failed) ? *(errp) : 0); \
     hr_; })
-#define HCALL(L, p, fn, s, errp, ...) HCALL_(L, p, fn, s, errp, (long long)hr_ == -1, __VA_ARGS__)
+#define HCALL(L, p, fn, s, errp, ...) HCALL_(L, p, fn, s, errp, hr_ == (__typeof__(hr_))-1, __VA_ARGS__)
 #define HCALL_BOOL(L, p, fn, s, errp, ...) HCALL_(L, p, fn, s, errp, !hr_, __VA_ARGS__)
 
 typedef struct hentry {

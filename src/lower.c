@@ -199,6 +199,14 @@ static void drop_regs(lwsp_lower *low, SOCKET h) {
     if (rc == SOCKET_ERROR) return fail(L, err); \
   } while (0)
 
+/* A call down that is not a plain RESULT: traced the same way (a C provider below). */
+#define TRACED_DOWN(spi_, sock, args, failed, expr) do { \
+    int trd_ = lwsp_tracing && low->foreign; \
+    if (trd_) lwsp_trace_enter(I->name, low->lname, (spi_), (SOCKET)(sock), (args)); \
+    DOWN(I, expr); \
+    if (trd_) lwsp_trace_leave(I->name, low->lname, (spi_), (SOCKET)(sock), (failed) ? err : 0, NULL); \
+  } while (0)
+
 #define TRACE_SOCK(L) ((SOCKET)(lua_isinteger((L), 2) ? lua_tointeger((L), 2) : 0))
 
 /* "lower.getsockopt" -> "WSPGetSockOpt", for the trace of a call into a C provider */
@@ -220,7 +228,8 @@ static int set_nonblocking(lwsp_lower *low, SOCKET h) {
   DWORD got = 0;
   INT err = 0;
   int rc;
-  DOWN(I, rc = low->procs.lpWSPIoctl(h, FIONBIO, &one, 4, NULL, 0, &got, NULL, NULL, NULL, &err));
+  TRACED_DOWN("WSPIoctl", h, "FIONBIO, 1", rc != 0,
+              rc = low->procs.lpWSPIoctl(h, FIONBIO, &one, 4, NULL, 0, &got, NULL, NULL, NULL, &err));
   return rc == 0;
 }
 
@@ -233,7 +242,11 @@ static int m_socket(lua_State *L) {
   WSAPROTOCOL_INFOW pass = low->pass;
   (void)rc;
   if (lwsp_faults_armed && (err = lwsp_fault("lower.socket")) != 0) return fail(L, err);
-  DOWN(I, h = low->procs.lpWSPSocket(af, type, proto, &pass, 0, flags, &err));
+  {
+    char targs[LWSP_TRACE_TEXT] = "";
+    if (lwsp_tracing && low->foreign) lwsp_trace_values(L, 2, lua_gettop(L), targs, sizeof targs);
+    TRACED_DOWN("WSPSocket", 0, targs, h == INVALID_SOCKET, h = low->procs.lpWSPSocket(af, type, proto, &pass, 0, flags, &err));
+  }
   if (h == INVALID_SOCKET) return fail(L, err);
   set_nonblocking(low, h);
   lua_pushinteger(L, (lua_Integer)h);
@@ -294,7 +307,8 @@ static int m_accept(lua_State *L) {
   int len = sizeof ss;
   (void)rc;
   if (lwsp_faults_armed && (err = lwsp_fault("lower.accept")) != 0) return fail(L, err);
-  DOWN(I, h = low->procs.lpWSPAccept(check_h(L, 2), (struct sockaddr *)&ss, &len, NULL, 0, &err));
+  TRACED_DOWN("WSPAccept", check_h(L, 2), "", h == INVALID_SOCKET,
+              h = low->procs.lpWSPAccept(check_h(L, 2), (struct sockaddr *)&ss, &len, NULL, 0, &err));
   if (h == INVALID_SOCKET) return fail(L, err);
   set_nonblocking(low, h);
   lua_pushinteger(L, (lua_Integer)h);
@@ -521,7 +535,7 @@ static void watch_ready(lwsp_lower *low, lwatch *w, int dir) {
     SOCKET h = w->h;
     lwsp_sock *so = w->so;
     uint32_t gen = w->gen;
-    DOWN(I, rc = low->procs.lpWSPRecv(h, &b, 1, &got, &flags, NULL, NULL, NULL, &err));
+    TRACED_DOWN("WSPRecv", h, "1, MSG_PEEK", rc != 0, rc = low->procs.lpWSPRecv(h, &b, 1, &got, &flags, NULL, NULL, NULL, &err));
     if (so->gen != gen) return;
     if (rc == 0 && got == 0) rt_net_event(I, so, FD_CLOSE, 0);
     else if (rc == 0 || err == WSAEMSGSIZE) rt_net_event(I, so, FD_READ, 0);
@@ -553,7 +567,13 @@ int rt_lower_poll(lwsp_inst *I, long max_ms) {
     ms = max_ms < 0 || max_ms > 20 ? 20 : max_ms;
     tv.tv_sec = 0;
     tv.tv_usec = (LONG)(ms * 1000);
-    DOWN(I, rc = low->procs.lpWSPSelect(0, rs.fd_count ? &rs : NULL, ws.fd_count ? &ws : NULL, NULL, &tv, &err));
+    {
+      char targs[64] = "";
+      if (lwsp_tracing && low->foreign)
+        snprintf(targs, sizeof targs, "%u to read, %u to write, %ld ms", rs.fd_count, ws.fd_count, ms);
+      TRACED_DOWN("WSPSelect", 0, targs, rc == SOCKET_ERROR,
+                  rc = low->procs.lpWSPSelect(0, rs.fd_count ? &rs : NULL, ws.fd_count ? &ws : NULL, NULL, &tv, &err));
+    }
     if (rc == SOCKET_ERROR) {
       /* a socket closed meanwhile: drop what the lower layer no longer knows */
       for (size_t i = 0; i < low->nregs;) {

@@ -255,7 +255,11 @@ int lwsp_host_owns(const WSPUPCALLTABLE *up);
 int WSPAPI lwsp_host_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err);
 int lwsp_host_catalog_info(DWORD id, WSAPROTOCOL_INFOW *info, char *path, size_t pathlen);
 /* trace.c: records of every crossing, when lwsp_tracing is set */
+#ifdef LWSP_NO_TRACE   /* tracing compiled out: the benchmark's baseline for what tracing costs when off */
+#define lwsp_tracing 0
+#else
 extern volatile int lwsp_tracing;
+#endif
 /* lwsp's own WSPStartup (lwsp.c): the host tells Lua providers by it */
 LWSP_EXPORT int WSPAPI WSPStartup(WORD wVersionRequested, LPWSPDATA lpWSPData, LPWSAPROTOCOL_INFOW lpProtocolInfo,
                                   WSPUPCALLTABLE UpcallTable, LPWSPPROC_TABLE lpProcTable);

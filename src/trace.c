@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef LWSP_NO_TRACE
 volatile int lwsp_tracing;
+#endif
 
 typedef struct trec {
   unsigned long seq, thread;
@@ -237,7 +239,13 @@ static int t_start(lua_State *L) {
   written = 0;
   seq = 0;
   t0 = lwsp_now();
+#ifdef LWSP_NO_TRACE
+  if (out) { fclose(out); out = NULL; }
+  lwsp_mutex_unlock(&host_lock);
+  return luaL_error(L, "this lwsp was built without tracing (LWSP_NO_TRACE)");
+#else
   lwsp_tracing = 1;
+#endif
   lwsp_mutex_unlock(&host_lock);
   lua_pushboolean(L, 1);
   return 1;
@@ -246,7 +254,9 @@ static int t_start(lua_State *L) {
 /* trace.stop() -> number of records */
 static int t_stop(lua_State *L) {
   lwsp_mutex_lock(&host_lock);
+#ifndef LWSP_NO_TRACE
   lwsp_tracing = 0;
+#endif
   for (size_t i = written; i < nrecs; i++) recs[i].open = 0;   /* a call still running: written without arguments */
   flush_file();
   if (out) { fclose(out); out = NULL; }

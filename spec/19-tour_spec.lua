@@ -1,0 +1,95 @@
+-- docs/tour.md: every step's command runs (bin/lwsp-run over the host) and
+-- prints the crossings the step talks about.
+local H = require "helpers"
+
+local function steps()
+  local text = assert(io.open(H.root .. "/docs/tour.md")):read("a")
+  local out = {}
+  for title, cmd, expect in text:gmatch("\n## ([^\n]+).-```sh\n([^\n]+)\n```\n<!%-%- expect: (.-) %-%->") do
+    local want = {}
+    for item in (expect .. " |"):gmatch("%s*(.-)%s*|") do want[#want + 1] = item end
+    out[#out + 1] = {title = title, cmd = cmd, want = want}
+  end
+  return out
+end
+
+describe("the tour (docs/tour.md) #subprocess", function()
+  local all = steps()
+
+  it("has its eleven steps, each one command with what to look for", function()
+    assert.equal(11, #all)
+    for _, s in ipairs(all) do
+      assert.truthy(s.cmd:match("^bin/lwsp%-run "), s.cmd)
+      assert.is_true(#s.want >= 2, s.title)
+    end
+  end)
+
+  for _, s in ipairs(all) do
+    it("step " .. s.title .. ": " .. s.cmd, function()
+      local p = assert(io.popen(("cd '%s' && LWSP_LOG=off %s 2>&1; echo \"exit $?\""):format(H.root, s.cmd)))
+      local output = p:read("a")
+      p:close()
+      assert.truthy(output:find("\nexit 0\n$"), output)
+      assert.truthy(output:find("passed\n", 1, true), output)
+      for _, w in ipairs(s.want) do
+        assert.truthy(output:find(w, 1, true), ("%q not in the output of %s:\n%s"):format(w, s.cmd, output))
+      end
+    end)
+  end
+end)
+
+describe("bin/lwsp-run #subprocess", function()
+  local function run(args)
+    local p = assert(io.popen(("cd '%s' && LWSP_LOG=off bin/lwsp-run %s 2>&1; echo \"exit $?\""):format(H.root, args)))
+    local out = p:read("a")
+    p:close()
+    return out, tonumber(out:match("exit (%d+)\n$"))
+  end
+
+  it("runs every scenario through two layers over the native base and over memnet", function()
+    local list = run("--list")
+    local names = {}
+    for line in list:gmatch("[^\n]+") do names[#names + 1] = line:match("^  (%S+)") end
+    assert.is_true(#names >= 10, list)
+    for _, n in ipairs(names) do
+      if n ~= "refused" then
+        local out, code = run("examples/passthrough.lua examples/meter.lua --quiet --run " .. n)
+        assert.equal(0, code, out)
+        out, code = run("examples/passthrough.lua --base examples/memnet.lua --quiet --run " .. n)
+        assert.equal(0, code, out)
+      end
+    end
+  end)
+
+  it("writes the records and the page with --trace=PREFIX, the same records both ways", function()
+    local prefix = H.tmp .. "/run"
+    local out, code = run("examples/passthrough.lua --run echo --quiet --trace=" .. prefix)
+    assert.equal(0, code, out)
+    local trace = require "wsp.trace"
+    local recs = trace.read(prefix .. ".jsonl")
+    assert.is_true(#recs > 20)
+    local page = assert(io.open(prefix .. ".html")):read("a")
+    local data = page:match('<script type="application/json" id="trace%-data">(.-)</script>')
+    assert.equal(#recs, select(2, data:gsub('"seq":', "")))
+    -- the text tree printed is the same records'
+    local calls = 0
+    for _, r in ipairs(recs) do if r.kind == "call" then calls = calls + 1 end end
+    assert.equal(calls, select(2, out:gsub(" %-> [^\n]-: %w+%(", "")))
+  end)
+
+  it("fails clearly: a failing scenario, a script that is no scenario, an unknown option", function()
+    local bad = H.script("return function(ctx) return nil, 'it went wrong' end")
+    local out, code = run("--run " .. bad)
+    assert.equal(1, code)
+    assert.truthy(out:find("lwsp-run: it went wrong", 1, true), out)
+    out, code = run("--run " .. H.script("return 42"))
+    assert.equal(2, code)
+    assert.truthy(out:find("must return a function(ctx)", 1, true), out)
+    out, code = run("--frobnicate")
+    assert.equal(2, code)
+    assert.truthy(out:find("unknown option --frobnicate", 1, true), out)
+    out, code = run("examples/firewall.lua --run echo --base /nonexistent/base.lua")
+    assert.equal(1, code)
+    assert.truthy(out:find("WSAEPROVIDERFAILEDINIT", 1, true), out)
+  end)
+end)

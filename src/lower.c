@@ -40,7 +40,11 @@ typedef struct lwsp_lower {
   size_t nwatches, capwatches;
 } lwsp_lower;
 
-typedef struct { lwsp_lower *low; } lower_ud;
+/* The Lua face of a lower layer; the tag lets the hot path recognise it
+ * without luaL_checkudata's registry lookup (scripts cannot forge userdata
+ * contents, and a mismatch falls back to the full check). */
+#define LOWER_TAG 0x6c777370206c6f77ULL
+typedef struct { unsigned long long tag; lwsp_lower *low; } lower_ud;
 
 /* Calls down with every hold of the provider lock released. */
 #define DOWN(I, stmt) do { \
@@ -55,7 +59,8 @@ typedef struct { lwsp_lower *low; } lower_ud;
 static int fail(lua_State *L, int code) { return lwsp_push_error(L, code ? code : WSASYSCALLFAILURE); }
 
 static lwsp_lower *check_lower(lua_State *L) {
-  lower_ud *u = luaL_checkudata(L, 1, LOWER_MT);
+  lower_ud *u = lua_type(L, 1) == LUA_TUSERDATA ? lua_touserdata(L, 1) : NULL;
+  if (!u || lua_rawlen(L, 1) != sizeof *u || u->tag != LOWER_TAG) u = luaL_checkudata(L, 1, LOWER_MT);
   if (!u->low || !u->low->started) luaL_error(L, "the lower layer has been cleaned up");
   return u->low;
 }
@@ -166,6 +171,7 @@ static int l_lower(lua_State *L) {
     I->lowers = low;
   }
   u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->tag = LOWER_TAG;
   u->low = low;
   luaL_setmetatable(L, LOWER_MT);
   return 1;
@@ -317,39 +323,63 @@ static int m_accept(lua_State *L) {
 }
 
 /* low:send(h, data [, flags [, addr]]) -> bytes sent (sendto with addr) */
+/* A view's WSABUF descriptors, copied (the lower layer gets its own array). */
+#define VIEW_MAXBUFS 64
+static int view_arg(lua_State *L, int idx, WSABUF *out, DWORD *n, int writable) {
+  const WSABUF *b;
+  size_t len;
+  if (!rt_view_bufs(L, idx, &b, n, &len, writable)) return 0;
+  luaL_argcheck(L, *n <= VIEW_MAXBUFS, idx, "a view of more than 64 buffers");
+  memcpy(out, b, *n * sizeof *b);
+  return 1;
+}
+
+/* low:send(h, data | view [, flags [, to]]) -> bytes sent.  A view (a handler's
+ * with views = true) goes down without a copy. */
 static int m_send(lua_State *L) {
   LOW;
   SOCKET h = check_h(L, 2);
   size_t n;
-  WSABUF b;
-  DWORD sent = 0, flags = (DWORD)luaL_optinteger(L, 4, 0);
+  WSABUF one, many[VIEW_MAXBUFS], *b = &one;
+  DWORD nb = 1, sent = 0, flags = (DWORD)luaL_optinteger(L, 4, 0);
   SOCKADDR_STORAGE ss;
   int len = 0;
-  b.buf = (CHAR *)luaL_checklstring(L, 3, &n);
-  b.len = (ULONG)n;
+  if (view_arg(L, 3, many, &nb, 0)) {
+    b = many;
+  } else {
+    one.buf = (CHAR *)luaL_checklstring(L, 3, &n);
+    one.len = (ULONG)n;
+  }
   if (!lua_isnoneornil(L, 5)) addr_arg(L, 5, &ss, &len);
-  if (len) RESULT("lower.send", low->procs.lpWSPSendTo(h, &b, 1, &sent, flags, (struct sockaddr *)&ss, len, NULL, NULL, NULL, &err));
-  else RESULT("lower.send", low->procs.lpWSPSend(h, &b, 1, &sent, flags, NULL, NULL, NULL, &err));
+  if (len) RESULT("lower.send", low->procs.lpWSPSendTo(h, b, nb, &sent, flags, (struct sockaddr *)&ss, len, NULL, NULL, NULL, &err));
+  else RESULT("lower.send", low->procs.lpWSPSend(h, b, nb, &sent, flags, NULL, NULL, NULL, &err));
   lua_pushinteger(L, sent);
   return 1;
 }
 
-/* low:recv(h, len [, flags [, from]]) -> data, flags [, sender] */
+/* low:recv(h, len | view [, flags [, from]]) -> data (or, into a writable view,
+ * the bytes written), flags [, sender] */
 static int m_recv(lua_State *L) {
   LOW;
   SOCKET h = check_h(L, 2);
-  lua_Integer cap = luaL_checkinteger(L, 3);
-  DWORD flags = (DWORD)luaL_optinteger(L, 4, 0), got = 0;
+  DWORD flags = (DWORD)luaL_optinteger(L, 4, 0), got = 0, nb = 1;
   int from = lua_toboolean(L, 5), len = sizeof(SOCKADDR_STORAGE);
   SOCKADDR_STORAGE ss;
   luaL_Buffer lb;
-  WSABUF b;
-  luaL_argcheck(L, cap >= 0 && cap <= 16 * 1024 * 1024, 3, "length out of range");
-  b.buf = luaL_buffinitsize(L, &lb, (size_t)cap);
-  b.len = (ULONG)cap;
-  if (from) RESULT("lower.recv", low->procs.lpWSPRecvFrom(h, &b, 1, &got, &flags, (struct sockaddr *)&ss, &len, NULL, NULL, NULL, &err));
-  else RESULT("lower.recv", low->procs.lpWSPRecv(h, &b, 1, &got, &flags, NULL, NULL, NULL, &err));
-  luaL_pushresultsize(&lb, got);
+  WSABUF one, many[VIEW_MAXBUFS], *b = &one;
+  int into_view = view_arg(L, 3, many, &nb, 1);
+  if (into_view) {
+    b = many;
+  } else {
+    lua_Integer cap = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, cap >= 0 && cap <= 16 * 1024 * 1024, 3, "length out of range");
+    one.buf = luaL_buffinitsize(L, &lb, (size_t)cap);
+    one.len = (ULONG)cap;
+  }
+  if (from) RESULT("lower.recv", low->procs.lpWSPRecvFrom(h, b, nb, &got, &flags, (struct sockaddr *)&ss, &len, NULL, NULL, NULL, &err));
+  else RESULT("lower.recv", low->procs.lpWSPRecv(h, b, nb, &got, &flags, NULL, NULL, NULL, &err));
+  if (into_view) lua_pushinteger(L, got);
+  else luaL_pushresultsize(&lb, got);
   lua_pushinteger(L, flags);
   if (!from) return 2;
   lwsp_push_sockaddr(L, (struct sockaddr *)&ss, len);
@@ -651,6 +681,10 @@ int rt_lower_open(lua_State *L, lwsp_inst *I) {
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");
   }
+  /* lwsp.lower_methods: the methods themselves, for hot paths that call them
+   * as functions (m(low, ...)) instead of looking them up on each call */
+  lua_getfield(L, -1, "__index");
+  lua_setfield(L, -3, "lower_methods");
   lua_pop(L, 1);
   lua_pushlightuserdata(L, I);
   lua_pushcclosure(L, l_lower, 1);

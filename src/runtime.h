@@ -244,6 +244,7 @@ int rt_events_open(lua_State *L, lwsp_inst *I);
 /* view.c: zero-copy views of a caller's WSABUF array, valid for one call */
 void *rt_push_view(lua_State *co, const WSABUF *bufs, DWORD n, size_t len, int writable);
 void rt_view_end(void *view);
+int rt_view_bufs(lua_State *L, int idx, const WSABUF **bufs, DWORD *n, size_t *len, int writable);
 void rt_view_retarget(void *view, const WSABUF *bufs);
 /* dispatch.c: the 30 entries of instance slot n */
 extern lwsp_inst lwsp_instances[LWSP_MAX_INSTANCES];

@@ -134,6 +134,19 @@ void *rt_push_view(lua_State *co, const WSABUF *bufs, DWORD n, size_t len, int w
   return v;
 }
 
+/* If idx is a view: its buffers (raising if it expired, or is read-only where
+ * writable is asked), and 1; otherwise 0. */
+int rt_view_bufs(lua_State *L, int idx, const WSABUF **bufs, DWORD *n, size_t *len, int writable) {
+  lwsp_view *v = luaL_testudata(L, idx, VIEW_MT);
+  if (!v) return 0;
+  if (!v->valid) luaL_error(L, "buffer view used after its call returned");
+  if (writable && !v->writable) luaL_argerror(L, idx, "this view is read-only");
+  *bufs = v->bufs;
+  *n = v->n;
+  *len = v->len;
+  return 1;
+}
+
 void rt_view_end(void *view) {
   lwsp_view *v = view;
   v->valid = 0;

@@ -20,14 +20,22 @@ local lwsp = require "lwsp"
 local layered = {}
 
 local WOULDBLOCK = wsp.WSAEWOULDBLOCK
+local SOL_SOCKET, SO_PROTOCOL_INFOW = wsp.SOL_SOCKET, wsp.SO_PROTOCOL_INFOW
+local wait = wsp.wait
+-- the lower layer's methods, called as functions on the hot paths (no lookup
+-- through the userdata's metatable on every call); nil outside a provider
+local LM = lwsp.lower_methods or {}
+local low_send, low_recv, low_getsockopt, low_wait = LM.send, LM.recv, LM.getsockopt, LM.wait
 
 --- Calls `low[method](low, h, ...)` until it does not would-block, waiting for
--- the lower socket between tries.
+-- the lower socket between tries.  (The lower methods return at most three
+-- values: a result and up to two more, or nil, message, code.)
 function layered.retry(low, h, dir, method, ...)
+  local f = low[method]
   while true do
-    local r = table.pack(low[method](low, h, ...))
-    if r[1] ~= nil or r[3] ~= WOULDBLOCK then return table.unpack(r, 1, r.n) end
-    wsp.wait(low:wait(h, dir))
+    local a, b, c = f(low, h, ...)
+    if a ~= nil or c ~= WOULDBLOCK then return a, b, c end
+    wait(low:wait(h, dir))
   end
 end
 local retry = layered.retry
@@ -79,17 +87,27 @@ function layered.new()
   end
 
   function M.send(s, data, flags)
-    return code(retry(s.low, s.lh, "w", "send", data, flags))
+    local low, h = s.low, s.lh
+    while true do
+      local n, _, c = low_send(low, h, data, flags)
+      if n then return n end
+      if c ~= WOULDBLOCK then return nil, c end
+      wait(low_wait(low, h, "w"))
+    end
   end
 
   function M.sendto(s, data, to, flags)
     return code(retry(s.low, s.lh, "w", "send", data, flags, to))
   end
 
-  function M.recv(s, len, flags)
-    local data, f, c = retry(s.low, s.lh, "r", "recv", len, flags)
-    if data == nil then return nil, c end
-    return data, f
+  function M.recv(s, len, flags)       -- len: a length, or a view (views = true)
+    local low, h = s.low, s.lh
+    while true do
+      local data, f, c = low_recv(low, h, len, flags)
+      if data ~= nil then return data, f end
+      if c ~= WOULDBLOCK then return nil, c end
+      wait(low_wait(low, h, "r"))
+    end
   end
 
   function M.recvfrom(s, len, flags)
@@ -104,8 +122,10 @@ function layered.new()
   function M.getpeername(s) return code(s.low:getpeername(s.lh)) end
 
   function M.getsockopt(s, level, name, optlen)
-    if level == wsp.SOL_SOCKET and name == wsp.SO_PROTOCOL_INFOW then return {} end  -- the layered entry
-    return code(s.low:getsockopt(s.lh, level, name, optlen))
+    if name == SO_PROTOCOL_INFOW and level == SOL_SOCKET then return {} end  -- the layered entry
+    local v, _, c = low_getsockopt(s.low, s.lh, level, name, optlen)
+    if v == nil then return nil, c end
+    return v
   end
 
   function M.setsockopt(s, level, name, value, raw)

@@ -219,3 +219,73 @@ describe("a layer below that cannot be used", function()
     assert.truthy(H.find_log(mark, "proc table .- has a NULL WSPAccept"))
   end)
 end)
+
+describe("views through a layer", function()
+  local native, r
+  local SRC = [[
+local P = require("wsp.layered").new()
+P.views = true
+local send, recv = P.send, P.recv
+function P.send(s, data, flags)
+  seen = {send = type(data) == "userdata" and #data or type(data)}
+  -- a read-only view cannot be received into
+  local ok, err = pcall(s.low.recv, s.low, s.lh, data)
+  seen.readonly = tostring(ok) .. ":" .. tostring(err):match("read%-only")
+  return send(s, data, flags)
+end
+function P.recv(s, view, flags)
+  local n, f = recv(s, view, flags)
+  seen.recv = {math.type(n), type(view) == "userdata" and #view or type(view)}
+  return n, f
+end
+function P.ioctl(s, code, input, outlen)
+  if code == 0x7200 then                    -- report what the handlers saw
+    local t = {}
+    for k, v in pairs(seen or {}) do t[#t + 1] = k .. "=" .. (type(v) == "table" and table.concat(v, "/") or tostring(v)) end
+    table.sort(t)
+    return table.concat(t, " ")
+  end
+  return nil, "WSAEOPNOTSUPP"
+end
+return P
+]]
+
+  before_each(function()
+    native = host.install_native()
+    r = host.install_layered{script = H.script(SRC), over = native, name = "views"}
+  end)
+  after_each(function()
+    host.cleanup()
+    for _, x in ipairs{r, native} do host.uninstall_lua(x) end
+  end)
+
+  it("go down and come up without a Lua string: the bytes intact, the handlers given views", function()
+    local l = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, native.tcp))
+    assert(host.bind(l, "127.0.0.1:0"))
+    assert(host.listen(l, 1))
+    local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+    assert(host.connect(c, host.getsockname(l)))
+    local a = assert(host.accept(l))
+    local block = {}
+    for i = 0, 255 do block[#block + 1] = string.char(i) end
+    local data = table.concat(block):rep(64)           -- 16 KiB, every byte value
+    assert.equal(#data, host.send(c, data))
+    local got = {}
+    local n = 0
+    while n < #data do
+      local part = assert(host.recv(a, 65536))
+      got[#got + 1] = part
+      n = n + #part
+    end
+    assert.equal(data, table.concat(got))
+    assert.equal(5, host.send(a, "reply"))
+    assert.equal("reply", (host.recv(c, 100)))
+    assert.equal(("readonly=false:read-only recv=integer/100 send=%d"):format(#data), host.ioctl(c, 0x7200, "", 200))
+    -- an overlapped receive through the layer completes into the caller's buffer
+    local ov = host.overlapped(host.create_event())
+    H.fails_with("WSA_IO_PENDING", host.wsarecv(c, 64, ov))
+    assert.equal(7, host.send(a, "pending"))
+    assert.equal(1, host.wait({ov.hEvent}, false, 5000))
+    assert.equal("pending", ov.data)
+  end)
+end)

@@ -13,7 +13,7 @@ HDRS      = $(wildcard src/*.h)
 BUSTED    ?= lua5.4 /usr/bin/busted
 export LWSP_EXAMPLES = $(CURDIR)/examples
 
-.PHONY: all deps deps-run demo demo-memnet bench wine-smoke fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
+.PHONY: all deps deps-run demo demo-memnet bench wine-smoke wine-test fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
 
 NATIVE_SRCS = src/native.c src/native_os.c src/common.c src/platform.c
 
@@ -64,6 +64,7 @@ check: deps
 	$(MAKE) --no-print-directory rock
 	$(MAKE) --no-print-directory mingw-check
 	$(MAKE) --no-print-directory wine-smoke
+	$(MAKE) --no-print-directory wine-test
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30
 	LWSP_SOAK_SECONDS=20 $(MAKE) --no-print-directory soak
 	@echo "lwsp: all checks passed"
@@ -138,6 +139,10 @@ wine-smoke: mingw
 	  /usr/lib/wine/wine64 build/mingw/x86_64/lua.exe tools/wine_smoke.lua '$(subst /,\,Z:$(CURDIR))' </dev/null 2>&1 \
 	  | tr -d '\r' | grep -v 'configuration\|rundll32' | tee build/wine-smoke.log
 	@grep -q '^wine smoke: memnet carried data' build/wine-smoke.log
+
+# The busted suite under Wine against the x86_64 build (tools/wine-test.sh).
+wine-test: mingw
+	bash tools/wine-test.sh
 
 # Benchmarks (not part of check: timing is not a test).  Prints the table
 # bench/run.lua measures, then instructions per call from callgrind.

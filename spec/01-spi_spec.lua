@@ -81,13 +81,15 @@ describe("GUIDs and the registry", function()
 
   it("maps a GUID to an absolute script path and refuses relative ones", function()
     local g = lwsp.guid()
-    assert.is_true(lwsp.registry.set(g, "/opt/x/provider.lua"))
-    assert.equal("/opt/x/provider.lua", lwsp.registry.get(g))
+    local abs = H.windows and "C:\\opt\\x\\provider.lua" or "/opt/x/provider.lua"
+    assert.is_true(lwsp.registry.set(g, abs))
+    assert.equal(abs, lwsp.registry.get(g))
     assert.has_error(function() lwsp.registry.set(g, "relative.lua") end)
     assert.is_true(lwsp.registry.remove(g))
     local none, msg = lwsp.registry.get(g)
     assert.is_nil(none)
     assert.truthy(msg:find("no script registered", 1, true))
-    assert.equal(H.tmp .. "/registry", lwsp.registry.where())
+    assert.equal(H.windows and "HKEY_LOCAL_MACHINE\\SOFTWARE\\lwsp\\Providers" or H.tmp .. "/registry",
+      lwsp.registry.where())
   end)
 end)

@@ -28,7 +28,8 @@ local function connect(catalog, addr)
   return c
 end
 
-describe("layered examples #subprocess", function()
+-- #native: over the native base provider (POSIX sockets only so far)
+describe("layered examples #subprocess #native", function()
   before_each(function() native = host.install_native() end)
   after_each(function() host.cleanup() end)
 

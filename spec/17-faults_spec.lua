@@ -75,7 +75,7 @@ end)
 describe("injected failures of the layer below", function()
   local native, layer
   before_each(function()
-    native = host.install_native()
+    native = H.base()
     layer = host.install_layered{script = H.root .. "/examples/passthrough.lua", over = native, name = "faulty"}
   end)
   after_each(function() host.inject() host.cleanup() end)
@@ -137,7 +137,7 @@ describe("each fault point", function()
   local r, native, layer
   before_each(function()
     r = H.provider("spec/providers/upcaller.lua")
-    native = host.install_native()
+    native = H.base()
     layer = host.install_layered{script = H.root .. "/examples/passthrough.lua", over = native, name = "points"}
   end)
   after_each(function() host.inject() host.cleanup() H.reset() end)

@@ -6,15 +6,33 @@ local host = require "wsp.host"
 
 local H = {lwsp = lwsp, wsp = wsp, host = host}
 
-local tmp = os.tmpname()
-os.remove(tmp)
+-- The suite runs natively and, against the Windows build, under Wine
+-- (make wine-test): there the registry is HKLM, paths are Windows paths, and
+-- the C modules are DLLs.
+H.windows = package.config:sub(1, 1) == "\\"
+H.ext = H.windows and ".dll" or ".so"
+
+local tmp
+if H.windows then
+  local lfs = require "lfs"
+  tmp = (os.getenv("TEMP") or "C:\\windows\\temp") .. ("\\lwsp-spec-%d-%d"):format(os.time(), math.random(1e6))
+  assert(lfs.mkdir(tmp))
+  H.root = assert(lfs.currentdir())
+else
+  tmp = os.tmpname()
+  os.remove(tmp)
+  assert(lwsp.registry.set_root(tmp .. "/registry"))
+  H.root = (os.getenv("PWD") or io.popen("pwd"):read("l"))
+end
 H.tmp = tmp
-assert(lwsp.registry.set_root(tmp .. "/registry"))
 H.logfile = tmp .. "/lwsp.log"
 lwsp.set_log(H.logfile)
+local root = H.root
 
-local root = (os.getenv("PWD") or io.popen("pwd"):read("l"))
-H.root = root
+--- Whether a path is absolute here (/x, or C:\x and C:/x on Windows).
+function H.absolute(p)
+  return p:sub(1, 1) == "/" or (H.windows and p:match("^%a:[\\/]") ~= nil)
+end
 
 local count = 0
 --- Writes a provider script to a temporary file and returns its absolute path.
@@ -31,11 +49,18 @@ local installed = {}
 --- Installs a Lua provider from source text or an examples/ path.
 function H.provider(src, opts)
   opts = opts or {}
-  local path = src:match("\n") and H.script(src) or (src:sub(1, 1) == "/" and src or root .. "/" .. src)
+  local path = src:match("\n") and H.script(src) or (H.absolute(src) and src or root .. "/" .. src)
   opts.script = path
   local r = host.install_lua(opts)
   installed[#installed + 1] = r
   return r
+end
+
+--- The base provider layers go over: the native one (real sockets), or, on
+-- Windows until the native provider runs over Winsock there, memnet.
+function H.base()
+  if H.windows then return H.provider("examples/memnet.lua") end
+  return host.install_native()
 end
 
 --- Unloads every provider and removes what H.provider installed.

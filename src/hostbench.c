@@ -142,6 +142,114 @@ static int b_overlapped(lua_State *L) {
   return 1;
 }
 
+/* bench_overlapped_stream(a, c, "event"|"routine"|"port", total, depth [, size])
+ * -> seconds, completions: a sender thread streams total bytes on c while this
+ * thread keeps depth overlapped receives of size bytes (default 64) posted on a,
+ * harvesting each completion by the mechanism and posting again, until total
+ * bytes have arrived.  Completion throughput with a queue, not a round trip. */
+#define STREAM_MAXDEPTH 256
+typedef struct { WSAOVERLAPPED ov; WSABUF wb; char buf[4096]; } rslot;
+static void CALLBACK stream_routine(DWORD e, DWORD b, LPWSAOVERLAPPED ov, DWORD f) {
+  (void)e; (void)f;
+  ov->Pointer = (PVOID)(uintptr_t)(b + 1);   /* done: bytes + 1 */
+}
+static int b_overlapped_stream(lua_State *L) {
+  SOCKET a = (SOCKET)luaL_checkinteger(L, 1);
+  const char *mode = luaL_checkstring(L, 3);
+  size_t total = (size_t)luaL_checkinteger(L, 4), got = 0;
+  int depth = (int)luaL_checkinteger(L, 5), m = mode[0] == 'e' ? 0 : mode[0] == 'r' ? 1 : 2;
+  lua_Integer size = luaL_optinteger(L, 6, 64), completions = 0;
+  hprov *pa = prov_of(a);
+  WSATHREADID tid = {(HANDLE)host_current_thread(), 0};
+  uintptr_t port = 0, evs[STREAM_MAXDEPTH];
+  rslot *slots;
+  sender x;
+  lwsp_thread *t;
+  double t0;
+  INT err = 0;
+  luaL_argcheck(L, depth >= 1 && depth <= (m == 0 ? 64 : STREAM_MAXDEPTH), 5, "depth out of range");
+  luaL_argcheck(L, size >= 1 && size <= 4096, 6, "size out of range");
+  x.s = (SOCKET)luaL_checkinteger(L, 2);
+  x.p = prov_of(x.s);
+  x.total = total;
+  x.chunk = 65536;
+  x.err = 0;
+  if (!pa || !x.p) return luaL_error(L, "not a socket");
+  if (!(slots = calloc((size_t)depth, sizeof *slots))) return luaL_error(L, "out of memory");
+  if (m == 2) {
+    hsock *hs;
+    port = host_new_port();
+    lwsp_mutex_lock(&host_lock);
+    if ((hs = host_sock(a)) != NULL) { hs->port = host_port(port); hs->key = 1; }
+    lwsp_mutex_unlock(&host_lock);
+  }
+  for (int i = 0; i < depth; i++) {
+    slots[i].wb.buf = slots[i].buf;
+    slots[i].wb.len = (ULONG)size;
+    if (m == 0) evs[i] = (uintptr_t)host_upcalls.lpWPUCreateEvent(&err);
+  }
+#define POST(i) do { \
+    DWORD g_ = 0, f_ = 0; \
+    memset(&slots[i].ov, 0, sizeof slots[i].ov); \
+    if (m == 0) { slots[i].ov.hEvent = (WSAEVENT)evs[i]; host_upcalls.lpWPUResetEvent((WSAEVENT)evs[i], &err); } \
+    if (pa->procs.lpWSPRecv(a, &slots[i].wb, 1, &g_, &f_, &slots[i].ov, m == 1 ? stream_routine : NULL, &tid, &err) != 0 && \
+        err != WSA_IO_PENDING) { free(slots); return luaL_error(L, "recv failed: %d", err); } \
+  } while (0)
+  t0 = lwsp_now();
+  t = lwsp_thread_start(send_main, &x);
+  for (int i = 0; i < depth; i++) POST(i);
+  while (got < total) {
+    int i = -1;
+    DWORD bytes = 0;
+    if (m == 2) {
+      hpacket k;
+      if (host_dequeue(port, 10000, &k) != 1) break;
+      i = (int)((rslot *)(void *)k.ov - slots);
+      bytes = k.bytes;
+    } else if (m == 0) {
+      int r = host_wait(evs, depth, 0, 10000, 0);
+      if (r < 0) break;
+      i = r;
+      bytes = (DWORD)slots[i].ov.InternalHigh;
+    } else {
+      for (int k = 0; k < depth && i < 0; k++)
+        if (slots[k].ov.Pointer) { i = k; bytes = (DWORD)((uintptr_t)slots[k].ov.Pointer - 1); }
+      if (i < 0) { if (host_wait(NULL, 0, 0, 10000, 1) == -1) break; continue; }
+    }
+    if (i < 0 || i >= depth) break;
+    if (slots[i].ov.OffsetHigh) break;   /* a failed receive */
+    got += bytes;
+    completions++;
+    if (bytes == 0) break;               /* the peer closed */
+    POST(i);
+  }
+#undef POST
+  {
+    double secs = lwsp_now() - t0;
+    SOCKET c = x.s;
+    INT e2 = 0;
+    lwsp_thread_join(t);
+    /* the receives still posted end with the socket; their WSAOVERLAPPEDs stay
+     * ours until each has completed (and, for routines, its routine has run) */
+    x.p->procs.lpWSPShutdown(c, SD_BOTH, &e2);
+    pa->procs.lpWSPCloseSocket(a, &e2);
+    for (double until = lwsp_now() + 10; lwsp_now() < until;) {
+      int open = 0;
+      for (int i = 0; i < depth; i++)
+        open += m == 1 ? slots[i].ov.Pointer == NULL : slots[i].ov.Internal == WSS_OPERATION_IN_PROGRESS;
+      if (!open) break;
+      host_wait(NULL, 0, 0, 10, 1);
+    }
+    if (m == 0) for (int i = 0; i < depth; i++) host_upcalls.lpWPUCloseEvent((WSAEVENT)evs[i], &e2);
+    if (port) host_close_object(port);
+    free(slots);
+    if (got < total) return luaL_error(L, "received %d of %d bytes (sender error %d)", (int)got, (int)total, x.err);
+    lua_pushnumber(L, secs);
+    lua_pushinteger(L, completions);
+    return 2;
+  }
+}
+
 /* bench_heap() -> bytes the C heap holds (0 where unknown) */
 static int b_heap(lua_State *L) {
 #ifdef __GLIBC__
@@ -199,7 +307,7 @@ static int b_collect(lua_State *L) {
 int lwsp_hostbench_open(lua_State *L);
 int lwsp_hostbench_open(lua_State *L) {
   static const luaL_Reg fns[] = {{"bench_calls", b_calls}, {"bench_stream", b_stream},
-                                 {"bench_overlapped", b_overlapped}, {"bench_heap", b_heap},
+                                 {"bench_overlapped", b_overlapped}, {"bench_overlapped_stream", b_overlapped_stream}, {"bench_heap", b_heap},
                                  {"bench_instance", b_instance}, {"bench_collect", b_collect}, {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
   return 0;

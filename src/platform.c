@@ -94,7 +94,12 @@ void *lwsp_dlopen(const char *path, char *err, size_t errlen) {
     return NULL;
   }
   h = LoadLibraryW(w);
-  if (!h) snprintf(err, errlen, "LoadLibrary failed (error %lu)", (unsigned long)GetLastError());
+  if (!h) {
+    DWORD e = GetLastError();
+    /* like dlerror(), name the file: the log line must say what could not be loaded */
+    snprintf(err, errlen, "%.400s: LoadLibrary failed (error %lu%s)", path, (unsigned long)e,
+             e == ERROR_MOD_NOT_FOUND ? ", the file or a DLL it needs was not found" : "");
+  }
   return (void *)h;
 }
 void *lwsp_dlsym(void *lib, const char *name) { return (void *)(uintptr_t)GetProcAddress((HMODULE)lib, name); }

@@ -28,8 +28,7 @@ local function connect(catalog, addr)
   return c
 end
 
--- #native: over the native base provider (POSIX sockets only so far)
-describe("layered examples #subprocess #native", function()
+describe("layered examples #subprocess", function()
   before_each(function() native = host.install_native() end)
   after_each(function() host.cleanup() end)
 

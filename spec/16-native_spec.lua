@@ -3,8 +3,7 @@
 local H = require "helpers"
 local lwsp, wsp, host = H.lwsp, H.wsp, H.host
 
--- #native: the native base provider runs on POSIX sockets only so far
-describe("the native base provider #native", function()
+describe("the native base provider", function()
   local n
   before_each(function() n = host.install_native() end)
   after_each(function() host.cleanup() end)

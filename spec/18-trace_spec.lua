@@ -109,12 +109,10 @@ describe("the trace", function()
     assert.same({outer.guid, inner.guid, native.guid}, {calls[1].to, calls[2].to, calls[3].to})
     assert.same({"host", outer.guid, inner.guid}, {calls[1].from, calls[2].from, calls[3].from})
     assert.same({1, 2, 3}, {calls[1].depth, calls[2].depth, calls[3].depth})
-    -- the host's send on the base's socket: recorded by the host for the native
-    -- provider (not lwsp's), by lwsp for a Lua base
+    -- the host's send on the native socket is recorded by the host (native is not lwsp's)
     local sends = find(recs, function(r) return r.kind == "call" and r.name == "WSPSend" and r.socket == a end)
     assert.equal(1, #sends)
-    assert.same({"host", native.guid, H.windows and ('s%d, "hi", 0'):format(a) or a .. ', "hi"'},
-      {sends[1].from, sends[1].to, sends[1].args})
+    assert.same({"host", native.guid, a .. ', "hi"'}, {sends[1].from, sends[1].to, sends[1].args})
     -- the pending WSPRecv is resumed on the outer layer's service thread: the
     -- outer provider calls down, and completes to the host
     local app = recs[1].thread

@@ -56,10 +56,9 @@ function H.provider(src, opts)
   return r
 end
 
---- The base provider layers go over: the native one (real sockets), or, on
--- Windows until the native provider runs over Winsock there, memnet.
+--- The base provider layers go over: the native one (real sockets; Winsock
+-- on Windows).
 function H.base()
-  if H.windows then return H.provider("examples/memnet.lua") end
   return host.install_native()
 end
 

@@ -669,6 +669,14 @@ LWSP_EXPORT int WSPAPI WPUCompleteOverlappedRequest(SOCKET s, LPWSAOVERLAPPED ov
 LWSP_EXPORT int WSPAPI WPUCompleteOverlappedRequest(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err) {
   return lwsp_host_complete(s, ov, error, bytes, err);
 }
+#else
+/* On Windows the headers declare ws2_32's WPUCompleteOverlappedRequest; lwsp's
+ * is this function, exported under that name by src/lwsp.def, for providers
+ * that look it up in the module that gave them their upcall table. */
+int WSPAPI lwsp_export_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err);
+int WSPAPI lwsp_export_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err) {
+  return lwsp_host_complete(s, ov, error, bytes, err);
+}
 #endif
 
 /* ---- providers ------------------------------------------------------------------------ */

@@ -551,7 +551,20 @@ static int watch_wants(const lwatch *w, int dir) {
 static void watch_ready(lwsp_lower *low, lwatch *w, int dir) {
   lwsp_inst *I = low->I;
   if (dir == 1) {
-    if (w->connecting) { w->connecting = 0; rt_net_event(I, w->so, FD_CONNECT, 0); }
+    if (w->connecting) {
+      /* FD_CONNECT carries the connection's outcome (SO_ERROR of the lower socket) */
+      int e = 0, len = 4, rc;
+      INT err = 0;
+      lwsp_sock *so = w->so;
+      uint32_t gen = w->gen;
+      w->connecting = 0;
+      DOWN(I, rc = low->procs.lpWSPGetSockOpt(w->h, SOL_SOCKET, SO_ERROR, (char *)&e, &len, &err));
+      if (so->gen != gen) return;
+      rt_net_event(I, so, FD_CONNECT, rc == 0 ? e : err);
+      if (rc != 0 || e != 0) return;
+      rt_net_event(I, so, FD_WRITE, 0);
+      return;
+    }
     rt_net_event(I, w->so, FD_WRITE, 0);
     return;
   }
@@ -576,7 +589,7 @@ static void watch_ready(lwsp_lower *low, lwatch *w, int dir) {
 int rt_lower_poll(lwsp_inst *I, long max_ms) {
   int polled = 0;
   for (lwsp_lower *low = I->lowers; low; low = low->next) {
-    wsp_fd_set rs, ws;
+    wsp_fd_set rs, ws, xs;
     wsp_timeval tv;
     INT err = 0;
     int rc;
@@ -593,6 +606,9 @@ int rt_lower_poll(lwsp_inst *I, long max_ms) {
           s->fd_array[s->fd_count++] = low->watches[i].h;
       }
     if (!rs.fd_count && !ws.fd_count) continue;
+    /* Winsock reports a failed connect in the except set, not the write set:
+     * whatever waits to write also wakes on an exception */
+    xs = ws;
     polled = 1;
     ms = max_ms < 0 || max_ms > 20 ? 20 : max_ms;
     tv.tv_sec = 0;
@@ -602,8 +618,12 @@ int rt_lower_poll(lwsp_inst *I, long max_ms) {
       if (lwsp_tracing && low->foreign)
         snprintf(targs, sizeof targs, "%u to read, %u to write, %ld ms", rs.fd_count, ws.fd_count, ms);
       TRACED_DOWN("WSPSelect", 0, targs, rc == SOCKET_ERROR,
-                  rc = low->procs.lpWSPSelect(0, rs.fd_count ? &rs : NULL, ws.fd_count ? &ws : NULL, NULL, &tv, &err));
+                  rc = low->procs.lpWSPSelect(0, rs.fd_count ? &rs : NULL, ws.fd_count ? &ws : NULL,
+                                              xs.fd_count ? &xs : NULL, &tv, &err));
     }
+    if (rc != SOCKET_ERROR)
+      for (unsigned k = 0; k < xs.fd_count; k++)
+        if (!lwsp_fd_isset(xs.fd_array[k], &ws) && ws.fd_count < WSP_FD_SETSIZE) ws.fd_array[ws.fd_count++] = xs.fd_array[k];
     if (rc == SOCKET_ERROR) {
       /* a socket closed meanwhile: drop what the lower layer no longer knows */
       for (size_t i = 0; i < low->nregs;) {

@@ -87,14 +87,23 @@ static void init(void) { pthread_once(&once, init_cb); }
 #ifndef _WIN32
 #  include <dlfcn.h>
 #endif
-/* ws2_32 exports WPUCompleteOverlappedRequest by name; so does lwsp's host. */
-static LPWPUCOMPLETEOVERLAPPEDREQUEST find_complete(void) {
-  void *p;
+/* ws2_32 exports WPUCompleteOverlappedRequest by name; so does lwsp's host.
+ * On Windows, the one that counts is the one beside the upcall table this
+ * provider was given (lwsp's host under Wine, ws2_32 in a real catalog). */
+static LPWPUCOMPLETEOVERLAPPEDREQUEST find_complete(const WSPUPCALLTABLE *up) {
+  void *p = NULL;
   LPWPUCOMPLETEOVERLAPPEDREQUEST f;
 #ifdef _WIN32
-  HMODULE ws = GetModuleHandleW(L"ws2_32.dll");
-  p = ws ? (void *)(uintptr_t)GetProcAddress(ws, "WPUCompleteOverlappedRequest") : NULL;
+  HMODULE mod = NULL, ws;
+  LPWPUCREATESOCKETHANDLE fn = up->lpWPUCreateSocketHandle;
+  LPCWSTR at;
+  memcpy(&at, &fn, sizeof at);
+  if (GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT, at, &mod))
+    p = (void *)(uintptr_t)GetProcAddress(mod, "WPUCompleteOverlappedRequest");
+  if (!p && (ws = GetModuleHandleW(L"ws2_32.dll")) != NULL)
+    p = (void *)(uintptr_t)GetProcAddress(ws, "WPUCompleteOverlappedRequest");
 #else
+  (void)up;
   p = dlsym(RTLD_DEFAULT, "WPUCompleteOverlappedRequest");
 #endif
   memcpy(&f, &p, sizeof f);
@@ -846,7 +855,7 @@ LWSP_EXPORT int WSPAPI WSPStartup(WORD ver, LPWSPDATA data, LPWSAPROTOCOL_INFOW 
   if (N.startups++ == 0) {
     N.up = up;
     N.info = *pi;
-    N.complete = find_complete();
+    N.complete = find_complete(&up);
     if (!N.complete) lwsp_log(WHO, "WSPStartup: no WPUCompleteOverlappedRequest in this process: overlapped calls without a routine cannot complete");
     N.stop = 0;
     if (nos_pipe(N.pipe) != 0 || !(N.worker = lwsp_thread_start(worker, NULL))) {

@@ -41,13 +41,24 @@ for arch in x86_64 i686; do
     make -s -C "$dir/lua/src" mingw CC="$cc -std=gnu99" >/dev/null
     cp "$dir/lua/src/lua54.dll" "$dir/lua/src/lua.exe" "$dir/"
   fi
+  # the .def's alias names the stdcall symbol on i686
+  if [ "$arch" = i686 ]; then sed 's/= lwsp_export_complete$/= lwsp_export_complete@20/' src/lwsp.def >"$dir/lwsp.def"
+  else cp src/lwsp.def "$dir/lwsp.def"; fi
   # shellcheck disable=SC2086
   $cc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -D__USE_MINGW_ANSI_STDIO=1 \
-    -I"$dir/lua/src" -Isrc -shared -o "$dir/lwsp.dll" $SRCS src/lwsp.def "$dir/lua54.dll" -lws2_32 \
+    -I"$dir/lua/src" -Isrc -shared -o "$dir/lwsp.dll" $SRCS "$dir/lwsp.def" "$dir/lua54.dll" -lws2_32 \
     -static-libgcc -Wl,--enable-stdcall-fixup
-  exports=$($arch-w64-mingw32-objdump -p "$dir/lwsp.dll" | awk '/\[Ordinal\/Name Pointer\] Table/ {t=1; next} t && NF==0 {t=0} t {print $NF}')
-  for sym in WSPStartup luaopen_lwsp; do
-    echo "$exports" | grep -qx "$sym" || { echo "lwsp.dll ($arch) does not export $sym undecorated"; echo "$exports"; exit 1; }
+  # the native base provider over Winsock
+  # shellcheck disable=SC2086
+  $cc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -D__USE_MINGW_ANSI_STDIO=1 \
+    -I"$dir/lua/src" -Isrc -shared -o "$dir/lwsp_native.dll" src/native.c src/native_os_win.c src/common.c src/platform.c \
+    src/lwsp_native.def "$dir/lua54.dll" -lws2_32 -static-libgcc -Wl,--enable-stdcall-fixup
+  for dll in lwsp.dll:WSPStartup:luaopen_lwsp:WPUCompleteOverlappedRequest lwsp_native.dll:WSPStartup; do
+    name=${dll%%:*}
+    exports=$($arch-w64-mingw32-objdump -p "$dir/$name" | awk '/\[Ordinal\/Name Pointer\] Table/ {t=1; next} t && NF==0 {t=0} t {print $NF}')
+    for sym in $(echo "${dll#*:}" | tr ':' ' '); do
+      echo "$exports" | grep -qx "$sym" || { echo "$name ($arch) does not export $sym undecorated"; echo "$exports"; exit 1; }
+    done
+    echo "built $dir/$name (exports: $(echo $exports | tr '\n' ' '))"
   done
-  echo "built $dir/lwsp.dll (exports: $(echo $exports | tr '\n' ' '))"
 done

@@ -3,7 +3,7 @@
 # lua.exe from tools/mingw-build.sh).  busted's own C modules are built here
 # for Windows: LuaFileSystem from Debian's lua-filesystem source package, and
 # lwsp's small term.core and system.core (tools/win/).  Specs tagged posix,
-# native or subprocess are left out (each tag's reason is beside the spec) and
+# or subprocess are left out (each tag's reason is beside the spec) and
 # counted at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,13 +44,13 @@ export LWSP_EXAMPLES="$W\\examples"
 export LUA_PATH="$W\\lua\\?.lua;$W\\lua\\?\\init.lua;Z:\\usr\\share\\lua\\5.4\\?.lua;Z:\\usr\\share\\lua\\5.4\\?\\init.lua"
 export LUA_CPATH="$(win "$mods")\\?.dll;$(win "$dir")\\?.dll"
 set +e
-/usr/lib/wine/wine64 "$dir/lua.exe" 'Z:\usr\bin\busted' --run=wine "$@" </dev/null 2>&1 | tr -d '\r' |
-  grep -v 'created the configuration directory\|rundll32\|has been updated'
+/usr/lib/wine/wine64 "$dir/lua.exe" 'Z:\usr\bin\busted' --run=wine "$@" </dev/null 2>&1 | stdbuf -oL tr -d '\r' |
+  grep --line-buffered -v 'created the configuration directory\|rundll32\|has been updated'
 status=${PIPESTATUS[0]}
 set -e
 count() { env -u LUA_PATH -u LUA_CPATH lua5.4 /usr/bin/busted --list "$@" 2>/dev/null | grep -c ':[0-9]*: ' || true; }
 all=$(count)
-kept=$(count --exclude-tags=posix,native,subprocess)
-echo "wine-test: $((all - kept)) of $all specs not run under Wine (tagged native: $(count --tags=native)," \
-  "subprocess: $(count --tags=subprocess), posix: $(count --tags=posix); a spec may carry several)"
+kept=$(count --exclude-tags=posix,subprocess)
+echo "wine-test: $((all - kept)) of $all specs not run under Wine (tagged subprocess: $(count --tags=subprocess)," \
+  "posix: $(count --tags=posix))"
 exit "$status"

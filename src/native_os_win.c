@@ -1,0 +1,208 @@
+/*
+ * native_os_win.c - Winsock behind native_os.h, for the native base provider's
+ * Windows build.  native.c already speaks Windows values, so addresses,
+ * options, flags and errors pass through; what differs from POSIX is the
+ * wake-up channel (a UDP socket connected to itself), the readiness wait
+ * (WSAPoll), and datagram truncation (WSAEMSGSIZE, reported as len + 1).
+ *
+ * Under lwsp's host the provider's sockets are Winsock's own; on a Windows
+ * catalog the provider would sit below ws2_32 and must not be reached through
+ * the chain it serves (see docs/api.md).
+ */
+#ifdef _WIN32
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#include <windows.h>
+#include "native_os.h"
+#include <string.h>
+
+static INIT_ONCE wsa_once = INIT_ONCE_STATIC_INIT;
+static BOOL CALLBACK wsa_init(PINIT_ONCE o, PVOID p, PVOID *c) {
+  WSADATA d;
+  (void)o; (void)p; (void)c;
+  return WSAStartup(MAKEWORD(2, 2), &d) == 0;
+}
+static int ready(void) { return InitOnceExecuteOnce(&wsa_once, wsa_init, NULL, NULL) ? 0 : -WSASYSNOTREADY; }
+
+int nos_wsa_error(int e) { return e ? e : WSASYSCALLFAILURE; }
+#define FAIL_WSA (-nos_wsa_error(WSAGetLastError()))
+
+static int nonblocking(SOCKET s) {
+  u_long one = 1;
+  return ioctlsocket(s, FIONBIO, &one) == 0 ? 0 : FAIL_WSA;
+}
+
+long long nos_socket(int af, int type, int protocol) {
+  SOCKET s;
+  int rc;
+  if ((rc = ready()) != 0) return rc;
+  if (af != AF_INET && af != AF_INET6) return -WSAEAFNOSUPPORT;
+  if (type != SOCK_STREAM && type != SOCK_DGRAM) return -WSAESOCKTNOSUPPORT;
+  s = WSASocketW(af, type, protocol, NULL, 0, WSA_FLAG_OVERLAPPED);
+  if (s == INVALID_SOCKET) return FAIL_WSA;
+  SetHandleInformation((HANDLE)s, HANDLE_FLAG_INHERIT, 0);
+  if ((rc = nonblocking(s)) != 0) { closesocket(s); return rc; }
+  if (af == AF_INET6) { DWORD off = 0; setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, (const char *)&off, sizeof off); }
+  return (long long)s;
+}
+
+int nos_close(long long fd) { return closesocket((SOCKET)fd) == 0 ? 0 : FAIL_WSA; }
+
+int nos_bind(long long fd, const void *addr, int len) {
+  return bind((SOCKET)fd, (const struct sockaddr *)addr, len) == 0 ? 0 : FAIL_WSA;
+}
+
+int nos_connect(long long fd, const void *addr, int len) {
+  return connect((SOCKET)fd, (const struct sockaddr *)addr, len) == 0 ? 0 : FAIL_WSA;
+}
+
+int nos_connect_result(long long fd) {
+  int e = 0, l = sizeof e;
+  if (getsockopt((SOCKET)fd, SOL_SOCKET, SO_ERROR, (char *)&e, &l) != 0) return FAIL_WSA;
+  return e ? -e : 0;
+}
+
+int nos_listen(long long fd, int backlog) { return listen((SOCKET)fd, backlog) == 0 ? 0 : FAIL_WSA; }
+
+long long nos_accept(long long fd, void *addr, int *len) {
+  SOCKADDR_STORAGE ss;
+  int sl = sizeof ss, rc;
+  SOCKET s = accept((SOCKET)fd, (struct sockaddr *)&ss, &sl);
+  if (s == INVALID_SOCKET) return FAIL_WSA;
+  SetHandleInformation((HANDLE)s, HANDLE_FLAG_INHERIT, 0);
+  if ((rc = nonblocking(s)) != 0) { closesocket(s); return rc; }
+  if (addr) {
+    int need = ss.ss_family == AF_INET6 ? (int)sizeof(struct sockaddr_in6) : (int)sizeof(struct sockaddr_in);
+    if (*len < need) { closesocket(s); *len = need; return -WSAEFAULT; }
+    memcpy(addr, &ss, (size_t)need);
+    *len = need;
+  }
+  return (long long)s;
+}
+
+long nos_send(long long fd, const void *buf, size_t len, int flags, const void *to, int tolen) {
+  int n = to ? sendto((SOCKET)fd, buf, (int)len, flags, (const struct sockaddr *)to, tolen)
+             : send((SOCKET)fd, buf, (int)len, flags);
+  return n == SOCKET_ERROR ? FAIL_WSA : (long)n;
+}
+
+long nos_recv(long long fd, void *buf, size_t len, int flags, void *from, int *fromlen, int dgram) {
+  SOCKADDR_STORAGE ss;
+  int sl = sizeof ss;
+  int n = recvfrom((SOCKET)fd, buf, (int)len, flags, (struct sockaddr *)&ss, &sl);
+  if (n == SOCKET_ERROR) {
+    int e = WSAGetLastError();
+    /* a datagram longer than len: len bytes delivered; its full length is
+     * not known here, so one more than len says "truncated" */
+    if (!(dgram && e == WSAEMSGSIZE)) return -nos_wsa_error(e);
+    n = (int)len + 1;
+  }
+  if (from && fromlen) {
+    int need = ss.ss_family == AF_INET6 ? (int)sizeof(struct sockaddr_in6) : (int)sizeof(struct sockaddr_in);
+    if (!dgram || sl <= 0) { *fromlen = 0; }
+    else if (*fromlen < need) { *fromlen = need; return -WSAEFAULT; }
+    else { memcpy(from, &ss, (size_t)need); *fromlen = need; }
+  } else if (fromlen) {
+    *fromlen = 0;
+  }
+  return (long)n;
+}
+
+int nos_shutdown(long long fd, int how) { return shutdown((SOCKET)fd, how) == 0 ? 0 : FAIL_WSA; }
+
+int nos_name(long long fd, int peer, void *addr, int *len) {
+  SOCKADDR_STORAGE ss;
+  int sl = sizeof ss, need;
+  int rc = peer ? getpeername((SOCKET)fd, (struct sockaddr *)&ss, &sl) : getsockname((SOCKET)fd, (struct sockaddr *)&ss, &sl);
+  if (rc != 0) return FAIL_WSA;
+  need = ss.ss_family == AF_INET6 ? (int)sizeof(struct sockaddr_in6) : (int)sizeof(struct sockaddr_in);
+  if (*len < need) { *len = need; return -WSAEFAULT; }
+  memcpy(addr, &ss, (size_t)need);
+  *len = need;
+  return 0;
+}
+
+/* The options the POSIX build maps, passed to Winsock as they are. */
+static int known_opt(int level, int name) {
+  if (level == SOL_SOCKET)
+    return name == SO_REUSEADDR || name == SO_KEEPALIVE || name == SO_BROADCAST || name == SO_LINGER ||
+           name == SO_OOBINLINE || name == SO_ACCEPTCONN || name == SO_SNDBUF || name == SO_RCVBUF ||
+           name == SO_ERROR || name == SO_TYPE;
+  return (level == IPPROTO_TCP && name == TCP_NODELAY) || (level == IPPROTO_IPV6 && name == IPV6_V6ONLY);
+}
+
+int nos_getsockopt(long long fd, int level, int name, void *val, int *len) {
+  int l = *len;
+  if (!known_opt(level, name)) return -WSAENOPROTOOPT;
+  if (l < 4) return -WSAEFAULT;
+  memset(val, 0, 4);
+  if (getsockopt((SOCKET)fd, level, name, (char *)val, &l) != 0) return FAIL_WSA;
+  *len = 4;
+  return 0;
+}
+
+int nos_setsockopt(long long fd, int level, int name, const void *val, int len) {
+  DWORD v = 0;
+  if (!known_opt(level, name) || (level == SOL_SOCKET && name == SO_ERROR)) return -WSAENOPROTOOPT;
+  if (len < 1) return -WSAEFAULT;
+  if (level == SOL_SOCKET && name == SO_LINGER) {
+    if (len < 4) return -WSAEFAULT;
+    return setsockopt((SOCKET)fd, level, name, (const char *)val, 4) == 0 ? 0 : FAIL_WSA;
+  }
+  if (len >= 4) memcpy(&v, val, 4); else v = *(const unsigned char *)val;
+  return setsockopt((SOCKET)fd, level, name, (const char *)&v, sizeof v) == 0 ? 0 : FAIL_WSA;
+}
+
+int nos_readable_bytes(long long fd, unsigned long *n) {
+  u_long v = 0;
+  if (ioctlsocket((SOCKET)fd, FIONREAD, &v) != 0) return FAIL_WSA;
+  *n = v;
+  return 0;
+}
+
+int nos_atmark(long long fd) {
+  u_long v = 0;
+  if (ioctlsocket((SOCKET)fd, SIOCATMARK, &v) != 0) return FAIL_WSA;
+  return v != 0;
+}
+
+/* The wake-up channel: one UDP socket on 127.0.0.1 connected to itself. */
+int nos_pipe(long long fds[2]) {
+  struct sockaddr_in a;
+  int al = sizeof a, rc;
+  SOCKET s;
+  if ((rc = ready()) != 0) return rc;
+  s = WSASocketW(AF_INET, SOCK_DGRAM, IPPROTO_UDP, NULL, 0, 0);
+  if (s == INVALID_SOCKET) return FAIL_WSA;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(s, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(s, (struct sockaddr *)&a, &al) != 0 ||
+      connect(s, (struct sockaddr *)&a, sizeof a) != 0 || nonblocking(s) != 0) {
+    rc = FAIL_WSA;
+    closesocket(s);
+    return rc;
+  }
+  fds[0] = fds[1] = (long long)s;
+  return 0;
+}
+void nos_poke(long long fd) { char c = 1; send((SOCKET)fd, &c, 1, 0); }
+void nos_drain(long long fd) { char b[64]; while (recv((SOCKET)fd, b, sizeof b, 0) > 0) {} }
+
+int nos_poll(nos_pollfd *fds, int n, int ms) {
+  WSAPOLLFD p[256];
+  int rc;
+  if (n > 256) n = 256;
+  for (int i = 0; i < n; i++) {
+    p[i].fd = (SOCKET)fds[i].fd;
+    p[i].events = (SHORT)(((fds[i].events & NOS_IN) ? POLLRDNORM | POLLRDBAND : 0) | ((fds[i].events & NOS_OUT) ? POLLWRNORM : 0));
+    p[i].revents = 0;
+  }
+  rc = WSAPoll(p, (ULONG)n, ms);
+  if (rc == SOCKET_ERROR) return FAIL_WSA;
+  for (int i = 0; i < n; i++)
+    fds[i].revents = (short)(((p[i].revents & (POLLRDNORM | POLLRDBAND)) ? NOS_IN : 0) | ((p[i].revents & POLLWRNORM) ? NOS_OUT : 0) |
+                             ((p[i].revents & (POLLERR | POLLNVAL)) ? NOS_ERR : 0) | ((p[i].revents & POLLHUP) ? NOS_HUP : 0));
+  return rc;
+}
+#endif

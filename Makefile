@@ -123,7 +123,7 @@ spi-check:
 # Compiles every source for both Windows architectures (no Lua DLL needed).
 mingw-check: spi-check
 	for cc in x86_64-w64-mingw32-gcc i686-w64-mingw32-gcc; do \
-	  for f in $(SRCS) src/native.c; do $$cc -std=gnu11 -D__USE_MINGW_ANSI_STDIO=1 -I$(LUA_INC) -Isrc $(WARN) -O2 -c $$f -o /dev/null || exit 1; done; done
+	  for f in $(SRCS) src/native.c src/native_os_win.c; do $$cc -std=gnu11 -D__USE_MINGW_ANSI_STDIO=1 -I$(LUA_INC) -Isrc $(WARN) -O2 -c $$f -o /dev/null || exit 1; done; done
 
 mingw:
 	bash tools/mingw-build.sh

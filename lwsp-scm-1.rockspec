@@ -52,6 +52,12 @@ build = {
           libraries = {"ws2_32"},
           defines = {"__USE_MINGW_ANSI_STDIO=1"},
         },
+        lwsp_native = {
+          sources = {"src/native.c", "src/native_os_win.c", "src/common.c", "src/platform.c"},
+          incdirs = {"src"},
+          libraries = {"ws2_32"},
+          defines = {"__USE_MINGW_ANSI_STDIO=1"},
+        },
       },
     },
   },

@@ -92,8 +92,8 @@ end
 
 print()
 local OV = N // 10
-print(("3. overlapped completions per second (%d receives, each completed by a 1-byte send)"):format(OV))
-print(("   %-22s %10s %10s %10s"):format("", "event", "routine", "port"))
+print(("3. overlapped completions per second, ping-pong (%d receives, each completed by a 1-byte send)"):format(OV))
+print(("   %-22s %10s %10s %10s"):format("receiving socket", "event", "routine", "port"))
 for _, c in ipairs{{"native base", native}, {"Lua layer over native", one}, {"memnet (Lua base)", memnet}} do
   local row = {}
   for _, mode in ipairs{"event", "routine", "port"} do

@@ -183,6 +183,38 @@ describe("layered providers over the native base", function()
     assert.equal("routine", ov2.data)
   end)
 
+  it("close a socket while its overlapped receives are being completed, each completed exactly once", function()
+    -- the service thread resumes the layer's receives (calling down with the
+    -- lock released) while the application closes the socket
+    for round = 1, 20 do
+      local c, a = pair(two.tcp)
+      local port = host.port()
+      assert(host.associate(c, port, round))
+      local ovs = {}
+      for i = 1, 64 do
+        ovs[i] = host.overlapped()
+        H.fails_with("WSA_IO_PENDING", host.wsarecv(c, 16, ovs[i]))
+      end
+      local sender = host.spawn("send", a, ("z"):rep(1024 * 1024))
+      host.sleep(round % 4)                    -- let completions start
+      assert(host.close(c))
+      local seen = {}
+      for _ = 1, 64 do
+        local bytes, key, addr = host.dequeue(port, 5000)
+        assert.equal(round, key)
+        assert.is_nil(seen[addr])
+        seen[addr] = true
+      end
+      assert.same({nil, "timeout"}, {host.dequeue(port, 50)})   -- and nothing twice
+      for _, ov in ipairs(ovs) do
+        assert.is_true(seen[ov.address])
+        assert.is_true(ov.OffsetHigh == 0 or ov.OffsetHigh == wsp.WSA_OPERATION_ABORTED, tostring(ov.OffsetHigh))
+      end
+      host.close(a)
+      sender:join(5000)
+    end
+  end)
+
   it("block an application thread until the lower socket has data", function()
     local c, a = pair(two.tcp)
     local job = host.spawn("recv", c, 100)

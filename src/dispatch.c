@@ -221,6 +221,7 @@ static int e_closesocket(lwsp_inst *I, SOCKET s, LPINT err) {
     return 0;
   }
   BEGIN(P_closesocket, s, 1);
+  c.so->close_running = 1;    /* cleared by rt_end */
   RUN();
   rt_abort_socket(I, c.so);
   c.ns = c.so; /* rt_end closes it */

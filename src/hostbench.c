@@ -148,10 +148,14 @@ static int b_overlapped(lua_State *L) {
  * harvesting each completion by the mechanism and posting again, until total
  * bytes have arrived.  Completion throughput with a queue, not a round trip. */
 #define STREAM_MAXDEPTH 256
-typedef struct { WSAOVERLAPPED ov; WSABUF wb; char buf[4096]; } rslot;
+typedef struct { WSAOVERLAPPED ov; WSABUF wb; int done; DWORD bytes; char buf[4096]; } rslot;
+/* (not ov->Pointer as a flag: it shares its bytes with Offset and OffsetHigh,
+ * which every completion writes) */
 static void CALLBACK stream_routine(DWORD e, DWORD b, LPWSAOVERLAPPED ov, DWORD f) {
+  rslot *r = (rslot *)(void *)ov;   /* ov is the slot's first member */
   (void)e; (void)f;
-  ov->Pointer = (PVOID)(uintptr_t)(b + 1);   /* done: bytes + 1 */
+  r->bytes = b;
+  r->done = 1;
 }
 static int b_overlapped_stream(lua_State *L) {
   SOCKET a = (SOCKET)luaL_checkinteger(L, 1);
@@ -191,6 +195,7 @@ static int b_overlapped_stream(lua_State *L) {
 #define POST(i) do { \
     DWORD g_ = 0, f_ = 0; \
     memset(&slots[i].ov, 0, sizeof slots[i].ov); \
+    slots[i].done = 0; \
     if (m == 0) { slots[i].ov.hEvent = (WSAEVENT)evs[i]; host_upcalls.lpWPUResetEvent((WSAEVENT)evs[i], &err); } \
     if (pa->procs.lpWSPRecv(a, &slots[i].wb, 1, &g_, &f_, &slots[i].ov, m == 1 ? stream_routine : NULL, &tid, &err) != 0 && \
         err != WSA_IO_PENDING) { free(slots); return luaL_error(L, "recv failed: %d", err); } \
@@ -213,7 +218,7 @@ static int b_overlapped_stream(lua_State *L) {
       bytes = (DWORD)slots[i].ov.InternalHigh;
     } else {
       for (int k = 0; k < depth && i < 0; k++)
-        if (slots[k].ov.Pointer) { i = k; bytes = (DWORD)((uintptr_t)slots[k].ov.Pointer - 1); }
+        if (slots[k].done) { i = k; bytes = slots[k].bytes; }
       if (i < 0) { if (host_wait(NULL, 0, 0, 10000, 1) == -1) break; continue; }
     }
     if (i < 0 || i >= depth) break;
@@ -236,7 +241,7 @@ static int b_overlapped_stream(lua_State *L) {
     for (double until = lwsp_now() + 10; lwsp_now() < until;) {
       int open = 0;
       for (int i = 0; i < depth; i++)
-        open += m == 1 ? slots[i].ov.Pointer == NULL : slots[i].ov.Internal == WSS_OPERATION_IN_PROGRESS;
+        open += m == 1 ? !slots[i].done : slots[i].ov.Internal == WSS_OPERATION_IN_PROGRESS;
       if (!open) break;
       host_wait(NULL, 0, 0, 10, 1);
     }

@@ -302,6 +302,7 @@ void rt_end(rt_call *c) {
   lwsp_inst *I = c->I;
   lua_State *L = I->L;
   SOCKET traced_sock = c->so ? c->so->handle : 0;
+  if (c->so) c->so->close_running = 0;
   if (c->ns) { rt_sock_close(I, c->ns); c->ns = NULL; }
   if (c->traced) {
     char res[LWSP_TRACE_TEXT];

@@ -264,11 +264,22 @@ static void op_resume(lwsp_inst *I, rt_op *op) {
   DWORD bytes = 0, flags = 0;
   int e;
   if (op->timed_out) lua_pushliteral(co, "timeout"); else lua_pushboolean(co, 1);
-  op->state = OP_WAITING;
+  /* running: a close or cleanup meanwhile (the handler may release the lock
+   * to call down) marks it aborted instead of freeing it under our feet */
+  op->state = OP_RUNNING;
+  I->running++;
   if (I->budget) { *(long *)lua_getextraspace(co) = I->budget; }
   I->limited = 1;
   st = lua_resume(co, I->L, 1, &nres);
   I->limited = 0;
+  if (--I->running == 0) lwsp_cond_broadcast(&I->cond);
+  op->state = OP_WAITING;
+  if (op->aborted) {
+    if (st == LUA_YIELD) kill_co(I, co);
+    lua_settop(co, 0);
+    op_complete(I, op, WSA_OPERATION_ABORTED, 0, 0);
+    return;
+  }
   if (st == LUA_YIELD) {
     if (nres > 2) lua_pop(co, nres - 2);
     for (; nres < 2; nres++) lua_pushnil(co);
@@ -294,6 +305,8 @@ static void op_resume(lwsp_inst *I, rt_op *op) {
     lua_pop(I->L, 1);
     e = st == LUA_ERRMEM ? WSAENOBUFS : WSAENETDOWN;
   }
+  /* failed while its socket's close handler closes what lies below: aborted */
+  if (e && op->so && op->so->close_running) e = WSA_OPERATION_ABORTED;
   lua_settop(co, 0);
   op_complete(I, op, e, bytes, flags);
 }
@@ -314,7 +327,7 @@ void rt_pump(lwsp_inst *I) {
 }
 
 static void abort_op(lwsp_inst *I, rt_op *op) {
-  if (op->blocking) {
+  if (op->blocking || op->state == OP_RUNNING) {   /* its own thread (or the resumer) ends it */
     op->aborted = 1;
     return;
   }
@@ -348,7 +361,7 @@ void rt_abort_all(lwsp_inst *I) {
   }
   lwsp_cond_broadcast(&I->cond);
   I->depth = 0;
-  while (I->blocked) lwsp_cond_wait(&I->cond, &I->lock, -1);
+  while (I->blocked || I->running) lwsp_cond_wait(&I->cond, &I->lock, -1);
   I->depth = depth;
 }
 

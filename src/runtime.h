@@ -41,6 +41,7 @@ typedef struct lwsp_sock {
   DWORD catalog;       /* the catalog entry the socket was opened for */
   int nonblocking;     /* FIONBIO, or after WSPAsyncSelect/WSPEventSelect */
   int closing;         /* closed by the application; released when pending reaches 0 */
+  int close_running;   /* its closesocket handler is running: operations that fail meanwhile were aborted */
   int pending;         /* operations and completion deliveries still outstanding */
   /* network events (events.c) */
   int ev_mode;         /* 0 none, 1 WSPEventSelect, 2 WSPAsyncSelect */
@@ -89,6 +90,7 @@ typedef struct lwsp_inst {
   rt_op *runq, *runq_tail;       /* woken pending operations, resumed by rt_pump */
   int pumping;
   int blocked;                   /* threads waiting in a blocking call */
+  int running;                   /* pending operations being resumed now (their handler may be calling down) */
   int waits_ref;                 /* registry: key -> {op, ...} */
   int timers_ref;                /* registry: array of timers (service thread) */
   lwsp_thread *service;
@@ -145,7 +147,7 @@ typedef struct rt_io {
  * or a Winsock error (faults are logged).  bytes/flags are the completion's. */
 typedef int (*rt_finish_fn)(rt_call *c, const rt_io *io, DWORD *bytes, DWORD *flags);
 
-enum { OP_WAITING, OP_RUNNABLE, OP_DONE };
+enum { OP_WAITING, OP_RUNNABLE, OP_DONE, OP_RUNNING };   /* OP_RUNNING: being resumed (the lock may be released) */
 struct rt_op {
   rt_op *next, *prev;            /* I->ops */
   rt_op *rnext;                  /* I->runq */

@@ -99,6 +99,14 @@ const char *lwsp_error_text(int code);
 /* Addresses: {family=, address=, port=[, flowinfo=, scope_id=]} or {family=, data=} */
 int lwsp_push_sockaddr(lua_State *L, const struct sockaddr *sa, int len);
 int lwsp_to_sockaddr(lua_State *L, int idx, SOCKADDR_STORAGE *ss, int *len);
+/* What a completed overlapped operation leaves in its WSAOVERLAPPED (SPI.md):
+ * status, bytes and flags, before anyone is notified. */
+static inline void lwsp_ov_done(LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, DWORD flags) {
+  ov->Offset = flags;
+  ov->OffsetHigh = error;
+  ov->InternalHigh = bytes;
+  ov->Internal = error;
+}
 int lwsp_format_address(const struct sockaddr *sa, int len, char *out, size_t outlen);
 int lwsp_parse_address(const char *s, int af, SOCKADDR_STORAGE *ss, int *len);
 void lwsp_push_protocol_info(lua_State *L, const WSAPROTOCOL_INFOW *pi);

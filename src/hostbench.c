@@ -266,46 +266,41 @@ static int b_heap(lua_State *L) {
   return 1;
 }
 
+/* The active Lua provider instance for the GUID at stack index 1, or NULL. */
+static lwsp_inst *instance_arg(lua_State *L) {
+  GUID g;
+  if (!lwsp_guid_parse(luaL_checkstring(L, 1), &g)) luaL_argerror(L, 1, "not a GUID");
+  for (int i = 0; i < LWSP_MAX_INSTANCES; i++)
+    if (lwsp_instances[i].active && lwsp_guid_eq(&lwsp_instances[i].id, &g)) return &lwsp_instances[i];
+  return NULL;
+}
+
 /* bench_instance(guid) -> {memory =, sockets =, pending =} of a Lua provider in this process */
 static int b_instance(lua_State *L) {
-  GUID g;
-  if (!lwsp_guid_parse(luaL_checkstring(L, 1), &g)) return luaL_argerror(L, 1, "not a GUID");
-  for (int i = 0; i < LWSP_MAX_INSTANCES; i++) {
-    lwsp_inst *I = &lwsp_instances[i];
-    if (I->active && lwsp_guid_eq(&I->id, &g)) {
-      uint32_t live = 0, ops = 0;
-      lwsp_mutex_lock(&I->lock);
-      for (uint32_t k = 0; k < I->nsocks; k++) live += rt_sock_at(I, k)->gen != 0;
-      for (rt_op *op = I->ops; op; op = op->next) ops++;
-      lua_createtable(L, 0, 3);
-      lua_pushinteger(L, ops); lua_setfield(L, -2, "pending");
-      lua_pushinteger(L, (lua_Integer)I->mem); lua_setfield(L, -2, "memory");
-      lua_pushinteger(L, live); lua_setfield(L, -2, "sockets");
-      lwsp_mutex_unlock(&I->lock);
-      return 1;
-    }
-  }
-  lua_pushnil(L);
+  lwsp_inst *I = instance_arg(L);
+  uint32_t live = 0, ops = 0;
+  if (!I) { lua_pushnil(L); return 1; }
+  lwsp_mutex_lock(&I->lock);
+  for (uint32_t k = 0; k < I->nsocks; k++) live += rt_sock_at(I, k)->gen != 0;
+  for (rt_op *op = I->ops; op; op = op->next) ops++;
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, ops); lua_setfield(L, -2, "pending");
+  lua_pushinteger(L, (lua_Integer)I->mem); lua_setfield(L, -2, "memory");
+  lua_pushinteger(L, live); lua_setfield(L, -2, "sockets");
+  lwsp_mutex_unlock(&I->lock);
   return 1;
 }
 
 /* bench_collect(guid) -> bytes after a full garbage collection in that provider's state */
 static int b_collect(lua_State *L) {
-  GUID g;
-  if (!lwsp_guid_parse(luaL_checkstring(L, 1), &g)) return luaL_argerror(L, 1, "not a GUID");
-  for (int i = 0; i < LWSP_MAX_INSTANCES; i++) {
-    lwsp_inst *I = &lwsp_instances[i];
-    if (I->active && lwsp_guid_eq(&I->id, &g)) {
-      size_t mem;
-      lwsp_mutex_lock(&I->lock);
-      lua_gc(I->L, LUA_GCCOLLECT);
-      mem = I->mem;
-      lwsp_mutex_unlock(&I->lock);
-      lua_pushinteger(L, (lua_Integer)mem);
-      return 1;
-    }
-  }
-  lua_pushnil(L);
+  lwsp_inst *I = instance_arg(L);
+  size_t mem;
+  if (!I) { lua_pushnil(L); return 1; }
+  lwsp_mutex_lock(&I->lock);
+  lua_gc(I->L, LUA_GCCOLLECT);
+  mem = I->mem;
+  lwsp_mutex_unlock(&I->lock);
+  lua_pushinteger(L, (lua_Integer)mem);
   return 1;
 }
 

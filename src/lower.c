@@ -190,27 +190,27 @@ static void drop_regs(lwsp_lower *low, SOCKET h) {
 
 /* ---- the calls down ------------------------------------------------------------------ */
 #define LOW lwsp_lower *low = check_lower(L); lwsp_inst *I = low->I; INT err = 0; int rc
-/* A call down, unless an injected fault (lower.<name>) fails it first. */
-#define RESULT(point, expr) do { \
-    int tr_ = lwsp_tracing && low->foreign; \
-    if (lwsp_faults_armed && (err = lwsp_fault(point)) != 0) return fail(L, err); \
-    if (tr_) { \
-      char targs_[LWSP_TRACE_TEXT]; \
-      lwsp_trace_values(L, 2, lua_gettop(L), targs_, sizeof targs_); \
-      lwsp_trace_enter(I->name, low->lname, spi_name(point), TRACE_SOCK(L), targs_); \
-    } \
-    DOWN(I, rc = (expr)); \
-    if (tr_) lwsp_trace_leave(I->name, low->lname, spi_name(point), TRACE_SOCK(L), \
-                             rc == SOCKET_ERROR ? err : 0, NULL); \
-    if (rc == SOCKET_ERROR) return fail(L, err); \
-  } while (0)
-
-/* A call down that is not a plain RESULT: traced the same way (a C provider below). */
+/* A call down, traced when the layer below is a C provider (a Lua one traces itself). */
 #define TRACED_DOWN(spi_, sock, args, failed, expr) do { \
     int trd_ = lwsp_tracing && low->foreign; \
     if (trd_) lwsp_trace_enter(I->name, low->lname, (spi_), (SOCKET)(sock), (args)); \
     DOWN(I, expr); \
     if (trd_) lwsp_trace_leave(I->name, low->lname, (spi_), (SOCKET)(sock), (failed) ? err : 0, NULL); \
+  } while (0)
+
+/* The method's arguments, for the trace of its call down (only when traced). */
+#define TRACE_ARGS(buf) do { \
+    (buf)[0] = 0; \
+    if (lwsp_tracing && low->foreign) lwsp_trace_values(L, 2, lua_gettop(L), (buf), sizeof (buf)); \
+  } while (0)
+
+/* A method's call down, unless an injected fault (lower.<name>) fails it first. */
+#define RESULT(point, expr) do { \
+    char targs_[LWSP_TRACE_TEXT]; \
+    if (lwsp_faults_armed && (err = lwsp_fault(point)) != 0) return fail(L, err); \
+    TRACE_ARGS(targs_); \
+    TRACED_DOWN(spi_name(point), TRACE_SOCK(L), targs_, rc == SOCKET_ERROR, rc = (expr)); \
+    if (rc == SOCKET_ERROR) return fail(L, err); \
   } while (0)
 
 #define TRACE_SOCK(L) ((SOCKET)(lua_isinteger((L), 2) ? lua_tointeger((L), 2) : 0))
@@ -249,8 +249,8 @@ static int m_socket(lua_State *L) {
   (void)rc;
   if (lwsp_faults_armed && (err = lwsp_fault("lower.socket")) != 0) return fail(L, err);
   {
-    char targs[LWSP_TRACE_TEXT] = "";
-    if (lwsp_tracing && low->foreign) lwsp_trace_values(L, 2, lua_gettop(L), targs, sizeof targs);
+    char targs[LWSP_TRACE_TEXT];
+    TRACE_ARGS(targs);
     TRACED_DOWN("WSPSocket", 0, targs, h == INVALID_SOCKET, h = low->procs.lpWSPSocket(af, type, proto, &pass, 0, flags, &err));
   }
   if (h == INVALID_SOCKET) return fail(L, err);

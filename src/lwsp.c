@@ -582,10 +582,7 @@ void rt_overlapped_done(lwsp_inst *I, lwsp_sock *so, SOCKET s, LPWSAOVERLAPPED o
                         LPWSAOVERLAPPED_COMPLETION_ROUTINE routine, LPWSATHREADID tid, DWORD error, DWORD bytes,
                         DWORD flags) {
   INT e = 0;
-  ov->Offset = flags;
-  ov->OffsetHigh = error;
-  ov->InternalHigh = bytes;
-  ov->Internal = error;
+  lwsp_ov_done(ov, error, bytes, flags);
   if (routine) {
     apc_ctx *a = malloc(sizeof *a);
     if (!a || !tid) {

@@ -241,10 +241,7 @@ static void CALLBACK run_apc(DWORD_PTR p) {
 static void notify(SOCKET h, LPWSAOVERLAPPED ov, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine, LPWSATHREADID tid,
                    DWORD error, DWORD bytes, DWORD flags) {
   INT e = 0;
-  ov->Offset = flags;
-  ov->OffsetHigh = error;
-  ov->InternalHigh = bytes;
-  ov->Internal = error;
+  lwsp_ov_done(ov, error, bytes, flags);
   if (routine) {
     apc_ctx *a = malloc(sizeof *a);
     if (!a) return;

@@ -27,6 +27,16 @@ static int ready(void) { return InitOnceExecuteOnce(&wsa_once, wsa_init, NULL, N
 int nos_wsa_error(int e) { return e ? e : WSASYSCALLFAILURE; }
 #define FAIL_WSA (-nos_wsa_error(WSAGetLastError()))
 
+/* An address Winsock gave into the caller's (addr, *len): WSAEFAULT, with the
+ * length needed, when it does not fit. */
+static int copy_addr(const SOCKADDR_STORAGE *ss, void *addr, int *len) {
+  int need = ss->ss_family == AF_INET6 ? (int)sizeof(struct sockaddr_in6) : (int)sizeof(struct sockaddr_in);
+  if (*len < need) { *len = need; return -WSAEFAULT; }
+  memcpy(addr, ss, (size_t)need);
+  *len = need;
+  return 0;
+}
+
 static int nonblocking(SOCKET s) {
   u_long one = 1;
   return ioctlsocket(s, FIONBIO, &one) == 0 ? 0 : FAIL_WSA;
@@ -71,12 +81,7 @@ long long nos_accept(long long fd, void *addr, int *len) {
   if (s == INVALID_SOCKET) return FAIL_WSA;
   SetHandleInformation((HANDLE)s, HANDLE_FLAG_INHERIT, 0);
   if ((rc = nonblocking(s)) != 0) { closesocket(s); return rc; }
-  if (addr) {
-    int need = ss.ss_family == AF_INET6 ? (int)sizeof(struct sockaddr_in6) : (int)sizeof(struct sockaddr_in);
-    if (*len < need) { closesocket(s); *len = need; return -WSAEFAULT; }
-    memcpy(addr, &ss, (size_t)need);
-    *len = need;
-  }
+  if (addr && (rc = copy_addr(&ss, addr, len)) != 0) { closesocket(s); return rc; }
   return (long long)s;
 }
 
@@ -97,14 +102,8 @@ long nos_recv(long long fd, void *buf, size_t len, int flags, void *from, int *f
     if (!(dgram && e == WSAEMSGSIZE)) return -nos_wsa_error(e);
     n = (int)len + 1;
   }
-  if (from && fromlen) {
-    int need = ss.ss_family == AF_INET6 ? (int)sizeof(struct sockaddr_in6) : (int)sizeof(struct sockaddr_in);
-    if (!dgram || sl <= 0) { *fromlen = 0; }
-    else if (*fromlen < need) { *fromlen = need; return -WSAEFAULT; }
-    else { memcpy(from, &ss, (size_t)need); *fromlen = need; }
-  } else if (fromlen) {
-    *fromlen = 0;
-  }
+  if (from && fromlen && dgram && sl > 0) { int rc = copy_addr(&ss, from, fromlen); if (rc) return rc; }
+  else if (fromlen) *fromlen = 0;
   return (long)n;
 }
 
@@ -112,14 +111,10 @@ int nos_shutdown(long long fd, int how) { return shutdown((SOCKET)fd, how) == 0 
 
 int nos_name(long long fd, int peer, void *addr, int *len) {
   SOCKADDR_STORAGE ss;
-  int sl = sizeof ss, need;
+  int sl = sizeof ss;
   int rc = peer ? getpeername((SOCKET)fd, (struct sockaddr *)&ss, &sl) : getsockname((SOCKET)fd, (struct sockaddr *)&ss, &sl);
   if (rc != 0) return FAIL_WSA;
-  need = ss.ss_family == AF_INET6 ? (int)sizeof(struct sockaddr_in6) : (int)sizeof(struct sockaddr_in);
-  if (*len < need) { *len = need; return -WSAEFAULT; }
-  memcpy(addr, &ss, (size_t)need);
-  *len = need;
-  return 0;
+  return copy_addr(&ss, addr, len);
 }
 
 /* The options the POSIX build maps, passed to Winsock as they are. */

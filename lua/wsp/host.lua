@@ -36,11 +36,13 @@ function host.protocol_info(o)
   }
 end
 
-local function absolute(path)
+--- A path made absolute against the current directory (as the registry requires).
+function host.absolute(path)
   if path:sub(1, 1) == "/" or path:match("^%a:[\\/]") then return path end
   local pwd = os.getenv("PWD") or io.popen("pwd"):read("l")
   return pwd .. "/" .. path
 end
+local absolute = host.absolute
 
 --- Installs a Lua provider: maps its GUID to the script in the lwsp registry
 -- and adds base catalog entries whose library is lwsp itself.

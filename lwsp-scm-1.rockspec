@@ -23,7 +23,7 @@ build = {
     lwsp = {
       sources = {
         "src/lwsp.c", "src/dispatch.c", "src/upcalls.c", "src/common.c", "src/platform.c",
-        "src/host.c", "src/hostapi.c", "src/hostobj.c", "src/probe.c", "src/view.c", "src/pending.c", "src/hostio.c", "src/events.c", "src/lower.c", "src/hostbench.c", "src/fault.c", "src/trace.c",
+        "src/host.c", "src/hostapi.c", "src/hostobj.c", "src/hostk.c", "src/probe.c", "src/view.c", "src/pending.c", "src/hostio.c", "src/events.c", "src/lower.c", "src/hostbench.c", "src/fault.c", "src/trace.c",
       },
       incdirs = {"src"},
       libraries = {"lua5.4", "pthread", "dl"},
@@ -46,10 +46,10 @@ build = {
         lwsp = {
           sources = {
             "src/lwsp.c", "src/dispatch.c", "src/upcalls.c", "src/common.c", "src/platform.c",
-            "src/host.c", "src/hostapi.c", "src/hostobj.c", "src/probe.c", "src/view.c", "src/pending.c", "src/hostio.c", "src/events.c", "src/lower.c", "src/hostbench.c", "src/fault.c", "src/trace.c",
+            "src/host.c", "src/hostapi.c", "src/hostobj.c", "src/hostk.c", "src/probe.c", "src/view.c", "src/pending.c", "src/hostio.c", "src/events.c", "src/lower.c", "src/hostbench.c", "src/fault.c", "src/trace.c",
           },
           incdirs = {"src"},
-          libraries = {"ws2_32"},
+          libraries = {"ws2_32", "user32"},
           defines = {"__USE_MINGW_ANSI_STDIO=1"},
         },
         lwsp_native = {

@@ -22,7 +22,7 @@ local function calls(r, s)
   return {
     accept = function() return host.accept(s) end,
     addresstostring = function() return host.address_to_string("1.2.3.4:5", r.tcp) end,
-    asyncselect = function() return host.async_select(s, w, 1, wsp.FD_READ) end,
+    asyncselect = function() return host.async_select(s, w, 0x0401, wsp.FD_READ) end,
     bind = function() return host.bind(s, "1.2.3.4:5") end,
     connect = function() return host.connect(s, "1.2.3.4:5") end,
     duplicatesocket = function() return host.duplicate_socket(s, 1) end,

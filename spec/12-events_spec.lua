@@ -46,7 +46,7 @@ describe("network events reported by a provider", function()
 
   it("ignores events the application did not select", function()
     local w = host.window()
-    assert.is_true(host.async_select(s, w, 1, wsp.FD_READ))
+    assert.is_true(host.async_select(s, w, 0x0401, wsp.FD_READ))
     raise(wsp.FD_WRITE)
     assert.same({}, host.messages(w))
   end)
@@ -70,7 +70,7 @@ describe("network events reported by a provider", function()
     it(name .. " is recorded once, then again only after " .. by, function()
       local bit = wsp[name]
       local w = host.window()
-      assert.is_true(host.async_select(s, w, 1, bit))
+      assert.is_true(host.async_select(s, w, 0x0401, bit))
       raise(bit)
       assert.equal(1, count(w))
       raise(bit)
@@ -88,7 +88,7 @@ describe("network events reported by a provider", function()
 
   it("FD_CLOSE is recorded once and never re-armed", function()
     local w = host.window()
-    assert.is_true(host.async_select(s, w, 1, wsp.FD_CLOSE | wsp.FD_READ))
+    assert.is_true(host.async_select(s, w, 0x0401, wsp.FD_CLOSE | wsp.FD_READ))
     raise(wsp.FD_CLOSE)
     assert.equal(1, count(w))
     for _, rearm in ipairs(rules) do rearm[3]() end
@@ -137,7 +137,7 @@ describe("network events reported by a provider", function()
     H.fails_with("WSAEINVAL", host.event_select(s, 0, wsp.FD_READ))        -- no event object
     H.fails_with("WSAEINVAL", host.event_select(s, ev, 0x4000))            -- not an FD_* mask
     H.fails_with("WSAEINVAL", host.async_select(s, 0, 1, wsp.FD_READ))     -- no window
-    H.fails_with("WSAEINVAL", host.async_select(s, host.window(), 1, -1))
+    H.fails_with("WSAEINVAL", host.async_select(s, host.window(), 0x0401, -1))
     H.fails_with("WSAEINVAL", host.enum_network_events(s, 424242))         -- not an event
     H.fails_with("WSAENOTSOCK", host.event_select(99999, ev, wsp.FD_READ))
     assert.equal(wsp.WSAEFAULT, host.probe("enumnetworkevents:null", s))

@@ -17,9 +17,8 @@ static hentry *entries;
 static size_t nentries;
 static DWORD next_catalog = HOST_FIRST_CATALOG_ID;
 static hprov *providers;
-static lwsp_map socks, events, ports, windows, threads;
+static lwsp_map socks;
 static SOCKET next_handle = 0x100;
-static uintptr_t next_object = 0x10000;
 
 DWORD host_next_catalog_id(void) { return next_catalog++; }
 
@@ -39,10 +38,9 @@ static void tls_set(hthread *t) { TlsSetValue(tls_key, t); }
 #else
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static pthread_key_t tls_key;
-static void thread_release(hthread *t);
 static void tls_dtor(void *p) {
   lwsp_mutex_lock(&host_lock);
-  thread_release((hthread *)p);
+  hk_thread_release((hthread *)p);
   lwsp_mutex_unlock(&host_lock);
 }
 static void init_cb(void) {
@@ -78,6 +76,7 @@ void host_each_sock(int (*fn)(hsock *, void *), void *ud) {
   }
 }
 static int unport(hsock *hs, void *p) { if (hs->port == p) hs->port = NULL; return 0; }
+void host_forget_port(hport *p) { host_each_sock(unport, p); }
 static int unprov(hsock *hs, void *p) { if (hs->prov == p) hs->prov = NULL; return 0; }
 typedef struct { hprov *p; SOCKET found; } find_ud;
 static int of_prov(hsock *hs, void *ud) {
@@ -86,9 +85,6 @@ static int of_prov(hsock *hs, void *ud) {
   f->found = hs->h;
   return 1;
 }
-hevent *host_event(WSAEVENT h) { return (hevent *)lwsp_map_get(&events, (SOCKET)(uintptr_t)h); }
-hport *host_port(uintptr_t h) { return (hport *)lwsp_map_get(&ports, (SOCKET)h); }
-hwindow *host_window(uintptr_t h) { return (hwindow *)lwsp_map_get(&windows, (SOCKET)h); }
 static hprov *prov_by_guid(const GUID *g) {
   for (hprov *p = providers; p; p = p->next)
     if (lwsp_guid_eq(&p->id, g)) return p;
@@ -119,13 +115,6 @@ size_t host_catalog_count(void) { return nentries; }
 hentry *host_catalog_at(size_t i) { return i < nentries ? &entries[i] : NULL; }
 
 /* ---- threads and APCs --------------------------------------------------------------- */
-static void thread_release(hthread *t) {
-  if (--t->refs > 0) return;
-  lwsp_map_del(&threads, (SOCKET)(uintptr_t)t);
-  while (t->head) { hapc *a = t->head; t->head = a->next; free(a); }
-  free(t);
-}
-
 hthread *host_current_thread(void) {
   hthread *t;
   host_init();
@@ -134,130 +123,9 @@ hthread *host_current_thread(void) {
   if (!t) return NULL;
   t->refs = 1; /* the thread's own reference, dropped when it exits */
   t->os_id = lwsp_thread_id();
-  lwsp_mutex_lock(&host_lock);
-  if (!lwsp_map_put(&threads, (SOCKET)(uintptr_t)t, t)) { lwsp_mutex_unlock(&host_lock); free(t); return NULL; }
-  lwsp_mutex_unlock(&host_lock);
+  if (!hk_thread_register(t)) { free(t); return NULL; }
   tls_set(t);
   return t;
-}
-
-int host_run_apcs(void) {
-  hthread *t = host_current_thread();
-  hapc *list;
-  int n = 0;
-  if (!t) return 0;
-  lwsp_mutex_lock(&host_lock);
-  list = t->head;
-  t->head = t->tail = NULL;
-  lwsp_mutex_unlock(&host_lock);
-  while (list) {
-    hapc *a = list;
-    list = a->next;
-    if (lwsp_tracing) lwsp_trace_event("complete", "host", "application", "APC delivered", 0, 0);
-    a->fn(a->ctx);
-    free(a);
-    n++;
-  }
-  return n;
-}
-
-/* ---- waits ----------------------------------------------------------------------------- */
-
-int host_wait(const uintptr_t *handles, int n, int wait_all, long ms, int alertable) {
-  double deadline = ms >= 0 ? lwsp_now() + ms / 1000.0 : 0;
-  hthread *t = alertable ? host_current_thread() : NULL;
-  lwsp_mutex_lock(&host_lock);
-  for (;;) {
-    int ready = 0, first = -1;
-    if (t && t->head) {
-      lwsp_mutex_unlock(&host_lock);
-      host_run_apcs();
-      return -2;
-    }
-    for (int i = 0; i < n; i++) {
-      hevent *e = host_event((WSAEVENT)handles[i]);
-      if (!e) { lwsp_mutex_unlock(&host_lock); return -3; }
-      if (e->signalled) { ready++; if (first < 0) first = i; }
-    }
-    if (n > 0 && (wait_all ? ready == n : ready > 0)) { lwsp_mutex_unlock(&host_lock); return wait_all ? 0 : first; }
-    if (ms >= 0) {
-      double left = deadline - lwsp_now();
-      if (left <= 0) { lwsp_mutex_unlock(&host_lock); return -1; }
-      lwsp_cond_wait(&host_cond, &host_lock, (long)(left * 1000) + 1);
-    } else {
-      lwsp_cond_wait(&host_cond, &host_lock, -1);
-    }
-  }
-}
-
-/* ---- objects: ports and windows ------------------------------------------------------ */
-static uintptr_t new_object(lwsp_map *m, size_t size) {
-  void *o = calloc(1, size);
-  uintptr_t h;
-  if (!o) return 0;
-  lwsp_mutex_lock(&host_lock);
-  h = (next_object += 4);
-  if (!lwsp_map_put(m, (SOCKET)h, o)) { lwsp_mutex_unlock(&host_lock); free(o); return 0; }
-  lwsp_mutex_unlock(&host_lock);
-  return h;
-}
-uintptr_t host_new_port(void) { host_init(); return new_object(&ports, sizeof(hport)); }
-uintptr_t host_new_window(void) { host_init(); return new_object(&windows, sizeof(hwindow)); }
-
-int host_close_object(uintptr_t h) {
-  hport *p;
-  hwindow *w;
-  lwsp_mutex_lock(&host_lock);
-  if ((p = lwsp_map_del(&ports, (SOCKET)h)) != NULL) {
-    host_each_sock(unport, p);
-    while (p->head) { hpacket *k = p->head; p->head = k->next; free(k); }
-    free(p);
-  } else if ((w = lwsp_map_del(&windows, (SOCKET)h)) != NULL) {
-    while (w->head) { hmsg *k = w->head; w->head = k->next; free(k); }
-    free(w);
-  } else {
-    lwsp_mutex_unlock(&host_lock);
-    return 0;
-  }
-  lwsp_cond_broadcast(&host_cond);
-  lwsp_mutex_unlock(&host_lock);
-  return 1;
-}
-
-void host_post(hport *p, DWORD bytes, ULONG_PTR key, LPWSAOVERLAPPED ov) {
-  hpacket *k = malloc(sizeof *k);
-  if (!k) return;
-  k->bytes = bytes; k->key = key; k->ov = ov; k->next = NULL;
-  if (p->tail) p->tail->next = k; else p->head = k;
-  p->tail = k;
-  p->count++;
-  lwsp_cond_broadcast(&host_cond);
-}
-
-int host_dequeue(uintptr_t h, long ms, hpacket *out) {
-  double deadline = ms >= 0 ? lwsp_now() + ms / 1000.0 : 0;
-  lwsp_mutex_lock(&host_lock);
-  for (;;) {
-    hport *p = host_port(h);
-    if (!p) { lwsp_mutex_unlock(&host_lock); return -1; }
-    if (p->head) {
-      hpacket *k = p->head;
-      p->head = k->next;
-      if (!p->head) p->tail = NULL;
-      p->count--;
-      *out = *k;
-      free(k);
-      lwsp_mutex_unlock(&host_lock);
-      return 1;
-    }
-    if (ms >= 0) {
-      double left = deadline - lwsp_now();
-      if (left <= 0) { lwsp_mutex_unlock(&host_lock); return 0; }
-      lwsp_cond_wait(&host_cond, &host_lock, (long)(left * 1000) + 1);
-    } else {
-      lwsp_cond_wait(&host_cond, &host_lock, -1);
-    }
-  }
 }
 
 /* ---- the upcall table ------------------------------------------------------------------- */
@@ -278,16 +146,10 @@ static const char *up_party(SOCKET s) {
 }
 
 static BOOL WSPAPI up_close_event(WSAEVENT h, LPINT err) {
-  hevent *e;
   ERRP;
   if (lwsp_tracing) lwsp_trace_event("upcall", lwsp_trace_party(), "host", "WPUCloseEvent", 0, 0);
   if ((*err = lwsp_fault("WPUCloseEvent")) != 0) return FALSE;
-  lwsp_mutex_lock(&host_lock);
-  e = lwsp_map_del(&events, (SOCKET)(uintptr_t)h);
-  if (e) lwsp_cond_broadcast(&host_cond);
-  lwsp_mutex_unlock(&host_lock);
-  if (!e) { *err = WSA_INVALID_HANDLE; return FALSE; }
-  free(e);
+  if (!hk_event_close(h)) { *err = WSA_INVALID_HANDLE; return FALSE; }
   return TRUE;
 }
 
@@ -304,17 +166,12 @@ static int WSPAPI up_close_socket_handle(SOCKET s, LPINT err) {
 }
 
 static WSAEVENT create_event_do(LPINT err) {
-  hevent *e = calloc(1, sizeof *e);
-  uintptr_t h;
+  WSAEVENT h;
   ERRP;
-  if ((*err = lwsp_fault("WPUCreateEvent")) != 0) return (free(e), WSA_INVALID_EVENT);
+  if ((*err = lwsp_fault("WPUCreateEvent")) != 0) return WSA_INVALID_EVENT;
   host_init();
-  if (!e) { *err = WSA_NOT_ENOUGH_MEMORY; return WSA_INVALID_EVENT; }
-  lwsp_mutex_lock(&host_lock);
-  h = (next_object += 4);
-  if (!lwsp_map_put(&events, (SOCKET)h, e)) { lwsp_mutex_unlock(&host_lock); free(e); *err = WSA_NOT_ENOUGH_MEMORY; return WSA_INVALID_EVENT; }
-  lwsp_mutex_unlock(&host_lock);
-  return (WSAEVENT)h;
+  if ((h = hk_event_create()) == WSA_INVALID_EVENT) *err = WSA_NOT_ENOUGH_MEMORY;
+  return h;
 }
 
 static SOCKET register_sock(DWORD catalog, SOCKET h, DWORD_PTR ctx, int ifs, LPINT err) {
@@ -359,7 +216,7 @@ hprov *host_prov_of(SOCKET s, int *err) {
 
 WSATHREADID *host_this_thread(WSATHREADID *tid) {
   hthread *t = host_current_thread();
-  tid->ThreadHandle = (HANDLE)t;
+  tid->ThreadHandle = t ? t->handle : NULL;
   tid->Reserved = t ? (DWORD_PTR)t->os_id : 0;
   return tid;
 }
@@ -422,20 +279,9 @@ static SOCKET WSPAPI up_modify_ifs_handle(DWORD catalog, SOCKET proposed, LPINT 
 }
 
 static BOOL WSPAPI up_post_message(HWND hwnd, UINT msg, WPARAM wp, LPARAM lp) {
-  hwindow *w;
-  hmsg *m;
   if (lwsp_tracing) lwsp_trace_event("upcall", up_party((SOCKET)wp), "host", "WPUPostMessage", (SOCKET)wp, 0);
   if (lwsp_fault("WPUPostMessage")) return FALSE;
-  m = malloc(sizeof *m);
-  if (!m) return FALSE;
-  m->msg = msg; m->wparam = wp; m->lparam = lp; m->next = NULL;
-  lwsp_mutex_lock(&host_lock);
-  if (!(w = host_window((uintptr_t)hwnd))) { lwsp_mutex_unlock(&host_lock); free(m); return FALSE; }
-  if (w->tail) w->tail->next = m; else w->head = m;
-  w->tail = m;
-  w->count++;
-  lwsp_cond_broadcast(&host_cond);
-  lwsp_mutex_unlock(&host_lock);
+  if (!hk_post_message((uintptr_t)hwnd, msg, wp, lp)) return FALSE;
   if (lwsp_tracing) {
     char text[64];
     snprintf(text, sizeof text, "msg 0x%x, event 0x%x, error %u", msg, (unsigned)(lp & 0xffff), (unsigned)((lp >> 16) & 0xffff));
@@ -475,37 +321,19 @@ static int query_context_do(SOCKET s, PDWORD_PTR ctx, LPINT err) {
 }
 
 static int WSPAPI up_queue_apc(LPWSATHREADID tid, LPWSAUSERAPC fn, DWORD_PTR ctx, LPINT err) {
-  hthread *t;
-  hapc *a;
   ERRP;
   if (lwsp_tracing) lwsp_trace_event("upcall", lwsp_trace_party(), "host", "WPUQueueApc", 0, 0);
   if ((*err = lwsp_fault("WPUQueueApc")) != 0) return SOCKET_ERROR;
   if (!tid || !fn) { *err = WSAEFAULT; return SOCKET_ERROR; }
-  if (!(a = malloc(sizeof *a))) { *err = WSAENOBUFS; return SOCKET_ERROR; }
-  a->fn = fn; a->ctx = ctx; a->next = NULL;
-  lwsp_mutex_lock(&host_lock);
-  t = lwsp_map_get(&threads, (SOCKET)(uintptr_t)tid->ThreadHandle);
-  if (!t) { lwsp_mutex_unlock(&host_lock); free(a); *err = WSAEINVAL; return SOCKET_ERROR; }
-  if (t->tail) t->tail->next = a; else t->head = a;
-  t->tail = a;
-  lwsp_cond_broadcast(&host_cond);
-  lwsp_mutex_unlock(&host_lock);
+  if ((*err = hk_queue_apc(tid, fn, ctx)) != 0) return SOCKET_ERROR;
   return 0;
 }
 
 static BOOL event_op(WSAEVENT h, int value, LPINT err) {
-  hevent *e;
   ERRP;
   if (lwsp_tracing) lwsp_trace_event("upcall", lwsp_trace_party(), "host", value ? "WPUSetEvent" : "WPUResetEvent", 0, 0);
   if ((*err = lwsp_fault(value ? "WPUSetEvent" : "WPUResetEvent")) != 0) return FALSE;
-  lwsp_mutex_lock(&host_lock);
-  e = host_event(h);
-  if (e) {
-    e->signalled = value;
-    if (value) lwsp_cond_broadcast(&host_cond);
-  }
-  lwsp_mutex_unlock(&host_lock);
-  if (!e) { *err = WSA_INVALID_HANDLE; return FALSE; }
+  if (!hk_event_set(h, value)) { *err = WSA_INVALID_HANDLE; return FALSE; }
   return TRUE;
 }
 static BOOL WSPAPI up_reset_event(WSAEVENT h, LPINT err) { return event_op(h, 0, err); }
@@ -517,23 +345,14 @@ static int open_current_thread_do(LPWSATHREADID tid, LPINT err) {
   if ((*err = lwsp_fault("WPUOpenCurrentThread")) != 0) return SOCKET_ERROR;
   if (!tid) { *err = WSAEFAULT; return SOCKET_ERROR; }
   if (!(t = host_current_thread())) { *err = WSAENOBUFS; return SOCKET_ERROR; }
-  lwsp_mutex_lock(&host_lock);
-  t->refs++;
-  lwsp_mutex_unlock(&host_lock);
-  tid->ThreadHandle = (HANDLE)t;
-  tid->Reserved = (DWORD_PTR)t->os_id;
+  if ((*err = hk_thread_open(t, tid)) != 0) return SOCKET_ERROR;
   return 0;
 }
 
 static int close_thread_do(LPWSATHREADID tid, LPINT err) {
-  hthread *t;
   ERRP;
   if (!tid) { *err = WSAEFAULT; return SOCKET_ERROR; }
-  lwsp_mutex_lock(&host_lock);
-  t = lwsp_map_get(&threads, (SOCKET)(uintptr_t)tid->ThreadHandle);
-  if (t) thread_release(t);
-  lwsp_mutex_unlock(&host_lock);
-  if (!t) { *err = WSAEINVAL; return SOCKET_ERROR; }
+  if ((*err = hk_thread_close(tid)) != 0) return SOCKET_ERROR;
   tid->ThreadHandle = NULL;
   return 0;
 }
@@ -631,10 +450,7 @@ int WSPAPI lwsp_host_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD b
   ov->InternalHigh = bytes;
   ov->Internal = error;
   ev = (uintptr_t)ov->hEvent;
-  if (ev & ~(uintptr_t)1) {
-    hevent *e = host_event((WSAEVENT)(ev & ~(uintptr_t)1));
-    if (e) e->signalled = 1;
-  }
+  if (ev & ~(uintptr_t)1) hk_event_set((WSAEVENT)(ev & ~(uintptr_t)1), 1);
   if (lwsp_tracing) snprintf(text, sizeof text, "%lu bytes", (unsigned long)bytes);
   if (lwsp_tracing && (ev & ~(uintptr_t)1))
     lwsp_trace_event_args("complete", "host", "application", "event signalled", s, (int)error, text);

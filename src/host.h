@@ -67,13 +67,12 @@ typedef struct hapc {
 typedef struct hthread {
   int refs;
   unsigned long os_id;
+  HANDLE handle;       /* what the host passes as lpThreadId: on Windows a real handle of the thread */
   hapc *head, *tail;
   LPBLOCKINGCALLBACK hook;
   DWORD_PTR hook_ctx;
   long hook_calls;
 } hthread;
-
-typedef struct hevent { int signalled; } hevent;
 
 typedef struct hpacket {
   DWORD bytes;
@@ -81,7 +80,11 @@ typedef struct hpacket {
   LPWSAOVERLAPPED ov;
   struct hpacket *next;
 } hpacket;
+#ifdef _WIN32
+struct hport { HANDLE iocp; };
+#else
 struct hport { hpacket *head, *tail; long count; };
+#endif
 
 /* An application's WSAOVERLAPPED (lwsp.host.overlapped), with room for what
  * an overlapped receive delivers. */
@@ -96,7 +99,6 @@ typedef struct host_ov {
 host_ov *host_check_ov(lua_State *L, int idx);
 
 typedef struct hmsg { UINT msg; WPARAM wparam; LPARAM lparam; struct hmsg *next; } hmsg;
-typedef struct hwindow { hmsg *head, *tail; long count; } hwindow;
 
 extern lwsp_mutex host_lock;
 extern lwsp_cond host_cond;
@@ -113,20 +115,38 @@ hprov *host_load(DWORD catalog, LPINT err);
  * the layer below); each must be matched by host_provider_cleanup. */
 hprov *host_provider_startup(DWORD catalog, LPINT err);
 int host_provider_cleanup(hprov *p, LPINT err);
+/* ---- kernel objects (hostk.c): lwsp's own on POSIX, the real ones on Windows */
+WSAEVENT hk_event_create(void);                   /* manual reset; WSA_INVALID_EVENT on failure */
+int hk_event_set(WSAEVENT h, int value);          /* sets (1) or resets (0); 0: not an event */
+int hk_event_close(WSAEVENT h);                   /* 0: not an event */
+int hk_event_state(WSAEVENT h);                   /* 1 signalled, 0 not, -1 not an event */
+int hk_thread_register(hthread *t);               /* a new thread record; 0 when out of memory */
+void hk_thread_release(hthread *t);               /* under host_lock: drops one reference */
+int hk_thread_open(hthread *t, LPWSATHREADID tid); /* WPUOpenCurrentThread: 0 or an error */
+int hk_thread_close(LPWSATHREADID tid);           /* 0 or WSAEINVAL */
+int hk_queue_apc(LPWSATHREADID tid, LPWSAUSERAPC fn, DWORD_PTR ctx); /* 0 or an error */
+/* "event", "port", "thread", "window" (or "other" on Windows), NULL when h is
+ * no object: on Windows what the kernel says, elsewhere lwsp's own tables. */
+const char *hk_object_type(uintptr_t h);
+int hk_post_message(uintptr_t hwnd, UINT msg, WPARAM wp, LPARAM lp); /* 0: no such window */
+#define HK_BAD_HANDLE (-1)
+#define HK_WRONG_THREAD (-2)
+/* Takes a window's messages, waiting up to ms for the first: 0, HK_BAD_HANDLE,
+ * or HK_WRONG_THREAD (Windows: not the thread that created the window). */
+int hk_take_messages(uintptr_t hwnd, long ms, hmsg **list);
 /* Runs the APCs queued to this thread; returns how many ran.  Call unlocked. */
 int host_run_apcs(void);
 /* Waits on events (wait_all or any) for ms (-1: forever).  Returns the index of
  * the signalled event (0-based; 0 for wait_all), -1 on timeout, -2 when
  * alertable and APCs ran, -3 on a bad handle.  Call unlocked. */
 int host_wait(const uintptr_t *events, int n, int wait_all, long ms, int alertable);
-hevent *host_event(WSAEVENT h);                   /* under host_lock; NULL if unknown */
-hport *host_port(uintptr_t h);
-hwindow *host_window(uintptr_t h);
+hport *host_port(uintptr_t h);                    /* under host_lock; NULL if unknown */
 uintptr_t host_new_port(void);
 uintptr_t host_new_window(void);
 int host_close_object(uintptr_t h);
 int host_dequeue(uintptr_t port, long ms, hpacket *out);  /* call unlocked; 1 got, 0 timeout, -1 bad port */
 void host_post(hport *p, DWORD bytes, ULONG_PTR key, LPWSAOVERLAPPED ov); /* under host_lock */
+void host_forget_port(hport *p);                  /* under host_lock: sockets associated with p lose it */
 int host_cleanup_all(void);
 /* After WSPCloseSocket: drops an IFS handle's record.  Returns 0 when a
  * non-IFS handle is still registered (the provider leaked it), else 1. */

@@ -37,14 +37,17 @@ static int o_close_event(lua_State *L) { return ev_call(L, host_upcalls.lpWPUClo
 
 /* event_state(event) -> signalled (boolean) | nil, error */
 static int o_event_state(lua_State *L) {
-  hevent *e;
-  int v = 0;
-  lwsp_mutex_lock(&host_lock);
-  e = host_event((WSAEVENT)(uintptr_t)luaL_checkinteger(L, 1));
-  if (e) v = e->signalled;
-  lwsp_mutex_unlock(&host_lock);
-  if (!e) return fail(L, WSA_INVALID_HANDLE);
+  int v = hk_event_state((WSAEVENT)(uintptr_t)luaL_checkinteger(L, 1));
+  if (v < 0) return fail(L, WSA_INVALID_HANDLE);
   lua_pushboolean(L, v);
+  return 1;
+}
+
+/* object_type(h) -> "event" | "port" | "thread" | "window" | "other" | nil:
+ * on Windows the kernel's answer, so specs see the host use real objects. */
+static int o_object_type(lua_State *L) {
+  const char *k = hk_object_type((uintptr_t)luaL_checkinteger(L, 1));
+  if (k) lua_pushstring(L, k); else lua_pushnil(L);
   return 1;
 }
 
@@ -89,20 +92,10 @@ static int o_window(lua_State *L) {
 /* messages(hwnd [, timeout_ms]) -> array of {msg =, wparam =, lparam =, event =, error =},
  * waiting up to timeout_ms for the first one. */
 static int o_messages(lua_State *L) {
-  uintptr_t h = (uintptr_t)luaL_checkinteger(L, 1);
-  long ms = (long)luaL_optinteger(L, 2, 0);
-  double deadline = lwsp_now() + ms / 1000.0;
-  hwindow *w;
   hmsg *list;
-  int k = 0;
-  lwsp_mutex_lock(&host_lock);
-  while ((w = host_window(h)) != NULL && !w->head && lwsp_now() < deadline)
-    lwsp_cond_wait(&host_cond, &host_lock, (long)((deadline - lwsp_now()) * 1000) + 1);
-  if (!w) { lwsp_mutex_unlock(&host_lock); return fail(L, WSA_INVALID_HANDLE); }
-  list = w->head;
-  w->head = w->tail = NULL;
-  w->count = 0;
-  lwsp_mutex_unlock(&host_lock);
+  int k = 0, r = hk_take_messages((uintptr_t)luaL_checkinteger(L, 1), (long)luaL_optinteger(L, 2, 0), &list);
+  if (r == HK_WRONG_THREAD) return luaL_error(L, "a window's messages are read on the thread that created it");
+  if (r != 0) return fail(L, WSA_INVALID_HANDLE);
   lua_newtable(L);
   while (list) {
     hmsg *m = list;
@@ -194,12 +187,15 @@ static int o_blocking_hook(lua_State *L) {
   return 1;
 }
 
-/* thread_id() -> this thread's host record (what WPUOpenCurrentThread hands out) */
+/* thread_id() -> this thread's host record (what WPUOpenCurrentThread hands
+ * out on POSIX and the blocking hook's context), its OS id, and the handle the
+ * host passes providers as lpThreadId (a real thread handle on Windows) */
 static int o_thread_id(lua_State *L) {
   hthread *t = host_current_thread();
   lua_pushinteger(L, (lua_Integer)(uintptr_t)t);
   lua_pushinteger(L, (lua_Integer)(t ? t->os_id : 0));
-  return 2;
+  lua_pushinteger(L, (lua_Integer)(uintptr_t)(t ? t->handle : NULL));
+  return 3;
 }
 
 /* thread_refs() -> references held on this thread's record (1 = only its own) */
@@ -304,7 +300,7 @@ int lwsp_hostobj_open(lua_State *L);
 int lwsp_hostobj_open(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"create_event", o_create_event}, {"set_event", o_set_event}, {"reset_event", o_reset_event},
-    {"close_event", o_close_event}, {"event_state", o_event_state}, {"wait", o_wait}, {"sleep", o_sleep},
+    {"close_event", o_close_event}, {"event_state", o_event_state}, {"object_type", o_object_type}, {"wait", o_wait}, {"sleep", o_sleep},
     {"window", o_window}, {"messages", o_messages}, {"port", o_port}, {"associate", o_associate},
     {"post", o_post}, {"dequeue", o_dequeue}, {"close_object", o_close_object},
     {"blocking_hook", o_blocking_hook}, {"thread_id", o_thread_id}, {"thread_refs", o_thread_refs},

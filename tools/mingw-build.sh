@@ -30,7 +30,7 @@ if [ ! -d "$out/src/lua-5.4" ]; then
    cd lua-5.4 && for p in 0004-cve-2022-28805.patch 0005-cve-2022-33099.patch; do patch -s -p1 < ../deb/debian/patches/$p; done)
 fi
 
-SRCS="src/lwsp.c src/dispatch.c src/upcalls.c src/common.c src/platform.c src/host.c src/hostapi.c src/hostobj.c
+SRCS="src/lwsp.c src/dispatch.c src/upcalls.c src/common.c src/platform.c src/host.c src/hostapi.c src/hostobj.c src/hostk.c
       src/probe.c src/view.c src/pending.c src/hostio.c src/events.c src/lower.c src/hostbench.c src/fault.c src/trace.c"
 for arch in x86_64 i686; do
   cc=$arch-w64-mingw32-gcc
@@ -46,7 +46,7 @@ for arch in x86_64 i686; do
   else cp src/lwsp.def "$dir/lwsp.def"; fi
   # shellcheck disable=SC2086
   $cc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -D__USE_MINGW_ANSI_STDIO=1 \
-    -I"$dir/lua/src" -Isrc -shared -o "$dir/lwsp.dll" $SRCS "$dir/lwsp.def" "$dir/lua54.dll" -lws2_32 \
+    -I"$dir/lua/src" -Isrc -shared -o "$dir/lwsp.dll" $SRCS "$dir/lwsp.def" "$dir/lua54.dll" -lws2_32 -luser32 \
     -static-libgcc -Wl,--enable-stdcall-fixup
   # the native base provider over Winsock
   # shellcheck disable=SC2086

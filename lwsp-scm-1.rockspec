@@ -23,7 +23,7 @@ build = {
     lwsp = {
       sources = {
         "src/lwsp.c", "src/dispatch.c", "src/upcalls.c", "src/common.c", "src/platform.c",
-        "src/host.c", "src/hostapi.c", "src/hostobj.c", "src/hostk.c", "src/probe.c", "src/view.c", "src/pending.c", "src/hostio.c", "src/events.c", "src/lower.c", "src/hostbench.c", "src/fault.c", "src/trace.c",
+        "src/host.c", "src/hostapi.c", "src/hostobj.c", "src/hostk.c", "src/probe.c", "src/view.c", "src/pending.c", "src/hostio.c", "src/events.c", "src/lower.c", "src/hostbench.c", "src/fault.c", "src/trace.c", "src/wsc.c",
       },
       incdirs = {"src"},
       libraries = {"lua5.4", "pthread", "dl"},
@@ -34,6 +34,7 @@ build = {
     ["wsp.layered"] = "lua/wsp/layered.lua",
     ["wsp.util"] = "lua/wsp/util.lua",
     ["wsp.trace"] = "lua/wsp/trace.lua",
+    ["wsp.catalog"] = "lua/wsp/catalog.lua",
     lwsp_native = {
       sources = {"src/native.c", "src/native_os.c", "src/common.c", "src/platform.c"},
       incdirs = {"src"},
@@ -46,7 +47,7 @@ build = {
         lwsp = {
           sources = {
             "src/lwsp.c", "src/dispatch.c", "src/upcalls.c", "src/common.c", "src/platform.c",
-            "src/host.c", "src/hostapi.c", "src/hostobj.c", "src/hostk.c", "src/probe.c", "src/view.c", "src/pending.c", "src/hostio.c", "src/events.c", "src/lower.c", "src/hostbench.c", "src/fault.c", "src/trace.c",
+            "src/host.c", "src/hostapi.c", "src/hostobj.c", "src/hostk.c", "src/probe.c", "src/view.c", "src/pending.c", "src/hostio.c", "src/events.c", "src/lower.c", "src/hostbench.c", "src/fault.c", "src/trace.c", "src/wsc.c",
           },
           incdirs = {"src"},
           libraries = {"ws2_32", "user32"},
@@ -62,7 +63,7 @@ build = {
     },
   },
   install = {
-    bin = {["lwsp-run"] = "bin/lwsp-run"},
+    bin = {["lwsp-run"] = "bin/lwsp-run", ["lwsp-catalog"] = "bin/lwsp-catalog"},
   },
   copy_directories = {"docs", "examples"},
 }

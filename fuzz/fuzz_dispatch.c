@@ -44,7 +44,7 @@ static void setup(void) {
   setenv("LWSP_REGISTRY", dir, 1);
   setenv("LWSP_LOG", "off", 1);
   snprintf(path, sizeof path, "%s/examples/memnet.lua", cwd);
-  if (!lwsp_registry_set(&g, path, err, sizeof err)) abort();
+  if (!lwsp_registry_set(&g, path, 0, err, sizeof err)) abort();
   host_init();
   memset(&INFO, 0, sizeof INFO);
   INFO.ProviderId = g;

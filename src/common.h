@@ -59,8 +59,13 @@ int lwsp_path_is_absolute(const char *p);
 int lwsp_expand_env(const char *in, char *out, size_t outlen);
 /* The provider-script registry: GUID -> absolute script path (see docs/api.md). */
 int lwsp_registry_get(const GUID *id, char *out, size_t outlen, char *err, size_t errlen);
-int lwsp_registry_set(const GUID *id, const char *path, char *err, size_t errlen);
-int lwsp_registry_remove(const GUID *id, char *err, size_t errlen);
+/* view: 0 this process's own; on Windows 64 or 32 picks that registry view
+ * (a 32-bit provider DLL reads the 32-bit one); elsewhere ignored. */
+int lwsp_registry_set(const GUID *id, const char *path, int view, char *err, size_t errlen);
+int lwsp_registry_remove(const GUID *id, int view, char *err, size_t errlen);
+/* Calls fn for each mapping ({GUID} text, script path); 0 with err on failure. */
+int lwsp_registry_each(int view, void (*fn)(const char *guid, const char *path, void *ud), void *ud,
+                       char *err, size_t errlen);
 const char *lwsp_registry_where(char *buf, size_t len);
 #ifndef _WIN32
 int lwsp_mkdirs(const char *dir);              /* mkdir -p; 1 on success */

@@ -111,6 +111,22 @@ int host_catalog_remove(DWORD catalog) {
     }
   return 0;
 }
+/* WSCWriteProviderOrder: ids must name every entry once.  0 with WSAEINVAL
+ * otherwise, leaving the order as it was. */
+int host_catalog_order(const DWORD *ids, size_t n) {
+  hentry *sorted;
+  if (n != nentries) return WSAEINVAL;
+  if (!(sorted = malloc((n ? n : 1) * sizeof *sorted))) return WSAENOBUFS;
+  for (size_t i = 0; i < n; i++) {
+    hentry *e = host_entry(ids[i]);
+    for (size_t k = 0; k < i && e; k++) if (ids[k] == ids[i]) e = NULL;
+    if (!e) { free(sorted); return WSAEINVAL; }
+    sorted[i] = *e;
+  }
+  memcpy(entries, sorted, n * sizeof *sorted);
+  free(sorted);
+  return 0;
+}
 size_t host_catalog_count(void) { return nentries; }
 hentry *host_catalog_at(size_t i) { return i < nentries ? &entries[i] : NULL; }
 

@@ -160,6 +160,7 @@ WSATHREADID *host_this_thread(WSATHREADID *tid);
 DWORD host_next_catalog_id(void);
 int host_catalog_add(const WSAPROTOCOL_INFOW *info, const char *path);
 int host_catalog_remove(DWORD catalog);
+int host_catalog_order(const DWORD *ids, size_t n);     /* under host_lock: 0 or WSAEINVAL */
 size_t host_catalog_count(void);
 hentry *host_catalog_at(size_t i);
 /* Iterates live sockets: fn returns nonzero to stop.  Under host_lock. */

@@ -70,6 +70,27 @@ static int h_remove(lua_State *L) {
   return found ? ok(L) : fail(L, WSAEINVAL);
 }
 
+/* order({ids}) -> true: the catalog in that order (WSCWriteProviderOrder);
+ * WSAEINVAL unless the ids name every entry exactly once */
+static int h_order(lua_State *L) {
+  DWORD ids[512];
+  size_t n;
+  int rc;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  n = lua_rawlen(L, 1);
+  luaL_argcheck(L, n <= 512, 1, "at most 512 entries");
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, 1, (lua_Integer)i + 1);
+    ids[i] = (DWORD)luaL_checkinteger(L, -1);
+    lua_pop(L, 1);
+  }
+  host_init();
+  lwsp_mutex_lock(&host_lock);
+  rc = host_catalog_order(ids, n);
+  lwsp_mutex_unlock(&host_lock);
+  return rc ? fail(L, rc) : ok(L);
+}
+
 /* catalog() -> array of protocol info tables, each with its path */
 static int h_catalog(lua_State *L) {
   host_init();
@@ -727,7 +748,7 @@ int lwsp_fault_open(lua_State *L);
 
 int lwsp_host_open(lua_State *L) {
   static const luaL_Reg fns[] = {
-    {"install", h_install}, {"remove", h_remove}, {"catalog", h_catalog}, {"load", h_load},
+    {"install", h_install}, {"remove", h_remove}, {"catalog", h_catalog}, {"order", h_order}, {"load", h_load},
     {"startup", h_startup}, {"cleanup", h_cleanup}, {"socket", h_socket}, {"close", h_close},
     {"bind", h_bind}, {"listen", h_listen}, {"connect", h_connect}, {"accept", h_accept},
     {"send", h_send}, {"sendto", h_sendto}, {"recv", h_recv}, {"recvfrom", h_recvfrom},

@@ -66,6 +66,13 @@ static lwsp_lower *check_lower(lua_State *L) {
 }
 static SOCKET check_h(lua_State *L, int idx) { return (SOCKET)luaL_checkinteger(L, idx); }
 
+/* A catalog entry: lwsp's host's when it is the one calling (its upcall
+ * table), else ws2_32's own (WSCEnumProtocols). */
+static int catalog_info(lwsp_inst *I, DWORD id, WSAPROTOCOL_INFOW *info) {
+  if (lwsp_host_owns(&I->up)) return lwsp_host_catalog_info(id, info, NULL, 0);
+  return lwsp_wsc_catalog_info(id, info);
+}
+
 static int load(lwsp_inst *I, lwsp_lower *low, char *why, size_t whylen) {
   const WSAPROTOCOL_INFOW *ci;
   WSAPROTOCOL_INFOW chain, entry, next;
@@ -75,7 +82,7 @@ static int load(lwsp_inst *I, lwsp_lower *low, char *why, size_t whylen) {
   int pos = -1, rc, len;
   void *sym;
   LPWSPSTARTUP startup;
-  if (!lwsp_host_catalog_info(low->chain, &chain, NULL, 0)) {
+  if (!catalog_info(I, low->chain, &chain)) {
     snprintf(why, whylen, "catalog entry %lu not found", (unsigned long)low->chain);
     return 0;
   }
@@ -86,14 +93,18 @@ static int load(lwsp_inst *I, lwsp_lower *low, char *why, size_t whylen) {
     return 0;
   }
   for (int i = 0; i < len && pos < 0; i++)
-    if (lwsp_host_catalog_info(ci->ProtocolChain.ChainEntries[i], &entry, NULL, 0) &&
+    if (catalog_info(I, ci->ProtocolChain.ChainEntries[i], &entry) &&
         lwsp_guid_eq(&entry.ProviderId, &I->id))
       pos = i;
+  /* Installed with a GUID for the chains apart from the layered entry's (as
+   * WSCInstallProvider needs): loaded through the chain itself, this provider
+   * is its top layer. */
+  if (pos < 0 && lwsp_guid_eq(&ci->ProviderId, &I->id)) pos = 0;
   if (pos < 0 || pos + 1 >= len) {
     snprintf(why, whylen, "this provider has no layer below it in chain %lu", (unsigned long)low->chain);
     return 0;
   }
-  if (!lwsp_host_catalog_info(ci->ProtocolChain.ChainEntries[pos + 1], &next, NULL, 0)) {
+  if (!catalog_info(I, ci->ProtocolChain.ChainEntries[pos + 1], &next)) {
     snprintf(why, whylen, "the next layer's catalog entry %lu is missing", (unsigned long)ci->ProtocolChain.ChainEntries[pos + 1]);
     return 0;
   }

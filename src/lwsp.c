@@ -930,20 +930,38 @@ static int l_reg_get(lua_State *L) {
   lua_pushstring(L, out);
   return 1;
 }
+static int check_view(lua_State *L, int idx) {
+  int v = (int)luaL_optinteger(L, idx, 0);
+  luaL_argcheck(L, v == 0 || v == 32 || v == 64, idx, "view is 32, 64 or nil");
+  return v;
+}
 static int l_reg_set(lua_State *L) {
   GUID g = check_guid(L, 1);
   const char *p = luaL_checkstring(L, 2);
   char err[1200];
   if (!lwsp_path_is_absolute(p)) luaL_argerror(L, 2, "script path must be absolute");
-  if (!lwsp_registry_set(&g, p, err, sizeof err)) { lua_pushnil(L); lua_pushstring(L, err); return 2; }
+  if (!lwsp_registry_set(&g, p, check_view(L, 3), err, sizeof err)) { lua_pushnil(L); lua_pushstring(L, err); return 2; }
   lua_pushboolean(L, 1);
   return 1;
 }
 static int l_reg_remove(lua_State *L) {
   GUID g = check_guid(L, 1);
   char err[1200];
-  if (!lwsp_registry_remove(&g, err, sizeof err)) { lua_pushnil(L); lua_pushstring(L, err); return 2; }
+  if (!lwsp_registry_remove(&g, check_view(L, 2), err, sizeof err)) { lua_pushnil(L); lua_pushstring(L, err); return 2; }
   lua_pushboolean(L, 1);
+  return 1;
+}
+static void reg_put(const char *guid, const char *path, void *ud) {
+  lua_State *L = ud;
+  lua_pushstring(L, path);
+  lua_setfield(L, -2, guid);
+}
+/* registry.list([view]) -> {["{GUID}"] = script path, ...} | nil, message */
+static int l_reg_list(lua_State *L) {
+  char err[1200];
+  int view = check_view(L, 1);
+  lua_newtable(L);
+  if (!lwsp_registry_each(view, reg_put, L, err, sizeof err)) { lua_pushnil(L); lua_pushstring(L, err); return 2; }
   return 1;
 }
 /* registry.set_root(dir): on POSIX, creates the folder and points this
@@ -1009,7 +1027,7 @@ LWSP_EXPORT int luaopen_lwsp(lua_State *L) {
     {"parse_address", l_parse_address}, {"format_address", l_format_address}, {"stats", l_stats},
     {NULL, NULL}};
   static const luaL_Reg reg[] = {
-    {"get", l_reg_get}, {"set", l_reg_set}, {"remove", l_reg_remove}, {"where", l_reg_where}, {"set_root", l_reg_set_root}, {NULL, NULL}};
+    {"get", l_reg_get}, {"set", l_reg_set}, {"remove", l_reg_remove}, {"list", l_reg_list}, {"where", l_reg_where}, {"set_root", l_reg_set_root}, {NULL, NULL}};
   lwsp_inst *I = lwsp_inst_of(L);
   global_init();
   luaL_newlib(L, fns);
@@ -1030,6 +1048,8 @@ LWSP_EXPORT int luaopen_lwsp(lua_State *L) {
   lua_setfield(L, -2, "host");
   lwsp_trace_open(L);
   lua_setfield(L, -2, "trace");
+  lwsp_wsc_open(L);
+  lua_setfield(L, -2, "wsc");
   if (I) {
     lwsp_upcalls_open(L, I);
     lua_setfield(L, -2, "upcall");

@@ -168,7 +168,8 @@ int lwsp_registry_get(const GUID *id, char *out, size_t outlen, char *err, size_
   out[k] = 0;
   return 1;
 }
-int lwsp_registry_set(const GUID *id, const char *path, char *err, size_t errlen) {
+static REGSAM view_flag(int view) { return view == 64 ? KEY_WOW64_64KEY : view == 32 ? KEY_WOW64_32KEY : 0; }
+int lwsp_registry_set(const GUID *id, const char *path, int view, char *err, size_t errlen) {
   char g[39];
   WCHAR name[40], val[MAX_PATH * 2];
   HKEY key;
@@ -176,7 +177,7 @@ int lwsp_registry_set(const GUID *id, const char *path, char *err, size_t errlen
   lwsp_guid_format(id, g);
   utf8_to_wide(g, name, 40);
   if (!utf8_to_wide(path, val, sizeof val / sizeof val[0])) { snprintf(err, errlen, "path too long"); return 0; }
-  rc = RegCreateKeyExW(HKEY_LOCAL_MACHINE, LWSP_REG_KEY, 0, NULL, 0, KEY_SET_VALUE, NULL, &key, NULL);
+  rc = RegCreateKeyExW(HKEY_LOCAL_MACHINE, LWSP_REG_KEY, 0, NULL, 0, KEY_SET_VALUE | view_flag(view), NULL, &key, NULL);
   if (rc == ERROR_SUCCESS) {
     rc = RegSetValueExW(key, name, 0, REG_SZ, (const BYTE *)val, (DWORD)((wcslen(val) + 1) * sizeof(WCHAR)));
     RegCloseKey(key);
@@ -184,14 +185,14 @@ int lwsp_registry_set(const GUID *id, const char *path, char *err, size_t errlen
   if (rc != ERROR_SUCCESS) { snprintf(err, errlen, "cannot write HKLM\\SOFTWARE\\lwsp\\Providers (error %ld)", (long)rc); return 0; }
   return 1;
 }
-int lwsp_registry_remove(const GUID *id, char *err, size_t errlen) {
+int lwsp_registry_remove(const GUID *id, int view, char *err, size_t errlen) {
   char g[39];
   WCHAR name[40];
   HKEY key;
   LSTATUS rc;
   lwsp_guid_format(id, g);
   utf8_to_wide(g, name, 40);
-  rc = RegOpenKeyExW(HKEY_LOCAL_MACHINE, LWSP_REG_KEY, 0, KEY_SET_VALUE, &key);
+  rc = RegOpenKeyExW(HKEY_LOCAL_MACHINE, LWSP_REG_KEY, 0, KEY_SET_VALUE | view_flag(view), &key);
   if (rc == ERROR_SUCCESS) {
     rc = RegDeleteValueW(key, name);
     RegCloseKey(key);
@@ -199,10 +200,33 @@ int lwsp_registry_remove(const GUID *id, char *err, size_t errlen) {
   if (rc != ERROR_SUCCESS) { snprintf(err, errlen, "no registry value for %s (error %ld)", g, (long)rc); return 0; }
   return 1;
 }
+int lwsp_registry_each(int view, void (*fn)(const char *guid, const char *path, void *ud), void *ud,
+                       char *err, size_t errlen) {
+  HKEY key;
+  LSTATUS rc = RegOpenKeyExW(HKEY_LOCAL_MACHINE, LWSP_REG_KEY, 0, KEY_QUERY_VALUE | view_flag(view), &key);
+  if (rc == ERROR_FILE_NOT_FOUND) return 1;            /* nothing installed yet */
+  if (rc != ERROR_SUCCESS) { snprintf(err, errlen, "cannot read HKLM\\SOFTWARE\\lwsp\\Providers (error %ld)", (long)rc); return 0; }
+  for (DWORD i = 0;; i++) {
+    WCHAR name[64], val[MAX_PATH * 2];
+    DWORD nlen = 64, vlen = sizeof val - sizeof(WCHAR), type;
+    char g[200], path[MAX_PATH * 6];
+    rc = RegEnumValueW(key, i, name, &nlen, NULL, &type, (BYTE *)val, &vlen);
+    if (rc == ERROR_NO_MORE_ITEMS) break;
+    if (rc != ERROR_SUCCESS) continue;
+    if (type != REG_SZ && type != REG_EXPAND_SZ) continue;
+    val[vlen / sizeof(WCHAR)] = 0;
+    g[lwsp_utf16_to_utf8(name, nlen, g, sizeof g - 1)] = 0;
+    path[lwsp_utf16_to_utf8(val, lwsp_wcslen(val, MAX_PATH * 2), path, sizeof path - 1)] = 0;
+    fn(g, path, ud);
+  }
+  RegCloseKey(key);
+  return 1;
+}
 #else
 #  include <dlfcn.h>
 #  include <time.h>
 #  include <unistd.h>
+#  include <dirent.h>
 #  include <fcntl.h>
 #  include <sys/stat.h>
 #  include <sys/syscall.h>
@@ -307,8 +331,9 @@ int lwsp_mkdirs(const char *dir) {
     if (*p == '/') { *p = 0; mkdir(tmp, 0755); *p = '/'; }
   return mkdir(tmp, 0755) == 0 || errno == EEXIST;
 }
-int lwsp_registry_set(const GUID *id, const char *path, char *err, size_t errlen) {
+int lwsp_registry_set(const GUID *id, const char *path, int view, char *err, size_t errlen) {
   char file[2200], tmp[2300], root[2048];
+  (void)view;
   FILE *f;
   lwsp_registry_where(root, sizeof root);
   if (!lwsp_mkdirs(root)) { snprintf(err, errlen, "cannot create %s: %s", root, strerror(errno)); return 0; }
@@ -324,12 +349,34 @@ int lwsp_registry_set(const GUID *id, const char *path, char *err, size_t errlen
   }
   return 1;
 }
-int lwsp_registry_remove(const GUID *id, char *err, size_t errlen) {
+int lwsp_registry_remove(const GUID *id, int view, char *err, size_t errlen) {
   char file[2200];
+  (void)view;
   if (!registry_file(id, file, sizeof file) || remove(file) != 0) {
     snprintf(err, errlen, "cannot remove registry entry %s: %s", file, strerror(errno));
     return 0;
   }
+  return 1;
+}
+int lwsp_registry_each(int view, void (*fn)(const char *guid, const char *path, void *ud), void *ud,
+                       char *err, size_t errlen) {
+  char root[2048];
+  DIR *d;
+  struct dirent *e;
+  (void)view;
+  lwsp_registry_where(root, sizeof root);
+  if (!(d = opendir(root))) {
+    if (errno == ENOENT) return 1;                      /* nothing installed yet */
+    snprintf(err, errlen, "cannot read %s: %s", root, strerror(errno));
+    return 0;
+  }
+  while ((e = readdir(d)) != NULL) {
+    GUID g;
+    char path[2048], why[256];
+    if (strlen(e->d_name) != 38 || !lwsp_guid_parse(e->d_name, &g)) continue;
+    if (lwsp_registry_get(&g, path, sizeof path, why, sizeof why)) fn(e->d_name, path, ud);
+  }
+  closedir(d);
   return 1;
 }
 #endif

@@ -286,6 +286,10 @@ lwsp_trace_self_t lwsp_trace_self(const char *party);
 void lwsp_trace_restore(lwsp_trace_self_t prev);
 void lwsp_trace_wrap(lua_State *L, const char *const *names);
 int lwsp_trace_open(lua_State *L);
+int lwsp_wsc_open(lua_State *L);              /* wsc.c: pushes lwsp.wsc */
+/* A catalog entry from ws2_32's own catalog (WSCEnumProtocols); 0 if unknown
+ * or not on Windows. */
+int lwsp_wsc_catalog_info(DWORD id, WSAPROTOCOL_INFOW *info);
 /* fault.c: 0, or the error an injected fault makes this call fail with */
 int lwsp_fault(const char *point);
 extern volatile int lwsp_faults_armed;

@@ -1,0 +1,257 @@
+-- wsp.catalog and lwsp-catalog: installing a Lua layer into a catalog,
+-- listing, removing and repairing.  Against lwsp's host (ws2_32's part played
+-- in this process) every step runs for real, traffic included; against
+-- Windows' own catalog (lwsp.wsc) under Wine, whose WSC calls are stubs, the
+-- catalog is read for real and an install must fail cleanly.
+local H = require "helpers"
+local lwsp, wsp, host = H.lwsp, H.wsp, H.host
+local catalog = require "wsp.catalog"
+
+local LAYER = [[
+local lwsp = require "lwsp"
+local layered = require "wsp.layered"
+local P = layered.new()
+P.description = "catalog spec layer"
+function P.send(s, data, ...)
+  lwsp.log("layer carried " .. #data .. " bytes")
+  return P.base.send(s, data, ...)
+end
+return P
+]]
+
+local function mappings()
+  local n, t = 0, assert(lwsp.registry.list())
+  for _ in pairs(t) do n = n + 1 end
+  return t, n
+end
+
+local function ids()
+  local t = {}
+  for i, e in ipairs(host.catalog()) do t[i] = e.dwCatalogEntryId end
+  return t
+end
+
+local function lines(argv, b)
+  local out = {}
+  local status = catalog.main(argv, function(l) out[#out + 1] = l end, b)
+  return status, table.concat(out, "\n")
+end
+
+describe("installing a Lua layer into lwsp's host catalog", function()
+  local native, script, ids0, maps0, n0
+  before_each(function()
+    -- mappings left by earlier runs (under Wine the registry outlives them)
+    -- would read as half-installed states here
+    local live = {}
+    for _, e in ipairs(host.catalog()) do live[e.ProviderId] = true end
+    for g in pairs(mappings()) do if not live[g] then lwsp.registry.remove(g) end end
+    ids0, maps0 = {}, mappings()
+    for _, id in ipairs(ids()) do ids0[id] = true end
+    n0 = select(2, mappings())
+    native = host.install_native()
+    script = H.script(LAYER)
+  end)
+  after_each(function()
+    host.cleanup()
+    for _, id in ipairs(ids()) do if not ids0[id] then host.remove(id) end end
+    for g in pairs(mappings()) do if not maps0[g] then lwsp.registry.remove(g) end end
+  end)
+
+  for _, and_chains in ipairs{true, false} do
+    local how = and_chains and "with WSCInstallProviderAndChains" or "with WSCInstallProvider and WSCWriteProviderOrder"
+    it("installs over TCP and UDP " .. how .. ", carries real TCP through the layer, lists it and removes it", function()
+      local b = catalog.host{and_chains = and_chains}
+      local before = #host.catalog()
+      local r = assert(catalog.install{script = script, name = "spec", over = {"tcp", "udp"}, backend = b})
+      -- the entries: a hidden layered entry and two chains over the native base, first in the order
+      local all = host.catalog()
+      assert.equal(before + 3, #all)
+      local by = {}
+      for _, e in ipairs(all) do by[e.dwCatalogEntryId] = e end
+      local layer = by[r.layer]
+      assert.equal(r.guid, layer.ProviderId)
+      assert.same({}, layer.ProtocolChain)
+      assert.equal("lwsp spec", layer.szProtocol)
+      assert.equal(wsp.PFL_HIDDEN, layer.dwProviderFlags & wsp.PFL_HIDDEN)
+      assert.same({r.layer, native.tcp}, by[r.chains.tcp].ProtocolChain)
+      assert.same({r.layer, native.udp}, by[r.chains.udp].ProtocolChain)
+      assert.equal("lwsp spec over [lwsp native TCP]", by[r.chains.tcp].szProtocol)
+      assert.equal(0, by[r.chains.tcp].dwServiceFlags1 & wsp.XP1_IFS_HANDLES)
+      assert.are_not.equal(r.guid, by[r.chains.tcp].ProviderId)
+      assert.same({r.chains.tcp, r.chains.udp}, {all[1].dwCatalogEntryId, all[2].dwCatalogEntryId})
+      -- the mappings, read back
+      local maps = mappings()
+      assert.equal(script, maps[r.guid])
+      assert.equal(1, #r.chain_guids)
+      assert.equal(script, maps[r.chain_guids[1]])
+      -- an application asking for TCP now gets the layer, over a real connection
+      local l = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, native.tcp))
+      assert(host.bind(l, "127.0.0.1:0"))
+      assert(host.listen(l, 4))
+      local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0))
+      assert.equal(r.chains.tcp, host.socket_info(c).catalog)
+      assert(host.connect(c, host.getsockname(l)))
+      local a = assert(host.accept(l))
+      local mark = H.mark()
+      assert.equal(13, host.send(c, "through lwsp!"))
+      assert.equal("through lwsp!", host.recv(a, 100))
+      assert.truthy(H.find_log(mark, "layer carried 13 bytes", true))
+      assert.equal(5, host.send(a, "back!"))
+      assert.equal("back!", host.recv(c, 100))
+      for _, s in ipairs{c, a, l} do host.close(s) end
+      -- listed, with nothing wrong
+      local status, text = lines({"list"}, b)
+      assert.equal(0, status)
+      assert.truthy(text:find(r.guid .. "  lwsp spec  [" .. r.layer .. "]", 1, true), text)
+      assert.matches("%[" .. r.chains.tcp .. "%] tcp   over lwsp native TCP", text)
+      assert.matches("%[" .. r.chains.udp .. "%] udp   over lwsp native UDP", text)
+      assert.is_nil(text:find("problem", 1, true))
+      -- removed: entries, mappings, and TCP goes to the base again
+      host.cleanup()
+      status, text = lines({"remove", "spec"}, b)
+      assert.equal(0, status, text)
+      assert.equal(before, #host.catalog())
+      assert.equal(n0, select(2, mappings()))
+      local s = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0))
+      assert.equal(native.tcp, host.socket_info(s).catalog)
+      host.close(s)
+      assert.same({0, "no lwsp layers installed"}, {lines({"list"}, b)})
+    end)
+  end
+
+  it("installs over all four base protocols by default, IPv6 included", function()
+    local r = assert(catalog.install{script = script, backend = catalog.host()})
+    for _, k in ipairs{"tcp", "udp", "tcp6", "udp6"} do assert.is_number(r.chains[k]) end
+    local c = assert(host.socket(wsp.AF_INET6, wsp.SOCK_DGRAM, 0))
+    assert.equal(r.chains.udp6, host.socket_info(c).catalog)
+    host.close(c)
+  end)
+
+  it("refuses a bad install and leaves the catalog and the registry as they were", function()
+    local b = catalog.host()
+    local order, _, n = ids(), mappings()
+    local function refused(o, pattern)
+      o.backend = b
+      local r, err = catalog.install(o)
+      assert.is_nil(r)
+      assert.matches(pattern, err)
+      assert.same(order, ids())
+      assert.equal(n, select(2, mappings()))
+    end
+    refused({script = "relative/layer.lua"}, "absolute path")
+    refused({script = H.tmp .. "/missing.lua"}, "does not load")
+    refused({script = H.script("return {")}, "does not load")
+    refused({script = script, over = {"sctp"}}, 'unknown protocol "sctp"')
+    -- a catalog with no IPv6 base
+    for _, id in ipairs{native.tcp6, native.udp6} do host.remove(id) end
+    order = ids()
+    refused({script = script, over = {"tcp", "tcp6"}}, "no base provider for tcp6")
+    -- an install the catalog reports as done but does not hold (Wine's stubs do this)
+    local stub = catalog.host{and_chains = false}
+    stub.install = function() return true end
+    local r, err = catalog.install{script = script, backend = stub, over = {"tcp", "udp"}}
+    assert.is_nil(r)
+    assert.matches("did not take the layered entry", err)
+    assert.same(order, ids())
+    assert.equal(n, select(2, mappings()))
+    -- a failing order write undoes the entries already made
+    local bad_order = catalog.host{and_chains = false}
+    bad_order.write_order = function() return nil, "WSAEINVAL: refused", wsp.WSAEINVAL end
+    r, err = catalog.install{script = script, backend = bad_order, over = {"tcp"}}
+    assert.is_nil(r)
+    assert.matches("WSCWriteProviderOrder failed: WSAEINVAL", err)
+    assert.same(order, ids())
+    assert.equal(n, select(2, mappings()))
+  end)
+
+  it("repairs half-installed states: a stale mapping, a lone layered entry, chains without their layer", function()
+    local b = catalog.host{and_chains = false}
+    local order = ids()
+    -- a mapping with nothing in the catalog
+    local stale = lwsp.guid()
+    assert(lwsp.registry.set(stale, script))
+    -- a layered entry whose chains never got installed
+    local lone = lwsp.guid()
+    assert(lwsp.registry.set(lone, script))
+    assert(b.install(lone, lwsp.path(), {catalog.layer_entry(host.catalog()[1], "lwsp lone")}))
+    -- a whole install whose layered entry was then removed by hand
+    local r = assert(catalog.install{script = script, name = "cut", over = {"udp"}, backend = b})
+    host.remove(r.layer)
+    local info = assert(catalog.inspect(b))
+    local what = {}
+    for _, p in ipairs(info.problems) do what[#what + 1] = p.what end
+    table.sort(what)
+    assert.same({"layered entry without protocol chains", "protocol chain whose layered entry is gone",
+                 "script mapping with no catalog entry", "script mapping with no catalog entry"}, what)
+    local status, text = lines({"list"}, b)
+    assert.equal(0, status)
+    assert.matches("problem: protocol chain whose layered entry is gone: " .. r.chain_guids[1], text, 1, true)
+    status, text = lines({"repair"}, b)
+    assert.equal(0, status)
+    assert.matches("removed " .. lone, text, 1, true)
+    assert.matches("removed " .. r.chain_guids[1], text, 1, true)
+    assert.matches("dropped the script mapping of " .. stale, text, 1, true)
+    info = assert(catalog.inspect(b))
+    assert.same({}, info.problems)
+    assert.same({}, info.layers)
+    assert.same(order, ids())
+    assert.equal(n0, select(2, mappings()))
+    assert.same({0, "nothing to repair"}, {lines({"repair"}, b)})
+  end)
+
+  it("answers a wrong command with its usage", function()
+    local status, text = lines({"frobnicate"}, catalog.host())
+    assert.equal(2, status)
+    assert.matches("usage: lwsp%-catalog install SCRIPT", text)
+    assert.equal(2, (lines({"install"}, catalog.host())))
+    assert.equal(1, (lines({"remove", "nobody"}, catalog.host())))
+  end)
+end)
+
+describe("Windows' own catalog through lwsp.wsc", function()
+  if not lwsp.wsc.available then
+    it("is reported missing where there is none", function()
+      local status, text = lines({"list"})
+      assert.equal(1, status)
+      assert.matches("no Winsock catalog on this system", text, 1, true)
+      local r, err = catalog.install{script = H.script(LAYER)}
+      assert.is_nil(r)
+      assert.matches("no Winsock catalog on this system", err, 1, true)
+      assert.is_nil(lwsp.wsc.enum())
+    end)
+    return
+  end
+
+  it("reads the real catalog: base entries for TCP and UDP, and finds each by id", function()
+    local all = assert(lwsp.wsc.enum())
+    local tcp = assert(catalog.find_base(all, "tcp"))
+    assert.equal(wsp.IPPROTO_TCP, tcp.iProtocol)
+    assert.equal(1, #tcp.ProtocolChain)            -- a base provider
+    assert.truthy(catalog.find_base(all, "udp"))
+    assert.equal(tcp.szProtocol, lwsp.wsc.entry(tcp.dwCatalogEntryId).szProtocol)
+    assert.is_nil(lwsp.wsc.entry(0x7fffffff))
+    -- the entries an install would make over it
+    local layer = catalog.layer_entry(tcp, "lwsp x")
+    assert.same({}, layer.ProtocolChain)
+    assert.same({77, tcp.dwCatalogEntryId}, catalog.chain_entry(tcp, 77, lwsp.guid(), "lwsp x").ProtocolChain)
+  end)
+
+  it("installs for real, or fails saying why and leaves nothing behind", function()
+    local script = H.script(LAYER)
+    local before, n = #assert(lwsp.wsc.enum()), select(2, mappings())
+    local status, text = lines({"install", script, "--name", "wine spec", "--over", "tcp,udp"})
+    if status == 0 then
+      -- a Windows that takes it (run as an administrator): listed, then removed
+      local _, listed = lines({"list"})
+      assert.matches("lwsp wine spec", listed, 1, true)
+      assert.equal(0, (lines({"remove", "wine spec"})))
+    else
+      assert.equal(1, status)
+      assert.matches("did not take the layered entry", text, 1, true)
+      assert.matches("nothing was left installed", text, 1, true)
+    end
+    assert.equal(before, #assert(lwsp.wsc.enum()))
+    assert.equal(n, select(2, mappings()))
+    assert.same({0, "no lwsp layers installed"}, {lines({"list"})})
+  end)
+end)

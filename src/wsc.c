@@ -1,0 +1,301 @@
+/*
+ * wsc.c - lwsp.wsc: the real Winsock catalog (WSCEnumProtocols,
+ * WSCInstallProvider[AndChains][64_32], WSCWriteProviderOrder[32],
+ * WSCDeinstallProvider[32], WSCGetProviderPath[32]) for the installer in
+ * lua/wsp/catalog.lua, and the catalog lookup a layer loaded by ws2_32 uses
+ * to find the layer below it.
+ *
+ * Every function is looked up in ws2_32 at run time: which of them exist
+ * depends on the Windows version and the process's architecture (and Wine
+ * has only stubs of a few), so a missing one is an answer, not a load error.
+ * Elsewhere there is no Winsock catalog: lwsp.wsc.available is false and each
+ * call returns nil and a message.
+ */
+#include "runtime.h"
+#include <stdlib.h>
+#include <string.h>
+
+#define NOT_HERE "no Winsock catalog on this system (lwsp's own host has its catalog in lwsp.host)"
+
+#ifdef _WIN32
+typedef int (WSPAPI *enum_fn)(LPINT, LPWSAPROTOCOL_INFOW, LPDWORD, LPINT);
+typedef int (WSPAPI *install_fn)(LPGUID, const WCHAR *, const LPWSAPROTOCOL_INFOW, DWORD, LPINT);
+typedef int (WSPAPI *chains_fn)(LPGUID, const LPWSTR, const LPWSTR, DWORD, LPWSAPROTOCOL_INFOW, DWORD, LPDWORD, LPINT);
+typedef int (WSPAPI *chains64_fn)(LPGUID, const LPWSTR, const LPWSTR, const LPWSTR, DWORD, LPWSAPROTOCOL_INFOW, DWORD, LPDWORD, LPINT);
+typedef int (WSPAPI *order_fn)(LPDWORD, DWORD);
+typedef int (WSPAPI *deinstall_fn)(LPGUID, LPINT);
+typedef int (WSPAPI *path_fn)(LPGUID, WCHAR *, LPINT, LPINT);
+
+static void *ws2(const char *name) {
+  HMODULE m = GetModuleHandleW(L"ws2_32.dll");
+  if (!m) m = LoadLibraryW(L"ws2_32.dll");
+  return m ? (void *)GetProcAddress(m, name) : NULL;
+}
+#define WS2(type, name) ((type)(void (*)(void))ws2(name))
+
+static int missing(lua_State *L, const char *name) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s is not available in this ws2_32", name);
+  return 2;
+}
+static int check_view(lua_State *L, int idx) {
+  int v = (int)luaL_optinteger(L, idx, 0);
+  luaL_argcheck(L, v == 0 || v == 32 || v == 64, idx, "view is 32, 64 or nil");
+#ifndef _WIN64
+  if (v == 64) luaL_argerror(L, idx, "a 32-bit process cannot reach the 64-bit catalog");
+  if (v == 32) v = 0;   /* a 32-bit process's own catalog is the 32-bit one */
+#else
+  if (v == 64) v = 0;
+#endif
+  return v;
+}
+static GUID check_guid(lua_State *L, int idx) {
+  GUID g;
+  if (!lwsp_guid_parse(luaL_checkstring(L, idx), &g)) luaL_argerror(L, idx, "not a GUID");
+  return g;
+}
+static WCHAR *check_wide(lua_State *L, int idx, WCHAR *buf, size_t n) {
+  size_t len;
+  const char *s = luaL_checklstring(L, idx, &len);
+  size_t k = lwsp_utf8_to_utf16(s, len, buf, n - 1);
+  buf[k] = 0;
+  return buf;
+}
+
+/* The whole catalog of a view, in a malloc'd array; NULL with *err set. */
+static WSAPROTOCOL_INFOW *enum_all(int view, int *count, INT *err, const char **which) {
+  enum_fn fn = view == 32 ? WS2(enum_fn, "WSCEnumProtocols32") : WS2(enum_fn, "WSCEnumProtocols");
+  WSAPROTOCOL_INFOW *buf = NULL;
+  DWORD len = 0;
+  int n;
+  *which = view == 32 ? "WSCEnumProtocols32" : "WSCEnumProtocols";
+  if (!fn) { *err = -1; return NULL; }
+  for (int tries = 0; tries < 4; tries++) {
+    *err = 0;
+    n = fn(NULL, buf, &len, err);
+    if (n != SOCKET_ERROR) { *count = n; return buf ? buf : calloc(1, sizeof *buf); }
+    if (*err != WSAENOBUFS) break;
+    free(buf);
+    if (!(buf = malloc(len ? len : sizeof *buf))) { *err = WSA_NOT_ENOUGH_MEMORY; return NULL; }
+  }
+  free(buf);
+  return NULL;
+}
+
+static void push_path(lua_State *L, const GUID *g, int view) {
+  path_fn fn = view == 32 ? WS2(path_fn, "WSCGetProviderPath32") : WS2(path_fn, "WSCGetProviderPath");
+  WCHAR w[MAX_PATH * 2];
+  char out[MAX_PATH * 6];
+  INT len = MAX_PATH * 2, err = 0;
+  GUID id = *g;
+  w[0] = 0;
+  if (fn && fn(&id, w, &len, &err) == 0 && w[0]) {
+    out[lwsp_utf16_to_utf8(w, lwsp_wcslen(w, MAX_PATH * 2), out, sizeof out - 1)] = 0;
+    lua_pushstring(L, out);
+  } else {
+    lua_pushnil(L);
+  }
+}
+
+/* enum([view]) -> array of protocol info tables (with path when ws2_32 gives
+ * one) | nil, message */
+static int w_enum(lua_State *L) {
+  int view = check_view(L, 1), n = 0;
+  INT err = 0;
+  const char *which;
+  WSAPROTOCOL_INFOW *all = enum_all(view, &n, &err, &which);
+  if (!all && err == -1) return missing(L, which);
+  if (!all) return lwsp_push_error(L, err ? err : WSASYSCALLFAILURE);
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    lwsp_push_protocol_info(L, &all[i]);
+    push_path(L, &all[i].ProviderId, view);
+    lua_setfield(L, -2, "path");
+    lua_rawseti(L, -2, i + 1);
+  }
+  free(all);
+  return 1;
+}
+
+static WSAPROTOCOL_INFOW *check_infos(lua_State *L, int idx, DWORD *n) {
+  WSAPROTOCOL_INFOW *infos;
+  char msg[200];
+  luaL_checktype(L, idx, LUA_TTABLE);
+  *n = (DWORD)lua_rawlen(L, idx);
+  luaL_argcheck(L, *n > 0 && *n <= 64, idx, "1 to 64 protocol entries");
+  infos = lua_newuserdatauv(L, *n * sizeof *infos, 0);   /* collected with the call */
+  memset(infos, 0, *n * sizeof *infos);
+  for (DWORD i = 0; i < *n; i++) {
+    lua_rawgeti(L, idx, (lua_Integer)i + 1);
+    infos[i].iVersion = 2;
+    if (!lwsp_to_protocol_info(L, lua_gettop(L), &infos[i], msg, sizeof msg)) luaL_argerror(L, idx, msg);
+    lua_pop(L, 1);
+  }
+  return infos;
+}
+
+/* install(guid, dll path, {protocol infos} [, both]) -> true | nil, message, code:
+ * WSCInstallProvider (this process's catalog), or with both
+ * WSCInstallProvider64_32 (the same path in the 64- and 32-bit catalogs). */
+static int w_install(lua_State *L) {
+  GUID g = check_guid(L, 1);
+  WCHAR path[MAX_PATH * 2];
+  DWORD n;
+  WSAPROTOCOL_INFOW *infos;
+  int both = lua_toboolean(L, 4);
+  const char *name = both ? "WSCInstallProvider64_32" : "WSCInstallProvider";
+  install_fn fn = WS2(install_fn, name);
+  INT err = 0;
+  check_wide(L, 2, path, MAX_PATH * 2);
+  infos = check_infos(L, 3, &n);
+  if (!fn) return missing(L, name);
+  if (fn(&g, path, infos, n, &err) != 0) return lwsp_push_error(L, err ? err : WSASYSCALLFAILURE);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* install_and_chains(guid, dll path, dll path 32 | nil, name, service flags,
+ * {protocol infos of the bases}) -> catalog id of the layered entry | nil,
+ * message, code.  WSCInstallProviderAndChains64_32 in a 64-bit process,
+ * WSCInstallProviderAndChains in a 32-bit one. */
+static int w_install_and_chains(lua_State *L) {
+  GUID g = check_guid(L, 1);
+  WCHAR path[MAX_PATH * 2], path32[MAX_PATH * 2], name[WSAPROTOCOL_LEN + 1];
+  DWORD flags = (DWORD)luaL_checkinteger(L, 5), n, id = 0;
+  WSAPROTOCOL_INFOW *infos;
+  INT err = 0;
+  int rc;
+  check_wide(L, 2, path, MAX_PATH * 2);
+  if (!lua_isnoneornil(L, 3)) check_wide(L, 3, path32, MAX_PATH * 2); else wcscpy(path32, path);
+  check_wide(L, 4, name, WSAPROTOCOL_LEN + 1);
+  infos = check_infos(L, 6, &n);
+#ifdef _WIN64
+  {
+    chains64_fn fn = WS2(chains64_fn, "WSCInstallProviderAndChains64_32");
+    if (!fn) return missing(L, "WSCInstallProviderAndChains64_32");
+    rc = fn(&g, path, path32, name, flags, infos, n, &id, &err);
+  }
+#else
+  {
+    chains_fn fn = WS2(chains_fn, "WSCInstallProviderAndChains");
+    if (!fn) return missing(L, "WSCInstallProviderAndChains");
+    rc = fn(&g, path, name, flags, infos, n, &id, &err);
+  }
+#endif
+  if (rc != 0) return lwsp_push_error(L, err ? err : WSASYSCALLFAILURE);
+  lua_pushinteger(L, id);
+  return 1;
+}
+
+/* write_order({ids} [, view]) -> true | nil, message, code */
+static int w_write_order(lua_State *L) {
+  int view = check_view(L, 2);
+  const char *name = view == 32 ? "WSCWriteProviderOrder32" : "WSCWriteProviderOrder";
+  order_fn fn = WS2(order_fn, name);
+  DWORD n, *ids;
+  int rc;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  n = (DWORD)lua_rawlen(L, 1);
+  luaL_argcheck(L, n > 0 && n <= 4096, 1, "1 to 4096 catalog ids");
+  ids = lua_newuserdatauv(L, n * sizeof *ids, 0);
+  for (DWORD i = 0; i < n; i++) {
+    lua_rawgeti(L, 1, (lua_Integer)i + 1);
+    ids[i] = (DWORD)luaL_checkinteger(L, -1);
+    lua_pop(L, 1);
+  }
+  if (!fn) return missing(L, name);
+  if ((rc = fn(ids, n)) != 0) return lwsp_push_error(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* deinstall(guid [, view]) -> true | nil, message, code */
+static int w_deinstall(lua_State *L) {
+  GUID g = check_guid(L, 1);
+  int view = check_view(L, 2);
+  const char *name = view == 32 ? "WSCDeinstallProvider32" : "WSCDeinstallProvider";
+  deinstall_fn fn = WS2(deinstall_fn, name);
+  INT err = 0;
+  if (!fn) return missing(L, name);
+  if (fn(&g, &err) != 0) return lwsp_push_error(L, err ? err : WSASYSCALLFAILURE);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* provider_path(guid [, view]) -> path | nil */
+static int w_provider_path(lua_State *L) {
+  GUID g = check_guid(L, 1);
+  push_path(L, &g, check_view(L, 2));
+  return 1;
+}
+
+/* has(name) -> whether ws2_32 exports that WSC function here */
+static int w_has(lua_State *L) {
+  lua_pushboolean(L, ws2(luaL_checkstring(L, 1)) != NULL);
+  return 1;
+}
+
+int lwsp_wsc_catalog_info(DWORD id, WSAPROTOCOL_INFOW *info) {
+  int n = 0, found = 0;
+  INT err = 0;
+  const char *which;
+  WSAPROTOCOL_INFOW *all = enum_all(0, &n, &err, &which);
+  for (int i = 0; all && i < n && !found; i++)
+    if (all[i].dwCatalogEntryId == id) { *info = all[i]; found = 1; }
+  free(all);
+  return found;
+}
+
+/* entry(id) -> protocol info | nil: what a layer loaded by ws2_32 finds */
+static int w_entry(lua_State *L) {
+  WSAPROTOCOL_INFOW info;
+  if (!lwsp_wsc_catalog_info((DWORD)luaL_checkinteger(L, 1), &info)) { lua_pushnil(L); return 1; }
+  lwsp_push_protocol_info(L, &info);
+  return 1;
+}
+
+int lwsp_wsc_open(lua_State *L) {
+  static const luaL_Reg fns[] = {
+    {"enum", w_enum}, {"install", w_install}, {"install_and_chains", w_install_and_chains},
+    {"write_order", w_write_order}, {"deinstall", w_deinstall}, {"provider_path", w_provider_path},
+    {"has", w_has}, {"entry", w_entry}, {NULL, NULL}};
+  luaL_newlib(L, fns);
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "available");
+#ifdef _WIN64
+  lua_pushinteger(L, 64);
+#else
+  lua_pushinteger(L, 32);
+#endif
+  lua_setfield(L, -2, "bits");
+  return 1;
+}
+
+#else
+/* ======================================================================== elsewhere */
+int lwsp_wsc_catalog_info(DWORD id, WSAPROTOCOL_INFOW *info) { (void)id; (void)info; return 0; }
+
+static int not_here(lua_State *L) {
+  lua_pushnil(L);
+  lua_pushliteral(L, NOT_HERE);
+  return 2;
+}
+static int w_has(lua_State *L) { luaL_checkstring(L, 1); lua_pushboolean(L, 0); return 1; }
+
+int lwsp_wsc_open(lua_State *L) {
+  static const char *const names[] = {"enum", "install", "install_and_chains", "write_order", "deinstall",
+                                      "provider_path", "entry", NULL};
+  lua_createtable(L, 0, 10);
+  for (int i = 0; names[i]; i++) {
+    lua_pushcfunction(L, not_here);
+    lua_setfield(L, -2, names[i]);
+  }
+  lua_pushcfunction(L, w_has);
+  lua_setfield(L, -2, "has");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "available");
+  lua_pushinteger(L, (lua_Integer)(sizeof(void *) * 8));
+  lua_setfield(L, -2, "bits");
+  return 1;
+}
+#endif

@@ -40,11 +40,12 @@ end
 describe("installing a Lua layer into lwsp's host catalog", function()
   local native, script, ids0, maps0, n0
   before_each(function()
-    -- mappings left by earlier runs (under Wine the registry outlives them)
-    -- would read as half-installed states here
-    local live = {}
-    for _, e in ipairs(host.catalog()) do live[e.ProviderId] = true end
-    for g in pairs(mappings()) do if not live[g] then lwsp.registry.remove(g) end end
+    -- a catalog and registry as on a fresh machine: what other specs left
+    -- (and, under Wine, earlier runs, whose registry outlives them) would read
+    -- as bases to pick or as half-installed states here
+    host.cleanup()
+    for _, id in ipairs(ids()) do host.remove(id) end
+    for g in pairs(mappings()) do lwsp.registry.remove(g) end
     ids0, maps0 = {}, mappings()
     for _, id in ipairs(ids()) do ids0[id] = true end
     n0 = select(2, mappings())

@@ -225,14 +225,19 @@ describe("layered providers over the native base", function()
 end)
 
 describe("a layer below that cannot be used", function()
-  after_each(function() host.cleanup() end)
+  local bases = {}
+  after_each(function()
+    H.reset()
+    for _, id in ipairs(bases) do lwsp.host.remove(id) end
+    bases = {}
+  end)
 
   local function layer_over(base_entry_path)
     local guid = lwsp.guid()
     local info = host.protocol_info{guid = guid, name = "broken base"}
     local base = lwsp.host.install(info, base_entry_path, "base")
-    local r = host.install_layered{script = H.root .. "/examples/passthrough.lua", over = {tcp = base}, name = "over broken"}
-    return r
+    bases[#bases + 1] = base
+    return H.layered{script = H.root .. "/examples/passthrough.lua", over = {tcp = base}, name = "over broken"}
   end
 
   it("unreachable DLL path: WSAEPROVIDERFAILEDINIT and a log line", function()

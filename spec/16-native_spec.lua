@@ -5,8 +5,8 @@ local lwsp, wsp, host = H.lwsp, H.wsp, H.host
 
 describe("the native base provider", function()
   local n
-  before_each(function() n = host.install_native() end)
-  after_each(function() host.cleanup() end)
+  before_each(function() n = H.base() end)
+  after_each(H.reset)
 
   local function pair(af)
     af = af or wsp.AF_INET

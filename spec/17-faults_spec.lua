@@ -76,9 +76,9 @@ describe("injected failures of the layer below", function()
   local native, layer
   before_each(function()
     native = H.base()
-    layer = host.install_layered{script = H.root .. "/examples/passthrough.lua", over = native, name = "faulty"}
+    layer = H.layered{script = H.root .. "/examples/passthrough.lua", over = native, name = "faulty"}
   end)
-  after_each(function() host.inject() host.cleanup() end)
+  after_each(function() host.inject() H.reset() end)
 
   local function pair()
     local l = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, native.tcp))
@@ -138,7 +138,7 @@ describe("each fault point", function()
   before_each(function()
     r = H.provider("spec/providers/upcaller.lua")
     native = H.base()
-    layer = host.install_layered{script = H.root .. "/examples/passthrough.lua", over = native, name = "points"}
+    layer = H.layered{script = H.root .. "/examples/passthrough.lua", over = native, name = "points"}
   end)
   after_each(function() host.inject() host.cleanup() H.reset() end)
 

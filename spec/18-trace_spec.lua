@@ -88,8 +88,8 @@ describe("the trace", function()
 
   it("follows a call down through two layers, names who resumes a pending call, and shows its completion", function()
     local native = H.base()
-    local inner = host.install_layered{script = H.root .. "/examples/passthrough.lua", over = native, name = "inner"}
-    local outer = host.install_layered{script = H.root .. "/examples/passthrough.lua", over = inner, name = "outer"}
+    local inner = H.layered{script = H.root .. "/examples/passthrough.lua", over = native, name = "inner"}
+    local outer = H.layered{script = H.root .. "/examples/passthrough.lua", over = inner, name = "outer"}
     local l = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, native.tcp))
     assert(host.bind(l, "127.0.0.1:0"))
     assert(host.listen(l, 2))

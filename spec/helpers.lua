@@ -59,7 +59,16 @@ end
 --- The base provider layers go over: the native one (real sockets; Winsock
 -- on Windows).
 function H.base()
-  return host.install_native()
+  local r = host.install_native()
+  installed[#installed + 1] = r
+  return r
+end
+
+--- Installs a Lua layer (host.install_layered), removed again by H.reset.
+function H.layered(o)
+  local r = host.install_layered(o)
+  installed[#installed + 1] = r
+  return r
 end
 
 --- Unloads every provider and removes what H.provider installed.

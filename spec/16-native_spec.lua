@@ -74,6 +74,50 @@ describe("the native base provider", function()
     assert.equal(wsp.WSA_OPERATION_ABORTED, ov4.OffsetHigh)
   end)
 
+  it("completes pending overlapped receives in the order they were posted", function()
+    local c, a = pair()
+    local evs, ovs = {}, {}
+    for i = 1, 3 do
+      evs[i] = host.create_event()
+      ovs[i] = host.overlapped(evs[i])
+      H.fails_with("WSA_IO_PENDING", host.wsarecv(a, 100, ovs[i]))
+    end
+    for i = 1, 3 do
+      host.send(c, "part " .. i)
+      assert.equal(1, host.wait({evs[i]}, false, 5000))
+      assert.equal("part " .. i, ovs[i].data)
+    end
+  end)
+
+  it("sends pending overlapped sends whole and in the order they were posted", function()
+    local c, a = pair()
+    -- small buffers, so that the sends cannot all finish at once
+    assert(host.setsockopt(c, wsp.SOL_SOCKET, wsp.SO_SNDBUF, 8192))
+    assert(host.setsockopt(a, wsp.SOL_SOCKET, wsp.SO_RCVBUF, 8192))
+    local size, parts, evs, ovs, pend = 1 << 20, {}, {}, {}, 0
+    for i = 1, 4 do
+      parts[i] = string.rep(string.char(64 + i), size)
+      evs[i] = host.create_event()
+      ovs[i] = host.overlapped(evs[i])
+      local ok, err = host.wsasend(c, parts[i], ovs[i])
+      assert(ok or err:match("^WSA_IO_PENDING"), err)
+      if not ok then pend = pend + 1 end
+    end
+    assert.is_true(pend >= 3)
+    local got, n = {}, 0
+    while n < 4 * size do
+      local data = assert(host.recv(a, 65536))
+      got[#got + 1] = data
+      n = n + #data
+    end
+    got = table.concat(got)
+    for i = 1, 4 do
+      assert.is_true(got:sub((i - 1) * size + 1, i * size) == parts[i], "part " .. i .. " arrived whole and in order")
+      assert.equal(1, host.wait({evs[i]}, false, 5000))
+      assert.equal(size, ovs[i].InternalHigh)
+    end
+  end)
+
   it("delivers network events and answers select", function()
     local c, a, l = pair()
     local ev, w = host.create_event(), host.window()

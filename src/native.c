@@ -10,8 +10,13 @@
  * cannot finish at once is queued to the provider's worker thread, which
  * polls the queued sockets (and those with selected network events) and
  * completes each operation exactly once through WPUQueueApc or
- * WPUCompleteOverlappedRequest.  Handles are non-IFS, from
- * WPUCreateSocketHandle, with (generation, slot) contexts.
+ * WPUCompleteOverlappedRequest.  On Windows an overlapped send or receive
+ * is Winsock's own overlapped I/O instead, completing on the provider's
+ * completion port, where a second worker picks it up and completes the
+ * caller's operation; closesocket and cleanup cancel such I/O and wait until
+ * each operation has been completed (WSA_OPERATION_ABORTED) while its handle
+ * is still valid.  Handles are non-IFS, from WPUCreateSocketHandle, with
+ * (generation, slot) contexts.
  */
 #include "common.h"
 #include "native_os.h"
@@ -36,6 +41,10 @@ typedef struct nsock {
   HWND ev_hwnd;
   UINT ev_msg;
   int closed_seen;
+  int queued[2];               /* overlapped sends and receives waiting in N.ops */
+  uint32_t blocked[2];         /* the worker round in which the first of them could not finish */
+  int inflight;                /* Windows: overlapped I/O of this socket still in Winsock */
+  int closing;                 /* Windows: its Winsock socket closed to cancel that I/O */
 } nsock;
 
 enum { OP_SEND, OP_RECV };
@@ -67,20 +76,32 @@ static struct {
   uint32_t nsocks, nchunks, nfree;
   uint32_t *freelist;
   uint32_t gen;
-  nop *ops;
+  nop *ops;                    /* in the order they were posted */
+  uint32_t round;
   lwsp_thread *worker;
   int stop;
   long long pipe[2];
+  lwsp_cond cond;              /* inflight counts dropping */
+#ifdef _WIN32
+  nop *inflight;               /* operations running as Winsock overlapped I/O */
+  lwsp_thread *cworker;        /* completes them from the port */
+  int cstop;
+#endif
 } N;
 static _Thread_local int tls_cancel, tls_blocking;
 
 #ifdef _WIN32
 static INIT_ONCE once = INIT_ONCE_STATIC_INIT;
-static BOOL CALLBACK init_cb(PINIT_ONCE o, PVOID p, PVOID *c) { (void)o; (void)p; (void)c; lwsp_mutex_init(&N.lock); return TRUE; }
+static BOOL CALLBACK init_cb(PINIT_ONCE o, PVOID p, PVOID *c) {
+  (void)o; (void)p; (void)c;
+  lwsp_mutex_init(&N.lock);
+  lwsp_cond_init(&N.cond);
+  return TRUE;
+}
 static void init(void) { InitOnceExecuteOnce(&once, init_cb, NULL, NULL); }
 #else
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-static void init_cb(void) { lwsp_mutex_init(&N.lock); }
+static void init_cb(void) { lwsp_mutex_init(&N.lock); lwsp_cond_init(&N.cond); }
 static void init(void) { pthread_once(&once, init_cb); }
 #endif
 
@@ -335,18 +356,23 @@ static void worker(void *arg) {
     nos_poll(p, n, 1000);
     nos_drain(N.pipe[0]);
     lwsp_mutex_lock(&N.lock);
-    /* queued operations first, then events */
+    /* queued operations first, then events.  Per socket and direction they
+     * finish in the order they were posted: once one cannot finish this
+     * round, the ones after it wait too (no reordered or interleaved bytes). */
+    N.round++;
     for (nop **pp = &N.ops; *pp;) {
       nop *op = *pp;
       long r;
       DWORD got = 0, fl = op->flags;
       if (op->so->gen != op->gen) { *pp = op->next; op_finish(op, WSA_OPERATION_ABORTED, 0, 0); continue; }
+      if (op->so->blocked[op->kind] == N.round) { pp = &op->next; continue; }
       if (op->kind == OP_SEND)
         r = try_send(op->so, op->bufs, op->nbufs, &op->done, op->flags, op->tolen ? (void *)&op->to : NULL, op->tolen, 1);
       else
         r = try_recv(op->so, op->bufs, op->nbufs, &fl, op->from, op->fromlen, &got);
-      if (r == 0) { pp = &op->next; continue; }
+      if (r == 0) { op->so->blocked[op->kind] = N.round; pp = &op->next; continue; }
       *pp = op->next;
+      op->so->queued[op->kind]--;
       if (op->kind == OP_SEND) op_finish(op, r < 0 ? (int)-r : 0, (DWORD)op->done, 0);
       else op_finish(op, r < 0 ? (int)-r : 0, got, fl);
     }
@@ -374,11 +400,95 @@ static int queue_op(nsock *so, int kind, LPWSABUF b, DWORD nb, size_t done, DWOR
   if (tid) op->tid = *tid;
   ov->Internal = WSS_OPERATION_IN_PROGRESS;
   ov->InternalHigh = 0;
-  op->next = N.ops;
-  N.ops = op;
+  {
+    nop **pp = &N.ops;
+    while (*pp) pp = &(*pp)->next;
+    *pp = op;
+  }
+  so->queued[kind]++;
   poke();
   return fail(err, WSA_IO_PENDING);
 }
+
+#ifdef _WIN32
+/* ---- Windows: overlapped calls as Winsock overlapped I/O ---------------------------- */
+static void unlink_inflight(nop *op) {
+  for (nop **pp = &N.inflight; *pp; pp = &(*pp)->next)
+    if (*pp == op) { *pp = op->next; return; }
+}
+
+/* Under the lock (released here): starts the OS's own overlapped send or
+ * receive for the caller's operation. */
+static int os_overlapped(nsock *so, int kind, LPWSABUF b, DWORD nb, LPDWORD count, LPDWORD flagsp, DWORD flags,
+                         const struct sockaddr *to, int tolen, struct sockaddr *from, LPINT fromlen,
+                         LPWSAOVERLAPPED ov, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine, LPWSATHREADID tid, LPINT err) {
+  unsigned long n = 0, fl = 0;
+  int r;
+  nop *op = calloc(1, sizeof *op);
+  if (!op) { UNLOCK(); return fail(err, WSAENOBUFS); }
+  op->so = so; op->gen = so->gen; op->kind = kind;
+  op->ov = ov; op->routine = routine;
+  if (tid) op->tid = *tid;
+  ov->Internal = WSS_OPERATION_IN_PROGRESS;
+  ov->InternalHigh = 0;
+  op->next = N.inflight;
+  N.inflight = op;
+  so->inflight++;
+  r = nos_ov_start(so->fd, kind == OP_SEND, b, nb, flags, to, tolen, from, fromlen, op, &n, &fl);
+  if (r < 0) {
+    unlink_inflight(op);
+    so->inflight--;
+    free(op);
+    UNLOCK();
+    ov->Internal = ov->OffsetHigh = (DWORD)-r;
+    ov->InternalHigh = n;
+    if (count) *count = (DWORD)n;
+    return fail(err, -r);
+  }
+  UNLOCK();
+  if (r == 0) return fail(err, WSA_IO_PENDING);
+  /* done at once: the results now, the notification when its packet comes */
+  if (count) *count = (DWORD)n;
+  if (flagsp) *flagsp = (DWORD)fl;
+  return 0;
+}
+
+/* Second worker: completions from the port, each delivered exactly once. */
+static void cworker(void *arg) {
+  (void)arg;
+  for (;;) {
+    void *ctx = NULL;
+    unsigned long bytes = 0, fl = 0;
+    int error = 0, r = nos_port_wait(&ctx, &bytes, &fl, &error, 1000);
+    lwsp_mutex_lock(&N.lock);
+    if (r == 1 && ctx) {
+      nop *op = ctx;
+      unlink_inflight(op);
+      op->so->inflight--;
+      /* cancelled by closesocket: Windows says ERROR_OPERATION_ABORTED, Wine another status */
+      if (error && op->so->closing) error = WSA_OPERATION_ABORTED;
+      notify(op->so->h, op->ov, op->routine, &op->tid, (DWORD)error, (DWORD)bytes, (DWORD)fl);
+      free(op);
+      lwsp_cond_broadcast(&N.cond);
+    }
+    if (r < 0 || (N.cstop && !N.inflight)) { UNLOCK(); return; }
+    UNLOCK();
+  }
+}
+
+/* Under the lock: cancels the socket's Winsock I/O (by closing it) and waits
+ * until every operation has been completed.  Returns 1 when fd was closed. */
+static int os_drain(nsock *so) {
+  double deadline;
+  if (!so->inflight) return 0;
+  so->closing = 1;
+  nos_close(so->fd);
+  deadline = lwsp_now() + 10.0;
+  while (so->inflight && lwsp_now() < deadline) lwsp_cond_wait(&N.cond, &N.lock, 100);
+  if (so->inflight) lwsp_log(WHO, "closesocket: %d overlapped operation(s) never completed", so->inflight);
+  return 1;
+}
+#endif
 
 /* ---- the entries ------------------------------------------------------------------------ */
 static SOCKET new_handle(nsock *so, LPINT err) {
@@ -414,9 +524,13 @@ static SOCKET WSPAPI n_socket(int af, int type, int protocol, LPWSAPROTOCOL_INFO
 static int WSPAPI n_closesocket(SOCKET s, LPINT err) {
   INT e = 0;
   long long fd;
+  int closed = 0;
   ERRP;
   LOCKED_SOCK(s);
   fd = so->fd;
+#ifdef _WIN32
+  closed = os_drain(so);
+#endif
   for (nop **pp = &N.ops; *pp;) {
     nop *op = *pp;
     if (op->so == so) { *pp = op->next; op_finish(op, WSA_OPERATION_ABORTED, 0, 0); }
@@ -425,7 +539,7 @@ static int WSPAPI n_closesocket(SOCKET s, LPINT err) {
   N.up.lpWPUCloseSocketHandle(s, &e);
   sock_free(so);
   UNLOCK();
-  nos_close(fd);
+  if (!closed) nos_close(fd);
   poke();
   return 0;
 }
@@ -526,9 +640,13 @@ static int send_entry(SOCKET s, LPWSABUF b, DWORD nb, LPDWORD sent, DWORD flags,
   ERRP;
   if ((!sent && !ov) || (nb && !b)) return fail(err, WSAEFAULT);
   LOCKED_SOCK(s);
+#ifdef _WIN32
+  if (ov) return os_overlapped(so, OP_SEND, b, nb, sent, NULL, flags, to, tolen, NULL, NULL, ov, routine, tid, err);
+#endif
   fd = so->fd;
   nonblocking = so->nonblocking;
-  r = try_send(so, b, nb, &done, flags, to, tolen, ov != NULL || !nonblocking);
+  /* an overlapped send behind others waits its turn */
+  r = ov && so->queued[OP_SEND] ? 0 : try_send(so, b, nb, &done, flags, to, tolen, ov != NULL || !nonblocking);
   if (r == 0 && ov) { int rc = queue_op(so, OP_SEND, b, nb, done, flags, to, tolen, NULL, NULL, ov, routine, tid, err); UNLOCK(); return rc; }
   if (r == 0 && nonblocking) {
     so->ev_enabled |= FD_WRITE;
@@ -558,9 +676,12 @@ static int recv_entry(SOCKET s, LPWSABUF b, DWORD nb, LPDWORD got, LPDWORD flags
   fl = *flags;
   LOCKED_SOCK(s);
   so->ev_enabled |= (*flags & MSG_OOB) ? FD_OOB : FD_READ;
+#ifdef _WIN32
+  if (ov) return os_overlapped(so, OP_RECV, b, nb, got, flags, *flags, NULL, 0, from, fromlen, ov, routine, tid, err);
+#endif
   fd = so->fd;
   nonblocking = so->nonblocking;
-  r = try_recv(so, b, nb, &fl, from, fromlen, &n);
+  r = ov && so->queued[OP_RECV] ? 0 : try_recv(so, b, nb, &fl, from, fromlen, &n);
   if (r == 0 && ov) { int rc = queue_op(so, OP_RECV, b, nb, 0, *flags, NULL, 0, from, fromlen, ov, routine, tid, err); UNLOCK(); return rc; }
   UNLOCK();
   if (r == 0) poke();
@@ -855,6 +976,16 @@ LWSP_EXPORT int WSPAPI WSPStartup(WORD ver, LPWSPDATA data, LPWSAPROTOCOL_INFOW 
     N.complete = find_complete(&up);
     if (!N.complete) lwsp_log(WHO, "WSPStartup: no WPUCompleteOverlappedRequest in this process: overlapped calls without a routine cannot complete");
     N.stop = 0;
+#ifdef _WIN32
+    N.cstop = 0;
+    if (nos_port_open() != 0 || !(N.cworker = lwsp_thread_start(cworker, NULL))) {
+      N.startups = 0;
+      nos_port_close();
+      UNLOCK();
+      lwsp_log(WHO, "WSPStartup: cannot open the completion port");
+      return WSAEPROVIDERFAILEDINIT;
+    }
+#endif
     if (nos_pipe(N.pipe) != 0 || !(N.worker = lwsp_thread_start(worker, NULL))) {
       N.startups = 0;
       UNLOCK();
@@ -880,12 +1011,28 @@ static int WSPAPI n_cleanup(LPINT err) {
   while (N.ops) { nop *op = N.ops; N.ops = op->next; op_finish(op, WSA_OPERATION_ABORTED, 0, 0); }
   for (uint32_t i = 0; i < N.nsocks; i++) {
     nsock *so = at(i);
-    if (so->gen) { INT e; N.up.lpWPUCloseSocketHandle(so->h, &e); nos_close(so->fd); sock_free(so); }
+    int closed = 0;
+#ifdef _WIN32
+    if (so->gen) closed = os_drain(so);
+#endif
+    if (so->gen) { INT e; N.up.lpWPUCloseSocketHandle(so->h, &e); if (!closed) nos_close(so->fd); sock_free(so); }
   }
   N.stop = 1;
   t = N.worker;
   N.worker = NULL;
   poke();
+#ifdef _WIN32
+  {
+    lwsp_thread *ct = N.cworker;
+    N.cworker = NULL;
+    N.cstop = 1;
+    nos_port_wake();
+    UNLOCK();
+    lwsp_thread_join(ct);
+    lwsp_mutex_lock(&N.lock);
+    nos_port_close();
+  }
+#endif
   UNLOCK();
   lwsp_thread_join(t);
   lwsp_mutex_lock(&N.lock);

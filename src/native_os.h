@@ -33,4 +33,20 @@ int nos_wsa_error(int err);                               /* errno -> WSAExxx */
 int nos_pipe(long long fds[2]);                           /* a wake-up pipe, both ends non-blocking */
 void nos_poke(long long fd);
 void nos_drain(long long fd);
+
+#ifdef _WIN32
+/* Winsock's own overlapped I/O, completing on the provider's completion port
+ * (every socket made after nos_port_open is associated with it). */
+int nos_port_open(void);
+void nos_port_close(void);
+void nos_port_wake(void);                                 /* a packet with no operation */
+/* Starts an overlapped send or receive (bufs: a WSABUF array) for ctx: 1 done
+ * at once (*bytes, *outflags set; its completion still arrives), 0 pending,
+ * or -error (not started, nothing will arrive; *bytes what came, e.g. with
+ * WSAEMSGSIZE). */
+int nos_ov_start(long long fd, int send, const void *bufs, unsigned long nbufs, unsigned long flags, const void *to,
+                 int tolen, void *from, int *fromlen, void *ctx, unsigned long *bytes, unsigned long *outflags);
+/* One completion: 1 (ctx NULL for a wake-up), 0 on timeout, -1 when the port is gone. */
+int nos_port_wait(void **ctx, unsigned long *bytes, unsigned long *flags, int *error, int ms);
+#endif
 #endif

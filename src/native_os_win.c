@@ -3,7 +3,9 @@
  * Windows build.  native.c already speaks Windows values, so addresses,
  * options, flags and errors pass through; what differs from POSIX is the
  * wake-up channel (a UDP socket connected to itself), the readiness wait
- * (WSAPoll), and datagram truncation (WSAEMSGSIZE, reported as len + 1).
+ * (WSAPoll), datagram truncation (WSAEMSGSIZE, reported as len + 1), and
+ * overlapped calls, which run as Winsock's own overlapped I/O completing on
+ * the provider's completion port (nos_ov_start, nos_port_wait).
  *
  * Under lwsp's host the provider's sockets are Winsock's own; on a Windows
  * catalog the provider would sit below ws2_32 and must not be reached through
@@ -15,6 +17,8 @@
 #include <windows.h>
 #include "native_os.h"
 #include <string.h>
+#include <stdlib.h>
+#include <stdint.h>
 
 static INIT_ONCE wsa_once = INIT_ONCE_STATIC_INIT;
 static BOOL CALLBACK wsa_init(PINIT_ONCE o, PVOID p, PVOID *c) {
@@ -37,6 +41,14 @@ static int copy_addr(const SOCKADDR_STORAGE *ss, void *addr, int *len) {
   return 0;
 }
 
+static HANDLE port;   /* the provider's completion port, while it is started */
+
+/* Every socket of the provider completes its overlapped I/O on the port. */
+static int adopt(SOCKET s) {
+  if (port && !CreateIoCompletionPort((HANDLE)s, port, 0, 0)) return -nos_wsa_error((int)GetLastError());
+  return 0;
+}
+
 static int nonblocking(SOCKET s) {
   u_long one = 1;
   return ioctlsocket(s, FIONBIO, &one) == 0 ? 0 : FAIL_WSA;
@@ -51,7 +63,7 @@ long long nos_socket(int af, int type, int protocol) {
   s = WSASocketW(af, type, protocol, NULL, 0, WSA_FLAG_OVERLAPPED);
   if (s == INVALID_SOCKET) return FAIL_WSA;
   SetHandleInformation((HANDLE)s, HANDLE_FLAG_INHERIT, 0);
-  if ((rc = nonblocking(s)) != 0) { closesocket(s); return rc; }
+  if ((rc = nonblocking(s)) != 0 || (rc = adopt(s)) != 0) { closesocket(s); return rc; }
   if (af == AF_INET6) { DWORD off = 0; setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, (const char *)&off, sizeof off); }
   return (long long)s;
 }
@@ -80,7 +92,7 @@ long long nos_accept(long long fd, void *addr, int *len) {
   SOCKET s = accept((SOCKET)fd, (struct sockaddr *)&ss, &sl);
   if (s == INVALID_SOCKET) return FAIL_WSA;
   SetHandleInformation((HANDLE)s, HANDLE_FLAG_INHERIT, 0);
-  if ((rc = nonblocking(s)) != 0) { closesocket(s); return rc; }
+  if ((rc = nonblocking(s)) != 0 || (rc = adopt(s)) != 0) { closesocket(s); return rc; }
   if (addr && (rc = copy_addr(&ss, addr, len)) != 0) { closesocket(s); return rc; }
   return (long long)s;
 }
@@ -183,6 +195,80 @@ int nos_pipe(long long fds[2]) {
 }
 void nos_poke(long long fd) { char c = 1; send((SOCKET)fd, &c, 1, 0); }
 void nos_drain(long long fd) { char b[64]; while (recv((SOCKET)fd, b, sizeof b, 0) > 0) {} }
+
+/* ---- overlapped I/O on the provider's port ---------------------------------------- */
+typedef struct nos_ov { WSAOVERLAPPED o; void *ctx; SOCKET s; } nos_ov;
+
+int nos_port_open(void) {
+  int rc;
+  if ((rc = ready()) != 0) return rc;
+  if (!port && !(port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0))) return -nos_wsa_error((int)GetLastError());
+  return 0;
+}
+void nos_port_close(void) { if (port) { CloseHandle(port); port = NULL; } }
+void nos_port_wake(void) { if (port) PostQueuedCompletionStatus(port, 0, 0, NULL); }
+
+int nos_ov_start(long long fd, int send, const void *bufs, unsigned long nbufs, unsigned long flags, const void *to,
+                 int tolen, void *from, int *fromlen, void *ctx, unsigned long *bytes, unsigned long *outflags) {
+  nos_ov *v = calloc(1, sizeof *v);
+  SOCKET s = (SOCKET)fd;
+  WSABUF *b = (WSABUF *)(uintptr_t)bufs;
+  DWORD n = 0, fl = flags;
+  int rc, e;
+  if (!v) return -WSAENOBUFS;
+  v->ctx = ctx;
+  v->s = s;
+  if (send) rc = to ? WSASendTo(s, b, nbufs, &n, flags, (const struct sockaddr *)to, tolen, &v->o, NULL)
+                    : WSASend(s, b, nbufs, &n, flags, &v->o, NULL);
+  else rc = from ? WSARecvFrom(s, b, nbufs, &n, &fl, (struct sockaddr *)from, fromlen, &v->o, NULL)
+                 : WSARecv(s, b, nbufs, &n, &fl, &v->o, NULL);
+  if (rc == 0) { *bytes = n; *outflags = fl; return 1; }      /* done at once; its packet still comes */
+  if ((e = WSAGetLastError()) == WSA_IO_PENDING) return 0;
+  /* not started: no packet will come */
+  free(v);
+  *bytes = n;
+  *outflags = fl;
+  return -nos_wsa_error(e);
+}
+
+/* A failed completion's Win32 status as the Winsock error an application sees. */
+static int wsa_of(DWORD w) {
+  switch (w) {
+  case ERROR_NETNAME_DELETED: case ERROR_PORT_UNREACHABLE: return WSAECONNRESET;
+  case ERROR_CONNECTION_ABORTED: return WSAECONNABORTED;
+  case ERROR_CONNECTION_REFUSED: return WSAECONNREFUSED;
+  case ERROR_MORE_DATA: return WSAEMSGSIZE;
+  case ERROR_NETWORK_UNREACHABLE: return WSAENETUNREACH;
+  case ERROR_HOST_UNREACHABLE: return WSAEHOSTUNREACH;
+  case ERROR_SEM_TIMEOUT: return WSAETIMEDOUT;
+  case ERROR_OPERATION_ABORTED: return WSA_OPERATION_ABORTED;
+  default: return w ? (int)w : WSASYSCALLFAILURE;
+  }
+}
+
+int nos_port_wait(void **ctx, unsigned long *bytes, unsigned long *flags, int *error, int ms) {
+  DWORD n = 0, b2 = 0, fl = 0;
+  ULONG_PTR key = 0;
+  LPOVERLAPPED o = NULL;
+  BOOL ok;
+  nos_ov *v;
+  if (!port) return -1;
+  ok = GetQueuedCompletionStatus(port, &n, &key, &o, ms < 0 ? INFINITE : (DWORD)ms);
+  if (!o) {
+    if (ok) { *ctx = NULL; return 1; }                          /* a wake-up */
+    return GetLastError() == WAIT_TIMEOUT ? 0 : -1;
+  }
+  v = (nos_ov *)o;
+  *ctx = v->ctx;
+  *bytes = n;
+  *flags = 0;
+  *error = ok ? 0 : wsa_of(GetLastError());
+  /* the flags (MSG_PARTIAL, ...) and Winsock's own error code */
+  if (WSAGetOverlappedResult(v->s, &v->o, &b2, FALSE, &fl)) *flags = fl;
+  else if (!ok && WSAGetLastError() != WSAENOTSOCK && WSAGetLastError() != WSA_IO_INCOMPLETE) *error = WSAGetLastError();
+  free(v);
+  return 1;
+}
 
 int nos_poll(nos_pollfd *fds, int n, int ms) {
   WSAPOLLFD p[256];

@@ -95,7 +95,7 @@ build/tsan/lwsp.so: $(SRCS) $(NATIVE_SRCS) $(HDRS) Makefile
 
 tsan: build/tsan/lwsp.so
 	TSAN_OPTIONS="halt_on_error=1 exitcode=66" LD_PRELOAD="$$($(CC) -print-file-name=libtsan.so)" \
-	  $(BUSTED) --cpath=build/tsan/?.so --exclude-tags=stress,subprocess
+	  $(BUSTED) --cpath=build/tsan/?.so --exclude-tags=stress,subprocess,runner
 
 # The multi-threaded stress spec under valgrind's helgrind (races, lock order).
 helgrind: build/lwsp.so

@@ -7,11 +7,11 @@ local util = require "wsp.util"
 local native
 local function over(script, extra_files, below)
   local dir = H.tmp .. "/" .. lwsp.guid():sub(2, 9)
-  os.execute("mkdir -p '" .. dir .. "'")
+  H.mkdir(dir)
   local src = assert(io.open(H.root .. "/examples/" .. script)):read("a")
   assert(io.open(dir .. "/" .. script, "w")):write(src):close()
   for name, text in pairs(extra_files or {}) do assert(io.open(dir .. "/" .. name, "w")):write(text):close() end
-  return host.install_layered{script = dir .. "/" .. script, over = below or native, name = script}
+  return H.layered{script = dir .. "/" .. script, over = below or native, name = script}
 end
 
 local function server(af)
@@ -28,9 +28,9 @@ local function connect(catalog, addr)
   return c
 end
 
-describe("layered examples #subprocess", function()
-  before_each(function() native = host.install_native() end)
-  after_each(function() host.cleanup() end)
+describe("layered examples", function()
+  before_each(function() native = H.base() end)
+  after_each(H.reset)
 
   it("meter reports bytes and calls per connection on close", function()
     local m = over("meter.lua")
@@ -89,7 +89,7 @@ describe("layered examples #subprocess", function()
     assert.equal(#msg, job:join(5000))
   end)
 
-  it("socks5 sends connects through a real SOCKS5 proxy, transparently", function()
+  it("socks5 sends connects through a real SOCKS5 proxy, transparently #subprocess", function()
     local proxy = util.spawn("python3 -u " .. H.root .. "/spec/tools/socks5_server.py")
     local ok, err = pcall(function()
       local port = assert(tonumber(proxy.first))

@@ -34,6 +34,38 @@ function H.absolute(p)
   return p:sub(1, 1) == "/" or (H.windows and p:match("^%a:[\\/]") ~= nil)
 end
 
+--- Creates a directory (and its parents) under the temporary folder.
+function H.mkdir(dir)
+  if H.windows then
+    local lfs = require "lfs"
+    local path = ""
+    for part in dir:gmatch("[^/\\]+") do
+      path = path == "" and part or path .. "\\" .. part
+      if not path:match("^%a:$") then lfs.mkdir(path) end
+    end
+  else
+    os.execute("mkdir -p '" .. dir .. "'")
+  end
+end
+
+--- Runs bin/lwsp-run (or another command line starting with it) from the
+-- project's root with the log off: its output (stdout and stderr) and exit
+-- status.  On Windows through cmd.exe, with the lua.exe in $LWSP_LUA_EXE.
+function H.run(cmdline)
+  local line
+  if H.windows then
+    local lua = assert(os.getenv("LWSP_LUA_EXE"), "LWSP_LUA_EXE: the lua.exe that runs bin/lwsp-run")
+    cmdline = cmdline:gsub("^bin/lwsp%-run", '"' .. lua .. '" bin\\lwsp-run')
+    line = ('cd /d "%s" && set LWSP_LOG=off&& %s 2>&1'):format(root, cmdline)
+  else
+    line = ("cd '%s' && LWSP_LOG=off %s 2>&1"):format(root, cmdline)
+  end
+  local p = assert(io.popen(line))
+  local out = p:read("a"):gsub("\r\n", "\n")
+  local _, _, code = p:close()
+  return out, code
+end
+
 local count = 0
 --- Writes a provider script to a temporary file and returns its absolute path.
 function H.script(source)

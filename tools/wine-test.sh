@@ -4,7 +4,8 @@
 # for Windows: LuaFileSystem from Debian's lua-filesystem source package, and
 # lwsp's small term.core and system.core (tools/win/).  Specs tagged posix,
 # or subprocess are left out (each tag's reason is beside the spec) and
-# counted at the end.
+# counted at the end.  bin/lwsp-run specs start the same lua.exe
+# ($LWSP_LUA_EXE) through cmd.exe.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
@@ -40,7 +41,7 @@ $cc -std=gnu11 -O2 -Isrc -shared -o "$dir/test_nullproc.dll" spec/tools/nullproc
 win() { printf 'Z:%s' "$1" | tr / '\\'; }
 W=$(win "$top")
 export WINEPREFIX=$top/build/wine WINEARCH=win64 WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml=" DISPLAY=
-export LWSP_EXAMPLES="$W\\examples"
+export LWSP_EXAMPLES="$W\\examples" LWSP_LUA_EXE="$(win "$dir/lua.exe")"
 export LUA_PATH="$W\\lua\\?.lua;$W\\lua\\?\\init.lua;Z:\\usr\\share\\lua\\5.4\\?.lua;Z:\\usr\\share\\lua\\5.4\\?\\init.lua"
 export LUA_CPATH="$(win "$mods")\\?.dll;$(win "$dir")\\?.dll"
 set +e

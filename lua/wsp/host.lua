@@ -39,7 +39,14 @@ end
 --- A path made absolute against the current directory (as the registry requires).
 function host.absolute(path)
   if path:sub(1, 1) == "/" or path:match("^%a:[\\/]") then return path end
-  local pwd = os.getenv("PWD") or io.popen("pwd"):read("l")
+  local pwd
+  if package.config:sub(1, 1) == "\\" then
+    local p = io.popen("cd")                  -- cmd.exe prints the current directory
+    pwd = p and p:read("l")
+    if p then p:close() end
+    return pwd .. "\\" .. path:gsub("/", "\\")
+  end
+  pwd = os.getenv("PWD") or io.popen("pwd"):read("l")
   return pwd .. "/" .. path
 end
 local absolute = host.absolute

@@ -34,18 +34,17 @@ function H.absolute(p)
   return p:sub(1, 1) == "/" or (H.windows and p:match("^%a:[\\/]") ~= nil)
 end
 
---- Creates a directory (and its parents) under the temporary folder.
+--- Creates a directory and its parents, with LuaFileSystem (busted's own
+-- dependency), so no process is started.
 function H.mkdir(dir)
-  if H.windows then
-    local lfs = require "lfs"
-    local path = ""
-    for part in dir:gmatch("[^/\\]+") do
-      path = path == "" and part or path .. "\\" .. part
-      if not path:match("^%a:$") then lfs.mkdir(path) end
-    end
-  else
-    os.execute("mkdir -p '" .. dir .. "'")
+  local lfs = require "lfs"
+  local sep = H.windows and "\\" or "/"
+  local path = dir:sub(1, 1) == "/" and "" or nil
+  for part in dir:gmatch("[^/\\]+") do
+    path = path and path .. sep .. part or part
+    if not path:match("^%a:$") then lfs.mkdir(path) end
   end
+  assert(lfs.attributes(dir, "mode") == "directory", "cannot create " .. dir)
 end
 
 --- Runs bin/lwsp-run (or another command line starting with it) from the

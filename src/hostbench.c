@@ -99,6 +99,16 @@ static void CALLBACK count_routine(DWORD e, DWORD b, LPWSAOVERLAPPED ov, DWORD f
   ov->Pointer = (PVOID)1;
 }
 
+/* A new completion port that socket a's completions post to (key 1). */
+static uintptr_t port_for(SOCKET a) {
+  uintptr_t port = host_new_port();
+  hsock *hs;
+  lwsp_mutex_lock(&host_lock);
+  if ((hs = host_sock(a)) != NULL) { hs->port = host_port(port); hs->key = 1; }
+  lwsp_mutex_unlock(&host_lock);
+  return port;
+}
+
 /* bench_overlapped(a, c, "event"|"routine"|"port", n) -> seconds for n
  * overlapped receives on a, each completed by a 1-byte send on c */
 static int b_overlapped(lua_State *L) {
@@ -114,13 +124,7 @@ static int b_overlapped(lua_State *L) {
   double t0;
   int m = mode[0] == 'e' ? 0 : mode[0] == 'r' ? 1 : 2;
   if (!pa || !pc) return luaL_error(L, "not a socket");
-  if (m == 2) {
-    hsock *hs;
-    port = host_new_port();
-    lwsp_mutex_lock(&host_lock);
-    if ((hs = host_sock(a)) != NULL) { hs->port = host_port(port); hs->key = 1; }
-    lwsp_mutex_unlock(&host_lock);
-  }
+  if (m == 2) port = port_for(a);
   t0 = lwsp_now();
   for (lua_Integer i = 0; i < n; i++) {
     WSAOVERLAPPED ov;
@@ -180,13 +184,7 @@ static int b_overlapped_stream(lua_State *L) {
   x.err = 0;
   if (!pa || !x.p) return luaL_error(L, "not a socket");
   if (!(slots = calloc((size_t)depth, sizeof *slots))) return luaL_error(L, "out of memory");
-  if (m == 2) {
-    hsock *hs;
-    port = host_new_port();
-    lwsp_mutex_lock(&host_lock);
-    if ((hs = host_sock(a)) != NULL) { hs->port = host_port(port); hs->key = 1; }
-    lwsp_mutex_unlock(&host_lock);
-  }
+  if (m == 2) port = port_for(a);
   for (int i = 0; i < depth; i++) {
     slots[i].wb.buf = slots[i].buf;
     slots[i].wb.len = (ULONG)size;

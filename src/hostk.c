@@ -55,10 +55,14 @@ int host_run_apcs(void) { return SleepEx(0, TRUE) == WAIT_IO_COMPLETION; }
 
 /* A thread's handle for WSATHREADID is a duplicate of its pseudo handle; the
  * map records which handles lwsp opened (and for which thread record). */
+/* A real handle of the calling thread (GetCurrentThread's is a pseudo handle). */
+static int own_handle(HANDLE *h) {
+  return DuplicateHandle(GetCurrentProcess(), GetCurrentThread(), GetCurrentProcess(), h, 0, FALSE, DUPLICATE_SAME_ACCESS) != 0;
+}
+
 int hk_thread_register(hthread *t) {
   int ok;
-  if (!DuplicateHandle(GetCurrentProcess(), GetCurrentThread(), GetCurrentProcess(), &t->handle, 0, FALSE, DUPLICATE_SAME_ACCESS))
-    return 0;
+  if (!own_handle(&t->handle)) return 0;
   lwsp_mutex_lock(&host_lock);
   ok = lwsp_map_put(&threads, (SOCKET)(uintptr_t)t->handle, t);
   lwsp_mutex_unlock(&host_lock);
@@ -70,8 +74,7 @@ void hk_thread_release(hthread *t) { t->refs--; }
 
 int hk_thread_open(hthread *t, LPWSATHREADID tid) {
   HANDLE h;
-  if (!DuplicateHandle(GetCurrentProcess(), GetCurrentThread(), GetCurrentProcess(), &h, 0, FALSE, DUPLICATE_SAME_ACCESS))
-    return WSAENOBUFS;
+  if (!own_handle(&h)) return WSAENOBUFS;
   lwsp_mutex_lock(&host_lock);
   if (!lwsp_map_put(&threads, (SOCKET)(uintptr_t)h, t)) { lwsp_mutex_unlock(&host_lock); CloseHandle(h); return WSAENOBUFS; }
   t->refs++;

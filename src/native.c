@@ -384,22 +384,30 @@ static void worker(void *arg) {
 
 static void poke(void) { nos_poke(N.pipe[1]); }
 
+/* A new operation record for the caller's overlapped call (NULL when out of
+ * memory); the overlapped is marked in progress. */
+static nop *op_new(nsock *so, int kind, LPWSAOVERLAPPED ov, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine,
+                   LPWSATHREADID tid) {
+  nop *op = calloc(1, sizeof *op);
+  if (!op) return NULL;
+  op->so = so; op->gen = so->gen; op->kind = kind;
+  op->ov = ov; op->routine = routine;
+  if (tid) op->tid = *tid;
+  ov->Internal = WSS_OPERATION_IN_PROGRESS;
+  ov->InternalHigh = 0;
+  return op;
+}
+
 /* Queues an overlapped operation that could not finish at once. */
 static int queue_op(nsock *so, int kind, LPWSABUF b, DWORD nb, size_t done, DWORD flags, const struct sockaddr *to,
                     int tolen, struct sockaddr *from, LPINT fromlen, LPWSAOVERLAPPED ov,
                     LPWSAOVERLAPPED_COMPLETION_ROUTINE routine, LPWSATHREADID tid, LPINT err) {
   nop *op;
-  if (nb > 8) return fail(err, WSAENOBUFS);
-  if (!(op = calloc(1, sizeof *op))) return fail(err, WSAENOBUFS);
-  op->so = so; op->gen = so->gen; op->kind = kind;
+  if (nb > 8 || !(op = op_new(so, kind, ov, routine, tid))) return fail(err, WSAENOBUFS);
   memcpy(op->bufs, b, nb * sizeof *b);
   op->nbufs = nb; op->done = done; op->flags = flags;
   if (to) { memcpy(&op->to, to, (size_t)tolen); op->tolen = tolen; }
   op->from = from; op->fromlen = fromlen;
-  op->ov = ov; op->routine = routine;
-  if (tid) op->tid = *tid;
-  ov->Internal = WSS_OPERATION_IN_PROGRESS;
-  ov->InternalHigh = 0;
   {
     nop **pp = &N.ops;
     while (*pp) pp = &(*pp)->next;
@@ -424,13 +432,8 @@ static int os_overlapped(nsock *so, int kind, LPWSABUF b, DWORD nb, LPDWORD coun
                          LPWSAOVERLAPPED ov, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine, LPWSATHREADID tid, LPINT err) {
   unsigned long n = 0, fl = 0;
   int r;
-  nop *op = calloc(1, sizeof *op);
+  nop *op = op_new(so, kind, ov, routine, tid);
   if (!op) { UNLOCK(); return fail(err, WSAENOBUFS); }
-  op->so = so; op->gen = so->gen; op->kind = kind;
-  op->ov = ov; op->routine = routine;
-  if (tid) op->tid = *tid;
-  ov->Internal = WSS_OPERATION_IN_PROGRESS;
-  ov->InternalHigh = 0;
   op->next = N.inflight;
   N.inflight = op;
   so->inflight++;

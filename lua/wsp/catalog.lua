@@ -35,6 +35,22 @@ local function copy(t)
   return c
 end
 
+-- "tcp", "udp", "tcp6" or "udp6" for an entry of that family, type and protocol
+local function kind_of(e)
+  for k, v in pairs(catalog.KINDS) do
+    if e.iAddressFamily == v.af and e.iSocketType == v.type and e.iProtocol == v.protocol then return k end
+  end
+end
+
+-- The catalog order with the entries `first` (ids) ahead of the rest, which
+-- keep their order; and the set of those first.
+local function order_first(entries, first)
+  local ids, set = {}, {}
+  for i, id in ipairs(first) do ids[i] = id set[id] = true end
+  for _, e in ipairs(entries) do if not set[e.dwCatalogEntryId] then ids[#ids + 1] = e.dwCatalogEntryId end end
+  return ids, set
+end
+
 ---------------------------------------------------------------------------------------------
 -- backends
 
@@ -98,25 +114,19 @@ function catalog.host(o)
     -- WSCInstallProviderAndChains as documented: the hidden entry under guid,
     -- a chain over each base, the chains first in the order.
     function b.install_and_chains(guid, path, name, flags, bases)
-      local layer = copy(bases[1])
-      layer.dwServiceFlags1, layer.szProtocol, layer.ProtocolChain = flags, name, {}
-      layer.iSocketType, layer.iProtocol = 0, 0
-      layer.dwProviderFlags = (layer.dwProviderFlags | wsp.PFL_HIDDEN) & ~wsp.PFL_MATCHES_PROTOCOL_ZERO
+      local layer = catalog.layer_entry(bases[1], name)
+      layer.dwServiceFlags1 = flags
       local ok, err, code = b.install(guid, path, {layer})
       if not ok then return nil, err, code end
       local id
       for _, e in ipairs(h.catalog()) do if e.ProviderId == guid then id = e.dwCatalogEntryId end end
-      local chains = {}
-      for i, base in ipairs(bases) do chains[i] = catalog.chain_entry(base, id, lwsp.guid(), name) end
-      local chain_guid = lwsp.guid()
+      local chain_guid, chains = lwsp.guid(), {}
+      for i, base in ipairs(bases) do chains[i] = catalog.chain_entry(base, id, chain_guid, name) end
       ok, err, code = b.install(chain_guid, path, chains)
       if not ok then b.deinstall(guid) return nil, err, code end
-      local first, rest = {}, {}
-      for _, e in ipairs(h.catalog()) do
-        if e.ProviderId == chain_guid then first[#first + 1] = e.dwCatalogEntryId else rest[#rest + 1] = e.dwCatalogEntryId end
-      end
-      for _, v in ipairs(rest) do first[#first + 1] = v end
-      h.order(first)
+      local all, first = h.catalog(), {}
+      for _, e in ipairs(all) do if e.ProviderId == chain_guid then first[#first + 1] = e.dwCatalogEntryId end end
+      h.order((order_first(all, first)))
       return id
     end
   end
@@ -227,11 +237,7 @@ function catalog.inspect(b, view)
       local l = layers[e.ProtocolChain[1]]
       seen[e.ProviderId] = true
       local base = ids[e.ProtocolChain[#e.ProtocolChain]]
-      local kind
-      for k, v in pairs(catalog.KINDS) do
-        if e.iAddressFamily == v.af and e.iSocketType == v.type and e.iProtocol == v.protocol then kind = k end
-      end
-      local c = {guid = e.ProviderId, id = e.dwCatalogEntryId, kind = kind, over = base and base.szProtocol, script = maps[e.ProviderId]}
+      local c = {guid = e.ProviderId, id = e.dwCatalogEntryId, kind = kind_of(e), over = base and base.szProtocol, script = maps[e.ProviderId]}
       if not l then
         out.problems[#out.problems + 1] = {what = "protocol chain whose layered entry is gone", guid = c.guid, id = c.id}
       else
@@ -345,7 +351,7 @@ function catalog.install(o)
     end
     -- find every chain on the layer, map its GUID, and put the chains first
     local all = assert(b.enum(view))
-    local first, rest = {}, {}
+    local first = {}
     for _, e in ipairs(all) do
       if #e.ProtocolChain >= 2 and e.ProtocolChain[1] == layer_id then
         chain_ids[#chain_ids + 1] = e
@@ -364,15 +370,11 @@ function catalog.install(o)
         if by_and_chains and not installed then undo[#undo + 1] = function() b.deinstall(g, view) end end
       end
       first[#first + 1] = e.dwCatalogEntryId
-      for k, v in pairs(catalog.KINDS) do
-        if e.iAddressFamily == v.af and e.iSocketType == v.type and e.iProtocol == v.protocol then result.chains[k] = e.dwCatalogEntryId end
-      end
+      local kind = kind_of(e)
+      if kind then result.chains[kind] = e.dwCatalogEntryId end
     end
-    local chained = {}
-    for _, id in ipairs(first) do chained[id] = true end
-    for _, e in ipairs(all) do if not chained[e.dwCatalogEntryId] then rest[#rest + 1] = e.dwCatalogEntryId end end
-    for _, id in ipairs(rest) do first[#first + 1] = id end
-    local ok6, oerr = b.write_order(first, view)
+    local order, chained = order_first(all, first)
+    local ok6, oerr = b.write_order(order, view)
     if not ok6 then return fail(undo, "WSCWriteProviderOrder failed: " .. tostring(oerr)) end
     local after = assert(b.enum(view))
     for i = 1, #chain_ids do

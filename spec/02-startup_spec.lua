@@ -157,7 +157,7 @@ describe("provider scripts that cannot run", function()
 
   it("never loads modules from the current directory #subprocess", function()
     local dir = H.tmp .. "/cwd"
-    os.execute("mkdir -p '" .. dir .. "'")
+    H.mkdir(dir)
     local f = assert(io.open(dir .. "/planted_module.lua", "w"))
     f:write("return 'planted'\n")
     f:close()

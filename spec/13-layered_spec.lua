@@ -49,7 +49,7 @@ describe("layered providers over the native base", function()
 
   it("fetch a page from a real HTTP server identically through one and two Lua layers #subprocess", function()
     local dir = H.tmp .. "/www"
-    os.execute("mkdir -p '" .. dir .. "'")
+    H.mkdir(dir)
     local page = {}
     for i = 1, 50000 do page[i] = ("%05d:"):format(i) end
     assert(io.open(dir .. "/page.txt", "w")):write(table.concat(page)):close()

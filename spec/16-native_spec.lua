@@ -70,6 +70,15 @@ describe("the native base provider", function()
     assert.equal(8, key)
     local ov4 = host.overlapped(host.create_event())
     H.fails_with("WSA_IO_PENDING", host.wsarecv(a, 100, ov4))
+    -- which engine served them: Winsock's own overlapped I/O on Windows, the
+    -- provider's readiness worker elsewhere; every one of the four counted
+    local engine, os_ops, polled = string.unpack("<I4I4I4", assert(host.ioctl(a, wsp.SIO_LWSP_NATIVE_ENGINE, nil, 12)))
+    if H.windows then
+      assert.same({wsp.LWSP_ENGINE_OS_OVERLAPPED, 4, 0}, {engine, os_ops, polled})
+    else
+      assert.same({wsp.LWSP_ENGINE_POLLED, 0, 4}, {engine, os_ops, polled})
+    end
+    H.fails_with("WSAEFAULT", host.ioctl(a, wsp.SIO_LWSP_NATIVE_ENGINE, nil, 8))
     assert.is_true(host.close(a))
     assert.equal(wsp.WSA_OPERATION_ABORTED, ov4.OffsetHigh)
   end)

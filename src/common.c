@@ -655,6 +655,7 @@ int lwsp_const_open(lua_State *L) {
   SPI_ERRORS(K_)
   SPI_CONSTANTS(K_)
   SPI_IOCTLS(K_)
+  LWSP_IOCTLS(K_)
 #undef K_
   return 1;
 }

@@ -33,6 +33,17 @@ typedef pthread_cond_t lwsp_cond;
 #define LWSP_MAX_INSTANCES 16
 #define LWSP_LOG_RING 256
 
+/* lwsp's own ioctl (IOC_OUT | IOC_VENDOR | 'LW'), answered by the native base
+ * provider: three DWORDs, the engine serving the socket's overlapped sends and
+ * receives, then how many of them the OS's own overlapped I/O took, and how
+ * many the provider's worker served by polling readiness. */
+#define SIO_LWSP_NATIVE_ENGINE 0x58004C57UL
+#define LWSP_ENGINE_OS_OVERLAPPED 1   /* Windows: WSASend/WSARecv on an I/O completion port */
+#define LWSP_ENGINE_POLLED 2          /* elsewhere: non-blocking calls when poll() says ready */
+#define LWSP_IOCTLS(X) \
+  X(SIO_LWSP_NATIVE_ENGINE, SIO_LWSP_NATIVE_ENGINE) X(LWSP_ENGINE_OS_OVERLAPPED, LWSP_ENGINE_OS_OVERLAPPED) \
+  X(LWSP_ENGINE_POLLED, LWSP_ENGINE_POLLED)
+
 /* platform.c */
 void lwsp_mutex_init(lwsp_mutex *m);          /* recursive */
 void lwsp_mutex_destroy(lwsp_mutex *m);

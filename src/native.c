@@ -45,6 +45,7 @@ typedef struct nsock {
   uint32_t blocked[2];         /* the worker round in which the first of them could not finish */
   int inflight;                /* Windows: overlapped I/O of this socket still in Winsock */
   int closing;                 /* Windows: its Winsock socket closed to cancel that I/O */
+  uint32_t ov_os, ov_polled;   /* overlapped sends and receives handed to the OS / served by the worker */
 } nsock;
 
 enum { OP_SEND, OP_RECV };
@@ -434,6 +435,7 @@ static int os_overlapped(nsock *so, int kind, LPWSABUF b, DWORD nb, LPDWORD coun
   int r;
   nop *op = op_new(so, kind, ov, routine, tid);
   if (!op) { UNLOCK(); return fail(err, WSAENOBUFS); }
+  so->ov_os++;
   op->next = N.inflight;
   N.inflight = op;
   so->inflight++;
@@ -648,6 +650,7 @@ static int send_entry(SOCKET s, LPWSABUF b, DWORD nb, LPDWORD sent, DWORD flags,
 #endif
   fd = so->fd;
   nonblocking = so->nonblocking;
+  if (ov) so->ov_polled++;
   /* an overlapped send behind others waits its turn */
   r = ov && so->queued[OP_SEND] ? 0 : try_send(so, b, nb, &done, flags, to, tolen, ov != NULL || !nonblocking);
   if (r == 0 && ov) { int rc = queue_op(so, OP_SEND, b, nb, done, flags, to, tolen, NULL, NULL, ov, routine, tid, err); UNLOCK(); return rc; }
@@ -684,6 +687,7 @@ static int recv_entry(SOCKET s, LPWSABUF b, DWORD nb, LPDWORD got, LPDWORD flags
 #endif
   fd = so->fd;
   nonblocking = so->nonblocking;
+  if (ov) so->ov_polled++;
   r = ov && so->queued[OP_RECV] ? 0 : try_recv(so, b, nb, &fl, from, fromlen, &n);
   if (r == 0 && ov) { int rc = queue_op(so, OP_RECV, b, nb, 0, *flags, NULL, 0, from, fromlen, ov, routine, tid, err); UNLOCK(); return rc; }
   UNLOCK();
@@ -787,6 +791,15 @@ static int WSPAPI n_ioctl(SOCKET s, DWORD code, LPVOID in, DWORD cbin, LPVOID ou
   } else if (code == SIOCATMARK) {
     if (cbout < 4) r = -WSAEFAULT;
     else { v = nos_atmark(so->fd) != 0; memcpy(out, &v, 4); if (ret) *ret = 4; }
+  } else if (code == SIO_LWSP_NATIVE_ENGINE) {
+    /* which engine serves this socket's overlapped I/O, and how many operations each took */
+#ifdef _WIN32
+    uint32_t info[3] = {LWSP_ENGINE_OS_OVERLAPPED, so->ov_os, so->ov_polled};
+#else
+    uint32_t info[3] = {LWSP_ENGINE_POLLED, so->ov_os, so->ov_polled};
+#endif
+    if (cbout < sizeof info) r = -WSAEFAULT;
+    else { memcpy(out, info, sizeof info); if (ret) *ret = sizeof info; }
   } else {
     r = -WSAEINVAL;
   }

@@ -43,9 +43,61 @@ local function recv_all(s, n)
   return table.concat(parts)
 end
 
+-- What arrives on s within the time given (it may be short: a failing spec
+-- ends instead of waiting forever).
+local function recv_within(s, n, seconds)
+  local parts, got, deadline = {}, 0, os.time() + seconds
+  while got < n and os.time() <= deadline do
+    if host.select({s}, nil, nil, 1) > 0 then
+      local data = assert(host.recv(s, 65536))
+      if data == "" then break end
+      parts[#parts + 1] = data
+      got = got + #data
+    end
+  end
+  return table.concat(parts)
+end
+
 describe("layered providers over the native base", function()
   before_each(setup)
   after_each(teardown)
+
+  it("make the calls a layer inherits down in C, without entering Lua, and follow s.lh when a handler moves it", function()
+    local c, a = pair(one.tcp)
+    local runs = host.bench_instance(one.guid).lua_runs
+    for i = 1, 20 do
+      local msg = ("ping %02d"):format(i)
+      assert.equal(#msg, host.send(c, msg))
+      assert.equal(msg, recv_all(a, #msg))
+      assert.same(host.getpeername(a), host.getsockname(c))
+      assert.same(host.getsockname(a), host.getpeername(c))
+      assert.is_true(host.setsockopt(c, wsp.SOL_SOCKET, wsp.SO_KEEPALIVE, 1))
+      assert.equal(1, wsp.int(assert(host.getsockopt(c, wsp.SOL_SOCKET, wsp.SO_KEEPALIVE))))
+    end
+    -- send, getsockname, getpeername, setsockopt and getsockopt: not one entry into Lua
+    assert.equal(runs, host.bench_instance(one.guid).lua_runs)
+    -- the layered entry's own answer still comes from wsp.layered's handler
+    local pi = assert(host.getsockopt(c, wsp.SOL_SOCKET, wsp.SO_PROTOCOL_INFOW, 628))
+    assert.equal(one.tcp, string.unpack("<I4", pi, 37))
+    assert.is_true(host.bench_instance(one.guid).lua_runs > runs)
+    -- a receive with nothing to read falls back to the handler, which waits
+    local job = host.spawn("recv", c, 10)
+    assert.same({nil, "timeout"}, {job:join(50)})
+    host.send(a, "late")
+    assert.equal("late", job:join(5000))
+    -- a handler that moves the socket onto another lower socket: the next
+    -- inherited call reads the socket table again
+    local sw = host.install_layered{script = H.root .. "/spec/providers/swapper.lua", over = native, name = "swapper"}
+    local s = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, sw.tcp))
+    assert(host.bind(s, "127.0.0.1:0"))
+    local before = host.getsockname(s)
+    assert.same(before, host.getsockname(s))
+    assert.equal("", host.ioctl(s, 0x58001234, nil, 0))
+    local after = host.getsockname(s)
+    assert.is_true(after.port ~= 0 and after.port ~= before.port)
+    host.close(s)
+    host.uninstall_lua(sw)
+  end)
 
   it("fetch a page from a real HTTP server identically through one and two Lua layers #subprocess", function()
     local dir = H.tmp .. "/www"
@@ -145,6 +197,96 @@ describe("layered providers over the native base", function()
     assert(host.setsockopt(a2, wsp.SOL_SOCKET, wsp.SO_LINGER, string.pack("<I2I2", 1, 0)))
     assert(host.close(a2))                      -- an abortive close: RST
     H.fails_with("WSAECONNRESET", host.recv(c2, 10))
+  end)
+
+  -- the passthrough (calls inherited from wsp.layered) and the same layer
+  -- with Lua handlers of its own for the data calls
+  local HANDLERS = [[
+local P = require("wsp.layered").new()
+P.views = true
+local base = P.base
+function P.send(...) return base.send(...) end
+function P.recv(...) return base.recv(...) end
+return P
+]]
+  local function layers()
+    return {{"inherited", one}, {"Lua handlers", H.layered{script = H.script(HANDLERS), over = native, name = "handlers"}}}
+  end
+
+  it("complete overlapped receives in the order they were posted, the data in order", function()
+    for _, layer in ipairs(layers()) do
+      local c, a = pair(layer[2].tcp)
+      -- a receive posted while an earlier one waits must not take the data first
+      for round = 1, 50 do
+        local ov1, ov2 = host.overlapped(host.create_event()), host.overlapped(host.create_event())
+        H.fails_with("WSA_IO_PENDING", host.wsarecv(c, 1, ov1))
+        host.send(a, "A")
+        host.wsarecv(c, 1, ov2)
+        host.send(a, "B")
+        assert.equal(1, host.wait({ov1.hEvent}, false, 5000))
+        assert.equal(1, host.wait({ov2.hEvent}, false, 5000))
+        assert.same({"A", "B"}, {ov1.data, ov2.data}, layer[1] .. " round " .. round)
+      end
+      -- a queue of receives, some posted before the data and some after
+      local ovs = {}
+      for i = 1, 8 do
+        ovs[i] = host.overlapped(host.create_event())
+        host.wsarecv(c, 1, ovs[i])
+        if i == 4 then host.send(a, "abc") end
+      end
+      host.send(a, "defgh")
+      local got = {}
+      for i = 1, 8 do
+        assert.equal(1, host.wait({ovs[i].hEvent}, false, 5000))
+        got[i] = ovs[i].data
+      end
+      assert.equal("abcdefgh", table.concat(got), layer[1])
+      host.close(c)
+      host.close(a)
+    end
+  end)
+
+  it("send whole when the call is blocking or overlapped, and what goes at once when it is not", function()
+    local big = {}
+    for i = 1, 4 * 1024 * 1024 / 8 do big[i] = ("%07d\n"):format(i % 10000000) end
+    big = table.concat(big)
+    for _, layer in ipairs(layers()) do
+      -- small buffers both ends, so the layer below takes little at a time
+      local l = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, native.tcp))
+      assert(host.setsockopt(l, wsp.SOL_SOCKET, wsp.SO_RCVBUF, 8192))
+      assert(host.bind(l, "127.0.0.1:0"))
+      assert(host.listen(l, 4))
+      local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, layer[2].tcp))
+      assert(host.setsockopt(c, wsp.SOL_SOCKET, wsp.SO_SNDBUF, 8192))
+      assert(host.connect(c, host.getsockname(l)))
+      local a = assert(host.accept(l))
+      host.close(l)
+      -- blocking: one call moves all 4 MiB, however little the layer below takes at a time
+      local job = host.spawn("send", c, big)
+      assert.equal(big, recv_within(a, #big, 10), layer[1])
+      assert.equal(#big, job:join(5000), layer[1])
+      -- overlapped: each completes whole, and the stream keeps their order
+      local ovs, parts = {}, {}
+      for i = 1, 6 do
+        parts[i] = big:sub((i - 1) * 500000 + 1, i * 500000)
+        ovs[i] = host.overlapped(host.create_event())
+        host.wsasend(c, parts[i], ovs[i])
+      end
+      assert.equal(table.concat(parts), recv_within(a, 3000000, 10), layer[1])
+      for i = 1, 6 do
+        assert.equal(1, host.wait({ovs[i].hEvent}, false, 5000))
+        assert.equal(500000, ovs[i].InternalHigh, layer[1])
+      end
+      -- non-blocking: what the layer below takes now, and exactly that arrives
+      local huge = big:rep(8)
+      assert.equal("", host.ioctl(c, wsp.FIONBIO, 1))
+      local n = assert(host.send(c, huge))
+      assert.is_true(n > 0 and n < #huge, layer[1])
+      H.fails_with("WSAEWOULDBLOCK", host.send(c, huge))
+      assert.equal(huge:sub(1, n), recv_within(a, n, 10), layer[1])
+      host.close(c)
+      host.close(a)
+    end
   end)
 
   it("report SO_PROTOCOL_INFOW as the layered entry", function()

@@ -17,6 +17,13 @@
 #define RUN() do { if (rt_run(&c, err) != RT_DONE || rt_failed(&c, err)) return errv; } while (0)
 #define BEGIN(proc, s, need) do { if (!rt_begin(&c, I, (proc), (s), (need), err)) return errv; } while (0)
 #define R(k) (c.base + (k))          /* index of result k (0-based) on c.co */
+
+/* Ends an inherited call made down in C (rt_begin_down): rc is the lower's. */
+static int down_end(rt_call *c, int rc, LPINT err) {
+  if (rc == 0) { rt_end(c); return 0; }
+  rt_fail(c, err, *err ? *err : WSASYSCALLFAILURE);
+  return SOCKET_ERROR;
+}
 #define HAS(k) (c.nres > (k) && !lua_isnil(c.co, R(k)))
 
 static int min_addrlen(int af) { return af == AF_INET6 ? 28 : 16; }
@@ -385,7 +392,8 @@ static int name_entry(lwsp_inst *I, int proc, SOCKET s, struct sockaddr *name, L
   rt_call c;
   ERRP;
   if (!name || !namelen) { *err = WSAEFAULT; return errv; }
-  BEGIN(proc, s, 1);
+  if (!rt_begin_down(&c, I, proc, s, 1, err)) return errv;
+  if (c.low) return down_end(&c, rt_down_name(&c, proc == P_getpeername, name, namelen, err), err);
   RUN();
   if (!rt_put_addr(&c, R(0), name, namelen, err)) return errv;
   rt_end(&c);
@@ -403,7 +411,11 @@ static int e_getsockopt(lwsp_inst *I, SOCKET s, int level, int optname, char *op
   char msg[200];
   ERRP;
   if (!optval || !optlen || *optlen < 0) { *err = WSAEFAULT; return errv; }
-  BEGIN(P_getsockopt, s, 1);
+  /* (wsp.layered answers SO_PROTOCOL_INFOW itself: the layered entry) */
+  if (!rt_begin_down(&c, I, P_getsockopt, s,
+                     !(level == SOL_SOCKET && optname == SO_PROTOCOL_INFOW) && *optlen <= (int)sizeof v, err))
+    return errv;
+  if (c.low) return down_end(&c, rt_down_getsockopt(&c, level, optname, optval, optlen, err), err);
   lua_pushinteger(c.co, level);
   lua_pushinteger(c.co, optname);
   lua_pushinteger(c.co, *optlen);
@@ -497,8 +509,11 @@ static int data_end(rt_call *c, int rc, const rt_io *io, rt_finish_fn finish, LP
   DWORD bytes = 0, fl = 0;
   int e;
   if (rc == RT_FAILED) { ov_failed(ov, *err); return SOCKET_ERROR; }
-  if (rc == RT_PENDING) {
-    if (!rt_pend(c, io, finish, routine, tid, err)) { ov_failed(ov, *err); return SOCKET_ERROR; }
+  if (rc == RT_PENDING || rc == RT_QUEUED) {
+    if (!(rc == RT_PENDING ? rt_pend : rt_defer)(c, io, finish, routine, tid, err)) {
+      ov_failed(ov, *err);
+      return SOCKET_ERROR;
+    }
     *err = c->err_code = WSA_IO_PENDING;
     rt_end(c);
     return SOCKET_ERROR;
@@ -653,8 +668,25 @@ static int recv_entry(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nbu
     ov_failed(ov, WSAEFAULT);
     return errv;
   }
-  BEGIN(proc, s, 1);
+  if (!rt_begin_down(&c, I, proc, s, proc != P_recv ? 0 : ov ? 2 : 1, err)) return errv;
   rt_reenable(I, c.so, (*flags & MSG_OOB) ? FD_OOB : FD_READ);
+  if (c.low) {
+    DWORD n = 0, fl = *flags;
+    INT e = 0;
+    if (rt_down_recv(&c, bufs, nbufs, &n, &fl, &e) == 0) {
+      if (got) *got = n;
+      *flags = fl;
+      if (ov) rt_overlapped_done(I, c.so, c.so->handle, ov, routine, tid, 0, n, fl);
+      rt_end(&c);
+      return 0;
+    }
+    if (e != WSAEWOULDBLOCK) {
+      if (got) *got = n;
+      ov_failed(ov, e ? e : WSASYSCALLFAILURE);
+      FAIL(e ? e : WSASYSCALLFAILURE);
+    }
+    if (!rt_enter_lua(&c, err)) return errv;   /* the handler waits, or says it would block */
+  }
   if (from && *fromlen < min_addrlen(c.so->af)) { ov_failed(ov, WSAEFAULT); FAIL(WSAEFAULT); }
   c.can_wait = 1;
   c.ov = ov;
@@ -666,7 +698,7 @@ static int recv_entry(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nbu
   io.cap = cap;
   io.from = from;
   io.fromlen = fromlen;
-  return data_end(&c, rt_run(&c, err), &io, finish_recv, got, flags, ov, routine, tid, err);
+  return data_end(&c, rt_run_in_turn(&c, err), &io, finish_recv, got, flags, ov, routine, tid, err);
 }
 
 static int e_recv(lwsp_inst *I, SOCKET s, LPWSABUF bufs, DWORD nbufs, LPDWORD got, LPDWORD flags,
@@ -771,7 +803,7 @@ static int finish_send(rt_call *c, const rt_io *io, DWORD *bytes, DWORD *flags) 
   if (!int_result(c, 0, 0, (lua_Integer)io->cap, &n))
     return rt_soft_fault(c, "returned %s where a byte count from 0 to %llu was expected", rtype(c, 0),
                          (unsigned long long)io->cap);
-  *bytes = (DWORD)n;
+  *bytes = (DWORD)(n + io->before);
   *flags = 0;
   return 0;
 }
@@ -782,14 +814,36 @@ static int send_common(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nb
   const int errv = SOCKET_ERROR;
   rt_call c;
   rt_io io;
-  size_t total;
+  size_t total, before = 0;
+  WSABUF rest[16];
   ERRP;
   if ((!sent && !ov) || !rt_check_bufs(bufs, nbufs, &total) || !overlapped_args(ov, routine, tid)) {
     *err = WSAEFAULT;
     ov_failed(ov, WSAEFAULT);
     return errv;
   }
-  BEGIN(proc, s, 1);
+  if (!rt_begin_down(&c, I, proc, s, proc == P_send && !ov, err)) return errv;
+  if (c.low) {
+    DWORD n = 0, k = 0;
+    INT e = 0;
+    if (rt_down_send(&c, bufs, nbufs, &n, flags, &e) == 0) {
+      /* done, or (a blocking send goes down whole) the handler sends the rest */
+      size_t skip = n;
+      if (n >= total || c.so->nonblocking) { *sent = n; rt_end(&c); return 0; }
+      while (k < nbufs && skip >= bufs[k].len) skip -= bufs[k++].len;
+      if (nbufs - k > sizeof rest / sizeof *rest) { *sent = n; rt_end(&c); return 0; }
+      memcpy(rest, bufs + k, (nbufs - k) * sizeof *rest);
+      rest[0].buf += skip;
+      rest[0].len -= (ULONG)skip;
+      bufs = rest;
+      nbufs -= k;
+      total -= n;
+      before = n;
+    } else if (e != WSAEWOULDBLOCK) {
+      FAIL(e ? e : WSASYSCALLFAILURE);
+    }
+    if (!rt_enter_lua(&c, err)) return errv;   /* the handler waits, or says it would block */
+  }
   c.can_wait = 1;
   c.ov = ov;
   if (I->views) c.view = rt_push_view(c.co, bufs, nbufs, total, 0); else rt_push_bufs(c.co, bufs, nbufs, &total);
@@ -805,7 +859,8 @@ static int send_common(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nb
   io.bufs = bufs;
   io.nbufs = I->views ? nbufs : 0;   /* string mode copied the data already */
   io.cap = total;
-  return data_end(&c, rt_run(&c, err), &io, finish_send, sent, NULL, ov, routine, tid, err);
+  io.before = before;
+  return data_end(&c, rt_run_in_turn(&c, err), &io, finish_send, sent, NULL, ov, routine, tid, err);
 }
 
 static int e_send(lwsp_inst *I, SOCKET s, LPWSABUF b, DWORD n, LPDWORD sent, DWORD flags, LPWSAOVERLAPPED ov,
@@ -835,7 +890,8 @@ static int e_setsockopt(lwsp_inst *I, SOCKET s, int level, int optname, const ch
   rt_call c;
   ERRP;
   if (optlen < 0 || (optlen > 0 && !optval)) { *err = WSAEFAULT; return errv; }
-  BEGIN(P_setsockopt, s, 1);
+  if (!rt_begin_down(&c, I, P_setsockopt, s, 1, err)) return errv;
+  if (c.low) return down_end(&c, rt_down_setsockopt(&c, level, optname, optval ? optval : "", optlen, err), err);
   lua_pushinteger(c.co, level);
   lua_pushinteger(c.co, optname);
   switch (optlen) {

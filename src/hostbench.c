@@ -273,7 +273,8 @@ static lwsp_inst *instance_arg(lua_State *L) {
   return NULL;
 }
 
-/* bench_instance(guid) -> {memory =, sockets =, pending =} of a Lua provider in this process */
+/* bench_instance(guid) -> {memory =, sockets =, pending =, lua_runs =} of a Lua provider in this
+ * process (lua_runs: how many times Lua code has been entered: handlers, timers, APCs) */
 static int b_instance(lua_State *L) {
   lwsp_inst *I = instance_arg(L);
   uint32_t live = 0, ops = 0;
@@ -281,8 +282,9 @@ static int b_instance(lua_State *L) {
   lwsp_mutex_lock(&I->lock);
   for (uint32_t k = 0; k < I->nsocks; k++) live += rt_sock_at(I, k)->gen != 0;
   for (rt_op *op = I->ops; op; op = op->next) ops++;
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 4);
   lua_pushinteger(L, ops); lua_setfield(L, -2, "pending");
+  lua_pushinteger(L, (lua_Integer)I->lua_runs); lua_setfield(L, -2, "lua_runs");
   lua_pushinteger(L, (lua_Integer)I->mem); lua_setfield(L, -2, "memory");
   lua_pushinteger(L, live); lua_setfield(L, -2, "sockets");
   lwsp_mutex_unlock(&I->lock);

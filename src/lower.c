@@ -694,6 +694,102 @@ void rt_lower_close_all(lwsp_inst *I) {
   }
 }
 
+/* ---- calls a layer inherits, made here ----------------------------------------
+ * wsp.layered marks its passthrough handlers with lwsp.inherited(fn, name).  A
+ * provider whose handler for one of these calls is still that function has
+ * the runtime make the call down itself, with the socket table's own s.low and
+ * s.lh, exactly as the handler would, without entering Lua.  Traced calls,
+ * calls under an armed fault, and what the handler does beyond its first call
+ * down (waiting after a would-block) still run the handler. */
+static const char *const inheritable[] = {"getsockopt", "setsockopt", "send", "recv", "getsockname", "getpeername",
+                                          NULL};
+#define INHERITED_KEY "lwsp.inherited"
+
+/* lwsp.inherited(fn, name): fn is wsp.layered's passthrough for name. */
+static int l_inherited(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  luaL_checkoption(L, 2, NULL, inheritable);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, INHERITED_KEY) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, INHERITED_KEY);
+  }
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 2);
+  lua_rawset(L, -3);
+  return 0;
+}
+
+void rt_lower_inherited(lwsp_inst *I) {
+  lua_State *L = I->L;
+  memset(I->inherited, 0, sizeof I->inherited);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, INHERITED_KEY) == LUA_TTABLE) {
+    for (int i = 0; i < LWSP_NPROCS; i++) {
+      if (I->href[i] == LUA_NOREF) continue;
+      lua_rawgeti(L, LUA_REGISTRYINDEX, I->href[i]);
+      if (lua_rawget(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -1), lwsp_proc_names[i]) == 0) I->inherited[i] = 1;
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+}
+
+int rt_lower_resolve(lwsp_inst *I, lwsp_sock *so, lwsp_lower **low, SOCKET *lh) {
+  lua_State *L = I->L;
+  lower_ud *u;
+  /* the table can only have changed if Lua code has run since it was read */
+  if (so->down_seen == I->lua_runs + 1) {
+    if (!so->down_low || !so->down_low->started) return 0;
+    *low = so->down_low;
+    *lh = so->down_lh;
+    return 1;
+  }
+  if (so->ref == LUA_NOREF || !lua_checkstack(L, 3)) return 0;
+  so->down_low = NULL;
+  if (lua_rawgeti(L, LUA_REGISTRYINDEX, so->ref) == LUA_TTABLE) {
+    lua_pushliteral(L, "low");
+    lua_rawget(L, -2);
+    lua_pushliteral(L, "lh");
+    lua_rawget(L, -3);
+    u = lua_type(L, -2) == LUA_TUSERDATA ? lua_touserdata(L, -2) : NULL;
+    if (u && lua_rawlen(L, -2) == sizeof *u && u->tag == LOWER_TAG && u->low && u->low->I == I &&
+        lua_isinteger(L, -1)) {
+      so->down_low = u->low;
+      so->down_lh = (SOCKET)lua_tointeger(L, -1);
+    }
+    lua_pop(L, 2);
+  }
+  lua_pop(L, 1);
+  so->down_seen = I->lua_runs + 1;
+  if (!so->down_low || !so->down_low->started) return 0;
+  *low = so->down_low;
+  *lh = so->down_lh;
+  return 1;
+}
+
+#define DOWN_CALL(c, expr) do { lwsp_inst *I_ = (c)->I; int rc_; DOWN(I_, rc_ = (expr)); return rc_; } while (0)
+int rt_down_getsockopt(rt_call *c, int level, int name, char *val, LPINT len, LPINT err) {
+  DOWN_CALL(c, c->low->procs.lpWSPGetSockOpt(c->lh, level, name, val, len, err));
+}
+int rt_down_setsockopt(rt_call *c, int level, int name, const char *val, int len, LPINT err) {
+  DOWN_CALL(c, c->low->procs.lpWSPSetSockOpt(c->lh, level, name, val, len, err));
+}
+int rt_down_name(rt_call *c, int peer, struct sockaddr *name, LPINT namelen, LPINT err) {
+  if (peer) DOWN_CALL(c, c->low->procs.lpWSPGetPeerName(c->lh, name, namelen, err));
+  DOWN_CALL(c, c->low->procs.lpWSPGetSockName(c->lh, name, namelen, err));
+}
+int rt_down_send(rt_call *c, LPWSABUF b, DWORD n, LPDWORD sent, DWORD flags, LPINT err) {
+  DOWN_CALL(c, c->low->procs.lpWSPSend(c->lh, b, n, sent, flags, NULL, NULL, NULL, err));
+}
+int rt_down_recv(rt_call *c, LPWSABUF b, DWORD n, LPDWORD got, LPDWORD flags, LPINT err) {
+  DOWN_CALL(c, c->low->procs.lpWSPRecv(c->lh, b, n, got, flags, NULL, NULL, NULL, err));
+}
+
 static int lower_gc(lua_State *L) {
   ((lower_ud *)luaL_checkudata(L, 1, LOWER_MT))->low = NULL;   /* the instance owns the lower layer */
   return 0;
@@ -720,5 +816,7 @@ int rt_lower_open(lua_State *L, lwsp_inst *I) {
   lua_pushlightuserdata(L, I);
   lua_pushcclosure(L, l_lower, 1);
   lua_setfield(L, -2, "lower");
+  lua_pushcfunction(L, l_inherited);
+  lua_setfield(L, -2, "inherited");
   return 0;
 }

@@ -246,35 +246,12 @@ static int begin_fail(rt_call *c, SOCKET s, LPINT err, int code) {
   return 0;
 }
 
-int rt_begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LPINT err) {
-  lua_State *L;
-  c->I = I;
-  c->proc = proc;
-  c->so = NULL;
-  c->broken = 0;
-  c->co = NULL;
-  c->ns = NULL;
-  c->view = NULL;
-  c->can_wait = 0;
-  c->ov = NULL;
-  c->pending = 0;
-  c->traced = 0;
-  c->err_code = 0;
-  c->nres = 0;
-  if (!I->active) { *err = WSANOTINITIALISED; return 0; }
-  lwsp_mutex_lock(&I->lock);
-  if (!I->active) { lwsp_mutex_unlock(&I->lock); *err = WSANOTINITIALISED; return 0; }
-  I->depth++;
-  L = I->L;
-  if ((c->traced = lwsp_tracing) != 0) {
-    /* recorded now, in order; its arguments are filled in when the handler first runs */
-    c->caller = lwsp_trace_party();
-    c->tseq = lwsp_trace_enter(c->caller, I->name, lwsp_spi_names[proc], s, NULL);
-    c->entered = 0;
-    c->tsock = 0;
-  }
-  if (need_sock && (c->so = rt_sock_find(I, s)) == NULL) return begin_fail(c, s, err, WSAENOTSOCK);
-  if (I->href[proc] == LUA_NOREF) return begin_fail(c, s, err, WSAEOPNOTSUPP);
+/* The handler (and the socket table) on a coroutine from the pool. */
+static int enter(rt_call *c, SOCKET s, LPINT err) {
+  lwsp_inst *I = c->I;
+  lua_State *L = I->L;
+  c->low = NULL;
+  if (I->href[c->proc] == LUA_NOREF) return begin_fail(c, s, err, WSAEOPNOTSUPP);
   if (!lua_checkstack(L, 4)) return begin_fail(c, s, err, WSAENOBUFS);
   c->co_ref = LUA_NOREF;
   /* idle coroutines wait in a C array, each anchored by its own reference,
@@ -293,10 +270,55 @@ int rt_begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LPINT 
     c->co = NULL;
     return begin_fail(c, s, err, WSAENOBUFS);
   }
-  lua_rawgeti(c->co, LUA_REGISTRYINDEX, I->href[proc]);
+  lua_rawgeti(c->co, LUA_REGISTRYINDEX, I->href[c->proc]);
   if (c->so) lua_rawgeti(c->co, LUA_REGISTRYINDEX, c->so->ref);
   return 1;
 }
+
+/* Locks, and finds the socket: 0 (the call over, *err set) when it cannot go on. */
+static int begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LPINT err) {
+  c->I = I;
+  c->proc = proc;
+  c->so = NULL;
+  c->broken = 0;
+  c->co = NULL;
+  c->ns = NULL;
+  c->view = NULL;
+  c->can_wait = 0;
+  c->ov = NULL;
+  c->pending = 0;
+  c->traced = 0;
+  c->err_code = 0;
+  c->nres = 0;
+  c->low = NULL;
+  if (!I->active) { *err = WSANOTINITIALISED; return 0; }
+  lwsp_mutex_lock(&I->lock);
+  if (!I->active) { lwsp_mutex_unlock(&I->lock); *err = WSANOTINITIALISED; return 0; }
+  I->depth++;
+  if ((c->traced = lwsp_tracing) != 0) {
+    /* recorded now, in order; its arguments are filled in when the handler first runs */
+    c->caller = lwsp_trace_party();
+    c->tseq = lwsp_trace_enter(c->caller, I->name, lwsp_spi_names[proc], s, NULL);
+    c->entered = 0;
+    c->tsock = 0;
+  }
+  if (need_sock && (c->so = rt_sock_find(I, s)) == NULL) return begin_fail(c, s, err, WSAENOTSOCK);
+  return 1;
+}
+
+int rt_begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LPINT err) {
+  return begin(c, I, proc, s, need_sock, err) && enter(c, s, err);
+}
+
+int rt_begin_down(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int may_go_down, LPINT err) {
+  if (!begin(c, I, proc, s, 1, err)) return 0;
+  if (may_go_down && I->inherited[proc] && !c->traced && !lwsp_faults_armed &&
+      (may_go_down != 2 || c->so->ov_out[rt_dir_of(proc)] == 0) && rt_lower_resolve(I, c->so, &c->low, &c->lh))
+    return 1;
+  return enter(c, s, err);
+}
+
+int rt_enter_lua(rt_call *c, LPINT err) { return enter(c, c->so->handle, err); }
 
 void rt_end(rt_call *c) {
   lwsp_inst *I = c->I;
@@ -373,22 +395,39 @@ static void kill(rt_call *c) {
   c->broken = 1;
 }
 
-int rt_run(rt_call *c, LPINT err) {
-  lua_State *co = c->co;
-  int nargs = lua_gettop(co) - 1;
+void rt_trace_entered(rt_call *c) {
   if (c->traced && !c->entered) {
     char args[LWSP_TRACE_TEXT];
-    lwsp_trace_values(co, 2, lua_gettop(co), args, sizeof args);
+    lwsp_trace_values(c->co, 2, lua_gettop(c->co), args, sizeof args);
     c->tsock = c->so ? c->so->handle : c->ns ? c->ns->handle : 0;   /* WSPSocket, WSPAccept: the new socket */
     lwsp_trace_args(c->tseq, args, c->tsock);
     c->entered = 1;
   }
+}
+
+int rt_run_in_turn(rt_call *c, LPINT err) {
+  int dir = rt_dir_of(c->proc);
+  if (c->ov && dir >= 0 && c->so && c->so->ov_out[dir] > 0) {
+    rt_trace_entered(c);
+    return RT_QUEUED;
+  }
+  return rt_run(c, err);
+}
+
+int rt_run(rt_call *c, LPINT err) {
+  lua_State *co = c->co;
+  int nargs = lua_gettop(co) - 1;
+  rt_trace_entered(c);
   for (;;) {
-    int nres = 0, st;
+    int nres = 0, st, outer = c->I->may_wait;
     rt_arm_budget(c->I, co);
+    /* what a yield will do: wait (blocking, overlapped), or fail the call */
+    c->I->may_wait = c->can_wait && (c->ov || (!(c->so && c->so->nonblocking) && c->I->depth <= 1));
     c->I->limited = 1;
+    c->I->lua_runs++;
     st = lua_resume(co, c->I->L, nargs, &nres);
     c->I->limited = 0;
+    c->I->may_wait = outer;
     nargs = 0;
     if (st == LUA_OK) {
       c->nres = nres;
@@ -773,6 +812,7 @@ static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCAL
   if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0) I->mem_limit = (size_t)lua_tointeger(L, -1);
   lua_pop(L, 4);
   lua_setfield(L, LUA_REGISTRYINDEX, "lwsp.handlers");
+  rt_lower_inherited(I);
   lua_settop(L, 0);
   return 1;
 lua_fail:

@@ -137,6 +137,15 @@ static int l_wake(lua_State *L) {
   return 1;
 }
 
+/* lwsp.may_wait() -> whether the running handler may wait: its call is
+ * blocking or overlapped (a yield in a non-blocking call fails it with
+ * WSAEWOULDBLOCK, and one where waiting is impossible is a fault) */
+static int l_may_wait(lua_State *L) {
+  lwsp_inst *I = lua_touserdata(L, lua_upvalueindex(1));
+  lua_pushboolean(L, I->may_wait && lua_isyieldable(L));
+  return 1;
+}
+
 /* lwsp.pending() -> operations waiting (pending overlapped and blocked calls) */
 static int l_pending(lua_State *L) {
   lwsp_inst *I = lua_touserdata(L, lua_upvalueindex(1));
@@ -206,8 +215,13 @@ int rt_block(rt_call *c, LPINT err) {
   return 1;
 }
 
-rt_op *rt_pend(rt_call *c, const rt_io *io, rt_finish_fn finish, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine,
-               LPWSATHREADID tid, LPINT err) {
+int rt_dir_of(int proc) {
+  return proc == P_recv || proc == P_recvfrom ? 0 : proc == P_send || proc == P_sendto ? 1 : -1;
+}
+
+/* A pending operation for call c (its coroutine, buffers and view move to it). */
+static rt_op *new_op(rt_call *c, const rt_io *io, rt_finish_fn finish, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine,
+                     LPWSATHREADID tid, LPINT err) {
   lwsp_inst *I = c->I;
   rt_op *op = calloc(1, sizeof *op);
   if (!op) { kill_co(I, c->co); c->broken = 1; rt_fail(c, err, WSAENOBUFS); return NULL; }
@@ -215,6 +229,7 @@ rt_op *rt_pend(rt_call *c, const rt_io *io, rt_finish_fn finish, LPWSAOVERLAPPED
   op->so = c->so;
   op->handle = c->so->handle;
   op->proc = c->proc;
+  op->dir = rt_dir_of(c->proc);
   op->co = c->co;
   op->key_ref = LUA_NOREF;
   op->ov = c->ov;
@@ -237,16 +252,57 @@ rt_op *rt_pend(rt_call *c, const rt_io *io, rt_finish_fn finish, LPWSAOVERLAPPED
   op->ov->Internal = WSS_OPERATION_IN_PROGRESS;
   op->ov->InternalHigh = 0;
   op->so->pending++;
+  if (op->dir >= 0) op->so->ov_out[op->dir]++;
   link_op(I, op);
-  rt_wait_on(I, op, c->co);
   return op;
+}
+
+rt_op *rt_pend(rt_call *c, const rt_io *io, rt_finish_fn finish, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine,
+               LPWSATHREADID tid, LPINT err) {
+  rt_op *op = new_op(c, io, finish, routine, tid, err);
+  if (!op) return NULL;
+  op->started = 1;
+  rt_wait_on(c->I, op, c->co);
+  return op;
+}
+
+rt_op *rt_defer(rt_call *c, const rt_io *io, rt_finish_fn finish, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine,
+                LPWSATHREADID tid, LPINT err) {
+  lwsp_sock *so = c->so;
+  rt_op *op = new_op(c, io, finish, routine, tid, err);
+  if (!op) return NULL;
+  op->state = OP_WAITING;                           /* on no key: its turn starts it */
+  if (so->q_tail[op->dir]) so->q_tail[op->dir]->qnext = op; else so->q_head[op->dir] = op;
+  so->q_tail[op->dir] = op;
+  return op;
+}
+
+/* Takes op out of its socket's queue, if it is there. */
+static void unqueue(rt_op *op) {
+  lwsp_sock *so = op->so;
+  rt_op **pp, *prev = NULL;
+  if (op->dir < 0 || op->started) return;
+  for (pp = &so->q_head[op->dir]; *pp && *pp != op; pp = &(*pp)->qnext) prev = *pp;
+  if (!*pp) return;
+  *pp = op->qnext;
+  if (so->q_tail[op->dir] == op) so->q_tail[op->dir] = prev;
+  op->qnext = NULL;
 }
 
 /* Ends a pending operation: notifies the caller and frees everything it held. */
 static void op_complete(lwsp_inst *I, rt_op *op, int error, DWORD bytes, DWORD flags) {
   unwait(I, op);
   unlink_op(I, op);
+  unqueue(op);
   op->state = OP_DONE;
+  if (op->dir >= 0 && --op->so->ov_out[op->dir] > 0 && op->started && op->so->q_head[op->dir]) {
+    /* the next in the socket's queue: its turn */
+    rt_op *next = op->so->q_head[op->dir];
+    op->so->q_head[op->dir] = next->qnext;
+    if (!next->qnext) op->so->q_tail[op->dir] = NULL;
+    next->qnext = NULL;
+    runnable(I, next);
+  }
   if (op->view) rt_view_end(op->view);
   rt_overlapped_done(I, op->so, op->handle, op->ov, op->routine, op->has_tid ? &op->tid : NULL, (DWORD)error,
                      bytes, flags);
@@ -263,15 +319,27 @@ static void op_resume(lwsp_inst *I, rt_op *op) {
   rt_call c;
   DWORD bytes = 0, flags = 0;
   int e;
-  if (op->timed_out) lua_pushliteral(co, "timeout"); else lua_pushboolean(co, 1);
+  int nargs = 1, outer;
+  if (!op->started) {                   /* its turn has come: the handler starts with its arguments */
+    op->started = 1;
+    nargs = lua_gettop(co) - 1;
+  } else if (op->timed_out) {
+    lua_pushliteral(co, "timeout");
+  } else {
+    lua_pushboolean(co, 1);
+  }
   /* running: a close or cleanup meanwhile (the handler may release the lock
    * to call down) marks it aborted instead of freeing it under our feet */
   op->state = OP_RUNNING;
   I->running++;
   if (I->budget) { *(long *)lua_getextraspace(co) = I->budget; }
+  outer = I->may_wait;
+  I->may_wait = 1;                      /* an overlapped operation */
   I->limited = 1;
-  st = lua_resume(co, I->L, 1, &nres);
+  I->lua_runs++;
+  st = lua_resume(co, I->L, nargs, &nres);
   I->limited = 0;
+  I->may_wait = outer;
   if (--I->running == 0) lwsp_cond_broadcast(&I->cond);
   op->state = OP_WAITING;
   if (op->aborted) {
@@ -404,6 +472,7 @@ static void run_due(lwsp_inst *I, double now, double *next_due) {
       lua_rawset(L, -6);                     /* T[id] = nil before running */
       rt_arm_budget(I, L);
       I->limited = 1;
+      I->lua_runs++;
       if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
         I->limited = 0;
         lwsp_log(I->name, "timer raised an error: %s", lua_tostring(L, -1));
@@ -498,7 +567,7 @@ static int l_cancel_timer(lua_State *L) {
 }
 
 int rt_pending_open(lua_State *L, lwsp_inst *I) {
-  static const luaL_Reg fns[] = {{"wake", l_wake}, {"pending", l_pending}, {"after", l_after},
+  static const luaL_Reg fns[] = {{"wake", l_wake}, {"pending", l_pending}, {"after", l_after}, {"may_wait", l_may_wait},
                                  {"cancel_timer", l_cancel_timer}, {NULL, NULL}};
   lua_pushlightuserdata(L, I);
   luaL_setfuncs(L, fns, 1);

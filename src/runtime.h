@@ -54,6 +54,15 @@ typedef struct lwsp_sock {
   LONG ev_level;       /* conditions the provider reported that no call has consumed */
   int ev_error[FD_MAX_EVENTS];
   int ev_level_error[FD_MAX_EVENTS];
+  /* inherited calls (lower.c): s.low and s.lh as last read, valid while no
+   * Lua code has run in the state since (down_seen == I->lua_runs + 1) */
+  struct lwsp_lower *down_low;
+  SOCKET down_lh;
+  uint32_t down_seen;
+  /* overlapped receives [0] and sends [1] start in the order they were
+   * posted: while one is outstanding, later ones queue here unstarted */
+  int ov_out[2];                 /* outstanding: started and waiting, or queued */
+  struct rt_op *q_head[2], *q_tail[2];
 } lwsp_sock;
 
 typedef struct rt_op rt_op;
@@ -73,6 +82,9 @@ typedef struct lwsp_inst {
   WSAPROTOCOL_INFOW info;        /* from the first WSPStartup */
   LPWPUCOMPLETEOVERLAPPEDREQUEST complete;
   int href[LWSP_NPROCS];         /* handler references, LUA_NOREF if absent */
+  unsigned char inherited[LWSP_NPROCS]; /* the handler is wsp.layered's passthrough (lower.c) */
+  uint32_t lua_runs;             /* counts the times Lua code is entered (handlers, timers, APCs) */
+  int may_wait;                  /* the handler running now may wait (wsp.may_wait) */
   lua_State *pool_co[LWSP_POOL]; /* idle coroutines, reused between calls */
   int pool_ref[LWSP_POOL];       /* their references */
   int npool;
@@ -129,6 +141,8 @@ typedef struct rt_call {
   int entered;   /* the trace's call record has its arguments */
   unsigned long tseq; /* that record */
   SOCKET tsock;       /* the socket the trace names */
+  struct lwsp_lower *low; /* a call going down in C (an inherited handler): the layer below, */
+  SOCKET lh;              /* and the socket there (s.low and s.lh) */
 } rt_call;
 
 /* Where a data call's results go: the caller's buffers (or, for a pending
@@ -137,6 +151,7 @@ typedef struct rt_io {
   LPWSABUF bufs;
   DWORD nbufs;
   size_t cap;           /* recv: capacity; send: bytes given */
+  size_t before;        /* send: bytes sent before the handler ran (an inherited call's first part) */
   struct sockaddr *from;
   LPINT fromlen;
   LPVOID out;
@@ -168,11 +183,24 @@ struct rt_op {
   WSABUF bufs_copy[4];           /* small WSABUF arrays are copied here */
   void *view;
   rt_finish_fn finish;
+  int dir;                       /* 0 a receive, 1 a send (ordered per socket), -1 neither */
+  int started;                   /* its handler has run (else it waits in its socket's queue) */
+  rt_op *qnext;                  /* the socket's queue */
 };
 
-enum { RT_FAILED = 0, RT_DONE = 1, RT_PENDING = 2 };
+enum { RT_FAILED = 0, RT_DONE = 1, RT_PENDING = 2, RT_QUEUED = 3 };
 
 int rt_begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LPINT err);
+/* rt_begin for the calls a layer can inherit: when may_go_down and the
+ * socket's handler is wsp.layered's passthrough (and the call is neither
+ * traced nor under an armed fault), c->low and c->lh are set and no coroutine
+ * is taken: the entry calls down with rt_down_* and ends the call itself.
+ * rt_enter_lua() turns such a call into an ordinary one (after a lower call
+ * that would block, so the handler retries and waits).  may_go_down 2: an
+ * overlapped call, which goes down only when no earlier one of its direction
+ * is outstanding on the socket. */
+int rt_begin_down(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int may_go_down, LPINT err);
+int rt_enter_lua(rt_call *c, LPINT err);
 void rt_end(rt_call *c);
 int rt_fail(rt_call *c, LPINT err, int code);
 int rt_fault(rt_call *c, LPINT err, const char *fmt, ...)
@@ -184,6 +212,10 @@ int rt_fault(rt_call *c, LPINT err, const char *fmt, ...)
  * RT_FAILED: the call has ended with *err; RT_PENDING (overlapped calls with
  * c->ov set only): the handler waits, and the caller must rt_pend it. */
 int rt_run(rt_call *c, LPINT err);
+/* rt_run, unless c is an overlapped receive or send behind others of its
+ * socket: then RT_QUEUED, and the caller must rt_defer it. */
+int rt_run_in_turn(rt_call *c, LPINT err);
+void rt_trace_entered(rt_call *c);   /* the trace's call record gets the handler's arguments */
 /* The handler's failure code (0: none, -1: a fault, logged). */
 int rt_result_error(rt_call *c);
 /* Arms the instruction budget on a thread about to run handler code. */
@@ -219,6 +251,13 @@ extern const char *const lwsp_spi_names[LWSP_NPROCS];
  * its key move to the operation.  Returns it, or NULL (call ended, *err set). */
 rt_op *rt_pend(rt_call *c, const rt_io *io, rt_finish_fn finish, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine,
                LPWSATHREADID tid, LPINT err);
+/* An overlapped receive or send that must wait its turn: c's handler and
+ * arguments stay on its coroutine, unstarted, until the socket's earlier
+ * operations of that direction have completed.  NULL: call ended, *err set. */
+rt_op *rt_defer(rt_call *c, const rt_io *io, rt_finish_fn finish, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine,
+                LPWSATHREADID tid, LPINT err);
+/* 0 for receives, 1 for sends, -1 for other calls */
+int rt_dir_of(int proc);
 /* Waits, with the lock released, until the blocked call is woken (returns 1)
  * or cancelled, aborted or timed out (returns 0, the call ended with *err). */
 int rt_block(rt_call *c, LPINT err);
@@ -298,4 +337,14 @@ extern volatile int lwsp_faults_armed;
 int rt_lower_open(lua_State *L, lwsp_inst *I);    /* lwsp.lower into the lwsp table */
 int rt_lower_poll(lwsp_inst *I, long max_ms);     /* service thread: 1 if it polled */
 void rt_lower_close_all(lwsp_inst *I);            /* last WSPCleanup: lower cleanups */
+void rt_lower_inherited(lwsp_inst *I);            /* WSPStartup: which handlers are inherited */
+/* The socket's s.low and s.lh when they name a live layer below of this
+ * instance (raw fields; nothing runs). */
+int rt_lower_resolve(lwsp_inst *I, lwsp_sock *so, struct lwsp_lower **low, SOCKET *lh);
+/* Inherited calls, made down with the provider lock released: 0 or SOCKET_ERROR with *err. */
+int rt_down_getsockopt(rt_call *c, int level, int name, char *val, LPINT len, LPINT err);
+int rt_down_setsockopt(rt_call *c, int level, int name, const char *val, int len, LPINT err);
+int rt_down_name(rt_call *c, int peer, struct sockaddr *name, LPINT namelen, LPINT err);
+int rt_down_send(rt_call *c, LPWSABUF b, DWORD n, LPDWORD sent, DWORD flags, LPINT err);
+int rt_down_recv(rt_call *c, LPWSABUF b, DWORD n, LPDWORD got, LPDWORD flags, LPINT err);
 #endif

@@ -180,6 +180,7 @@ static void CALLBACK run_lua_apc(DWORD_PTR ctx) {
     luaL_unref(L, LUA_REGISTRYINDEX, a->ref);
     rt_arm_budget(I, L);
     I->limited = 1;
+    I->lua_runs++;
     if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
       I->limited = 0;
       lwsp_log(I->name, "APC raised an error: %s", lua_tostring(L, -1));

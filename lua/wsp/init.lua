@@ -59,6 +59,13 @@ function wsp.wait(key, timeout)
   return coroutine.yield(key, timeout)
 end
 
+--- Whether the running handler may wait (inside a provider): its call is
+-- blocking or overlapped.  In a non-blocking call `wsp.wait` ends the call
+-- with WSAEWOULDBLOCK, so a handler that has already done part of the work
+-- (sent some of the data, say) returns what it has done instead.
+-- @treturn boolean
+wsp.may_wait = lwsp.may_wait
+
 --- Wakes every handler waiting on key (inside a provider).
 -- @treturn integer how many were woken
 wsp.wake = lwsp.wake

@@ -22,6 +22,7 @@ local layered = {}
 local WOULDBLOCK = wsp.WSAEWOULDBLOCK
 local SOL_SOCKET, SO_PROTOCOL_INFOW = wsp.SOL_SOCKET, wsp.SO_PROTOCOL_INFOW
 local wait = wsp.wait
+local may_wait = wsp.may_wait or function() return false end
 -- the lower layer's methods, called as functions on the hot paths (no lookup
 -- through the userdata's metatable on every call); nil outside a provider
 local LM = lwsp.lower_methods or {}
@@ -86,13 +87,23 @@ function layered.new()
     return addr_or_msg
   end
 
+  -- A blocking or overlapped send goes down whole, as Winsock's do; a
+  -- non-blocking one sends what the layer below takes at once.
   function M.send(s, data, flags)
     local low, h = s.low, s.lh
+    local sent, total = 0, #data
     while true do
       local n, _, c = low_send(low, h, data, flags)
-      if n then return n end
-      if c ~= WOULDBLOCK then return nil, c end
-      wait(low_wait(low, h, "w"))
+      if n then
+        sent = sent + n
+        if sent >= total or not may_wait() then return sent end
+        data = type(data) == "string" and data:sub(n + 1) or data:tostring(n + 1)
+      elseif c ~= WOULDBLOCK then
+        if sent > 0 then return sent end   -- the error shows on the next call
+        return nil, c
+      else
+        wait(low_wait(low, h, "w"))
+      end
     end
   end
 
@@ -169,6 +180,13 @@ function layered.new()
 
   M.base = {}
   for k, v in pairs(M) do if type(v) == "function" then M.base[k] = v end end
+  -- a call whose handler stays one of these is made down by lwsp in C,
+  -- exactly as the handler would make it (see docs/api.md, "Inherited calls")
+  if lwsp.inherited then
+    for _, k in ipairs{"getsockopt", "setsockopt", "send", "recv", "getsockname", "getpeername"} do
+      lwsp.inherited(M[k], k)
+    end
+  end
   return M
 end
 

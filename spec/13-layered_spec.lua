@@ -282,7 +282,12 @@ return P
       assert.equal("", host.ioctl(c, wsp.FIONBIO, 1))
       local n = assert(host.send(c, huge))
       assert.is_true(n > 0 and n < #huge, layer[1])
-      H.fails_with("WSAEWOULDBLOCK", host.send(c, huge))
+      local code
+      repeat                                 -- until the layer below takes no more
+        local more, _, e = host.send(c, huge:sub(n + 1))
+        if more then n = n + more else code = e end
+      until not more
+      assert.equal(wsp.WSAEWOULDBLOCK, code, layer[1])
       assert.equal(huge:sub(1, n), recv_within(a, n, 10), layer[1])
       host.close(c)
       host.close(a)

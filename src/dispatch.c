@@ -698,6 +698,7 @@ static int recv_entry(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nbu
   io.cap = cap;
   io.from = from;
   io.fromlen = fromlen;
+  io.flags = *flags;
   return data_end(&c, rt_run_in_turn(&c, err), &io, finish_recv, got, flags, ov, routine, tid, err);
 }
 

@@ -335,7 +335,7 @@ void rt_end(rt_call *c) {
       lwsp_trace_values(c->co, c->base, c->base + c->nres - 1, res, sizeof res);
     lwsp_trace_leave(c->caller, I->name, lwsp_spi_names[c->proc], traced_sock, c->err_code, res);
   }
-  if (c->view) { rt_view_end(c->view); c->view = NULL; }
+  if (c->view) { rt_view_end(L, c->view); c->view = NULL; }
   if (c->co) {
     if (!c->pending && !c->broken && lua_status(c->co) == LUA_OK && I->npool < LWSP_POOL) {
       lua_settop(c->co, 0);

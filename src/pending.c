@@ -303,14 +303,47 @@ static void op_complete(lwsp_inst *I, rt_op *op, int error, DWORD bytes, DWORD f
     next->qnext = NULL;
     runnable(I, next);
   }
-  if (op->view) rt_view_end(op->view);
+  if (op->view) rt_view_end(I->L, op->view);
   rt_overlapped_done(I, op->so, op->handle, op->ov, op->routine, op->has_tid ? &op->tid : NULL, (DWORD)error,
                      bytes, flags);
   rt_sock_release(I, op->so);
-  luaL_unref(I->L, LUA_REGISTRYINDEX, op->co_ref);
+  if (op->co_clean && I->npool < LWSP_POOL) {       /* its coroutine never ran: reused */
+    lua_settop(op->co, 0);
+    I->pool_co[I->npool] = op->co;
+    I->pool_ref[I->npool++] = op->co_ref;
+  } else {
+    luaL_unref(I->L, LUA_REGISTRYINDEX, op->co_ref);
+  }
   if (op->io.bufs && op->io.bufs != op->bufs_copy) free(op->io.bufs);
   free(op);
   lwsp_cond_broadcast(&I->cond);
+}
+
+/* A queued receive whose turn has come, when its handler is inherited: the
+ * call down made here first.  1 if that ended the operation. */
+static int op_start_down(lwsp_inst *I, rt_op *op) {
+  rt_call c;
+  DWORD n = 0, fl = op->io.flags;
+  INT e = 0;
+  int rc;
+  if (op->proc != P_recv || !I->inherited[P_recv] || lwsp_tracing || lwsp_faults_armed || op->so->closing) return 0;
+  memset(&c, 0, sizeof c);
+  c.I = I;
+  if (!rt_lower_resolve(I, op->so, &c.low, &c.lh)) return 0;
+  op->state = OP_RUNNING;                          /* (the lock is released for the call down) */
+  I->running++;
+  rc = rt_down_recv(&c, op->io.bufs, op->io.nbufs, &n, &fl, &e);
+  if (--I->running == 0) lwsp_cond_broadcast(&I->cond);
+  op->state = OP_WAITING;
+  if (!op->aborted && rc != 0 && e == WSAEWOULDBLOCK) return 0;   /* the handler waits */
+  op->started = 1;
+  op->co_clean = 1;
+  /* failed while its socket is being closed (what lies below went first): aborted */
+  if (rc != 0 && (op->so->close_running || op->so->closing)) op->aborted = 1;
+  if (op->aborted) op_complete(I, op, WSA_OPERATION_ABORTED, 0, 0);
+  else if (rc != 0) op_complete(I, op, e ? e : WSASYSCALLFAILURE, n, 0);
+  else op_complete(I, op, 0, n, fl);
+  return 1;
 }
 
 static void op_resume(lwsp_inst *I, rt_op *op) {
@@ -321,6 +354,7 @@ static void op_resume(lwsp_inst *I, rt_op *op) {
   int e;
   int nargs = 1, outer;
   if (!op->started) {                   /* its turn has come: the handler starts with its arguments */
+    if (op_start_down(I, op)) return;
     op->started = 1;
     nargs = lua_gettop(co) - 1;
   } else if (op->timed_out) {

@@ -152,6 +152,7 @@ typedef struct rt_io {
   DWORD nbufs;
   size_t cap;           /* recv: capacity; send: bytes given */
   size_t before;        /* send: bytes sent before the handler ran (an inherited call's first part) */
+  DWORD flags;          /* recv: the caller's flags */
   struct sockaddr *from;
   LPINT fromlen;
   LPVOID out;
@@ -185,6 +186,7 @@ struct rt_op {
   rt_finish_fn finish;
   int dir;                       /* 0 a receive, 1 a send (ordered per socket), -1 neither */
   int started;                   /* its handler has run (else it waits in its socket's queue) */
+  int co_clean;                  /* completed without running its coroutine: the pool may have it */
   rt_op *qnext;                  /* the socket's queue */
 };
 
@@ -284,7 +286,7 @@ int rt_select(lwsp_inst *I, wsp_fd_set *r, wsp_fd_set *w, wsp_fd_set *e, const w
 int rt_events_open(lua_State *L, lwsp_inst *I);
 /* view.c: zero-copy views of a caller's WSABUF array, valid for one call */
 void *rt_push_view(lua_State *co, const WSABUF *bufs, DWORD n, size_t len, int writable);
-void rt_view_end(void *view);
+void rt_view_end(lua_State *L, void *view);   /* L: the provider's state */
 int rt_view_bufs(lua_State *L, int idx, const WSABUF **bufs, DWORD *n, size_t *len, int writable);
 void rt_view_retarget(void *view, const WSABUF *bufs);
 /* dispatch.c: the 30 entries of instance slot n */

@@ -16,6 +16,7 @@ typedef struct lwsp_view {
   size_t len;
   int writable;
   int valid;
+  int ref;            /* anchors the view until rt_view_end: a handler may drop its argument */
 } lwsp_view;
 
 static lwsp_view *check_view(lua_State *L, int idx) {
@@ -131,6 +132,8 @@ void *rt_push_view(lua_State *co, const WSABUF *bufs, DWORD n, size_t len, int w
     lua_setfield(co, -2, "__index");
   }
   lua_setmetatable(co, -2);
+  lua_pushvalue(co, -1);
+  v->ref = luaL_ref(co, LUA_REGISTRYINDEX);
   return v;
 }
 
@@ -147,12 +150,15 @@ int rt_view_bufs(lua_State *L, int idx, const WSABUF **bufs, DWORD *n, size_t *l
   return 1;
 }
 
-void rt_view_end(void *view) {
+void rt_view_end(lua_State *L, void *view) {
   lwsp_view *v = view;
+  int ref = v->ref;
   v->valid = 0;
   v->bufs = NULL;
   v->n = 0;
   v->len = 0;
+  v->ref = LUA_NOREF;
+  luaL_unref(L, LUA_REGISTRYINDEX, ref);   /* last: it may free the view */
 }
 
 void rt_view_retarget(void *view, const WSABUF *bufs) {

@@ -670,6 +670,16 @@ static int recv_entry(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nbu
   }
   if (!rt_begin_down(&c, I, proc, s, proc != P_recv ? 0 : ov ? 2 : 1, err)) return errv;
   rt_reenable(I, c.so, (*flags & MSG_OOB) ? FD_OOB : FD_READ);
+  if (c.low && c.behind) {                     /* its turn comes when the earlier ones are done */
+    c.ov = ov;
+    memset(&io, 0, sizeof io);
+    io.bufs = bufs;
+    io.nbufs = nbufs;
+    io.cap = cap;
+    io.flags = *flags;
+    if (rt_defer_down(&c, &io, finish_recv, routine, tid, err) != 0) ov_failed(ov, *err);
+    return errv;
+  }
   if (c.low) {
     DWORD n = 0, fl = *flags;
     INT e = 0;

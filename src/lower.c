@@ -364,8 +364,13 @@ static int m_send(lua_State *L) {
   if (!lua_isnoneornil(L, 5)) addr_arg(L, 5, &ss, &len);
   if (len) RESULT("lower.send", low->procs.lpWSPSendTo(h, b, nb, &sent, flags, (struct sockaddr *)&ss, len, NULL, NULL, NULL, &err));
   else RESULT("lower.send", low->procs.lpWSPSend(h, b, nb, &sent, flags, NULL, NULL, NULL, &err));
-  lua_pushinteger(L, sent);
-  return 1;
+  {
+    size_t total = 0;
+    for (DWORD i = 0; i < nb; i++) total += b[i].len;
+    lua_pushinteger(L, sent);
+    lua_pushinteger(L, (lua_Integer)(total > sent ? total - sent : 0));   /* what it did not take */
+  }
+  return 2;
 }
 
 /* low:recv(h, len | view [, flags [, from]]) -> data (or, into a writable view,

@@ -291,6 +291,7 @@ static int begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LP
   c->err_code = 0;
   c->nres = 0;
   c->low = NULL;
+  c->behind = 0;
   if (!I->active) { *err = WSANOTINITIALISED; return 0; }
   lwsp_mutex_lock(&I->lock);
   if (!I->active) { lwsp_mutex_unlock(&I->lock); *err = WSANOTINITIALISED; return 0; }
@@ -312,8 +313,9 @@ int rt_begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LPINT 
 
 int rt_begin_down(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int may_go_down, LPINT err) {
   if (!begin(c, I, proc, s, 1, err)) return 0;
+  c->behind = may_go_down == 2 && c->so->ov_out[rt_dir_of(proc)] > 0;
   if (may_go_down && I->inherited[proc] && !c->traced && !lwsp_faults_armed &&
-      (may_go_down != 2 || c->so->ov_out[rt_dir_of(proc)] == 0) && rt_lower_resolve(I, c->so, &c->low, &c->lh))
+      (!c->behind || proc == P_recv) && rt_lower_resolve(I, c->so, &c->low, &c->lh))
     return 1;
   return enter(c, s, err);
 }

@@ -31,6 +31,7 @@ static void unlink_op(lwsp_inst *I, rt_op *op) {
 }
 
 static void kill_co(lwsp_inst *I, lua_State *co) {
+  if (!co) return;
 #if LUA_VERSION_RELEASE_NUM >= 50406
   lua_closethread(co, I->L);
 #else
@@ -277,6 +278,46 @@ rt_op *rt_defer(rt_call *c, const rt_io *io, rt_finish_fn finish, LPWSAOVERLAPPE
   return op;
 }
 
+int rt_defer_down(rt_call *c, const rt_io *io, rt_finish_fn finish, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine,
+                  LPWSATHREADID tid, LPINT err) {
+  c->co = NULL;
+  c->co_ref = LUA_NOREF;
+  if (!rt_defer(c, io, finish, routine, tid, err)) return SOCKET_ERROR;   /* (ended) */
+  *err = c->err_code = WSA_IO_PENDING;
+  rt_end(c);
+  return 0;
+}
+
+static void op_complete(lwsp_inst *I, rt_op *op, int error, DWORD bytes, DWORD flags);
+
+/* Sets up the handler of a receive queued with no coroutine, as recv_entry
+ * would have: the handler, the socket table, a view or the capacity, the
+ * flags.  0 if it cannot (the operation is then completed with the error). */
+static int op_enter_lua(lwsp_inst *I, rt_op *op) {
+  lua_State *L = I->L, *co;
+  op->started = 1;                      /* its turn: whatever happens, the next one's comes after */
+  if (I->href[op->proc] == LUA_NOREF || op->so->ref == LUA_NOREF || !lua_checkstack(L, 2)) {
+    op_complete(I, op, op->so->ref == LUA_NOREF ? WSA_OPERATION_ABORTED : WSAEOPNOTSUPP, 0, 0);
+    return 0;
+  }
+  if (I->npool > 0) {
+    I->npool--;
+    op->co = I->pool_co[I->npool];
+    op->co_ref = I->pool_ref[I->npool];
+  } else {
+    op->co = lua_newthread(L);
+    op->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  co = op->co;
+  if (!lua_checkstack(co, 16)) { op_complete(I, op, WSAENOBUFS, 0, 0); return 0; }
+  lua_rawgeti(co, LUA_REGISTRYINDEX, I->href[op->proc]);
+  lua_rawgeti(co, LUA_REGISTRYINDEX, op->so->ref);
+  if (I->views) op->view = rt_push_view(co, op->io.bufs, op->io.nbufs, op->io.cap, 1);
+  else lua_pushinteger(co, (lua_Integer)op->io.cap);
+  lua_pushinteger(co, op->io.flags);
+  return 1;
+}
+
 /* Takes op out of its socket's queue, if it is there. */
 static void unqueue(rt_op *op) {
   lwsp_sock *so = op->so;
@@ -307,7 +348,9 @@ static void op_complete(lwsp_inst *I, rt_op *op, int error, DWORD bytes, DWORD f
   rt_overlapped_done(I, op->so, op->handle, op->ov, op->routine, op->has_tid ? &op->tid : NULL, (DWORD)error,
                      bytes, flags);
   rt_sock_release(I, op->so);
-  if (op->co_clean && I->npool < LWSP_POOL) {       /* its coroutine never ran: reused */
+  if (!op->co) {
+    /* queued and completed without a coroutine */
+  } else if (op->co_clean && I->npool < LWSP_POOL) {   /* its coroutine never ran: reused */
     lua_settop(op->co, 0);
     I->pool_co[I->npool] = op->co;
     I->pool_ref[I->npool++] = op->co_ref;
@@ -355,6 +398,8 @@ static void op_resume(lwsp_inst *I, rt_op *op) {
   int nargs = 1, outer;
   if (!op->started) {                   /* its turn has come: the handler starts with its arguments */
     if (op_start_down(I, op)) return;
+    if (!op->co && !op_enter_lua(I, op)) return;
+    co = op->co;
     op->started = 1;
     nargs = lua_gettop(co) - 1;
   } else if (op->timed_out) {

@@ -143,6 +143,7 @@ typedef struct rt_call {
   SOCKET tsock;       /* the socket the trace names */
   struct lwsp_lower *low; /* a call going down in C (an inherited handler): the layer below, */
   SOCKET lh;              /* and the socket there (s.low and s.lh) */
+  int behind;             /* ... but an overlapped one behind others of its socket: it queues */
 } rt_call;
 
 /* Where a data call's results go: the caller's buffers (or, for a pending
@@ -258,6 +259,11 @@ rt_op *rt_pend(rt_call *c, const rt_io *io, rt_finish_fn finish, LPWSAOVERLAPPED
  * operations of that direction have completed.  NULL: call ended, *err set. */
 rt_op *rt_defer(rt_call *c, const rt_io *io, rt_finish_fn finish, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine,
                 LPWSATHREADID tid, LPINT err);
+/* rt_defer for an inherited receive queued with no coroutine (c->behind):
+ * its turn makes the call down, and only if that would block sets up the
+ * handler.  The call ends here: SOCKET_ERROR with WSA_IO_PENDING, or a failure. */
+int rt_defer_down(rt_call *c, const rt_io *io, rt_finish_fn finish, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine,
+                  LPWSATHREADID tid, LPINT err);
 /* 0 for receives, 1 for sends, -1 for other calls */
 int rt_dir_of(int proc);
 /* Waits, with the lock released, until the blocked call is woken (returns 1)

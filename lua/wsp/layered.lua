@@ -91,12 +91,12 @@ function layered.new()
   -- non-blocking one sends what the layer below takes at once.
   function M.send(s, data, flags)
     local low, h = s.low, s.lh
-    local sent, total = 0, #data
+    local sent = 0
     while true do
-      local n, _, c = low_send(low, h, data, flags)
+      local n, left, c = low_send(low, h, data, flags)
       if n then
         sent = sent + n
-        if sent >= total or not may_wait() then return sent end
+        if left == 0 or not may_wait() then return sent end
         data = type(data) == "string" and data:sub(n + 1) or data:tostring(n + 1)
       elseif c ~= WOULDBLOCK then
         if sent > 0 then return sent end   -- the error shows on the next call

@@ -32,6 +32,17 @@ printf '   Lua passthrough over C passthrough: +%d instructions (getsockopt), +%
 printf '   Lua handlers over C passthrough:    +%d instructions (getsockopt), +%d (send)\n' \
   $(( ${per["Lua handlers:getsockopt"]} - ${per["C passthrough:getsockopt"]} )) \
   $(( ${per["Lua handlers:send64"]} - ${per["C passthrough:send64"]} ))
+# what the instruction budget's count hook costs a Lua handler (LWSP_BUDGET=0: none)
+row=""
+for op in getsockopt send64; do
+  a=$(LWSP_BUDGET=0 ir "Lua handlers:$op" "$N"); b=$(LWSP_BUDGET=0 ir "Lua handlers:$op" $((2 * N)))
+  per["nobudget:$op"]=$(( (b - a) / N ))
+  row+=$(printf '%14d ' "${per["nobudget:$op"]}")
+done
+printf '   %-22s %s\n' "  ... budget off" "$row"
+printf '   the instruction budget (a count hook) costs a Lua handler %d instructions (getsockopt), %d (send)\n' \
+  $(( ${per["Lua handlers:getsockopt"]} - ${per["nobudget:getsockopt"]} )) \
+  $(( ${per["Lua handlers:send64"]} - ${per["nobudget:send64"]} ))
 # what tracing costs when off: the same Lua passthrough with tracing compiled
 # out.  Lua seeds its string hashes from the clock, so counts move by a percent
 # or two from run to run: both builds are measured three times, the least kept.

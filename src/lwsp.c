@@ -246,6 +246,31 @@ static int begin_fail(rt_call *c, SOCKET s, LPINT err, int code) {
   return 0;
 }
 
+/* Idle coroutines wait in a C array, each anchored by its own reference,
+ * which anchors it while it runs too (other threads use L's stack while a
+ * call waits, so the stack is no anchor). */
+lua_State *rt_co_take(lwsp_inst *I, int *ref) {
+  lua_State *co;
+  if (I->npool > 0) {
+    I->npool--;
+    *ref = I->pool_ref[I->npool];
+    return I->pool_co[I->npool];
+  }
+  co = lua_newthread(I->L);
+  *ref = luaL_ref(I->L, LUA_REGISTRYINDEX);
+  return co;
+}
+
+void rt_co_give(lwsp_inst *I, lua_State *co, int ref) {
+  if (I->npool < LWSP_POOL) {
+    lua_settop(co, 0);
+    I->pool_co[I->npool] = co;
+    I->pool_ref[I->npool++] = ref;
+  } else {
+    luaL_unref(I->L, LUA_REGISTRYINDEX, ref);
+  }
+}
+
 /* The handler (and the socket table) on a coroutine from the pool. */
 static int enter(rt_call *c, SOCKET s, LPINT err) {
   lwsp_inst *I = c->I;
@@ -253,18 +278,7 @@ static int enter(rt_call *c, SOCKET s, LPINT err) {
   c->low = NULL;
   if (I->href[c->proc] == LUA_NOREF) return begin_fail(c, s, err, WSAEOPNOTSUPP);
   if (!lua_checkstack(L, 4)) return begin_fail(c, s, err, WSAENOBUFS);
-  c->co_ref = LUA_NOREF;
-  /* idle coroutines wait in a C array, each anchored by its own reference,
-   * which anchors it while it runs too (other threads use L's stack while a
-   * call waits, so the stack is no anchor) */
-  if (I->npool > 0) {
-    I->npool--;
-    c->co = I->pool_co[I->npool];
-    c->co_ref = I->pool_ref[I->npool];
-  } else {
-    c->co = lua_newthread(L);
-    c->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
+  c->co = rt_co_take(I, &c->co_ref);
   if (!lua_checkstack(c->co, 16)) {
     luaL_unref(L, LUA_REGISTRYINDEX, c->co_ref);
     c->co = NULL;
@@ -339,10 +353,8 @@ void rt_end(rt_call *c) {
   }
   if (c->view) { rt_view_end(L, c->view); c->view = NULL; }
   if (c->co) {
-    if (!c->pending && !c->broken && lua_status(c->co) == LUA_OK && I->npool < LWSP_POOL) {
-      lua_settop(c->co, 0);
-      I->pool_co[I->npool] = c->co;
-      I->pool_ref[I->npool++] = c->co_ref;
+    if (!c->pending && !c->broken && lua_status(c->co) == LUA_OK) {
+      rt_co_give(I, c->co, c->co_ref);
     } else {
       luaL_unref(L, LUA_REGISTRYINDEX, c->co_ref);   /* LUA_NOREF once a pending operation owns it */
     }

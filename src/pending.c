@@ -300,15 +300,7 @@ static int op_enter_lua(lwsp_inst *I, rt_op *op) {
     op_complete(I, op, op->so->ref == LUA_NOREF ? WSA_OPERATION_ABORTED : WSAEOPNOTSUPP, 0, 0);
     return 0;
   }
-  if (I->npool > 0) {
-    I->npool--;
-    op->co = I->pool_co[I->npool];
-    op->co_ref = I->pool_ref[I->npool];
-  } else {
-    op->co = lua_newthread(L);
-    op->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
-  co = op->co;
+  co = op->co = rt_co_take(I, &op->co_ref);
   if (!lua_checkstack(co, 16)) { op_complete(I, op, WSAENOBUFS, 0, 0); return 0; }
   lua_rawgeti(co, LUA_REGISTRYINDEX, I->href[op->proc]);
   lua_rawgeti(co, LUA_REGISTRYINDEX, op->so->ref);
@@ -350,10 +342,8 @@ static void op_complete(lwsp_inst *I, rt_op *op, int error, DWORD bytes, DWORD f
   rt_sock_release(I, op->so);
   if (!op->co) {
     /* queued and completed without a coroutine */
-  } else if (op->co_clean && I->npool < LWSP_POOL) {   /* its coroutine never ran: reused */
-    lua_settop(op->co, 0);
-    I->pool_co[I->npool] = op->co;
-    I->pool_ref[I->npool++] = op->co_ref;
+  } else if (op->co_clean) {                          /* its coroutine never ran: reused */
+    rt_co_give(I, op->co, op->co_ref);
   } else {
     luaL_unref(I->L, LUA_REGISTRYINDEX, op->co_ref);
   }

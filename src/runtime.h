@@ -193,6 +193,9 @@ struct rt_op {
 
 enum { RT_FAILED = 0, RT_DONE = 1, RT_PENDING = 2, RT_QUEUED = 3 };
 
+/* A coroutine for a handler (from the pool, or new), anchored by *ref; and back. */
+lua_State *rt_co_take(lwsp_inst *I, int *ref);
+void rt_co_give(lwsp_inst *I, lua_State *co, int ref);
 int rt_begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LPINT err);
 /* rt_begin for the calls a layer can inherit: when may_go_down and the
  * socket's handler is wsp.layered's passthrough (and the call is neither

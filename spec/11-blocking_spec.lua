@@ -180,3 +180,35 @@ describe("many threads and operations at once", function()
     assert.equal(rounds * 200, ops)
   end)
 end)
+
+local ASKS = [[
+package.path = os.getenv("LWSP_EXAMPLES") .. "/?.lua;" .. package.path
+local wsp = require "wsp"
+local net = require "memnet"
+local M = {}
+for k, v in pairs(net) do M[k] = v end
+-- recv answers whether it may wait, and what a timer and an APC are told
+function M.recv(s, len, flags)
+  local seen = {tostring(wsp.may_wait())}
+  wsp.after(0, function() seen[#seen + 1] = "timer " .. tostring(wsp.may_wait()); wsp.wake(seen) end)
+  if wsp.may_wait() then wsp.wait(seen) else seen[2] = "timer -" end
+  return table.concat(seen, ", "), 0
+end
+return M
+]]
+
+describe("wsp.may_wait", function()
+  after_each(H.reset)
+
+  it("says whether the running call may wait: blocking and overlapped yes, non-blocking no", function()
+    local r = H.provider(ASKS)
+    local c, a = pair(r)
+    assert.equal("true, timer false", (host.recv(a, 100)))
+    local ov = host.overlapped(host.create_event())
+    H.fails_with("WSA_IO_PENDING", host.wsarecv(a, 100, ov))
+    assert.equal(1, host.wait({ov.hEvent}, false, 5000))
+    assert.equal("true, timer false", ov.data)
+    assert.equal("", host.ioctl(a, wsp.FIONBIO, 1))
+    assert.equal("false, timer -", (host.recv(a, 100)))
+  end)
+end)

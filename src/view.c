@@ -10,7 +10,13 @@
 
 #define VIEW_MT "lwsp.view"
 
+/* The tag lets the hot paths recognise a view without luaL_testudata's
+ * registry lookup (scripts cannot forge userdata contents; anything else
+ * falls back to the full check). */
+#define VIEW_TAG 0x6c777370766965ULL
+
 typedef struct lwsp_view {
+  unsigned long long tag;
   const WSABUF *bufs;
   DWORD n;
   size_t len;
@@ -19,8 +25,16 @@ typedef struct lwsp_view {
   int ref;            /* anchors the view until rt_view_end: a handler may drop its argument */
 } lwsp_view;
 
+/* The view at idx, or NULL. */
+static lwsp_view *to_view(lua_State *L, int idx) {
+  lwsp_view *v = lua_type(L, idx) == LUA_TUSERDATA ? lua_touserdata(L, idx) : NULL;
+  if (v && lua_rawlen(L, idx) == sizeof *v && v->tag == VIEW_TAG) return v;
+  return luaL_testudata(L, idx, VIEW_MT);
+}
+
 static lwsp_view *check_view(lua_State *L, int idx) {
-  lwsp_view *v = luaL_checkudata(L, idx, VIEW_MT);
+  lwsp_view *v = to_view(L, idx);
+  if (!v) luaL_typeerror(L, idx, VIEW_MT);
   if (!v->valid) luaL_error(L, "buffer view used after its call returned");
   return v;
 }
@@ -119,6 +133,7 @@ static int v_name(lua_State *L) {
  * buffers stop being valid. */
 void *rt_push_view(lua_State *co, const WSABUF *bufs, DWORD n, size_t len, int writable) {
   lwsp_view *v = lua_newuserdatauv(co, sizeof *v, 0);
+  v->tag = VIEW_TAG;
   v->bufs = bufs;
   v->n = n;
   v->len = len;
@@ -140,7 +155,7 @@ void *rt_push_view(lua_State *co, const WSABUF *bufs, DWORD n, size_t len, int w
 /* If idx is a view: its buffers (raising if it expired, or is read-only where
  * writable is asked), and 1; otherwise 0. */
 int rt_view_bufs(lua_State *L, int idx, const WSABUF **bufs, DWORD *n, size_t *len, int writable) {
-  lwsp_view *v = luaL_testudata(L, idx, VIEW_MT);
+  lwsp_view *v = to_view(L, idx);
   if (!v) return 0;
   if (!v->valid) luaL_error(L, "buffer view used after its call returned");
   if (writable && !v->writable) luaL_argerror(L, idx, "this view is read-only");

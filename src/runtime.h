@@ -203,8 +203,9 @@ int rt_begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LPINT 
  * is taken: the entry calls down with rt_down_* and ends the call itself.
  * rt_enter_lua() turns such a call into an ordinary one (after a lower call
  * that would block, so the handler retries and waits).  may_go_down 2: an
- * overlapped call, which goes down only when no earlier one of its direction
- * is outstanding on the socket. */
+ * overlapped call; when an earlier one of its direction is outstanding on the
+ * socket, c->behind is set, and only a receive keeps c->low (to queue with no
+ * coroutine, rt_defer_down); anything else behind gets its handler. */
 int rt_begin_down(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int may_go_down, LPINT err);
 int rt_enter_lua(rt_call *c, LPINT err);
 void rt_end(rt_call *c);

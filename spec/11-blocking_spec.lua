@@ -89,12 +89,19 @@ describe("blocking calls", function()
   end)
 end)
 
-local TIMED = [[
+-- A provider that is memnet with the handlers of body (which sees wsp, net
+-- and the handler table M) in place of memnet's own.
+local function over_memnet(body)
+  return [[
 package.path = os.getenv("LWSP_EXAMPLES") .. "/?.lua;" .. package.path
 local wsp = require "wsp"
 local net = require "memnet"
 local M = {}
 for k, v in pairs(net) do M[k] = v end
+]] .. body .. "\nreturn M\n"
+end
+
+local TIMED = over_memnet [[
 -- recv waits for a timer on lwsp's service thread, or for its own timeout
 function M.recv(s, len, flags)
   if len == 1 then
@@ -104,7 +111,6 @@ function M.recv(s, len, flags)
   wsp.after(0.05, function() s.inbox[#s.inbox + 1] = "timer"; wsp.wake(s) end)
   return net.recv(s, len, flags)
 end
-return M
 ]]
 
 describe("handlers that wait for time", function()
@@ -181,20 +187,14 @@ describe("many threads and operations at once", function()
   end)
 end)
 
-local ASKS = [[
-package.path = os.getenv("LWSP_EXAMPLES") .. "/?.lua;" .. package.path
-local wsp = require "wsp"
-local net = require "memnet"
-local M = {}
-for k, v in pairs(net) do M[k] = v end
--- recv answers whether it may wait, and what a timer and an APC are told
+local ASKS = over_memnet [[
+-- recv answers whether it may wait, and what a timer is told
 function M.recv(s, len, flags)
   local seen = {tostring(wsp.may_wait())}
   wsp.after(0, function() seen[#seen + 1] = "timer " .. tostring(wsp.may_wait()); wsp.wake(seen) end)
   if wsp.may_wait() then wsp.wait(seen) else seen[2] = "timer -" end
   return table.concat(seen, ", "), 0
 end
-return M
 ]]
 
 describe("wsp.may_wait", function()

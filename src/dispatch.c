@@ -612,6 +612,14 @@ static int e_listen(lwsp_inst *I, SOCKET s, int backlog, LPINT err) {
   return rt_finish_ok(&c, err);
 }
 
+void *rt_push_recv_args(lwsp_inst *I, lua_State *co, const rt_io *io) {
+  void *view = NULL;
+  if (I->views) view = rt_push_view(co, io->bufs, io->nbufs, io->cap, 1);
+  else lua_pushinteger(co, (lua_Integer)io->cap);
+  lua_pushinteger(co, io->flags);
+  return view;
+}
+
 /* recv and recvfrom: copies the data result into the caller's buffers (or
  * takes the count written to a view).  Data longer than the buffers is cut,
  * with WSAEMSGSIZE; recvfrom also writes the sender's address. */
@@ -670,16 +678,16 @@ static int recv_entry(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nbu
   }
   if (!rt_begin_down(&c, I, proc, s, proc != P_recv ? 0 : ov ? 2 : 1, err)) return errv;
   rt_reenable(I, c.so, (*flags & MSG_OOB) ? FD_OOB : FD_READ);
-  if (c.low && c.behind) {                     /* its turn comes when the earlier ones are done */
-    c.ov = ov;
-    memset(&io, 0, sizeof io);
-    io.bufs = bufs;
-    io.nbufs = nbufs;
-    io.cap = cap;
-    io.flags = *flags;
-    if (rt_defer_down(&c, &io, finish_recv, routine, tid, err) != 0) ov_failed(ov, *err);
-    return errv;
-  }
+  memset(&io, 0, sizeof io);
+  io.bufs = bufs;
+  io.nbufs = nbufs;
+  io.cap = cap;
+  io.from = from;
+  io.fromlen = fromlen;
+  io.flags = *flags;
+  c.ov = ov;
+  /* an inherited receive behind others queues with no coroutine */
+  if (c.low && c.behind) return data_end(&c, RT_QUEUED, &io, finish_recv, got, flags, ov, routine, tid, err);
   if (c.low) {
     DWORD n = 0, fl = *flags;
     INT e = 0;
@@ -699,16 +707,7 @@ static int recv_entry(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nbu
   }
   if (from && *fromlen < min_addrlen(c.so->af)) { ov_failed(ov, WSAEFAULT); FAIL(WSAEFAULT); }
   c.can_wait = 1;
-  c.ov = ov;
-  if (I->views) c.view = rt_push_view(c.co, bufs, nbufs, cap, 1); else lua_pushinteger(c.co, (lua_Integer)cap);
-  lua_pushinteger(c.co, *flags);
-  memset(&io, 0, sizeof io);
-  io.bufs = bufs;
-  io.nbufs = nbufs;
-  io.cap = cap;
-  io.from = from;
-  io.fromlen = fromlen;
-  io.flags = *flags;
+  c.view = rt_push_recv_args(I, c.co, &io);
   return data_end(&c, rt_run_in_turn(&c, err), &io, finish_recv, got, flags, ov, routine, tid, err);
 }
 

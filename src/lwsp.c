@@ -306,6 +306,7 @@ static int begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LP
   c->nres = 0;
   c->low = NULL;
   c->behind = 0;
+  c->co_ref = LUA_NOREF;
   if (!I->active) { *err = WSANOTINITIALISED; return 0; }
   lwsp_mutex_lock(&I->lock);
   if (!I->active) { lwsp_mutex_unlock(&I->lock); *err = WSANOTINITIALISED; return 0; }

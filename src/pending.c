@@ -278,16 +278,6 @@ rt_op *rt_defer(rt_call *c, const rt_io *io, rt_finish_fn finish, LPWSAOVERLAPPE
   return op;
 }
 
-int rt_defer_down(rt_call *c, const rt_io *io, rt_finish_fn finish, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine,
-                  LPWSATHREADID tid, LPINT err) {
-  c->co = NULL;
-  c->co_ref = LUA_NOREF;
-  if (!rt_defer(c, io, finish, routine, tid, err)) return SOCKET_ERROR;   /* (ended) */
-  *err = c->err_code = WSA_IO_PENDING;
-  rt_end(c);
-  return 0;
-}
-
 static void op_complete(lwsp_inst *I, rt_op *op, int error, DWORD bytes, DWORD flags);
 
 /* Sets up the handler of a receive queued with no coroutine, as recv_entry
@@ -295,7 +285,6 @@ static void op_complete(lwsp_inst *I, rt_op *op, int error, DWORD bytes, DWORD f
  * flags.  0 if it cannot (the operation is then completed with the error). */
 static int op_enter_lua(lwsp_inst *I, rt_op *op) {
   lua_State *L = I->L, *co;
-  op->started = 1;                      /* its turn: whatever happens, the next one's comes after */
   if (I->href[op->proc] == LUA_NOREF || op->so->ref == LUA_NOREF || !lua_checkstack(L, 2)) {
     op_complete(I, op, op->so->ref == LUA_NOREF ? WSA_OPERATION_ABORTED : WSAEOPNOTSUPP, 0, 0);
     return 0;
@@ -304,9 +293,7 @@ static int op_enter_lua(lwsp_inst *I, rt_op *op) {
   if (!lua_checkstack(co, 16)) { op_complete(I, op, WSAENOBUFS, 0, 0); return 0; }
   lua_rawgeti(co, LUA_REGISTRYINDEX, I->href[op->proc]);
   lua_rawgeti(co, LUA_REGISTRYINDEX, op->so->ref);
-  if (I->views) op->view = rt_push_view(co, op->io.bufs, op->io.nbufs, op->io.cap, 1);
-  else lua_pushinteger(co, (lua_Integer)op->io.cap);
-  lua_pushinteger(co, op->io.flags);
+  op->view = rt_push_recv_args(I, co, &op->io);
   return 1;
 }
 
@@ -328,14 +315,16 @@ static void op_complete(lwsp_inst *I, rt_op *op, int error, DWORD bytes, DWORD f
   unlink_op(I, op);
   unqueue(op);
   op->state = OP_DONE;
-  if (op->dir >= 0 && --op->so->ov_out[op->dir] > 0 && op->started && op->so->q_head[op->dir]) {
-    /* the next in the socket's queue: its turn */
-    rt_op *next = op->so->q_head[op->dir];
-    op->so->q_head[op->dir] = next->qnext;
-    if (!next->qnext) op->so->q_tail[op->dir] = NULL;
-    next->qnext = NULL;
-    runnable(I, next);
+  if (op->dir >= 0) {
+    op->so->ov_out[op->dir]--;
+    if (op->started && op->so->q_head[op->dir]) {   /* the next in the socket's queue: its turn */
+      rt_op *next = op->so->q_head[op->dir];
+      unqueue(next);
+      runnable(I, next);
+    }
   }
+  /* a failure while its socket is being closed (what lies below went first) is an abort */
+  if (error && (op->so->close_running || op->so->closing)) error = WSA_OPERATION_ABORTED;
   if (op->view) rt_view_end(I->L, op->view);
   rt_overlapped_done(I, op->so, op->handle, op->ov, op->routine, op->has_tid ? &op->tid : NULL, (DWORD)error,
                      bytes, flags);
@@ -369,10 +358,7 @@ static int op_start_down(lwsp_inst *I, rt_op *op) {
   if (--I->running == 0) lwsp_cond_broadcast(&I->cond);
   op->state = OP_WAITING;
   if (!op->aborted && rc != 0 && e == WSAEWOULDBLOCK) return 0;   /* the handler waits */
-  op->started = 1;
   op->co_clean = 1;
-  /* failed while its socket is being closed (what lies below went first): aborted */
-  if (rc != 0 && (op->so->close_running || op->so->closing)) op->aborted = 1;
   if (op->aborted) op_complete(I, op, WSA_OPERATION_ABORTED, 0, 0);
   else if (rc != 0) op_complete(I, op, e ? e : WSASYSCALLFAILURE, n, 0);
   else op_complete(I, op, 0, n, fl);
@@ -387,10 +373,10 @@ static void op_resume(lwsp_inst *I, rt_op *op) {
   int e;
   int nargs = 1, outer;
   if (!op->started) {                   /* its turn has come: the handler starts with its arguments */
+    op->started = 1;                    /* (however it ends, the next one's turn comes after) */
     if (op_start_down(I, op)) return;
     if (!op->co && !op_enter_lua(I, op)) return;
     co = op->co;
-    op->started = 1;
     nargs = lua_gettop(co) - 1;
   } else if (op->timed_out) {
     lua_pushliteral(co, "timeout");
@@ -442,8 +428,6 @@ static void op_resume(lwsp_inst *I, rt_op *op) {
     lua_pop(I->L, 1);
     e = st == LUA_ERRMEM ? WSAENOBUFS : WSAENETDOWN;
   }
-  /* failed while its socket's close handler closes what lies below: aborted */
-  if (e && op->so && op->so->close_running) e = WSA_OPERATION_ABORTED;
   lua_settop(co, 0);
   op_complete(I, op, e, bytes, flags);
 }

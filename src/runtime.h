@@ -205,7 +205,7 @@ int rt_begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LPINT 
  * that would block, so the handler retries and waits).  may_go_down 2: an
  * overlapped call; when an earlier one of its direction is outstanding on the
  * socket, c->behind is set, and only a receive keeps c->low (to queue with no
- * coroutine, rt_defer_down); anything else behind gets its handler. */
+ * coroutine, rt_defer); anything else behind gets its handler. */
 int rt_begin_down(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int may_go_down, LPINT err);
 int rt_enter_lua(rt_call *c, LPINT err);
 void rt_end(rt_call *c);
@@ -260,14 +260,11 @@ rt_op *rt_pend(rt_call *c, const rt_io *io, rt_finish_fn finish, LPWSAOVERLAPPED
                LPWSATHREADID tid, LPINT err);
 /* An overlapped receive or send that must wait its turn: c's handler and
  * arguments stay on its coroutine, unstarted, until the socket's earlier
- * operations of that direction have completed.  NULL: call ended, *err set. */
+ * operations of that direction have completed.  An inherited receive queues
+ * with no coroutine (c->co NULL): its turn makes the call down, and sets up
+ * the handler only if that would block.  NULL: call ended, *err set. */
 rt_op *rt_defer(rt_call *c, const rt_io *io, rt_finish_fn finish, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine,
                 LPWSATHREADID tid, LPINT err);
-/* rt_defer for an inherited receive queued with no coroutine (c->behind):
- * its turn makes the call down, and only if that would block sets up the
- * handler.  The call ends here: SOCKET_ERROR with WSA_IO_PENDING, or a failure. */
-int rt_defer_down(rt_call *c, const rt_io *io, rt_finish_fn finish, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine,
-                  LPWSATHREADID tid, LPINT err);
 /* 0 for receives, 1 for sends, -1 for other calls */
 int rt_dir_of(int proc);
 /* Waits, with the lock released, until the blocked call is woken (returns 1)
@@ -296,6 +293,9 @@ int rt_select(lwsp_inst *I, wsp_fd_set *r, wsp_fd_set *w, wsp_fd_set *e, const w
 int rt_events_open(lua_State *L, lwsp_inst *I);
 /* view.c: zero-copy views of a caller's WSABUF array, valid for one call */
 void *rt_push_view(lua_State *co, const WSABUF *bufs, DWORD n, size_t len, int writable);
+/* A receive handler's arguments after the socket: a writable view of io's
+ * buffers (returned) or their capacity, then the flags. */
+void *rt_push_recv_args(lwsp_inst *I, lua_State *co, const rt_io *io);
 void rt_view_end(lua_State *L, void *view);   /* L: the provider's state */
 int rt_view_bufs(lua_State *L, int idx, const WSABUF **bufs, DWORD *n, size_t *len, int writable);
 void rt_view_retarget(void *view, const WSABUF *bufs);

@@ -7,8 +7,8 @@ export LUA_PATH="$PWD/lua/?.lua;$PWD/lua/?/init.lua;;" LUA_CPATH="$PWD/build/?.s
 export LWSP_CPASS_LOWER=$PWD/build/lwsp_native.so LWSP_CPASS_LOWER_ID=1001
 N=${LWSP_BENCH_IR_CALLS:-20000}
 out=$(mktemp -d)
-ir() {   # config:op calls [cpath]
-  LUA_CPATH="${3:-$PWD/build/?.so;;}" LWSP_BENCH_CALLS=$2 LWSP_BENCH_ONLY="calls:$1" \
+ir() {   # config:op calls [cpath [kind]]
+  LUA_CPATH="${3:-$PWD/build/?.so;;}" LWSP_BENCH_CALLS=$2 LWSP_BENCH_ONLY="${4:-calls}:$1" \
     valgrind --tool=callgrind --callgrind-out-file="$out/cg" lua5.4 bench/run.lua >/dev/null 2>&1
   awk '/^summary:/ { print $2 }' "$out/cg"
 }
@@ -73,4 +73,25 @@ if [ -f build/notrace/lwsp.so ]; then
   printf '   tracing built in but off: %s instructions per call (getsockopt), %s (send) over lwsp built without it\n' \
     "${pct[getsockopt]}" "${pct[send64]}"
 fi
+# what one overlapped completion costs, from a stream of 64-byte receives as in
+# table 3b: user-space instructions of both threads (the sender's too, the
+# same in every row); the kernel's share of each receive is not counted
+NC=${LWSP_BENCH_IR_COMPLETIONS:-25000}
+echo
+echo "6. instructions per overlapped completion (valgrind --tool=callgrind, ($((2 * NC)) - $NC completions) / $NC;"
+echo "   user space only: the receive's system call is not counted)"
+printf '   %-22s %10s %10s %10s\n' "receiving socket" "event" "routine" "port"
+for cfg in "native base" "Lua layer" "Lua handlers"; do
+  row=""
+  for mode in event routine port; do
+    a=$(ir "$cfg:$mode" "$NC" "" completions); b=$(ir "$cfg:$mode" $((2 * NC)) "" completions)
+    per["ov:$cfg:$mode"]=$(( (b - a) / NC ))
+    row+=$(printf '%10d ' "${per["ov:$cfg:$mode"]}")
+  done
+  printf '   %-22s %s\n' "$cfg" "$row"
+done
+printf '   a Lua layer adds %+d (event), %+d (routine), %+d (port) instructions per completion\n' \
+  $(( ${per["ov:Lua layer:event"]} - ${per["ov:native base:event"]} )) \
+  $(( ${per["ov:Lua layer:routine"]} - ${per["ov:native base:routine"]} )) \
+  $(( ${per["ov:Lua layer:port"]} - ${per["ov:native base:port"]} ))
 rm -rf "$out"

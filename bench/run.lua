@@ -51,12 +51,19 @@ local function tcp_pair(r, srv)
 end
 
 if ONLY then
-  local name, op = ONLY:match("^calls:(.+):(%w+)$")
-  for _, c in ipairs(configs) do
-    if c[1] == name then
-      local s = udp_pair(c[2])
-      host.bench_calls(s, op, N)
+  local kind, name, op = ONLY:match("^(%w+):(.+):(%w+)$")
+  if kind == "calls" then
+    for _, c in ipairs(configs) do
+      if c[1] == name then
+        local s = udp_pair(c[2])
+        host.bench_calls(s, op, N)
+      end
     end
+  elseif kind == "completions" then   -- N 64-byte overlapped receives, as in table 3b
+    local r = ({["native base"] = native, ["Lua layer"] = one, ["Lua handlers"] = luah})[name]
+    local cl, sv = tcp_pair(r, native)
+    host.bench_overlapped_stream(cl, sv, op, N * 64, op == "event" and 32 or 64)
+    host.close(sv)
   end
   host.cleanup()
   return

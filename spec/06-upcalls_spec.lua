@@ -53,6 +53,28 @@ describe("the upcall table in Lua", function()
     H.fails_with("WSA_INVALID_HANDLE", run(("return up.close_event(%d)"):format(ev)))
   end)
 
+  it("never takes a closed event's handle for a later event", function()
+    local old, new, fresh = {}, {}, {}
+    for i = 1, 64 do old[i] = assert(host.create_event()) end
+    for i = 1, 64 do assert.is_true(host.close_event(old[i])) end
+    for i = 1, 64 do new[i] = assert(host.create_event()); fresh[new[i]] = true end
+    local stale = 0
+    for i = 1, 64 do
+      if not fresh[old[i]] then   -- (Windows may give a closed handle's value to a new event)
+        stale = stale + 1
+        H.fails_with("WSA_INVALID_HANDLE", host.event_state(old[i]))
+        H.fails_with("WSA_INVALID_HANDLE", host.set_event(old[i]))
+        H.fails_with("WSA_INVALID_HANDLE", host.wait({new[1], old[i]}, false, 0))
+      end
+    end
+    if not H.windows then assert.equal(64, stale) end   -- the host's own events: never reused
+    assert.equal("timeout", host.wait(new, false, 0))
+    assert.is_true(host.set_event(new[40]))
+    assert.equal(40, host.wait(new, false, 0))
+    for i = 1, 64 do assert.equal(i == 40, host.event_state(new[i])) end
+    for i = 1, 64 do assert.is_true(host.close_event(new[i])) end
+  end)
+
   it("hands out objects the system knows by kind: events, ports, windows, threads", function()
     -- on Windows the kernel answers (NtQueryObject, IsWindow): the host's objects are real ones
     local ev = run("return up.create_event()")
@@ -139,6 +161,23 @@ describe("the upcall table in Lua", function()
     H.fails_with("WSAENOTSOCK", run(("return up.complete_overlapped_request(4242, %d, 0, 1)"):format(ov.address)))
     run(("return up.modify_ifs_handle(%d, 0x9100)"):format(r.tcp))
     H.fails_with("WSAEINVAL", run(("return up.complete_overlapped_request(0x9100, %d, 0, 1)"):format(ov.address)))
+    host.close_object(port)
+  end)
+
+  it("leaves the host's lock free when a host call is given a bad argument", function()
+    -- each call reads its arguments before it takes the lock: an argument
+    -- error raised with the lock held would leave every other thread waiting
+    local port = host.port()
+    assert.has_error(function() host.post(port, "many", 1) end)
+    assert.has_error(function() host.post(port, 1, 2, "overlapped") end)
+    assert.has_error(function() host.associate(s, port, "key") end)
+    assert.has_error(function() host.remove("id") end)
+    assert.has_error(function() host.inject("WSPSend", {seed = "seed"}) end)
+    host.inject()
+    -- another thread needs the lock to start and to run its call
+    assert.is_false(host.spawn("sleep", 1):join(5000))
+    assert.is_true(host.post(port, 3, 4))
+    assert.same({3, 4, 0}, {host.dequeue(port, 0)})
     host.close_object(port)
   end)
 end)

@@ -73,6 +73,8 @@ static int l_inject(lua_State *L) {
   {
     const char *name = luaL_checkstring(L, 1);
     point p;
+    uint64_t seed = 0;
+    int seeded = 0;
     luaL_checktype(L, 2, LUA_TTABLE);
     memset(&p, 0, sizeof p);
     luaL_argcheck(L, strlen(name) < sizeof p.name, 1, "point name too long");
@@ -81,9 +83,11 @@ static int l_inject(lua_State *L) {
     p.probability = opt_num(L, "probability", 0);
     p.count = (long)opt_num(L, "count", 0);
     p.error = (int)opt_num(L, "error", WSAENOBUFS);
-    lwsp_mutex_lock(&host_lock);
-    if (lua_getfield(L, 2, "seed") != LUA_TNIL) rng = (uint64_t)luaL_checkinteger(L, -1) * 0x9E3779B97F4A7C15ull | 1;
+    /* every field read before the lock is taken: a bad one raises */
+    if (lua_getfield(L, 2, "seed") != LUA_TNIL) { seed = (uint64_t)luaL_checkinteger(L, -1) * 0x9E3779B97F4A7C15ull | 1; seeded = 1; }
     lua_pop(L, 1);
+    lwsp_mutex_lock(&host_lock);
+    if (seeded) rng = seed;
     if (npoints == MAX_POINTS) { lwsp_mutex_unlock(&host_lock); return luaL_error(L, "too many fault points"); }
     points[npoints++] = p;
     armed = 1;

@@ -63,9 +63,10 @@ static int h_install(lua_State *L) {
 
 static int h_remove(lua_State *L) {
   int found;
+  DWORD id = (DWORD)luaL_checkinteger(L, 1);   /* read before the lock: a bad one raises */
   host_init();
   lwsp_mutex_lock(&host_lock);
-  found = host_catalog_remove((DWORD)luaL_checkinteger(L, 1));
+  found = host_catalog_remove(id);
   lwsp_mutex_unlock(&host_lock);
   return found ? ok(L) : fail(L, WSAEINVAL);
 }

@@ -152,7 +152,10 @@ static int b_overlapped(lua_State *L) {
  * harvesting each completion by the mechanism and posting again, until total
  * bytes have arrived.  Completion throughput with a queue, not a round trip. */
 #define STREAM_MAXDEPTH 256
-typedef struct { WSAOVERLAPPED ov; WSABUF wb; int done; DWORD bytes; char buf[4096]; } rslot;
+/* the slots whose routines have run, in the order they ran (each slot is
+ * posted again only after it is taken, so the ring never holds more than depth) */
+typedef struct { int idx[STREAM_MAXDEPTH]; unsigned head, tail; } rring;
+typedef struct { WSAOVERLAPPED ov; WSABUF wb; int done; DWORD bytes; rring *ring; int self; char buf[4096]; } rslot;
 /* (not ov->Pointer as a flag: it shares its bytes with Offset and OffsetHigh,
  * which every completion writes) */
 static void CALLBACK stream_routine(DWORD e, DWORD b, LPWSAOVERLAPPED ov, DWORD f) {
@@ -160,6 +163,7 @@ static void CALLBACK stream_routine(DWORD e, DWORD b, LPWSAOVERLAPPED ov, DWORD 
   (void)e; (void)f;
   r->bytes = b;
   r->done = 1;
+  r->ring->idx[r->ring->tail++ % STREAM_MAXDEPTH] = r->self;
 }
 static int b_overlapped_stream(lua_State *L) {
   SOCKET a = (SOCKET)luaL_checkinteger(L, 1);
@@ -170,6 +174,7 @@ static int b_overlapped_stream(lua_State *L) {
   hprov *pa = prov_of(a);
   WSATHREADID tid = {(HANDLE)host_current_thread(), 0};
   uintptr_t port = 0, evs[STREAM_MAXDEPTH];
+  rring ring = {{0}, 0, 0};
   rslot *slots;
   sender x;
   lwsp_thread *t;
@@ -188,6 +193,8 @@ static int b_overlapped_stream(lua_State *L) {
   for (int i = 0; i < depth; i++) {
     slots[i].wb.buf = slots[i].buf;
     slots[i].wb.len = (ULONG)size;
+    slots[i].ring = &ring;
+    slots[i].self = i;
     if (m == 0) evs[i] = (uintptr_t)host_upcalls.lpWPUCreateEvent(&err);
   }
 #define POST(i) do { \
@@ -215,8 +222,7 @@ static int b_overlapped_stream(lua_State *L) {
       i = r;
       bytes = (DWORD)slots[i].ov.InternalHigh;
     } else {
-      for (int k = 0; k < depth && i < 0; k++)
-        if (slots[k].done) { i = k; bytes = slots[k].bytes; }
+      if (ring.head != ring.tail) { i = ring.idx[ring.head++ % STREAM_MAXDEPTH]; bytes = slots[i].bytes; }
       if (i < 0) { if (host_wait(NULL, 0, 0, 10000, 1) == -1) break; continue; }
     }
     if (i < 0 || i >= depth) break;

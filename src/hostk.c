@@ -256,21 +256,57 @@ const char *hk_object_type(uintptr_t h) {
 #else
 /* ======================================================================== POSIX */
 
-typedef struct hevent { int signalled; } hevent;
+/* Events live in a table that only grows: a handle carries the entry's index
+ * and the generation it was opened in, so looking one up (a wait on 64 of
+ * them looks up 64) is an index and a compare, and a closed handle, whose
+ * entry may since serve a new event, is never taken for the new one. */
+typedef struct hevent { int signalled, open; uint32_t gen, next_free; } hevent;
 typedef struct hwindow { hmsg *head, *tail; long count; } hwindow;
-static lwsp_map events;
+static hevent **ev_tab;                  /* with host_lock */
+static uint32_t ev_n, ev_cap, ev_free;   /* ev_free: index + 1 of the first closed entry, 0 when none */
 static uintptr_t next_object = 0x10000;
+#define EV_IDX_BITS 20
+#define EV_IDX(v) ((uint32_t)(((v) >> 2) & ((1u << EV_IDX_BITS) - 1)))
+/* a bit never set in other objects' handles, and a handle stays a positive Lua integer */
+#define EV_FLAG ((uintptr_t)1 << (sizeof(uintptr_t) * 8 - 2))
+#define EV_GEN_MASK ((EV_FLAG >> (EV_IDX_BITS + 2)) - 1)
 
-static hevent *host_event(WSAEVENT h) { return (hevent *)lwsp_map_get(&events, (SOCKET)(uintptr_t)h); }
+static hevent *host_event(WSAEVENT h) {
+  uintptr_t v = (uintptr_t)h;
+  hevent *e;
+  if (!(v & EV_FLAG) || (v & 3) || EV_IDX(v) >= ev_n) return NULL;
+  e = ev_tab[EV_IDX(v)];
+  return e->open && (uintptr_t)e->gen == ((v >> (EV_IDX_BITS + 2)) & EV_GEN_MASK) ? e : NULL;
+}
 
 WSAEVENT hk_event_create(void) {
-  hevent *e = calloc(1, sizeof *e);
+  hevent *e;
+  uint32_t idx;
   uintptr_t h;
   host_init();
-  if (!e) return WSA_INVALID_EVENT;
   lwsp_mutex_lock(&host_lock);
-  h = (next_object += 4);
-  if (!lwsp_map_put(&events, (SOCKET)h, e)) { lwsp_mutex_unlock(&host_lock); free(e); return WSA_INVALID_EVENT; }
+  if (ev_free) {
+    idx = ev_free - 1;
+    e = ev_tab[idx];
+    ev_free = e->next_free;
+  } else {
+    if (ev_n == 1u << EV_IDX_BITS) { lwsp_mutex_unlock(&host_lock); return WSA_INVALID_EVENT; }
+    if (ev_n == ev_cap) {
+      uint32_t ncap = ev_cap ? ev_cap * 2 : 64;
+      hevent **t = realloc(ev_tab, ncap * sizeof *t);
+      if (!t) { lwsp_mutex_unlock(&host_lock); return WSA_INVALID_EVENT; }
+      ev_tab = t;
+      ev_cap = ncap;
+    }
+    if (!(e = calloc(1, sizeof *e))) { lwsp_mutex_unlock(&host_lock); return WSA_INVALID_EVENT; }
+    idx = ev_n;
+    ev_tab[ev_n++] = e;
+  }
+  e->gen = (uint32_t)(((uintptr_t)e->gen + 1) & EV_GEN_MASK);
+  if (!e->gen) e->gen = 1;
+  e->open = 1;
+  e->signalled = 0;
+  h = EV_FLAG | ((uintptr_t)e->gen << (EV_IDX_BITS + 2)) | ((uintptr_t)idx << 2);
   lwsp_mutex_unlock(&host_lock);
   return (WSAEVENT)h;
 }
@@ -289,9 +325,13 @@ int hk_event_set(WSAEVENT h, int value) {
 int hk_event_close(WSAEVENT h) {
   hevent *e;
   lwsp_mutex_lock(&host_lock);
-  if ((e = lwsp_map_del(&events, (SOCKET)(uintptr_t)h)) != NULL) lwsp_cond_broadcast(&host_cond);
+  if ((e = host_event(h)) != NULL) {
+    e->open = 0;
+    e->next_free = ev_free;
+    ev_free = EV_IDX((uintptr_t)h) + 1;
+    lwsp_cond_broadcast(&host_cond);
+  }
   lwsp_mutex_unlock(&host_lock);
-  free(e);
   return e != NULL;
 }
 
@@ -339,12 +379,18 @@ int hk_thread_close(LPWSATHREADID tid) {
   return t ? 0 : WSAEINVAL;
 }
 
+/* with host_lock: records of APCs that have run, for the next ones queued */
+static hapc *apc_spare;
+static int apc_nspare;
+#define APC_SPARES 256
+
 int hk_queue_apc(LPWSATHREADID tid, LPWSAUSERAPC fn, DWORD_PTR ctx) {
   hthread *t;
-  hapc *a = malloc(sizeof *a);
-  if (!a) return WSAENOBUFS;
-  a->fn = fn; a->ctx = ctx; a->next = NULL;
+  hapc *a;
   lwsp_mutex_lock(&host_lock);
+  if ((a = apc_spare) != NULL) { apc_spare = a->next; apc_nspare--; }
+  else if (!(a = malloc(sizeof *a))) { lwsp_mutex_unlock(&host_lock); return WSAENOBUFS; }
+  a->fn = fn; a->ctx = ctx; a->next = NULL;
   t = lwsp_map_get(&threads, (SOCKET)(uintptr_t)tid->ThreadHandle);
   if (!t) { lwsp_mutex_unlock(&host_lock); free(a); return WSAEINVAL; }
   if (t->tail) t->tail->next = a; else t->head = a;
@@ -363,14 +409,22 @@ int host_run_apcs(void) {
   list = t->head;
   t->head = t->tail = NULL;
   lwsp_mutex_unlock(&host_lock);
-  while (list) {
-    hapc *a = list;
-    list = a->next;
+  for (hapc *a = list; a; a = a->next) {
     trace_apc();
     a->fn(a->ctx);
-    free(a);
     n++;
   }
+  /* the records go back to the spares in one hold of the lock */
+  lwsp_mutex_lock(&host_lock);
+  while (list && apc_nspare < APC_SPARES) {
+    hapc *a = list;
+    list = a->next;
+    a->next = apc_spare;
+    apc_spare = a;
+    apc_nspare++;
+  }
+  lwsp_mutex_unlock(&host_lock);
+  while (list) { hapc *a = list; list = a->next; free(a); }
   return n;
 }
 
@@ -435,9 +489,15 @@ int host_close_object(uintptr_t h) {
   return 1;
 }
 
+/* with host_lock: packets dequeued, for the next ones posted */
+static hpacket *packet_spare;
+static int packet_nspare;
+#define PACKET_SPARES 256
+
 void host_post(hport *p, DWORD bytes, ULONG_PTR key, LPWSAOVERLAPPED ov) {
-  hpacket *k = malloc(sizeof *k);
-  if (!k) return;
+  hpacket *k = packet_spare;
+  if (k) { packet_spare = k->next; packet_nspare--; }
+  else if (!(k = malloc(sizeof *k))) return;
   k->bytes = bytes; k->key = key; k->ov = ov; k->next = NULL;
   if (p->tail) p->tail->next = k; else p->head = k;
   p->tail = k;
@@ -457,8 +517,9 @@ int host_dequeue(uintptr_t h, long ms, hpacket *out) {
       if (!p->head) p->tail = NULL;
       p->count--;
       *out = *k;
-      free(k);
+      if (packet_nspare < PACKET_SPARES) { k->next = packet_spare; packet_spare = k; packet_nspare++; k = NULL; }
       lwsp_mutex_unlock(&host_lock);
+      free(k);
       return 1;
     }
     if (ms >= 0) {
@@ -502,7 +563,7 @@ int hk_take_messages(uintptr_t h, long ms, hmsg **list) {
 const char *hk_object_type(uintptr_t h) {
   const char *k = NULL;
   lwsp_mutex_lock(&host_lock);
-  if (lwsp_map_get(&events, (SOCKET)h)) k = "event";
+  if (host_event((WSAEVENT)h)) k = "event";
   else if (lwsp_map_get(&ports, (SOCKET)h)) k = "port";
   else if (lwsp_map_get(&windows, (SOCKET)h)) k = "window";
   else if (lwsp_map_get(&threads, (SOCKET)h)) k = "thread";

@@ -123,12 +123,14 @@ static int o_port(lua_State *L) {
 /* associate(s, port, key) -> true: completions of s post packets to port */
 static int o_associate(lua_State *L) {
   SOCKET s = (SOCKET)luaL_checkinteger(L, 1);
+  uintptr_t h = (uintptr_t)luaL_checkinteger(L, 2);
+  ULONG_PTR key = (ULONG_PTR)luaL_optinteger(L, 3, 0);   /* read before the lock: a bad one raises */
   hport *p;
   hsock *hs;
   lwsp_mutex_lock(&host_lock);
-  p = host_port((uintptr_t)luaL_checkinteger(L, 2));
+  p = host_port(h);
   hs = host_sock(s);
-  if (p && hs) { hs->port = p; hs->key = (ULONG_PTR)luaL_optinteger(L, 3, 0); }
+  if (p && hs) { hs->port = p; hs->key = key; }
   lwsp_mutex_unlock(&host_lock);
   if (!hs) return fail(L, WSAENOTSOCK);
   if (!p) return fail(L, WSA_INVALID_HANDLE);
@@ -139,10 +141,13 @@ static int o_associate(lua_State *L) {
 /* post(port, bytes, key [, overlapped]) -> true */
 static int o_post(lua_State *L) {
   hport *p;
+  /* every argument read before the lock is taken: a bad one raises */
+  uintptr_t h = (uintptr_t)luaL_checkinteger(L, 1);
+  DWORD bytes = (DWORD)luaL_checkinteger(L, 2);
+  ULONG_PTR key = (ULONG_PTR)luaL_checkinteger(L, 3);
+  LPWSAOVERLAPPED ov = (LPWSAOVERLAPPED)(uintptr_t)luaL_optinteger(L, 4, 0);
   lwsp_mutex_lock(&host_lock);
-  p = host_port((uintptr_t)luaL_checkinteger(L, 1));
-  if (p) host_post(p, (DWORD)luaL_checkinteger(L, 2), (ULONG_PTR)luaL_checkinteger(L, 3),
-                   (LPWSAOVERLAPPED)(uintptr_t)luaL_optinteger(L, 4, 0));
+  if ((p = host_port(h)) != NULL) host_post(p, bytes, key, ov);
   lwsp_mutex_unlock(&host_lock);
   if (!p) return fail(L, WSA_INVALID_HANDLE);
   lua_pushboolean(L, 1);

@@ -612,6 +612,7 @@ void rt_push_wsabuf(lua_State *co, const WSABUF *b) {
  * A call given an overlapped structure that finishes inside the handler still
  * completes through the caller's mechanism, as on Windows. */
 typedef struct apc_ctx {
+  struct apc_ctx *next;          /* in the slot's spares */
   LPWSAOVERLAPPED_COMPLETION_ROUTINE routine;
   LPWSAOVERLAPPED ov;
   DWORD error, bytes, flags;
@@ -619,6 +620,8 @@ typedef struct apc_ctx {
   uint32_t epoch;
   lwsp_sock *so;
 } apc_ctx;
+
+#define APC_SPARES 64   /* records kept for reuse per provider slot */
 
 /* Runs on the issuing thread in an alertable wait: the routine first (the
  * socket's handle is still valid), then the socket's pending count drops. */
@@ -628,6 +631,12 @@ static void CALLBACK apc_complete(DWORD_PTR ctx) {
   a->routine(a->error, a->bytes, a->ov, a->flags);
   lwsp_mutex_lock(&I->lock);
   if (I->active && I->epoch == a->epoch) rt_sock_release(I, a->so);
+  if (I->apc_nfree < APC_SPARES) {
+    a->next = I->apc_free;
+    I->apc_free = a;
+    I->apc_nfree++;
+    a = NULL;
+  }
   lwsp_mutex_unlock(&I->lock);
   free(a);
 }
@@ -638,7 +647,9 @@ void rt_overlapped_done(lwsp_inst *I, lwsp_sock *so, SOCKET s, LPWSAOVERLAPPED o
   INT e = 0;
   lwsp_ov_done(ov, error, bytes, flags);
   if (routine) {
-    apc_ctx *a = malloc(sizeof *a);
+    apc_ctx *a = I->apc_free;   /* under the provider lock, as every caller holds it */
+    if (a) { I->apc_free = a->next; I->apc_nfree--; }
+    else a = malloc(sizeof *a);
     if (!a || !tid) {
       lwsp_log(I->name, "cannot queue the completion routine: %s", a ? "no thread id" : "out of memory");
       free(a);

@@ -260,7 +260,7 @@ const char *hk_object_type(uintptr_t h) {
  * and the generation it was opened in, so looking one up (a wait on 64 of
  * them looks up 64) is an index and a compare, and a closed handle, whose
  * entry may since serve a new event, is never taken for the new one. */
-typedef struct hevent { int signalled, open; uint32_t gen, next_free; } hevent;
+typedef struct hevent { uintptr_t handle; int signalled; uint32_t gen, next_free; } hevent;   /* handle: 0 when closed */
 typedef struct hwindow { hmsg *head, *tail; long count; } hwindow;
 static hevent **ev_tab;                  /* with host_lock */
 static uint32_t ev_n, ev_cap, ev_free;   /* ev_free: index + 1 of the first closed entry, 0 when none */
@@ -274,9 +274,9 @@ static uintptr_t next_object = 0x10000;
 static hevent *host_event(WSAEVENT h) {
   uintptr_t v = (uintptr_t)h;
   hevent *e;
-  if (!(v & EV_FLAG) || (v & 3) || EV_IDX(v) >= ev_n) return NULL;
+  if (EV_IDX(v) >= ev_n) return NULL;
   e = ev_tab[EV_IDX(v)];
-  return e->open && (uintptr_t)e->gen == ((v >> (EV_IDX_BITS + 2)) & EV_GEN_MASK) ? e : NULL;
+  return e->handle == v && v ? e : NULL;   /* the entry's handle names its index, generation and flag */
 }
 
 WSAEVENT hk_event_create(void) {
@@ -304,9 +304,8 @@ WSAEVENT hk_event_create(void) {
   }
   e->gen = (uint32_t)(((uintptr_t)e->gen + 1) & EV_GEN_MASK);
   if (!e->gen) e->gen = 1;
-  e->open = 1;
   e->signalled = 0;
-  h = EV_FLAG | ((uintptr_t)e->gen << (EV_IDX_BITS + 2)) | ((uintptr_t)idx << 2);
+  e->handle = h = EV_FLAG | ((uintptr_t)e->gen << (EV_IDX_BITS + 2)) | ((uintptr_t)idx << 2);
   lwsp_mutex_unlock(&host_lock);
   return (WSAEVENT)h;
 }
@@ -326,7 +325,7 @@ int hk_event_close(WSAEVENT h) {
   hevent *e;
   lwsp_mutex_lock(&host_lock);
   if ((e = host_event(h)) != NULL) {
-    e->open = 0;
+    e->handle = 0;
     e->next_free = ev_free;
     ev_free = EV_IDX((uintptr_t)h) + 1;
     lwsp_cond_broadcast(&host_cond);

@@ -92,27 +92,38 @@ print("   down in C; Lua handlers: bench/handlers.lua, the same layer with getso
 print("   handled by Lua functions)")
 
 print()
-local ROUNDS = tonumber(os.getenv("LWSP_BENCH_ROUNDS")) or 6
+local ROUNDS = tonumber(os.getenv("LWSP_BENCH_ROUNDS")) or 16
 local ROUND_BYTES = BYTES // ROUNDS
 print(("2. bulk throughput over loopback TCP (%d MiB per configuration in %d rounds of %d MiB, 64 KiB buffers;"):format(
   ROUND_BYTES * ROUNDS // (1024 * 1024), ROUNDS, ROUND_BYTES // (1024 * 1024)))
-print("   each round runs the configurations one after another, so a noisy moment hits them alike; the best")
-print("   round of each, and the median of the per-round ratios to the base)")
+print("   each round runs the configurations one after another, in the reverse order every other round, so a")
+print("   noisy moment hits them alike; the best round of each, and the median of the per-round ratios to the")
+print("   base; and the same from CPU time, both threads', which the machine's other tenants do not move:")
+print("   bytes per CPU second, the median of the per-round ratios to the base)")
 local bulk = {{"native base", native}, {"one Lua layer", one}, {"two Lua layers", two},
               {"one, Lua handlers", luah}}
-local best, all, ratios = {}, {}, {}
-for _ = 1, ROUNDS do
-  local base_rate
-  for i, c in ipairs(bulk) do
-    local cl, sv = tcp_pair(c[2], native)
+local best, low, rates, ratios, cpus, cratios = {}, {}, {}, {}, {}, {}
+for round = 1, ROUNDS do
+  local order = {}
+  for i = 1, #bulk do order[i] = round % 2 == 1 and i or #bulk + 1 - i end
+  for _, i in ipairs(order) do
+    local cl, sv = tcp_pair(bulk[i][2], native)
+    local c0 = os.clock()   -- the process's CPU time: every thread's
     local rate = ROUND_BYTES / host.bench_stream(cl, sv, ROUND_BYTES, 65536) / (1024 * 1024)
-    base_rate = base_rate or rate
+    cpus[i] = cpus[i] or {}
+    cpus[i][round] = ROUND_BYTES / math.max(os.clock() - c0, 1e-6)
     best[i] = math.max(best[i] or 0, rate)
-    all[i] = (all[i] and all[i] .. " " or "") .. ("%.0f"):format(rate)
-    ratios[i] = ratios[i] or {}
-    table.insert(ratios[i], rate / base_rate)
+    low[i] = math.min(low[i] or math.huge, rate)
+    rates[i] = rates[i] or {}
+    rates[i][round] = rate
     host.close(cl)
     host.close(sv)
+  end
+  for i = 1, #bulk do
+    ratios[i] = ratios[i] or {}
+    ratios[i][round] = rates[i][round] / rates[1][round]
+    cratios[i] = cratios[i] or {}
+    cratios[i][round] = cpus[i][round] / cpus[1][round]
   end
 end
 local function median(t)
@@ -121,8 +132,8 @@ local function median(t)
   return n % 2 == 1 and t[(n + 1) // 2] or (t[n // 2] + t[n // 2 + 1]) / 2
 end
 for i, c in ipairs(bulk) do
-  print(("   %-20s %6.0f MiB/s   ratio %.2f   median ratio %.2f   (rounds: %s)"):format(c[1], best[i],
-    best[i] / best[1], median(ratios[i]), all[i]))
+  print(("   %-20s %6.0f MiB/s   ratio %.2f   median ratio %.2f   CPU-time ratio %.2f   (rounds: %.0f to %.0f MiB/s)")
+    :format(c[1], best[i], best[i] / best[1], median(ratios[i]), median(cratios[i]), low[i], best[i]))
 end
 
 print()

@@ -161,23 +161,35 @@ print(("    the best of %d rounds, each round running every configuration)"):for
 print(("   %-22s %10s %10s %10s"):format("receiving socket", "event", "routine", "port"))
 local ovconfigs = {{"native base", native}, {"Lua layer over native", one}, {"Lua handlers over native", luah},
                    {"memnet (Lua base)", memnet}}
-local ovbest = {}
+local ovbest, ovratio = {}, {}
 for _ = 1, OV_ROUNDS do
+  local rate = {}
   for i, c in ipairs(ovconfigs) do
+    rate[i] = {}
     ovbest[i] = ovbest[i] or {}
     for j, mode in ipairs{"event", "routine", "port"} do
       local cl, sv = tcp_pair(c[2], c[2] == memnet and memnet or native)
       local secs, n = host.bench_overlapped_stream(cl, sv, mode, c[2] == memnet and STREAM // 10 or STREAM,
                                                    mode == "event" and 32 or 64)
       ovbest[i][j] = math.max(ovbest[i][j] or 0, n / secs)
+      rate[i][j] = n / secs
       host.close(sv)
     end
+  end
+  for i = 2, 3 do
+    ovratio[i] = ovratio[i] or {{}, {}, {}}
+    for j = 1, 3 do table.insert(ovratio[i][j], rate[i][j] / rate[1][j]) end
   end
 end
 for i, c in ipairs(ovconfigs) do
   print(("   %-22s %10.0f %10.0f %10.0f"):format(c[1], ovbest[i][1], ovbest[i][2], ovbest[i][3]))
 end
-print("   (the Lua layer's receives are inherited: each goes down in C when it can complete at once, and")
+for i = 2, 3 do
+  print(("   %-22s %10.2f %10.2f %10.2f"):format(i == 2 and "  layer / native" or "  handlers / native",
+    median(ovratio[i][1]), median(ovratio[i][2]), median(ovratio[i][3])))
+end
+print("   (x / native: the median of the rounds' ratios to the native base in the same round;")
+print("   the Lua layer's receives are inherited: each goes down in C when it can complete at once, and")
 print("   runs wsp.layered's handler, which waits, when it cannot; Lua handlers: bench/handlers.lua)")
 
 print()

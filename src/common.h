@@ -16,6 +16,8 @@
 #include "spi.h"
 #include <lua.h>
 #include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
 
 #ifdef _WIN32
 typedef CRITICAL_SECTION lwsp_mutex;
@@ -98,6 +100,25 @@ void *lwsp_map_get(const lwsp_map *m, SOCKET key);
 int lwsp_map_put(lwsp_map *m, SOCKET key, void *val);     /* 0 on allocation failure */
 void *lwsp_map_del(lwsp_map *m, SOCKET key);
 void lwsp_map_free(lwsp_map *m);
+
+/* spare blocks: freed records of one size kept for the next
+ * allocation, up to max; the caller serialises its use.  A spare's first
+ * pointer-sized bytes link it to the next. */
+typedef struct { void *head; int n, max; } lwsp_spares;
+static inline void *lwsp_spare_take(lwsp_spares *s, size_t size) {   /* a spare, or malloc(size) */
+  void *p = s->head;
+  if (!p) return malloc(size < sizeof(void *) ? sizeof(void *) : size);
+  memcpy(&s->head, p, sizeof(void *));
+  s->n--;
+  return p;
+}
+static inline void lwsp_spare_give(lwsp_spares *s, void *p) {        /* kept, or freed when max are kept */
+  if (!p) return;
+  if (s->n >= s->max) { free(p); return; }
+  memcpy(p, &s->head, sizeof(void *));
+  s->head = p;
+  s->n++;
+}
 
 /* text and GUIDs */
 size_t lwsp_utf16_to_utf8(const WCHAR *in, size_t inlen, char *out, size_t outlen);

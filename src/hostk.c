@@ -379,19 +379,16 @@ int hk_thread_close(LPWSATHREADID tid) {
 }
 
 /* with host_lock: records of APCs that have run, for the next ones queued */
-static hapc *apc_spare;
-static int apc_nspare;
-#define APC_SPARES 256
+static lwsp_spares apc_spares = {NULL, 0, 256};
 
 int hk_queue_apc(LPWSATHREADID tid, LPWSAUSERAPC fn, DWORD_PTR ctx) {
   hthread *t;
   hapc *a;
   lwsp_mutex_lock(&host_lock);
-  if ((a = apc_spare) != NULL) { apc_spare = a->next; apc_nspare--; }
-  else if (!(a = malloc(sizeof *a))) { lwsp_mutex_unlock(&host_lock); return WSAENOBUFS; }
+  if (!(a = lwsp_spare_take(&apc_spares, sizeof *a))) { lwsp_mutex_unlock(&host_lock); return WSAENOBUFS; }
   a->fn = fn; a->ctx = ctx; a->next = NULL;
   t = lwsp_map_get(&threads, (SOCKET)(uintptr_t)tid->ThreadHandle);
-  if (!t) { lwsp_mutex_unlock(&host_lock); free(a); return WSAEINVAL; }
+  if (!t) { lwsp_spare_give(&apc_spares, a); lwsp_mutex_unlock(&host_lock); return WSAEINVAL; }
   if (t->tail) t->tail->next = a; else t->head = a;
   t->tail = a;
   lwsp_cond_broadcast(&host_cond);
@@ -415,15 +412,12 @@ int host_run_apcs(void) {
   }
   /* the records go back to the spares in one hold of the lock */
   lwsp_mutex_lock(&host_lock);
-  while (list && apc_nspare < APC_SPARES) {
+  while (list) {
     hapc *a = list;
     list = a->next;
-    a->next = apc_spare;
-    apc_spare = a;
-    apc_nspare++;
+    lwsp_spare_give(&apc_spares, a);
   }
   lwsp_mutex_unlock(&host_lock);
-  while (list) { hapc *a = list; list = a->next; free(a); }
   return n;
 }
 
@@ -489,14 +483,11 @@ int host_close_object(uintptr_t h) {
 }
 
 /* with host_lock: packets dequeued, for the next ones posted */
-static hpacket *packet_spare;
-static int packet_nspare;
-#define PACKET_SPARES 256
+static lwsp_spares packet_spares = {NULL, 0, 256};
 
 void host_post(hport *p, DWORD bytes, ULONG_PTR key, LPWSAOVERLAPPED ov) {
-  hpacket *k = packet_spare;
-  if (k) { packet_spare = k->next; packet_nspare--; }
-  else if (!(k = malloc(sizeof *k))) return;
+  hpacket *k = lwsp_spare_take(&packet_spares, sizeof *k);
+  if (!k) return;
   k->bytes = bytes; k->key = key; k->ov = ov; k->next = NULL;
   if (p->tail) p->tail->next = k; else p->head = k;
   p->tail = k;
@@ -516,9 +507,8 @@ int host_dequeue(uintptr_t h, long ms, hpacket *out) {
       if (!p->head) p->tail = NULL;
       p->count--;
       *out = *k;
-      if (packet_nspare < PACKET_SPARES) { k->next = packet_spare; packet_spare = k; packet_nspare++; k = NULL; }
+      lwsp_spare_give(&packet_spares, k);
       lwsp_mutex_unlock(&host_lock);
-      free(k);
       return 1;
     }
     if (ms >= 0) {

@@ -333,20 +333,21 @@ static int m_accept(lua_State *L) {
   return 2;
 }
 
-/* low:send(h, data [, flags [, addr]]) -> bytes sent (sendto with addr) */
-/* A view's WSABUF descriptors, copied (the lower layer gets its own array). */
+/* A view's WSABUF descriptors, copied (the lower layer gets its own array),
+ * and their total length (when len is not NULL). */
 #define VIEW_MAXBUFS 64
-static int view_arg(lua_State *L, int idx, WSABUF *out, DWORD *n, int writable) {
+static int view_arg(lua_State *L, int idx, WSABUF *out, DWORD *n, size_t *len, int writable) {
   const WSABUF *b;
-  size_t len;
-  if (!rt_view_bufs(L, idx, &b, n, &len, writable)) return 0;
+  size_t total;
+  if (!rt_view_bufs(L, idx, &b, n, &total, writable)) return 0;
+  if (len) *len = total;
   luaL_argcheck(L, *n <= VIEW_MAXBUFS, idx, "a view of more than 64 buffers");
   memcpy(out, b, *n * sizeof *b);
   return 1;
 }
 
-/* low:send(h, data | view [, flags [, to]]) -> bytes sent.  A view (a handler's
- * with views = true) goes down without a copy. */
+/* low:send(h, data | view [, flags [, to]]) -> bytes sent, bytes it did not
+ * take.  A view (a handler's with views = true) goes down without a copy. */
 static int m_send(lua_State *L) {
   LOW;
   SOCKET h = check_h(L, 2);
@@ -355,7 +356,7 @@ static int m_send(lua_State *L) {
   DWORD nb = 1, sent = 0, flags = (DWORD)luaL_optinteger(L, 4, 0);
   SOCKADDR_STORAGE ss;
   int len = 0;
-  if (view_arg(L, 3, many, &nb, 0)) {
+  if (view_arg(L, 3, many, &nb, &n, 0)) {
     b = many;
   } else {
     one.buf = (CHAR *)luaL_checklstring(L, 3, &n);
@@ -364,12 +365,8 @@ static int m_send(lua_State *L) {
   if (!lua_isnoneornil(L, 5)) addr_arg(L, 5, &ss, &len);
   if (len) RESULT("lower.send", low->procs.lpWSPSendTo(h, b, nb, &sent, flags, (struct sockaddr *)&ss, len, NULL, NULL, NULL, &err));
   else RESULT("lower.send", low->procs.lpWSPSend(h, b, nb, &sent, flags, NULL, NULL, NULL, &err));
-  {
-    size_t total = 0;
-    for (DWORD i = 0; i < nb; i++) total += b[i].len;
-    lua_pushinteger(L, sent);
-    lua_pushinteger(L, (lua_Integer)(total > sent ? total - sent : 0));   /* what it did not take */
-  }
+  lua_pushinteger(L, sent);
+  lua_pushinteger(L, (lua_Integer)(n > sent ? n - sent : 0));
   return 2;
 }
 
@@ -383,7 +380,7 @@ static int m_recv(lua_State *L) {
   SOCKADDR_STORAGE ss;
   luaL_Buffer lb;
   WSABUF one, many[VIEW_MAXBUFS], *b = &one;
-  int into_view = view_arg(L, 3, many, &nb, 1);
+  int into_view = view_arg(L, 3, many, &nb, NULL, 1);
   if (into_view) {
     b = many;
   } else {
@@ -744,18 +741,10 @@ void rt_lower_inherited(lwsp_inst *I) {
   lua_pop(L, 1);
 }
 
-int rt_lower_resolve(lwsp_inst *I, lwsp_sock *so, lwsp_lower **low, SOCKET *lh) {
+/* Reads the socket table's s.low and s.lh into so->down_low, so->down_lh. */
+static void read_down(lwsp_inst *I, lwsp_sock *so) {
   lua_State *L = I->L;
   lower_ud *u;
-  /* the table can only have changed if Lua code has run since it was read */
-  if (so->down_seen == I->lua_runs + 1) {
-    if (!so->down_low || !so->down_low->started) return 0;
-    *low = so->down_low;
-    *lh = so->down_lh;
-    return 1;
-  }
-  if (so->ref == LUA_NOREF || !lua_checkstack(L, 3)) return 0;
-  so->down_low = NULL;
   if (lua_rawgeti(L, LUA_REGISTRYINDEX, so->ref) == LUA_TTABLE) {
     lua_pushliteral(L, "low");
     lua_rawget(L, -2);
@@ -770,12 +759,22 @@ int rt_lower_resolve(lwsp_inst *I, lwsp_sock *so, lwsp_lower **low, SOCKET *lh) 
     lua_pop(L, 2);
   }
   lua_pop(L, 1);
-  so->down_seen = I->lua_runs + 1;
+}
+
+int rt_lower_resolve(lwsp_inst *I, lwsp_sock *so, lwsp_lower **low, SOCKET *lh) {
+  /* the table can only have changed if Lua code has run since it was read */
+  if (so->down_seen != I->lua_runs + 1) {
+    if (so->ref == LUA_NOREF || !lua_checkstack(I->L, 3)) return 0;
+    so->down_low = NULL;
+    read_down(I, so);
+    so->down_seen = I->lua_runs + 1;
+  }
   if (!so->down_low || !so->down_low->started) return 0;
   *low = so->down_low;
   *lh = so->down_lh;
   return 1;
 }
+
 
 #define DOWN_CALL(c, expr) do { lwsp_inst *I_ = (c)->I; int rc_; DOWN(I_, rc_ = (expr)); return rc_; } while (0)
 int rt_down_getsockopt(rt_call *c, int level, int name, char *val, LPINT len, LPINT err) {

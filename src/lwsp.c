@@ -45,6 +45,7 @@ static BOOL CALLBACK init_once(PINIT_ONCE o, PVOID p, PVOID *c) {
     lwsp_instances[i].slot = i;
     lwsp_mutex_init(&lwsp_instances[i].lock);
     lwsp_cond_init(&lwsp_instances[i].cond);
+    lwsp_instances[i].apc_spares.max = APC_SPARES;
   }
   return TRUE;
 }
@@ -57,6 +58,7 @@ static void init_once(void) {
     lwsp_instances[i].slot = i;
     lwsp_mutex_init(&lwsp_instances[i].lock);
     lwsp_cond_init(&lwsp_instances[i].cond);
+    lwsp_instances[i].apc_spares.max = APC_SPARES;
   }
 }
 static void global_init(void) { pthread_once(&g_once, init_once); }
@@ -612,7 +614,6 @@ void rt_push_wsabuf(lua_State *co, const WSABUF *b) {
  * A call given an overlapped structure that finishes inside the handler still
  * completes through the caller's mechanism, as on Windows. */
 typedef struct apc_ctx {
-  struct apc_ctx *next;          /* in the slot's spares */
   LPWSAOVERLAPPED_COMPLETION_ROUTINE routine;
   LPWSAOVERLAPPED ov;
   DWORD error, bytes, flags;
@@ -620,8 +621,6 @@ typedef struct apc_ctx {
   uint32_t epoch;
   lwsp_sock *so;
 } apc_ctx;
-
-#define APC_SPARES 64   /* records kept for reuse per provider slot */
 
 /* Runs on the issuing thread in an alertable wait: the routine first (the
  * socket's handle is still valid), then the socket's pending count drops. */
@@ -631,14 +630,8 @@ static void CALLBACK apc_complete(DWORD_PTR ctx) {
   a->routine(a->error, a->bytes, a->ov, a->flags);
   lwsp_mutex_lock(&I->lock);
   if (I->active && I->epoch == a->epoch) rt_sock_release(I, a->so);
-  if (I->apc_nfree < APC_SPARES) {
-    a->next = I->apc_free;
-    I->apc_free = a;
-    I->apc_nfree++;
-    a = NULL;
-  }
+  lwsp_spare_give(&I->apc_spares, a);
   lwsp_mutex_unlock(&I->lock);
-  free(a);
 }
 
 void rt_overlapped_done(lwsp_inst *I, lwsp_sock *so, SOCKET s, LPWSAOVERLAPPED ov,
@@ -647,12 +640,10 @@ void rt_overlapped_done(lwsp_inst *I, lwsp_sock *so, SOCKET s, LPWSAOVERLAPPED o
   INT e = 0;
   lwsp_ov_done(ov, error, bytes, flags);
   if (routine) {
-    apc_ctx *a = I->apc_free;   /* under the provider lock, as every caller holds it */
-    if (a) { I->apc_free = a->next; I->apc_nfree--; }
-    else a = malloc(sizeof *a);
+    apc_ctx *a = lwsp_spare_take(&I->apc_spares, sizeof *a);   /* every caller holds the provider lock */
     if (!a || !tid) {
       lwsp_log(I->name, "cannot queue the completion routine: %s", a ? "no thread id" : "out of memory");
-      free(a);
+      lwsp_spare_give(&I->apc_spares, a);
       return;
     }
     a->routine = routine; a->ov = ov; a->error = error; a->bytes = bytes; a->flags = flags;
@@ -661,7 +652,7 @@ void rt_overlapped_done(lwsp_inst *I, lwsp_sock *so, SOCKET s, LPWSAOVERLAPPED o
     if (I->up.lpWPUQueueApc(tid, apc_complete, (DWORD_PTR)a, &e) != 0) {
       lwsp_log(I->name, "WPUQueueApc failed (error %d): the completion routine will not run", e);
       so->pending--;
-      free(a);
+      lwsp_spare_give(&I->apc_spares, a);
     }
   } else if (!I->complete || I->complete(s, ov, error, bytes, &e) != 0) {
     lwsp_log(I->name, "WPUCompleteOverlappedRequest failed (error %d)", e);

@@ -72,8 +72,8 @@ typedef struct lwsp_inst {
   lwsp_cond cond;                /* with lock: blocked callers, GetOverlappedResult waits, the service thread */
   int slot;
   uint32_t epoch;                /* counts the slot's lives: APCs of an old life are dropped */
-  void *apc_free;                /* with lock: spare completion-routine records, kept across lives */
-  int apc_nfree;
+  lwsp_spares apc_spares;        /* with lock: completion-routine records, kept across lives */
+#define APC_SPARES 64            /* how many of them (set with the slot) */
   volatile int active;           /* everything from here on is reset by each first WSPStartup */
   int startups;
   GUID id;

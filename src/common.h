@@ -101,6 +101,14 @@ int lwsp_map_put(lwsp_map *m, SOCKET key, void *val);     /* 0 on allocation fai
 void *lwsp_map_del(lwsp_map *m, SOCKET key);
 void lwsp_map_free(lwsp_map *m);
 
+/* A full userdata at idx whose size is size and whose first 8 bytes hold tag
+ * (how lwsp's hot paths recognise their own userdata without a metatable
+ * lookup: scripts cannot write a userdata's bytes), or NULL. */
+static inline void *lwsp_tagged(lua_State *L, int idx, size_t size, unsigned long long tag) {
+  void *p = lua_type(L, idx) == LUA_TUSERDATA ? lua_touserdata(L, idx) : NULL;
+  return p && lua_rawlen(L, idx) == size && *(const unsigned long long *)p == tag ? p : NULL;
+}
+
 /* spare blocks: freed records of one size kept for the next
  * allocation, up to max; the caller serialises its use.  A spare's first
  * pointer-sized bytes link it to the next. */

@@ -17,6 +17,7 @@
 #define RUN() do { if (rt_run(&c, err) != RT_DONE || rt_failed(&c, err)) return errv; } while (0)
 #define BEGIN(proc, s, need) do { if (!rt_begin(&c, I, (proc), (s), (need), err)) return errv; } while (0)
 #define R(k) (c.base + (k))          /* index of result k (0-based) on c.co */
+#define HAS(k) (c.nres > (k) && !lua_isnil(c.co, R(k)))
 
 /* Ends an inherited call made down in C (rt_begin_down): rc is the lower's. */
 static int down_end(rt_call *c, int rc, LPINT err) {
@@ -24,7 +25,6 @@ static int down_end(rt_call *c, int rc, LPINT err) {
   rt_fail(c, err, *err ? *err : WSASYSCALLFAILURE);
   return SOCKET_ERROR;
 }
-#define HAS(k) (c.nres > (k) && !lua_isnil(c.co, R(k)))
 
 static int min_addrlen(int af) { return af == AF_INET6 ? 28 : 16; }
 
@@ -698,12 +698,12 @@ static int recv_entry(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nbu
       rt_end(&c);
       return 0;
     }
-    if (e != WSAEWOULDBLOCK) {
+    if (e != WSAEWOULDBLOCK || (!ov && c.so->nonblocking)) {   /* (the handler could only say the same) */
       if (got) *got = n;
       ov_failed(ov, e ? e : WSASYSCALLFAILURE);
       FAIL(e ? e : WSASYSCALLFAILURE);
     }
-    if (!rt_enter_lua(&c, err)) return errv;   /* the handler waits, or says it would block */
+    if (!rt_enter_lua(&c, err)) return errv;   /* the handler waits */
   }
   if (from && *fromlen < min_addrlen(c.so->af)) { ov_failed(ov, WSAEFAULT); FAIL(WSAEFAULT); }
   c.can_wait = 1;
@@ -849,10 +849,10 @@ static int send_common(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nb
       nbufs -= k;
       total -= n;
       before = n;
-    } else if (e != WSAEWOULDBLOCK) {
+    } else if (e != WSAEWOULDBLOCK || c.so->nonblocking) {   /* (the handler could only say the same) */
       FAIL(e ? e : WSASYSCALLFAILURE);
     }
-    if (!rt_enter_lua(&c, err)) return errv;   /* the handler waits, or says it would block */
+    if (!rt_enter_lua(&c, err)) return errv;   /* the handler waits */
   }
   c.can_wait = 1;
   c.ov = ov;

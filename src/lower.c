@@ -59,8 +59,8 @@ typedef struct { unsigned long long tag; lwsp_lower *low; } lower_ud;
 static int fail(lua_State *L, int code) { return lwsp_push_error(L, code ? code : WSASYSCALLFAILURE); }
 
 static lwsp_lower *check_lower(lua_State *L) {
-  lower_ud *u = lua_type(L, 1) == LUA_TUSERDATA ? lua_touserdata(L, 1) : NULL;
-  if (!u || lua_rawlen(L, 1) != sizeof *u || u->tag != LOWER_TAG) u = luaL_checkudata(L, 1, LOWER_MT);
+  lower_ud *u = lwsp_tagged(L, 1, sizeof *u, LOWER_TAG);
+  if (!u) u = luaL_checkudata(L, 1, LOWER_MT);
   if (!u->low || !u->low->started) luaL_error(L, "the lower layer has been cleaned up");
   return u->low;
 }
@@ -750,9 +750,8 @@ static void read_down(lwsp_inst *I, lwsp_sock *so) {
     lua_rawget(L, -2);
     lua_pushliteral(L, "lh");
     lua_rawget(L, -3);
-    u = lua_type(L, -2) == LUA_TUSERDATA ? lua_touserdata(L, -2) : NULL;
-    if (u && lua_rawlen(L, -2) == sizeof *u && u->tag == LOWER_TAG && u->low && u->low->I == I &&
-        lua_isinteger(L, -1)) {
+    u = lwsp_tagged(L, -2, sizeof *u, LOWER_TAG);
+    if (u && u->low && u->low->I == I && lua_isinteger(L, -1)) {
       so->down_low = u->low;
       so->down_lh = (SOCKET)lua_tointeger(L, -1);
     }

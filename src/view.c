@@ -27,9 +27,8 @@ typedef struct lwsp_view {
 
 /* The view at idx, or NULL. */
 static lwsp_view *to_view(lua_State *L, int idx) {
-  lwsp_view *v = lua_type(L, idx) == LUA_TUSERDATA ? lua_touserdata(L, idx) : NULL;
-  if (v && lua_rawlen(L, idx) == sizeof *v && v->tag == VIEW_TAG) return v;
-  return luaL_testudata(L, idx, VIEW_MT);
+  lwsp_view *v = lwsp_tagged(L, idx, sizeof *v, VIEW_TAG);
+  return v ? v : luaL_testudata(L, idx, VIEW_MT);
 }
 
 static lwsp_view *check_view(lua_State *L, int idx) {

@@ -4,8 +4,8 @@
 local P = require("wsp.layered").new()
 P.description = "passthrough with Lua handlers (lwsp benchmark)"
 P.views = true
-local base = P.base
-function P.getsockopt(...) return base.getsockopt(...) end
-function P.send(...) return base.send(...) end
-function P.recv(...) return base.recv(...) end
+local getsockopt, send, recv = P.base.getsockopt, P.base.send, P.base.recv
+function P.getsockopt(s, level, name, optlen) return getsockopt(s, level, name, optlen) end
+function P.send(s, data, flags) return send(s, data, flags) end
+function P.recv(s, len, flags) return recv(s, len, flags) end
 return P

@@ -57,6 +57,7 @@ void lwsp_cond_broadcast(lwsp_cond *c);
 /* Waits at most ms milliseconds (ms < 0: forever); returns 0 when woken, 1 on timeout. */
 int lwsp_cond_wait(lwsp_cond *c, lwsp_mutex *m, long ms);
 double lwsp_now(void);                        /* monotonic seconds */
+void lwsp_yield(void);                        /* lets another thread run */
 typedef struct lwsp_thread lwsp_thread;
 /* Starts fn(arg) on a new thread; NULL on failure.  Join exactly once. */
 lwsp_thread *lwsp_thread_start(void (*fn)(void *), void *arg);

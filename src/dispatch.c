@@ -614,8 +614,11 @@ static int e_listen(lwsp_inst *I, SOCKET s, int backlog, LPINT err) {
 
 void *rt_push_recv_args(lwsp_inst *I, lua_State *co, const rt_io *io) {
   void *view = NULL;
-  if (I->views) view = rt_push_view(co, io->bufs, io->nbufs, io->cap, 1);
-  else lua_pushinteger(co, (lua_Integer)io->cap);
+  if (I->views) {
+    if (!(view = rt_push_view(I, co, io->bufs, io->nbufs, io->cap, 1))) return NULL;
+  } else {
+    lua_pushinteger(co, (lua_Integer)io->cap);
+  }
   lua_pushinteger(co, io->flags);
   return view;
 }
@@ -707,7 +710,7 @@ static int recv_entry(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nbu
   }
   if (from && *fromlen < min_addrlen(c.so->af)) { ov_failed(ov, WSAEFAULT); FAIL(WSAEFAULT); }
   c.can_wait = 1;
-  c.view = rt_push_recv_args(I, c.co, &io);
+  if (!(c.view = rt_push_recv_args(I, c.co, &io)) && I->views) { ov_failed(ov, WSAENOBUFS); FAIL(WSAENOBUFS); }
   return data_end(&c, rt_run_in_turn(&c, err), &io, finish_recv, got, flags, ov, routine, tid, err);
 }
 
@@ -856,7 +859,8 @@ static int send_common(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nb
   }
   c.can_wait = 1;
   c.ov = ov;
-  if (I->views) c.view = rt_push_view(c.co, bufs, nbufs, total, 0); else rt_push_bufs(c.co, bufs, nbufs, &total);
+  if (!I->views) rt_push_bufs(c.co, bufs, nbufs, &total);
+  else if (!(c.view = rt_push_view(I, c.co, bufs, nbufs, total, 0))) { ov_failed(ov, WSAENOBUFS); FAIL(WSAENOBUFS); }
   if (proc == P_sendto) {
     if (to) {
       if (!rt_push_addr_arg(&c, to, tolen)) { ov_failed(ov, WSAEFAULT); FAIL(WSAEFAULT); }

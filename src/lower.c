@@ -54,6 +54,7 @@ typedef struct { unsigned long long tag; lwsp_lower *low; } lower_ud;
     stmt; \
     for (int k_ = 0; k_ < d_; k_++) { lwsp_mutex_lock(&(I)->lock); } \
     (I)->depth = d_; \
+    rt_budget_relocked(I); \
   } while (0)
 
 static int fail(lua_State *L, int code) { return lwsp_push_error(L, code ? code : WSASYSCALLFAILURE); }

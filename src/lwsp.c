@@ -41,6 +41,7 @@ static INIT_ONCE g_once = INIT_ONCE_STATIC_INIT;
 static BOOL CALLBACK init_once(PINIT_ONCE o, PVOID p, PVOID *c) {
   (void)o; (void)p; (void)c;
   lwsp_mutex_init(&g_lock);
+  rt_budget_init();
   for (int i = 0; i < LWSP_MAX_INSTANCES; i++) {
     lwsp_instances[i].slot = i;
     lwsp_mutex_init(&lwsp_instances[i].lock);
@@ -54,6 +55,7 @@ static void global_init(void) { InitOnceExecuteOnce(&g_once, init_once, NULL, NU
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static void init_once(void) {
   lwsp_mutex_init(&g_lock);
+  rt_budget_init();
   for (int i = 0; i < LWSP_MAX_INSTANCES; i++) {
     lwsp_instances[i].slot = i;
     lwsp_mutex_init(&lwsp_instances[i].lock);
@@ -269,8 +271,14 @@ void rt_co_give(lwsp_inst *I, lua_State *co, int ref) {
     I->pool_co[I->npool] = co;
     I->pool_ref[I->npool++] = ref;
   } else {
-    luaL_unref(I->L, LUA_REGISTRYINDEX, ref);
+    rt_co_drop(I, co, ref);
   }
+}
+
+void rt_co_drop(lwsp_inst *I, lua_State *co, int ref) {
+  if (ref == LUA_NOREF) return;
+  rt_budget_forget(I, co);   /* the watchdog lets go of it before the collector may take it */
+  luaL_unref(I->L, LUA_REGISTRYINDEX, ref);
 }
 
 /* The handler (and the socket table) on a coroutine from the pool. */
@@ -282,7 +290,7 @@ static int enter(rt_call *c, SOCKET s, LPINT err) {
   if (!lua_checkstack(L, 4)) return begin_fail(c, s, err, WSAENOBUFS);
   c->co = rt_co_take(I, &c->co_ref);
   if (!lua_checkstack(c->co, 16)) {
-    luaL_unref(L, LUA_REGISTRYINDEX, c->co_ref);
+    rt_co_drop(I, c->co, c->co_ref);
     c->co = NULL;
     return begin_fail(c, s, err, WSAENOBUFS);
   }
@@ -341,7 +349,6 @@ int rt_enter_lua(rt_call *c, LPINT err) { return enter(c, c->so->handle, err); }
 
 void rt_end(rt_call *c) {
   lwsp_inst *I = c->I;
-  lua_State *L = I->L;
   SOCKET traced_sock = c->so ? c->so->handle : 0;
   if (c->so) c->so->close_running = 0;
   if (c->ns) { rt_sock_close(I, c->ns); c->ns = NULL; }
@@ -354,12 +361,12 @@ void rt_end(rt_call *c) {
       lwsp_trace_values(c->co, c->base, c->base + c->nres - 1, res, sizeof res);
     lwsp_trace_leave(c->caller, I->name, lwsp_spi_names[c->proc], traced_sock, c->err_code, res);
   }
-  if (c->view) { rt_view_end(L, c->view); c->view = NULL; }
+  if (c->view) { rt_view_end(I, c->view); c->view = NULL; }
   if (c->co) {
     if (!c->pending && !c->broken && lua_status(c->co) == LUA_OK) {
       rt_co_give(I, c->co, c->co_ref);
     } else {
-      luaL_unref(L, LUA_REGISTRYINDEX, c->co_ref);   /* LUA_NOREF once a pending operation owns it */
+      rt_co_drop(I, c->co, c->co_ref);   /* LUA_NOREF once a pending operation owns it */
     }
   }
   if (--I->depth == 0) rt_pump(I);
@@ -384,23 +391,6 @@ int rt_fault(rt_call *c, LPINT err, const char *fmt, ...) {
   va_end(ap);
   lwsp_log(c->I->name, "handler '%s' (%s): %s", lwsp_proc_names[c->proc], lwsp_spi_names[c->proc], msg);
   return rt_fail(c, err, WSAENETDOWN);
-}
-
-/* The instruction budget: a count hook every 1000 instructions on the
- * handler's coroutine; the countdown lives in the coroutine's extra space. */
-#define BUDGET_STEP 1000
-static void budget_hook(lua_State *co, lua_Debug *ar) {
-  long *left = (long *)lua_getextraspace(co);
-  (void)ar;
-  if ((*left -= BUDGET_STEP) <= 0) {
-    *left = BUDGET_STEP * 10;   /* room for the error to unwind */
-    luaL_error(co, "instruction budget exceeded (the handler ran too long; see 'budget' in docs/api.md)");
-  }
-}
-void rt_arm_budget(lwsp_inst *I, lua_State *co) {
-  if (!I->budget) return;
-  *(long *)lua_getextraspace(co) = I->budget;
-  lua_sethook(co, budget_hook, LUA_MASKCOUNT, BUDGET_STEP);
 }
 
 static void kill(rt_call *c) {
@@ -437,12 +427,14 @@ int rt_run(rt_call *c, LPINT err) {
   rt_trace_entered(c);
   for (;;) {
     int nres = 0, st, outer = c->I->may_wait;
-    rt_arm_budget(c->I, co);
+    rt_run_mark run;
     /* what a yield will do: wait (blocking, overlapped), or fail the call */
     c->I->may_wait = c->can_wait && (c->ov || (!(c->so && c->so->nonblocking) && c->I->depth <= 1));
     c->I->limited = 1;
     c->I->lua_runs++;
+    run = rt_budget_enter(c->I, co);
     st = lua_resume(co, c->I->L, nargs, &nres);
+    rt_budget_leave(c->I, run);
     c->I->limited = 0;
     c->I->may_wait = outer;
     nargs = 0;
@@ -764,6 +756,7 @@ static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCAL
   luaL_openlibs(L);
   lua_pushlightuserdata(L, I);
   lua_setfield(L, LUA_REGISTRYINDEX, "lwsp.instance");
+  rt_budget_open(L, I);
   luaL_requiref(L, "lwsp", luaopen_lwsp, 0);
   lua_pop(L, 1);
   dirname_of(I->script, sdir, sizeof sdir);
@@ -907,6 +900,7 @@ LWSP_EXPORT int WSPAPI WSPStartup(WORD wVersionRequested, LPWSPDATA lpWSPData, L
     I->startups = 1;
     fill_data(I, lpWSPData);
     I->active = 1;
+    rt_budget_attach(I);
     lwsp_mutex_unlock(&I->lock);
   }
   lwsp_fill_procs(I->slot, lpProcTable);
@@ -941,8 +935,10 @@ int lwsp_do_cleanup(lwsp_inst *I, LPINT err) {
   I->active = 0;
   for (uint32_t i = 0; i < I->nsocks; i++)
     if (rt_sock_at(I, i)->gen) { rt_sock_at(I, i)->pending = 0; rt_sock_close(I, rt_sock_at(I, i)); }
+  rt_budget_detach(I);
   lua_close(I->L);
   I->L = NULL;
+  rt_views_free(I);
   rt_lower_close_all(I);   /* after the state: its sockets' lower handles go with the lower layer */
   for (uint32_t i = 0; i < I->nchunks; i++) free(I->chunks[i]);
   free(I->chunks);

@@ -293,7 +293,7 @@ static int op_enter_lua(lwsp_inst *I, rt_op *op) {
   if (!lua_checkstack(co, 16)) { op_complete(I, op, WSAENOBUFS, 0, 0); return 0; }
   lua_rawgeti(co, LUA_REGISTRYINDEX, I->href[op->proc]);
   lua_rawgeti(co, LUA_REGISTRYINDEX, op->so->ref);
-  op->view = rt_push_recv_args(I, co, &op->io);
+  if (!(op->view = rt_push_recv_args(I, co, &op->io)) && I->views) { op_complete(I, op, WSAENOBUFS, 0, 0); return 0; }
   return 1;
 }
 
@@ -325,7 +325,7 @@ static void op_complete(lwsp_inst *I, rt_op *op, int error, DWORD bytes, DWORD f
   }
   /* a failure while its socket is being closed (what lies below went first) is an abort */
   if (error && (op->so->close_running || op->so->closing)) error = WSA_OPERATION_ABORTED;
-  if (op->view) rt_view_end(I->L, op->view);
+  if (op->view) rt_view_end(I, op->view);
   rt_overlapped_done(I, op->so, op->handle, op->ov, op->routine, op->has_tid ? &op->tid : NULL, (DWORD)error,
                      bytes, flags);
   rt_sock_release(I, op->so);
@@ -334,7 +334,7 @@ static void op_complete(lwsp_inst *I, rt_op *op, int error, DWORD bytes, DWORD f
   } else if (op->co_clean) {                          /* its coroutine never ran: reused */
     rt_co_give(I, op->co, op->co_ref);
   } else {
-    luaL_unref(I->L, LUA_REGISTRYINDEX, op->co_ref);
+    rt_co_drop(I, op->co, op->co_ref);
   }
   if (op->io.bufs && op->io.bufs != op->bufs_copy) free(op->io.bufs);
   free(op);
@@ -368,6 +368,7 @@ static int op_start_down(lwsp_inst *I, rt_op *op) {
 static void op_resume(lwsp_inst *I, rt_op *op) {
   lua_State *co = op->co;
   int nres = 0, st;
+  rt_run_mark run;
   rt_call c;
   DWORD bytes = 0, flags = 0;
   int e;
@@ -387,12 +388,13 @@ static void op_resume(lwsp_inst *I, rt_op *op) {
    * to call down) marks it aborted instead of freeing it under our feet */
   op->state = OP_RUNNING;
   I->running++;
-  if (I->budget) { *(long *)lua_getextraspace(co) = I->budget; }
   outer = I->may_wait;
   I->may_wait = 1;                      /* an overlapped operation */
   I->limited = 1;
   I->lua_runs++;
+  run = rt_budget_enter(I, co);
   st = lua_resume(co, I->L, nargs, &nres);
+  rt_budget_leave(I, run);
   I->limited = 0;
   I->may_wait = outer;
   if (--I->running == 0) lwsp_cond_broadcast(&I->cond);
@@ -505,6 +507,7 @@ rt_op *rt_find_op(lwsp_inst *I, LPWSAOVERLAPPED ov) {
 /* ---- the service thread: timers and timeouts of pending operations ------------ */
 static void run_due(lwsp_inst *I, double now, double *next_due) {
   lua_State *L = I->L;
+  rt_run_mark run;
   *next_due = 0;
   for (rt_op *op = I->ops; op; op = op->next)
     if (!op->blocking && op->state == OP_WAITING && op->deadline) {
@@ -523,16 +526,17 @@ static void run_due(lwsp_inst *I, double now, double *next_due) {
       lua_pushvalue(L, -3);
       lua_pushnil(L);
       lua_rawset(L, -6);                     /* T[id] = nil before running */
-      rt_arm_budget(I, L);
       I->limited = 1;
       I->lua_runs++;
+      run = rt_budget_enter(I, L);
       if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
         I->limited = 0;
         lwsp_log(I->name, "timer raised an error: %s", lua_tostring(L, -1));
         lua_pop(L, 1);
       }
       I->limited = 0;
-      lua_sethook(L, NULL, 0, 0);
+      rt_budget_leave(I, run);
+      if (lua_gethook(L)) lua_sethook(L, NULL, 0, 0);   /* lwsp's own code runs on L next */
       lua_pop(L, 2);
       lua_pushnil(L);                        /* restart: the table changed */
       continue;

@@ -74,6 +74,7 @@ int lwsp_cond_wait(lwsp_cond *c, lwsp_mutex *m, long ms) {
   if (SleepConditionVariableCS(c, m, ms < 0 ? INFINITE : (DWORD)ms)) return 0;
   return GetLastError() == ERROR_TIMEOUT ? 1 : 0;
 }
+void lwsp_yield(void) { SwitchToThread(); }
 double lwsp_now(void) {
   LARGE_INTEGER f, t;
   QueryPerformanceFrequency(&f);
@@ -224,6 +225,7 @@ int lwsp_registry_each(int view, void (*fn)(const char *guid, const char *path, 
 }
 #else
 #  include <dlfcn.h>
+#  include <sched.h>
 #  include <time.h>
 #  include <unistd.h>
 #  include <dirent.h>
@@ -259,6 +261,7 @@ int lwsp_cond_wait(lwsp_cond *c, lwsp_mutex *m, long ms) {
   if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
   return pthread_cond_timedwait(c, m, &ts) == ETIMEDOUT;
 }
+void lwsp_yield(void) { sched_yield(); }
 double lwsp_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

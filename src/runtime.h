@@ -74,6 +74,12 @@ typedef struct lwsp_inst {
   uint32_t epoch;                /* counts the slot's lives: APCs of an old life are dropped */
   lwsp_spares apc_spares;        /* with lock: completion-routine records, kept across lives */
 #define APC_SPARES 64            /* how many of them (set with the slot) */
+  /* the budget's watchdog (budget.c); kept across lives, read by its thread without the lock */
+  lua_State *wd_co;              /* the coroutine running Lua code now, or NULL */
+  uint32_t wd_seq;               /* counts runs' starts and ends */
+  long wd_budget;                /* I->budget while the instance is watched, else 0 */
+  uint32_t wd_seen, wd_armed;    /* the watchdog's own: wd_seq at its last look, and when it armed */
+  int wd_attached;               /* counted among the watchdog's users */
   volatile int active;           /* everything from here on is reset by each first WSPStartup */
   int startups;
   GUID id;
@@ -110,6 +116,8 @@ typedef struct lwsp_inst {
   lwsp_thread *service;
   int service_stop;
   struct lwsp_lower *lowers;     /* loaded layers below, one per protocol chain */
+  struct lwsp_view *views_idle, *views_all;   /* view records (view.c) */
+  int view_mt;                   /* registry reference to the views' metatable (0: not made yet) */
 } lwsp_inst;
 
 lwsp_inst *lwsp_inst_of(lua_State *L);  /* NULL outside a provider state */
@@ -198,6 +206,7 @@ enum { RT_FAILED = 0, RT_DONE = 1, RT_PENDING = 2, RT_QUEUED = 3 };
 /* A coroutine for a handler (from the pool, or new), anchored by *ref; and back. */
 lua_State *rt_co_take(lwsp_inst *I, int *ref);
 void rt_co_give(lwsp_inst *I, lua_State *co, int ref);
+void rt_co_drop(lwsp_inst *I, lua_State *co, int ref);   /* releases it (ref LUA_NOREF: nothing to release) */
 int rt_begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LPINT err);
 /* rt_begin for the calls a layer can inherit: when may_go_down and the
  * socket's handler is wsp.layered's passthrough (and the call is neither
@@ -227,8 +236,21 @@ int rt_run_in_turn(rt_call *c, LPINT err);
 void rt_trace_entered(rt_call *c);   /* the trace's call record gets the handler's arguments */
 /* The handler's failure code (0: none, -1: a fault, logged). */
 int rt_result_error(rt_call *c);
-/* Arms the instruction budget on a thread about to run handler code. */
-void rt_arm_budget(lwsp_inst *I, lua_State *co);
+/* budget.c: the instruction budget.  Every run of Lua code on a provider's
+ * state (handler resumption, timer, APC) is bracketed by rt_budget_enter and
+ * rt_budget_leave with the lock held; a run that lasts past a watchdog tick
+ * gets a count hook and I->budget instructions.  rt_budget_relocked: the lock
+ * was taken back inside a run (a call down).  rt_budget_forget: co is about to
+ * be released (NULL: the whole state is). */
+typedef struct { lwsp_inst *inst; lua_State *co; } rt_run_mark;
+rt_run_mark rt_budget_enter(lwsp_inst *I, lua_State *co);
+void rt_budget_leave(lwsp_inst *I, rt_run_mark m);
+void rt_budget_relocked(lwsp_inst *I);
+void rt_budget_forget(lwsp_inst *I, lua_State *co);
+void rt_budget_init(void);
+void rt_budget_attach(lwsp_inst *I);   /* the instance is open: watch it (when it has a budget) */
+void rt_budget_detach(lwsp_inst *I);   /* before its state closes */
+void rt_budget_open(lua_State *L, lwsp_inst *I);   /* coroutine.resume and wrap that carry the budget into nested coroutines */
 int rt_soft_fault(rt_call *c, const char *fmt, ...)
 #ifdef __GNUC__
   __attribute__((format(printf, 2, 3)))
@@ -294,11 +316,12 @@ int rt_enum_events(lwsp_inst *I, lwsp_sock *so, WSAEVENT ev, LPWSANETWORKEVENTS 
 int rt_select(lwsp_inst *I, wsp_fd_set *r, wsp_fd_set *w, wsp_fd_set *e, const wsp_timeval *tv, LPINT err);
 int rt_events_open(lua_State *L, lwsp_inst *I);
 /* view.c: zero-copy views of a caller's WSABUF array, valid for one call */
-void *rt_push_view(lua_State *co, const WSABUF *bufs, DWORD n, size_t len, int writable);
+void *rt_push_view(lwsp_inst *I, lua_State *co, const WSABUF *bufs, DWORD n, size_t len, int writable);
 /* A receive handler's arguments after the socket: a writable view of io's
  * buffers (returned) or their capacity, then the flags. */
 void *rt_push_recv_args(lwsp_inst *I, lua_State *co, const rt_io *io);
-void rt_view_end(lua_State *L, void *view);   /* L: the provider's state */
+void rt_view_end(lwsp_inst *I, void *view);
+void rt_views_free(lwsp_inst *I);             /* after lua_close: the view records */
 int rt_view_bufs(lua_State *L, int idx, const WSABUF **bufs, DWORD *n, size_t *len, int writable);
 void rt_view_retarget(void *view, const WSABUF *bufs);
 /* dispatch.c: the 30 entries of instance slot n */

@@ -178,15 +178,17 @@ static void CALLBACK run_lua_apc(DWORD_PTR ctx) {
     int top = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, a->ref);
     luaL_unref(L, LUA_REGISTRYINDEX, a->ref);
-    rt_arm_budget(I, L);
+    rt_run_mark run;
     I->limited = 1;
     I->lua_runs++;
+    run = rt_budget_enter(I, L);
     if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
       I->limited = 0;
       lwsp_log(I->name, "APC raised an error: %s", lua_tostring(L, -1));
     }
     I->limited = 0;
-    lua_sethook(L, NULL, 0, 0);
+    rt_budget_leave(I, run);
+    if (lua_gethook(L)) lua_sethook(L, NULL, 0, 0);   /* lwsp's own code runs on L next */
     lua_settop(L, top);
   }
   lwsp_mutex_unlock(&I->lock);

@@ -15,26 +15,41 @@
  * falls back to the full check). */
 #define VIEW_TAG 0x6c777370766965ULL
 
+/* What a view covers lives in a C record, not in the userdata: the call that
+ * made the view ends it by bumping the record's generation, whether or not
+ * the handler still holds the userdata, so nothing need anchor the userdata
+ * for the call's length.  Records are reused, never freed while the state is
+ * open (a stale userdata still points at its record); rt_views_free frees them
+ * after lua_close. */
 typedef struct lwsp_view {
-  unsigned long long tag;
-  const WSABUF *bufs;
+  uint32_t gen;
   DWORD n;
+  const WSABUF *bufs;
   size_t len;
   int writable;
-  int valid;
-  int ref;            /* anchors the view until rt_view_end: a handler may drop its argument */
+  struct lwsp_view *next;   /* the instance's list of idle records */
+  struct lwsp_view *all;    /* every record of the instance */
 } lwsp_view;
 
-/* The view at idx, or NULL. */
-static lwsp_view *to_view(lua_State *L, int idx) {
-  lwsp_view *v = lwsp_tagged(L, idx, sizeof *v, VIEW_TAG);
-  return v ? v : luaL_testudata(L, idx, VIEW_MT);
+typedef struct {
+  unsigned long long tag;
+  lwsp_view *rec;
+  uint32_t gen;             /* valid while it equals rec->gen */
+} view_ud;
+
+/* The view at idx (its record, or NULL if it expired), and whether idx is a view at all. */
+static lwsp_view *to_view(lua_State *L, int idx, int *is_view) {
+  view_ud *u = lwsp_tagged(L, idx, sizeof *u, VIEW_TAG);
+  if (!u) u = luaL_testudata(L, idx, VIEW_MT);
+  *is_view = u != NULL;
+  return u && u->gen == u->rec->gen ? u->rec : NULL;
 }
 
 static lwsp_view *check_view(lua_State *L, int idx) {
-  lwsp_view *v = to_view(L, idx);
-  if (!v) luaL_typeerror(L, idx, VIEW_MT);
-  if (!v->valid) luaL_error(L, "buffer view used after its call returned");
+  int is_view;
+  lwsp_view *v = to_view(L, idx, &is_view);
+  if (!is_view) luaL_typeerror(L, idx, VIEW_MT);
+  if (!v) luaL_error(L, "buffer view used after its call returned");
   return v;
 }
 
@@ -123,40 +138,56 @@ static int v_len(lua_State *L) {
 }
 
 static int v_name(lua_State *L) {
-  lwsp_view *v = luaL_checkudata(L, 1, VIEW_MT);
-  lua_pushfstring(L, "lwsp.view (%d bytes%s)", (int)v->len, v->valid ? "" : ", expired");
+  view_ud *u = luaL_checkudata(L, 1, VIEW_MT);
+  int live = u->gen == u->rec->gen;
+  lua_pushfstring(L, "lwsp.view (%d bytes%s)", live ? (int)u->rec->len : 0, live ? "" : ", expired");
   return 1;
 }
 
+static void push_view_mt(lwsp_inst *I, lua_State *co) {
+  static const luaL_Reg methods[] = {{"tostring", v_tostring}, {"byte", v_byte}, {"write", v_write}, {NULL, NULL}};
+  if (I->view_mt) { lua_rawgeti(co, LUA_REGISTRYINDEX, I->view_mt); return; }
+  luaL_newmetatable(co, VIEW_MT);
+  lua_pushcfunction(co, v_len); lua_setfield(co, -2, "__len");
+  lua_pushcfunction(co, v_name); lua_setfield(co, -2, "__tostring");
+  luaL_newlib(co, methods);
+  lua_setfield(co, -2, "__index");
+  lua_pushvalue(co, -1);
+  I->view_mt = luaL_ref(co, LUA_REGISTRYINDEX);
+}
+
 /* Pushes a view of (bufs, n); the caller must call rt_view_end before the
- * buffers stop being valid. */
-void *rt_push_view(lua_State *co, const WSABUF *bufs, DWORD n, size_t len, int writable) {
-  lwsp_view *v = lua_newuserdatauv(co, sizeof *v, 0);
-  v->tag = VIEW_TAG;
+ * buffers stop being valid.  NULL (and nothing pushed) when out of memory. */
+void *rt_push_view(lwsp_inst *I, lua_State *co, const WSABUF *bufs, DWORD n, size_t len, int writable) {
+  lwsp_view *v = I->views_idle;
+  view_ud *u;
+  if (v) {
+    I->views_idle = v->next;
+  } else {
+    if (!(v = calloc(1, sizeof *v))) return NULL;
+    v->all = I->views_all;
+    I->views_all = v;
+  }
   v->bufs = bufs;
   v->n = n;
   v->len = len;
   v->writable = writable;
-  v->valid = 1;
-  if (luaL_newmetatable(co, VIEW_MT)) {
-    static const luaL_Reg methods[] = {{"tostring", v_tostring}, {"byte", v_byte}, {"write", v_write}, {NULL, NULL}};
-    lua_pushcfunction(co, v_len); lua_setfield(co, -2, "__len");
-    lua_pushcfunction(co, v_name); lua_setfield(co, -2, "__tostring");
-    luaL_newlib(co, methods);
-    lua_setfield(co, -2, "__index");
-  }
+  u = lua_newuserdatauv(co, sizeof *u, 0);
+  u->tag = VIEW_TAG;
+  u->rec = v;
+  u->gen = v->gen;
+  push_view_mt(I, co);
   lua_setmetatable(co, -2);
-  lua_pushvalue(co, -1);
-  v->ref = luaL_ref(co, LUA_REGISTRYINDEX);
   return v;
 }
 
 /* If idx is a view: its buffers (raising if it expired, or is read-only where
  * writable is asked), and 1; otherwise 0. */
 int rt_view_bufs(lua_State *L, int idx, const WSABUF **bufs, DWORD *n, size_t *len, int writable) {
-  lwsp_view *v = to_view(L, idx);
-  if (!v) return 0;
-  if (!v->valid) luaL_error(L, "buffer view used after its call returned");
+  int is_view;
+  lwsp_view *v = to_view(L, idx, &is_view);
+  if (!is_view) return 0;
+  if (!v) luaL_error(L, "buffer view used after its call returned");
   if (writable && !v->writable) luaL_argerror(L, idx, "this view is read-only");
   *bufs = v->bufs;
   *n = v->n;
@@ -164,17 +195,25 @@ int rt_view_bufs(lua_State *L, int idx, const WSABUF **bufs, DWORD *n, size_t *l
   return 1;
 }
 
-void rt_view_end(lua_State *L, void *view) {
+void rt_view_end(lwsp_inst *I, void *view) {
   lwsp_view *v = view;
-  int ref = v->ref;
-  v->valid = 0;
+  v->gen++;   /* every userdata of this call's view expires */
   v->bufs = NULL;
   v->n = 0;
   v->len = 0;
-  v->ref = LUA_NOREF;
-  luaL_unref(L, LUA_REGISTRYINDEX, ref);   /* last: it may free the view */
+  v->next = I->views_idle;
+  I->views_idle = v;
 }
 
 void rt_view_retarget(void *view, const WSABUF *bufs) {
   ((lwsp_view *)view)->bufs = bufs;
+}
+
+void rt_views_free(lwsp_inst *I) {
+  for (lwsp_view *v = I->views_all, *next; v; v = next) {
+    next = v->all;
+    free(v);
+  }
+  I->views_all = I->views_idle = NULL;
+  I->view_mt = 0;
 }

@@ -135,6 +135,44 @@ for i, c in ipairs(bulk) do
   print(("   %-20s %6.0f MiB/s   ratio %.2f   median ratio %.2f   CPU-time ratio %.2f   (rounds: %.0f to %.0f MiB/s)")
     :format(c[1], best[i], best[i] / best[1], median(ratios[i]), median(cratios[i]), low[i], best[i]))
 end
+-- The same streams with the sender and the receiver pinned to one CPU: the
+-- two threads take turns on it, so a round's time is what its bytes cost in
+-- CPU, and how the threads' wake-ups happen to fall on two CPUs (which moves
+-- the free-running rounds by tens of percent here) is out of it.
+local PIN_ROUNDS = tonumber(os.getenv("LWSP_BENCH_PIN_ROUNDS")) or 8
+local pin, pinlow, pinhigh = {}, {}, {}
+local pinned = pcall(function()
+  local cl, sv = tcp_pair(native, native)
+  host.bench_stream(cl, sv, 65536, 65536, 0)
+  host.close(cl)
+  host.close(sv)
+end)
+if pinned then
+  for round = 1, PIN_ROUNDS do
+    local rate = {}
+    for k = 1, #bulk do
+      local i = round % 2 == 1 and k or #bulk + 1 - k
+      local cl, sv = tcp_pair(bulk[i][2], native)
+      rate[i] = ROUND_BYTES / host.bench_stream(cl, sv, ROUND_BYTES, 65536, 0) / (1024 * 1024)
+      pinlow[i] = math.min(pinlow[i] or math.huge, rate[i])
+      pinhigh[i] = math.max(pinhigh[i] or 0, rate[i])
+      host.close(cl)
+      host.close(sv)
+    end
+    for i = 1, #bulk do
+      pin[i] = pin[i] or {}
+      pin[i][round] = rate[i] / rate[1]
+    end
+  end
+  print(("   both threads pinned to one CPU, %d rounds of %d MiB (the median of the per-round ratios to the base):")
+    :format(PIN_ROUNDS, ROUND_BYTES // (1024 * 1024)))
+  for i, c in ipairs(bulk) do
+    print(("   %-20s %6.0f MiB/s   median ratio %.2f   (rounds: %.0f to %.0f MiB/s)")
+      :format(c[1], pinhigh[i], median(pin[i]), pinlow[i], pinhigh[i]))
+  end
+else
+  print("   (threads cannot be pinned to one CPU here: the pinned rounds are left out)")
+end
 
 print()
 local OV = N // 10

@@ -45,6 +45,36 @@ describe("the native base provider", function()
     H.fails_with("WSAEINTR", cancel:join(5000))
   end)
 
+  it("fails a recv blocked on a socket another thread closes, and closes it once the call is out #posix", function()
+    local lfs = require "lfs"
+    local function fds()    -- the process's open sockets
+      local k = 0
+      for f in lfs.dir("/proc/self/fd") do
+        local t = lfs.symlinkattributes("/proc/self/fd/" .. f, "target")
+        if t and t:find("^socket:") then k = k + 1 end
+      end
+      return k
+    end
+    local c, a, l = pair()
+    local before = fds() - 3
+    local job = host.spawn("recv", a, 10)
+    assert.same({nil, "timeout"}, {job:join(50)})
+    assert(host.close(a))
+    H.fails_with("WSAEINTR", job:join(5000))
+    assert.equal("", (host.recv(c, 10)))   -- the peer saw it go
+    assert(host.close(c))
+    local l2
+    c, a, l2 = pair()
+    assert(host.close(l2))
+    local send = host.spawn("send", c, ("x"):rep(64 * 1024 * 1024))   -- fills the buffers, then blocks
+    assert.same({nil, "timeout"}, {send:join(100)})
+    assert(host.close(c))
+    H.fails_with("WSAEINTR", send:join(5000))
+    assert(host.close(a))
+    assert(host.close(l))
+    assert.equal(before, fds())
+  end)
+
   it("completes overlapped receives by event, routine and port", function()
     local c, a = pair()
     local ev = host.create_event()

@@ -3,6 +3,9 @@
  * provider's proc table from C, so what is timed is the provider, not Lua on
  * the host side.
  */
+#ifndef _WIN32
+#  define _GNU_SOURCE   /* pthread_setaffinity_np */
+#endif
 #include "host.h"
 #include <stdlib.h>
 #include <string.h>
@@ -44,10 +47,38 @@ static int b_calls(lua_State *L) {
   return 1;
 }
 
-typedef struct { hprov *p; SOCKET s; size_t total, chunk; int err; } sender;
+/* The calling thread's CPUs: saved, pinned to one, and given back (where the
+ * system lets a thread choose; 0 where it does not). */
+#ifdef _WIN32
+typedef DWORD_PTR cpu_mask;
+static int cpu_pin(int cpu, cpu_mask *old) {
+  DWORD_PTR prev = SetThreadAffinityMask(GetCurrentThread(), (DWORD_PTR)1 << cpu);
+  if (old) *old = prev;
+  return prev != 0;
+}
+static void cpu_restore(const cpu_mask *old) { SetThreadAffinityMask(GetCurrentThread(), *old); }
+#elif defined(__linux__)
+#  include <sched.h>
+typedef cpu_set_t cpu_mask;
+static int cpu_pin(int cpu, cpu_mask *old) {
+  cpu_set_t set;
+  if (old && pthread_getaffinity_np(pthread_self(), sizeof *old, old) != 0) return 0;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return pthread_setaffinity_np(pthread_self(), sizeof set, &set) == 0;
+}
+static void cpu_restore(const cpu_mask *old) { pthread_setaffinity_np(pthread_self(), sizeof *old, old); }
+#else
+typedef int cpu_mask;
+static int cpu_pin(int cpu, cpu_mask *old) { (void)cpu; (void)old; return 0; }
+static void cpu_restore(const cpu_mask *old) { (void)old; }
+#endif
+
+typedef struct { hprov *p; SOCKET s; size_t total, chunk; int err, cpu; } sender;
 static void send_main(void *arg) {
   sender *x = arg;
   char *buf = malloc(x->chunk);
+  if (x->cpu >= 0) cpu_pin(x->cpu, NULL);
   WSATHREADID tid = {(HANDLE)host_current_thread(), 0};
   size_t left = x->total;
   memset(buf, 'x', x->chunk);
@@ -61,7 +92,10 @@ static void send_main(void *arg) {
   free(buf);
 }
 
-/* bench_stream(c, a, total, chunk) -> seconds to move total bytes c -> a */
+/* bench_stream(c, a, total, chunk [, cpu]) -> seconds to move total bytes c -> a
+ * (cpu: both threads pinned to that CPU, so the time is what the bytes cost
+ * in CPU alone, with no other thread's timing in it; raises where threads
+ * cannot be pinned) */
 static int b_stream(lua_State *L) {
   sender x;
   SOCKET a = (SOCKET)luaL_checkinteger(L, 2);
@@ -70,13 +104,16 @@ static int b_stream(lua_State *L) {
   char *buf;
   lwsp_thread *t;
   double t0;
+  cpu_mask mask;
   WSATHREADID tid = {(HANDLE)host_current_thread(), 0};
   x.s = (SOCKET)luaL_checkinteger(L, 1);
   x.p = prov_of(x.s);
   x.total = (size_t)luaL_checkinteger(L, 3);
   x.chunk = (size_t)luaL_checkinteger(L, 4);
+  x.cpu = (int)luaL_optinteger(L, 5, -1);
   x.err = 0;
   if (!x.p || !pa) return luaL_error(L, "not a socket");
+  if (x.cpu >= 0 && !cpu_pin(x.cpu, &mask)) return luaL_error(L, "cannot pin threads to CPU %d here", x.cpu);
   buf = malloc(x.chunk);
   t0 = lwsp_now();
   t = lwsp_thread_start(send_main, &x);
@@ -89,6 +126,7 @@ static int b_stream(lua_State *L) {
   }
   lwsp_thread_join(t);
   free(buf);
+  if (x.cpu >= 0) cpu_restore(&mask);
   if (got != x.total) return luaL_error(L, "moved %d of %d bytes (sender error %d)", (int)got, (int)x.total, x.err);
   lua_pushnumber(L, lwsp_now() - t0);
   return 1;

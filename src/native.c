@@ -46,6 +46,8 @@ typedef struct nsock {
   int inflight;                /* Windows: overlapped I/O of this socket still in Winsock */
   int closing;                 /* Windows: its Winsock socket closed to cancel that I/O */
   uint32_t ov_os, ov_polled;   /* overlapped sends and receives handed to the OS / served by the worker */
+  int busy;                    /* threads in a send or receive of it with the lock released */
+  int dead;                    /* closed while busy: the last of them closes fd and frees the slot */
 } nsock;
 
 enum { OP_SEND, OP_RECV };
@@ -182,6 +184,20 @@ static nsock *find(SOCKET s) {
   return so->gen && so->h == s && (DWORD_PTR)so->gen == (ctx >> NIDX_BITS) ? so : NULL;
 }
 
+/* A send (of one buffer) or a receive makes its system call with the lock
+ * released, so that one socket's copy never holds up another's, nor the other
+ * direction of the same socket: busy keeps the slot and its fd while it does.  A close meanwhile shuts the socket down (a blocked call
+ * wakes and fails with WSAEINTR) and leaves the rest to the last one out. */
+static void unbusy(nsock *so) {   /* under the lock */
+  if (--so->busy == 0 && so->dead) {
+    long long fd = so->fd;
+    int open = so->dead == 1;
+    __atomic_store_n(&so->dead, 0, __ATOMIC_RELEASE);
+    sock_free(so);
+    if (open) nos_close(fd);
+  }
+}
+
 #define ERRP INT errp_; if (!err) err = &errp_
 #define LOCKED_SOCK(s) nsock *so; lwsp_mutex_lock(&N.lock); \
   if (!N.startups || !(so = find(s))) { lwsp_mutex_unlock(&N.lock); *err = N.startups ? WSAENOTSOCK : WSANOTINITIALISED; return SOCKET_ERROR; }
@@ -198,7 +214,7 @@ static int wait_fd(nsock *so, long long fd, short ev) {
   tls_blocking = 1;
   for (;;) {
     nos_pollfd p = {fd, ev, 0};
-    if (tls_cancel) { tls_cancel = 0; tls_blocking = 0; return -WSAEINTR; }
+    if (tls_cancel || __atomic_load_n(&so->dead, __ATOMIC_ACQUIRE)) { tls_cancel = 0; tls_blocking = 0; return -WSAEINTR; }
     if (nos_poll(&p, 1, hook ? 10 : 100) > 0) break;
     if (hook) hook(ctx);
   }
@@ -542,6 +558,15 @@ static int WSPAPI n_closesocket(SOCKET s, LPINT err) {
     else pp = &op->next;
   }
   N.up.lpWPUCloseSocketHandle(s, &e);
+  if (so->busy) {
+    __atomic_store_n(&so->dead, closed ? 2 : 1, __ATOMIC_RELEASE);   /* 2: fd is closed already */
+    so->h = 0;                          /* no handle finds it now */
+    so->ev_mode = 0;                    /* and it reports no more events */
+    if (!closed) nos_shutdown(fd, 2);   /* wakes a call blocked on it */
+    UNLOCK();
+    poke();
+    return 0;
+  }
   sock_free(so);
   UNLOCK();
   if (!closed) nos_close(fd);
@@ -650,24 +675,35 @@ static int send_entry(SOCKET s, LPWSABUF b, DWORD nb, LPDWORD sent, DWORD flags,
 #endif
   fd = so->fd;
   nonblocking = so->nonblocking;
-  if (ov) so->ov_polled++;
-  /* an overlapped send behind others waits its turn */
-  r = ov && so->queued[OP_SEND] ? 0 : try_send(so, b, nb, &done, flags, to, tolen, ov != NULL || !nonblocking);
-  if (r == 0 && ov) { int rc = queue_op(so, OP_SEND, b, nb, done, flags, to, tolen, NULL, NULL, ov, routine, tid, err); UNLOCK(); return rc; }
-  if (r == 0 && nonblocking) {
-    so->ev_enabled |= FD_WRITE;
+  if (ov) {
+    so->ov_polled++;
+    /* an overlapped send behind others waits its turn */
+    r = so->queued[OP_SEND] ? 0 : try_send(so, b, nb, &done, flags, to, tolen, 1);
+    if (r == 0) { int rc = queue_op(so, OP_SEND, b, nb, done, flags, to, tolen, NULL, NULL, ov, routine, tid, err); UNLOCK(); return rc; }
     UNLOCK();
-    poke();
-    return fail(err, WSAEWOULDBLOCK);
+    if (r < 0) { ov->Internal = ov->OffsetHigh = (DWORD)-r; return fail(err, (int)-r); }
+    if (sent) *sent = (DWORD)done;
+    notify(s, ov, routine, tid, 0, (DWORD)done, 0);
+    return 0;
   }
+  /* several buffers are several system calls: their first try keeps the lock,
+   * so that another thread's send cannot fall between them */
+  if (nb > 1) r = try_send(so, b, nb, &done, flags, to, tolen, !nonblocking);
+  so->busy++;
   UNLOCK();
-  while (r == 0) {
+  if (nb <= 1) r = try_send(so, b, nb, &done, flags, to, tolen, !nonblocking);
+  while (r == 0 && !nonblocking) {
     if ((r = wait_fd(so, fd, NOS_OUT)) < 0) break;
     r = try_send(so, b, nb, &done, flags, to, tolen, 1);
   }
-  if (r < 0) { if (ov) { ov->Internal = ov->OffsetHigh = (DWORD)-r; } return fail(err, (int)-r); }
+  lwsp_mutex_lock(&N.lock);
+  if (r < 0 && so->dead) r = -WSAEINTR;     /* closed by another thread meanwhile */
+  if (r == 0) so->ev_enabled |= FD_WRITE;   /* (non-blocking) FD_WRITE comes again once it can go on */
+  unbusy(so);
+  UNLOCK();
+  if (r == 0) { poke(); return fail(err, WSAEWOULDBLOCK); }
+  if (r < 0) return fail(err, (int)-r);
   if (sent) *sent = (DWORD)done;
-  if (ov) notify(s, ov, routine, tid, 0, (DWORD)done, 0);
   return 0;
 }
 
@@ -687,16 +723,26 @@ static int recv_entry(SOCKET s, LPWSABUF b, DWORD nb, LPDWORD got, LPDWORD flags
 #endif
   fd = so->fd;
   nonblocking = so->nonblocking;
-  if (ov) so->ov_polled++;
-  r = ov && so->queued[OP_RECV] ? 0 : try_recv(so, b, nb, &fl, from, fromlen, &n);
-  if (r == 0 && ov) { int rc = queue_op(so, OP_RECV, b, nb, 0, *flags, NULL, 0, from, fromlen, ov, routine, tid, err); UNLOCK(); return rc; }
-  UNLOCK();
-  if (r == 0) poke();
-  if (r == 0 && nonblocking) return fail(err, WSAEWOULDBLOCK);
-  while (r == 0) {
-    if ((r = wait_fd(so, fd, NOS_IN)) < 0) break;
-    fl = *flags;
+  if (ov) {
+    so->ov_polled++;
+    r = so->queued[OP_RECV] ? 0 : try_recv(so, b, nb, &fl, from, fromlen, &n);
+    if (r == 0) { int rc = queue_op(so, OP_RECV, b, nb, 0, *flags, NULL, 0, from, fromlen, ov, routine, tid, err); UNLOCK(); return rc; }
+    UNLOCK();
+  } else {
+    so->busy++;
+    UNLOCK();
     r = try_recv(so, b, nb, &fl, from, fromlen, &n);
+    if (r == 0) poke();   /* the worker polls for FD_READ again */
+    while (r == 0 && !nonblocking) {
+      if ((r = wait_fd(so, fd, NOS_IN)) < 0) break;
+      fl = *flags;
+      r = try_recv(so, b, nb, &fl, from, fromlen, &n);
+    }
+    lwsp_mutex_lock(&N.lock);
+    if (so->dead && (r < 0 || (r == 1 && n == 0))) r = -WSAEINTR;   /* closed by another thread meanwhile */
+    unbusy(so);
+    UNLOCK();
+    if (r == 0) return fail(err, WSAEWOULDBLOCK);
   }
   if (got) *got = n;
   if (r < 0) {

@@ -111,6 +111,7 @@ static int b_stream(lua_State *L) {
   x.total = (size_t)luaL_checkinteger(L, 3);
   x.chunk = (size_t)luaL_checkinteger(L, 4);
   x.cpu = (int)luaL_optinteger(L, 5, -1);
+  memset(&mask, 0, sizeof mask);
   x.err = 0;
   if (!x.p || !pa) return luaL_error(L, "not a socket");
   if (x.cpu >= 0 && !cpu_pin(x.cpu, &mask)) return luaL_error(L, "cannot pin threads to CPU %d here", x.cpu);

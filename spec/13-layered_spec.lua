@@ -362,6 +362,29 @@ return P
     end
   end)
 
+  it("wait on the calling thread, without entering Lua, when an inherited blocking call must wait", function()
+    local c, a = pair(one.tcp)
+    local runs = host.bench_instance(one.guid).lua_runs
+    local job = host.spawn("recv", c, 10)                 -- nothing to read yet
+    assert.same({nil, "timeout"}, {job:join(50)})
+    host.send(a, "late")
+    assert.equal("late", job:join(5000))
+    local big = ("z"):rep(16 * 1024 * 1024)               -- more than the sockets' buffers hold
+    local sender = host.spawn("send", c, big)
+    assert.same({nil, "timeout"}, {sender:join(50)})
+    assert.equal(big, recv_all(a, #big))
+    sender:join(5000)
+    assert.equal(runs, host.bench_instance(one.guid).lua_runs)
+    -- such a wait ends like any blocked call's: cancelled from its blocking
+    -- hook, or its socket closed by another thread
+    local cancelled = host.spawn("recv", c, 10, {cancel_after = 2})
+    H.fails_with("WSAEINTR", cancelled:join(5000))
+    local waiting = host.spawn("recv", c, 10)
+    assert.same({nil, "timeout"}, {waiting:join(50)})
+    assert(host.close(c))
+    H.fails_with("WSAEINTR", waiting:join(5000))
+  end)
+
   it("block an application thread until the lower socket has data", function()
     local c, a = pair(two.tcp)
     local job = host.spawn("recv", c, 100)

@@ -694,6 +694,7 @@ static int recv_entry(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nbu
   if (c.low) {
     DWORD n = 0, fl = *flags;
     INT e = 0;
+  again:
     if (rt_down_recv(&c, bufs, nbufs, &n, &fl, &e) == 0) {
       if (got) *got = n;
       *flags = fl;
@@ -705,6 +706,11 @@ static int recv_entry(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nbu
       if (got) *got = n;
       ov_failed(ov, e ? e : WSASYSCALLFAILURE);
       FAIL(e ? e : WSASYSCALLFAILURE);
+    }
+    if (!ov && I->depth == 1) {                 /* blocking: waits on this thread for the layer below */
+      if (!rt_block_down(&c, 0, err)) return errv;
+      fl = *flags;
+      goto again;
     }
     if (!rt_enter_lua(&c, err)) return errv;   /* the handler waits */
   }
@@ -837,23 +843,28 @@ static int send_common(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nb
   }
   if (!rt_begin_down(&c, I, proc, s, proc == P_send && !ov, err)) return errv;
   if (c.low) {
-    DWORD n = 0, k = 0;
-    INT e = 0;
-    if (rt_down_send(&c, bufs, nbufs, &n, flags, &e) == 0) {
-      /* done, or (a blocking send goes down whole) the handler sends the rest */
-      size_t skip = n;
-      if (n >= total || c.so->nonblocking) { *sent = n; rt_end(&c); return 0; }
-      while (k < nbufs && skip >= bufs[k].len) skip -= bufs[k++].len;
-      if (nbufs - k > sizeof rest / sizeof *rest) { *sent = n; rt_end(&c); return 0; }
-      memcpy(rest, bufs + k, (nbufs - k) * sizeof *rest);
-      rest[0].buf += skip;
-      rest[0].len -= (ULONG)skip;
-      bufs = rest;
-      nbufs -= k;
-      total -= n;
-      before = n;
-    } else if (e != WSAEWOULDBLOCK || c.so->nonblocking) {   /* (the handler could only say the same) */
-      FAIL(e ? e : WSASYSCALLFAILURE);
+    for (;;) {
+      DWORD n = 0, k = 0;
+      INT e = 0;
+      if (rt_down_send(&c, bufs, nbufs, &n, flags, &e) == 0) {
+        /* done, or (a blocking send goes down whole) the rest goes after it */
+        size_t skip = n;
+        if (n >= total || c.so->nonblocking) { *sent = (DWORD)(before + n); rt_end(&c); return 0; }
+        while (k < nbufs && skip >= bufs[k].len) skip -= bufs[k++].len;
+        if (nbufs - k > sizeof rest / sizeof *rest) { *sent = (DWORD)(before + n); rt_end(&c); return 0; }
+        memmove(rest, bufs + k, (nbufs - k) * sizeof *rest);
+        rest[0].buf += skip;
+        rest[0].len -= (ULONG)skip;
+        bufs = rest;
+        nbufs -= k;
+        total -= n;
+        before += n;
+      } else if (e != WSAEWOULDBLOCK || c.so->nonblocking) {   /* (the handler could only say the same) */
+        if (before) { *sent = (DWORD)before; rt_end(&c); return 0; }   /* the error shows on the next call */
+        FAIL(e ? e : WSASYSCALLFAILURE);
+      }
+      if (I->depth > 1) break;                      /* inside another call: the handler says what it can */
+      if (!rt_block_down(&c, 1, err)) return errv;  /* waits on this thread for the layer below */
     }
     if (!rt_enter_lua(&c, err)) return errv;   /* the handler waits */
   }

@@ -793,6 +793,13 @@ int rt_down_send(rt_call *c, LPWSABUF b, DWORD n, LPDWORD sent, DWORD flags, LPI
 int rt_down_recv(rt_call *c, LPWSABUF b, DWORD n, LPDWORD got, LPDWORD flags, LPINT err) {
   DOWN_CALL(c, c->low->procs.lpWSPRecv(c->lh, b, n, got, flags, NULL, NULL, NULL, err));
 }
+int rt_down_select(rt_call *c, int dir, long ms, LPINT err) {
+  wsp_fd_set set, bad;
+  wsp_timeval tv = {(LONG)(ms / 1000), (LONG)(ms % 1000 * 1000)};
+  set.fd_count = bad.fd_count = 1;
+  set.fd_array[0] = bad.fd_array[0] = c->lh;
+  DOWN_CALL(c, c->low->procs.lpWSPSelect(0, dir ? NULL : &set, dir ? &set : NULL, &bad, &tv, err));
+}
 
 static int lower_gc(lua_State *L) {
   ((lower_ud *)luaL_checkudata(L, 1, LOWER_MT))->low = NULL;   /* the instance owns the lower layer */

@@ -350,7 +350,7 @@ int rt_enter_lua(rt_call *c, LPINT err) { return enter(c, c->so->handle, err); }
 void rt_end(rt_call *c) {
   lwsp_inst *I = c->I;
   SOCKET traced_sock = c->so ? c->so->handle : 0;
-  if (c->so) c->so->close_running = 0;
+  if (c->so && c->proc == P_closesocket) c->so->close_running = 0;   /* its own close is over */
   if (c->ns) { rt_sock_close(I, c->ns); c->ns = NULL; }
   if (c->traced) {
     char res[LWSP_TRACE_TEXT];

@@ -665,7 +665,7 @@ static int send_entry(SOCKET s, LPWSABUF b, DWORD nb, LPDWORD sent, DWORD flags,
                       LPWSAOVERLAPPED ov, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine, LPWSATHREADID tid, LPINT err) {
   size_t done = 0;
   long r;
-  int nonblocking;
+  int nonblocking, evs;
   long long fd;
   ERRP;
   if ((!sent && !ov) || (nb && !b)) return fail(err, WSAEFAULT);
@@ -699,9 +699,10 @@ static int send_entry(SOCKET s, LPWSABUF b, DWORD nb, LPDWORD sent, DWORD flags,
   lwsp_mutex_lock(&N.lock);
   if (r < 0 && so->dead) r = -WSAEINTR;     /* closed by another thread meanwhile */
   if (r == 0) so->ev_enabled |= FD_WRITE;   /* (non-blocking) FD_WRITE comes again once it can go on */
+  evs = so->ev_mode != 0;
   unbusy(so);
   UNLOCK();
-  if (r == 0) { poke(); return fail(err, WSAEWOULDBLOCK); }
+  if (r == 0) { if (evs) poke(); return fail(err, WSAEWOULDBLOCK); }
   if (r < 0) return fail(err, (int)-r);
   if (sent) *sent = (DWORD)done;
   return 0;
@@ -729,10 +730,11 @@ static int recv_entry(SOCKET s, LPWSABUF b, DWORD nb, LPDWORD got, LPDWORD flags
     if (r == 0) { int rc = queue_op(so, OP_RECV, b, nb, 0, *flags, NULL, 0, from, fromlen, ov, routine, tid, err); UNLOCK(); return rc; }
     UNLOCK();
   } else {
+    int evs = so->ev_mode != 0;
     so->busy++;
     UNLOCK();
     r = try_recv(so, b, nb, &fl, from, fromlen, &n);
-    if (r == 0) poke();   /* the worker polls for FD_READ again */
+    if (r == 0 && evs) poke();   /* the worker polls for FD_READ again (its network events) */
     while (r == 0 && !nonblocking) {
       if ((r = wait_fd(so, fd, NOS_IN)) < 0) break;
       fl = *flags;

@@ -216,6 +216,53 @@ int rt_block(rt_call *c, LPINT err) {
   return 1;
 }
 
+int rt_block_down(rt_call *c, int dir, LPINT err) {
+  lwsp_inst *I = c->I;
+  lwsp_sock *so = c->so;
+  rt_op op;
+  rt_op *outer = tls_blocking;
+  LPBLOCKINGCALLBACK hook = NULL;
+  DWORD_PTR hook_ctx = 0;
+  INT e = 0;
+  memset(&op, 0, sizeof op);
+  op.I = I;
+  op.so = so;
+  op.proc = c->proc;
+  op.blocking = 1;
+  op.state = OP_WAITING;
+  op.key_ref = op.co_ref = LUA_NOREF;
+  link_op(I, &op);                  /* so that a close or WSPCleanup aborts it */
+  I->blocked++;
+  so->pending++;                    /* the socket stays while this thread looks at it */
+  tls_blocking = &op;
+  I->up.lpWPUQueryBlockingCallback(so->catalog, &hook, &hook_ctx, &e);
+  for (;;) {
+    int rc = rt_down_select(c, dir, hook ? 10 : 50, &e);
+    if (op.cancelled || op.aborted || so->closing || so->close_running || rc != 0) break;
+    if (hook) {
+      I->depth = 0;
+      lwsp_mutex_unlock(&I->lock);
+      hook(hook_ctx);
+      lwsp_mutex_lock(&I->lock);
+      I->depth = 1;
+      rt_budget_relocked(I);
+      if (op.cancelled || op.aborted) break;
+    }
+  }
+  tls_blocking = outer;
+  I->blocked--;
+  unlink_op(I, &op);
+  if (op.cancelled || op.aborted || so->closing || so->close_running) {
+    lwsp_cond_broadcast(&I->cond);
+    rt_sock_release(I, so);
+    c->so = so->gen ? so : NULL;
+    rt_fail(c, err, WSAEINTR);
+    return 0;
+  }
+  rt_sock_release(I, so);
+  return 1;
+}
+
 int rt_dir_of(int proc) {
   return proc == P_recv || proc == P_recvfrom ? 0 : proc == P_send || proc == P_sendto ? 1 : -1;
 }

@@ -294,6 +294,13 @@ int rt_dir_of(int proc);
 /* Waits, with the lock released, until the blocked call is woken (returns 1)
  * or cancelled, aborted or timed out (returns 0, the call ended with *err). */
 int rt_block(rt_call *c, LPINT err);
+/* An inherited blocking call (c->low, at depth 1) whose call down would
+ * block waits on its own thread for the lower socket (dir 0 readable, 1
+ * writable): no Lua and no service thread.  The provider lock is released
+ * while it selects, in slices that run the blocking hook; WSPCancelBlockingCall,
+ * a close of the socket and WSPCleanup end it like any blocked call.
+ * 1: try the call down again; 0: the call ended with *err (WSAEINTR). */
+int rt_block_down(rt_call *c, int dir, LPINT err);
 void rt_wait_on(lwsp_inst *I, rt_op *op, lua_State *co);  /* pops key and timeout from co */
 void rt_pump(lwsp_inst *I);                                /* resumes woken pending operations */
 int rt_wake(lwsp_inst *I, lua_State *L, int idx);          /* wakes the waiters on the key at idx */
@@ -384,4 +391,6 @@ int rt_down_setsockopt(rt_call *c, int level, int name, const char *val, int len
 int rt_down_name(rt_call *c, int peer, struct sockaddr *name, LPINT namelen, LPINT err);
 int rt_down_send(rt_call *c, LPWSABUF b, DWORD n, LPDWORD sent, DWORD flags, LPINT err);
 int rt_down_recv(rt_call *c, LPWSABUF b, DWORD n, LPDWORD got, LPDWORD flags, LPINT err);
+/* WSPSelect below on c->lh for reading (dir 0) or writing (1), at most ms: >0 ready (or failed), 0 not yet. */
+int rt_down_select(rt_call *c, int dir, long ms, LPINT err);
 #endif

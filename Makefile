@@ -103,8 +103,10 @@ tsan: build/tsan/lwsp.so
 helgrind: build/lwsp.so
 	LWSP_BUDGET=0 LWSP_STRESS_ROUNDS=20 valgrind -q --tool=helgrind --error-exitcode=9 $(BUSTED) --tags=stress spec/11-blocking_spec.lua
 
+# --fair-sched: valgrind runs one thread at a time, and without it a thread
+# that spins can keep the others (the budget's watchdog) from ever running.
 valgrind: build/lwsp.so build/lwsp_native.so
-	LD_PRELOAD="$(CURDIR)/build/lwsp.so $(CURDIR)/build/lwsp_native.so" valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
+	LD_PRELOAD="$(CURDIR)/build/lwsp.so $(CURDIR)/build/lwsp_native.so" valgrind -q --fair-sched=yes --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
 	  --show-leak-kinds=definite $(BUSTED)
 
 # Installs with luarocks (offline) into build/rock and runs a provider from there.

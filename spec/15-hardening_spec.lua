@@ -89,6 +89,14 @@ return {
       while os.clock() - t0 < 0.3 do for _ = 1, 10000 do end end
       return debug.gethook() and 1 or 0
     end
+    if data == "co-hook" then                  -- a script's own hook on its coroutine stays
+      local co = coroutine.create(function() for i = 1, 3 do coroutine.yield(i) end end)
+      local lines = 0
+      debug.sethook(co, function() lines = lines + 1 end, "l")
+      coroutine.resume(co)
+      coroutine.resume(co)
+      return (debug.gethook(co) and lines > 0) and 5 or 0
+    end
     if data == "coroutines" then               -- resume and wrap keep their meaning
       local gen = coroutine.wrap(function(a) local b = coroutine.yield(a + 1) return b * 2 end)
       local x, y = gen(1), gen(10)
@@ -127,5 +135,6 @@ describe("the instruction budget's watchdog", function()
 
   it("keeps coroutine.resume and coroutine.wrap as Lua defines them", function()
     assert.equal(4, host.send(s, "coroutines"))
+    assert.equal(5, host.send(s, "co-hook"))
   end)
 end)

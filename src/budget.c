@@ -58,9 +58,13 @@ static void budget_hook(lua_State *co, lua_Debug *ar) {
   }
 }
 
+void rt_budget_disarm(lua_State *L) {
+  if (lua_gethook(L) == budget_hook) lua_sethook(L, NULL, 0, 0);   /* (a script's own debug hook stays) */
+}
+
 rt_run_mark rt_budget_enter(lwsp_inst *I, lua_State *co) {
   rt_run_mark m = {tls_inst, tls_co};
-  if (lua_gethook(co)) lua_sethook(co, NULL, 0, 0);   /* armed in an earlier run */
+  rt_budget_disarm(co);   /* armed in an earlier run */
   tls_inst = I;
   tls_co = co;
   __atomic_store_n(&I->wd_co, co, __ATOMIC_RELEASE);

@@ -583,7 +583,7 @@ static void run_due(lwsp_inst *I, double now, double *next_due) {
       }
       I->limited = 0;
       rt_budget_leave(I, run);
-      if (lua_gethook(L)) lua_sethook(L, NULL, 0, 0);   /* lwsp's own code runs on L next */
+      rt_budget_disarm(L);   /* lwsp's own code runs on L next */
       lua_pop(L, 2);
       lua_pushnil(L);                        /* restart: the table changed */
       continue;

@@ -247,6 +247,7 @@ rt_run_mark rt_budget_enter(lwsp_inst *I, lua_State *co);
 void rt_budget_leave(lwsp_inst *I, rt_run_mark m);
 void rt_budget_relocked(lwsp_inst *I);
 void rt_budget_forget(lwsp_inst *I, lua_State *co);
+void rt_budget_disarm(lua_State *L);   /* takes the budget's hook off L, if it has it */
 void rt_budget_init(void);
 void rt_budget_attach(lwsp_inst *I);   /* the instance is open: watch it (when it has a budget) */
 void rt_budget_detach(lwsp_inst *I);   /* before its state closes */

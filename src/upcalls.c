@@ -188,7 +188,7 @@ static void CALLBACK run_lua_apc(DWORD_PTR ctx) {
     }
     I->limited = 0;
     rt_budget_leave(I, run);
-    if (lua_gethook(L)) lua_sethook(L, NULL, 0, 0);   /* lwsp's own code runs on L next */
+    rt_budget_disarm(L);   /* lwsp's own code runs on L next */
     lua_settop(L, top);
   }
   lwsp_mutex_unlock(&I->lock);

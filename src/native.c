@@ -47,6 +47,7 @@ typedef struct nsock {
   int closing;                 /* Windows: its Winsock socket closed to cancel that I/O */
   uint32_t ov_os, ov_polled;   /* overlapped sends and receives handed to the OS / served by the worker */
   int busy;                    /* threads in a send or receive of it with the lock released */
+  int io[2];                   /* a send [OP_SEND] or receive [OP_RECV] of it is in its system call */
   int dead;                    /* closed while busy: the last of them closes fd and frees the slot */
 } nsock;
 
@@ -186,8 +187,23 @@ static nsock *find(SOCKET s) {
 
 /* A send (of one buffer) or a receive makes its system call with the lock
  * released, so that one socket's copy never holds up another's, nor the other
- * direction of the same socket: busy keeps the slot and its fd while it does.  A close meanwhile shuts the socket down (a blocked call
- * wakes and fails with WSAEINTR) and leaves the rest to the last one out. */
+ * direction of the same socket: busy keeps the slot and its fd while it does.
+ * A close meanwhile shuts the socket down (a blocked call wakes and fails
+ * with WSAEINTR) and leaves the rest to the last one out.  Calls of one
+ * direction on one socket still make their system calls one at a time
+ * (io_begin), as they did under the lock: Winsock, and Wine more so, may
+ * answer a non-blocking call made while another of its direction is under way
+ * with WSAEWOULDBLOCK (a layer's MSG_PEEK beside an application's recv). */
+static void io_begin(nsock *so, int kind) {   /* under the lock; returns with it released */
+  while (so->io[kind]) lwsp_cond_wait(&N.cond, &N.lock, -1);
+  so->io[kind] = 1;
+  lwsp_mutex_unlock(&N.lock);
+}
+static void io_end(nsock *so, int kind) {     /* takes the lock back */
+  lwsp_mutex_lock(&N.lock);
+  so->io[kind] = 0;
+  lwsp_cond_broadcast(&N.cond);
+}
 static void unbusy(nsock *so) {   /* under the lock */
   if (--so->busy == 0 && so->dead) {
     long long fd = so->fd;
@@ -688,16 +704,23 @@ static int send_entry(SOCKET s, LPWSABUF b, DWORD nb, LPDWORD sent, DWORD flags,
   }
   /* several buffers are several system calls: their first try keeps the lock,
    * so that another thread's send cannot fall between them */
-  if (nb > 1) r = try_send(so, b, nb, &done, flags, to, tolen, !nonblocking);
   so->busy++;
-  UNLOCK();
-  if (nb <= 1) r = try_send(so, b, nb, &done, flags, to, tolen, !nonblocking);
-  while (r == 0 && !nonblocking) {
-    if ((r = wait_fd(so, fd, NOS_OUT)) < 0) break;
-    r = try_send(so, b, nb, &done, flags, to, tolen, 1);
+  for (;;) {
+    if (nb > 1) {
+      while (so->io[OP_SEND]) lwsp_cond_wait(&N.cond, &N.lock, -1);
+      r = try_send(so, b, nb, &done, flags, to, tolen, !nonblocking);
+    } else {
+      io_begin(so, OP_SEND);
+      r = try_send(so, b, nb, &done, flags, to, tolen, !nonblocking);
+      io_end(so, OP_SEND);
+    }
+    if (r != 0 || nonblocking || so->dead) break;
+    UNLOCK();
+    r = wait_fd(so, fd, NOS_OUT);
+    lwsp_mutex_lock(&N.lock);
+    if (r < 0) break;
   }
-  lwsp_mutex_lock(&N.lock);
-  if (r < 0 && so->dead) r = -WSAEINTR;     /* closed by another thread meanwhile */
+  if (so->dead && r <= 0) r = -WSAEINTR;    /* closed by another thread meanwhile */
   if (r == 0) so->ev_enabled |= FD_WRITE;   /* (non-blocking) FD_WRITE comes again once it can go on */
   evs = so->ev_mode != 0;
   unbusy(so);
@@ -730,18 +753,20 @@ static int recv_entry(SOCKET s, LPWSABUF b, DWORD nb, LPDWORD got, LPDWORD flags
     if (r == 0) { int rc = queue_op(so, OP_RECV, b, nb, 0, *flags, NULL, 0, from, fromlen, ov, routine, tid, err); UNLOCK(); return rc; }
     UNLOCK();
   } else {
-    int evs = so->ev_mode != 0;
     so->busy++;
-    UNLOCK();
-    r = try_recv(so, b, nb, &fl, from, fromlen, &n);
-    if (r == 0 && evs) poke();   /* the worker polls for FD_READ again (its network events) */
-    while (r == 0 && !nonblocking) {
-      if ((r = wait_fd(so, fd, NOS_IN)) < 0) break;
+    for (;;) {
       fl = *flags;
+      io_begin(so, OP_RECV);
       r = try_recv(so, b, nb, &fl, from, fromlen, &n);
+      io_end(so, OP_RECV);
+      if (r == 0 && so->ev_mode) poke();   /* the worker polls for FD_READ again (its network events) */
+      if (r != 0 || nonblocking || so->dead) break;
+      UNLOCK();
+      r = wait_fd(so, fd, NOS_IN);
+      lwsp_mutex_lock(&N.lock);
+      if (r < 0) break;
     }
-    lwsp_mutex_lock(&N.lock);
-    if (so->dead && (r < 0 || (r == 1 && n == 0))) r = -WSAEINTR;   /* closed by another thread meanwhile */
+    if (so->dead && (r <= 0 || n == 0)) r = -WSAEINTR;   /* closed by another thread meanwhile */
     unbusy(so);
     UNLOCK();
     if (r == 0) return fail(err, WSAEWOULDBLOCK);

@@ -45,10 +45,11 @@ describe("the native base provider", function()
     H.fails_with("WSAEINTR", cancel:join(5000))
   end)
 
-  it("fails a recv blocked on a socket another thread closes, and closes it once the call is out #posix", function()
+  it("fails a recv or send blocked on a socket another thread closes, and closes it once the call is out", function()
     local lfs = require "lfs"
-    local function fds()    -- the process's open sockets
+    local function fds()    -- the process's open sockets (counted where /proc says; 0 elsewhere)
       local k = 0
+      if H.windows then return 0 end
       for f in lfs.dir("/proc/self/fd") do
         local t = lfs.symlinkattributes("/proc/self/fd/" .. f, "target")
         if t and t:find("^socket:") then k = k + 1 end
@@ -56,7 +57,7 @@ describe("the native base provider", function()
       return k
     end
     local c, a, l = pair()
-    local before = fds() - 3
+    local before = H.windows and 0 or fds() - 3
     local job = host.spawn("recv", a, 10)
     assert.same({nil, "timeout"}, {job:join(50)})
     assert(host.close(a))

@@ -65,7 +65,19 @@ static lwsp_lower *check_lower(lua_State *L) {
   if (!u->low || !u->low->started) luaL_error(L, "the lower layer has been cleaned up");
   return u->low;
 }
-static SOCKET check_h(lua_State *L, int idx) { return (SOCKET)luaL_checkinteger(L, idx); }
+/* luaL_checkinteger and luaL_optinteger with their common case first: an
+ * integer argument costs one API call (anything else gets theirs, errors too). */
+static lua_Integer int_arg(lua_State *L, int idx) {
+  int ok;
+  lua_Integer v = lua_tointegerx(L, idx, &ok);
+  return ok ? v : luaL_checkinteger(L, idx);
+}
+static lua_Integer opt_int_arg(lua_State *L, int idx, lua_Integer def) {
+  int ok;
+  lua_Integer v = lua_tointegerx(L, idx, &ok);
+  return ok ? v : luaL_optinteger(L, idx, def);
+}
+static SOCKET check_h(lua_State *L, int idx) { return (SOCKET)int_arg(L, idx); }
 
 /* A catalog entry: lwsp's host's when it is the one calling (its upcall
  * table), else ws2_32's own (WSCEnumProtocols). */
@@ -162,7 +174,7 @@ static int load(lwsp_inst *I, lwsp_lower *low, char *why, size_t whylen) {
 /* lwsp.lower(catalog_id) -> the layer below that chain | nil, error */
 static int l_lower(lua_State *L) {
   lwsp_inst *I = lua_touserdata(L, lua_upvalueindex(1));
-  DWORD chain = (DWORD)luaL_checkinteger(L, 1);
+  DWORD chain = (DWORD)int_arg(L, 1);
   lwsp_lower *low;
   lower_ud *u;
   char why[600];
@@ -255,8 +267,8 @@ static int set_nonblocking(lwsp_lower *low, SOCKET h) {
 static int m_socket(lua_State *L) {
   LOW;
   SOCKET h;
-  int af = (int)luaL_checkinteger(L, 2), type = (int)luaL_checkinteger(L, 3), proto = (int)luaL_optinteger(L, 4, 0);
-  DWORD flags = (DWORD)luaL_optinteger(L, 5, 0) | WSA_FLAG_OVERLAPPED;
+  int af = (int)int_arg(L, 2), type = (int)int_arg(L, 3), proto = (int)opt_int_arg(L, 4, 0);
+  DWORD flags = (DWORD)opt_int_arg(L, 5, 0) | WSA_FLAG_OVERLAPPED;
   WSAPROTOCOL_INFOW pass = low->pass;
   (void)rc;
   if (lwsp_faults_armed && (err = lwsp_fault("lower.socket")) != 0) return fail(L, err);
@@ -302,7 +314,7 @@ static int m_bind(lua_State *L) {
 
 static int m_listen(lua_State *L) {
   LOW;
-  RESULT("lower.listen", low->procs.lpWSPListen(check_h(L, 2), (int)luaL_optinteger(L, 3, 5), &err));
+  RESULT("lower.listen", low->procs.lpWSPListen(check_h(L, 2), (int)opt_int_arg(L, 3, 5), &err));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -354,7 +366,7 @@ static int m_send(lua_State *L) {
   SOCKET h = check_h(L, 2);
   size_t n;
   WSABUF one, many[VIEW_MAXBUFS], *b = &one;
-  DWORD nb = 1, sent = 0, flags = (DWORD)luaL_optinteger(L, 4, 0);
+  DWORD nb = 1, sent = 0, flags = (DWORD)opt_int_arg(L, 4, 0);
   SOCKADDR_STORAGE ss;
   int len = 0;
   if (view_arg(L, 3, many, &nb, &n, 0)) {
@@ -376,7 +388,7 @@ static int m_send(lua_State *L) {
 static int m_recv(lua_State *L) {
   LOW;
   SOCKET h = check_h(L, 2);
-  DWORD flags = (DWORD)luaL_optinteger(L, 4, 0), got = 0, nb = 1;
+  DWORD flags = (DWORD)opt_int_arg(L, 4, 0), got = 0, nb = 1;
   int from = lua_toboolean(L, 5), len = sizeof(SOCKADDR_STORAGE);
   SOCKADDR_STORAGE ss;
   luaL_Buffer lb;
@@ -385,7 +397,7 @@ static int m_recv(lua_State *L) {
   if (into_view) {
     b = many;
   } else {
-    lua_Integer cap = luaL_checkinteger(L, 3);
+    lua_Integer cap = int_arg(L, 3);
     luaL_argcheck(L, cap >= 0 && cap <= 16 * 1024 * 1024, 3, "length out of range");
     one.buf = luaL_buffinitsize(L, &lb, (size_t)cap);
     one.len = (ULONG)cap;
@@ -402,7 +414,7 @@ static int m_recv(lua_State *L) {
 
 static int m_shutdown(lua_State *L) {
   LOW;
-  RESULT("lower.shutdown", low->procs.lpWSPShutdown(check_h(L, 2), (int)luaL_checkinteger(L, 3), &err));
+  RESULT("lower.shutdown", low->procs.lpWSPShutdown(check_h(L, 2), (int)int_arg(L, 3), &err));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -424,9 +436,9 @@ static int m_getpeername(lua_State *L) { return name_call(L, 1); }
 static int m_getsockopt(lua_State *L) {
   LOW;
   char buf[sizeof(WSAPROTOCOL_INFOW)];
-  int len = (int)luaL_optinteger(L, 5, 4);
+  int len = (int)opt_int_arg(L, 5, 4);
   luaL_argcheck(L, len >= 0 && len <= (int)sizeof buf, 5, "length out of range");
-  RESULT("lower.getsockopt", low->procs.lpWSPGetSockOpt(check_h(L, 2), (int)luaL_checkinteger(L, 3), (int)luaL_checkinteger(L, 4), buf, &len, &err));
+  RESULT("lower.getsockopt", low->procs.lpWSPGetSockOpt(check_h(L, 2), (int)int_arg(L, 3), (int)int_arg(L, 4), buf, &len, &err));
   lua_pushlstring(L, buf, (size_t)len);
   return 1;
 }
@@ -436,7 +448,7 @@ static int m_setsockopt(lua_State *L) {
   LOW;
   size_t n;
   const char *v = luaL_checklstring(L, 5, &n);
-  RESULT("lower.setsockopt", low->procs.lpWSPSetSockOpt(check_h(L, 2), (int)luaL_checkinteger(L, 3), (int)luaL_checkinteger(L, 4), v, (int)n, &err));
+  RESULT("lower.setsockopt", low->procs.lpWSPSetSockOpt(check_h(L, 2), (int)int_arg(L, 3), (int)int_arg(L, 4), v, (int)n, &err));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -446,10 +458,10 @@ static int m_ioctl(lua_State *L) {
   LOW;
   size_t inlen = 0;
   const char *in = luaL_optlstring(L, 4, NULL, &inlen);
-  DWORD outlen = (DWORD)luaL_optinteger(L, 5, 0), got = 0;
+  DWORD outlen = (DWORD)opt_int_arg(L, 5, 0), got = 0;
   char out[1024];
   luaL_argcheck(L, outlen <= sizeof out, 5, "length out of range");
-  RESULT("lower.ioctl", low->procs.lpWSPIoctl(check_h(L, 2), (DWORD)luaL_checkinteger(L, 3), (LPVOID)in, (DWORD)inlen,
+  RESULT("lower.ioctl", low->procs.lpWSPIoctl(check_h(L, 2), (DWORD)int_arg(L, 3), (LPVOID)in, (DWORD)inlen,
                                outlen ? out : NULL, outlen, &got, NULL, NULL, NULL, &err));
   lua_pushlstring(L, out, got);
   return 1;

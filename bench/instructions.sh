@@ -32,7 +32,8 @@ printf '   Lua passthrough over C passthrough: +%d instructions (getsockopt), +%
 printf '   Lua handlers over C passthrough:    +%d instructions (getsockopt), +%d (send)\n' \
   $(( ${per["Lua handlers:getsockopt"]} - ${per["C passthrough:getsockopt"]} )) \
   $(( ${per["Lua handlers:send64"]} - ${per["C passthrough:send64"]} ))
-# what the instruction budget's count hook costs a Lua handler (LWSP_BUDGET=0: none)
+# what the instruction budget costs a Lua handler (LWSP_BUDGET=0: none): its
+# watchdog's bookkeeping per run; a short run gets no count hook
 row=""
 for op in getsockopt send64; do
   a=$(LWSP_BUDGET=0 ir "Lua handlers:$op" "$N"); b=$(LWSP_BUDGET=0 ir "Lua handlers:$op" $((2 * N)))
@@ -40,7 +41,7 @@ for op in getsockopt send64; do
   row+=$(printf '%14d ' "${per["nobudget:$op"]}")
 done
 printf '   %-22s %s\n' "  ... budget off" "$row"
-printf '   the instruction budget (a count hook) costs a Lua handler %d instructions (getsockopt), %d (send)\n' \
+printf '   the instruction budget (its watchdog; no count hook on a short run) costs a Lua handler %d instructions (getsockopt), %d (send)\n' \
   $(( ${per["Lua handlers:getsockopt"]} - ${per["nobudget:getsockopt"]} )) \
   $(( ${per["Lua handlers:send64"]} - ${per["nobudget:send64"]} ))
 # what tracing costs when off: the same Lua passthrough with tracing compiled

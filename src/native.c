@@ -48,6 +48,7 @@ typedef struct nsock {
   uint32_t ov_os, ov_polled;   /* overlapped sends and receives handed to the OS / served by the worker */
   int busy;                    /* threads in a send or receive of it with the lock released */
   int io[2];                   /* a send [OP_SEND] or receive [OP_RECV] of it is in its system call */
+  int io_waiting;              /* calls waiting for their turn at it */
   int dead;                    /* closed while busy: the last of them closes fd and frees the slot */
 } nsock;
 
@@ -194,15 +195,22 @@ static nsock *find(SOCKET s) {
  * (io_begin), as they did under the lock: Winsock, and Wine more so, may
  * answer a non-blocking call made while another of its direction is under way
  * with WSAEWOULDBLOCK (a layer's MSG_PEEK beside an application's recv). */
+static void io_wait(nsock *so, int kind) {    /* under the lock: its turn */
+  while (so->io[kind]) {
+    so->io_waiting++;
+    lwsp_cond_wait(&N.cond, &N.lock, -1);
+    so->io_waiting--;
+  }
+}
 static void io_begin(nsock *so, int kind) {   /* under the lock; returns with it released */
-  while (so->io[kind]) lwsp_cond_wait(&N.cond, &N.lock, -1);
+  io_wait(so, kind);
   so->io[kind] = 1;
   lwsp_mutex_unlock(&N.lock);
 }
 static void io_end(nsock *so, int kind) {     /* takes the lock back */
   lwsp_mutex_lock(&N.lock);
   so->io[kind] = 0;
-  lwsp_cond_broadcast(&N.cond);
+  if (so->io_waiting) lwsp_cond_broadcast(&N.cond);
 }
 static void unbusy(nsock *so) {   /* under the lock */
   if (--so->busy == 0 && so->dead) {
@@ -707,7 +715,7 @@ static int send_entry(SOCKET s, LPWSABUF b, DWORD nb, LPDWORD sent, DWORD flags,
   so->busy++;
   for (;;) {
     if (nb > 1) {
-      while (so->io[OP_SEND]) lwsp_cond_wait(&N.cond, &N.lock, -1);
+      io_wait(so, OP_SEND);
       r = try_send(so, b, nb, &done, flags, to, tolen, !nonblocking);
     } else {
       io_begin(so, OP_SEND);

@@ -186,8 +186,8 @@ static nsock *find(SOCKET s) {
   return so->gen && so->h == s && (DWORD_PTR)so->gen == (ctx >> NIDX_BITS) ? so : NULL;
 }
 
-/* A send (of one buffer) or a receive makes its system call with the lock
- * released, so that one socket's copy never holds up another's, nor the other
+/* A send (of one buffer) or a receive of UNLOCKED_IO bytes or more makes its
+ * system call with the lock released, so that one socket's copy never holds up another's, nor the other
  * direction of the same socket: busy keeps the slot and its fd while it does.
  * A close meanwhile shuts the socket down (a blocked call wakes and fails
  * with WSAEINTR) and leaves the rest to the last one out.  Calls of one
@@ -195,6 +195,7 @@ static nsock *find(SOCKET s) {
  * (io_begin), as they did under the lock: Winsock, and Wine more so, may
  * answer a non-blocking call made while another of its direction is under way
  * with WSAEWOULDBLOCK (a layer's MSG_PEEK beside an application's recv). */
+#define UNLOCKED_IO 4096   /* bytes: a smaller call keeps the lock through its system call (cheaper than its round trip) */
 static void io_wait(nsock *so, int kind) {    /* under the lock: its turn */
   while (so->io[kind]) {
     so->io_waiting++;
@@ -710,11 +711,11 @@ static int send_entry(SOCKET s, LPWSABUF b, DWORD nb, LPDWORD sent, DWORD flags,
     notify(s, ov, routine, tid, 0, (DWORD)done, 0);
     return 0;
   }
-  /* several buffers are several system calls: their first try keeps the lock,
-   * so that another thread's send cannot fall between them */
+  /* several buffers are several system calls: their tries keep the lock, so
+   * that another thread's send cannot fall between them; so does a small send */
   so->busy++;
   for (;;) {
-    if (nb > 1) {
+    if (nb > 1 || b[0].len < UNLOCKED_IO) {
       io_wait(so, OP_SEND);
       r = try_send(so, b, nb, &done, flags, to, tolen, !nonblocking);
     } else {
@@ -761,12 +762,18 @@ static int recv_entry(SOCKET s, LPWSABUF b, DWORD nb, LPDWORD got, LPDWORD flags
     if (r == 0) { int rc = queue_op(so, OP_RECV, b, nb, 0, *flags, NULL, 0, from, fromlen, ov, routine, tid, err); UNLOCK(); return rc; }
     UNLOCK();
   } else {
+    int small = total_of(b, nb) < UNLOCKED_IO;
     so->busy++;
     for (;;) {
       fl = *flags;
-      io_begin(so, OP_RECV);
-      r = try_recv(so, b, nb, &fl, from, fromlen, &n);
-      io_end(so, OP_RECV);
+      if (small) {
+        io_wait(so, OP_RECV);
+        r = try_recv(so, b, nb, &fl, from, fromlen, &n);
+      } else {
+        io_begin(so, OP_RECV);
+        r = try_recv(so, b, nb, &fl, from, fromlen, &n);
+        io_end(so, OP_RECV);
+      }
       if (r == 0 && so->ev_mode) poke();   /* the worker polls for FD_READ again (its network events) */
       if (r != 0 || nonblocking || so->dead) break;
       UNLOCK();

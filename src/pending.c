@@ -157,26 +157,45 @@ static int l_pending(lua_State *L) {
   return 2;
 }
 
+/* A blocked call's record, on its thread's stack: in I->ops (so that a close
+ * or WSPCleanup aborts it), counted in I->blocked, the thread's blocking call
+ * (WSPCancelBlockingCall), and its blocking hook looked up.  Returns the
+ * thread's outer blocking call, for block_end. */
+static rt_op *block_begin(rt_call *c, rt_op *op, LPBLOCKINGCALLBACK *hook, DWORD_PTR *hook_ctx) {
+  lwsp_inst *I = c->I;
+  rt_op *outer = tls_blocking;
+  INT e = 0;
+  memset(op, 0, sizeof *op);
+  op->I = I;
+  op->so = c->so;
+  op->co = c->co;
+  op->proc = c->proc;
+  op->blocking = 1;
+  op->key_ref = op->co_ref = LUA_NOREF;
+  link_op(I, op);
+  I->blocked++;
+  tls_blocking = op;
+  *hook = NULL;
+  *hook_ctx = 0;
+  I->up.lpWPUQueryBlockingCallback(c->so ? c->so->catalog : I->info.dwCatalogEntryId, hook, hook_ctx, &e);
+  return outer;
+}
+
+static void block_end(lwsp_inst *I, rt_op *op, rt_op *outer) {
+  tls_blocking = outer;
+  I->blocked--;
+  unwait(I, op);
+  unlink_op(I, op);
+}
+
 int rt_block(rt_call *c, LPINT err) {
   lwsp_inst *I = c->I;
   rt_op op;
-  rt_op *outer = tls_blocking;
-  LPBLOCKINGCALLBACK hook = NULL;
-  DWORD_PTR hook_ctx = 0;
-  INT e = 0;
+  LPBLOCKINGCALLBACK hook;
+  DWORD_PTR hook_ctx;
   int depth = I->depth;
-  memset(&op, 0, sizeof op);
-  op.I = I;
-  op.so = c->so;
-  op.co = c->co;
-  op.proc = c->proc;
-  op.blocking = 1;
-  op.key_ref = op.co_ref = LUA_NOREF;
-  link_op(I, &op);
+  rt_op *outer = block_begin(c, &op, &hook, &hook_ctx);
   rt_wait_on(I, &op, c->co);
-  I->blocked++;
-  tls_blocking = &op;
-  I->up.lpWPUQueryBlockingCallback(c->so ? c->so->catalog : I->info.dwCatalogEntryId, &hook, &hook_ctx, &e);
   I->depth = 0;
   for (;;) {
     long ms = -1;
@@ -201,10 +220,7 @@ int rt_block(rt_call *c, LPINT err) {
     lwsp_mutex_lock(&I->lock);
   }
   I->depth = depth;
-  tls_blocking = outer;
-  I->blocked--;
-  unwait(I, &op);
-  unlink_op(I, &op);
+  block_end(I, &op, outer);
   if (op.cancelled || op.aborted) {
     kill_co(I, c->co);
     c->broken = 1;
@@ -220,22 +236,11 @@ int rt_block_down(rt_call *c, int dir, LPINT err) {
   lwsp_inst *I = c->I;
   lwsp_sock *so = c->so;
   rt_op op;
-  rt_op *outer = tls_blocking;
-  LPBLOCKINGCALLBACK hook = NULL;
-  DWORD_PTR hook_ctx = 0;
+  LPBLOCKINGCALLBACK hook;
+  DWORD_PTR hook_ctx;
   INT e = 0;
-  memset(&op, 0, sizeof op);
-  op.I = I;
-  op.so = so;
-  op.proc = c->proc;
-  op.blocking = 1;
-  op.state = OP_WAITING;
-  op.key_ref = op.co_ref = LUA_NOREF;
-  link_op(I, &op);                  /* so that a close or WSPCleanup aborts it */
-  I->blocked++;
+  rt_op *outer = block_begin(c, &op, &hook, &hook_ctx);
   so->pending++;                    /* the socket stays while this thread looks at it */
-  tls_blocking = &op;
-  I->up.lpWPUQueryBlockingCallback(so->catalog, &hook, &hook_ctx, &e);
   for (;;) {
     int rc = rt_down_select(c, dir, hook ? 10 : 50, &e);
     if (op.cancelled || op.aborted || so->closing || so->close_running || rc != 0) break;
@@ -245,13 +250,10 @@ int rt_block_down(rt_call *c, int dir, LPINT err) {
       hook(hook_ctx);
       lwsp_mutex_lock(&I->lock);
       I->depth = 1;
-      rt_budget_relocked(I);
       if (op.cancelled || op.aborted) break;
     }
   }
-  tls_blocking = outer;
-  I->blocked--;
-  unlink_op(I, &op);
+  block_end(I, &op, outer);
   if (op.cancelled || op.aborted || so->closing || so->close_running) {
     lwsp_cond_broadcast(&I->cond);
     rt_sock_release(I, so);

@@ -37,7 +37,7 @@ RUN_TLS lua_State *tls_co;
 
 static lwsp_mutex wd_lock;    /* wd_users, wd_thread, wd_stop */
 static lwsp_cond wd_cond;
-static int wd_ready, wd_users, wd_stop;
+static int wd_users, wd_stop;
 static lwsp_thread *wd_thread;
 static lwsp_inst *wd_busy;    /* the instance the watchdog is arming a hook in */
 
@@ -125,11 +125,10 @@ static void watchdog(void *arg) {
 void rt_budget_init(void) {
   lwsp_mutex_init(&wd_lock);
   lwsp_cond_init(&wd_cond);
-  wd_ready = 1;
 }
 
 void rt_budget_attach(lwsp_inst *I) {
-  if (!I->budget || !wd_ready) return;
+  if (!I->budget) return;
   lwsp_mutex_lock(&wd_lock);
   I->wd_attached = 1;
   if (wd_users++ == 0) {

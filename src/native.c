@@ -187,8 +187,9 @@ static nsock *find(SOCKET s) {
 }
 
 /* A send (of one buffer) or a receive of UNLOCKED_IO bytes or more makes its
- * system call with the lock released, so that one socket's copy never holds up another's, nor the other
- * direction of the same socket: busy keeps the slot and its fd while it does.
+ * system call with the lock released, so that one socket's copy never holds
+ * up another's, nor the other direction of the same socket: busy keeps the
+ * slot and its fd while it does.
  * A close meanwhile shuts the socket down (a blocked call wakes and fails
  * with WSAEINTR) and leaves the rest to the last one out.  Calls of one
  * direction on one socket still make their system calls one at a time
@@ -213,6 +214,12 @@ static void io_end(nsock *so, int kind) {     /* takes the lock back */
   so->io[kind] = 0;
   if (so->io_waiting) lwsp_cond_broadcast(&N.cond);
 }
+/* One try of a send or receive (expr) at its turn: with the lock kept, or
+ * released for the system call. */
+#define IO_TRY(so, kind, keep_lock, expr) do { \
+    if (keep_lock) { io_wait((so), (kind)); expr; } \
+    else { io_begin((so), (kind)); expr; io_end((so), (kind)); } \
+  } while (0)
 static void unbusy(nsock *so) {   /* under the lock */
   if (--so->busy == 0 && so->dead) {
     long long fd = so->fd;
@@ -715,14 +722,7 @@ static int send_entry(SOCKET s, LPWSABUF b, DWORD nb, LPDWORD sent, DWORD flags,
    * that another thread's send cannot fall between them; so does a small send */
   so->busy++;
   for (;;) {
-    if (nb > 1 || b[0].len < UNLOCKED_IO) {
-      io_wait(so, OP_SEND);
-      r = try_send(so, b, nb, &done, flags, to, tolen, !nonblocking);
-    } else {
-      io_begin(so, OP_SEND);
-      r = try_send(so, b, nb, &done, flags, to, tolen, !nonblocking);
-      io_end(so, OP_SEND);
-    }
+    IO_TRY(so, OP_SEND, nb > 1 || b[0].len < UNLOCKED_IO, r = try_send(so, b, nb, &done, flags, to, tolen, !nonblocking));
     if (r != 0 || nonblocking || so->dead) break;
     UNLOCK();
     r = wait_fd(so, fd, NOS_OUT);
@@ -766,14 +766,7 @@ static int recv_entry(SOCKET s, LPWSABUF b, DWORD nb, LPDWORD got, LPDWORD flags
     so->busy++;
     for (;;) {
       fl = *flags;
-      if (small) {
-        io_wait(so, OP_RECV);
-        r = try_recv(so, b, nb, &fl, from, fromlen, &n);
-      } else {
-        io_begin(so, OP_RECV);
-        r = try_recv(so, b, nb, &fl, from, fromlen, &n);
-        io_end(so, OP_RECV);
-      }
+      IO_TRY(so, OP_RECV, small, r = try_recv(so, b, nb, &fl, from, fromlen, &n));
       if (r == 0 && so->ev_mode) poke();   /* the worker polls for FD_READ again (its network events) */
       if (r != 0 || nonblocking || so->dead) break;
       UNLOCK();

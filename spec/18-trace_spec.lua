@@ -152,6 +152,33 @@ describe("the trace", function()
       (function() local ids = {} for i, l in ipairs(trace.lanes(recs)) do ids[i] = l.id end return ids end)())
   end)
 
+  it("names a layer's calls down to a C provider as they were made: WSPGetPeerName, WSPSocket's real flags", function()
+    local native = H.base()
+    local layer = H.layered{script = H.root .. "/examples/passthrough.lua", over = native, name = "layer"}
+    local l = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, native.tcp))
+    assert(host.bind(l, "127.0.0.1:0"))
+    assert(host.listen(l, 2))
+    trace.start()
+    local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, layer.tcp))
+    assert(host.connect(c, host.getsockname(l)))
+    assert(host.getpeername(c))
+    assert(host.getsockname(c))
+    trace.stop()
+    local recs = trace.records()
+    local down = find(recs, function(r) return r.kind == "call" and r.from == layer.guid and r.to == native.guid end)
+    local names = {}
+    for _, r in ipairs(down) do names[#names + 1] = r.name end
+    local peer = find(down, function(r) return r.name == "WSPGetPeerName" end)
+    local sock = find(down, function(r) return r.name == "WSPGetSockName" end)
+    assert.equal(1, #peer, table.concat(names, " "))
+    assert.equal(1, #sock, table.concat(names, " "))
+    -- the lower socket is opened with WSA_FLAG_OVERLAPPED (0x1) ORed into the flags
+    local opened = find(down, function(r) return r.name == "WSPSocket" end)
+    assert.equal(1, #opened)
+    assert.truthy(opened[1].args:find("0x1$"), opened[1].args)
+    l = host.close(l)
+  end)
+
   it("records each completion mechanism and the upcalls behind it", function()
     local r = H.provider("examples/memnet.lua")
     local c, a = H.memnet_pair(r)

@@ -245,6 +245,7 @@ static const char *spi_name(const char *point) {
     {"lower.close", "WSPCloseSocket"}, {"lower.bind", "WSPBind"}, {"lower.listen", "WSPListen"},
     {"lower.connect", "WSPConnect"}, {"lower.send", "WSPSend"}, {"lower.recv", "WSPRecv"},
     {"lower.shutdown", "WSPShutdown"}, {"lower.getsockname", "WSPGetSockName"},
+    {"lower.getpeername", "WSPGetPeerName"},
     {"lower.getsockopt", "WSPGetSockOpt"}, {"lower.setsockopt", "WSPSetSockOpt"}, {"lower.ioctl", "WSPIoctl"},
     {"lower.select", "WSPSelect"}};
   for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
@@ -273,8 +274,11 @@ static int m_socket(lua_State *L) {
   (void)rc;
   if (lwsp_faults_armed && (err = lwsp_fault("lower.socket")) != 0) return fail(L, err);
   {
+    /* the arguments as passed down: WSA_FLAG_OVERLAPPED is ORed in above */
     char targs[LWSP_TRACE_TEXT];
-    TRACE_ARGS(targs);
+    targs[0] = 0;
+    if (lwsp_tracing && low->foreign)
+      snprintf(targs, sizeof targs, "%d, %d, %d, <protocol info>, 0, 0x%lx", af, type, proto, (unsigned long)flags);
     TRACED_DOWN("WSPSocket", 0, targs, h == INVALID_SOCKET, h = low->procs.lpWSPSocket(af, type, proto, &pass, 0, flags, &err));
   }
   if (h == INVALID_SOCKET) return fail(L, err);
@@ -424,7 +428,7 @@ static int name_call(lua_State *L, int peer) {
   SOCKADDR_STORAGE ss;
   int len = sizeof ss;
   SOCKET h = check_h(L, 2);
-  if (peer) RESULT("lower.getsockname", low->procs.lpWSPGetPeerName(h, (struct sockaddr *)&ss, &len, &err));
+  if (peer) RESULT("lower.getpeername", low->procs.lpWSPGetPeerName(h, (struct sockaddr *)&ss, &len, &err));
   else RESULT("lower.getsockname", low->procs.lpWSPGetSockName(h, (struct sockaddr *)&ss, &len, &err));
   lwsp_push_sockaddr(L, (struct sockaddr *)&ss, len);
   return 1;

@@ -17,7 +17,17 @@ export LWSP_EXAMPLES = $(CURDIR)/examples
 
 NATIVE_SRCS = src/native.c src/native_os.c src/common.c src/platform.c
 
-all: build/lwsp.so build/lwsp_native.so build/test_nullproc.so
+all: build/lwsp.so build/lwsp_native.so build/test_nullproc.so build/foreign_host build/foreign_host_nocomplete
+
+# A host of its own (no lwsp host code) that loads the runtime as a provider
+# DLL: spec/26-foreign_host_spec.lua.  The second exports no
+# WPUCompleteOverlappedRequest.
+build/foreign_host: spec/tools/foreign_host.c src/spi.h src/spi_values.h
+	@mkdir -p build
+	$(CC) -std=gnu11 -O1 -g -Isrc $(WARN) -rdynamic -o $@ spec/tools/foreign_host.c -lpthread -ldl
+build/foreign_host_nocomplete: spec/tools/foreign_host.c src/spi.h src/spi_values.h
+	@mkdir -p build
+	$(CC) -std=gnu11 -O1 -g -Isrc $(WARN) -rdynamic -DFH_NO_COMPLETE -o $@ spec/tools/foreign_host.c -lpthread -ldl
 
 # A broken provider DLL the specs load as a lower layer.
 build/test_nullproc.so: spec/tools/nullproc.c src/spi.h

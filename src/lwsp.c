@@ -17,9 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdarg.h>
-#ifndef _WIN32
-#  include <dlfcn.h>
-#endif
 
 const char *const lwsp_proc_names[LWSP_NPROCS] = {
 #define N_(i, lname, sname) #lname,
@@ -72,21 +69,18 @@ static uint32_t next_gen(void) {
   return g;
 }
 
-LPWPUCOMPLETEOVERLAPPEDREQUEST lwsp_find_complete(const WSPUPCALLTABLE *up) {
+/* lwsp's own host hands its function over directly; any other host's comes
+ * from the module that supplied the upcall table (ws2_32.dll on Windows),
+ * never from lwsp's own module, which would not know the host's handles. */
+LPWPUCOMPLETEOVERLAPPEDREQUEST lwsp_find_complete(const WSPUPCALLTABLE *up, char *why, size_t whylen) {
+  LPWPUCREATESOCKETHANDLE at = up->lpWPUCreateSocketHandle;
+  void (*any)(void), (*f)(void);
+  LPWPUCOMPLETEOVERLAPPEDREQUEST complete;
   if (lwsp_host_owns(up)) return lwsp_host_complete;
-#ifdef _WIN32
-  {
-    HMODULE ws = GetModuleHandleW(L"ws2_32.dll");
-    return ws ? (LPWPUCOMPLETEOVERLAPPEDREQUEST)(void (*)(void))GetProcAddress(ws, "WPUCompleteOverlappedRequest") : NULL;
-  }
-#else
-  {
-    void *p = dlsym(RTLD_DEFAULT, "WPUCompleteOverlappedRequest");
-    LPWPUCOMPLETEOVERLAPPEDREQUEST f;
-    memcpy(&f, &p, sizeof f);
-    return f;
-  }
-#endif
+  memcpy(&any, &at, sizeof any);
+  if (!(f = lwsp_sym_beside(any, "WPUCompleteOverlappedRequest", why, whylen))) return NULL;
+  memcpy(&complete, &f, sizeof complete);
+  return complete;
 }
 
 /* ---- sockets: slots with generations ------------------------------------------
@@ -732,7 +726,11 @@ static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCAL
   lwsp_guid_format(&I->id, I->name);
   I->up = *up;
   I->info = *info;
-  I->complete = lwsp_find_complete(up);
+  if (!(I->complete = lwsp_find_complete(up, err, sizeof err))) {
+    lwsp_log(I->name, "WSPStartup: the host offers no WPUCompleteOverlappedRequest: %s; "
+             "overlapped calls could not complete", err);
+    return 0;
+  }
   for (int i = 0; i < LWSP_NPROCS; i++) I->href[i] = LUA_NOREF;
   if (!lwsp_registry_get(&I->id, I->script, sizeof I->script, err, sizeof err)) {
     lwsp_log(I->name, "WSPStartup: %s", err);

@@ -110,30 +110,17 @@ static void init_cb(void) { lwsp_mutex_init(&N.lock); lwsp_cond_init(&N.cond); }
 static void init(void) { pthread_once(&once, init_cb); }
 #endif
 
-#ifndef _WIN32
-#  include <dlfcn.h>
-#endif
 /* ws2_32 exports WPUCompleteOverlappedRequest by name; so does lwsp's host.
- * On Windows, the one that counts is the one beside the upcall table this
- * provider was given (lwsp's host under Wine, ws2_32 in a real catalog). */
-static LPWPUCOMPLETEOVERLAPPEDREQUEST find_complete(const WSPUPCALLTABLE *up) {
-  void *p = NULL;
-  LPWPUCOMPLETEOVERLAPPEDREQUEST f;
-#ifdef _WIN32
-  HMODULE mod = NULL, ws;
-  LPWPUCREATESOCKETHANDLE fn = up->lpWPUCreateSocketHandle;
-  LPCWSTR at;
-  memcpy(&at, &fn, sizeof at);
-  if (GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT, at, &mod))
-    p = (void *)(uintptr_t)GetProcAddress(mod, "WPUCompleteOverlappedRequest");
-  if (!p && (ws = GetModuleHandleW(L"ws2_32.dll")) != NULL)
-    p = (void *)(uintptr_t)GetProcAddress(ws, "WPUCompleteOverlappedRequest");
-#else
-  (void)up;
-  p = dlsym(RTLD_DEFAULT, "WPUCompleteOverlappedRequest");
-#endif
-  memcpy(&f, &p, sizeof f);
-  return f;
+ * The one that counts is the one in the module that supplied the upcall
+ * table (ws2_32.dll in a real catalog, lwsp's host under Wine and Linux). */
+static LPWPUCOMPLETEOVERLAPPEDREQUEST find_complete(const WSPUPCALLTABLE *up, char *why, size_t whylen) {
+  LPWPUCREATESOCKETHANDLE at = up->lpWPUCreateSocketHandle;
+  void (*any)(void), (*f)(void);
+  LPWPUCOMPLETEOVERLAPPEDREQUEST complete;
+  memcpy(&any, &at, sizeof any);
+  if (!(f = lwsp_sym_beside(any, "WPUCompleteOverlappedRequest", why, whylen))) return NULL;
+  memcpy(&complete, &f, sizeof complete);
+  return complete;
 }
 
 /* ---- sockets ---------------------------------------------------------------------- */
@@ -1070,8 +1057,13 @@ LWSP_EXPORT int WSPAPI WSPStartup(WORD ver, LPWSPDATA data, LPWSAPROTOCOL_INFOW 
   if (N.startups++ == 0) {
     N.up = up;
     N.info = *pi;
-    N.complete = find_complete(&up);
-    if (!N.complete) lwsp_log(WHO, "WSPStartup: no WPUCompleteOverlappedRequest in this process: overlapped calls without a routine cannot complete");
+    char why[600];
+    if (!(N.complete = find_complete(&up, why, sizeof why))) {
+      N.startups = 0;
+      UNLOCK();
+      lwsp_log(WHO, "WSPStartup: the host offers no WPUCompleteOverlappedRequest: %s; overlapped calls could not complete", why);
+      return WSAEPROVIDERFAILEDINIT;
+    }
     N.stop = 0;
 #ifdef _WIN32
     N.cstop = 0;

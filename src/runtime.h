@@ -121,8 +121,9 @@ typedef struct lwsp_inst {
 } lwsp_inst;
 
 lwsp_inst *lwsp_inst_of(lua_State *L);  /* NULL outside a provider state */
-/* Resolves WPUCompleteOverlappedRequest for a host whose upcall table is up. */
-LPWPUCOMPLETEOVERLAPPEDREQUEST lwsp_find_complete(const WSPUPCALLTABLE *up);
+/* Resolves WPUCompleteOverlappedRequest for the host whose upcall table is
+ * up, from that host's module; NULL (with why) if it offers none. */
+LPWPUCOMPLETEOVERLAPPEDREQUEST lwsp_find_complete(const WSPUPCALLTABLE *up, char *why, size_t whylen);
 
 
 /* One entry into a provider (lwsp.c): rt_begin() takes the instance lock,

@@ -1,0 +1,153 @@
+-- lwsp's runtime under a host that is not lwsp's own: spec/tools/foreign_host.c,
+-- a ws2_32 stand-in written from the SPI alone (its own handle table, events,
+-- APC queues, and a WPUCompleteOverlappedRequest that refuses every handle it
+-- did not create), loads the runtime as a provider DLL and checks it strictly.
+-- Each case is one run of the program; it prints "PASS name: ..." or
+-- "FAIL name: ..." and exits 0 on pass.
+local H = require "helpers"
+local lwsp = H.lwsp
+
+local memnet = H.root .. "/examples/memnet.lua"
+local providers = H.root .. "/spec/providers/"
+
+-- The runtime the suite runs against (build/lwsp.so, or the sanitizer build's).
+local function runtime()
+  local p = lwsp.path()
+  return p:sub(1, 1) == "/" and p or H.root .. "/" .. p
+end
+
+local function foreign(scenario, script, program)
+  local cmd = ("'%s/build/%s' '%s' '%s' %s 2>&1"):format(H.root, program or "foreign_host", runtime(),
+    script or memnet, scenario)
+  local p = assert(io.popen(cmd))
+  local out = p:read("a")
+  local _, _, code = p:close()
+  return out, code
+end
+
+local function passes(scenario, script, program)
+  local out, code = foreign(scenario, script, program)
+  assert.truthy(out:find("PASS " .. scenario .. ":", 1, true), out)
+  assert.equal(0, code, out)
+end
+
+describe("lwsp under a foreign host #posix #subprocess", function()
+  describe("WSPStartup and WSPCleanup", function()
+    it("fill all 30 entries, negotiate 2.2, and count each startup", function()
+      passes("startup")
+    end)
+
+    it("need one WSPCleanup per WSPStartup, the fourth of three refused", function()
+      passes("startup-count")
+    end)
+
+    it("fail with WSAEPROVIDERFAILEDINIT, and say why, under a host that exports no WPUCompleteOverlappedRequest", function()
+      passes("no-complete", memnet, "foreign_host_nocomplete")
+    end)
+  end)
+
+  describe("socket handles", function()
+    it("come from the host's WPUCreateSocketHandle and go back with WPUCloseSocketHandle", function()
+      passes("handles")
+    end)
+
+    it("are found by exactly the context the host returns, and a mismatched context is refused", function()
+      passes("context")
+    end)
+  end)
+
+  describe("overlapped receives", function()
+    it("pend with Internal 0x103 and complete by the host's WPUCompleteOverlappedRequest", function()
+      passes("ov-event")
+    end)
+
+    it("with a completion routine complete by WPUQueueApc in the caller's alertable wait", function()
+      passes("ov-routine")
+    end)
+
+    it("that finish at once still notify through the event", function()
+      passes("ov-at-once")
+    end)
+
+    it("that fail at once write the fields and notify nobody", function()
+      passes("ov-fail-at-once")
+    end)
+
+    it("of datagrams write the sender's address", function()
+      passes("dgram-event")
+    end)
+
+    it("outstanding at close complete with WSA_OPERATION_ABORTED before the handle goes back", function()
+      passes("close-pending")
+    end)
+
+    it("outstanding at the last WSPCleanup are aborted and every handle given back", function()
+      passes("cleanup-pending")
+    end)
+  end)
+
+  describe("wsp.wait(key, timeout) in a handler", function()
+    it("times out for every overlapped receive, also once the service thread sleeps with nothing due", function()
+      passes("wait-timeout", providers .. "foreign_waiter.lua")
+    end)
+
+    it("times out for receives with completion routines too", function()
+      passes("wait-timeout-routine", providers .. "foreign_waiter.lua")
+    end)
+  end)
+
+  describe("an IFS provider", function()
+    it("completes an overlapped receive that finishes at once without WPUCompleteOverlappedRequest", function()
+      passes("ifs-event", providers .. "foreign_ifs.lua")
+    end)
+
+    it("completes a pending overlapped receive by its event", function()
+      passes("ifs-pending", providers .. "foreign_ifs.lua")
+    end)
+
+    it("completes a pending overlapped receive by its routine", function()
+      passes("ifs-routine", providers .. "foreign_ifs.lua")
+    end)
+  end)
+
+  describe("WSPRecv", function()
+    it("refuses NULL buffers (WSAEFAULT) and no buffers (WSAEINVAL) instead of reporting 0 bytes", function()
+      passes("recv-null")
+    end)
+
+    it("reports 0 bytes on a stream once the peer has closed", function()
+      passes("recv-eof")
+    end)
+
+    it("polls the host's blocking hook, which can cancel it", function()
+      passes("blocking-hook")
+    end)
+  end)
+
+  describe("network events and select", function()
+    it("set the host's event for WSPEventSelect and reset it on enumeration", function()
+      passes("event-select")
+    end)
+
+    it("post WSPAsyncSelect's message through the host's WPUPostMessage", function()
+      passes("async-select")
+    end)
+
+    it("WSPSelect reports exactly the readable handle", function()
+      passes("select")
+    end)
+  end)
+
+  describe("errors", function()
+    it("never come back as SOCKET_ERROR with errno 0", function()
+      passes("errno-zero", providers .. "foreign_errors.lua")
+    end)
+
+    it("a foreign host's failing run is reported as a failure", function()
+      -- the program's own check: a scenario it cannot pass must say FAIL
+      local out, code = foreign("ov-event", providers .. "foreign_errors.lua")
+      assert.truthy(out:find("FAIL ov-event:", 1, true), out)
+      assert.not_equal(0, code)
+    end)
+  end)
+end)

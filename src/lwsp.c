@@ -640,6 +640,14 @@ void rt_overlapped_done(lwsp_inst *I, lwsp_sock *so, SOCKET s, LPWSAOVERLAPPED o
       so->pending--;
       lwsp_spare_give(&I->apc_spares, a);
     }
+  } else if (so->ifs) {
+    /* An IFS handle is not the host's: WPUCompleteOverlappedRequest refuses
+     * it.  Its completion signals the event itself, as the kernel does for
+     * an IFS handle's I/O (docs/api.md, "IFS providers"). */
+    WSAEVENT ev = (WSAEVENT)((uintptr_t)ov->hEvent & ~(uintptr_t)1);
+    if (ev && !I->up.lpWPUSetEvent(ev, &e))
+      lwsp_log(I->name, "IFS socket %llu: WPUSetEvent on the overlapped call's event failed (error %d)",
+               (unsigned long long)s, e);
   } else if (!I->complete || I->complete(s, ov, error, bytes, &e) != 0) {
     lwsp_log(I->name, "WPUCompleteOverlappedRequest failed (error %d)", e);
   }

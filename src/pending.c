@@ -99,7 +99,11 @@ void rt_wait_on(lwsp_inst *I, rt_op *op, lua_State *co) {
   lua_rawseti(co, -2, (lua_Integer)lua_rawlen(co, -2) + 1);
   lua_pop(co, 2);
   op->key_ref = luaL_ref(co, LUA_REGISTRYINDEX);    /* pops key */
-  if (op->deadline && !op->blocking && !I->service) rt_service_start(I);
+  /* the service thread may be asleep with nothing due: it must see this deadline */
+  if (op->deadline && !op->blocking) {
+    rt_service_start(I);
+    lwsp_cond_broadcast(&I->cond);
+  }
 }
 
 /* Wakes every handler waiting on the key at idx of L (under the lock). */

@@ -28,6 +28,15 @@ describe("the native base provider", function()
     end
   end)
 
+  it("refuses a receive or send with no buffers instead of reporting 0 bytes", function()
+    local c, a = pair()
+    assert.equal(4, host.send(c, "data"))
+    local expect = {["recv:no-bufs"] = "WSAEFAULT", ["recv:zero-count"] = "WSAEINVAL",
+                    ["recvfrom:no-bufs"] = "WSAEFAULT", ["send:no-bufs"] = "WSAEFAULT", ["send:zero-count"] = "WSAEINVAL"}
+    for probe, name in pairs(expect) do assert.equal(wsp[name], host.probe(probe, a), probe) end
+    assert.equal("data", (host.recv(a, 10)))
+  end)
+
   it("blocks a thread in recv and accept, and honours non-blocking mode", function()
     local c, a, l = pair()
     local job = host.spawn("recv", a, 10)

@@ -672,11 +672,13 @@ static int recv_entry(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nbu
   rt_call c;
   rt_io io;
   size_t cap;
+  int bad;
   ERRP;
-  if (!flags || (!got && !ov) || (from && !fromlen) || !rt_check_bufs(bufs, nbufs, &cap) ||
-      !overlapped_args(ov, routine, tid)) {
-    *err = WSAEFAULT;
-    ov_failed(ov, WSAEFAULT);
+  if (!flags || (!got && !ov) || (from && !fromlen) || !overlapped_args(ov, routine, tid)) bad = WSAEFAULT;
+  else bad = rt_check_bufs(bufs, nbufs, &cap);
+  if (bad) {
+    *err = bad;
+    ov_failed(ov, bad);
     return errv;
   }
   if (!rt_begin_down(&c, I, proc, s, proc != P_recv ? 0 : ov ? 2 : 1, err)) return errv;
@@ -835,10 +837,13 @@ static int send_common(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nb
   rt_io io;
   size_t total, before = 0;
   WSABUF rest[16];
+  int bad;
   ERRP;
-  if ((!sent && !ov) || !rt_check_bufs(bufs, nbufs, &total) || !overlapped_args(ov, routine, tid)) {
-    *err = WSAEFAULT;
-    ov_failed(ov, WSAEFAULT);
+  if ((!sent && !ov) || !overlapped_args(ov, routine, tid)) bad = WSAEFAULT;
+  else bad = rt_check_bufs(bufs, nbufs, &total);
+  if (bad) {
+    *err = bad;
+    ov_failed(ov, bad);
     return errv;
   }
   if (!rt_begin_down(&c, I, proc, s, proc == P_send && !ov, err)) return errv;

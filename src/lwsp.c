@@ -572,13 +572,14 @@ int rt_push_bufs(lua_State *co, const WSABUF *b, DWORD n, size_t *total) {
 
 int rt_check_bufs(const WSABUF *b, DWORD n, size_t *total) {
   size_t t = 0;
-  if (n && !b) return 0;
+  if (!b) return WSAEFAULT;
+  if (n == 0) return WSAEINVAL;   /* no buffer: a stream receive would read as the peer's close */
   for (DWORD i = 0; i < n; i++) {
-    if (b[i].len && !b[i].buf) return 0;
+    if (b[i].len && !b[i].buf) return WSAEFAULT;
     t += b[i].len;
   }
   *total = t;
-  return 1;
+  return 0;
 }
 
 size_t rt_scatter(const WSABUF *b, DWORD n, const char *data, size_t len) {

@@ -687,7 +687,8 @@ static int send_entry(SOCKET s, LPWSABUF b, DWORD nb, LPDWORD sent, DWORD flags,
   int nonblocking, evs;
   long long fd;
   ERRP;
-  if ((!sent && !ov) || (nb && !b)) return fail(err, WSAEFAULT);
+  if ((!sent && !ov) || !b) return fail(err, WSAEFAULT);
+  if (nb == 0) return fail(err, WSAEINVAL);   /* as lwsp's runtime (docs/api.md) */
   LOCKED_SOCK(s);
 #ifdef _WIN32
   if (ov) return os_overlapped(so, OP_SEND, b, nb, sent, NULL, flags, to, tolen, NULL, NULL, ov, routine, tid, err);
@@ -734,7 +735,8 @@ static int recv_entry(SOCKET s, LPWSABUF b, DWORD nb, LPDWORD got, LPDWORD flags
   int nonblocking;
   long long fd;
   ERRP;
-  if (!flags || (!got && !ov) || (nb && !b) || (from && !fromlen)) return fail(err, WSAEFAULT);
+  if (!flags || (!got && !ov) || !b || (from && !fromlen)) return fail(err, WSAEFAULT);
+  if (nb == 0) return fail(err, WSAEINVAL);   /* 0 bytes would read as the peer's close */
   fl = *flags;
   LOCKED_SOCK(s);
   so->ev_enabled |= (*flags & MSG_OOB) ? FD_OOB : FD_READ;

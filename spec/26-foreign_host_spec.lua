@@ -138,6 +138,40 @@ describe("lwsp under a foreign host #posix #subprocess", function()
     end)
   end)
 
+  describe("a Lua layer over the native base, real loopback TCP", function()
+    -- the layer finds the layer below in the host's own catalog (its
+    -- WSCEnumProtocols) and loads it with the host's WPUGetProviderPath
+    local passthrough = H.root .. "/examples/passthrough.lua"   -- calls go down in C
+    local meter = H.root .. "/examples/meter.lua"               -- receives run in Lua
+
+    it("completes an overlapped receive by event, through C and through Lua", function()
+      passes("layer-ov-event", passthrough)
+      passes("layer-ov-event", meter)
+    end)
+
+    it("completes an overlapped receive by routine, through C and through Lua", function()
+      passes("layer-ov-routine", passthrough)
+      passes("layer-ov-routine", meter)
+    end)
+
+    it("aborts outstanding receives at close before giving the handle back", function()
+      passes("layer-close-pending", meter)
+    end)
+
+    it("refuses receives with no buffers", function()
+      passes("layer-recv-null", passthrough)
+    end)
+
+    it("reports readiness through WSPEventSelect and WSPSelect", function()
+      passes("layer-event-select", passthrough)
+      passes("layer-select", meter)
+    end)
+
+    it("polls the host's blocking hook while a receive waits for the layer below", function()
+      passes("layer-blocking-hook", passthrough)
+    end)
+  end)
+
   describe("errors", function()
     it("never come back as SOCKET_ERROR with errno 0", function()
       passes("errno-zero", providers .. "foreign_errors.lua")

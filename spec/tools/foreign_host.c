@@ -27,15 +27,20 @@
 #include <unistd.h>
 
 #define EXPORT __attribute__((visibility("default")))
-#define CATALOG_TCP 7001
+#define CATALOG_TCP 7001      /* the provider as a base: memnet and the like */
 #define CATALOG_UDP 7002
+#define CATALOG_NATIVE 7101   /* lwsp's native base provider */
+#define CATALOG_LAYER 7102    /* the provider as a layer over it ... */
+#define CATALOG_CHAIN 7103    /* ... and the chain an application opens */
 #define MAX_HANDLES 256
 #define MAX_EVENTS 64
 #define MAX_MSGS 64
 #define LIMIT_MS 3000   /* how long anything may take before it counts as lost */
 
 static const GUID PROVIDER = {0x6f0d1c2e, 0x4b3a, 0x4c5d, {0x9e, 0x8f, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60}};
+static const GUID NATIVE = {0x6f0d1c2e, 0x4b3a, 0x4c5d, {0x9e, 0x8f, 0x10, 0x20, 0x30, 0x40, 0x50, 0x61}};
 static const char *scenario = "?";
+static char native_path[600];
 static char tmpdir[256];
 
 /* ---- results ----------------------------------------------------------------- */
@@ -169,10 +174,13 @@ static BOOL set_event(WSAEVENT e, int on, LPINT err) {
 static BOOL WSPAPI up_set_event(WSAEVENT e, LPINT err) { return set_event(e, 1, err); }
 static BOOL WSPAPI up_reset_event(WSAEVENT e, LPINT err) { return set_event(e, 0, err); }
 
+static int known_catalog(DWORD c) {
+  return c == CATALOG_TCP || c == CATALOG_UDP || c == CATALOG_NATIVE || c == CATALOG_CHAIN;
+}
 static SOCKET WSPAPI up_create_socket_handle(DWORD catalog, DWORD_PTR ctx, LPINT err) {
   static SOCKET next = 0x7000;
   pthread_mutex_lock(&H);
-  if (catalog != CATALOG_TCP && catalog != CATALOG_UDP) {
+  if (!known_catalog(catalog)) {
     pthread_mutex_unlock(&H);
     *err = WSAEINVALIDPROVIDER;
     return INVALID_SOCKET;
@@ -208,7 +216,7 @@ static int WSPAPI up_query_socket_handle_context(SOCKET s, PDWORD_PTR ctx, LPINT
 }
 static SOCKET WSPAPI up_modify_ifs_handle(DWORD catalog, SOCKET proposed, LPINT err) {
   pthread_mutex_lock(&H);
-  if (catalog != CATALOG_TCP && catalog != CATALOG_UDP) { pthread_mutex_unlock(&H); *err = WSAEINVALIDPROVIDER; return INVALID_SOCKET; }
+  if (!known_catalog(catalog)) { pthread_mutex_unlock(&H); *err = WSAEINVALIDPROVIDER; return INVALID_SOCKET; }
   if (proposed == 0 || proposed == INVALID_SOCKET || find_handle(proposed)) { pthread_mutex_unlock(&H); *err = WSAEINVAL; return INVALID_SOCKET; }
   for (int i = 0; i < MAX_HANDLES; i++)
     if (!handles[i].live) {
@@ -223,9 +231,11 @@ static SOCKET WSPAPI up_modify_ifs_handle(DWORD catalog, SOCKET proposed, LPINT 
 }
 static int WSPAPI up_fd_isset(SOCKET s, wsp_fd_set *set) { return lwsp_fd_isset(s, set); }
 static int WSPAPI up_get_provider_path(LPGUID id, WCHAR *path, LPINT len, LPINT err) {
-  (void)id; (void)path; (void)len;
-  *err = WSAEINVAL;   /* this host's catalog has no layered entries */
-  return SOCKET_ERROR;
+  int n = (int)strlen(native_path);
+  if (!id || !len || memcmp(id, &NATIVE, sizeof NATIVE) != 0) { *err = WSAEINVAL; return SOCKET_ERROR; }
+  if (!path || *len <= n) { *len = n + 1; *err = WSAEFAULT; return SOCKET_ERROR; }
+  for (int i = 0; i <= n; i++) path[i] = (WCHAR)(unsigned char)native_path[i];
+  return 0;
 }
 static BOOL WSPAPI up_post_message(HWND hwnd, UINT msg, WPARAM w, LPARAM l) {
   pthread_mutex_lock(&H);
@@ -370,7 +380,8 @@ static int wait_flag(volatile int *flag, long ms) {
 /* ---- the provider --------------------------------------------------------- */
 static WSPPROC_TABLE P;
 static int (*startup_fn)(WORD, LPWSPDATA, LPWSAPROTOCOL_INFOW, WSPUPCALLTABLE, LPWSPPROC_TABLE);
-static WSAPROTOCOL_INFOW info_tcp, info_udp;
+static WSAPROTOCOL_INFOW info_tcp, info_udp, info_native, info_layer, info_chain;
+static WSAPROTOCOL_INFOW *top_tcp = &info_tcp;   /* what the application opens streams on */
 
 static void fill_info(WSAPROTOCOL_INFOW *pi, DWORD catalog, int type) {
   const char *name = type == SOCK_STREAM ? "foreign TCP" : "foreign UDP";
@@ -389,10 +400,22 @@ static void fill_info(WSAPROTOCOL_INFOW *pi, DWORD catalog, int type) {
   for (int i = 0; name[i]; i++) pi->szProtocol[i] = (WCHAR)name[i];
 }
 
+/* ws2_32's catalog, as a layer loaded by it reads it */
+EXPORT int WSPAPI WSCEnumProtocols(LPINT protocols, LPWSAPROTOCOL_INFOW buf, LPDWORD len, LPINT err);
+EXPORT int WSPAPI WSCEnumProtocols(LPINT protocols, LPWSAPROTOCOL_INFOW buf, LPDWORD len, LPINT err) {
+  const WSAPROTOCOL_INFOW *all[] = {&info_tcp, &info_udp, &info_native, &info_layer, &info_chain};
+  DWORD need = sizeof all / sizeof *all * sizeof(WSAPROTOCOL_INFOW);
+  (void)protocols;
+  if (!len) { *err = WSAEFAULT; return SOCKET_ERROR; }
+  if (!buf || *len < need) { *len = need; *err = WSAENOBUFS; return SOCKET_ERROR; }
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf[i] = *all[i];
+  return (int)(sizeof all / sizeof *all);
+}
+
 static int startup(void) {
   WSPDATA data;
   WSPPROC_TABLE t;
-  WSAPROTOCOL_INFOW pi = info_tcp;
+  WSAPROTOCOL_INFOW pi = *top_tcp;
   int rc;
   memset(&data, 0, sizeof data);
   memset(&t, 0, sizeof t);
@@ -412,7 +435,7 @@ static int startup(void) {
 
 static SOCKET fh_socket(int type) {
   INT e = 0;
-  WSAPROTOCOL_INFOW pi = type == SOCK_STREAM ? info_tcp : info_udp;
+  WSAPROTOCOL_INFOW pi = type == SOCK_STREAM ? *top_tcp : info_udp;
   SOCKET s = P.lpWSPSocket(AF_INET, type, 0, &pi, 0, WSA_FLAG_OVERLAPPED, &e);
   CHECK(s != INVALID_SOCKET, "WSPSocket failed (%d)", e);
   return s;
@@ -428,14 +451,16 @@ static struct sockaddr_in addr_of(unsigned short port) {
 }
 
 /* a connected stream pair over the provider: *a accepted, *b the client */
-static void stream_pair(SOCKET *a, SOCKET *b, unsigned short port) {
+static void stream_pair(SOCKET *a, SOCKET *b) {
   INT e = 0;
-  struct sockaddr_in sa = addr_of(port), peer;
-  INT plen = sizeof peer;
+  struct sockaddr_in sa = addr_of(0), peer;
+  INT plen = sizeof peer, slen = sizeof sa;
   SOCKET l = fh_socket(SOCK_STREAM);
   int rc = P.lpWSPBind(l, (struct sockaddr *)&sa, sizeof sa, &e);
   ERRNO_SET(rc, e, "WSPBind");
   CHECK(rc == 0, "WSPBind failed (%d)", e);
+  rc = P.lpWSPGetSockName(l, (struct sockaddr *)&sa, &slen, &e);
+  CHECK(rc == 0 && sa.sin_port != 0, "WSPGetSockName failed (%d)", e);
   rc = P.lpWSPListen(l, 5, &e);
   CHECK(rc == 0, "WSPListen failed (%d)", e);
   *b = fh_socket(SOCK_STREAM);
@@ -588,7 +613,7 @@ static void s_context(void) {
   DWORD got = 0, flags = 0;
   WSATHREADID tid;
   CHECK(startup() == 0, "WSPStartup failed");
-  stream_pair(&a, &b, 7110);
+  stream_pair(&a, &b);
   up_query_socket_handle_context(a, &ctx_a, &e);
   up_query_socket_handle_context(b, &ctx_b, &e);
   CHECK(ctx_a != ctx_b, "two sockets share context %#lx", (unsigned long)ctx_a);
@@ -626,7 +651,7 @@ static void s_ov_event(void) {
   DWORD bytes = 0, flags = 0;
   int rc;
   CHECK(startup() == 0, "WSPStartup failed");
-  stream_pair(&a, &b, 7120);
+  stream_pair(&a, &b);
   memset(&ov, 0, sizeof ov);
   ov.hEvent = up_create_event(&e);
   wb.len = sizeof buf;
@@ -652,7 +677,7 @@ static void s_ov_routine(void) {
   INT e = 0;
   int rc;
   CHECK(startup() == 0, "WSPStartup failed");
-  stream_pair(&a, &b, 7130);
+  stream_pair(&a, &b);
   memset(&ov, 0, sizeof ov);
   ov.hEvent = up_create_event(&e);
   wb.len = sizeof buf;
@@ -681,7 +706,7 @@ static void s_ov_at_once(void) {
   INT e = 0;
   int rc;
   CHECK(startup() == 0, "WSPStartup failed");
-  stream_pair(&a, &b, 7140);
+  stream_pair(&a, &b);
   send_text(b, "ready");
   memset(&ov, 0, sizeof ov);
   ov.hEvent = up_create_event(&e);
@@ -725,7 +750,7 @@ static void s_dgram_event(void) {
   WSABUF wb;
   char buf[32];
   INT e = 0, fromlen;
-  struct sockaddr_in sa = addr_of(7150), from;
+  struct sockaddr_in sa = addr_of(0), from;
   DWORD got = 0, flags = 0, sent = 0;
   WSATHREADID tid;
   int rc;
@@ -733,6 +758,8 @@ static void s_dgram_event(void) {
   a = fh_socket(SOCK_DGRAM);
   b = fh_socket(SOCK_DGRAM);
   CHECK(P.lpWSPBind(a, (struct sockaddr *)&sa, sizeof sa, &e) == 0, "WSPBind failed (%d)", e);
+  fromlen = sizeof sa;
+  CHECK(P.lpWSPGetSockName(a, (struct sockaddr *)&sa, &fromlen, &e) == 0, "WSPGetSockName failed (%d)", e);
   memset(&ov, 0, sizeof ov);
   ov.hEvent = up_create_event(&e);
   wb.len = sizeof buf;
@@ -852,7 +879,7 @@ static void s_recv_null(void) {
   struct sockaddr_in from;
   int rc;
   CHECK(startup() == 0, "WSPStartup failed");
-  stream_pair(&a, &b, 7160);
+  stream_pair(&a, &b);
   send_text(b, "data");
   up_open_current_thread(&tid, &e);
   rc = P.lpWSPRecv(a, NULL, 0, &got, &flags, NULL, NULL, &tid, &e);
@@ -892,7 +919,7 @@ static void s_recv_eof(void) {
   WSATHREADID tid;
   int rc;
   CHECK(startup() == 0, "WSPStartup failed");
-  stream_pair(&a, &b, 7170);
+  stream_pair(&a, &b);
   CHECK(P.lpWSPCloseSocket(b, &e) == 0, "WSPCloseSocket failed (%d)", e);
   up_open_current_thread(&tid, &e);
   rc = P.lpWSPRecv(a, &wb, 1, &got, &flags, NULL, NULL, &tid, &e);
@@ -911,8 +938,8 @@ static void s_close_pending(void) {
   INT e = 0;
   int rc;
   CHECK(startup() == 0, "WSPStartup failed");
-  stream_pair(&a, &b, 7180);
-  stream_pair(&c, &d, 7181);
+  stream_pair(&a, &b);
+  stream_pair(&c, &d);
   memset(&ov, 0, sizeof ov);
   memset(&ov2, 0, sizeof ov2);
   ov.hEvent = up_create_event(&e);
@@ -947,7 +974,7 @@ static void s_cleanup_pending(void) {
   INT e = 0;
   int rc;
   CHECK(startup() == 0, "WSPStartup failed");
-  stream_pair(&a, &b, 7190);
+  stream_pair(&a, &b);
   memset(&ov, 0, sizeof ov);
   ov.hEvent = up_create_event(&e);
   wb.len = sizeof buf;
@@ -968,7 +995,7 @@ static void s_event_select(void) {
   WSAEVENT ev;
   WSANETWORKEVENTS ne;
   CHECK(startup() == 0, "WSPStartup failed");
-  stream_pair(&a, &b, 7200);
+  stream_pair(&a, &b);
   ev = up_create_event(&e);
   CHECK(P.lpWSPEventSelect(a, ev, FD_READ | FD_CLOSE, &e) == 0, "WSPEventSelect failed (%d)", e);
   send_text(b, "ev");
@@ -989,7 +1016,7 @@ static void s_async_select(void) {
   int found = 0;
   struct timespec ts;
   CHECK(startup() == 0, "WSPStartup failed");
-  stream_pair(&a, &b, 7210);
+  stream_pair(&a, &b);
   CHECK(P.lpWSPAsyncSelect(a, hwnd, 0x401, FD_READ, &e) == 0, "WSPAsyncSelect failed (%d)", e);
   send_text(b, "msg");
   deadline_in(&ts, LIMIT_MS);
@@ -1012,7 +1039,7 @@ static void s_select(void) {
   wsp_timeval tv = {3, 0};
   int rc;
   CHECK(startup() == 0, "WSPStartup failed");
-  stream_pair(&a, &b, 7220);
+  stream_pair(&a, &b);
   send_text(b, "sel");
   rs.fd_count = 2;
   rs.fd_array[0] = a;
@@ -1034,7 +1061,7 @@ static void s_blocking_hook(void) {
   WSATHREADID tid;
   int rc;
   CHECK(startup() == 0, "WSPStartup failed");
-  stream_pair(&a, &b, 7230);
+  stream_pair(&a, &b);
   hook_procs = &P;
   want_hook = 1;
   up_open_current_thread(&tid, &e);
@@ -1084,13 +1111,18 @@ int main(int argc, char **argv) {
   FILE *f;
   void *lib, *sym;
   void (*fn)(void) = NULL;
+  const char *base;
   if (argc != 4) {
     fprintf(stderr, "usage: %s LIB SCRIPT SCENARIO\n", argv[0]);
     return 2;
   }
   scenario = argv[3];
+  /* "layer-X": scenario X, with the provider as a layer over lwsp's native
+   * base (real loopback TCP), opened through the chain's catalog entry */
+  base = strncmp(scenario, "layer-", 6) == 0 ? scenario + 6 : scenario;
+  if (base != scenario) top_tcp = &info_chain;
   for (size_t i = 0; i < sizeof scenarios / sizeof *scenarios; i++)
-    if (strcmp(scenarios[i].name, scenario) == 0) fn = scenarios[i].fn;
+    if (strcmp(scenarios[i].name, base) == 0) fn = scenarios[i].fn;
   if (!fn) { fprintf(stderr, "unknown scenario %s\n", scenario); return 2; }
   /* the provider's script, registered for this host's GUID in a registry of its own */
   snprintf(tmpdir, sizeof tmpdir, "/tmp/lwsp-foreign-XXXXXX");
@@ -1104,6 +1136,20 @@ int main(int argc, char **argv) {
   setenv("LWSP_LOG", path, 1);
   fill_info(&info_tcp, CATALOG_TCP, SOCK_STREAM);
   fill_info(&info_udp, CATALOG_UDP, SOCK_DGRAM);
+  /* a Lua layer over the native base: the layer's entry, the chain */
+  fill_info(&info_native, CATALOG_NATIVE, SOCK_STREAM);
+  info_native.ProviderId = NATIVE;
+  fill_info(&info_layer, CATALOG_LAYER, SOCK_STREAM);
+  info_layer.ProtocolChain.ChainLen = 0;
+  fill_info(&info_chain, CATALOG_CHAIN, SOCK_STREAM);
+  info_chain.ProtocolChain.ChainLen = 2;
+  info_chain.ProtocolChain.ChainEntries[0] = CATALOG_LAYER;
+  info_chain.ProtocolChain.ChainEntries[1] = CATALOG_NATIVE;
+  {
+    const char *slash = strrchr(argv[1], '/');
+    snprintf(native_path, sizeof native_path, "%.*s/lwsp_native.so", slash ? (int)(slash - argv[1]) : 1,
+             slash ? argv[1] : ".");
+  }
   if (!(lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL))) fail("cannot load %s: %s", argv[1], dlerror());
   if (!(sym = dlsym(lib, "WSPStartup"))) fail("%s exports no WSPStartup", argv[1]);
   memcpy(&startup_fn, &sym, sizeof startup_fn);

@@ -103,9 +103,11 @@ build/tsan/lwsp.so: $(SRCS) $(NATIVE_SRCS) $(HDRS) Makefile
 	$(CC) $(BASEFLAGS) -O1 -g -fsanitize=thread -shared -o build/tsan/lwsp_native.so $(NATIVE_SRCS) $(LUA_LIB) -lpthread -ldl
 	@ln -sfn ../../lua build/tsan/lua
 
-tsan: build/tsan/lwsp.so
+tsan: build/tsan/lwsp.so build/foreign_host build/foreign_host_nocomplete
 	TSAN_OPTIONS="halt_on_error=1 exitcode=66" LD_PRELOAD="$$($(CC) -print-file-name=libtsan.so)" \
 	  $(BUSTED) --cpath=build/tsan/?.so --exclude-tags=stress,subprocess,runner
+	LWSP_FOREIGN_RUNTIME=$(CURDIR)/build/tsan/lwsp.so LWSP_FOREIGN_PRELOAD="$$($(CC) -print-file-name=libtsan.so)" \
+	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $(BUSTED) spec/26-foreign_host_spec.lua
 
 # The multi-threaded stress spec under valgrind's helgrind (races, lock order).
 # Helgrind does not see atomics as synchronisation, so the budget's watchdog

@@ -10,15 +10,18 @@ local lwsp = H.lwsp
 local memnet = H.root .. "/examples/memnet.lua"
 local providers = H.root .. "/spec/providers/"
 
--- The runtime the suite runs against (build/lwsp.so, or the sanitizer build's).
+-- The runtime the suite runs against (build/lwsp.so, or the sanitizer build's),
+-- or $LWSP_FOREIGN_RUNTIME with $LWSP_FOREIGN_PRELOAD preloaded into the
+-- program only: `make tsan` runs this file so (a shell under TSan crashes).
 local function runtime()
-  local p = lwsp.path()
+  local p = os.getenv("LWSP_FOREIGN_RUNTIME") or lwsp.path()
   return p:sub(1, 1) == "/" and p or H.root .. "/" .. p
 end
+local preload = os.getenv("LWSP_FOREIGN_PRELOAD")
 
 local function foreign(scenario, script, program)
-  local cmd = ("'%s/build/%s' '%s' '%s' %s 2>&1"):format(H.root, program or "foreign_host", runtime(),
-    script or memnet, scenario)
+  local cmd = ("%s'%s/build/%s' '%s' '%s' %s 2>&1"):format(preload and ("LD_PRELOAD='%s' "):format(preload) or "",
+    H.root, program or "foreign_host", runtime(), script or memnet, scenario)
   local p = assert(io.popen(cmd))
   local out = p:read("a")
   local _, _, code = p:close()

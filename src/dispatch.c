@@ -363,15 +363,21 @@ static BOOL e_getoverlappedresult(lwsp_inst *I, SOCKET s, LPWSAOVERLAPPED ov, LP
         lwsp_cond_wait(&I->cond, &I->lock, -1);
       I->depth = 1;
     }
-    unlock_inst(I);
-    if (ov->Internal == WSS_OPERATION_IN_PROGRESS) {
-      *err = WSA_IO_INCOMPLETE;
-      CORE_END(P_getoverlappedresult, s, 1);
-      return errv;
+    /* completions write the fields under the lock: read them under it, so
+     * that a completed Internal never comes with the bytes not yet written */
+    {
+      ULONG_PTR internal = ov->Internal, got = ov->InternalHigh;
+      DWORD fl = ov->Offset, error = ov->OffsetHigh;
+      unlock_inst(I);
+      if (internal == WSS_OPERATION_IN_PROGRESS) {
+        *err = WSA_IO_INCOMPLETE;
+        CORE_END(P_getoverlappedresult, s, 1);
+        return errv;
+      }
+      *bytes = (DWORD)got;
+      *flags = fl;
+      if (error) { *err = (INT)error; CORE_END(P_getoverlappedresult, s, 1); return errv; }
     }
-    *bytes = (DWORD)ov->InternalHigh;
-    *flags = ov->Offset;
-    if (ov->OffsetHigh) { *err = (INT)ov->OffsetHigh; CORE_END(P_getoverlappedresult, s, 1); return errv; }
     CORE_END(P_getoverlappedresult, s, 0);
     return TRUE;
   }

@@ -87,6 +87,26 @@ describe("lwsp under a foreign host #posix #subprocess", function()
     it("outstanding at the last WSPCleanup are aborted and every handle given back", function()
       passes("cleanup-pending")
     end)
+
+    it("posted together complete in the order they were posted", function()
+      passes("ov-order")
+    end)
+
+    it("of a gathered send complete by event with every byte", function()
+      passes("ov-send")
+    end)
+
+    it("run their completion routine on the issuing thread only", function()
+      passes("apc-thread")
+    end)
+
+    it("are waited for by WSPGetOverlappedResult with fWait", function()
+      passes("ov-wait")
+    end)
+
+    it("of a datagram longer than the buffer complete with WSAEMSGSIZE and what fitted", function()
+      passes("dgram-truncated")
+    end)
   end)
 
   describe("wsp.wait(key, timeout) in a handler", function()
@@ -124,6 +144,14 @@ describe("lwsp under a foreign host #posix #subprocess", function()
 
     it("polls the host's blocking hook, which can cancel it", function()
       passes("blocking-hook")
+    end)
+
+    it("blocked on one thread ends with WSAEINTR when another thread closes the socket", function()
+      passes("close-blocked")
+    end)
+
+    it("on a non-blocking socket gives WSAEWOULDBLOCK, then the data", function()
+      passes("nonblocking")
     end)
   end)
 
@@ -172,6 +200,28 @@ describe("lwsp under a foreign host #posix #subprocess", function()
 
     it("polls the host's blocking hook while a receive waits for the layer below", function()
       passes("layer-blocking-hook", passthrough)
+    end)
+
+    it("ends a receive blocked in Lua with WSAEINTR when another thread closes the socket", function()
+      -- the close races the lower socket's wake-up: the program tries six times
+      passes("layer-close-blocked", meter)
+      passes("layer-close-blocked", passthrough)
+    end)
+
+    it("keeps overlapped receives in order and routines on their thread", function()
+      passes("layer-ov-order", meter)
+      passes("layer-apc-thread", passthrough)
+    end)
+
+    it("completes gathered overlapped sends and honours non-blocking mode", function()
+      passes("layer-ov-send", passthrough)
+      passes("layer-nonblocking", meter)
+    end)
+  end)
+
+  describe("addresses", function()
+    it("convert to and from text with lengths in characters, the NUL counted", function()
+      passes("address-string")
     end)
   end)
 

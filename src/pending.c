@@ -225,6 +225,9 @@ int rt_block(rt_call *c, LPINT err) {
   }
   I->depth = depth;
   block_end(I, &op, outer);
+  /* woken while another thread closes the socket (its closesocket handler
+   * has not returned, so the abort has not come yet): the close ends it */
+  if (c->so && c->proc != P_closesocket && (c->so->closing || c->so->close_running)) op.aborted = 1;
   if (op.cancelled || op.aborted) {
     kill_co(I, c->co);
     c->broken = 1;

@@ -16,6 +16,7 @@
  * prints one line, "PASS name: ..." or "FAIL name: ...", and exits 0 on pass.
  * Every wait is bounded (a lost completion fails the scenario, never hangs).
  */
+#define _GNU_SOURCE   /* pthread_timedjoin_np */
 #include "spi.h"
 #include <dlfcn.h>
 #include <pthread.h>
@@ -1094,6 +1095,267 @@ static void s_errno_zero(void) {
   pass("every failure carries an error code");
 }
 
+/* Stream receives complete in the order they were posted. */
+static void s_ov_order(void) {
+  SOCKET a, b;
+  WSAOVERLAPPED ov[3];
+  WSABUF wb[3];
+  char buf[3][4];
+  INT e = 0;
+  int rc;
+  CHECK(startup() == 0, "WSPStartup failed");
+  stream_pair(&a, &b);
+  for (int i = 0; i < 3; i++) {
+    memset(&ov[i], 0, sizeof ov[i]);
+    ov[i].hEvent = up_create_event(&e);
+    wb[i].len = 4;
+    wb[i].buf = buf[i];
+    rc = ov_recv(a, &wb[i], 1, &ov[i], NULL, &e);
+    expect_pending(rc, e, &ov[i], a);
+  }
+  send_text(b, "aaaa");
+  send_text(b, "bbbb");
+  send_text(b, "cccc");
+  for (int i = 0; i < 3; i++) {
+    CHECK(wait_event(ov[i].hEvent, LIMIT_MS, 0) == 1, "receive %d never completed", i + 1);
+    expect_fields(&ov[i], 0, 4);
+    CHECK(memcmp(buf[i], "aaaabbbbcccc" + 4 * i, 4) == 0, "receive %d got '%.4s': out of order", i + 1, buf[i]);
+  }
+  cleanup_all(0);
+  pass("three receives posted together completed in the order posted");
+}
+
+static void s_ov_send(void) {
+  SOCKET a, b;
+  WSAOVERLAPPED ov;
+  WSABUF wb[2] = {{3, "abc"}, {4, "defg"}};
+  DWORD sent = 0;
+  INT e = 0;
+  WSATHREADID tid;
+  char buf[16];
+  WSABUF rb = {sizeof buf, buf};
+  DWORD got = 0, flags = 0;
+  int rc;
+  CHECK(startup() == 0, "WSPStartup failed");
+  stream_pair(&a, &b);
+  memset(&ov, 0, sizeof ov);
+  ov.hEvent = up_create_event(&e);
+  up_open_current_thread(&tid, &e);
+  rc = P.lpWSPSend(b, wb, 2, &sent, 0, &ov, NULL, &tid, &e);
+  ERRNO_SET(rc, e, "WSPSend");
+  CHECK(rc == 0 || e == WSA_IO_PENDING, "overlapped WSPSend failed (%d)", e);
+  CHECK(wait_event(ov.hEvent, LIMIT_MS, 0) == 1, "the overlapped send never completed");
+  expect_fields(&ov, 0, 7);
+  rc = P.lpWSPRecv(a, &rb, 1, &got, &flags, NULL, NULL, &tid, &e);
+  CHECK(rc == 0 && got == 7 && memcmp(buf, "abcdefg", 7) == 0, "the gathered send arrived as %lu bytes", (unsigned long)got);
+  cleanup_all(0);
+  pass("an overlapped send of two buffers completed by event with 7 bytes");
+}
+
+/* The routine runs on the thread that issued the call, in its alertable wait,
+ * and on no other thread's. */
+static volatile int issuer_ready, issuer_done;
+static pthread_t routine_thread;
+static SOCKET issuer_sock;
+static WSAOVERLAPPED issuer_ov;
+static char issuer_buf[8];
+static void CALLBACK issuer_routine(DWORD error, DWORD bytes, LPWSAOVERLAPPED ov, DWORD flags) {
+  (void)error; (void)bytes; (void)ov; (void)flags;
+  routine_thread = pthread_self();
+  routine_runs++;
+}
+static void *issuer(void *arg) {
+  WSABUF wb = {sizeof issuer_buf, issuer_buf};
+  INT e = 0;
+  int rc;
+  (void)arg;
+  rc = ov_recv(issuer_sock, &wb, 1, &issuer_ov, issuer_routine, &e);
+  issuer_ready = rc == SOCKET_ERROR && e == WSA_IO_PENDING ? 1 : -1;
+  wait_flag(&routine_runs, LIMIT_MS);
+  issuer_done = 1;
+  return NULL;
+}
+static void s_apc_thread(void) {
+  SOCKET a, b;
+  pthread_t t;
+  CHECK(startup() == 0, "WSPStartup failed");
+  stream_pair(&a, &b);
+  issuer_sock = a;
+  memset(&issuer_ov, 0, sizeof issuer_ov);
+  pthread_create(&t, NULL, issuer, NULL);
+  while (!issuer_ready) wait_event(NULL, 5, 1);
+  CHECK(issuer_ready == 1, "the other thread's overlapped receive did not pend");
+  send_text(b, "apc");
+  /* this thread waits alertably too: the routine must not run here */
+  for (int i = 0; i < 100 && !issuer_done; i++) wait_event(NULL, 10, 1);
+  pthread_join(t, NULL);
+  CHECK(routine_runs == 1, "the routine ran %d times", routine_runs);
+  CHECK(pthread_equal(routine_thread, t), "the routine ran on another thread than the one that issued the call");
+  cleanup_all(0);
+  pass("the routine ran on the issuing thread only");
+}
+
+/* WSPGetOverlappedResult with fWait waits for the provider's operation. */
+static SOCKET later_sock;
+static void *send_later(void *arg) {
+  (void)arg;
+  wait_event(NULL, 50, 0);
+  send_text(later_sock, "late");
+  return NULL;
+}
+static void s_ov_wait(void) {
+  SOCKET a, b;
+  WSAOVERLAPPED ov;
+  WSABUF wb;
+  char buf[8];
+  INT e = 0;
+  DWORD bytes = 0, flags = 0;
+  pthread_t t;
+  int rc;
+  CHECK(startup() == 0, "WSPStartup failed");
+  stream_pair(&a, &b);
+  memset(&ov, 0, sizeof ov);
+  ov.hEvent = up_create_event(&e);
+  wb.len = sizeof buf;
+  wb.buf = buf;
+  rc = ov_recv(a, &wb, 1, &ov, NULL, &e);
+  expect_pending(rc, e, &ov, a);
+  later_sock = b;
+  pthread_create(&t, NULL, send_later, NULL);
+  CHECK(P.lpWSPGetOverlappedResult(a, &ov, &bytes, TRUE, &flags, &e), "WSPGetOverlappedResult(fWait) failed (%d)", e);
+  pthread_join(t, NULL);
+  CHECK(bytes == 4 && flags == 0, "WSPGetOverlappedResult(fWait) gave %lu bytes, flags %lu", (unsigned long)bytes,
+        (unsigned long)flags);
+  CHECK(wait_event(ov.hEvent, LIMIT_MS, 0) == 1, "the event was not signalled");
+  cleanup_all(0);
+  pass("WSPGetOverlappedResult(fWait=TRUE) waited for the 4 bytes");
+}
+
+/* A blocking receive on one thread ends when another thread closes the socket. */
+static volatile int blocked_rc = 1, blocked_err;
+static SOCKET blocked_sock;
+static void *blocked_recv(void *arg) {
+  char buf[8];
+  WSABUF wb = {sizeof buf, buf};
+  DWORD got = 0, flags = 0;
+  INT e = 0;
+  WSATHREADID tid;
+  (void)arg;
+  up_open_current_thread(&tid, &e);
+  blocked_rc = P.lpWSPRecv(blocked_sock, &wb, 1, &got, &flags, NULL, NULL, &tid, &e);
+  blocked_err = e;
+  return NULL;
+}
+static void s_close_blocked(void) {
+  SOCKET a, b;
+  pthread_t t;
+  INT e = 0;
+  struct timespec ts;
+  CHECK(startup() == 0, "WSPStartup failed");
+  for (int round = 1; round <= 6; round++) {   /* the close races the layer below's wake-up */
+    stream_pair(&a, &b);
+    blocked_sock = a;
+    blocked_rc = 1;
+    pthread_create(&t, NULL, blocked_recv, NULL);
+    wait_event(NULL, 50, 0);   /* let it block (if it has not, the close still must end it) */
+    CHECK(P.lpWSPCloseSocket(a, &e) == 0, "WSPCloseSocket failed (%d)", e);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += LIMIT_MS / 1000;
+    CHECK(pthread_timedjoin_np(t, NULL, &ts) == 0, "the blocked receive never ended after its socket was closed");
+    CHECK(blocked_rc == SOCKET_ERROR && blocked_err == WSAEINTR, "round %d: the blocked receive gave rc %d error %d, not WSAEINTR",
+          round, blocked_rc, blocked_err);
+    CHECK(P.lpWSPCloseSocket(b, &e) == 0, "WSPCloseSocket failed (%d)", e);
+  }
+  cleanup_all(0);
+  pass("six blocked receives ended with WSAEINTR when another thread closed their sockets");
+}
+
+static void s_nonblocking(void) {
+  SOCKET a, b;
+  INT e = 0;
+  DWORD on = 1, ret = 0, got = 0, flags = 0;
+  char buf[8];
+  WSABUF wb = {sizeof buf, buf};
+  WSATHREADID tid;
+  int rc;
+  CHECK(startup() == 0, "WSPStartup failed");
+  stream_pair(&a, &b);
+  up_open_current_thread(&tid, &e);
+  rc = P.lpWSPIoctl(a, FIONBIO, &on, sizeof on, NULL, 0, &ret, NULL, NULL, &tid, &e);
+  CHECK(rc == 0, "FIONBIO failed (%d)", e);
+  rc = P.lpWSPRecv(a, &wb, 1, &got, &flags, NULL, NULL, &tid, &e);
+  ERRNO_SET(rc, e, "WSPRecv");
+  CHECK(rc == SOCKET_ERROR && e == WSAEWOULDBLOCK, "a non-blocking receive with nothing queued gave rc %d error %d", rc, e);
+  send_text(b, "nb");
+  for (int i = 0; i < 300; i++) {
+    rc = P.lpWSPRecv(a, &wb, 1, &got, &flags, NULL, NULL, &tid, &e);
+    if (rc == 0 || e != WSAEWOULDBLOCK) break;
+    wait_event(NULL, 10, 0);
+  }
+  CHECK(rc == 0 && got == 2, "the non-blocking receive never got the data (rc %d error %d)", rc, e);
+  cleanup_all(0);
+  pass("WSAEWOULDBLOCK with nothing queued, the data once it came");
+}
+
+/* A datagram longer than the buffer: WSAEMSGSIZE, with what fitted. */
+static void s_dgram_truncated(void) {
+  SOCKET a, b;
+  WSAOVERLAPPED ov;
+  WSABUF wb;
+  char buf[2];
+  INT e = 0, fromlen;
+  struct sockaddr_in sa = addr_of(0), from;
+  DWORD got = 0, flags = 0, sent = 0;
+  WSATHREADID tid;
+  int rc;
+  CHECK(startup() == 0, "WSPStartup failed");
+  a = fh_socket(SOCK_DGRAM);
+  b = fh_socket(SOCK_DGRAM);
+  CHECK(P.lpWSPBind(a, (struct sockaddr *)&sa, sizeof sa, &e) == 0, "WSPBind failed (%d)", e);
+  fromlen = sizeof sa;
+  CHECK(P.lpWSPGetSockName(a, (struct sockaddr *)&sa, &fromlen, &e) == 0, "WSPGetSockName failed (%d)", e);
+  memset(&ov, 0, sizeof ov);
+  ov.hEvent = up_create_event(&e);
+  wb.len = sizeof buf;
+  wb.buf = buf;
+  fromlen = sizeof from;
+  up_open_current_thread(&tid, &e);
+  rc = P.lpWSPRecvFrom(a, &wb, 1, &got, &flags, (struct sockaddr *)&from, &fromlen, &ov, NULL, &tid, &e);
+  expect_pending(rc, e, &ov, a);
+  wb.len = 4;
+  wb.buf = "ping";
+  rc = P.lpWSPSendTo(b, &wb, 1, &sent, 0, (struct sockaddr *)&sa, sizeof sa, NULL, NULL, &tid, &e);
+  CHECK(rc == 0 && sent == 4, "WSPSendTo failed (%d)", e);
+  CHECK(wait_event(ov.hEvent, LIMIT_MS, 0) == 1, "the truncated datagram's completion was lost");
+  expect_fields(&ov, WSAEMSGSIZE, 2);
+  CHECK(memcmp(buf, "pi", 2) == 0, "the part that fitted was not delivered");
+  cleanup_all(0);
+  pass("WSAEMSGSIZE in OffsetHigh, the 2 bytes that fitted in InternalHigh");
+}
+
+/* WSPAddressToString / WSPStringToAddress: lengths in characters, the NUL counted. */
+static void s_address_string(void) {
+  struct sockaddr_in sa = addr_of(8080), back;
+  WCHAR w[64], text[] = {'1', '2', '7', '.', '0', '.', '0', '.', '1', ':', '8', '0', '8', '0', 0};
+  DWORD len = 3;
+  INT e = 0, blen = sizeof back;
+  WSAPROTOCOL_INFOW pi = *top_tcp;
+  int rc;
+  CHECK(startup() == 0, "WSPStartup failed");
+  rc = P.lpWSPAddressToString((LPSOCKADDR)&sa, sizeof sa, &pi, w, &len, &e);
+  CHECK(rc == SOCKET_ERROR && e == WSAEFAULT && len == 15, "a short buffer gave rc %d error %d, length %lu (15 needed)", rc,
+        e, (unsigned long)len);
+  len = 64;
+  rc = P.lpWSPAddressToString((LPSOCKADDR)&sa, sizeof sa, &pi, w, &len, &e);
+  CHECK(rc == 0 && len == 15 && memcmp(w, text, sizeof text) == 0, "WSPAddressToString gave rc %d length %lu", rc,
+        (unsigned long)len);
+  rc = P.lpWSPStringToAddress(text, AF_INET, &pi, (LPSOCKADDR)&back, &blen, &e);
+  CHECK(rc == 0 && blen == sizeof back && back.sin_port == sa.sin_port && back.sin_addr.S_un.S_addr == sa.sin_addr.S_un.S_addr,
+        "WSPStringToAddress gave rc %d error %d", rc, e);
+  cleanup_all(0);
+  pass("127.0.0.1:8080 both ways, 15 characters with the NUL");
+}
+
 /* ---- main -------------------------------------------------------------------------- */
 static const struct { const char *name; void (*fn)(void); } scenarios[] = {
   {"startup", s_startup}, {"startup-count", s_startup_count}, {"handles", s_handles}, {"context", s_context},
@@ -1103,7 +1365,9 @@ static const struct { const char *name; void (*fn)(void); } scenarios[] = {
   {"ifs-routine", s_ifs_routine}, {"no-complete", s_no_complete}, {"recv-null", s_recv_null},
   {"recv-eof", s_recv_eof}, {"close-pending", s_close_pending}, {"cleanup-pending", s_cleanup_pending},
   {"event-select", s_event_select}, {"async-select", s_async_select}, {"select", s_select},
-  {"blocking-hook", s_blocking_hook}, {"errno-zero", s_errno_zero},
+  {"blocking-hook", s_blocking_hook}, {"errno-zero", s_errno_zero}, {"ov-order", s_ov_order}, {"ov-send", s_ov_send},
+  {"apc-thread", s_apc_thread}, {"ov-wait", s_ov_wait}, {"close-blocked", s_close_blocked},
+  {"nonblocking", s_nonblocking}, {"dgram-truncated", s_dgram_truncated}, {"address-string", s_address_string},
 };
 
 int main(int argc, char **argv) {

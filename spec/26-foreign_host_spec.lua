@@ -19,17 +19,22 @@ local function runtime()
 end
 local preload = os.getenv("LWSP_FOREIGN_PRELOAD")
 
-local function foreign(scenario, script, program)
+-- the native base provider beside the runtime
+local function native()
+  return (runtime():gsub("lwsp%.so$", "lwsp_native.so"))
+end
+
+local function foreign(scenario, script, program, lib)
   local cmd = ("%s'%s/build/%s' '%s' '%s' %s 2>&1"):format(preload and ("LD_PRELOAD='%s' "):format(preload) or "",
-    H.root, program or "foreign_host", runtime(), script or memnet, scenario)
+    H.root, program or "foreign_host", lib or runtime(), script or memnet, scenario)
   local p = assert(io.popen(cmd))
   local out = p:read("a")
   local _, _, code = p:close()
   return out, code
 end
 
-local function passes(scenario, script, program)
-  local out, code = foreign(scenario, script, program)
+local function passes(scenario, script, program, lib)
+  local out, code = foreign(scenario, script, program, lib)
   assert.truthy(out:find("PASS " .. scenario .. ":", 1, true), out)
   assert.equal(0, code, out)
 end
@@ -216,6 +221,40 @@ describe("lwsp under a foreign host #posix #subprocess", function()
     it("completes gathered overlapped sends and honours non-blocking mode", function()
       passes("layer-ov-send", passthrough)
       passes("layer-nonblocking", meter)
+    end)
+  end)
+
+  describe("the native base provider, loaded by the foreign host itself", function()
+    local function native_passes(scenario, program) passes(scenario, "-", program, native()) end
+
+    it("fails WSPStartup with WSAEPROVIDERFAILEDINIT, and says why, under a host with no WPUCompleteOverlappedRequest", function()
+      native_passes("no-complete", "foreign_host_nocomplete")
+    end)
+
+    it("completes overlapped receives by event, by routine, in order, and at once", function()
+      for _, s in ipairs{"ov-event", "ov-routine", "ov-order", "ov-at-once", "ov-fail-at-once", "apc-thread"} do
+        native_passes(s)
+      end
+    end)
+
+    it("keeps a closed socket's handle until its aborted receive's routine has run", function()
+      native_passes("close-pending")
+    end)
+
+    it("refuses receives with no buffers, and reports 0 bytes only at the peer's close", function()
+      native_passes("recv-null")
+      native_passes("recv-eof")
+    end)
+
+    it("delivers datagrams, truncated ones with WSAEMSGSIZE", function()
+      native_passes("dgram-event")
+      native_passes("dgram-truncated")
+    end)
+
+    it("honours blocking hooks, closes from other threads and non-blocking mode", function()
+      for _, s in ipairs{"blocking-hook", "close-blocked", "nonblocking", "event-select", "select"} do
+        native_passes(s)
+      end
     end)
   end)
 

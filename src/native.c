@@ -288,10 +288,54 @@ static void ev_ready(nsock *so, short rev) {
 }
 
 /* ---- overlapped operations ------------------------------------------------------------ */
-typedef struct apc_ctx { LPWSAOVERLAPPED_COMPLETION_ROUTINE routine; LPWSAOVERLAPPED ov; DWORD err, bytes, flags; } apc_ctx;
+/* Completion routines not yet run, per handle (under the lock): a closed
+ * socket's handle stays registered until the last of them has been delivered
+ * (SPI.md), so the handle a routine's caller knows is never a new socket's. */
+typedef struct { SOCKET h; int apcs, closed; } nhold;
+static nhold *holds;
+static size_t nholds, holds_cap;
+static nhold *hold_of(SOCKET h) {
+  for (size_t i = 0; i < nholds; i++)
+    if (holds[i].h == h) return &holds[i];
+  return NULL;
+}
+static int hold_take(SOCKET h) {
+  nhold *hd = hold_of(h);
+  if (!hd) {
+    if (nholds == holds_cap) {
+      size_t cap = holds_cap ? holds_cap * 2 : 16;
+      nhold *n = realloc(holds, cap * sizeof *n);
+      if (!n) return 0;
+      holds = n;
+      holds_cap = cap;
+    }
+    hd = &holds[nholds++];
+    hd->h = h;
+    hd->apcs = hd->closed = 0;
+  }
+  hd->apcs++;
+  return 1;
+}
+/* WPUCloseSocketHandle now, or once the handle's last routine has run. */
+static void close_handle(SOCKET h) {
+  nhold *hd = hold_of(h);
+  INT e = 0;
+  if (hd) hd->closed = 1;
+  else N.up.lpWPUCloseSocketHandle(h, &e);
+}
+
+typedef struct apc_ctx { LPWSAOVERLAPPED_COMPLETION_ROUTINE routine; LPWSAOVERLAPPED ov; DWORD err, bytes, flags; SOCKET h; } apc_ctx;
 static void CALLBACK run_apc(DWORD_PTR p) {
   apc_ctx *a = (apc_ctx *)p;
+  nhold *hd;
   a->routine(a->err, a->bytes, a->ov, a->flags);
+  lwsp_mutex_lock(&N.lock);
+  if (a->h && (hd = hold_of(a->h)) != NULL && --hd->apcs == 0) {
+    INT e = 0;
+    if (hd->closed) N.up.lpWPUCloseSocketHandle(a->h, &e);
+    *hd = holds[--nholds];
+  }
+  lwsp_mutex_unlock(&N.lock);
   free(a);
 }
 
@@ -303,7 +347,18 @@ static void notify(SOCKET h, LPWSAOVERLAPPED ov, LPWSAOVERLAPPED_COMPLETION_ROUT
     apc_ctx *a = malloc(sizeof *a);
     if (!a) return;
     a->routine = routine; a->ov = ov; a->err = error; a->bytes = bytes; a->flags = flags;
-    if (N.up.lpWPUQueueApc(tid, run_apc, (DWORD_PTR)a, &e) != 0) { free(a); lwsp_log(WHO, "WPUQueueApc failed (%d)", e); }
+    lwsp_mutex_lock(&N.lock);
+    a->h = hold_take(h) ? h : 0;
+    if (N.up.lpWPUQueueApc(tid, run_apc, (DWORD_PTR)a, &e) != 0) {
+      nhold *hd = a->h ? hold_of(h) : NULL;
+      if (hd && --hd->apcs == 0) {
+        if (hd->closed) N.up.lpWPUCloseSocketHandle(h, &e);
+        *hd = holds[--nholds];
+      }
+      free(a);
+      lwsp_log(WHO, "WPUQueueApc failed (%d)", e);
+    }
+    lwsp_mutex_unlock(&N.lock);
   } else if (!N.complete || N.complete(h, ov, error, bytes, &e) != 0) {
     lwsp_log(WHO, "WPUCompleteOverlappedRequest failed (%d)", e);
   }
@@ -562,7 +617,6 @@ static SOCKET WSPAPI n_socket(int af, int type, int protocol, LPWSAPROTOCOL_INFO
 }
 
 static int WSPAPI n_closesocket(SOCKET s, LPINT err) {
-  INT e = 0;
   long long fd;
   int closed = 0;
   ERRP;
@@ -576,7 +630,7 @@ static int WSPAPI n_closesocket(SOCKET s, LPINT err) {
     if (op->so == so) { *pp = op->next; op_finish(op, WSA_OPERATION_ABORTED, 0, 0); }
     else pp = &op->next;
   }
-  N.up.lpWPUCloseSocketHandle(s, &e);
+  close_handle(s);
   if (so->busy) {
     __atomic_store_n(&so->dead, closed ? 2 : 1, __ATOMIC_RELEASE);   /* 2: fd is closed already */
     so->h = 0;                          /* no handle finds it now */

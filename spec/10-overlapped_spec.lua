@@ -118,7 +118,7 @@ describe("overlapped operations", function()
   it("end when their handler's wsp.wait times out, also after the service thread has gone idle", function()
     -- each receive's handler waits 50 ms on a key nobody wakes; the service
     -- thread sleeps with nothing due between them and must see each deadline
-    local w = H.provider("spec/providers/foreign_waiter.lua")
+    local w = H.provider("spec/providers/waiter.lua")
     local s = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, w.tcp))
     for _ = 1, 3 do
       local ev = host.create_event()

@@ -116,25 +116,25 @@ describe("lwsp under a foreign host #posix #subprocess", function()
 
   describe("wsp.wait(key, timeout) in a handler", function()
     it("times out for every overlapped receive, also once the service thread sleeps with nothing due", function()
-      passes("wait-timeout", providers .. "foreign_waiter.lua")
+      passes("wait-timeout", providers .. "waiter.lua")
     end)
 
     it("times out for receives with completion routines too", function()
-      passes("wait-timeout-routine", providers .. "foreign_waiter.lua")
+      passes("wait-timeout-routine", providers .. "waiter.lua")
     end)
   end)
 
   describe("an IFS provider", function()
     it("completes an overlapped receive that finishes at once without WPUCompleteOverlappedRequest", function()
-      passes("ifs-event", providers .. "foreign_ifs.lua")
+      passes("ifs-event", providers .. "ifs_own.lua")
     end)
 
     it("completes a pending overlapped receive by its event", function()
-      passes("ifs-pending", providers .. "foreign_ifs.lua")
+      passes("ifs-pending", providers .. "ifs_own.lua")
     end)
 
     it("completes a pending overlapped receive by its routine", function()
-      passes("ifs-routine", providers .. "foreign_ifs.lua")
+      passes("ifs-routine", providers .. "ifs_own.lua")
     end)
   end)
 
@@ -266,12 +266,12 @@ describe("lwsp under a foreign host #posix #subprocess", function()
 
   describe("errors", function()
     it("never come back as SOCKET_ERROR with errno 0", function()
-      passes("errno-zero", providers .. "foreign_errors.lua")
+      passes("errno-zero", providers .. "no_error_code.lua")
     end)
 
     it("a foreign host's failing run is reported as a failure", function()
       -- the program's own check: a scenario it cannot pass must say FAIL
-      local out, code = foreign("ov-event", providers .. "foreign_errors.lua")
+      local out, code = foreign("ov-event", providers .. "no_error_code.lua")
       assert.truthy(out:find("FAIL ov-event:", 1, true), out)
       assert.not_equal(0, code)
     end)

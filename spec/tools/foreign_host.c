@@ -824,7 +824,7 @@ static void ifs(int pend, int with_routine) {
   char buf[32];
   INT e = 0;
   int rc;
-  setenv("FH_WAIT", pend ? "1" : "0", 1);   /* read by spec/providers/foreign_ifs.lua */
+  setenv("FH_WAIT", pend ? "1" : "0", 1);   /* read by spec/providers/ifs_own.lua */
   CHECK(startup() == 0, "WSPStartup failed");
   s = fh_socket(SOCK_STREAM);
   pthread_mutex_lock(&H);

@@ -13,7 +13,7 @@ HDRS      = $(wildcard src/*.h)
 BUSTED    ?= lua5.4 /usr/bin/busted
 export LWSP_EXAMPLES = $(CURDIR)/examples
 
-.PHONY: all deps deps-run demo demo-memnet bench wine-smoke wine-test fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
+.PHONY: all deps deps-run demo demo-memnet bench wine-smoke wine-test wine-foreign fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
 
 NATIVE_SRCS = src/native.c src/native_os.c src/common.c src/platform.c
 
@@ -75,6 +75,7 @@ check: deps
 	$(MAKE) --no-print-directory mingw-check
 	$(MAKE) --no-print-directory wine-smoke
 	$(MAKE) --no-print-directory wine-test
+	$(MAKE) --no-print-directory wine-foreign
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30
 	LWSP_SOAK_SECONDS=20 $(MAKE) --no-print-directory soak
 	@echo "lwsp: all checks passed"
@@ -155,6 +156,18 @@ wine-smoke: mingw
 	  /usr/lib/wine/wine64 build/mingw/x86_64/lua.exe tools/wine_smoke.lua '$(subst /,\,Z:$(CURDIR))' </dev/null 2>&1 \
 	  | tr -d '\r' | grep -v 'configuration\|rundll32' | tee build/wine-smoke.log
 	@grep -q '^wine smoke: memnet carried data' build/wine-smoke.log
+
+# The foreign host (spec/tools/foreign_host.c) built for Windows, run by
+# spec/26-foreign_host_spec.lua under Wine against the x86_64 lwsp.dll.
+MINGW64 = build/mingw/x86_64
+$(MINGW64)/foreign_host.exe: spec/tools/foreign_host.c src/spi.h src/spi_values.h
+	x86_64-w64-mingw32-gcc -std=gnu11 -O1 -Isrc $(WARN) -o $@ spec/tools/foreign_host.c -static -lpthread
+$(MINGW64)/foreign_host_nocomplete.exe: spec/tools/foreign_host.c src/spi.h src/spi_values.h
+	x86_64-w64-mingw32-gcc -std=gnu11 -O1 -Isrc $(WARN) -DFH_NO_COMPLETE -o $@ spec/tools/foreign_host.c -static -lpthread
+wine-foreign: mingw
+	@$(MAKE) --no-print-directory $(MINGW64)/foreign_host.exe $(MINGW64)/foreign_host_nocomplete.exe
+	WINEPREFIX=$(CURDIR)/build/wine /usr/lib/wine/wineserver -p5   # stays up between the cases' programs
+	LWSP_FOREIGN_WINE=1 $(BUSTED) spec/26-foreign_host_spec.lua
 
 # The busted suite under Wine against the x86_64 build (tools/wine-test.sh).
 wine-test: mingw

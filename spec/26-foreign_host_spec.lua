@@ -3,7 +3,9 @@
 -- APC queues, and a WPUCompleteOverlappedRequest that refuses every handle it
 -- did not create), loads the runtime as a provider DLL and checks it strictly.
 -- Each case is one run of the program; it prints "PASS name: ..." or
--- "FAIL name: ..." and exits 0 on pass.
+-- "FAIL name: ..." and exits 0 on pass.  Natively the program is a Linux one
+-- (#posix); `make wine-foreign` runs the same cases with its Windows build
+-- under Wine against lwsp.dll, and `make tsan` with TSan in the program.
 local H = require "helpers"
 local lwsp = H.lwsp
 
@@ -19,16 +21,31 @@ local function runtime()
 end
 local preload = os.getenv("LWSP_FOREIGN_PRELOAD")
 
+-- With $LWSP_FOREIGN_WINE set (make wine-foreign) every case runs the
+-- program built for Windows under Wine, against the x86_64 lwsp.dll.
+local wine = os.getenv("LWSP_FOREIGN_WINE")
+local function win(path) return "Z:" .. path:gsub("/", "\\") end
+local mingw = H.root .. "/build/mingw/x86_64"
+
 -- the native base provider beside the runtime
 local function native()
-  return (runtime():gsub("lwsp%.so$", "lwsp_native.so"))
+  return wine and mingw .. "/lwsp_native.dll" or (runtime():gsub("lwsp%.so$", "lwsp_native.so"))
 end
 
 local function foreign(scenario, script, program, lib)
-  local cmd = ("%s'%s/build/%s' '%s' '%s' %s 2>&1"):format(preload and ("LD_PRELOAD='%s' "):format(preload) or "",
-    H.root, program or "foreign_host", lib or runtime(), script or memnet, scenario)
+  local cmd
+  script = script or memnet
+  if wine then
+    cmd = ("cd '%s' && WINEPREFIX='%s/build/wine' WINEARCH=win64 WINEDEBUG=-all WINEDLLOVERRIDES='mscoree,mshtml=' "
+      .. "DISPLAY= LUA_PATH='%s' /usr/lib/wine/wine64 '%s/%s.exe' '%s' '%s' %s </dev/null 2>&1")
+      :format(H.root, H.root, win(H.root .. "/lua/?.lua") .. ";" .. win(H.root .. "/lua/?/init.lua"), mingw,
+        program or "foreign_host", win(lib or mingw .. "/lwsp.dll"), win(script), scenario)
+  else
+    cmd = ("%s'%s/build/%s' '%s' '%s' %s 2>&1"):format(preload and ("LD_PRELOAD='%s' "):format(preload) or "",
+      H.root, program or "foreign_host", lib or runtime(), script, scenario)
+  end
   local p = assert(io.popen(cmd))
-  local out = p:read("a")
+  local out = p:read("a"):gsub("\r", "")
   local _, _, code = p:close()
   return out, code
 end
@@ -225,7 +242,7 @@ describe("lwsp under a foreign host #posix #subprocess", function()
   end)
 
   describe("the native base provider, loaded by the foreign host itself", function()
-    local function native_passes(scenario, program) passes(scenario, "-", program, native()) end
+    local function native_passes(scenario, program) passes(scenario, H.root .. "/-", program, native()) end
 
     it("fails WSPStartup with WSAEPROVIDERFAILEDINIT, and says why, under a host with no WPUCompleteOverlappedRequest", function()
       native_passes("no-complete", "foreign_host_nocomplete")

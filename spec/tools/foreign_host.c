@@ -15,19 +15,92 @@
  * the host's provider GUID under a private $LWSP_REGISTRY).  Each scenario
  * prints one line, "PASS name: ..." or "FAIL name: ...", and exits 0 on pass.
  * Every wait is bounded (a lost completion fails the scenario, never hangs).
+ * The same source builds for Windows with mingw-w64 (winpthreads for the
+ * threads, LoadLibrary, lwsp's registry under HKLM) and runs under Wine.
  */
-#define _GNU_SOURCE   /* pthread_timedjoin_np */
 #include "spi.h"
-#include <dlfcn.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
-#define EXPORT __attribute__((visibility("default")))
+/* ---- the platform: how a DLL, the registry and the environment are reached ---- */
+#ifdef _WIN32
+#  include <process.h>
+#  define EXPORT __declspec(dllexport)
+#  define SEP "\\"
+#  define DLL_EXT ".dll"
+static void *load_dll(const char *path, char *why, size_t n) {
+  HMODULE m = LoadLibraryA(path);
+  if (!m) snprintf(why, n, "error %lu", (unsigned long)GetLastError());
+  return m;
+}
+static void *dll_sym(void *lib, const char *name) {
+  FARPROC f = GetProcAddress((HMODULE)lib, name);
+  void *p;
+  memcpy(&p, &f, sizeof p);
+  return p;
+}
+static void set_env(const char *name, const char *value) { _putenv_s(name, value); }
+static int make_tmpdir(char *dir, size_t n) {
+  char base[MAX_PATH];
+  DWORD k = GetTempPathA(sizeof base, base);
+  if (k == 0 || k >= sizeof base) return 0;
+  snprintf(dir, n, "%slwsp-foreign-%lu", base, (unsigned long)GetCurrentProcessId());
+  return CreateDirectoryA(dir, NULL) || GetLastError() == ERROR_ALREADY_EXISTS;
+}
+/* lwsp's registry on Windows: HKLM\SOFTWARE\lwsp\Providers, value {GUID} */
+static int registry_set(const char *guid, const char *script) {
+  HKEY k;
+  LONG rc = RegCreateKeyExA(HKEY_LOCAL_MACHINE, "SOFTWARE\\lwsp\\Providers", 0, NULL, 0, KEY_SET_VALUE, NULL, &k, NULL);
+  if (rc != ERROR_SUCCESS) return 0;
+  rc = RegSetValueExA(k, guid, 0, REG_SZ, (const BYTE *)script, (DWORD)strlen(script) + 1);
+  RegCloseKey(k);
+  return rc == ERROR_SUCCESS;
+}
+static void registry_remove(const char *guid) {
+  HKEY k;
+  if (RegOpenKeyExA(HKEY_LOCAL_MACHINE, "SOFTWARE\\lwsp\\Providers", 0, KEY_SET_VALUE, &k) != ERROR_SUCCESS) return;
+  RegDeleteValueA(k, guid);
+  RegCloseKey(k);
+}
+#else
+#  include <dlfcn.h>
+#  include <unistd.h>
+#  define EXPORT __attribute__((visibility("default")))
+#  define SEP "/"
+#  define DLL_EXT ".so"
+static void *load_dll(const char *path, char *why, size_t n) {
+  void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!lib) snprintf(why, n, "%s", dlerror());
+  return lib;
+}
+static void *dll_sym(void *lib, const char *name) { return dlsym(lib, name); }
+static void set_env(const char *name, const char *value) { setenv(name, value, 1); }
+static int make_tmpdir(char *dir, size_t n) {
+  snprintf(dir, n, "/tmp/lwsp-foreign-XXXXXX");
+  return mkdtemp(dir) != NULL;
+}
+/* lwsp's registry elsewhere: the file $LWSP_REGISTRY/{GUID} */
+static char tmpdir[256];
+static int registry_set(const char *guid, const char *script) {
+  char path[512];
+  FILE *f;
+  snprintf(path, sizeof path, "%s/%s", tmpdir, guid);
+  if (!(f = fopen(path, "w"))) return 0;
+  fprintf(f, "%s\n", script);
+  fclose(f);
+  set_env("LWSP_REGISTRY", tmpdir);
+  return 1;
+}
+static void registry_remove(const char *guid) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", tmpdir, guid);
+  unlink(path);
+}
+#endif
 #define CATALOG_TCP 7001      /* the provider as a base: memnet and the like */
 #define CATALOG_UDP 7002
 #define CATALOG_NATIVE 7101   /* lwsp's native base provider */
@@ -41,17 +114,23 @@
 static const GUID PROVIDER = {0x6f0d1c2e, 0x4b3a, 0x4c5d, {0x9e, 0x8f, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60}};
 static const GUID NATIVE = {0x6f0d1c2e, 0x4b3a, 0x4c5d, {0x9e, 0x8f, 0x10, 0x20, 0x30, 0x40, 0x50, 0x61}};
 static const char *scenario = "?";
+static const char GUID_TEXT[] = "{6F0D1C2E-4B3A-4C5D-9E8F-102030405060}";
 static char native_path[600];
+#ifdef _WIN32
 static char tmpdir[256];
+#endif
 
 /* ---- results ----------------------------------------------------------------- */
 static void cleanup_files(void) {
   char p[512];
-  snprintf(p, sizeof p, "%s/{6F0D1C2E-4B3A-4C5D-9E8F-102030405060}", tmpdir);
-  unlink(p);
-  snprintf(p, sizeof p, "%s/log", tmpdir);
-  unlink(p);
+  registry_remove(GUID_TEXT);
+  snprintf(p, sizeof p, "%s" SEP "log", tmpdir);
+  remove(p);
+#ifdef _WIN32
+  RemoveDirectoryA(tmpdir);
+#else
   rmdir(tmpdir);
+#endif
 }
 
 static void fail(const char *fmt, ...) {
@@ -430,6 +509,21 @@ static int startup(void) {
   return 0;
 }
 
+/* WSPStartup, which must succeed: the failure names the error and the log's last line. */
+static void started(void) {
+  char p[512], line[1024] = "", last[1024] = "";
+  FILE *f;
+  int rc = startup();
+  if (rc == 0) return;
+  snprintf(p, sizeof p, "%s" SEP "log", tmpdir);
+  if ((f = fopen(p, "r")) != NULL) {
+    while (fgets(line, sizeof line, f)) snprintf(last, sizeof last, "%s", line);
+    fclose(f);
+  }
+  last[strcspn(last, "\r\n")] = 0;
+  fail("WSPStartup failed (%d): %s", rc, last);
+}
+
 /* Every call goes through these: a provider returning SOCKET_ERROR with
  * *lpErrno == 0 is itself a failure of the scenario (SPI.md's host rule). */
 #define ERRNO_SET(rc, e, what) CHECK((rc) != SOCKET_ERROR || (e) != 0, "%s returned SOCKET_ERROR with errno 0", what)
@@ -587,7 +681,7 @@ static void s_handles(void) {
   DWORD_PTR ctx = 0;
   SOCKET s, t;
   struct sockaddr_in sa = addr_of(7100);
-  CHECK(startup() == 0, "WSPStartup failed");
+  started();
   s = fh_socket(SOCK_STREAM);
   t = fh_socket(SOCK_DGRAM);
   CHECK(handle_live(s) && handle_live(t), "the provider's handles are not from WPUCreateSocketHandle");
@@ -613,7 +707,7 @@ static void s_context(void) {
   char buf[16];
   DWORD got = 0, flags = 0;
   WSATHREADID tid;
-  CHECK(startup() == 0, "WSPStartup failed");
+  started();
   stream_pair(&a, &b);
   up_query_socket_handle_context(a, &ctx_a, &e);
   up_query_socket_handle_context(b, &ctx_b, &e);
@@ -651,7 +745,7 @@ static void s_ov_event(void) {
   INT e = 0;
   DWORD bytes = 0, flags = 0;
   int rc;
-  CHECK(startup() == 0, "WSPStartup failed");
+  started();
   stream_pair(&a, &b);
   memset(&ov, 0, sizeof ov);
   ov.hEvent = up_create_event(&e);
@@ -677,7 +771,7 @@ static void s_ov_routine(void) {
   char buf[32];
   INT e = 0;
   int rc;
-  CHECK(startup() == 0, "WSPStartup failed");
+  started();
   stream_pair(&a, &b);
   memset(&ov, 0, sizeof ov);
   ov.hEvent = up_create_event(&e);
@@ -706,7 +800,7 @@ static void s_ov_at_once(void) {
   char buf[32];
   INT e = 0;
   int rc;
-  CHECK(startup() == 0, "WSPStartup failed");
+  started();
   stream_pair(&a, &b);
   send_text(b, "ready");
   memset(&ov, 0, sizeof ov);
@@ -729,7 +823,7 @@ static void s_ov_fail_at_once(void) {
   char buf[8];
   INT e = 0;
   int rc;
-  CHECK(startup() == 0, "WSPStartup failed");
+  started();
   s = fh_socket(SOCK_STREAM);
   memset(&ov, 0, sizeof ov);
   ov.hEvent = up_create_event(&e);
@@ -755,7 +849,7 @@ static void s_dgram_event(void) {
   DWORD got = 0, flags = 0, sent = 0;
   WSATHREADID tid;
   int rc;
-  CHECK(startup() == 0, "WSPStartup failed");
+  started();
   a = fh_socket(SOCK_DGRAM);
   b = fh_socket(SOCK_DGRAM);
   CHECK(P.lpWSPBind(a, (struct sockaddr *)&sa, sizeof sa, &e) == 0, "WSPBind failed (%d)", e);
@@ -787,7 +881,7 @@ static void waits(int with_routine) {
   SOCKET s;
   INT e = 0;
   int rc;
-  CHECK(startup() == 0, "WSPStartup failed");
+  started();
   s = fh_socket(SOCK_STREAM);
   for (int round = 1; round <= 3; round++) {
     WSAOVERLAPPED ov;
@@ -824,8 +918,8 @@ static void ifs(int pend, int with_routine) {
   char buf[32];
   INT e = 0;
   int rc;
-  setenv("FH_WAIT", pend ? "1" : "0", 1);   /* read by spec/providers/ifs_own.lua */
-  CHECK(startup() == 0, "WSPStartup failed");
+  set_env("FH_WAIT", pend ? "1" : "0");   /* read by spec/providers/ifs_own.lua */
+  started();
   s = fh_socket(SOCK_STREAM);
   pthread_mutex_lock(&H);
   CHECK(find_handle(s) && find_handle(s)->ifs, "the IFS socket's handle was not registered with WPUModifyIFSHandle");
@@ -858,7 +952,7 @@ static void s_no_complete(void) {
   FILE *f;
   int rc = startup(), said = 0;
   CHECK(rc == WSAEPROVIDERFAILEDINIT, "WSPStartup under a host with no WPUCompleteOverlappedRequest gave %d", rc);
-  snprintf(p, sizeof p, "%s/log", tmpdir);
+  snprintf(p, sizeof p, "%s" SEP "log", tmpdir);
   if ((f = fopen(p, "r")) != NULL) {
     while (fgets(line, sizeof line, f))
       if (strstr(line, "WPUCompleteOverlappedRequest")) said = 1;
@@ -879,7 +973,7 @@ static void s_recv_null(void) {
   INT fromlen;
   struct sockaddr_in from;
   int rc;
-  CHECK(startup() == 0, "WSPStartup failed");
+  started();
   stream_pair(&a, &b);
   send_text(b, "data");
   up_open_current_thread(&tid, &e);
@@ -919,7 +1013,7 @@ static void s_recv_eof(void) {
   DWORD got = 1, flags = 0;
   WSATHREADID tid;
   int rc;
-  CHECK(startup() == 0, "WSPStartup failed");
+  started();
   stream_pair(&a, &b);
   CHECK(P.lpWSPCloseSocket(b, &e) == 0, "WSPCloseSocket failed (%d)", e);
   up_open_current_thread(&tid, &e);
@@ -938,7 +1032,7 @@ static void s_close_pending(void) {
   char buf[8];
   INT e = 0;
   int rc;
-  CHECK(startup() == 0, "WSPStartup failed");
+  started();
   stream_pair(&a, &b);
   stream_pair(&c, &d);
   memset(&ov, 0, sizeof ov);
@@ -974,7 +1068,7 @@ static void s_cleanup_pending(void) {
   char buf[8];
   INT e = 0;
   int rc;
-  CHECK(startup() == 0, "WSPStartup failed");
+  started();
   stream_pair(&a, &b);
   memset(&ov, 0, sizeof ov);
   ov.hEvent = up_create_event(&e);
@@ -995,7 +1089,7 @@ static void s_event_select(void) {
   INT e = 0;
   WSAEVENT ev;
   WSANETWORKEVENTS ne;
-  CHECK(startup() == 0, "WSPStartup failed");
+  started();
   stream_pair(&a, &b);
   ev = up_create_event(&e);
   CHECK(P.lpWSPEventSelect(a, ev, FD_READ | FD_CLOSE, &e) == 0, "WSPEventSelect failed (%d)", e);
@@ -1016,7 +1110,7 @@ static void s_async_select(void) {
   HWND hwnd = (HWND)(uintptr_t)0x4242;
   int found = 0;
   struct timespec ts;
-  CHECK(startup() == 0, "WSPStartup failed");
+  started();
   stream_pair(&a, &b);
   CHECK(P.lpWSPAsyncSelect(a, hwnd, 0x401, FD_READ, &e) == 0, "WSPAsyncSelect failed (%d)", e);
   send_text(b, "msg");
@@ -1039,7 +1133,7 @@ static void s_select(void) {
   wsp_fd_set rs;
   wsp_timeval tv = {3, 0};
   int rc;
-  CHECK(startup() == 0, "WSPStartup failed");
+  started();
   stream_pair(&a, &b);
   send_text(b, "sel");
   rs.fd_count = 2;
@@ -1061,7 +1155,7 @@ static void s_blocking_hook(void) {
   DWORD got = 0, flags = 0;
   WSATHREADID tid;
   int rc;
-  CHECK(startup() == 0, "WSPStartup failed");
+  started();
   stream_pair(&a, &b);
   hook_procs = &P;
   want_hook = 1;
@@ -1082,7 +1176,7 @@ static void s_errno_zero(void) {
   INT e = 0;
   struct sockaddr_in sa = addr_of(7240);
   int rc;
-  CHECK(startup() == 0, "WSPStartup failed");
+  started();
   s = fh_socket(SOCK_STREAM);
   rc = P.lpWSPBind(s, (struct sockaddr *)&sa, sizeof sa, &e);
   CHECK(rc == SOCKET_ERROR, "a handler returning (nil, 0) succeeded");
@@ -1103,7 +1197,7 @@ static void s_ov_order(void) {
   char buf[3][4];
   INT e = 0;
   int rc;
-  CHECK(startup() == 0, "WSPStartup failed");
+  started();
   stream_pair(&a, &b);
   for (int i = 0; i < 3; i++) {
     memset(&ov[i], 0, sizeof ov[i]);
@@ -1136,7 +1230,7 @@ static void s_ov_send(void) {
   WSABUF rb = {sizeof buf, buf};
   DWORD got = 0, flags = 0;
   int rc;
-  CHECK(startup() == 0, "WSPStartup failed");
+  started();
   stream_pair(&a, &b);
   memset(&ov, 0, sizeof ov);
   ov.hEvent = up_create_event(&e);
@@ -1178,7 +1272,7 @@ static void *issuer(void *arg) {
 static void s_apc_thread(void) {
   SOCKET a, b;
   pthread_t t;
-  CHECK(startup() == 0, "WSPStartup failed");
+  started();
   stream_pair(&a, &b);
   issuer_sock = a;
   memset(&issuer_ov, 0, sizeof issuer_ov);
@@ -1212,7 +1306,7 @@ static void s_ov_wait(void) {
   DWORD bytes = 0, flags = 0;
   pthread_t t;
   int rc;
-  CHECK(startup() == 0, "WSPStartup failed");
+  started();
   stream_pair(&a, &b);
   memset(&ov, 0, sizeof ov);
   ov.hEvent = up_create_event(&e);
@@ -1232,7 +1326,7 @@ static void s_ov_wait(void) {
 }
 
 /* A blocking receive on one thread ends when another thread closes the socket. */
-static volatile int blocked_rc = 1, blocked_err;
+static volatile int blocked_rc = 1, blocked_err, blocked_done;
 static SOCKET blocked_sock;
 static void *blocked_recv(void *arg) {
   char buf[8];
@@ -1244,24 +1338,28 @@ static void *blocked_recv(void *arg) {
   up_open_current_thread(&tid, &e);
   blocked_rc = P.lpWSPRecv(blocked_sock, &wb, 1, &got, &flags, NULL, NULL, &tid, &e);
   blocked_err = e;
+  pthread_mutex_lock(&H);
+  blocked_done = 1;
+  pthread_cond_broadcast(&HC);
+  pthread_mutex_unlock(&H);
   return NULL;
 }
 static void s_close_blocked(void) {
   SOCKET a, b;
   pthread_t t;
   INT e = 0;
-  struct timespec ts;
-  CHECK(startup() == 0, "WSPStartup failed");
+  started();
   for (int round = 1; round <= 6; round++) {   /* the close races the layer below's wake-up */
     stream_pair(&a, &b);
     blocked_sock = a;
     blocked_rc = 1;
+    blocked_done = 0;
     pthread_create(&t, NULL, blocked_recv, NULL);
     wait_event(NULL, 50, 0);   /* let it block (if it has not, the close still must end it) */
     CHECK(P.lpWSPCloseSocket(a, &e) == 0, "WSPCloseSocket failed (%d)", e);
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += LIMIT_MS / 1000;
-    CHECK(pthread_timedjoin_np(t, NULL, &ts) == 0, "the blocked receive never ended after its socket was closed");
+    for (int i = 0; i < LIMIT_MS / 10 && !blocked_done; i++) wait_event(NULL, 10, 0);
+    CHECK(blocked_done, "the blocked receive never ended after its socket was closed");
+    pthread_join(t, NULL);
     CHECK(blocked_rc == SOCKET_ERROR && blocked_err == WSAEINTR, "round %d: the blocked receive gave rc %d error %d, not WSAEINTR",
           round, blocked_rc, blocked_err);
     CHECK(P.lpWSPCloseSocket(b, &e) == 0, "WSPCloseSocket failed (%d)", e);
@@ -1278,7 +1376,7 @@ static void s_nonblocking(void) {
   WSABUF wb = {sizeof buf, buf};
   WSATHREADID tid;
   int rc;
-  CHECK(startup() == 0, "WSPStartup failed");
+  started();
   stream_pair(&a, &b);
   up_open_current_thread(&tid, &e);
   rc = P.lpWSPIoctl(a, FIONBIO, &on, sizeof on, NULL, 0, &ret, NULL, NULL, &tid, &e);
@@ -1308,7 +1406,7 @@ static void s_dgram_truncated(void) {
   DWORD got = 0, flags = 0, sent = 0;
   WSATHREADID tid;
   int rc;
-  CHECK(startup() == 0, "WSPStartup failed");
+  started();
   a = fh_socket(SOCK_DGRAM);
   b = fh_socket(SOCK_DGRAM);
   CHECK(P.lpWSPBind(a, (struct sockaddr *)&sa, sizeof sa, &e) == 0, "WSPBind failed (%d)", e);
@@ -1344,7 +1442,7 @@ static void s_address_string(void) {
   INT e = 0, blen = sizeof back;
   WSAPROTOCOL_INFOW pi = *top_tcp;
   int rc;
-  CHECK(startup() == 0, "WSPStartup failed");
+  started();
   rc = P.lpWSPAddressToString((LPSOCKADDR)&sa, sizeof sa, &pi, w, &len, &e);
   CHECK(rc == SOCKET_ERROR && e == WSAEFAULT && len == 15, "a short buffer gave rc %d error %d, length %lu (15 needed)", rc,
         e, (unsigned long)len);
@@ -1374,8 +1472,7 @@ static const struct { const char *name; void (*fn)(void); } scenarios[] = {
 };
 
 int main(int argc, char **argv) {
-  char path[512];
-  FILE *f;
+  char path[512], why[512];
   void *lib, *sym;
   void (*fn)(void) = NULL;
   const char *base;
@@ -1391,16 +1488,11 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < sizeof scenarios / sizeof *scenarios; i++)
     if (strcmp(scenarios[i].name, base) == 0) fn = scenarios[i].fn;
   if (!fn) { fprintf(stderr, "unknown scenario %s\n", scenario); return 2; }
-  /* the provider's script, registered for this host's GUID in a registry of its own */
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/lwsp-foreign-XXXXXX");
-  if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 2; }
-  snprintf(path, sizeof path, "%s/{6F0D1C2E-4B3A-4C5D-9E8F-102030405060}", tmpdir);
-  if (!(f = fopen(path, "w"))) { perror(path); return 2; }
-  fprintf(f, "%s\n", argv[2]);
-  fclose(f);
-  setenv("LWSP_REGISTRY", tmpdir, 1);
-  snprintf(path, sizeof path, "%s/log", tmpdir);
-  setenv("LWSP_LOG", path, 1);
+  /* the provider's script, registered for this host's GUID; the log in a folder of its own */
+  if (!make_tmpdir(tmpdir, sizeof tmpdir)) { fprintf(stderr, "cannot make a temporary folder\n"); return 2; }
+  if (!registry_set(GUID_TEXT, argv[2])) { fprintf(stderr, "cannot register the script\n"); return 2; }
+  snprintf(path, sizeof path, "%s" SEP "log", tmpdir);
+  set_env("LWSP_LOG", path);
   fill_info(&info_tcp, CATALOG_TCP, SOCK_STREAM);
   fill_info(&info_udp, CATALOG_UDP, SOCK_DGRAM);
   /* a Lua layer over the native base: the layer's entry, the chain */
@@ -1413,12 +1505,12 @@ int main(int argc, char **argv) {
   info_chain.ProtocolChain.ChainEntries[0] = CATALOG_LAYER;
   info_chain.ProtocolChain.ChainEntries[1] = CATALOG_NATIVE;
   {
-    const char *slash = strrchr(argv[1], '/');
-    snprintf(native_path, sizeof native_path, "%.*s/lwsp_native.so", slash ? (int)(slash - argv[1]) : 1,
+    const char *slash = strrchr(argv[1], SEP[0]);
+    snprintf(native_path, sizeof native_path, "%.*s" SEP "lwsp_native" DLL_EXT, slash ? (int)(slash - argv[1]) : 1,
              slash ? argv[1] : ".");
   }
-  if (!(lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL))) fail("cannot load %s: %s", argv[1], dlerror());
-  if (!(sym = dlsym(lib, "WSPStartup"))) fail("%s exports no WSPStartup", argv[1]);
+  if (!(lib = load_dll(argv[1], why, sizeof why))) fail("cannot load %s: %s", argv[1], why);
+  if (!(sym = dll_sym(lib, "WSPStartup"))) fail("%s exports no WSPStartup", argv[1]);
   memcpy(&startup_fn, &sym, sizeof startup_fn);
   this_thread();
   fn();

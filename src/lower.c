@@ -84,16 +84,14 @@ static SOCKET check_h(lua_State *L, int idx) { return (SOCKET)int_arg(L, idx); }
  * with the WSCEnumProtocols its module exports (ws2_32's on Windows). */
 typedef int (WSPAPI *enum_protocols_fn)(LPINT, LPWSAPROTOCOL_INFOW, LPDWORD, LPINT);
 static int catalog_info(lwsp_inst *I, DWORD id, WSAPROTOCOL_INFOW *info) {
-  LPWPUCREATESOCKETHANDLE at = I->up.lpWPUCreateSocketHandle;
-  void (*any)(void), (*f)(void);
+  void (*f)(void);
   enum_protocols_fn fn;
   WSAPROTOCOL_INFOW *all = NULL;
   DWORD len = 0;
   int n = SOCKET_ERROR, found = 0;
   char why[600];
   if (lwsp_host_owns(&I->up)) return lwsp_host_catalog_info(id, info, NULL, 0);
-  memcpy(&any, &at, sizeof any);
-  if (!(f = lwsp_sym_beside(any, "WSCEnumProtocols", why, sizeof why))) {
+  if (!(f = lwsp_host_sym(&I->up, "WSCEnumProtocols", why, sizeof why))) {
     lwsp_log(I->name, "cannot read the host's catalog: %s", why);
     return 0;
   }

@@ -73,14 +73,7 @@ static uint32_t next_gen(void) {
  * from the module that supplied the upcall table (ws2_32.dll on Windows),
  * never from lwsp's own module, which would not know the host's handles. */
 LPWPUCOMPLETEOVERLAPPEDREQUEST lwsp_find_complete(const WSPUPCALLTABLE *up, char *why, size_t whylen) {
-  LPWPUCREATESOCKETHANDLE at = up->lpWPUCreateSocketHandle;
-  void (*any)(void), (*f)(void);
-  LPWPUCOMPLETEOVERLAPPEDREQUEST complete;
-  if (lwsp_host_owns(up)) return lwsp_host_complete;
-  memcpy(&any, &at, sizeof any);
-  if (!(f = lwsp_sym_beside(any, "WPUCompleteOverlappedRequest", why, whylen))) return NULL;
-  memcpy(&complete, &f, sizeof complete);
-  return complete;
+  return lwsp_host_owns(up) ? lwsp_host_complete : lwsp_host_complete_export(up, why, whylen);
 }
 
 /* ---- sockets: slots with generations ------------------------------------------

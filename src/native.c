@@ -110,19 +110,6 @@ static void init_cb(void) { lwsp_mutex_init(&N.lock); lwsp_cond_init(&N.cond); }
 static void init(void) { pthread_once(&once, init_cb); }
 #endif
 
-/* ws2_32 exports WPUCompleteOverlappedRequest by name; so does lwsp's host.
- * The one that counts is the one in the module that supplied the upcall
- * table (ws2_32.dll in a real catalog, lwsp's host under Wine and Linux). */
-static LPWPUCOMPLETEOVERLAPPEDREQUEST find_complete(const WSPUPCALLTABLE *up, char *why, size_t whylen) {
-  LPWPUCREATESOCKETHANDLE at = up->lpWPUCreateSocketHandle;
-  void (*any)(void), (*f)(void);
-  LPWPUCOMPLETEOVERLAPPEDREQUEST complete;
-  memcpy(&any, &at, sizeof any);
-  if (!(f = lwsp_sym_beside(any, "WPUCompleteOverlappedRequest", why, whylen))) return NULL;
-  memcpy(&complete, &f, sizeof complete);
-  return complete;
-}
-
 /* ---- sockets ---------------------------------------------------------------------- */
 static nsock *at(uint32_t i) { return &N.chunks[i / NCHUNK][i % NCHUNK]; }
 
@@ -1105,6 +1092,7 @@ static const WSPPROC_TABLE procs = {
 LWSP_EXPORT int WSPAPI WSPStartup(WORD ver, LPWSPDATA data, LPWSAPROTOCOL_INFOW pi, WSPUPCALLTABLE up,
                                   LPWSPPROC_TABLE table) {
   static const char desc[] = "lwsp native base provider (TCP/UDP over the OS's sockets)";
+  char why[600];
   size_t k;
   init();
   if (!data || !pi || !table) return WSAEFAULT;
@@ -1113,8 +1101,9 @@ LWSP_EXPORT int WSPAPI WSPStartup(WORD ver, LPWSPDATA data, LPWSAPROTOCOL_INFOW 
   if (N.startups++ == 0) {
     N.up = up;
     N.info = *pi;
-    char why[600];
-    if (!(N.complete = find_complete(&up, why, sizeof why))) {
+    /* ws2_32 exports it by name, and so does every host: the one that counts
+     * is in the module that supplied the upcall table */
+    if (!(N.complete = lwsp_host_complete_export(&up, why, sizeof why))) {
       N.startups = 0;
       UNLOCK();
       lwsp_log(WHO, "WSPStartup: the host offers no WPUCompleteOverlappedRequest: %s; overlapped calls could not complete", why);

@@ -119,7 +119,8 @@ const char *lwsp_module_path(void) {
   path[lwsp_utf16_to_utf8((const WCHAR *)w, n, path, sizeof path - 1)] = 0;
   return path;
 }
-void (*lwsp_sym_beside(void (*at)(void), const char *name, char *why, size_t whylen))(void) {
+void (*lwsp_host_sym(const WSPUPCALLTABLE *up, const char *name, char *why, size_t whylen))(void) {
+  LPWPUCREATESOCKETHANDLE at = up->lpWPUCreateSocketHandle;
   HMODULE mod = NULL;
   FARPROC p;
   void (*f)(void);
@@ -303,7 +304,8 @@ const char *lwsp_module_path(void) {
   if (!realpath(info.dli_fname, path)) snprintf(path, sizeof path, "%s", info.dli_fname);
   return path;
 }
-void (*lwsp_sym_beside(void (*at)(void), const char *name, char *why, size_t whylen))(void) {
+void (*lwsp_host_sym(const WSPUPCALLTABLE *up, const char *name, char *why, size_t whylen))(void) {
+  LPWPUCREATESOCKETHANDLE at = up->lpWPUCreateSocketHandle;
   Dl_info mod, got;
   void *a, *h, *p = NULL;
   void (*f)(void);
@@ -457,4 +459,11 @@ int lwsp_expand_env(const char *in, char *out, size_t outlen) {
   }
   out[o] = 0;
   return 1;
+}
+
+LPWPUCOMPLETEOVERLAPPEDREQUEST lwsp_host_complete_export(const WSPUPCALLTABLE *up, char *why, size_t whylen) {
+  void (*f)(void) = lwsp_host_sym(up, "WPUCompleteOverlappedRequest", why, whylen);
+  LPWPUCOMPLETEOVERLAPPEDREQUEST complete;
+  memcpy(&complete, &f, sizeof complete);
+  return complete;
 }

@@ -92,7 +92,7 @@ build/asan/lwsp.so: $(SRCS) $(NATIVE_SRCS) $(HDRS) Makefile
 	  -shared -o build/asan/lwsp_native.so $(NATIVE_SRCS) $(LUA_LIB) -lpthread -ldl
 	@ln -sfn ../../lua build/asan/lua
 
-asan: build/asan/lwsp.so
+asan: build/asan/lwsp.so build/foreign_host build/foreign_host_nocomplete
 	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" $(BUSTED) --cpath=build/asan/?.so
 
@@ -118,7 +118,7 @@ helgrind: build/lwsp.so
 
 # --fair-sched: valgrind runs one thread at a time, and without it a thread
 # that spins can keep the others (the budget's watchdog) from ever running.
-valgrind: build/lwsp.so build/lwsp_native.so
+valgrind: build/lwsp.so build/lwsp_native.so build/foreign_host build/foreign_host_nocomplete
 	LD_PRELOAD="$(CURDIR)/build/lwsp.so $(CURDIR)/build/lwsp_native.so" valgrind -q --fair-sched=yes --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
 	  --show-leak-kinds=definite $(BUSTED)
 

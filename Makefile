@@ -13,11 +13,21 @@ HDRS      = $(wildcard src/*.h)
 BUSTED    ?= lua5.4 /usr/bin/busted
 export LWSP_EXAMPLES = $(CURDIR)/examples
 
-.PHONY: all deps deps-run demo demo-memnet bench wine-smoke wine-test fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
+.PHONY: all deps deps-run demo demo-memnet bench wine-smoke wine-test wine-foreign fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
 
 NATIVE_SRCS = src/native.c src/native_os.c src/common.c src/platform.c
 
-all: build/lwsp.so build/lwsp_native.so build/test_nullproc.so
+all: build/lwsp.so build/lwsp_native.so build/test_nullproc.so build/foreign_host build/foreign_host_nocomplete
+
+# A host of its own (no lwsp host code) that loads the runtime as a provider
+# DLL: spec/26-foreign_host_spec.lua.  The second exports no
+# WPUCompleteOverlappedRequest.
+build/foreign_host: spec/tools/foreign_host.c src/spi.h src/spi_values.h
+	@mkdir -p build
+	$(CC) -std=gnu11 -O1 -g -Isrc $(WARN) -rdynamic -o $@ spec/tools/foreign_host.c -lpthread -ldl
+build/foreign_host_nocomplete: spec/tools/foreign_host.c src/spi.h src/spi_values.h
+	@mkdir -p build
+	$(CC) -std=gnu11 -O1 -g -Isrc $(WARN) -rdynamic -DFH_NO_COMPLETE -o $@ spec/tools/foreign_host.c -lpthread -ldl
 
 # A broken provider DLL the specs load as a lower layer.
 build/test_nullproc.so: spec/tools/nullproc.c src/spi.h
@@ -65,6 +75,7 @@ check: deps
 	$(MAKE) --no-print-directory mingw-check
 	$(MAKE) --no-print-directory wine-smoke
 	$(MAKE) --no-print-directory wine-test
+	$(MAKE) --no-print-directory wine-foreign
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30
 	LWSP_SOAK_SECONDS=20 $(MAKE) --no-print-directory soak
 	@echo "lwsp: all checks passed"
@@ -81,7 +92,7 @@ build/asan/lwsp.so: $(SRCS) $(NATIVE_SRCS) $(HDRS) Makefile
 	  -shared -o build/asan/lwsp_native.so $(NATIVE_SRCS) $(LUA_LIB) -lpthread -ldl
 	@ln -sfn ../../lua build/asan/lua
 
-asan: build/asan/lwsp.so
+asan: build/asan/lwsp.so build/foreign_host build/foreign_host_nocomplete
 	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" $(BUSTED) --cpath=build/asan/?.so
 
@@ -93,9 +104,11 @@ build/tsan/lwsp.so: $(SRCS) $(NATIVE_SRCS) $(HDRS) Makefile
 	$(CC) $(BASEFLAGS) -O1 -g -fsanitize=thread -shared -o build/tsan/lwsp_native.so $(NATIVE_SRCS) $(LUA_LIB) -lpthread -ldl
 	@ln -sfn ../../lua build/tsan/lua
 
-tsan: build/tsan/lwsp.so
+tsan: build/tsan/lwsp.so build/foreign_host build/foreign_host_nocomplete
 	TSAN_OPTIONS="halt_on_error=1 exitcode=66" LD_PRELOAD="$$($(CC) -print-file-name=libtsan.so)" \
 	  $(BUSTED) --cpath=build/tsan/?.so --exclude-tags=stress,subprocess,runner
+	LWSP_FOREIGN_RUNTIME=$(CURDIR)/build/tsan/lwsp.so LWSP_FOREIGN_PRELOAD="$$($(CC) -print-file-name=libtsan.so)" \
+	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $(BUSTED) spec/26-foreign_host_spec.lua
 
 # The multi-threaded stress spec under valgrind's helgrind (races, lock order).
 # Helgrind does not see atomics as synchronisation, so the budget's watchdog
@@ -105,7 +118,7 @@ helgrind: build/lwsp.so
 
 # --fair-sched: valgrind runs one thread at a time, and without it a thread
 # that spins can keep the others (the budget's watchdog) from ever running.
-valgrind: build/lwsp.so build/lwsp_native.so
+valgrind: build/lwsp.so build/lwsp_native.so build/foreign_host build/foreign_host_nocomplete
 	LD_PRELOAD="$(CURDIR)/build/lwsp.so $(CURDIR)/build/lwsp_native.so" valgrind -q --fair-sched=yes --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
 	  --show-leak-kinds=definite $(BUSTED)
 
@@ -143,6 +156,18 @@ wine-smoke: mingw
 	  /usr/lib/wine/wine64 build/mingw/x86_64/lua.exe tools/wine_smoke.lua '$(subst /,\,Z:$(CURDIR))' </dev/null 2>&1 \
 	  | tr -d '\r' | grep -v 'configuration\|rundll32' | tee build/wine-smoke.log
 	@grep -q '^wine smoke: memnet carried data' build/wine-smoke.log
+
+# The foreign host (spec/tools/foreign_host.c) built for Windows, run by
+# spec/26-foreign_host_spec.lua under Wine against the x86_64 lwsp.dll.
+MINGW64 = build/mingw/x86_64
+$(MINGW64)/foreign_host.exe: spec/tools/foreign_host.c src/spi.h src/spi_values.h
+	x86_64-w64-mingw32-gcc -std=gnu11 -O1 -Isrc $(WARN) -o $@ spec/tools/foreign_host.c -static -lpthread
+$(MINGW64)/foreign_host_nocomplete.exe: spec/tools/foreign_host.c src/spi.h src/spi_values.h
+	x86_64-w64-mingw32-gcc -std=gnu11 -O1 -Isrc $(WARN) -DFH_NO_COMPLETE -o $@ spec/tools/foreign_host.c -static -lpthread
+wine-foreign: mingw
+	@$(MAKE) --no-print-directory $(MINGW64)/foreign_host.exe $(MINGW64)/foreign_host_nocomplete.exe
+	WINEPREFIX=$(CURDIR)/build/wine /usr/lib/wine/wineserver -p5   # stays up between the cases' programs
+	LWSP_FOREIGN_WINE=1 $(BUSTED) spec/26-foreign_host_spec.lua
 
 # The busted suite under Wine against the x86_64 build (tools/wine-test.sh).
 wine-test: mingw

@@ -210,6 +210,8 @@ describe("bad pointers and lengths from the caller", function()
     ["setsockopt:null-optval"] = "WSAEFAULT", ["setsockopt:negative"] = "WSAEFAULT",
     ["recv:null-flags"] = "WSAEFAULT", ["recv:null-buf"] = "WSAEFAULT", ["recv:null-bufs"] = "WSAEFAULT",
     ["recv:null-count"] = "WSAEFAULT", ["recvfrom:null-fromlen"] = "WSAEFAULT",
+    ["recv:no-bufs"] = "WSAEFAULT", ["recv:zero-count"] = "WSAEINVAL", ["recvfrom:no-bufs"] = "WSAEFAULT",
+    ["send:no-bufs"] = "WSAEFAULT", ["send:zero-count"] = "WSAEINVAL",
     ["send:null-buf"] = "WSAEFAULT", ["send:null-bufs"] = "WSAEFAULT", ["send:null-sent"] = "WSAEFAULT",
     ["sendto:short-to"] = "WSAEFAULT",
     ["select:all-null"] = "WSAEINVAL", ["select:negative-timeout"] = "WSAEINVAL", ["select:too-many"] = "WSAEINVAL",

@@ -99,6 +99,42 @@ return {
     H.fails_with("WSAENOTSOCK", host.getsockname(s))
   end)
 
+  it("complete overlapped receives by event and by routine, never through WPUCompleteOverlappedRequest", function()
+    -- the host refuses IFS handles in WPUCompleteOverlappedRequest (WSAEINVAL)
+    local r = H.provider([[
+local wsp = require "wsp"
+return {
+  ifs = true,
+  socket = function(s) return 0x52000 end,
+  recv = function(s, len, flags)
+    if flags == 0 then wsp.wait({}, 0.01) end
+    return "ifs", 0
+  end,
+}
+]])
+    local s = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+    local mark = H.mark()
+    for _, flags in ipairs{0, wsp.MSG_PEEK} do   -- pending, then at once
+      local ev = host.create_event()
+      local ov = host.overlapped(ev)
+      local ok, _, code = host.wsarecv(s, 10, ov, {flags = flags})
+      assert.is_true(ok or code == wsp.WSA_IO_PENDING)
+      assert.equal(1, host.wait({ev}, false, 3000, false))
+      assert.equal(3, ov.InternalHigh)
+      assert.equal(0, ov.OffsetHigh)
+      assert.equal("ifs", ov.data)
+    end
+    host.completions()
+    local ov = host.overlapped()
+    local ok, _, code = host.wsarecv(s, 10, ov, {routine = true})
+    assert.is_true(ok or code == wsp.WSA_IO_PENDING)
+    host.sleep(1000, true)
+    local done = host.completions()
+    assert.equal(1, #done)
+    assert.equal(3, done[1].bytes)
+    assert.falsy(H.find_log(mark, "WPUCompleteOverlappedRequest failed", true))
+  end)
+
   it("refuse a handle already in use, and a socket handler that proposes none", function()
     local r = H.provider([[
 return {

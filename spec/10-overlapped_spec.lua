@@ -115,6 +115,22 @@ describe("overlapped operations", function()
     assert.is_false(host.event_state(ev))
   end)
 
+  it("end when their handler's wsp.wait times out, also after the service thread has gone idle", function()
+    -- each receive's handler waits 50 ms on a key nobody wakes; the service
+    -- thread sleeps with nothing due between them and must see each deadline
+    local w = H.provider("spec/providers/waiter.lua")
+    local s = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, w.tcp))
+    for _ = 1, 3 do
+      local ev = host.create_event()
+      local ov = host.overlapped(ev)
+      pending(host.wsarecv(s, 10, ov))
+      assert.equal(1, host.wait({ev}, false, 3000, false))
+      assert.equal("timeout", ov.data)
+      host.sleep(100, false)   -- the service thread runs out of deadlines
+      host.close_object(ev)
+    end
+  end)
+
   it("let GetOverlappedResult wait for completion", function()
     local ov = host.overlapped(host.create_event())
     pending(host.wsarecv(a, 100, ov))

@@ -385,6 +385,20 @@ return P
     H.fails_with("WSAEINTR", waiting:join(5000))
   end)
 
+  it("end a receive blocked in a Lua handler with WSAEINTR when another thread closes the socket", function()
+    -- the close handler closes the lower socket, which can wake the blocked
+    -- handler before the close is over: the close still decides its result
+    local meter = host.install_layered{script = H.root .. "/examples/meter.lua", over = native, name = "meter"}
+    finally(function() host.cleanup(); host.uninstall_lua(meter) end)
+    for _ = 1, 6 do
+      local c = pair(meter.tcp)
+      local waiting = host.spawn("recv", c, 10)
+      assert.same({nil, "timeout"}, {waiting:join(30)})
+      assert(host.close(c))
+      H.fails_with("WSAEINTR", waiting:join(5000))
+    end
+  end)
+
   it("block an application thread until the lower socket has data", function()
     local c, a = pair(two.tcp)
     local job = host.spawn("recv", c, 100)

@@ -28,6 +28,30 @@ describe("the native base provider", function()
     end
   end)
 
+  it("keeps a closed socket's handle until its aborted receive's routine has run", function()
+    local c, a = pair()
+    host.completions()
+    local ov = host.overlapped()
+    H.fails_with("WSA_IO_PENDING", host.wsarecv(a, 10, ov, {routine = true}))
+    assert(host.close(a))
+    assert.truthy(host.socket_info(a))            -- the routine is still to be delivered
+    host.sleep(1000, true)
+    local done = host.completions()
+    assert.equal(1, #done)
+    assert.equal(wsp.WSA_OPERATION_ABORTED, done[1].error)
+    H.fails_with("WSAENOTSOCK", host.socket_info(a))   -- given back after it
+    assert(host.close(c))
+  end)
+
+  it("refuses a receive or send with no buffers instead of reporting 0 bytes", function()
+    local c, a = pair()
+    assert.equal(4, host.send(c, "data"))
+    local expect = {["recv:no-bufs"] = "WSAEFAULT", ["recv:zero-count"] = "WSAEINVAL",
+                    ["recvfrom:no-bufs"] = "WSAEFAULT", ["send:no-bufs"] = "WSAEFAULT", ["send:zero-count"] = "WSAEINVAL"}
+    for probe, name in pairs(expect) do assert.equal(wsp[name], host.probe(probe, a), probe) end
+    assert.equal("data", (host.recv(a, 10)))
+  end)
+
   it("blocks a thread in recv and accept, and honours non-blocking mode", function()
     local c, a, l = pair()
     local job = host.spawn("recv", a, 10)

@@ -66,6 +66,13 @@ void *lwsp_dlopen(const char *utf8path, char *err, size_t errlen);
 void *lwsp_dlsym(void *lib, const char *name);
 void lwsp_dlclose(void *lib);
 const char *lwsp_module_path(void);           /* this module's file, UTF-8 */
+/* The function `name` exported by the module that supplied the upcall table
+ * up (where its functions lie): a provider finds ws2_32's exports there, never
+ * in itself nor by a search of the whole process.  NULL, with why, if that
+ * module exports no such name. */
+void (*lwsp_host_sym(const WSPUPCALLTABLE *up, const char *name, char *why, size_t whylen))(void);
+/* lwsp_host_sym for WPUCompleteOverlappedRequest. */
+LPWPUCOMPLETEOVERLAPPEDREQUEST lwsp_host_complete_export(const WSPUPCALLTABLE *up, char *why, size_t whylen);
 unsigned long lwsp_thread_id(void);
 unsigned long lwsp_process_id(void);
 int lwsp_path_is_absolute(const char *p);

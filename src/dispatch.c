@@ -363,15 +363,21 @@ static BOOL e_getoverlappedresult(lwsp_inst *I, SOCKET s, LPWSAOVERLAPPED ov, LP
         lwsp_cond_wait(&I->cond, &I->lock, -1);
       I->depth = 1;
     }
-    unlock_inst(I);
-    if (ov->Internal == WSS_OPERATION_IN_PROGRESS) {
-      *err = WSA_IO_INCOMPLETE;
-      CORE_END(P_getoverlappedresult, s, 1);
-      return errv;
+    /* completions write the fields under the lock: read them under it, so
+     * that a completed Internal never comes with the bytes not yet written */
+    {
+      ULONG_PTR internal = ov->Internal, got = ov->InternalHigh;
+      DWORD fl = ov->Offset, error = ov->OffsetHigh;
+      unlock_inst(I);
+      if (internal == WSS_OPERATION_IN_PROGRESS) {
+        *err = WSA_IO_INCOMPLETE;
+        CORE_END(P_getoverlappedresult, s, 1);
+        return errv;
+      }
+      *bytes = (DWORD)got;
+      *flags = fl;
+      if (error) { *err = (INT)error; CORE_END(P_getoverlappedresult, s, 1); return errv; }
     }
-    *bytes = (DWORD)ov->InternalHigh;
-    *flags = ov->Offset;
-    if (ov->OffsetHigh) { *err = (INT)ov->OffsetHigh; CORE_END(P_getoverlappedresult, s, 1); return errv; }
     CORE_END(P_getoverlappedresult, s, 0);
     return TRUE;
   }
@@ -672,11 +678,13 @@ static int recv_entry(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nbu
   rt_call c;
   rt_io io;
   size_t cap;
+  int bad;
   ERRP;
-  if (!flags || (!got && !ov) || (from && !fromlen) || !rt_check_bufs(bufs, nbufs, &cap) ||
-      !overlapped_args(ov, routine, tid)) {
-    *err = WSAEFAULT;
-    ov_failed(ov, WSAEFAULT);
+  if (!flags || (!got && !ov) || (from && !fromlen) || !overlapped_args(ov, routine, tid)) bad = WSAEFAULT;
+  else bad = rt_check_bufs(bufs, nbufs, &cap);
+  if (bad) {
+    *err = bad;
+    ov_failed(ov, bad);
     return errv;
   }
   if (!rt_begin_down(&c, I, proc, s, proc != P_recv ? 0 : ov ? 2 : 1, err)) return errv;
@@ -835,10 +843,13 @@ static int send_common(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nb
   rt_io io;
   size_t total, before = 0;
   WSABUF rest[16];
+  int bad;
   ERRP;
-  if ((!sent && !ov) || !rt_check_bufs(bufs, nbufs, &total) || !overlapped_args(ov, routine, tid)) {
-    *err = WSAEFAULT;
-    ov_failed(ov, WSAEFAULT);
+  if ((!sent && !ov) || !overlapped_args(ov, routine, tid)) bad = WSAEFAULT;
+  else bad = rt_check_bufs(bufs, nbufs, &total);
+  if (bad) {
+    *err = bad;
+    ov_failed(ov, bad);
     return errv;
   }
   if (!rt_begin_down(&c, I, proc, s, proc == P_send && !ov, err)) return errv;

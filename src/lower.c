@@ -80,10 +80,33 @@ static lua_Integer opt_int_arg(lua_State *L, int idx, lua_Integer def) {
 static SOCKET check_h(lua_State *L, int idx) { return (SOCKET)int_arg(L, idx); }
 
 /* A catalog entry: lwsp's host's when it is the one calling (its upcall
- * table), else ws2_32's own (WSCEnumProtocols). */
+ * table), else the catalog of the host that supplied the upcall table, read
+ * with the WSCEnumProtocols its module exports (ws2_32's on Windows). */
+typedef int (WSPAPI *enum_protocols_fn)(LPINT, LPWSAPROTOCOL_INFOW, LPDWORD, LPINT);
 static int catalog_info(lwsp_inst *I, DWORD id, WSAPROTOCOL_INFOW *info) {
+  void (*f)(void);
+  enum_protocols_fn fn;
+  WSAPROTOCOL_INFOW *all = NULL;
+  DWORD len = 0;
+  int n = SOCKET_ERROR, found = 0;
+  char why[600];
   if (lwsp_host_owns(&I->up)) return lwsp_host_catalog_info(id, info, NULL, 0);
-  return lwsp_wsc_catalog_info(id, info);
+  if (!(f = lwsp_host_sym(&I->up, "WSCEnumProtocols", why, sizeof why))) {
+    lwsp_log(I->name, "cannot read the host's catalog: %s", why);
+    return 0;
+  }
+  memcpy(&fn, &f, sizeof fn);
+  for (int tries = 0; tries < 4 && n == SOCKET_ERROR; tries++) {
+    INT err = 0;
+    if ((n = fn(NULL, all, &len, &err)) != SOCKET_ERROR) break;
+    free(all);
+    all = NULL;
+    if (err != WSAENOBUFS || !len || !(all = malloc(len))) break;
+  }
+  for (int i = 0; all && i < n && !found; i++)
+    if (all[i].dwCatalogEntryId == id) { *info = all[i]; found = 1; }
+  free(all);
+  return found;
 }
 
 static int load(lwsp_inst *I, lwsp_lower *low, char *why, size_t whylen) {

@@ -17,9 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdarg.h>
-#ifndef _WIN32
-#  include <dlfcn.h>
-#endif
 
 const char *const lwsp_proc_names[LWSP_NPROCS] = {
 #define N_(i, lname, sname) #lname,
@@ -72,21 +69,11 @@ static uint32_t next_gen(void) {
   return g;
 }
 
-LPWPUCOMPLETEOVERLAPPEDREQUEST lwsp_find_complete(const WSPUPCALLTABLE *up) {
-  if (lwsp_host_owns(up)) return lwsp_host_complete;
-#ifdef _WIN32
-  {
-    HMODULE ws = GetModuleHandleW(L"ws2_32.dll");
-    return ws ? (LPWPUCOMPLETEOVERLAPPEDREQUEST)(void (*)(void))GetProcAddress(ws, "WPUCompleteOverlappedRequest") : NULL;
-  }
-#else
-  {
-    void *p = dlsym(RTLD_DEFAULT, "WPUCompleteOverlappedRequest");
-    LPWPUCOMPLETEOVERLAPPEDREQUEST f;
-    memcpy(&f, &p, sizeof f);
-    return f;
-  }
-#endif
+/* lwsp's own host hands its function over directly; any other host's comes
+ * from the module that supplied the upcall table (ws2_32.dll on Windows),
+ * never from lwsp's own module, which would not know the host's handles. */
+LPWPUCOMPLETEOVERLAPPEDREQUEST lwsp_find_complete(const WSPUPCALLTABLE *up, char *why, size_t whylen) {
+  return lwsp_host_owns(up) ? lwsp_host_complete : lwsp_host_complete_export(up, why, whylen);
 }
 
 /* ---- sockets: slots with generations ------------------------------------------
@@ -578,13 +565,14 @@ int rt_push_bufs(lua_State *co, const WSABUF *b, DWORD n, size_t *total) {
 
 int rt_check_bufs(const WSABUF *b, DWORD n, size_t *total) {
   size_t t = 0;
-  if (n && !b) return 0;
+  if (!b) return WSAEFAULT;
+  if (n == 0) return WSAEINVAL;   /* no buffer: a stream receive would read as the peer's close */
   for (DWORD i = 0; i < n; i++) {
-    if (b[i].len && !b[i].buf) return 0;
+    if (b[i].len && !b[i].buf) return WSAEFAULT;
     t += b[i].len;
   }
   *total = t;
-  return 1;
+  return 0;
 }
 
 size_t rt_scatter(const WSABUF *b, DWORD n, const char *data, size_t len) {
@@ -646,6 +634,14 @@ void rt_overlapped_done(lwsp_inst *I, lwsp_sock *so, SOCKET s, LPWSAOVERLAPPED o
       so->pending--;
       lwsp_spare_give(&I->apc_spares, a);
     }
+  } else if (so->ifs) {
+    /* An IFS handle is not the host's: WPUCompleteOverlappedRequest refuses
+     * it.  Its completion signals the event itself, as the kernel does for
+     * an IFS handle's I/O (docs/api.md, "IFS providers"). */
+    WSAEVENT ev = (WSAEVENT)((uintptr_t)ov->hEvent & ~(uintptr_t)1);
+    if (ev && !I->up.lpWPUSetEvent(ev, &e))
+      lwsp_log(I->name, "IFS socket %llu: WPUSetEvent on the overlapped call's event failed (error %d)",
+               (unsigned long long)s, e);
   } else if (!I->complete || I->complete(s, ov, error, bytes, &e) != 0) {
     lwsp_log(I->name, "WPUCompleteOverlappedRequest failed (error %d)", e);
   }
@@ -732,7 +728,11 @@ static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCAL
   lwsp_guid_format(&I->id, I->name);
   I->up = *up;
   I->info = *info;
-  I->complete = lwsp_find_complete(up);
+  if (!(I->complete = lwsp_find_complete(up, err, sizeof err))) {
+    lwsp_log(I->name, "WSPStartup: the host offers no WPUCompleteOverlappedRequest: %s; "
+             "overlapped calls could not complete", err);
+    return 0;
+  }
   for (int i = 0; i < LWSP_NPROCS; i++) I->href[i] = LUA_NOREF;
   if (!lwsp_registry_get(&I->id, I->script, sizeof I->script, err, sizeof err)) {
     lwsp_log(I->name, "WSPStartup: %s", err);

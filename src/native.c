@@ -110,32 +110,6 @@ static void init_cb(void) { lwsp_mutex_init(&N.lock); lwsp_cond_init(&N.cond); }
 static void init(void) { pthread_once(&once, init_cb); }
 #endif
 
-#ifndef _WIN32
-#  include <dlfcn.h>
-#endif
-/* ws2_32 exports WPUCompleteOverlappedRequest by name; so does lwsp's host.
- * On Windows, the one that counts is the one beside the upcall table this
- * provider was given (lwsp's host under Wine, ws2_32 in a real catalog). */
-static LPWPUCOMPLETEOVERLAPPEDREQUEST find_complete(const WSPUPCALLTABLE *up) {
-  void *p = NULL;
-  LPWPUCOMPLETEOVERLAPPEDREQUEST f;
-#ifdef _WIN32
-  HMODULE mod = NULL, ws;
-  LPWPUCREATESOCKETHANDLE fn = up->lpWPUCreateSocketHandle;
-  LPCWSTR at;
-  memcpy(&at, &fn, sizeof at);
-  if (GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT, at, &mod))
-    p = (void *)(uintptr_t)GetProcAddress(mod, "WPUCompleteOverlappedRequest");
-  if (!p && (ws = GetModuleHandleW(L"ws2_32.dll")) != NULL)
-    p = (void *)(uintptr_t)GetProcAddress(ws, "WPUCompleteOverlappedRequest");
-#else
-  (void)up;
-  p = dlsym(RTLD_DEFAULT, "WPUCompleteOverlappedRequest");
-#endif
-  memcpy(&f, &p, sizeof f);
-  return f;
-}
-
 /* ---- sockets ---------------------------------------------------------------------- */
 static nsock *at(uint32_t i) { return &N.chunks[i / NCHUNK][i % NCHUNK]; }
 
@@ -301,10 +275,54 @@ static void ev_ready(nsock *so, short rev) {
 }
 
 /* ---- overlapped operations ------------------------------------------------------------ */
-typedef struct apc_ctx { LPWSAOVERLAPPED_COMPLETION_ROUTINE routine; LPWSAOVERLAPPED ov; DWORD err, bytes, flags; } apc_ctx;
+/* Completion routines not yet run, per handle (under the lock): a closed
+ * socket's handle stays registered until the last of them has been delivered
+ * (SPI.md), so the handle a routine's caller knows is never a new socket's. */
+typedef struct { SOCKET h; int apcs, closed; } nhold;
+static nhold *holds;
+static size_t nholds, holds_cap;
+static nhold *hold_of(SOCKET h) {
+  for (size_t i = 0; i < nholds; i++)
+    if (holds[i].h == h) return &holds[i];
+  return NULL;
+}
+static int hold_take(SOCKET h) {
+  nhold *hd = hold_of(h);
+  if (!hd) {
+    if (nholds == holds_cap) {
+      size_t cap = holds_cap ? holds_cap * 2 : 16;
+      nhold *n = realloc(holds, cap * sizeof *n);
+      if (!n) return 0;
+      holds = n;
+      holds_cap = cap;
+    }
+    hd = &holds[nholds++];
+    hd->h = h;
+    hd->apcs = hd->closed = 0;
+  }
+  hd->apcs++;
+  return 1;
+}
+/* WPUCloseSocketHandle now, or once the handle's last routine has run. */
+static void close_handle(SOCKET h) {
+  nhold *hd = hold_of(h);
+  INT e = 0;
+  if (hd) hd->closed = 1;
+  else N.up.lpWPUCloseSocketHandle(h, &e);
+}
+
+typedef struct apc_ctx { LPWSAOVERLAPPED_COMPLETION_ROUTINE routine; LPWSAOVERLAPPED ov; DWORD err, bytes, flags; SOCKET h; } apc_ctx;
 static void CALLBACK run_apc(DWORD_PTR p) {
   apc_ctx *a = (apc_ctx *)p;
+  nhold *hd;
   a->routine(a->err, a->bytes, a->ov, a->flags);
+  lwsp_mutex_lock(&N.lock);
+  if (a->h && (hd = hold_of(a->h)) != NULL && --hd->apcs == 0) {
+    INT e = 0;
+    if (hd->closed) N.up.lpWPUCloseSocketHandle(a->h, &e);
+    *hd = holds[--nholds];
+  }
+  lwsp_mutex_unlock(&N.lock);
   free(a);
 }
 
@@ -316,7 +334,18 @@ static void notify(SOCKET h, LPWSAOVERLAPPED ov, LPWSAOVERLAPPED_COMPLETION_ROUT
     apc_ctx *a = malloc(sizeof *a);
     if (!a) return;
     a->routine = routine; a->ov = ov; a->err = error; a->bytes = bytes; a->flags = flags;
-    if (N.up.lpWPUQueueApc(tid, run_apc, (DWORD_PTR)a, &e) != 0) { free(a); lwsp_log(WHO, "WPUQueueApc failed (%d)", e); }
+    lwsp_mutex_lock(&N.lock);
+    a->h = hold_take(h) ? h : 0;
+    if (N.up.lpWPUQueueApc(tid, run_apc, (DWORD_PTR)a, &e) != 0) {
+      nhold *hd = a->h ? hold_of(h) : NULL;
+      if (hd && --hd->apcs == 0) {
+        if (hd->closed) N.up.lpWPUCloseSocketHandle(h, &e);
+        *hd = holds[--nholds];
+      }
+      free(a);
+      lwsp_log(WHO, "WPUQueueApc failed (%d)", e);
+    }
+    lwsp_mutex_unlock(&N.lock);
   } else if (!N.complete || N.complete(h, ov, error, bytes, &e) != 0) {
     lwsp_log(WHO, "WPUCompleteOverlappedRequest failed (%d)", e);
   }
@@ -575,7 +604,6 @@ static SOCKET WSPAPI n_socket(int af, int type, int protocol, LPWSAPROTOCOL_INFO
 }
 
 static int WSPAPI n_closesocket(SOCKET s, LPINT err) {
-  INT e = 0;
   long long fd;
   int closed = 0;
   ERRP;
@@ -589,7 +617,7 @@ static int WSPAPI n_closesocket(SOCKET s, LPINT err) {
     if (op->so == so) { *pp = op->next; op_finish(op, WSA_OPERATION_ABORTED, 0, 0); }
     else pp = &op->next;
   }
-  N.up.lpWPUCloseSocketHandle(s, &e);
+  close_handle(s);
   if (so->busy) {
     __atomic_store_n(&so->dead, closed ? 2 : 1, __ATOMIC_RELEASE);   /* 2: fd is closed already */
     so->h = 0;                          /* no handle finds it now */
@@ -700,7 +728,8 @@ static int send_entry(SOCKET s, LPWSABUF b, DWORD nb, LPDWORD sent, DWORD flags,
   int nonblocking, evs;
   long long fd;
   ERRP;
-  if ((!sent && !ov) || (nb && !b)) return fail(err, WSAEFAULT);
+  if ((!sent && !ov) || !b) return fail(err, WSAEFAULT);
+  if (nb == 0) return fail(err, WSAEINVAL);   /* as lwsp's runtime (docs/api.md) */
   LOCKED_SOCK(s);
 #ifdef _WIN32
   if (ov) return os_overlapped(so, OP_SEND, b, nb, sent, NULL, flags, to, tolen, NULL, NULL, ov, routine, tid, err);
@@ -747,7 +776,8 @@ static int recv_entry(SOCKET s, LPWSABUF b, DWORD nb, LPDWORD got, LPDWORD flags
   int nonblocking;
   long long fd;
   ERRP;
-  if (!flags || (!got && !ov) || (nb && !b) || (from && !fromlen)) return fail(err, WSAEFAULT);
+  if (!flags || (!got && !ov) || !b || (from && !fromlen)) return fail(err, WSAEFAULT);
+  if (nb == 0) return fail(err, WSAEINVAL);   /* 0 bytes would read as the peer's close */
   fl = *flags;
   LOCKED_SOCK(s);
   so->ev_enabled |= (*flags & MSG_OOB) ? FD_OOB : FD_READ;
@@ -1062,6 +1092,7 @@ static const WSPPROC_TABLE procs = {
 LWSP_EXPORT int WSPAPI WSPStartup(WORD ver, LPWSPDATA data, LPWSAPROTOCOL_INFOW pi, WSPUPCALLTABLE up,
                                   LPWSPPROC_TABLE table) {
   static const char desc[] = "lwsp native base provider (TCP/UDP over the OS's sockets)";
+  char why[600];
   size_t k;
   init();
   if (!data || !pi || !table) return WSAEFAULT;
@@ -1070,8 +1101,14 @@ LWSP_EXPORT int WSPAPI WSPStartup(WORD ver, LPWSPDATA data, LPWSAPROTOCOL_INFOW 
   if (N.startups++ == 0) {
     N.up = up;
     N.info = *pi;
-    N.complete = find_complete(&up);
-    if (!N.complete) lwsp_log(WHO, "WSPStartup: no WPUCompleteOverlappedRequest in this process: overlapped calls without a routine cannot complete");
+    /* ws2_32 exports it by name, and so does every host: the one that counts
+     * is in the module that supplied the upcall table */
+    if (!(N.complete = lwsp_host_complete_export(&up, why, sizeof why))) {
+      N.startups = 0;
+      UNLOCK();
+      lwsp_log(WHO, "WSPStartup: the host offers no WPUCompleteOverlappedRequest: %s; overlapped calls could not complete", why);
+      return WSAEPROVIDERFAILEDINIT;
+    }
     N.stop = 0;
 #ifdef _WIN32
     N.cstop = 0;

@@ -99,7 +99,11 @@ void rt_wait_on(lwsp_inst *I, rt_op *op, lua_State *co) {
   lua_rawseti(co, -2, (lua_Integer)lua_rawlen(co, -2) + 1);
   lua_pop(co, 2);
   op->key_ref = luaL_ref(co, LUA_REGISTRYINDEX);    /* pops key */
-  if (op->deadline && !op->blocking && !I->service) rt_service_start(I);
+  /* the service thread may be asleep with nothing due: it must see this deadline */
+  if (op->deadline && !op->blocking) {
+    rt_service_start(I);
+    lwsp_cond_broadcast(&I->cond);
+  }
 }
 
 /* Wakes every handler waiting on the key at idx of L (under the lock). */
@@ -221,6 +225,9 @@ int rt_block(rt_call *c, LPINT err) {
   }
   I->depth = depth;
   block_end(I, &op, outer);
+  /* woken while another thread closes the socket (its closesocket handler
+   * has not returned, so the abort has not come yet): the close ends it */
+  if (c->so && c->proc != P_closesocket && (c->so->closing || c->so->close_running)) op.aborted = 1;
   if (op.cancelled || op.aborted) {
     kill_co(I, c->co);
     c->broken = 1;

@@ -119,6 +119,28 @@ const char *lwsp_module_path(void) {
   path[lwsp_utf16_to_utf8((const WCHAR *)w, n, path, sizeof path - 1)] = 0;
   return path;
 }
+void (*lwsp_host_sym(const WSPUPCALLTABLE *up, const char *name, char *why, size_t whylen))(void) {
+  LPWPUCREATESOCKETHANDLE at = up->lpWPUCreateSocketHandle;
+  HMODULE mod = NULL;
+  FARPROC p;
+  void (*f)(void);
+  LPCWSTR addr;
+  memcpy(&addr, &at, sizeof addr);
+  if (!GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT, addr, &mod)) {
+    snprintf(why, whylen, "the upcall table's functions lie in no loaded module (error %lu)", (unsigned long)GetLastError());
+    return NULL;
+  }
+  if (!(p = GetProcAddress(mod, name))) {
+    WCHAR w[MAX_PATH];
+    char u[MAX_PATH * 3];
+    DWORD n = GetModuleFileNameW(mod, w, MAX_PATH);
+    u[lwsp_utf16_to_utf8((const WCHAR *)w, n < MAX_PATH ? n : 0, u, sizeof u - 1)] = 0;
+    snprintf(why, whylen, "%s, which supplied the upcall table, exports no %s", u[0] ? u : "the module", name);
+    return NULL;
+  }
+  memcpy(&f, &p, sizeof f);
+  return f;
+}
 unsigned long lwsp_thread_id(void) { return GetCurrentThreadId(); }
 unsigned long lwsp_process_id(void) { return GetCurrentProcessId(); }
 int lwsp_path_is_absolute(const char *p) {
@@ -282,6 +304,33 @@ const char *lwsp_module_path(void) {
   if (!realpath(info.dli_fname, path)) snprintf(path, sizeof path, "%s", info.dli_fname);
   return path;
 }
+void (*lwsp_host_sym(const WSPUPCALLTABLE *up, const char *name, char *why, size_t whylen))(void) {
+  LPWPUCREATESOCKETHANDLE at = up->lpWPUCreateSocketHandle;
+  Dl_info mod, got;
+  void *a, *h, *p = NULL;
+  void (*f)(void);
+  memcpy(&a, &at, sizeof a);
+  if (!dladdr(a, &mod) || !mod.dli_fbase) {
+    snprintf(why, whylen, "the upcall table's functions lie in no loaded module");
+    return NULL;
+  }
+  /* a shared library by its name; the main program as dlopen(NULL) */
+  if (!(h = mod.dli_fname ? dlopen(mod.dli_fname, RTLD_LAZY | RTLD_NOLOAD) : NULL)) h = dlopen(NULL, RTLD_LAZY);
+  if (h) {
+    p = dlsym(h, name);
+    dlclose(h);
+  }
+  /* a handle's lookup also searches what that module depends on (and, for
+   * the main program, every global library): only the module's own counts */
+  if (p && (!dladdr(p, &got) || got.dli_fbase != mod.dli_fbase)) p = NULL;
+  if (!p) {
+    snprintf(why, whylen, "%s, which supplied the upcall table, exports no %s",
+             mod.dli_fname && mod.dli_fname[0] ? mod.dli_fname : "the main program", name);
+    return NULL;
+  }
+  memcpy(&f, &p, sizeof f);
+  return f;
+}
 unsigned long lwsp_thread_id(void) { return (unsigned long)syscall(SYS_gettid); }
 unsigned long lwsp_process_id(void) { return (unsigned long)getpid(); }
 int lwsp_path_is_absolute(const char *p) { return p[0] == '/'; }
@@ -410,4 +459,11 @@ int lwsp_expand_env(const char *in, char *out, size_t outlen) {
   }
   out[o] = 0;
   return 1;
+}
+
+LPWPUCOMPLETEOVERLAPPEDREQUEST lwsp_host_complete_export(const WSPUPCALLTABLE *up, char *why, size_t whylen) {
+  void (*f)(void) = lwsp_host_sym(up, "WPUCompleteOverlappedRequest", why, whylen);
+  LPWPUCOMPLETEOVERLAPPEDREQUEST complete;
+  memcpy(&complete, &f, sizeof complete);
+  return complete;
 }

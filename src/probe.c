@@ -64,6 +64,11 @@ static int probe(lua_State *L) {
   else if (IS("recv:null-flags")) rc = t->lpWSPRecv(s, &wb, 1, &n, NULL, NULL, NULL, NULL, &err);
   else if (IS("recv:null-buf")) rc = t->lpWSPRecv(s, &nullbuf, 1, &n, &flags, NULL, NULL, NULL, &err);
   else if (IS("recv:null-bufs")) rc = t->lpWSPRecv(s, NULL, 1, &n, &flags, NULL, NULL, NULL, &err);
+  else if (IS("recv:no-bufs")) rc = t->lpWSPRecv(s, NULL, 0, &n, &flags, NULL, NULL, NULL, &err);
+  else if (IS("recv:zero-count")) rc = t->lpWSPRecv(s, &wb, 0, &n, &flags, NULL, NULL, NULL, &err);
+  else if (IS("recvfrom:no-bufs")) { len = sizeof ss; rc = t->lpWSPRecvFrom(s, NULL, 0, &n, &flags, (struct sockaddr *)&ss, &len, NULL, NULL, NULL, &err); }
+  else if (IS("send:no-bufs")) rc = t->lpWSPSend(s, NULL, 0, &n, 0, NULL, NULL, NULL, &err);
+  else if (IS("send:zero-count")) rc = t->lpWSPSend(s, &wb, 0, &n, 0, NULL, NULL, NULL, &err);
   else if (IS("recv:null-count")) rc = t->lpWSPRecv(s, &wb, 1, NULL, &flags, NULL, NULL, NULL, &err);
   else if (IS("recvfrom:null-fromlen")) rc = t->lpWSPRecvFrom(s, &wb, 1, &n, &flags, (struct sockaddr *)&ss, NULL, NULL, NULL, NULL, &err);
   else if (IS("recvfrom:short-fromlen")) { len = 4; rc = t->lpWSPRecvFrom(s, &wb, 1, &n, &flags, (struct sockaddr *)&ss, &len, NULL, NULL, NULL, &err); }

@@ -121,8 +121,9 @@ typedef struct lwsp_inst {
 } lwsp_inst;
 
 lwsp_inst *lwsp_inst_of(lua_State *L);  /* NULL outside a provider state */
-/* Resolves WPUCompleteOverlappedRequest for a host whose upcall table is up. */
-LPWPUCOMPLETEOVERLAPPEDREQUEST lwsp_find_complete(const WSPUPCALLTABLE *up);
+/* Resolves WPUCompleteOverlappedRequest for the host whose upcall table is
+ * up, from that host's module; NULL (with why) if it offers none. */
+LPWPUCOMPLETEOVERLAPPEDREQUEST lwsp_find_complete(const WSPUPCALLTABLE *up, char *why, size_t whylen);
 
 
 /* One entry into a provider (lwsp.c): rt_begin() takes the instance lock,
@@ -262,6 +263,8 @@ int rt_finish_ok(rt_call *c, LPINT err);
 int rt_push_addr_arg(rt_call *c, const struct sockaddr *sa, int len);
 int rt_put_addr(rt_call *c, int idx, struct sockaddr *name, LPINT namelen, LPINT err);
 int rt_push_bufs(lua_State *co, const WSABUF *b, DWORD n, size_t *total);
+/* A caller's WSABUF array: 0 (and the total length), WSAEFAULT for a NULL
+ * array or a NULL buffer of nonzero length, WSAEINVAL for no buffers. */
 int rt_check_bufs(const WSABUF *b, DWORD n, size_t *total);
 size_t rt_scatter(const WSABUF *b, DWORD n, const char *data, size_t len);
 void rt_push_wsabuf(lua_State *co, const WSABUF *b);

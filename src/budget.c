@@ -93,9 +93,15 @@ static void budget_hook(lua_State *co, lua_Debug *ar) {
 /* The coroutine the run has switched to gets the hook at once if the run is
  * long already (or condemned). */
 static void rearm(lwsp_inst *I, lua_State *co) {
+  int want;
   if (!co) return;
-  if (I->wd_condemned) arm(co, 1);
-  else if (__atomic_load_n(&I->wd_hooked, __ATOMIC_SEQ_CST) == __atomic_load_n(&I->wd_seq, __ATOMIC_RELAXED)) arm(co, 0);
+  want = I->wd_condemned ? 1
+       : __atomic_load_n(&I->wd_hooked, __ATOMIC_SEQ_CST) == __atomic_load_n(&I->wd_seq, __ATOMIC_RELAXED) ? BUDGET_STEP
+       : 0;
+  if (!want) rt_budget_disarm(co);
+  /* a hook already right keeps its count: re-arming would restart it, and a
+   * run that switches coroutines often would never reach its next hook call */
+  else if (lua_gethook(co) != budget_hook || lua_gethookcount(co) != want) arm(co, want == 1);
 }
 
 void rt_budget_disarm(lua_State *L) {
@@ -107,10 +113,10 @@ const char *rt_budget_message(void) { return budget_msg; }
 
 rt_run_mark rt_budget_enter(lwsp_inst *I, lua_State *co) {
   rt_run_mark m = {tls_inst, tls_co};
-  rt_budget_disarm(co);   /* armed in an earlier run */
   tls_inst = I;
   tls_co = co;
   if (m.inst != I) {      /* a new run */
+    rt_budget_disarm(co);   /* armed in an earlier run */
     uint32_t id = ++I->wd_ids;
     if (!id) id = ++I->wd_ids;
     I->wd_condemned = 0;

@@ -400,6 +400,15 @@ static void kill(rt_call *c, int condemned) {
   c->broken = 1;
 }
 
+/* A handler's error as a Winsock error: running out of memory (a memory
+ * error, or the "not enough memory" that Lua's buffers raise as an ordinary
+ * error) is WSAENOBUFS, anything else WSAENETDOWN.  The error is at -1. */
+int rt_error_code(lua_State *co, int st) {
+  if (st == LUA_ERRMEM) return WSAENOBUFS;
+  if (lua_type(co, -1) == LUA_TSTRING && strcmp(lua_tostring(co, -1), "not enough memory") == 0) return WSAENOBUFS;
+  return WSAENETDOWN;
+}
+
 /* The text of an error value, without running any of its metamethods. */
 const char *rt_error_text(lua_State *L, int idx) {
   switch (lua_type(L, idx)) {
@@ -486,8 +495,9 @@ int rt_run(rt_call *c, LPINT err) {
     lwsp_log(c->I->name, "handler '%s' (%s) raised an error: %s", lwsp_proc_names[c->proc], lwsp_spi_names[c->proc],
              lua_tostring(c->I->L, -1));
     lua_pop(c->I->L, 1);
+    st = rt_error_code(co, st);
     kill(c, condemned);
-    rt_fail(c, err, st == LUA_ERRMEM ? WSAENOBUFS : WSAENETDOWN);
+    rt_fail(c, err, st);
     return RT_FAILED;
   }
 }
@@ -1188,6 +1198,24 @@ LWSP_EXPORT int luaopen_lwsp(lua_State *L) {
     lwsp_push_protocol_info(L, &I->info); lua_setfield(L, -2, "info");
     lua_pushstring(L, I->script); lua_setfield(L, -2, "script");
     lua_setfield(L, -2, "provider");
+  }
+  {
+    /* the sub-tables under their own names in package.loaded: an argument
+     * error raised in one of their functions called from C (pcall, a
+     * handler) names it ('lwsp.host.socket'), where Lua's search of the
+     * loaded modules, two levels deep, would say '?' */
+    static const char *const subs[] = {"host", "registry", "upcall", "trace", "wsc", "lower_methods", NULL};
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    for (const char *const *k = subs; *k; k++) {
+      if (lua_getfield(L, -2, *k) == LUA_TTABLE) {
+        lua_pushfstring(L, "lwsp.%s", *k);
+        lua_insert(L, -2);
+        lua_rawset(L, -3);
+      } else {
+        lua_pop(L, 1);
+      }
+    }
+    lua_pop(L, 1);
   }
   return 1;
 }

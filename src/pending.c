@@ -476,7 +476,7 @@ static void op_resume(lwsp_inst *I, rt_op *op) {
     lwsp_log(I->name, "handler '%s' (%s) raised an error: %s", lwsp_proc_names[op->proc], lwsp_spi_names[op->proc],
              lua_tostring(I->L, -1));
     lua_pop(I->L, 1);
-    e = st == LUA_ERRMEM ? WSAENOBUFS : WSAENETDOWN;
+    e = rt_error_code(co, st);
   }
   lua_settop(co, 0);
   op_complete(I, op, e, bytes, flags);

@@ -264,6 +264,7 @@ void rt_budget_close(lwsp_inst *I, lua_State *co, int condemned);
 int rt_budget_condemned(lwsp_inst *I);          /* the running run is condemned */
 const char *rt_budget_message(void);            /* the budget's error */
 const char *rt_error_text(lua_State *L, int idx); /* an error value as text; no metamethod runs (lwsp.c) */
+int rt_error_code(lua_State *co, int st);         /* a failed run's Winsock error: WSAENOBUFS or WSAENETDOWN */
 void rt_budget_bind(lua_State *L, lwsp_inst *I); /* the state's threads know their instance */
 /* match.c: string.find, match, gmatch and gsub with a bound on their work */
 void rt_match_open(lua_State *L, lwsp_inst *I);

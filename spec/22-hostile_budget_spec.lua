@@ -89,6 +89,12 @@ W["host-process"] = function()
     and io.read == nil and io.input == nil and io.stdin == nil) and 1 or 0
 end
 W["stdin-lines"] = function() for _ in io.lines() do end end
+W["loadlib"] = function() return package.loadlib == nil and 1 or 0 end
+W["move-nils"] = function() table.move({}, 1, math.maxinteger - 1, 1) end
+W["move-some"] = function()
+  local t = table.move({1, 2, 3}, 1, 3, 2)
+  return (t[1] == 1 and t[2] == 1 and t[3] == 2 and t[4] == 3) and 1 or 0
+end
 -- a coroutine the budget stopped keeps its to-be-closed variable unrun
 W["stop-closer"] = function()
   CLOSER = coroutine.create(function() local x <close> = setmetatable({}, {__close = spin}); spin() end)
@@ -255,6 +261,10 @@ describe("#hostile a provider that fights its budget", function()
     it("a __tostring that spins is stopped", function() stopped("tostring-spin") end)
     it("an __index that spins is stopped", function() stopped("index-spin") end)
     it("load with a reader that never ends is stopped", function() stopped("load-endless-reader") end)
+    it("table.move of more elements than the budget is refused", function()
+      stopped("move-nils", nil, "table.move of more elements than the instruction budget")
+      assert.equal(1, host.send(socket(), "move-some"))
+    end)
   end)
 
   describe("memory", function()
@@ -272,6 +282,10 @@ describe("#hostile a provider that fights its budget", function()
   describe("the host process", function()
     it("os.exit, os.execute, os.setlocale, io.popen and standard input are not there", function()
       assert.equal(1, host.send(socket(), "host-process"))
+      serving()
+    end)
+    it("package.loadlib is not there", function()
+      assert.equal(1, host.send(socket(), "loadlib"))
       serving()
     end)
     it("io.lines needs a file name", function() stopped("stdin-lines", nil, "bad argument #1 to 'lines'") end)

@@ -482,6 +482,19 @@ static int io_lines(lua_State *L) {
   return lua_gettop(L);
 }
 
+/* table.move: Lua's, but no more elements than the budget in one call (it
+ * moves nils into an empty table as fast as anything: no memory, no hook) */
+static int tab_move(lua_State *L) {
+  lwsp_inst *I = inst_at(L);
+  lua_Integer f = luaL_checkinteger(L, 2), e = luaL_checkinteger(L, 3);
+  if (I && I->budget > 0 && e >= f && (lua_Unsigned)e - (lua_Unsigned)f >= (lua_Unsigned)I->budget)
+    return luaL_error(L, "table.move of more elements than the instruction budget (see 'budget' in docs/api.md)");
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
 static void wrap_field(lua_State *L, const char *lib, const char *name, lua_CFunction f) {
   if (lib && lua_getglobal(L, lib) != LUA_TTABLE) { lua_pop(L, 1); return; }
   if (!lib) lua_pushglobaltable(L);
@@ -506,6 +519,9 @@ void rt_budget_open(lua_State *L, lwsp_inst *I) {
    * console; os.setlocale changes the host process for every thread */
   static const char *const os_out[] = {"exit", "execute", "setlocale", NULL};
   static const char *const io_out[] = {"popen", "read", "input", "stdin", NULL};
+  /* package.loadlib calls any symbol of any library as a Lua function
+   * (require's C searchers still load luaopen_ functions from package.cpath) */
+  static const char *const package_out[] = {"loadlib", NULL};
   /* debug: only what reads; the rest reaches the hook, the registry, other
    * functions' locals and upvalues, or metatables lwsp relies on */
   static const char *const debug_out[] = {"debug", "sethook", "setlocal", "setupvalue", "upvaluejoin",
@@ -538,8 +554,10 @@ void rt_budget_open(lua_State *L, lwsp_inst *I) {
   lua_pushcfunction(L, get_mt);
   lua_setglobal(L, "getmetatable");
   wrap_field(L, "io", "lines", io_lines);
+  wrap_field(L, "table", "move", tab_move);
   drop_fields(L, "os", os_out);
   drop_fields(L, "io", io_out);
   drop_fields(L, "debug", debug_out);
+  drop_fields(L, "package", package_out);
   rt_match_open(L, I);
 }

@@ -89,6 +89,18 @@ W["host-process"] = function()
     and io.read == nil and io.input == nil and io.stdin == nil) and 1 or 0
 end
 W["stdin-lines"] = function() for _ in io.lines() do end end
+W["binary-chunks"] = function()
+  local bin = string.dump(function() return 1 end)
+  local f, err = load(bin, "x", "b")
+  local path = os.tmpname()
+  local fh = io.open(path, "wb") fh:write(bin) fh:close()
+  local g, err2 = loadfile(path, "b")
+  local ok3, err3 = pcall(dofile, path)
+  os.remove(path)
+  local text = load("return 41 + 1")
+  return (f == nil and err:find("binary chunk", 1, true) and g == nil and err2:find("binary chunk", 1, true)
+    and not ok3 and err3:find("binary chunk", 1, true) and text() == 42) and 1 or 0
+end
 W["loadlib"] = function() return package.loadlib == nil and 1 or 0 end
 W["move-nils"] = function() table.move({}, 1, math.maxinteger - 1, 1) end
 W["move-some"] = function()
@@ -282,6 +294,10 @@ describe("#hostile a provider that fights its budget", function()
   describe("the host process", function()
     it("os.exit, os.execute, os.setlocale, io.popen and standard input are not there", function()
       assert.equal(1, host.send(socket(), "host-process"))
+      serving()
+    end)
+    it("load, loadfile and dofile take text only", function()
+      assert.equal(1, host.send(socket(), "binary-chunks"))
       serving()
     end)
     it("package.loadlib is not there", function()

@@ -495,6 +495,44 @@ static int tab_move(lua_State *L) {
   return lua_gettop(L);
 }
 
+/* load and loadfile: Lua's, text only (Lua does not check binary chunks:
+ * a forged one can corrupt memory); dofile likewise */
+static int text_load(lua_State *L) {
+  int nargs = lua_gettop(L) < 3 ? 3 : lua_gettop(L);
+  lua_settop(L, nargs);
+  lua_pushliteral(L, "t");
+  lua_replace(L, 3);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, nargs, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+static int text_loadfile(lua_State *L) {
+  int nargs = lua_gettop(L) < 2 ? 2 : lua_gettop(L);
+  lua_settop(L, nargs);
+  lua_pushliteral(L, "t");
+  lua_replace(L, 2);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, nargs, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+static int dofile_k(lua_State *L, int st, lua_KContext ctx) {
+  (void)st; (void)ctx;
+  return lua_gettop(L) - 1;
+}
+
+static int text_dofile(lua_State *L) {
+  const char *name = luaL_optstring(L, 1, NULL);
+  if (!name) return luaL_argerror(L, 1, "a file name (standard input is not a provider's)");
+  lua_settop(L, 1);
+  if (luaL_loadfilex(L, name, "t") != LUA_OK) return lua_error(L);
+  lua_callk(L, 0, LUA_MULTRET, 0, dofile_k);
+  return dofile_k(L, LUA_OK, 0);
+}
+
 static void wrap_field(lua_State *L, const char *lib, const char *name, lua_CFunction f) {
   if (lib && lua_getglobal(L, lib) != LUA_TTABLE) { lua_pop(L, 1); return; }
   if (!lib) lua_pushglobaltable(L);
@@ -555,6 +593,10 @@ void rt_budget_open(lua_State *L, lwsp_inst *I) {
   lua_setglobal(L, "getmetatable");
   wrap_field(L, "io", "lines", io_lines);
   wrap_field(L, "table", "move", tab_move);
+  wrap_field(L, NULL, "load", text_load);
+  wrap_field(L, NULL, "loadfile", text_loadfile);
+  lua_pushcfunction(L, text_dofile);
+  lua_setglobal(L, "dofile");
   drop_fields(L, "os", os_out);
   drop_fields(L, "io", io_out);
   drop_fields(L, "debug", debug_out);

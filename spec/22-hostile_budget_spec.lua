@@ -120,6 +120,11 @@ end
 W["timer-spin"] = function() lwsp.after(0, function() while true do pcall(spin) end end) return 1 end
 W["timer-churn"] = function() lwsp.after(0, function() while true do coroutine.wrap(function() end)() end end) return 1 end
 W["timer-table-error"] = function() lwsp.after(0, function() error({}) end) return 1 end
+W["timer-late"] = function()
+  lwsp.after(0, function() local t0 = os.clock() while os.clock() - t0 < 0.2 do end end)
+  lwsp.after(0.02, function() lwsp.log("the late timer ran", "LATE") end)
+  return 1
+end
 W["timer-xpcall"] = function() lwsp.after(0, function() xpcall(spin, spin) end) return 1 end
 W["apc-spin"] = function()
   assert(up.queue_apc(up.open_current_thread(), function() while true do pcall(spin) end end))
@@ -334,6 +339,12 @@ describe("#hostile a provider that fights its budget", function()
       assert.truthy(await_log(mark, "timer raised an error"))
       serving()
     end)
+    it("a timer due while an earlier one runs long still runs", function()
+      local mark = H.mark()
+      assert.equal(1, host.send(socket(), "timer-late"))
+      assert.truthy(await_log(mark, "the late timer ran"))
+      serving()
+    end)
     it("a timer's xpcall with a spinning message handler is stopped", function()
       local mark = H.mark()
       assert.equal(1, host.send(socket(), "timer-xpcall"))
@@ -397,6 +408,7 @@ describe("#hostile a provider that fights its budget", function()
       assert.truthy(H.find_log(mark, "warning: four", true))
       assert.is_nil(H.find_log(mark, "hidden", true))
       assert.is_nil(H.find_log(mark, "warning: one $", false))
+      serving()
     end)
     it("an argument error names the function, also when called through pcall", function()
       local mark = H.mark()
@@ -404,6 +416,7 @@ describe("#hostile a provider that fights its budget", function()
       assert.truthy(H.find_log(mark, "bad argument #1 to 'lwsp.upcall.set_event'", true))
       local _, msg = pcall(host.socket, "tcp")
       assert.matches("bad argument #1 to 'lwsp.host.socket'", msg, 1, true)
+      serving()
     end)
   end)
 end)
@@ -540,6 +553,7 @@ return {
     for i, c in ipairs(CASES) do
       assert.equal(outcome(c), got[i], ("case %d: string.%s(%q, %q)"):format(i, c[1], c[2], c[3]))
     end
+    assert.equal(1, host.send(assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp)), "again"))
     H.reset()
   end)
 end)

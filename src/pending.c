@@ -608,7 +608,12 @@ static void service_main(void *arg) {
     I->depth = 1;
     run_due(I, now, &next_due);
     rt_pump(I);
-    if (next_due) ms = (long)((next_due - lwsp_now()) * 1000) + 1;
+    if (next_due) {
+      /* a timer already late (the timers before it ran long) waits 1 ms,
+       * not for ever, and the lock is released in between */
+      ms = (long)((next_due - lwsp_now()) * 1000) + 1;
+      if (ms < 1) ms = 1;
+    }
     /* lower sockets handlers wait for: the poll is the wait */
     if (I->lowers && rt_lower_poll(I, ms)) {
       rt_pump(I);

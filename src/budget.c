@@ -386,15 +386,13 @@ static int co_close(lua_State *L) {
     lua_pushstring(L, budget_msg);
     return 2;
   }
-  if (co == L || (lua_status(co) == LUA_OK && lua_gettop(co) == 0 && co != L)) {
-    /* running, normal, or dead without error: Lua's own answer */
-    lua_pushvalue(L, lua_upvalueindex(2));
-    lua_pushvalue(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_pushvalue(L, 1);
+  if (lua_status(co) == LUA_OK) {   /* nothing to close: Lua's own answer (or error) */
     lua_call(L, 1, LUA_MULTRET);
     return lua_gettop(L) - 1;
   }
-  lua_pushvalue(L, lua_upvalueindex(2));
-  lua_pushvalue(L, 1);
+  /* suspended, or dead of an error: its variables run with co as the running coroutine */
   m = rt_budget_enter(I, co);
   st = lua_pcall(L, 1, LUA_MULTRET, 0);
   rt_budget_leave(I, m);

@@ -119,10 +119,10 @@ rt_run_mark rt_budget_enter(lwsp_inst *I, lua_State *co) {
     rt_budget_disarm(co);   /* armed in an earlier run */
     uint32_t id = ++I->wd_ids;
     if (!id) id = ++I->wd_ids;
-    I->wd_condemned = 0;
-    __atomic_store_n(&I->wd_co, co, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&I->wd_seq, id, __ATOMIC_SEQ_CST);
-  } else {                /* within the run */
+    I->wd_condemned = 0;   /* (a new run is not armed: release stores are enough, as on every call) */
+    __atomic_store_n(&I->wd_co, co, __ATOMIC_RELEASE);
+    __atomic_store_n(&I->wd_seq, id, __ATOMIC_RELEASE);
+  } else {                /* within the run: the switch and the watchdog's arming meet (wd_hooked) */
     __atomic_store_n(&I->wd_co, co, __ATOMIC_SEQ_CST);
     rearm(I, co);
   }
@@ -135,8 +135,8 @@ int rt_budget_leave(lwsp_inst *I, rt_run_mark m) {
     __atomic_store_n(&I->wd_co, m.co, __ATOMIC_SEQ_CST);
     rearm(I, m.co);
   } else {
-    __atomic_store_n(&I->wd_seq, 0, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&I->wd_co, NULL, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&I->wd_seq, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&I->wd_co, NULL, __ATOMIC_RELEASE);
   }
   tls_inst = m.inst;
   tls_co = m.co;
@@ -147,17 +147,16 @@ int rt_budget_leave(lwsp_inst *I, rt_run_mark m) {
  * their own runs meanwhile, so this one's state is kept aside. */
 rt_budget_saved rt_budget_release(lwsp_inst *I) {
   rt_budget_saved s;
-  memset(&s, 0, sizeof s);
-  if (tls_inst != I) return s;
+  if (tls_inst != I) { s.mine = 0; return s; }
   s.mine = 1;
   s.seq = __atomic_load_n(&I->wd_seq, __ATOMIC_RELAXED);
   s.co = tls_co;
   s.left = __atomic_load_n(&I->wd_left, __ATOMIC_RELAXED);
-  s.armed = __atomic_load_n(&I->wd_hooked, __ATOMIC_SEQ_CST) == s.seq;
+  s.armed = __atomic_load_n(&I->wd_hooked, __ATOMIC_ACQUIRE) == s.seq;
   s.condemned = I->wd_condemned;
   s.limited = I->limited;
-  __atomic_store_n(&I->wd_seq, 0, __ATOMIC_SEQ_CST);
-  __atomic_store_n(&I->wd_co, NULL, __ATOMIC_SEQ_CST);
+  __atomic_store_n(&I->wd_seq, 0, __ATOMIC_RELEASE);
+  __atomic_store_n(&I->wd_co, NULL, __ATOMIC_RELEASE);
   return s;
 }
 
@@ -165,13 +164,13 @@ void rt_budget_relocked(lwsp_inst *I, rt_budget_saved s) {
   if (!s.mine) return;
   I->wd_condemned = s.condemned;
   I->limited = s.limited;
-  if (s.armed) {
+  __atomic_store_n(&I->wd_co, s.co, __ATOMIC_RELEASE);
+  __atomic_store_n(&I->wd_seq, s.seq, __ATOMIC_RELEASE);
+  if (s.armed) {   /* (a run not armed yet keeps its coroutine as it is: unhooked, or armed by the watchdog just now) */
     __atomic_store_n(&I->wd_left, s.left, __ATOMIC_RELAXED);
     __atomic_store_n(&I->wd_hooked, s.seq, __ATOMIC_SEQ_CST);
   }
-  __atomic_store_n(&I->wd_co, s.co, __ATOMIC_SEQ_CST);
-  __atomic_store_n(&I->wd_seq, s.seq, __ATOMIC_SEQ_CST);
-  rearm(I, s.co);
+  if (s.armed || s.condemned) rearm(I, s.co);
 }
 
 void rt_budget_forget(lwsp_inst *I, lua_State *co) {

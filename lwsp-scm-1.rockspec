@@ -22,7 +22,7 @@ build = {
   modules = {
     lwsp = {
       sources = {
-        "src/lwsp.c", "src/budget.c", "src/dispatch.c", "src/upcalls.c", "src/common.c", "src/platform.c",
+        "src/lwsp.c", "src/budget.c", "src/match.c", "src/dispatch.c", "src/upcalls.c", "src/common.c", "src/platform.c",
         "src/host.c", "src/hostapi.c", "src/hostobj.c", "src/hostk.c", "src/probe.c", "src/view.c", "src/pending.c", "src/hostio.c", "src/events.c", "src/lower.c", "src/hostbench.c", "src/fault.c", "src/trace.c", "src/wsc.c",
       },
       incdirs = {"src"},
@@ -46,7 +46,7 @@ build = {
       modules = {
         lwsp = {
           sources = {
-            "src/lwsp.c", "src/budget.c", "src/dispatch.c", "src/upcalls.c", "src/common.c", "src/platform.c",
+            "src/lwsp.c", "src/budget.c", "src/match.c", "src/dispatch.c", "src/upcalls.c", "src/common.c", "src/platform.c",
             "src/host.c", "src/hostapi.c", "src/hostobj.c", "src/hostk.c", "src/probe.c", "src/view.c", "src/pending.c", "src/hostio.c", "src/events.c", "src/lower.c", "src/hostbench.c", "src/fault.c", "src/trace.c", "src/wsc.c",
           },
           incdirs = {"src"},

@@ -152,6 +152,10 @@ const char *lwsp_error_text(int code);
 /* Addresses: {family=, address=, port=[, flowinfo=, scope_id=]} or {family=, data=} */
 int lwsp_push_sockaddr(lua_State *L, const struct sockaddr *sa, int len);
 int lwsp_to_sockaddr(lua_State *L, int idx, SOCKADDR_STORAGE *ss, int *len);
+/* Pushes t[k] read raw (no metamethod runs; nil when idx is not a table) and
+ * returns its type.  What lwsp reads from a handler's results is read this
+ * way: it runs outside any protected call and any budget. */
+int lwsp_rawfield(lua_State *L, int idx, const char *k);
 /* What a completed overlapped operation leaves in its WSAOVERLAPPED (SPI.md):
  * status, bytes and flags, before anyone is notified. */
 static inline void lwsp_ov_done(LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, DWORD flags) {

@@ -49,12 +49,13 @@ typedef struct { unsigned long long tag; lwsp_lower *low; } lower_ud;
 /* Calls down with every hold of the provider lock released. */
 #define DOWN(I, stmt) do { \
     int d_ = (I)->depth; \
+    rt_budget_saved b_ = rt_budget_release(I); \
     (I)->depth = 0; \
     for (int k_ = 0; k_ < d_; k_++) { lwsp_mutex_unlock(&(I)->lock); } \
     stmt; \
     for (int k_ = 0; k_ < d_; k_++) { lwsp_mutex_lock(&(I)->lock); } \
     (I)->depth = d_; \
-    rt_budget_relocked(I); \
+    rt_budget_relocked(I, b_); \
   } while (0)
 
 static int fail(lua_State *L, int code) { return lwsp_push_error(L, code ? code : WSASYSCALLFAILURE); }

@@ -380,13 +380,33 @@ int rt_fault(rt_call *c, LPINT err, const char *fmt, ...) {
   return rt_fail(c, err, WSAENETDOWN);
 }
 
-static void kill(rt_call *c) {
-#if LUA_VERSION_RELEASE_NUM >= 50406
-  lua_closethread(c->co, c->I->L);
-#else
-  lua_resetthread(c->co);
-#endif
+/* The handler's coroutine is done for: its variables are closed under the
+ * budget (not when its run was condemned), and it is not reused. */
+static void kill(rt_call *c, int condemned) {
+  rt_budget_close(c->I, c->co, condemned);
   c->broken = 1;
+}
+
+/* A handler's error as a Winsock error: running out of memory (a memory
+ * error, or the "not enough memory" that Lua's buffers raise as an ordinary
+ * error) is WSAENOBUFS, anything else WSAENETDOWN.  The error is at -1. */
+int rt_error_code(lua_State *co, int st) {
+  if (st == LUA_ERRMEM) return WSAENOBUFS;
+  if (lua_type(co, -1) == LUA_TSTRING && strcmp(lua_tostring(co, -1), "not enough memory") == 0) return WSAENOBUFS;
+  return WSAENETDOWN;
+}
+
+/* The text of an error value, without running any of its metamethods. */
+const char *rt_error_text(lua_State *L, int idx) {
+  switch (lua_type(L, idx)) {
+  case LUA_TSTRING: case LUA_TNUMBER: return lua_tostring(L, idx);
+  case LUA_TNIL: return "(error object is a nil value)";
+  case LUA_TBOOLEAN: return "(error object is a boolean value)";
+  case LUA_TTABLE: return "(error object is a table value)";
+  case LUA_TFUNCTION: return "(error object is a function value)";
+  case LUA_TTHREAD: return "(error object is a thread value)";
+  default: return "(error object is a userdata value)";
+  }
 }
 
 void rt_trace_entered(rt_call *c) {
@@ -413,7 +433,7 @@ int rt_run(rt_call *c, LPINT err) {
   int nargs = lua_gettop(co) - 1;
   rt_trace_entered(c);
   for (;;) {
-    int nres = 0, st, outer = c->I->may_wait;
+    int nres = 0, st, outer = c->I->may_wait, condemned;
     rt_run_mark run;
     /* what a yield will do: wait (blocking, overlapped), or fail the call */
     c->I->may_wait = c->can_wait && (c->ov || (!(c->so && c->so->nonblocking) && c->I->depth <= 1));
@@ -421,10 +441,17 @@ int rt_run(rt_call *c, LPINT err) {
     c->I->lua_runs++;
     run = rt_budget_enter(c->I, co);
     st = lua_resume(co, c->I->L, nargs, &nres);
-    rt_budget_leave(c->I, run);
+    condemned = rt_budget_leave(c->I, run);
     c->I->limited = 0;
     c->I->may_wait = outer;
     nargs = 0;
+    if (condemned && (st == LUA_OK || st == LUA_YIELD)) {   /* it caught the budget's error: the call fails all the same */
+      lwsp_log(c->I->name, "handler '%s' (%s) raised an error: %s (caught by the handler, which was stopped all the same)",
+               lwsp_proc_names[c->proc], lwsp_spi_names[c->proc], rt_budget_message());
+      kill(c, 1);
+      rt_fail(c, err, WSAENETDOWN);
+      return RT_FAILED;
+    }
     if (st == LUA_OK) {
       c->nres = nres;
       c->base = lua_gettop(co) - nres + 1;
@@ -434,14 +461,14 @@ int rt_run(rt_call *c, LPINT err) {
       if (nres > 2) lua_pop(co, nres - 2);
       for (; nres < 2; nres++) lua_pushnil(co);   /* key, timeout */
       if (!c->can_wait) {
-        kill(c);
+        kill(c, 0);
         rt_fault(c, err, "yielded, but this call cannot wait (only overlapped and blocking calls can)");
         return RT_FAILED;
       }
       if (c->ov) return RT_PENDING;
-      if (c->so && c->so->nonblocking) { kill(c); rt_fail(c, err, WSAEWOULDBLOCK); return RT_FAILED; }
+      if (c->so && c->so->nonblocking) { kill(c, 0); rt_fail(c, err, WSAEWOULDBLOCK); return RT_FAILED; }
       if (c->I->depth > 1) {
-        kill(c);
+        kill(c, 0);
         lwsp_log(c->I->name, "handler '%s' would block inside another call into the provider: WSAEWOULDBLOCK",
                  lwsp_proc_names[c->proc]);
         rt_fail(c, err, WSAEWOULDBLOCK);
@@ -451,15 +478,13 @@ int rt_run(rt_call *c, LPINT err) {
       nargs = 1;
       continue;
     }
-    {
-      const char *msg = lua_tostring(co, -1);
-      luaL_traceback(c->I->L, co, msg ? msg : "(error object is not a string)", 0);
-      lwsp_log(c->I->name, "handler '%s' (%s) raised an error: %s", lwsp_proc_names[c->proc], lwsp_spi_names[c->proc],
-               lua_tostring(c->I->L, -1));
-      lua_pop(c->I->L, 1);
-      kill(c);
-    }
-    rt_fail(c, err, st == LUA_ERRMEM ? WSAENOBUFS : WSAENETDOWN);
+    luaL_traceback(c->I->L, co, rt_error_text(co, -1), 0);
+    lwsp_log(c->I->name, "handler '%s' (%s) raised an error: %s", lwsp_proc_names[c->proc], lwsp_spi_names[c->proc],
+             lua_tostring(c->I->L, -1));
+    lua_pop(c->I->L, 1);
+    st = rt_error_code(co, st);
+    kill(c, condemned);
+    rt_fail(c, err, st);
     return RT_FAILED;
   }
 }
@@ -672,14 +697,30 @@ static void *inst_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   return p;
 }
 
+/* Lua's warnings come in pieces (tocont: more follow); one log line per
+ * warning, control messages "@off" and "@on" as Lua defines them. */
 static void inst_warn(void *ud, const char *msg, int tocont) {
-  (void)tocont;
-  lwsp_log(((lwsp_inst *)ud)->name, "warning: %s", msg);
+  lwsp_inst *I = ud;
+  size_t n = strlen(msg);
+  if (I->nwarn == 0 && !tocont && msg[0] == '@') {
+    if (!strcmp(msg, "@off")) I->warn_off = 1;
+    else if (!strcmp(msg, "@on")) I->warn_off = 0;
+    return;
+  }
+  if (I->nwarn < sizeof I->warn - 1) {
+    size_t k = n < sizeof I->warn - 1 - I->nwarn ? n : sizeof I->warn - 1 - I->nwarn;
+    memcpy(I->warn + I->nwarn, msg, k);
+    I->nwarn += k;
+    if (k < n) memcpy(I->warn + sizeof I->warn - 4, "...", 3), I->nwarn = sizeof I->warn - 1;
+  }
+  if (tocont) return;
+  I->warn[I->nwarn] = 0;
+  if (!I->warn_off) lwsp_log(I->name, "warning: %s", I->warn);
+  I->nwarn = 0;
 }
 
 static int msgh(lua_State *L) {
-  const char *m = lua_tostring(L, 1);
-  luaL_traceback(L, L, m ? m : "(error object is not a string)", 1);
+  luaL_traceback(L, L, rt_error_text(L, 1), 1);
   return 1;
 }
 
@@ -714,6 +755,57 @@ static void dirname_of(const char *path, char *out, size_t len) {
 #endif
   if (!slash) { snprintf(out, len, "."); return; }
   snprintf(out, len, "%.*s", (int)(slash - path), path);
+}
+
+/* Runs the provider script and reads its table of handlers (in a protected
+ * call, under the budget: its metamethods, if any, run too).  Raises the
+ * message to log. */
+static int run_script(lua_State *L) {
+  lwsp_inst *I = lua_touserdata(L, 1);
+  lua_pushcfunction(L, msgh);
+  if (luaL_loadfilex(L, I->script, "t") != LUA_OK)
+    return luaL_error(L, "cannot load provider script %s: %s", I->script, rt_error_text(L, -1));
+  lwsp_push_guid(L, &I->id);
+  lwsp_push_protocol_info(L, &I->info);
+  if (lua_pcall(L, 2, 1, 2) != LUA_OK) return luaL_error(L, "provider script %s failed: %s", I->script, rt_error_text(L, -1));
+  if (!lua_istable(L, -1))
+    return luaL_error(L, "provider script %s returned %s, not a table of handlers", I->script, luaL_typename(L, -1));
+  for (int i = 0; i < LWSP_NPROCS; i++) {
+    int t = lua_getfield(L, -1, lwsp_proc_names[i]);
+    if (t == LUA_TFUNCTION) {
+      I->href[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+    } else if (t == LUA_TNIL) {
+      lua_pop(L, 1);
+    } else {
+      return luaL_error(L, "provider script %s: handler '%s' is a %s, not a function", I->script, lwsp_proc_names[i],
+                        luaL_typename(L, -1));
+    }
+  }
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    if (lua_type(L, -2) == LUA_TSTRING && lua_isfunction(L, -1)) {
+      const char *k = lua_tostring(L, -2);
+      int known = 0;
+      for (int i = 0; i < LWSP_NPROCS && !known; i++) known = strcmp(k, lwsp_proc_names[i]) == 0;
+      if (!known) lwsp_log(I->name, "provider script %s: '%s' is not an SPI handler name; it is never called", I->script, k);
+    }
+    lua_pop(L, 1);
+  }
+  lua_getfield(L, -1, "ifs");
+  I->ifs = lua_toboolean(L, -1);
+  lua_getfield(L, -2, "views");
+  I->views = lua_toboolean(L, -1);
+  lua_getfield(L, -3, "budget");
+  if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0) I->budget = (long)lua_tointeger(L, -1);
+  lua_getfield(L, -4, "memory_limit");
+  if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0) I->mem_limit = (size_t)lua_tointeger(L, -1);
+  if (lua_getfield(L, -5, "description") == LUA_TSTRING) {
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "lwsp.description");
+  }
+  lua_pop(L, 5);
+  lua_setfield(L, LUA_REGISTRYINDEX, "lwsp.handlers");
+  return 0;
 }
 
 /* Builds the instance's Lua state and runs the provider script.  On failure,
@@ -752,6 +844,7 @@ static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCAL
   L = lua_newstate(inst_alloc, I);
   if (!L) { lwsp_log(I->name, "WSPStartup: cannot create a Lua state"); return 0; }
   I->L = L;
+  rt_budget_bind(L, I);
   lua_setwarnf(L, inst_warn, I);
   luaL_openlibs(L);
   lua_pushlightuserdata(L, I);
@@ -771,63 +864,43 @@ static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCAL
   lua_pushstring(L, "/");
 #endif
   if (lua_pcall(L, 3, 0, -5) != LUA_OK) goto lua_fail;
+  lua_settop(L, 0);
   lua_newtable(L);
   I->waits_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
   I->timers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  if (luaL_loadfilex(L, I->script, "t") != LUA_OK) {
-    lwsp_log(I->name, "WSPStartup: cannot load provider script %s: %s", I->script, lua_tostring(L, -1));
-    goto fail;
-  }
-  lwsp_push_guid(L, &I->id);
-  lwsp_push_protocol_info(L, info);
-  if (lua_pcall(L, 2, 1, 1) != LUA_OK) {
-    lwsp_log(I->name, "WSPStartup: provider script %s failed: %s", I->script, lua_tostring(L, -1));
-    goto fail;
-  }
-  if (!lua_istable(L, -1)) {
-    lwsp_log(I->name, "WSPStartup: provider script %s returned %s, not a table of handlers", I->script,
-             luaL_typename(L, -1));
-    goto fail;
-  }
-  for (int i = 0; i < LWSP_NPROCS; i++) {
-    int t = lua_getfield(L, -1, lwsp_proc_names[i]);
-    if (t == LUA_TFUNCTION) {
-      I->href[i] = luaL_ref(L, LUA_REGISTRYINDEX);
-    } else if (t == LUA_TNIL) {
-      lua_pop(L, 1);
-    } else {
-      lwsp_log(I->name, "WSPStartup: provider script %s: handler '%s' is a %s, not a function", I->script,
-               lwsp_proc_names[i], luaL_typename(L, -1));
+  /* the script's top level, and what lwsp reads from its table, run under
+   * the budget (the default one: the script's own is not known yet) */
+  rt_budget_attach(I);
+  {
+    rt_run_mark run;
+    int st, condemned;
+    lua_pushcfunction(L, run_script);
+    lua_pushlightuserdata(L, I);
+    I->limited = 1;
+    run = rt_budget_enter(I, L);
+    st = lua_pcall(L, 1, 0, 0);
+    condemned = rt_budget_leave(I, run);
+    I->limited = 0;
+    rt_budget_disarm(L);
+    if (st != LUA_OK) {
+      lwsp_log(I->name, "WSPStartup: %s", rt_error_text(L, -1));
+      goto fail;
+    }
+    if (condemned) {
+      lwsp_log(I->name, "WSPStartup: provider script %s: %s (caught by the script, which was stopped all the same)",
+               I->script, rt_budget_message());
       goto fail;
     }
   }
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    if (lua_type(L, -2) == LUA_TSTRING && lua_isfunction(L, -1)) {
-      const char *k = lua_tostring(L, -2);
-      int known = 0;
-      for (int i = 0; i < LWSP_NPROCS && !known; i++) known = strcmp(k, lwsp_proc_names[i]) == 0;
-      if (!known) lwsp_log(I->name, "provider script %s: '%s' is not an SPI handler name; it is never called", I->script, k);
-    }
-    lua_pop(L, 1);
-  }
-  lua_getfield(L, -1, "ifs");
-  I->ifs = lua_toboolean(L, -1);
-  lua_getfield(L, -2, "views");
-  I->views = lua_toboolean(L, -1);
-  lua_getfield(L, -3, "budget");
-  if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0) I->budget = (long)lua_tointeger(L, -1);
-  lua_getfield(L, -4, "memory_limit");
-  if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0) I->mem_limit = (size_t)lua_tointeger(L, -1);
-  lua_pop(L, 4);
-  lua_setfield(L, LUA_REGISTRYINDEX, "lwsp.handlers");
+  rt_budget_attach(I);   /* with the script's own budget */
   rt_lower_inherited(I);
   lua_settop(L, 0);
   return 1;
 lua_fail:
   lwsp_log(I->name, "WSPStartup: %s", lua_tostring(L, -1));
 fail:
+  rt_budget_detach(I);
   lua_close(L);
   I->L = NULL;
   return 0;
@@ -840,10 +913,9 @@ static void fill_data(lwsp_inst *I, LPWSPDATA data) {
   memset(data, 0, sizeof *data);
   data->wVersion = MAKEWORD_(2, 2);
   data->wHighVersion = MAKEWORD_(2, 2);
-  lua_getfield(I->L, LUA_REGISTRYINDEX, "lwsp.handlers");
-  if (lua_getfield(I->L, -1, "description") == LUA_TSTRING) desc = lua_tostring(I->L, -1);
+  if (lua_getfield(I->L, LUA_REGISTRYINDEX, "lwsp.description") == LUA_TSTRING) desc = lua_tostring(I->L, -1);
   snprintf(d, sizeof d, "%s", desc ? desc : "lwsp Lua provider");
-  lua_pop(I->L, 2);
+  lua_pop(I->L, 1);
   n = lwsp_utf8_to_utf16(d, strlen(d), data->szDescription, WSPDESCRIPTION_LEN);
   if (n > WSPDESCRIPTION_LEN) n = WSPDESCRIPTION_LEN;
   data->szDescription[n] = 0;
@@ -900,7 +972,6 @@ LWSP_EXPORT int WSPAPI WSPStartup(WORD wVersionRequested, LPWSPDATA lpWSPData, L
     I->startups = 1;
     fill_data(I, lpWSPData);
     I->active = 1;
-    rt_budget_attach(I);
     lwsp_mutex_unlock(&I->lock);
   }
   lwsp_fill_procs(I->slot, lpProcTable);
@@ -926,10 +997,22 @@ int lwsp_do_cleanup(lwsp_inst *I, LPINT err) {
   rt_service_stop(I);
   if (I->href[P_cleanup] != LUA_NOREF) {
     lua_State *L = I->L;
+    rt_run_mark run;
+    int st, condemned;
     lua_pushcfunction(L, msgh);
     lua_rawgeti(L, LUA_REGISTRYINDEX, I->href[P_cleanup]);
-    if (lua_pcall(L, 0, 0, -2) != LUA_OK)
-      lwsp_log(I->name, "handler 'cleanup' (WSPCleanup) raised an error: %s", lua_tostring(L, -1));
+    I->limited = 1;
+    I->lua_runs++;
+    run = rt_budget_enter(I, L);
+    st = lua_pcall(L, 0, 0, -2);
+    condemned = rt_budget_leave(I, run);
+    I->limited = 0;
+    rt_budget_disarm(L);
+    if (st != LUA_OK)
+      lwsp_log(I->name, "handler 'cleanup' (WSPCleanup) raised an error: %s", rt_error_text(L, -1));
+    else if (condemned)
+      lwsp_log(I->name, "handler 'cleanup' (WSPCleanup) raised an error: %s (caught by the handler, which was stopped all the same)",
+               rt_budget_message());
     lua_settop(L, 0);
   }
   I->active = 0;
@@ -1115,6 +1198,24 @@ LWSP_EXPORT int luaopen_lwsp(lua_State *L) {
     lwsp_push_protocol_info(L, &I->info); lua_setfield(L, -2, "info");
     lua_pushstring(L, I->script); lua_setfield(L, -2, "script");
     lua_setfield(L, -2, "provider");
+  }
+  {
+    /* the sub-tables under their own names in package.loaded: an argument
+     * error raised in one of their functions called from C (pcall, a
+     * handler) names it ('lwsp.host.socket'), where Lua's search of the
+     * loaded modules, two levels deep, would say '?' */
+    static const char *const subs[] = {"host", "registry", "upcall", "trace", "wsc", "lower_methods", NULL};
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    for (const char *const *k = subs; *k; k++) {
+      if (lua_getfield(L, -2, *k) == LUA_TTABLE) {
+        lua_pushfstring(L, "lwsp.%s", *k);
+        lua_insert(L, -2);
+        lua_rawset(L, -3);
+      } else {
+        lua_pop(L, 1);
+      }
+    }
+    lua_pop(L, 1);
   }
   return 1;
 }

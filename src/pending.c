@@ -30,14 +30,9 @@ static void unlink_op(lwsp_inst *I, rt_op *op) {
   op->next = op->prev = NULL;
 }
 
+/* closes a suspended coroutine's variables, under the budget */
 static void kill_co(lwsp_inst *I, lua_State *co) {
-  if (!co) return;
-#if LUA_VERSION_RELEASE_NUM >= 50406
-  lua_closethread(co, I->L);
-#else
-  (void)I;
-  lua_resetthread(co);
-#endif
+  rt_budget_close(I, co, 0);
 }
 
 static void runnable(lwsp_inst *I, rt_op *op) {
@@ -428,7 +423,7 @@ static void op_resume(lwsp_inst *I, rt_op *op) {
   rt_call c;
   DWORD bytes = 0, flags = 0;
   int e;
-  int nargs = 1, outer;
+  int nargs = 1, outer, condemned;
   if (!op->started) {                   /* its turn has come: the handler starts with its arguments */
     op->started = 1;                    /* (however it ends, the next one's turn comes after) */
     if (op_start_down(I, op)) return;
@@ -450,11 +445,16 @@ static void op_resume(lwsp_inst *I, rt_op *op) {
   I->lua_runs++;
   run = rt_budget_enter(I, co);
   st = lua_resume(co, I->L, nargs, &nres);
-  rt_budget_leave(I, run);
+  condemned = rt_budget_leave(I, run);
   I->limited = 0;
   I->may_wait = outer;
   if (--I->running == 0) lwsp_cond_broadcast(&I->cond);
   op->state = OP_WAITING;
+  if (condemned && (st == LUA_OK || st == LUA_YIELD)) {   /* it caught the budget's error: stopped all the same */
+    lua_settop(co, 0);
+    lua_pushstring(co, rt_budget_message());
+    st = LUA_ERRRUN;
+  }
   if (op->aborted) {
     if (st == LUA_YIELD) kill_co(I, co);
     lua_settop(co, 0);
@@ -479,12 +479,11 @@ static void op_resume(lwsp_inst *I, rt_op *op) {
     if (e < 0) e = WSAENETDOWN;
     else if (e == 0) e = op->finish(&c, &op->io, &bytes, &flags);
   } else {
-    const char *msg = lua_tostring(co, -1);
-    luaL_traceback(I->L, co, msg ? msg : "(error object is not a string)", 0);
+    luaL_traceback(I->L, co, rt_error_text(co, -1), 0);
     lwsp_log(I->name, "handler '%s' (%s) raised an error: %s", lwsp_proc_names[op->proc], lwsp_spi_names[op->proc],
              lua_tostring(I->L, -1));
     lua_pop(I->L, 1);
-    e = st == LUA_ERRMEM ? WSAENOBUFS : WSAENETDOWN;
+    e = rt_error_code(co, st);
   }
   lua_settop(co, 0);
   op_complete(I, op, e, bytes, flags);
@@ -574,6 +573,7 @@ static void run_due(lwsp_inst *I, double now, double *next_due) {
   lua_pushnil(L);
   while (lua_next(L, -2)) {                 /* T id timer */
     double due;
+    int st, condemned;
     lua_getfield(L, -1, "due");
     due = lua_tonumber(L, -1);
     lua_pop(L, 1);
@@ -585,13 +585,15 @@ static void run_due(lwsp_inst *I, double now, double *next_due) {
       I->limited = 1;
       I->lua_runs++;
       run = rt_budget_enter(I, L);
-      if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
-        I->limited = 0;
-        lwsp_log(I->name, "timer raised an error: %s", lua_tostring(L, -1));
-        lua_pop(L, 1);
-      }
+      st = lua_pcall(L, 0, 0, 0);
       I->limited = 0;
-      rt_budget_leave(I, run);
+      condemned = rt_budget_leave(I, run);
+      if (st != LUA_OK) {
+        lwsp_log(I->name, "timer raised an error: %s", rt_error_text(L, -1));
+        lua_pop(L, 1);
+      } else if (condemned) {
+        lwsp_log(I->name, "timer raised an error: %s (caught by the timer, which was stopped all the same)", rt_budget_message());
+      }
       rt_budget_disarm(L);   /* lwsp's own code runs on L next */
       lua_pop(L, 2);
       lua_pushnil(L);                        /* restart: the table changed */
@@ -613,7 +615,12 @@ static void service_main(void *arg) {
     I->depth = 1;
     run_due(I, now, &next_due);
     rt_pump(I);
-    if (next_due) ms = (long)((next_due - lwsp_now()) * 1000) + 1;
+    if (next_due) {
+      /* a timer already late (the timers before it ran long) waits 1 ms,
+       * not for ever, and the lock is released in between */
+      ms = (long)((next_due - lwsp_now()) * 1000) + 1;
+      if (ms < 1) ms = 1;
+    }
     /* lower sockets handlers wait for: the poll is the wait */
     if (I->lowers && rt_lower_poll(I, ms)) {
       rt_pump(I);

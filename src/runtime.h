@@ -80,7 +80,14 @@ typedef struct lwsp_inst {
   long wd_budget;                /* I->budget while the instance is watched, else 0 */
   uint32_t wd_seen, wd_armed;    /* the watchdog's own: wd_seq at its last look, and when it armed */
   int wd_attached;               /* counted among the watchdog's users */
+  uint32_t wd_ids;               /* with the lock: numbers the runs (wd_seq is the current one's, 0: none) */
+  uint32_t wd_hooked;            /* the run the watchdog armed: its coroutines get the hook at once */
+  long wd_left;                  /* instructions the armed run has left */
+  int wd_condemned;              /* with the lock: the run has spent its budget */
   volatile int active;           /* everything from here on is reset by each first WSPStartup */
+  char warn[512];                /* a Lua warning being put together from its pieces */
+  size_t nwarn;
+  int warn_off;                  /* warn("@off") */
   int startups;
   GUID id;
   char name[39];                 /* the GUID as text, for logs */
@@ -238,21 +245,38 @@ void rt_trace_entered(rt_call *c);   /* the trace's call record gets the handler
 /* The handler's failure code (0: none, -1: a fault, logged). */
 int rt_result_error(rt_call *c);
 /* budget.c: the instruction budget.  Every run of Lua code on a provider's
- * state (handler resumption, timer, APC) is bracketed by rt_budget_enter and
- * rt_budget_leave with the lock held; a run that lasts past a watchdog tick
- * gets a count hook and I->budget instructions.  rt_budget_relocked: the lock
- * was taken back inside a run (a call down).  rt_budget_forget: co is about to
- * be released (NULL: the whole state is). */
+ * state (handler resumption, timer, APC, the script, cleanup) is bracketed by
+ * rt_budget_enter and rt_budget_leave with the lock held (and I->limited
+ * set); a run that lasts past a watchdog tick gets a count hook and
+ * I->budget instructions, and once they are spent it is condemned: every
+ * instruction raises.  rt_budget_leave returns whether the run was
+ * condemned.  rt_budget_release / rt_budget_relocked: the lock is released
+ * and taken back inside a run (a call down).  rt_budget_forget: co is about
+ * to be released (NULL: the whole state is).  rt_budget_close: closes a
+ * finished coroutine's variables under the budget (nothing when condemned). */
 typedef struct { lwsp_inst *inst; lua_State *co; } rt_run_mark;
+typedef struct { int mine, armed, condemned, limited; uint32_t seq; lua_State *co; long left; } rt_budget_saved;
 rt_run_mark rt_budget_enter(lwsp_inst *I, lua_State *co);
-void rt_budget_leave(lwsp_inst *I, rt_run_mark m);
-void rt_budget_relocked(lwsp_inst *I);
+int rt_budget_leave(lwsp_inst *I, rt_run_mark m);
+rt_budget_saved rt_budget_release(lwsp_inst *I);
+void rt_budget_relocked(lwsp_inst *I, rt_budget_saved s);
 void rt_budget_forget(lwsp_inst *I, lua_State *co);
+void rt_budget_close(lwsp_inst *I, lua_State *co, int condemned);
+int rt_budget_condemned(lwsp_inst *I);          /* the running run is condemned */
+const char *rt_budget_message(void);            /* the budget's error */
+const char *rt_error_text(lua_State *L, int idx); /* an error value as text; no metamethod runs (lwsp.c) */
+int rt_error_code(lua_State *co, int st);         /* a failed run's Winsock error: WSAENOBUFS or WSAENETDOWN */
+void rt_budget_bind(lua_State *L, lwsp_inst *I); /* the state's threads know their instance */
+/* match.c: string.find, match, gmatch and gsub with a bound on their work */
+void rt_match_open(lua_State *L, lwsp_inst *I);
 void rt_budget_disarm(lua_State *L);   /* takes the budget's hook off L, if it has it */
 void rt_budget_init(void);
 void rt_budget_attach(lwsp_inst *I);   /* the instance is open: watch it (when it has a budget) */
 void rt_budget_detach(lwsp_inst *I);   /* before its state closes */
-void rt_budget_open(lua_State *L, lwsp_inst *I);   /* coroutine.resume and wrap that carry the budget into nested coroutines */
+/* the provider state's libraries: coroutine.resume/wrap/close that carry the
+ * budget into nested coroutines, xpcall, setmetatable (no __gc),
+ * collectgarbage, debug/os/io without what escapes the budget */
+void rt_budget_open(lua_State *L, lwsp_inst *I);
 int rt_soft_fault(rt_call *c, const char *fmt, ...)
 #ifdef __GNUC__
   __attribute__((format(printf, 2, 3)))

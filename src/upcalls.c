@@ -179,15 +179,17 @@ static void CALLBACK run_lua_apc(DWORD_PTR ctx) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, a->ref);
     luaL_unref(L, LUA_REGISTRYINDEX, a->ref);
     rt_run_mark run;
+    int st, condemned;
     I->limited = 1;
     I->lua_runs++;
     run = rt_budget_enter(I, L);
-    if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
-      I->limited = 0;
-      lwsp_log(I->name, "APC raised an error: %s", lua_tostring(L, -1));
-    }
+    st = lua_pcall(L, 0, 0, 0);
     I->limited = 0;
-    rt_budget_leave(I, run);
+    condemned = rt_budget_leave(I, run);
+    if (st != LUA_OK)
+      lwsp_log(I->name, "APC raised an error: %s", rt_error_text(L, -1));
+    else if (condemned)
+      lwsp_log(I->name, "APC raised an error: %s (caught by the APC, which was stopped all the same)", rt_budget_message());
     rt_budget_disarm(L);   /* lwsp's own code runs on L next */
     lua_settop(L, top);
   }

@@ -150,6 +150,10 @@ void *lwsp_map_del(lwsp_map *m, SOCKET key) {
   }
 }
 void lwsp_map_free(lwsp_map *m) { free(m->slots); memset(m, 0, sizeof *m); }
+void lwsp_map_each(const lwsp_map *m, void (*fn)(SOCKET key, void *val, void *ud), void *ud) {
+  for (size_t i = 0; i < m->cap; i++)
+    if (m->slots[i].val && m->slots[i].val != MAP_TOMB) fn(m->slots[i].key, m->slots[i].val, ud);
+}
 
 /* ---- text and GUIDs -------------------------------------------------------- */
 size_t lwsp_wcslen(const WCHAR *s, size_t max) {

@@ -376,7 +376,7 @@ static BOOL e_getoverlappedresult(lwsp_inst *I, SOCKET s, LPWSAOVERLAPPED ov, LP
     return TRUE;
   }
   BEGIN(P_getoverlappedresult, s, 1);
-  lua_pushinteger(c.co, (lua_Integer)(uintptr_t)ov);
+  rt_push_overlapped(&c, ov);
   lua_pushboolean(c.co, wait);
   RUN();
   if (!int_result(&c, 0, 0, 0xffffffffLL, &n)) FAULT("returned %s where a byte count was expected", rtype(&c, 0));

@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdarg.h>
+#include <limits.h>
+#include <stdint.h>
 #ifndef _WIN32
 #  include <dlfcn.h>
 #endif
@@ -316,6 +318,7 @@ static int begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LP
   c->nres = 0;
   c->low = NULL;
   c->behind = 0;
+  c->ov_serial = 0;
   c->co_ref = LUA_NOREF;
   if (!I->active) { *err = WSANOTINITIALISED; return 0; }
   lwsp_mutex_lock(&I->lock);
@@ -362,6 +365,7 @@ void rt_end(rt_call *c) {
     lwsp_trace_leave(c->caller, I->name, lwsp_spi_names[c->proc], traced_sock, c->err_code, res);
   }
   if (c->view) { rt_view_end(I, c->view); c->view = NULL; }
+  if (c->ov_serial && I->ov_live == c->ov_serial) I->ov_live = 0;   /* its lwsp.overlapped dies with the call */
   if (c->co) {
     if (!c->pending && !c->broken && lua_status(c->co) == LUA_OK) {
       rt_co_give(I, c->co, c->co_ref);
@@ -687,29 +691,6 @@ static int msgh(lua_State *L) {
   return 1;
 }
 
-/* Keeps only absolute entries of package.path/cpath (a provider runs inside
- * other people's processes: their current directory is not a place to load
- * code from), then adds the script's folder and lwsp's own Lua folders. */
-static const char sanitize_paths[] =
-  "local scriptdir, moddir, sep = ...\n"
-  "local function absolute(e)\n"
-  "  if sep == '\\\\' then return e:match('^%a:[\\\\/]') or e:match('^\\\\\\\\') or e:match('^!') end\n"
-  "  return e:sub(1, 1) == '/'\n"
-  "end\n"
-  "local function clean(p, extra)\n"
-  "  local out = {}\n"
-  "  for _, e in ipairs(extra) do out[#out + 1] = e end\n"
-  "  for e in p:gmatch('[^;]+') do if absolute(e) then out[#out + 1] = e end end\n"
-  "  return table.concat(out, ';')\n"
-  "end\n"
-  "local s = sep\n"
-  "package.path = clean(package.path, {\n"
-  "  scriptdir .. s .. '?.lua',\n"
-  "  moddir .. s .. 'lua' .. s .. '?.lua', moddir .. s .. 'lua' .. s .. '?' .. s .. 'init.lua',\n"
-  "  moddir .. s .. '..' .. s .. '..' .. s .. '..' .. s .. 'share' .. s .. 'lua' .. s .. '5.4' .. s .. '?.lua',\n"
-  "  moddir .. s .. '..' .. s .. '..' .. s .. '..' .. s .. 'share' .. s .. 'lua' .. s .. '5.4' .. s .. '?' .. s .. 'init.lua' })\n"
-  "package.cpath = clean(package.cpath, {})\n";
-
 static void dirname_of(const char *path, char *out, size_t len) {
   const char *slash = strrchr(path, '/');
 #ifdef _WIN32
@@ -718,6 +699,26 @@ static void dirname_of(const char *path, char *out, size_t len) {
 #endif
   if (!slash) { snprintf(out, len, "."); return; }
   snprintf(out, len, "%.*s", (int)(slash - path), path);
+}
+
+/* Reads $name as a whole decimal number in [0, max]: 1 with *out, 0 when it
+ * is unset or not such a number (then logged; the caller keeps its default).
+ * "abc", "1e5", "12 ", "-3" and values past max are refused, never cut. */
+static int env_count(lwsp_inst *I, const char *name, long long max, long long *out) {
+  const char *v = getenv(name);
+  long long n = 0;
+  const char *p;
+  if (!v) return 0;
+  for (p = v; *p >= '0' && *p <= '9'; p++) {
+    if (n > (max - (*p - '0')) / 10) break;
+    n = n * 10 + (*p - '0');
+  }
+  if (p == v || *p) {
+    lwsp_log(I->name, "WSPStartup: ignoring $%s='%.40s': not a whole number from 0 to %lld; the default applies", name, v, max);
+    return 0;
+  }
+  *out = n;
+  return 1;
 }
 
 /* Builds the instance's Lua state and runs the provider script.  On failure,
@@ -745,36 +746,35 @@ static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCAL
   {
     /* defaults: $LWSP_BUDGET instructions per handler run (100 million if
      * unset, 0 = none) and $LWSP_MEMORY_LIMIT bytes for the state (none) */
-    const char *b = getenv("LWSP_BUDGET"), *m = getenv("LWSP_MEMORY_LIMIT");
-    I->budget = b ? atol(b) : 100000000L;
-    I->mem_limit = m ? (size_t)atol(m) : 0;
+    long long v;
+    I->budget = env_count(I, "LWSP_BUDGET", LONG_MAX, &v) ? (long)v : 100000000L;
+    I->mem_limit = env_count(I, "LWSP_MEMORY_LIMIT", (long long)(SIZE_MAX > LLONG_MAX ? LLONG_MAX : SIZE_MAX), &v) ? (size_t)v : 0;
   }
   L = lua_newstate(inst_alloc, I);
   if (!L) { lwsp_log(I->name, "WSPStartup: cannot create a Lua state"); return 0; }
   I->L = L;
   lua_setwarnf(L, inst_warn, I);
+  lua_pushboolean(L, 1);                  /* $LUA_PATH, $LUA_CPATH: not in a provider (sandbox.c) */
+  lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
   luaL_openlibs(L);
   lua_pushlightuserdata(L, I);
   lua_setfield(L, LUA_REGISTRYINDEX, "lwsp.instance");
   rt_budget_open(L, I);
   luaL_requiref(L, "lwsp", luaopen_lwsp, 0);
   lua_pop(L, 1);
+  rt_sandbox_open(L);
   dirname_of(I->script, sdir, sizeof sdir);
   dirname_of(mod ? mod : ".", mdir, sizeof mdir);
+  rt_sandbox_paths(I, L, sdir, mdir);
   lua_pushcfunction(L, msgh);
-  if (luaL_loadbuffer(L, sanitize_paths, sizeof sanitize_paths - 1, "=lwsp.paths") != LUA_OK) goto lua_fail;
-  lua_pushstring(L, sdir);
-  lua_pushstring(L, mdir);
-#ifdef _WIN32
-  lua_pushstring(L, "\\");
-#else
-  lua_pushstring(L, "/");
-#endif
-  if (lua_pcall(L, 3, 0, -5) != LUA_OK) goto lua_fail;
   lua_newtable(L);
   I->waits_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
   I->timers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (!rt_trusted_file(I->script, err, sizeof err)) {
+    lwsp_log(I->name, "WSPStartup: refusing provider script %s: %s", I->script, err);
+    goto fail;
+  }
   if (luaL_loadfilex(L, I->script, "t") != LUA_OK) {
     lwsp_log(I->name, "WSPStartup: cannot load provider script %s: %s", I->script, lua_tostring(L, -1));
     goto fail;
@@ -817,19 +817,26 @@ static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCAL
   lua_getfield(L, -2, "views");
   I->views = lua_toboolean(L, -1);
   lua_getfield(L, -3, "budget");
-  if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0) I->budget = (long)lua_tointeger(L, -1);
+  if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0 && (unsigned long long)lua_tointeger(L, -1) <= (unsigned long long)LONG_MAX)
+    I->budget = (long)lua_tointeger(L, -1);
+  else if (!lua_isnil(L, -1))
+    lwsp_log(I->name, "provider script %s: ignoring budget (%s%s): not an integer from 0 to %ld", I->script,
+             luaL_typename(L, -1), lua_isinteger(L, -1) ? " out of range" : "", LONG_MAX);
   lua_getfield(L, -4, "memory_limit");
-  if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0) I->mem_limit = (size_t)lua_tointeger(L, -1);
+  if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0 && (unsigned long long)lua_tointeger(L, -1) <= (unsigned long long)SIZE_MAX)
+    I->mem_limit = (size_t)lua_tointeger(L, -1);
+  else if (!lua_isnil(L, -1))
+    lwsp_log(I->name, "provider script %s: ignoring memory_limit (%s): not a positive integer", I->script,
+             luaL_typename(L, -1));
   lua_pop(L, 4);
   lua_setfield(L, LUA_REGISTRYINDEX, "lwsp.handlers");
   rt_lower_inherited(I);
   lua_settop(L, 0);
   return 1;
-lua_fail:
-  lwsp_log(I->name, "WSPStartup: %s", lua_tostring(L, -1));
 fail:
   lua_close(L);
   I->L = NULL;
+  rt_upcalls_close(I);
   return 0;
 }
 
@@ -945,6 +952,7 @@ int lwsp_do_cleanup(lwsp_inst *I, LPINT err) {
   I->chunks = NULL;
   I->nsocks = I->nchunks = I->free_head = 0;
   lwsp_map_free(&I->ifsmap);
+  rt_upcalls_close(I);
   lwsp_mutex_unlock(&I->lock);
   lwsp_mutex_unlock(&g_lock);
   return 0;

@@ -998,9 +998,13 @@ static int check_view(lua_State *L, int idx) {
 }
 static int l_reg_set(lua_State *L) {
   GUID g = check_guid(L, 1);
-  const char *p = luaL_checkstring(L, 2);
+  size_t n;
+  const char *p = luaL_checklstring(L, 2, &n);
   char err[1200];
   if (!lwsp_path_is_absolute(p)) luaL_argerror(L, 2, "script path must be absolute");
+  /* what WSPStartup would refuse is never written (it would not be cut either) */
+  if (memchr(p, 0, n) || strpbrk(p, "\r\n")) luaL_argerror(L, 2, "script path contains a NUL or a line break");
+  if (n >= sizeof lwsp_instances[0].script) luaL_argerror(L, 2, "script path is longer than 1023 bytes");
   if (!lwsp_registry_set(&g, p, check_view(L, 3), err, sizeof err)) { lua_pushnil(L); lua_pushstring(L, err); return 2; }
   lua_pushboolean(L, 1);
   return 1;

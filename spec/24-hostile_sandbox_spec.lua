@@ -1,0 +1,317 @@
+-- A hostile provider script: raw pointers, other providers' handles and
+-- bytecode from Lua; where its code is loaded from; values that would be cut.
+-- Each case ends with the process alive and the provider still serving.
+local H = require "helpers"
+local lwsp, wsp, host = H.lwsp, H.wsp, H.host
+
+local sep = H.windows and "\\" or "/"
+
+-- The snippet runner of spec/providers/upcaller.lua (ioctl 0x7100 runs Lua in
+-- the provider; WSPGetOverlappedResult runs on_result), as a script in this
+-- run's temporary folder, so that a spec can put modules beside it.
+local function upcaller_source()
+  local f = assert(io.open(H.root .. "/spec/providers/upcaller.lua"))
+  local src = f:read("a")
+  f:close()
+  return ("package.path = %q .. package.path\n"):format(H.root .. sep .. "spec" .. sep .. "providers" .. sep .. "?.lua;") .. src
+end
+
+local function run(s, code)
+  local out, msg, c = host.ioctl(s, 0x7100, code, 1024)
+  if not out then return nil, msg, c end
+  return assert(load(out))()
+end
+
+-- The provider still serves: a fresh socket on it answers.
+local function serving(r)
+  local t = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+  assert.equal(42, run(t, "return 40 + 2"))
+  assert.is_true(host.close(t))
+end
+
+-- A call that fails because the snippet raised, with the reason in the log.
+local function raises(s, code, text)
+  local mark = H.mark()
+  H.fails_with("WSAENETDOWN", host.ioctl(s, 0x7100, code, 1024))
+  local line = H.find_log(mark, "handler 'ioctl' (WSPIoctl) raised an error", true)
+  assert.truthy(line, "no log line for the error")
+  assert.truthy(line:find(text, 1, true), line)
+end
+
+local function write(path, data)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+end
+
+describe("#hostile overlapped structures reach a provider only as checked objects", function()
+  local r, s
+  before_each(function()
+    r = H.provider(upcaller_source())
+    s = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+  end)
+  after_each(H.reset)
+
+  it("refuses an integer as an overlapped (0x41414141 would be dereferenced)", function()
+    raises(s, "return up.complete_overlapped_request(s.handle, 0x41414141, 0, 5)", "overlapped expected")
+    serving(r)
+  end)
+
+  it("refuses a string, a table, nil or a host object as an overlapped", function()
+    raises(s, "return up.complete_overlapped_request(s.handle, 'AAAA', 0, 5)", "expected")
+    raises(s, "return up.complete_overlapped_request(s.handle, {address = 1}, 0, 5)", "expected")
+    raises(s, "return up.complete_overlapped_request(s.handle, nil, 0, 5)", "expected")
+    -- the host's own overlapped objects are another type, with other memory behind them
+    raises(s, "return up.complete_overlapped_request(s.handle, lwsp.host.overlapped(), 0, 5)", "expected")
+    serving(r)
+  end)
+
+  it("refuses an overlapped object kept after its call returned", function()
+    local ov = host.overlapped(host.create_event())
+    run(s, "on_result = function(s, ov) KEPT = ov return 0, 0 end")
+    assert.equal(0, host.get_overlapped_result(s, ov, false))
+    -- its address can be read (to tell calls apart), never used
+    assert.equal(ov.address, run(s, "return KEPT.address"))
+    assert.equal("overlapped (its call returned)", run(s, "return tostring(KEPT)"))
+    raises(s, "return KEPT.Internal", "overlapped used after its call returned")
+    raises(s, "return up.complete_overlapped_request(s.handle, KEPT, 0, 5)", "overlapped used after its call returned")
+    assert.equal(0, ov.InternalHigh)   -- untouched
+    serving(r)
+  end)
+
+  it("reads the live overlapped's fields during its call", function()
+    local ov = host.overlapped(host.create_event())
+    run(s, "on_result = function(s, ov) F = {ov.Internal, ov.InternalHigh, ov.Offset, ov.OffsetHigh, tostring(ov)} return 0, 0 end")
+    assert.equal(0, host.get_overlapped_result(s, ov, false))
+    assert.same({0, 0, 0, 0, "overlapped (live)"}, run(s, "return F"))
+  end)
+
+  it("completes an overlapped only on the socket it was given for", function()
+    local other = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+    local ev = host.create_event()
+    local ov = host.overlapped(ev)
+    run(s, ("on_result = function(s, ov) R = {up.complete_overlapped_request(%d, ov, 0, 9)} return 0, 0 end"):format(other))
+    assert.equal(0, host.get_overlapped_result(s, ov, false))
+    H.fails_with("WSAEINVAL", run(s, "return table.unpack(R)"))
+    assert.is_false(host.event_state(ev))
+    assert.equal(0, ov.InternalHigh)
+    serving(r)
+  end)
+
+  it("refuses an error or byte count outside the DWORD range", function()
+    local ov = host.overlapped(host.create_event())
+    run(s, "on_result = function(s, ov) R = {pcall(up.complete_overlapped_request, s.handle, ov, 0, 1 << 32)} return 0, 0 end")
+    assert.equal(0, host.get_overlapped_result(s, ov, false))
+    local ok, msg = run(s, "return table.unpack(R)")
+    assert.is_false(ok)
+    assert.truthy(msg:find("32-bit", 1, true), msg)
+    run(s, "on_result = function(s, ov) R = {pcall(up.complete_overlapped_request, s.handle, ov, -1, 1)} return 0, 0 end")
+    assert.equal(0, host.get_overlapped_result(s, ov, false))
+    assert.is_false((run(s, "return table.unpack(R)")))
+    assert.equal(0, ov.InternalHigh)
+    serving(r)
+  end)
+end)
+
+describe("#hostile a provider touches only its own handles, events and windows", function()
+  local r, s, other, os_
+  before_each(function()
+    r = H.provider(upcaller_source())
+    other = H.provider("examples/memnet.lua")
+    s = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+    os_ = assert(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, other.udp))
+    assert.is_true(host.bind(os_, "127.0.0.1:7301"))
+  end)
+  after_each(H.reset)
+
+  -- the other provider's socket still carries data
+  local function other_works()
+    local b = assert(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, other.udp))
+    assert.equal(3, host.sendto(b, "abc", "127.0.0.1:7301"))
+    assert.equal("abc", (host.recvfrom(os_, 10)))
+    host.close(b)
+  end
+
+  it("cannot close another provider's socket handle", function()
+    local mark = H.mark()
+    H.fails_with("WSAENOTSOCK", run(s, ("return up.close_socket_handle(%d)"):format(os_)))
+    assert.truthy(H.find_log(mark, "was not created by this provider's script", true))
+    other_works()
+    serving(r)
+  end)
+
+  it("cannot close the handle of one of its own lwsp sockets behind lwsp's back", function()
+    H.fails_with("WSAENOTSOCK", run(s, "return up.close_socket_handle(s.handle)"))
+    assert.equal(42, run(s, "return 42"))   -- s is still there
+    assert.is_true(host.close(s))
+  end)
+
+  it("cannot query another provider's socket context", function()
+    H.fails_with("WSAENOTSOCK", run(s, ("return up.query_socket_handle_context(%d)"):format(os_)))
+    assert.is_number(run(s, "return up.query_socket_handle_context(s.handle)"))   -- its own: yes
+    other_works()
+  end)
+
+  it("cannot make a handle under another provider's catalog entry", function()
+    local before = #host.catalog()
+    H.fails_with("WSAEINVALIDPROVIDER", run(s, ("return up.create_socket_handle(%d, 0x41414141)"):format(other.udp)))
+    H.fails_with("WSAEINVALIDPROVIDER", run(s, ("return up.modify_ifs_handle(%d, 0x9300)"):format(other.udp)))
+    H.fails_with("WSAENOTSOCK", host.socket_info(0x9300))
+    assert.equal(before, #host.catalog())
+    other_works()
+  end)
+
+  it("cannot close, set or reset the application's events", function()
+    local ev = host.create_event()
+    H.fails_with("WSA_INVALID_HANDLE", run(s, ("return up.close_event(%d)"):format(ev)))
+    H.fails_with("WSA_INVALID_HANDLE", run(s, ("return up.set_event(%d)"):format(ev)))
+    assert.is_false(host.event_state(ev))
+    assert.is_true(host.set_event(ev))
+    H.fails_with("WSA_INVALID_HANDLE", run(s, ("return up.reset_event(%d)"):format(ev)))
+    assert.is_true(host.event_state(ev))
+    -- once selected on one of its sockets, it may set and reset it (never close it)
+    assert.is_true(host.event_select(s, ev, wsp.FD_READ))
+    assert.is_true(run(s, ("return up.reset_event(%d)"):format(ev)))
+    assert.is_false(host.event_state(ev))
+    assert.is_true(run(s, ("return up.set_event(%d)"):format(ev)))
+    H.fails_with("WSA_INVALID_HANDLE", run(s, ("return up.close_event(%d)"):format(ev)))
+    assert.is_true(host.close_event(ev))
+    serving(r)
+  end)
+
+  it("posts messages only to the window and message selected for that socket", function()
+    local w = host.window()
+    H.fails_with("WSAEINVAL", run(s, ("return up.post_message(%d, 0x401, %d, 1)"):format(w, s)))
+    assert.is_true(host.async_select(s, w, 0x401, wsp.FD_READ))
+    H.fails_with("WSAEINVAL", run(s, ("return up.post_message(%d, 0x401, %d, 1)"):format(w, os_)))   -- not its socket
+    H.fails_with("WSAEINVAL", run(s, ("return up.post_message(%d, 0x12, %d, 1)"):format(w, s)))      -- another message
+    assert.same({}, host.messages(w))
+    assert.is_true(run(s, ("return up.post_message(%d, 0x401, %d, 1)"):format(w, s)))
+    assert.equal(1, #host.messages(w))
+    host.close_object(w)
+  end)
+
+  it("closes the handles and events its script left open when it is cleaned up", function()
+    local h = run(s, ("return up.create_socket_handle(%d, 5)"):format(r.tcp))
+    local ev = run(s, "return up.create_event()")
+    assert.equal(5, host.socket_info(h).context)
+    assert.equal("event", host.object_type(ev))
+    host.cleanup()
+    H.fails_with("WSAENOTSOCK", host.socket_info(h))
+    assert.is_nil(host.object_type(ev))
+    serving(r)   -- started again
+  end)
+
+  it("cannot reach the debug functions that would swap an upcall's instance or forge an object", function()
+    assert.same({true, true, true, true, true, true, true},
+                {run(s, [[return debug.setupvalue == nil, debug.getregistry == nil, debug.upvaluejoin == nil,
+                           debug.setmetatable == nil, debug.setlocal == nil, debug.setuservalue == nil,
+                           debug.getuservalue == nil]])})
+    assert.is_string(run(s, "return debug.traceback('x')"))   -- the reading ones stay
+    serving(r)
+  end)
+end)
+
+describe("#hostile binary chunks in a provider state", function()
+  local r, s
+  before_each(function()
+    r = H.provider(upcaller_source())
+    s = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+  end)
+  after_each(H.reset)
+
+  it("load refuses string.dump's product, whatever mode is asked", function()
+    for _, mode in ipairs{"nil", "'b'", "'bt'"} do
+      local ok, msg = run(s, ("return load(string.dump(function() return 1 end), 'x', %s)"):format(mode))
+      assert.is_nil(ok)
+      assert.truthy(msg:find("binary chunk", 1, true) or msg:find("mode", 1, true), msg)
+    end
+    serving(r)
+  end)
+
+  it("load refuses a crafted chunk instead of running it", function()
+    local ok, msg = run(s, [[
+      local d = string.dump(function(a) return a + 1 end)
+      d = d:sub(1, 40) .. string.rep("\255", 64) .. d:sub(105)
+      return load(d, "crafted", "b")
+    ]])
+    assert.is_nil(ok)
+    assert.truthy(msg:find("binary chunk", 1, true), msg)
+    serving(r)
+  end)
+
+  it("load refuses a binary chunk that comes through a reader function", function()
+    local ok, msg = run(s, [[
+      local d, done = string.dump(function() return 1 end), false
+      return load(function() if done then return nil end done = true return d end)
+    ]])
+    assert.is_nil(ok)
+    assert.truthy(msg:find("binary chunk", 1, true), msg)
+  end)
+
+  it("load still takes text, with a chunk name, mode and environment", function()
+    assert.equal(7, run(s, "return load('return x + 2', '=t', 't', {x = 5})()"))
+    assert.equal(3, run(s, "local n = 0 return load(function() n = n + 1 if n == 1 then return 'return 3' end end)()"))
+    local ok, msg = run(s, "return load('return 1', '=t', 'b')")
+    assert.is_nil(ok)
+    assert.truthy(msg:find("text chunk", 1, true), msg)
+  end)
+
+  it("loadfile and dofile refuse a binary file", function()
+    local path = H.tmp .. sep .. "dumped.luac"
+    write(path, string.dump(function() return "ran" end))
+    local ok, msg = run(s, ("return loadfile(%q)"):format(path))
+    assert.is_nil(ok)
+    assert.truthy(msg:find("binary chunk", 1, true), msg)
+    raises(s, ("return dofile(%q)"):format(path), "binary chunk")
+    local text = H.tmp .. sep .. "text.lua"
+    write(text, "return 'text ran'")
+    assert.equal("text ran", run(s, ("return dofile(%q)"):format(text)))
+    assert.equal("text ran", run(s, ("return loadfile(%q)()"):format(text)))
+    serving(r)
+  end)
+
+  it("require refuses a module file that holds bytecode", function()
+    -- the script sits in H.tmp: its folder is on the search path
+    write(H.tmp .. sep .. "binmod.lua", string.dump(function() return "ran" end))
+    local ok, msg = run(s, "return pcall(require, 'binmod')")
+    assert.is_false(ok)
+    assert.truthy(msg:find("binary chunk", 1, true), msg)
+    write(H.tmp .. sep .. "textmod.lua", "return 'text module'")
+    assert.same({true, "text module"}, {run(s, "local ok, m = pcall(require, 'textmod') return ok, m")})
+    serving(r)
+  end)
+
+  it("has only lwsp's searchers and no package.loadlib", function()
+    assert.same({true, 3, "function", "function", "function"},
+                {run(s, [[return package.loadlib == nil, #package.searchers,
+                           type(package.searchers[1]), type(package.searchers[2]), type(package.searchers[3])]])})
+    -- lwsp's own are C functions: nothing of Lua's original loaders is reachable through them
+    assert.same({true, true}, {run(s, [[local i2, i3 = debug.getinfo(package.searchers[2], 'S'), debug.getinfo(package.searchers[3], 'S')
+                                          return i2.what == 'C', i3.what == 'C']])})
+    -- putting a searcher back in Lua changes nothing about binary chunks
+    write(H.tmp .. sep .. "binmod2.lua", string.dump(function() return "ran" end))
+    local ok, msg = run(s, [[
+      table.insert(package.searchers, 2, function(name)
+        local f = io.open(package.searchpath(name, package.path), 'rb')
+        local d = f:read('a') f:close()
+        return assert(load(d))
+      end)
+      return pcall(require, 'binmod2')
+    ]])
+    assert.is_false(ok)
+    assert.truthy(msg:find("binary chunk", 1, true), msg)
+    serving(r)
+  end)
+
+  it("refuses a provider script that is a binary chunk", function()
+    local path = H.tmp .. sep .. "binary_provider.lua"
+    write(path, string.dump(load("return {socket = function() return true end}")))
+    local b = host.install_lua{script = path}
+    local mark = H.mark()
+    H.fails_with("WSAEPROVIDERFAILEDINIT", host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, b.tcp))
+    assert.truthy(H.find_log(mark, "binary chunk", true))
+    host.uninstall_lua(b)
+    serving(r)
+  end)
+end)

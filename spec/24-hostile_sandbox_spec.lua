@@ -315,3 +315,123 @@ describe("#hostile binary chunks in a provider state", function()
     serving(r)
   end)
 end)
+
+-- A provider that reports where its code may come from.
+local PATHS = [[
+local lwsp = require "lwsp"
+local ok, err = pcall(require, ...)
+lwsp.log(("path=%s cpath=%s planted=%s"):format(package.path, package.cpath, tostring(ok)), "paths")
+return {socket = function() return true end, ioctl = function(s, code, input) return load(input)() end}
+]]
+
+describe("#hostile the module search path of a provider", function()
+  after_each(H.reset)
+
+  it("is the script's folder and lwsp's own Lua folder, nothing else", function()
+    local r = H.provider((PATHS:gsub("%.%.%.", "'no_such_module'")))
+    local mark = H.mark()
+    local s = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+    local path = assert(host.ioctl(s, 1, "return package.path", 1024))
+    local cpath = assert(host.ioctl(s, 1, "return package.cpath", 1024))
+    local mod = lwsp.path()
+    local mdir = mod:match("^(.*)[/\\][^/\\]*$")
+    local expect = {H.tmp .. sep .. "?.lua", mdir .. sep .. "lua" .. sep .. "?.lua", mdir .. sep .. "lua" .. sep .. "?" .. sep .. "init.lua"}
+    local got = {}
+    for e in path:gmatch("[^;]+") do got[#got + 1] = e end
+    assert.same(expect, got)
+    assert.equal(mdir .. sep .. "?" .. H.ext, cpath)
+    assert.is_nil(H.find_log(mark, "leaving", true))
+  end)
+
+  it("loads no C module from outside lwsp's own folder, whatever package.cpath says", function()
+    local lib = H.tmp .. sep .. "planted_c" .. H.ext
+    local f = assert(io.open(lwsp.path(), "rb"))
+    write(lib, f:read("a"))
+    f:close()
+    local r = H.provider(upcaller_source())
+    local s = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+    local ok, msg = run(s, ("package.cpath = %q local ok, m = pcall(require, 'planted_c') return ok, m"):format(H.tmp .. sep .. "?" .. H.ext))
+    assert.is_false(ok)
+    assert.truthy(msg:find("module 'planted_c' not found", 1, true), msg)
+    serving(r)
+  end)
+
+  it("loads C modules from lwsp's own folder", function()
+    local r = H.provider(upcaller_source())
+    local s = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+    -- lwsp itself, required afresh, comes from there
+    assert.same({"table", true}, {run(s, [[package.loaded.lwsp = nil
+      local m, where = require "lwsp"
+      return type(m), where == (package.cpath:gsub('%?', 'lwsp'))]])})
+    serving(r)
+  end)
+end)
+
+-- #posix #subprocess: copies lwsp's module into other folders and loads each
+-- copy as lwsp in a process of its own (one lwsp per process: its
+-- thread-locals live in the static TLS block).
+describe("#hostile #posix #subprocess lwsp's own Lua folders, for a copy of lwsp's module", function()
+  after_each(H.reset)
+
+  -- Runs a provider served by a copy of lwsp's module at dir/lwsp.so, in a
+  -- process whose environment starts with env; its script records what
+  -- `require "planted"` gave, then its package.path and package.cpath.
+  local function try(dir, tag, env)
+    H.mkdir(dir)
+    local f = assert(io.open(lwsp.path(), "rb"))
+    write(dir .. "/lwsp.so", f:read("a"))
+    f:close()
+    local out, script, driver = H.tmp .. "/" .. tag .. ".out", H.tmp .. "/" .. tag .. "_provider.lua", H.tmp .. "/" .. tag .. "_driver.lua"
+    write(script, ([[
+local ok, m = pcall(require, "planted")
+local f = io.open(%q, "w") f:write(tostring(ok and m), " ", package.path, " ", package.cpath) f:close()
+return {socket = function() return true end}
+]]):format(out))
+    write(driver, ([[
+package.path = %q
+package.cpath = %q
+local lwsp = require "lwsp"
+assert(lwsp.path() == %q, lwsp.path())
+assert(lwsp.registry.set_root(%q))
+local host = require "wsp.host"
+local r = host.install_lua{script = %q}
+assert(host.socket(2, 1, 0, 0, r.tcp))
+host.cleanup()
+host.uninstall_lua(r)
+]]):format(H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua", dir .. "/?.so", dir .. "/lwsp.so",
+           H.tmp .. "/" .. tag .. "_registry", script))
+    assert.is_true(os.execute(("%s LWSP_LOG=off lua5.4 '%s'"):format(env or "", driver)))
+    local g = assert(io.open(out))
+    local got = g:read("a")
+    g:close()
+    return got:match("^(%S+) (%S*) (%S*)$")
+  end
+
+  it("never takes <module dir>/../../../share/lua/5.4 for a module outside an install tree", function()
+    local T = H.tmp .. "/outside"
+    H.mkdir(T .. "/share/lua/5.4")
+    write(T .. "/share/lua/5.4/planted.lua", "return 'planted_from_share'")
+    assert.equal("false", (try(T .. "/x/y/build", "outside")))
+  end)
+
+  it("takes <prefix>/share/lua/5.4 for a module in <prefix>/lib/lua/5.4 (the luarocks tree)", function()
+    local T = H.tmp .. "/tree"
+    H.mkdir(T .. "/share/lua/5.4")
+    write(T .. "/share/lua/5.4/planted.lua", "return 'planted_from_share'")
+    local got, path = try(T .. "/lib/lua/5.4", "tree")
+    assert.equal("planted_from_share", got)
+    assert.truthy(path:find(T .. "/share/lua/5.4/?.lua", 1, true), path)
+  end)
+
+  it("ignores $LUA_PATH and $LUA_CPATH in a provider", function()
+    local T = H.tmp .. "/envpath"
+    H.mkdir(T .. "/evil")
+    write(T .. "/evil/planted.lua", "return 'planted_from_LUA_PATH'")
+    local got, path, cpath = try(T .. "/build", "envpath",
+      ("LUA_PATH_5_4='%s/evil/?.lua;;' LUA_PATH='%s/evil/?.lua;;' LUA_CPATH='%s/evil/?.so;;'"):format(T, T, T))
+    assert.equal("false", got)
+    assert.falsy((path .. cpath):find("evil", 1, true), path .. " " .. cpath)
+    assert.falsy(path:find("/usr/", 1, true), path)   -- nor Lua's compiled-in defaults
+    assert.equal(T .. "/build/?.so", cpath)
+  end)
+end)

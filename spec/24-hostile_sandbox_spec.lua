@@ -435,3 +435,153 @@ host.uninstall_lua(r)
     assert.equal(T .. "/build/?.so", cpath)
   end)
 end)
+
+-- #posix #subprocess: file modes and owners, set with chmod and chown (the
+-- owner case needs root, as the suite runs in CI).
+describe("#hostile #posix #subprocess who may have written a provider's code", function()
+  local dir
+  local n = 0
+  before_each(function()
+    n = n + 1
+    dir = H.tmp .. "/trust" .. n
+    H.mkdir(dir)
+  end)
+  after_each(H.reset)
+
+  local function sh(cmd) assert.is_true(os.execute(cmd), cmd) end
+  local function script(path)
+    write(path, [[
+local lwsp = require "lwsp"
+local ok, m = pcall(require, "helper_mod")
+lwsp.log("helper_mod: " .. tostring(ok and m), "trust")
+return {socket = function() return true end}
+]])
+    return path
+  end
+  local function starts(path)
+    local r = host.install_lua{script = path}
+    local mark = H.mark()
+    local s, msg, code = host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp)
+    local logs = H.logs(mark)
+    if s then host.close(s) end
+    host.cleanup()
+    host.uninstall_lua(r)
+    return s ~= nil, table.concat(logs, "\n"), code
+  end
+
+  it("refuses a world-writable script, and takes it once it is not", function()
+    local p = script(dir .. "/provider.lua")
+    sh(("chmod 0666 '%s'"):format(p))
+    local ok, log, code = starts(p)
+    assert.is_false(ok)
+    assert.equal(wsp.WSAEPROVIDERFAILEDINIT, code)
+    assert.truthy(log:find("refusing provider script " .. p .. ": ", 1, true), log)
+    assert.truthy(log:find("is world-writable", 1, true), log)
+    sh(("chmod 0644 '%s'"):format(p))
+    assert.is_true((starts(p)))
+  end)
+
+  it("refuses a script in a world-writable folder, and takes one in a sticky folder", function()
+    local p = script(dir .. "/provider.lua")
+    sh(("chmod 0777 '%s'"):format(dir))
+    local ok, log = starts(p)
+    assert.is_false(ok)
+    assert.truthy(log:find("folder " .. dir .. " is world-writable", 1, true), log)
+    sh(("chmod 1777 '%s'"):format(dir))   -- like /tmp: nobody else may replace our file there
+    assert.is_true((starts(p)))
+    sh(("chmod 0755 '%s'"):format(dir))
+  end)
+
+  it("refuses a script owned by another user that is not root", function()
+    local p = script(dir .. "/provider.lua")
+    sh(("chown 65534 '%s'"):format(p))
+    local ok, log = starts(p)
+    assert.is_false(ok)
+    assert.truthy(log:find("is owned by another user (uid 65534)", 1, true), log)
+  end)
+
+  it("refuses a script under a folder owned by another user that is not root", function()
+    H.mkdir(dir .. "/theirs")
+    local p = script(dir .. "/theirs/provider.lua")
+    sh(("chown 65534 '%s'"):format(dir .. "/theirs"))
+    local ok, log = starts(p)
+    assert.is_false(ok)
+    assert.truthy(log:find("folder " .. dir .. "/theirs is owned by another user", 1, true), log)
+  end)
+
+  it("refuses a world-writable module, and a module owned by another user, beside a trusted script", function()
+    local p = script(dir .. "/provider.lua")
+    write(dir .. "/helper_mod.lua", "return 'helper'")
+    assert.truthy(select(2, starts(p)):find("helper_mod: helper", 1, true))
+    sh(("chmod 0666 '%s/helper_mod.lua'"):format(dir))
+    local ok, log = starts(p)
+    assert.is_true(ok)                        -- the script runs; its require fails
+    assert.truthy(log:find("helper_mod: false", 1, true), log)
+    assert.truthy(log:find("refusing module 'helper_mod' from " .. dir .. "/helper_mod.lua: ", 1, true), log)
+    sh(("chmod 0644 '%s/helper_mod.lua' && chown 65534 '%s/helper_mod.lua'"):format(dir, dir))
+    ok, log = starts(p)
+    assert.truthy(log:find("helper_mod: false", 1, true), log)
+    assert.truthy(log:find("owned by another user (uid 65534)", 1, true), log)
+  end)
+end)
+
+-- #posix: registry entries are files here; on Windows HKLM is written only
+-- through registry.set, which refuses what WSPStartup would (last case).
+describe("#hostile #posix registry entries that would be cut", function()
+  after_each(H.reset)
+
+  local MARK = [[
+local lwsp = require "lwsp"
+lwsp.log("the cut path was loaded", "cut")
+return {socket = function() return true end}
+]]
+  local function entry(r, bytes)
+    write(lwsp.registry.where() .. "/" .. r.guid, bytes)
+  end
+  local function refused(r, text)
+    local mark = H.mark()
+    H.fails_with("WSAEPROVIDERFAILEDINIT", host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+    assert.truthy(H.find_log(mark, text, true), "no log line: " .. text)
+    assert.is_nil(H.find_log(mark, "the cut path was loaded", true))
+  end
+
+  it("refuses an entry over 1,023 bytes instead of loading its first 1,023", function()
+    -- a real script whose path is exactly 1,023 bytes: the cut entry would name it
+    local d = H.tmp .. "/long"
+    while #d < 1023 - 220 do d = d .. "/" .. ("d"):rep(200) end
+    H.mkdir(d)
+    local p = d .. "/" .. ("p"):rep(1023 - #d - 5) .. ".lua"
+    assert.equal(1023, #p)
+    write(p, MARK)
+    local r = H.provider(MARK)
+    entry(r, p .. "x\n")
+    refused(r, "is longer than 1023 bytes: refused")
+    entry(r, p .. "\n")                    -- exactly 1,023 is fine
+    local mark = H.mark()
+    assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+    assert.truthy(H.find_log(mark, "the cut path was loaded", true))
+  end)
+
+  it("refuses an entry with an embedded NUL instead of loading what comes before it", function()
+    local r = H.provider(MARK)
+    entry(r, lwsp.registry.get(r.guid) .. "\0/other.lua\n")
+    refused(r, "contains a NUL byte: refused")
+  end)
+
+  it("refuses an entry of more than one line", function()
+    local r = H.provider(MARK)
+    entry(r, lwsp.registry.get(r.guid) .. "\n/other.lua\n")
+    refused(r, "holds more than one line: refused")
+  end)
+end)
+
+describe("#hostile registry.set", function()
+  it("refuses a path WSPStartup would refuse: a NUL, a line break, over 1,023 bytes", function()
+    local g = lwsp.guid()
+    local base = H.windows and "C:\\lwsp\\x.lua" or "/lwsp/x.lua"
+    assert.has_error(function() lwsp.registry.set(g, base .. "\0.lua") end, "bad argument #2 to 'set' (script path contains a NUL or a line break)")
+    assert.has_error(function() lwsp.registry.set(g, base .. "\n/y.lua") end, "bad argument #2 to 'set' (script path contains a NUL or a line break)")
+    assert.has_error(function() lwsp.registry.set(g, base .. ("x"):rep(1024)) end, "bad argument #2 to 'set' (script path is longer than 1023 bytes)")
+    assert.is_nil(lwsp.registry.get(g))
+  end)
+end)

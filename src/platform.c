@@ -337,7 +337,11 @@ int lwsp_registry_get(const GUID *id, char *out, size_t outlen, char *err, size_
   f = fopen(file, "rb");
   if (!f) { snprintf(err, errlen, "no script registered: %s: %s", file, strerror(errno)); return 0; }
   n = fread(out, 1, outlen - 1, f);
-  more = fgetc(f) != EOF;
+  {
+    char tail[3];                       /* past the buffer only a line end may follow */
+    size_t t = fread(tail, 1, sizeof tail, f);
+    more = t == sizeof tail || (t >= 1 && tail[t - 1] != '\n') || (t == 2 && tail[0] != '\r');
+  }
   fclose(f);
   out[n] = 0;
   while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r')) out[--n] = 0;

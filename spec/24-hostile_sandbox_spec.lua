@@ -585,3 +585,176 @@ describe("#hostile registry.set", function()
     assert.is_nil(lwsp.registry.get(g))
   end)
 end)
+
+-- #posix #subprocess: the variables are read by WSPStartup, so each case runs
+-- in a process of its own with its environment.
+describe("#hostile #posix #subprocess LWSP_* numbers from the environment", function()
+  local n = 0
+  -- Runs a provider whose send loops forever when sent "loop", with env set;
+  -- returns the log and what host.send gave.
+  local function with_env(env)
+    n = n + 1
+    local T = H.tmp .. "/env" .. n
+    H.mkdir(T)
+    local script, driver, log = T .. "/provider.lua", T .. "/driver.lua", T .. "/lwsp.log"
+    write(script, [[
+return {socket = function() return true end,
+        send = function(s, data) if data == "loop" then while true do end end return #data end}
+]])
+    write(driver, ([[
+package.path = %q
+package.cpath = %q
+local lwsp = require "lwsp"
+assert(lwsp.registry.set_root(%q))
+local host = require "wsp.host"
+local r = host.install_lua{script = %q}
+local s = assert(host.socket(2, 1, 0, 0, r.tcp))
+local _, msg = host.send(s, "loop")
+lwsp.log("send gave " .. tostring(msg), "driver")
+lwsp.log("then " .. tostring(host.send(s, "ok")), "driver")
+host.cleanup()
+host.uninstall_lua(r)
+]]):format(H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua", lwsp.path():gsub("lwsp%.so$", "?.so"),
+           T .. "/registry", script))
+    -- timeout: a budget turned off would loop for ever
+    os.execute(("%s LWSP_LOG='%s' timeout 60 lua5.4 '%s'"):format(env, log, driver))
+    local f = assert(io.open(log))
+    local text = f:read("a")
+    f:close()
+    return text
+  end
+
+  it("refuses LWSP_BUDGET=abc with a log line and keeps the default budget (it did turn the budget off)", function()
+    local log = with_env("LWSP_BUDGET=abc")
+    assert.truthy(log:find("ignoring $LWSP_BUDGET='abc': not a whole number", 1, true), log)
+    assert.truthy(log:find("send gave WSAENETDOWN", 1, true), log)   -- the loop was stopped
+    assert.truthy(log:find("then 2", 1, true), log)
+  end)
+
+  it("refuses LWSP_BUDGET=1e5 and one past the range instead of reading 1 or a cut number", function()
+    local log = with_env("LWSP_BUDGET=1e5")
+    assert.truthy(log:find("ignoring $LWSP_BUDGET='1e5'", 1, true), log)
+    assert.truthy(log:find("then 2", 1, true), log)
+    log = with_env("LWSP_BUDGET=99999999999999999999")
+    assert.truthy(log:find("ignoring $LWSP_BUDGET='99999999999999999999'", 1, true), log)
+  end)
+
+  it("refuses LWSP_MEMORY_LIMIT=12k and -1, and takes a plain number", function()
+    local log = with_env("LWSP_MEMORY_LIMIT=12k")
+    assert.truthy(log:find("ignoring $LWSP_MEMORY_LIMIT='12k'", 1, true), log)
+    assert.truthy(log:find("then 2", 1, true), log)
+    log = with_env("LWSP_MEMORY_LIMIT=-1")
+    assert.truthy(log:find("ignoring $LWSP_MEMORY_LIMIT='-1'", 1, true), log)
+    log = with_env("LWSP_BUDGET=5000000 LWSP_MEMORY_LIMIT=100000000")
+    assert.falsy(log:find("ignoring", 1, true), log)
+    assert.truthy(log:find("send gave WSAENETDOWN", 1, true), log)
+  end)
+end)
+
+-- A provider whose handlers return what ioctl 0x7101 set (a Lua table expression).
+local RETURNS = [[
+local wsp = require "wsp"
+local R = {}
+return {
+  socket = function() return true end,
+  ioctl = function(s, code, input)
+    if code == 0x7101 then R = load("return " .. input)() return 0 end
+    return R.ioctl
+  end,
+  getsockopt = function(s, level, name) return R.opt end,
+  enumnetworkevents = function(s, ev) return wsp.FD_READ, R.errors end,
+  getqosbyname = function(s, name) return R.qos end,
+  duplicatesocket = function(s, pid) return R.info end,
+}
+]]
+
+describe("#hostile handler results that do not fit their C field", function()
+  local r, s
+  before_each(function()
+    r = H.provider(RETURNS)
+    s = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+  end)
+  after_each(H.reset)
+
+  local function set(expr) assert(host.ioctl(s, 0x7101, expr, 4)) end
+  -- the call fails with WSAEINVAL, and the log names the handler, the field and the value
+  local function refused(field, value, call)
+    local mark = H.mark()
+    H.fails_with("WSAEINVAL", call())
+    local line = H.find_log(mark, "returned " .. value .. " for " .. field, true)
+    assert.truthy(line, "no log line for " .. field)
+    assert.truthy(line:find("WSAEINVAL", 1, true), line)
+    -- still serving
+    set("{ioctl = 7}")
+    assert.equal(7, wsp.int(assert(host.ioctl(s, 1, nil, 4))))
+  end
+
+  it("fails a 4-byte option value outside 32 bits with WSAEINVAL (it was cut)", function()
+    set("{opt = 1 << 32}")
+    refused("a 4-byte option value", tostring(1 << 32), function() return host.getsockopt(s, wsp.SOL_SOCKET, wsp.SO_RCVBUF) end)
+    set("{opt = -(1 << 31) - 1}")
+    refused("a 4-byte option value", tostring(-(1 << 31) - 1), function() return host.getsockopt(s, wsp.SOL_SOCKET, wsp.SO_RCVBUF) end)
+    -- the edges fit: as unsigned and as signed
+    set("{opt = 0xffffffff}")
+    assert.equal("\255\255\255\255", host.getsockopt(s, wsp.SOL_SOCKET, wsp.SO_RCVBUF))
+    set("{opt = -1}")
+    assert.equal("\255\255\255\255", host.getsockopt(s, wsp.SOL_SOCKET, wsp.SO_RCVBUF))
+  end)
+
+  it("fails an ioctl's integer result outside 32 bits with WSAEINVAL", function()
+    set("{ioctl = 1 << 40}")
+    refused("a 4-byte ioctl result (u_long)", tostring(1 << 40), function() return host.ioctl(s, 1, nil, 4) end)
+    set("{ioctl = 0xffffffff}")
+    assert.equal("\255\255\255\255", host.ioctl(s, 1, nil, 4))
+  end)
+
+  it("fails SO_LINGER fields outside a u_short with WSAEINVAL, and non-integers as a fault", function()
+    set("{opt = {l_onoff = 70000, l_linger = 1}}")
+    refused("SO_LINGER's l_onoff (a u_short)", "70000", function() return host.getsockopt(s, wsp.SOL_SOCKET, wsp.SO_LINGER) end)
+    set("{opt = {l_onoff = 1, l_linger = -1}}")
+    refused("SO_LINGER's l_linger (a u_short)", "-1", function() return host.getsockopt(s, wsp.SOL_SOCKET, wsp.SO_LINGER) end)
+    set("{opt = {l_onoff = 'on', l_linger = 1}}")
+    H.fails_with("WSAENETDOWN", host.getsockopt(s, wsp.SOL_SOCKET, wsp.SO_LINGER))
+    set("{opt = {l_onoff = 1, l_linger = 65535}}")
+    assert.equal(4, #host.getsockopt(s, wsp.SOL_SOCKET, wsp.SO_LINGER))
+  end)
+
+  it("fails a network event's error code outside an int with WSAEINVAL", function()
+    set(("{errors = {[%d] = 1 << 31}}"):format(wsp.FD_READ))
+    refused("a network event's error code", tostring(1 << 31), function() return host.enum_network_events(s) end)
+    set(("{errors = {[%d] = 'WSAECONNRESET'}}"):format(wsp.FD_READ))
+    H.fails_with("WSAENETDOWN", host.enum_network_events(s))
+    set(("{errors = {[%d] = %d}}"):format(wsp.FD_READ, wsp.WSAECONNRESET))
+    local mask, errors = host.enum_network_events(s)
+    assert.equal(wsp.FD_READ, mask)
+    assert.equal(wsp.WSAECONNRESET, errors[wsp.FD_READ])
+  end)
+
+  it("fails a FLOWSPEC field outside a ULONG with WSAEINVAL", function()
+    set("{qos = {SendingFlowspec = {TokenRate = 1 << 32}}}")
+    refused("FLOWSPEC's TokenRate (a ULONG)", tostring(1 << 32), function() return host.get_qos_by_name(s, "x") end)
+    set("{qos = {ReceivingFlowspec = {PeakBandwidth = -5}}}")
+    refused("FLOWSPEC's PeakBandwidth (a ULONG)", "-5", function() return host.get_qos_by_name(s, "x") end)
+    set("{qos = {SendingFlowspec = {TokenRate = 0xffffffff}}}")
+    assert.equal(0xffffffff, host.get_qos_by_name(s, "x").SendingFlowspec.TokenRate)
+  end)
+
+  it("fails protocol info with a field outside 32 bits, as malformed (WSAENETDOWN)", function()
+    set("{info = {dwServiceFlags1 = 1 << 33}}")
+    local mark = H.mark()
+    H.fails_with("WSAENETDOWN", host.duplicate_socket(s, 1))
+    assert.truthy(H.find_log(mark, "field dwServiceFlags1 = " .. (1 << 33) .. " does not fit 32 bits", true))
+    set("{info = {ProtocolChain = {1, 1 << 32}}}")
+    H.fails_with("WSAENETDOWN", host.duplicate_socket(s, 1))
+    set("{info = {dwServiceFlags1 = 0xffffffff}}")
+    assert.equal(0xffffffff, host.duplicate_socket(s, 1).dwServiceFlags1)
+  end)
+
+  it("logs a script's budget or memory_limit of the wrong type instead of ignoring it quietly", function()
+    local mark = H.mark()
+    local b = H.provider("return {budget = 'abc', memory_limit = 1.5, socket = function() return true end}\n")
+    assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, b.tcp))
+    assert.truthy(H.find_log(mark, "ignoring budget (string): not an integer", true))
+    assert.truthy(H.find_log(mark, "ignoring memory_limit (number): not a positive integer", true))
+  end)
+end)

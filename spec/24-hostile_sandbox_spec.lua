@@ -98,6 +98,27 @@ describe("#hostile overlapped structures reach a provider only as checked object
     serving(r)
   end)
 
+  it("refuses to complete an overlapped that lwsp will complete (a pending operation's)", function()
+    -- a provider whose recv waits: the application's overlapped receive stays pending in lwsp
+    local p = H.provider("local M = (function(...)\n" .. upcaller_source() .. "\nend)(...)\n" .. [[
+local wsp = require "wsp"
+M.recv = function(s) wsp.wait(s) return "late" end
+return M
+]])
+    local t = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, p.tcp))
+    local ev = host.create_event()
+    local ov = host.overlapped(ev)
+    H.fails_with("WSA_IO_PENDING", host.wsarecv(t, 10, ov))
+    run(t, "on_result = function(s, ov) R = {up.complete_overlapped_request(s.handle, ov, 0, 3)} return 0, 0 end")
+    assert.equal(0, host.get_overlapped_result(t, ov, false))
+    H.fails_with("WSAEINVAL", run(t, "return table.unpack(R)"))
+    assert.is_false(host.event_state(ev))
+    assert.is_true(host.close(t))             -- lwsp completes it, once: aborted
+    assert.is_true(host.event_state(ev))
+    assert.equal(wsp.WSA_OPERATION_ABORTED, ov.OffsetHigh)
+    serving(p)
+  end)
+
   it("refuses an error or byte count outside the DWORD range", function()
     local ov = host.overlapped(host.create_event())
     run(s, "on_result = function(s, ov) R = {pcall(up.complete_overlapped_request, s.handle, ov, 0, 1 << 32)} return 0, 0 end")

@@ -5,8 +5,9 @@
  * true) on success, nil, "WSAENAME: text", code on failure.
  *
  * Nothing a script hands back is taken as a pointer or as somebody else's
- * object.  An overlapped structure reaches Lua only as an lwsp.overlapped
- * that lwsp made for the running call and that dies when the call returns;
+ * object.  An overlapped structure reaches Lua only as an overlapped object
+ * (lwsp.wsp_overlapped) that lwsp made for the running call and that dies
+ * when the call returns;
  * socket handles a script may close are the ones it created itself, handles
  * it may query are those and its own sockets', catalog ids are its own;
  * events it may close are the ones it created, events it may set or reset are
@@ -33,7 +34,9 @@ typedef struct {
 
 typedef struct {
   LPWSAOVERLAPPED ov;
-  SOCKET s;            /* the socket of the call it was given to */
+  SOCKET s;            /* the socket of the call it was given to, */
+  lwsp_sock *so;       /* its slot (slots stay put), */
+  uint32_t gen;        /* and its generation then */
   uint32_t serial;     /* usable while I->ov_live == serial */
 } overlapped_ud;
 
@@ -358,6 +361,8 @@ void rt_push_overlapped(rt_call *c, LPWSAOVERLAPPED ov) {
   overlapped_ud *u = lua_newuserdatauv(c->co, sizeof *u, 0);
   u->ov = ov;
   u->s = c->so ? c->so->handle : 0;
+  u->so = c->so;
+  u->gen = c->so ? c->so->gen : 0;
   if (++I->ov_serial == 0) ++I->ov_serial;
   u->serial = c->ov_serial = I->ov_live = I->ov_serial;
   luaL_setmetatable(c->co, OVERLAPPED_MT);
@@ -400,13 +405,16 @@ static int u_complete_overlapped_request(lua_State *L) {
   overlapped_ud *u = check_overlapped(L, I, 2);
   DWORD error = check_dword(L, 3), bytes = check_dword(L, 4);
   if (!I->complete) return lwsp_push_error(L, WSASYSCALLFAILURE);
+  if (rt_find_op(I, u->ov))   /* completed twice, the second write could land after the application freed it */
+    return refuse(L, I, WSAEINVAL, "complete_overlapped_request: an operation of this provider on that overlapped is "
+                  "still pending; lwsp completes it");
+  if (s == u->s && u->so && u->so->gen == u->gen && !u->so->closing)   /* (the usual case, in O(1)) */
+    return ok_or_fail(L, I->complete(s, u->ov, error, bytes, &e), e);
   if (!own_socket(I, s))
     return refuse(L, I, WSAENOTSOCK, "complete_overlapped_request: handle %llu is not a socket of this provider",
                   (unsigned long long)s);
-  if (s != u->s)
-    return refuse(L, I, WSAEINVAL, "complete_overlapped_request: the overlapped was given for socket %llu, not %llu",
-                  (unsigned long long)u->s, (unsigned long long)s);
-  return ok_or_fail(L, I->complete(s, u->ov, error, bytes, &e), e);
+  return refuse(L, I, WSAEINVAL, "complete_overlapped_request: the overlapped was given for socket %llu, not %llu%s",
+                (unsigned long long)u->s, (unsigned long long)s, s == u->s ? " (closed since)" : "");
 }
 
 /* Cleanup: handles and events the script created and left open go with it. */

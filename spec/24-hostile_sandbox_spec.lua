@@ -57,12 +57,12 @@ describe("#hostile overlapped structures reach a provider only as checked object
     serving(r)
   end)
 
-  it("refuses a string, a table, nil or a host object as an overlapped", function()
+  it("refuses a string, a table, nil or another lwsp object as an overlapped", function()
     raises(s, "return up.complete_overlapped_request(s.handle, 'AAAA', 0, 5)", "expected")
     raises(s, "return up.complete_overlapped_request(s.handle, {address = 1}, 0, 5)", "expected")
     raises(s, "return up.complete_overlapped_request(s.handle, nil, 0, 5)", "expected")
-    -- the host's own overlapped objects are another type, with other memory behind them
-    raises(s, "return up.complete_overlapped_request(s.handle, lwsp.host.overlapped(), 0, 5)", "expected")
+    -- a thread id object is another type, with other memory behind it
+    raises(s, "return up.complete_overlapped_request(s.handle, up.open_current_thread(), 0, 5)", "expected")
     serving(r)
   end)
 
@@ -221,6 +221,11 @@ describe("#hostile a provider touches only its own handles, events and windows",
     H.fails_with("WSAENOTSOCK", host.socket_info(h))
     assert.is_nil(host.object_type(ev))
     serving(r)   -- started again
+  end)
+
+  it("has no lwsp.host in its state: the application's side, which takes raw handles and loads DLLs", function()
+    assert.is_true(run(s, "return lwsp.host == nil and require('lwsp').host == nil"))
+    assert.is_table(lwsp.host)   -- the application's state keeps it
   end)
 
   it("cannot reach the debug functions that would swap an upcall's instance or forge an object", function()

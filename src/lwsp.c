@@ -1109,8 +1109,10 @@ LWSP_EXPORT int luaopen_lwsp(lua_State *L) {
     lua_setfield(L, -2, lwsp_proc_names[i]);
   }
   lua_setfield(L, -2, "handler_names");
-  lwsp_host_open(L);
-  lua_setfield(L, -2, "host");
+  if (!I) {   /* lwsp's host is the application's side: not a provider's to call (it takes raw handles) */
+    lwsp_host_open(L);
+    lua_setfield(L, -2, "host");
+  }
   lwsp_trace_open(L);
   lua_setfield(L, -2, "trace");
   lwsp_wsc_open(L);

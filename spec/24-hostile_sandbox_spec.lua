@@ -342,6 +342,41 @@ describe("#hostile binary chunks in a provider state", function()
   end)
 end)
 
+describe("#hostile values a layer passes down or reports", function()
+  local base, layer
+  before_each(function()
+    base = H.base()
+    layer = H.layered{script = H.script([[
+local wsp = require "wsp"
+local P = require("wsp.layered").new()
+local down = P.ioctl
+function P.ioctl(s, code, input, outlen)
+  if code ~= 0x7100 then return down(s, code, input, outlen) end
+  local ok, msg = pcall(load(input, "=snippet", "t", setmetatable({s = s, wsp = wsp}, {__index = _G})))
+  return tostring(ok) .. " " .. tostring(msg)
+end
+return P
+]]), over = base, name = "passes"}
+  end)
+  after_each(function() host.cleanup() H.reset() end)
+
+  it("raises on an argument for a 32-bit parameter of the layer below instead of cutting it", function()
+    local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, layer.tcp))
+    local function snippet(code) return assert(host.ioctl(c, 0x7100, code, 1024)) end
+    -- (1 << 32) + 4 used to become 4
+    local out = snippet("return s.low:getsockopt(s.lh, 0xffff, 0x1001, (1 << 32) + 4)")
+    assert.truthy(out:find("^false .*out of the 32%-bit range"), out)
+    out = snippet("return s.low:send(s.lh, 'x', 1 << 32)")
+    assert.truthy(out:find("^false .*out of the 32%-bit range"), out)
+    out = snippet("return s.low:shutdown(s.lh, -(1 << 31) - 1)")
+    assert.truthy(out:find("^false .*out of the 32%-bit range"), out)
+    out = snippet("return wsp.event(s, (1 << 32) | wsp.FD_READ)")   -- used to be FD_READ
+    assert.truthy(out:find("^false .*one FD_%* event"), out)
+    assert.equal(4, #assert(host.getsockopt(c, wsp.SOL_SOCKET, wsp.SO_RCVBUF)))   -- still serving
+    assert.is_true(host.close(c))
+  end)
+end)
+
 -- A provider that reports where its code may come from.
 local PATHS = [[
 local lwsp = require "lwsp"

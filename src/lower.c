@@ -78,6 +78,13 @@ static lua_Integer opt_int_arg(lua_State *L, int idx, lua_Integer def) {
   return ok ? v : luaL_optinteger(L, idx, def);
 }
 static SOCKET check_h(lua_State *L, int idx) { return (SOCKET)int_arg(L, idx); }
+/* The same for a 32-bit C parameter (int, DWORD): raises outside -2^31 .. 2^32-1, never cuts. */
+static lua_Integer fit32(lua_State *L, int idx, lua_Integer v) {
+  if (v < -(lua_Integer)0x80000000LL || v > (lua_Integer)0xffffffffLL) luaL_argerror(L, idx, "out of the 32-bit range");
+  return v;
+}
+#define int32_arg(L, idx) fit32((L), (idx), int_arg((L), (idx)))
+#define opt_int32_arg(L, idx, def) fit32((L), (idx), opt_int_arg((L), (idx), (def)))
 
 /* A catalog entry: lwsp's host's when it is the one calling (its upcall
  * table), else ws2_32's own (WSCEnumProtocols). */
@@ -174,7 +181,7 @@ static int load(lwsp_inst *I, lwsp_lower *low, char *why, size_t whylen) {
 /* lwsp.lower(catalog_id) -> the layer below that chain | nil, error */
 static int l_lower(lua_State *L) {
   lwsp_inst *I = lua_touserdata(L, lua_upvalueindex(1));
-  DWORD chain = (DWORD)int_arg(L, 1);
+  DWORD chain = (DWORD)int32_arg(L, 1);
   lwsp_lower *low;
   lower_ud *u;
   char why[600];
@@ -267,8 +274,8 @@ static int set_nonblocking(lwsp_lower *low, SOCKET h) {
 static int m_socket(lua_State *L) {
   LOW;
   SOCKET h;
-  int af = (int)int_arg(L, 2), type = (int)int_arg(L, 3), proto = (int)opt_int_arg(L, 4, 0);
-  DWORD flags = (DWORD)opt_int_arg(L, 5, 0) | WSA_FLAG_OVERLAPPED;
+  int af = (int)int32_arg(L, 2), type = (int)int32_arg(L, 3), proto = (int)opt_int32_arg(L, 4, 0);
+  DWORD flags = (DWORD)opt_int32_arg(L, 5, 0) | WSA_FLAG_OVERLAPPED;
   WSAPROTOCOL_INFOW pass = low->pass;
   (void)rc;
   if (lwsp_faults_armed && (err = lwsp_fault("lower.socket")) != 0) return fail(L, err);
@@ -314,7 +321,7 @@ static int m_bind(lua_State *L) {
 
 static int m_listen(lua_State *L) {
   LOW;
-  RESULT("lower.listen", low->procs.lpWSPListen(check_h(L, 2), (int)opt_int_arg(L, 3, 5), &err));
+  RESULT("lower.listen", low->procs.lpWSPListen(check_h(L, 2), (int)opt_int32_arg(L, 3, 5), &err));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -366,7 +373,7 @@ static int m_send(lua_State *L) {
   SOCKET h = check_h(L, 2);
   size_t n;
   WSABUF one, many[VIEW_MAXBUFS], *b = &one;
-  DWORD nb = 1, sent = 0, flags = (DWORD)opt_int_arg(L, 4, 0);
+  DWORD nb = 1, sent = 0, flags = (DWORD)opt_int32_arg(L, 4, 0);
   SOCKADDR_STORAGE ss;
   int len = 0;
   if (view_arg(L, 3, many, &nb, &n, 0)) {
@@ -388,7 +395,7 @@ static int m_send(lua_State *L) {
 static int m_recv(lua_State *L) {
   LOW;
   SOCKET h = check_h(L, 2);
-  DWORD flags = (DWORD)opt_int_arg(L, 4, 0), got = 0, nb = 1;
+  DWORD flags = (DWORD)opt_int32_arg(L, 4, 0), got = 0, nb = 1;
   int from = lua_toboolean(L, 5), len = sizeof(SOCKADDR_STORAGE);
   SOCKADDR_STORAGE ss;
   luaL_Buffer lb;
@@ -414,7 +421,7 @@ static int m_recv(lua_State *L) {
 
 static int m_shutdown(lua_State *L) {
   LOW;
-  RESULT("lower.shutdown", low->procs.lpWSPShutdown(check_h(L, 2), (int)int_arg(L, 3), &err));
+  RESULT("lower.shutdown", low->procs.lpWSPShutdown(check_h(L, 2), (int)int32_arg(L, 3), &err));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -436,9 +443,9 @@ static int m_getpeername(lua_State *L) { return name_call(L, 1); }
 static int m_getsockopt(lua_State *L) {
   LOW;
   char buf[sizeof(WSAPROTOCOL_INFOW)];
-  int len = (int)opt_int_arg(L, 5, 4);
+  int len = (int)opt_int32_arg(L, 5, 4);
   luaL_argcheck(L, len >= 0 && len <= (int)sizeof buf, 5, "length out of range");
-  RESULT("lower.getsockopt", low->procs.lpWSPGetSockOpt(check_h(L, 2), (int)int_arg(L, 3), (int)int_arg(L, 4), buf, &len, &err));
+  RESULT("lower.getsockopt", low->procs.lpWSPGetSockOpt(check_h(L, 2), (int)int32_arg(L, 3), (int)int32_arg(L, 4), buf, &len, &err));
   lua_pushlstring(L, buf, (size_t)len);
   return 1;
 }
@@ -448,7 +455,7 @@ static int m_setsockopt(lua_State *L) {
   LOW;
   size_t n;
   const char *v = luaL_checklstring(L, 5, &n);
-  RESULT("lower.setsockopt", low->procs.lpWSPSetSockOpt(check_h(L, 2), (int)int_arg(L, 3), (int)int_arg(L, 4), v, (int)n, &err));
+  RESULT("lower.setsockopt", low->procs.lpWSPSetSockOpt(check_h(L, 2), (int)int32_arg(L, 3), (int)int32_arg(L, 4), v, (int)n, &err));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -458,10 +465,10 @@ static int m_ioctl(lua_State *L) {
   LOW;
   size_t inlen = 0;
   const char *in = luaL_optlstring(L, 4, NULL, &inlen);
-  DWORD outlen = (DWORD)opt_int_arg(L, 5, 0), got = 0;
+  DWORD outlen = (DWORD)opt_int32_arg(L, 5, 0), got = 0;
   char out[1024];
   luaL_argcheck(L, outlen <= sizeof out, 5, "length out of range");
-  RESULT("lower.ioctl", low->procs.lpWSPIoctl(check_h(L, 2), (DWORD)int_arg(L, 3), (LPVOID)in, (DWORD)inlen,
+  RESULT("lower.ioctl", low->procs.lpWSPIoctl(check_h(L, 2), (DWORD)int32_arg(L, 3), (LPVOID)in, (DWORD)inlen,
                                outlen ? out : NULL, outlen, &got, NULL, NULL, NULL, &err));
   lua_pushlstring(L, out, got);
   return 1;

@@ -370,6 +370,14 @@ return P
     assert.truthy(out:find("^false .*out of the 32%-bit range"), out)
     out = snippet("return s.low:shutdown(s.lh, -(1 << 31) - 1)")
     assert.truthy(out:find("^false .*out of the 32%-bit range"), out)
+    -- each argument is read before the provider's lock is released for the call down
+    -- (an error raised without the lock would unlock it twice: make tsan sees it)
+    out = snippet("return s.low:getsockopt('not a handle', 0xffff, 0x1001)")
+    assert.truthy(out:find("^false .*number expected"), out)
+    out = snippet("return s.low:ioctl(s.lh, 'FIONBIO')")
+    assert.truthy(out:find("^false .*number expected"), out)
+    out = snippet("return s.low:select({s.lh}, nil, nil, 1e30)")
+    assert.truthy(out:find("^false .*a timeout in seconds"), out)
     out = snippet("return wsp.event(s, (1 << 32) | wsp.FD_READ)")   -- used to be FD_READ
     assert.truthy(out:find("^false .*one FD_%* event"), out)
     assert.equal(4, #assert(host.getsockopt(c, wsp.SOL_SOCKET, wsp.SO_RCVBUF)))   -- still serving

@@ -314,14 +314,17 @@ static int m_bind(lua_State *L) {
   SOCKADDR_STORAGE ss;
   int len;
   addr_arg(L, 3, &ss, &len);
-  RESULT("lower.bind", low->procs.lpWSPBind(check_h(L, 2), (struct sockaddr *)&ss, len, &err));
+  SOCKET h = check_h(L, 2);   /* (arguments are read before the lock is released: an argument error raises) */
+  RESULT("lower.bind", low->procs.lpWSPBind(h, (struct sockaddr *)&ss, len, &err));
   lua_pushboolean(L, 1);
   return 1;
 }
 
 static int m_listen(lua_State *L) {
   LOW;
-  RESULT("lower.listen", low->procs.lpWSPListen(check_h(L, 2), (int)opt_int32_arg(L, 3, 5), &err));
+  SOCKET h = check_h(L, 2);
+  int backlog = (int)opt_int32_arg(L, 3, 5);
+  RESULT("lower.listen", low->procs.lpWSPListen(h, backlog, &err));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -332,7 +335,8 @@ static int m_connect(lua_State *L) {
   SOCKADDR_STORAGE ss;
   int len;
   addr_arg(L, 3, &ss, &len);
-  RESULT("lower.connect", low->procs.lpWSPConnect(check_h(L, 2), (struct sockaddr *)&ss, len, NULL, NULL, NULL, NULL, &err));
+  SOCKET h = check_h(L, 2);
+  RESULT("lower.connect", low->procs.lpWSPConnect(h, (struct sockaddr *)&ss, len, NULL, NULL, NULL, NULL, &err));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -380,6 +384,7 @@ static int m_send(lua_State *L) {
     b = many;
   } else {
     one.buf = (CHAR *)luaL_checklstring(L, 3, &n);
+    luaL_argcheck(L, n <= 0xffffffffu, 3, "longer than a WSABUF holds");
     one.len = (ULONG)n;
   }
   if (!lua_isnoneornil(L, 5)) addr_arg(L, 5, &ss, &len);
@@ -421,7 +426,9 @@ static int m_recv(lua_State *L) {
 
 static int m_shutdown(lua_State *L) {
   LOW;
-  RESULT("lower.shutdown", low->procs.lpWSPShutdown(check_h(L, 2), (int)int32_arg(L, 3), &err));
+  SOCKET h = check_h(L, 2);
+  int how = (int)int32_arg(L, 3);
+  RESULT("lower.shutdown", low->procs.lpWSPShutdown(h, how, &err));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -445,7 +452,9 @@ static int m_getsockopt(lua_State *L) {
   char buf[sizeof(WSAPROTOCOL_INFOW)];
   int len = (int)opt_int32_arg(L, 5, 4);
   luaL_argcheck(L, len >= 0 && len <= (int)sizeof buf, 5, "length out of range");
-  RESULT("lower.getsockopt", low->procs.lpWSPGetSockOpt(check_h(L, 2), (int)int32_arg(L, 3), (int)int32_arg(L, 4), buf, &len, &err));
+  SOCKET h = check_h(L, 2);
+  int level = (int)int32_arg(L, 3), name = (int)int32_arg(L, 4);
+  RESULT("lower.getsockopt", low->procs.lpWSPGetSockOpt(h, level, name, buf, &len, &err));
   lua_pushlstring(L, buf, (size_t)len);
   return 1;
 }
@@ -455,7 +464,10 @@ static int m_setsockopt(lua_State *L) {
   LOW;
   size_t n;
   const char *v = luaL_checklstring(L, 5, &n);
-  RESULT("lower.setsockopt", low->procs.lpWSPSetSockOpt(check_h(L, 2), (int)int32_arg(L, 3), (int)int32_arg(L, 4), v, (int)n, &err));
+  SOCKET h = check_h(L, 2);
+  int level = (int)int32_arg(L, 3), name = (int)int32_arg(L, 4);
+  luaL_argcheck(L, n <= 0x7fffffff, 5, "longer than an int");
+  RESULT("lower.setsockopt", low->procs.lpWSPSetSockOpt(h, level, name, v, (int)n, &err));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -468,7 +480,10 @@ static int m_ioctl(lua_State *L) {
   DWORD outlen = (DWORD)opt_int32_arg(L, 5, 0), got = 0;
   char out[1024];
   luaL_argcheck(L, outlen <= sizeof out, 5, "length out of range");
-  RESULT("lower.ioctl", low->procs.lpWSPIoctl(check_h(L, 2), (DWORD)int32_arg(L, 3), (LPVOID)in, (DWORD)inlen,
+  SOCKET h = check_h(L, 2);
+  DWORD code = (DWORD)int32_arg(L, 3);
+  luaL_argcheck(L, inlen <= 0xffffffffu, 4, "longer than a DWORD");
+  RESULT("lower.ioctl", low->procs.lpWSPIoctl(h, code, (LPVOID)in, (DWORD)inlen,
                                outlen ? out : NULL, outlen, &got, NULL, NULL, NULL, &err));
   lua_pushlstring(L, out, got);
   return 1;
@@ -497,6 +512,7 @@ static int m_select(lua_State *L) {
   for (int k = 0; k < 3; k++) { have[k] = lua_istable(L, k + 2); to_set(L, k + 2, &s[k]); }
   if (!lua_isnoneornil(L, 5)) {
     lua_Number t = luaL_checknumber(L, 5);
+    luaL_argcheck(L, t >= 0 && t < 2147483647.0, 5, "a timeout in seconds, 0 to 2^31-1");
     tv.tv_sec = (LONG)t;
     tv.tv_usec = (LONG)((t - (lua_Number)tv.tv_sec) * 1e6);
   }

@@ -150,9 +150,10 @@ describe("each fault point", function()
   local upcalls = {
     {"WPUModifyIFSHandle", function(s) return run(s, ("return up.modify_ifs_handle(%d, 0x9200)"):format(r.tcp)) end},
     {"WPUCreateEvent", function(s) return run(s, "return up.create_event()") end},
-    {"WPUSetEvent", function(s) local ev = host.create_event(); return run(s, ("return up.set_event(%d)"):format(ev)) end},
-    {"WPUResetEvent", function(s) local ev = host.create_event(); return run(s, ("return up.reset_event(%d)"):format(ev)) end},
-    {"WPUCloseEvent", function(s) local ev = host.create_event(); return run(s, ("return up.close_event(%d)"):format(ev)) end},
+    -- (a provider may set, reset and close only events it made itself)
+    {"WPUSetEvent", function(s) return run(s, "return up.set_event(up.create_event())") end},
+    {"WPUResetEvent", function(s) return run(s, "return up.reset_event(up.create_event())") end},
+    {"WPUCloseEvent", function(s) return run(s, "return up.close_event(up.create_event())") end},
     {"WPUOpenCurrentThread", function(s) return run(s, "return up.open_current_thread()") end},
     {"WPUQueueApc", function(s) return run(s, "local t = up.open_current_thread() return up.queue_apc(t, print)") end},
   }
@@ -168,8 +169,9 @@ describe("each fault point", function()
   it("WPUPostMessage fails, and the provider sees false", function()
     local s = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
     local w = host.window()
+    assert.is_true(host.async_select(s, w, 0x401, wsp.FD_READ))
     host.inject("WPUPostMessage", {every = 1})
-    assert.is_false(run(s, ("return up.post_message(%d, 1, 2, 3)"):format(w)))
+    assert.is_false(run(s, ("return up.post_message(%d, 0x401, %d, 3)"):format(w, s)))
     assert.same({}, host.messages(w))
   end)
 

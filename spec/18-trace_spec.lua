@@ -245,16 +245,18 @@ describe("the trace", function()
       up.set_event(ev) up.reset_event(ev) up.close_event(ev)
       up.fd_isset(7, {3, 7})
       up.get_provider_path(%q)
-      up.post_message(%d, 0x401, %d, 1)
+      up.post_message(%d, 0x401, %d, 1)   -- (the window the application selected for s)
       up.query_blocking_callback()
       local t = up.open_current_thread()
       up.queue_apc(t, function() end)
       up.close_thread(t)
-      up.complete_overlapped_request(%d, %d, 0, 1)
+      on_result = function(s, ov) up.complete_overlapped_request(s.handle, ov, 0, 1) return 1, 0 end
       return "return true"
-    ]]):format(r.tcp, r.tcp, r.guid, w, s, s, ov.address)
+    ]]):format(r.tcp, r.tcp, r.guid, w, s)
+    assert.is_true(host.async_select(s, w, 0x401, wsp.FD_READ))
     trace.start()
     assert(host.ioctl(s, 0x7100, code, 1024))
+    assert.equal(1, host.get_overlapped_result(s, ov, false))   -- its handler completes the overlapped it is given
     trace.stop()
     local got = {}
     for _, x in ipairs(trace.records()) do
@@ -264,11 +266,12 @@ describe("the trace", function()
         got[#got + 1] = x.name
       end
     end
-    -- the first query is lwsp's own, finding s for the WSPIoctl
+    -- the first query is lwsp's own, finding s for the WSPIoctl, and so is the last
     assert.same({"WPUQuerySocketHandleContext", "WPUCreateSocketHandle", "WPUQuerySocketHandleContext",
                  "WPUCloseSocketHandle", "WPUModifyIFSHandle", "WPUCreateEvent", "WPUSetEvent", "WPUResetEvent",
                  "WPUCloseEvent", "WPUFDIsSet", "WPUGetProviderPath", "WPUPostMessage", "WPUQueryBlockingCallback",
-                 "WPUOpenCurrentThread", "WPUQueueApc", "WPUCloseThread", "WPUCompleteOverlappedRequest"}, got)
+                 "WPUOpenCurrentThread", "WPUQueueApc", "WPUCloseThread",
+                 "WPUQuerySocketHandleContext", "WPUCompleteOverlappedRequest"}, got)   -- (lwsp's query: WSPGetOverlappedResult)
   end)
 
   it("closes a host call that raised, and a provider call refused before its handler ran", function()

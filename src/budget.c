@@ -492,44 +492,6 @@ static int tab_move(lua_State *L) {
   return lua_gettop(L);
 }
 
-/* load and loadfile: Lua's, text only (Lua does not check binary chunks:
- * a forged one can corrupt memory); dofile likewise */
-static int text_load(lua_State *L) {
-  int nargs = lua_gettop(L) < 3 ? 3 : lua_gettop(L);
-  lua_settop(L, nargs);
-  lua_pushliteral(L, "t");
-  lua_replace(L, 3);
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  lua_call(L, nargs, LUA_MULTRET);
-  return lua_gettop(L);
-}
-
-static int text_loadfile(lua_State *L) {
-  int nargs = lua_gettop(L) < 2 ? 2 : lua_gettop(L);
-  lua_settop(L, nargs);
-  lua_pushliteral(L, "t");
-  lua_replace(L, 2);
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  lua_call(L, nargs, LUA_MULTRET);
-  return lua_gettop(L);
-}
-
-static int dofile_k(lua_State *L, int st, lua_KContext ctx) {
-  (void)st; (void)ctx;
-  return lua_gettop(L) - 1;
-}
-
-static int text_dofile(lua_State *L) {
-  const char *name = luaL_optstring(L, 1, NULL);
-  if (!name) return luaL_argerror(L, 1, "a file name (standard input is not a provider's)");
-  lua_settop(L, 1);
-  if (luaL_loadfilex(L, name, "t") != LUA_OK) return lua_error(L);
-  lua_callk(L, 0, LUA_MULTRET, 0, dofile_k);
-  return dofile_k(L, LUA_OK, 0);
-}
-
 static void wrap_field(lua_State *L, const char *lib, const char *name, lua_CFunction f) {
   if (lib && lua_getglobal(L, lib) != LUA_TTABLE) { lua_pop(L, 1); return; }
   if (!lib) lua_pushglobaltable(L);
@@ -554,9 +516,6 @@ void rt_budget_open(lua_State *L, lwsp_inst *I) {
    * console; os.setlocale changes the host process for every thread */
   static const char *const os_out[] = {"exit", "execute", "setlocale", NULL};
   static const char *const io_out[] = {"popen", "read", "input", "stdin", NULL};
-  /* package.loadlib calls any symbol of any library as a Lua function
-   * (require's C searchers still load luaopen_ functions from package.cpath) */
-  static const char *const package_out[] = {"loadlib", NULL};
   /* debug: only what reads; the rest reaches the hook, the registry, other
    * functions' locals and upvalues, or metatables lwsp relies on */
   static const char *const debug_out[] = {"debug", "sethook", "setlocal", "setupvalue", "upvaluejoin",
@@ -590,13 +549,9 @@ void rt_budget_open(lua_State *L, lwsp_inst *I) {
   lua_setglobal(L, "getmetatable");
   wrap_field(L, "io", "lines", io_lines);
   wrap_field(L, "table", "move", tab_move);
-  wrap_field(L, NULL, "load", text_load);
-  wrap_field(L, NULL, "loadfile", text_loadfile);
-  lua_pushcfunction(L, text_dofile);
-  lua_setglobal(L, "dofile");
+  /* load, loadfile, dofile and require's searchers: sandbox.c (text only) */
   drop_fields(L, "os", os_out);
   drop_fields(L, "io", io_out);
   drop_fields(L, "debug", debug_out);
-  drop_fields(L, "package", package_out);
   rt_match_open(L, I);
 }

@@ -150,6 +150,10 @@ void *lwsp_map_del(lwsp_map *m, SOCKET key) {
   }
 }
 void lwsp_map_free(lwsp_map *m) { free(m->slots); memset(m, 0, sizeof *m); }
+void lwsp_map_each(const lwsp_map *m, void (*fn)(SOCKET key, void *val, void *ud), void *ud) {
+  for (size_t i = 0; i < m->cap; i++)
+    if (m->slots[i].val && m->slots[i].val != MAP_TOMB) fn(m->slots[i].key, m->slots[i].val, ud);
+}
 
 /* ---- text and GUIDs -------------------------------------------------------- */
 size_t lwsp_wcslen(const WCHAR *s, size_t max) {
@@ -561,7 +565,7 @@ int lwsp_to_sockaddr(lua_State *L, int idx, SOCKADDR_STORAGE *ss, int *len) {
   if (ss->ss_family == AF_INET6) {
     struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
     lua_Integer fl = field_int(L, idx, "flowinfo", 0, &ok), sc = field_int(L, idx, "scope_id", s6->sin6_scope_id, &ok);
-    if (!ok) return 0;
+    if (!ok || fl < 0 || fl > (lua_Integer)0xffffffffLL || sc < 0 || sc > (lua_Integer)0xffffffffLL) return 0;
     s6->sin6_flowinfo = (ULONG)fl;
     s6->sin6_scope_id = (ULONG)sc;
   }
@@ -596,8 +600,12 @@ int lwsp_to_protocol_info(lua_State *L, int idx, WSAPROTOCOL_INFOW *pi, char *er
   int ok = 1;
   idx = lua_absindex(L, idx);
   if (!lua_istable(L, idx)) { snprintf(err, errlen, "protocol info must be a table"); return 0; }
-#define PULL_(f) pi->f = (__typeof__(pi->f))field_int(L, idx, #f, (lua_Integer)pi->f, &ok); \
-  if (!ok) { snprintf(err, errlen, "field %s must be an integer", #f); return 0; }
+  lua_Integer v_;
+#define PULL_(f) v_ = field_int(L, idx, #f, (lua_Integer)pi->f, &ok); \
+  if (!ok) { snprintf(err, errlen, "field %s must be an integer", #f); return 0; } \
+  if (v_ < -(lua_Integer)0x80000000LL || v_ > (lua_Integer)0xffffffffLL) { \
+    snprintf(err, errlen, "field %s = %lld does not fit 32 bits", #f, (long long)v_); return 0; } \
+  pi->f = (__typeof__(pi->f))v_;
   PI_INT_FIELDS(PULL_)
 #undef PULL_
   if (lwsp_rawfield(L, idx, "ProviderId") != LUA_TNIL) {
@@ -619,7 +627,11 @@ int lwsp_to_protocol_info(lua_State *L, int idx, WSAPROTOCOL_INFOW *pi, char *er
     pi->ProtocolChain.ChainLen = (int)n;
     for (lua_Integer i = 1; i <= n; i++) {
       lua_rawgeti(L, -1, i);
-      if (!lua_isinteger(L, -1)) { lua_pop(L, 2); snprintf(err, errlen, "ProtocolChain entries must be integers"); return 0; }
+      if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 || lua_tointeger(L, -1) > (lua_Integer)0xffffffffLL) {
+        lua_pop(L, 2);
+        snprintf(err, errlen, "ProtocolChain entries must be integers from 0 to 2^32-1 (catalog ids)");
+        return 0;
+      }
       pi->ProtocolChain.ChainEntries[i - 1] = (DWORD)lua_tointeger(L, -1);
       lua_pop(L, 1);
     }

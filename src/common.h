@@ -108,6 +108,7 @@ void *lwsp_map_get(const lwsp_map *m, SOCKET key);
 int lwsp_map_put(lwsp_map *m, SOCKET key, void *val);     /* 0 on allocation failure */
 void *lwsp_map_del(lwsp_map *m, SOCKET key);
 void lwsp_map_free(lwsp_map *m);
+void lwsp_map_each(const lwsp_map *m, void (*fn)(SOCKET key, void *val, void *ud), void *ud);
 
 /* A full userdata at idx whose size is size and whose first 8 bytes hold tag
  * (how lwsp's hot paths recognise their own userdata without a metatable

@@ -77,6 +77,19 @@ static int int_result(rt_call *c, int k, lua_Integer lo, lua_Integer hi, lua_Int
   return *out >= lo && *out <= hi;
 }
 
+/* A handler's integer at idx for a C field of [lo, hi] (32 bits or less):
+ * 1 if it fits; else the handler, the field and the value are logged and the
+ * caller fails the call with WSAEINVAL -- a value is never cut to fit. */
+#define I32_MIN_ (-(lua_Integer)0x80000000LL)
+#define U32_MAX_ ((lua_Integer)0xffffffffLL)
+static int in_range(rt_call *c, int idx, const char *field, lua_Integer lo, lua_Integer hi) {
+  lua_Integer v = lua_tointeger(c->co, idx);
+  if (v >= lo && v <= hi) return 1;
+  rt_soft_fault(c, "returned %lld for %s, outside %lld..%lld: the call fails with WSAEINVAL", (long long)v, field,
+                (long long)lo, (long long)hi);
+  return 0;
+}
+
 static const char *rtype(rt_call *c, int k) {
   return c->nres > k ? luaL_typename(c->co, c->base + k) : "nothing";
 }
@@ -311,7 +324,9 @@ static int e_enumnetworkevents(lwsp_inst *I, SOCKET s, WSAEVENT ev, LPWSANETWORK
   if (HAS(1)) {
     if (!lua_istable(c.co, R(1))) FAULT("returned %s where a table of error codes was expected", rtype(&c, 1));
     for (int i = 0; i < FD_MAX_EVENTS; i++) {
-      lua_rawgeti(c.co, R(1), (lua_Integer)1 << i);
+      int t = lua_rawgeti(c.co, R(1), (lua_Integer)1 << i);
+      if (t != LUA_TNIL && !lua_isinteger(c.co, -1)) FAULT("returned a %s as the error code of FD bit %d", luaL_typename(c.co, -1), i);
+      if (t != LUA_TNIL && !in_range(&c, -1, "a network event's error code", 0, 0x7fffffff)) FAIL(WSAEINVAL);
       out.iErrorCode[i] = (int)lua_tointeger(c.co, -1);
       lua_pop(c.co, 1);
     }
@@ -382,7 +397,7 @@ static BOOL e_getoverlappedresult(lwsp_inst *I, SOCKET s, LPWSAOVERLAPPED ov, LP
     return TRUE;
   }
   BEGIN(P_getoverlappedresult, s, 1);
-  lua_pushinteger(c.co, (lua_Integer)(uintptr_t)ov);
+  rt_push_overlapped(&c, ov);
   lua_pushboolean(c.co, wait);
   RUN();
   if (!int_result(&c, 0, 0, 0xffffffffLL, &n)) FAULT("returned %s where a byte count was expected", rtype(&c, 0));
@@ -430,13 +445,19 @@ static int e_getsockopt(lwsp_inst *I, SOCKET s, int level, int optname, char *op
   case LUA_TBOOLEAN: v.i = lua_toboolean(c.co, R(0)); break;
   case LUA_TNUMBER:
     if (!lua_isinteger(c.co, R(0))) FAULT("returned a non-integer number as an option value");
-    v.i = (int32_t)lua_tointeger(c.co, R(0));
+    if (!in_range(&c, R(0), "a 4-byte option value", I32_MIN_, U32_MAX_)) FAIL(WSAEINVAL);
+    v.i = (int32_t)(uint32_t)lua_tointeger(c.co, R(0));
     break;
   case LUA_TSTRING: src = lua_tolstring(c.co, R(0), &n); break;
   case LUA_TTABLE:
     if (level == SOL_SOCKET && optname == SO_LINGER) {
       lwsp_rawfield(c.co, R(0), "l_onoff");
       lwsp_rawfield(c.co, R(0), "l_linger");
+      if (!lua_isinteger(c.co, -2) || !lua_isinteger(c.co, -1))
+        FAULT("returned SO_LINGER without integer l_onoff and l_linger (%s, %s)", luaL_typename(c.co, -2), luaL_typename(c.co, -1));
+      if (!in_range(&c, -2, "SO_LINGER's l_onoff (a u_short)", 0, 0xffff) ||
+          !in_range(&c, -1, "SO_LINGER's l_linger (a u_short)", 0, 0xffff))
+        FAIL(WSAEINVAL);
       v.l.l_onoff = (USHORT)lua_tointeger(c.co, -2);
       v.l.l_linger = (USHORT)lua_tointeger(c.co, -1);
       lua_pop(c.co, 2);
@@ -457,12 +478,20 @@ static int e_getsockopt(lwsp_inst *I, SOCKET s, int level, int optname, char *op
   return 0;
 }
 
-static void to_flowspec(lua_State *co, int idx, FLOWSPEC *f) {
-  if (!lua_istable(co, idx)) return;
-#define F_(n) lwsp_rawfield(co, idx, #n); if (lua_isinteger(co, -1)) f->n = (ULONG)lua_tointeger(co, -1); lua_pop(co, 1);
+/* 0 (logged) when a field is out of the ULONG range or not an integer */
+static int to_flowspec(rt_call *c, int idx, FLOWSPEC *f) {
+  lua_State *co = c->co;
+  if (!lua_istable(co, idx)) return 1;
+#define F_(n) \
+  if (lwsp_rawfield(co, idx, #n) != LUA_TNIL) { \
+    if (!lua_isinteger(co, -1) || !in_range(c, -1, "FLOWSPEC's " #n " (a ULONG)", 0, U32_MAX_)) return 0; \
+    f->n = (ULONG)lua_tointeger(co, -1); \
+  } \
+  lua_pop(co, 1);
   F_(TokenRate) F_(TokenBucketSize) F_(PeakBandwidth) F_(Latency) F_(DelayVariation) F_(ServiceType)
   F_(MaxSduSize) F_(MinimumPolicedSize)
 #undef F_
+  return 1;
 }
 
 static BOOL e_getqosbyname(lwsp_inst *I, SOCKET s, LPWSABUF name, LPQOS qos, LPINT err) {
@@ -474,11 +503,15 @@ static BOOL e_getqosbyname(lwsp_inst *I, SOCKET s, LPWSABUF name, LPQOS qos, LPI
   rt_push_wsabuf(c.co, name);
   RUN();
   if (c.nres < 1 || !lua_istable(c.co, R(0))) FAULT("returned %s where a QOS table was expected", rtype(&c, 0));
-  lwsp_rawfield(c.co, R(0), "SendingFlowspec");
-  to_flowspec(c.co, lua_gettop(c.co), &qos->SendingFlowspec);
-  lwsp_rawfield(c.co, R(0), "ReceivingFlowspec");
-  to_flowspec(c.co, lua_gettop(c.co), &qos->ReceivingFlowspec);
-  lua_pop(c.co, 2);
+  {
+    QOS q = *qos;
+    lwsp_rawfield(c.co, R(0), "SendingFlowspec");
+    if (!to_flowspec(&c, lua_gettop(c.co), &q.SendingFlowspec)) FAIL(WSAEINVAL);
+    lwsp_rawfield(c.co, R(0), "ReceivingFlowspec");
+    if (!to_flowspec(&c, lua_gettop(c.co), &q.ReceivingFlowspec)) FAIL(WSAEINVAL);
+    lua_pop(c.co, 2);
+    *qos = q;
+  }
   rt_end(&c);
   return TRUE;
 }
@@ -493,6 +526,7 @@ static int finish_ioctl(rt_call *c, const rt_io *io, DWORD *bytes, DWORD *flags)
     case LUA_TSTRING: data = lua_tolstring(c->co, c->base, &n); break;
     case LUA_TNUMBER:
       if (!lua_isinteger(c->co, c->base)) return rt_soft_fault(c, "returned a non-integer number");
+      if (!in_range(c, c->base, "a 4-byte ioctl result (u_long)", I32_MIN_, U32_MAX_)) return WSAEINVAL;
       u = (uint32_t)lua_tointeger(c->co, c->base);
       data = (const char *)&u;
       n = 4;

@@ -145,7 +145,7 @@ static int l_event(lua_State *L) {
   lua_Integer bit = luaL_checkinteger(L, 2), error = luaL_optinteger(L, 3, 0);
   lwsp_sock *so;
   luaL_checktype(L, 1, LUA_TTABLE);
-  luaL_argcheck(L, bit_index((LONG)bit) >= 0, 2, "one FD_* event");
+  luaL_argcheck(L, bit > 0 && bit <= 0x7fffffff && bit_index((LONG)bit) >= 0, 2, "one FD_* event");
   luaL_argcheck(L, error >= 0 && error <= 0xffff, 3, "a Winsock error code");
   lua_getfield(L, 1, "handle");
   so = lua_isinteger(L, -1) ? rt_sock_find(I, (SOCKET)lua_tointeger(L, -1)) : NULL;

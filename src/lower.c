@@ -79,6 +79,13 @@ static lua_Integer opt_int_arg(lua_State *L, int idx, lua_Integer def) {
   return ok ? v : luaL_optinteger(L, idx, def);
 }
 static SOCKET check_h(lua_State *L, int idx) { return (SOCKET)int_arg(L, idx); }
+/* The same for a 32-bit C parameter (int, DWORD): raises outside -2^31 .. 2^32-1, never cuts. */
+static lua_Integer fit32(lua_State *L, int idx, lua_Integer v) {
+  if (v < -(lua_Integer)0x80000000LL || v > (lua_Integer)0xffffffffLL) luaL_argerror(L, idx, "out of the 32-bit range");
+  return v;
+}
+#define int32_arg(L, idx) fit32((L), (idx), int_arg((L), (idx)))
+#define opt_int32_arg(L, idx, def) fit32((L), (idx), opt_int_arg((L), (idx), (def)))
 
 /* A catalog entry: lwsp's host's when it is the one calling (its upcall
  * table), else the catalog of the host that supplied the upcall table, read
@@ -198,7 +205,7 @@ static int load(lwsp_inst *I, lwsp_lower *low, char *why, size_t whylen) {
 /* lwsp.lower(catalog_id) -> the layer below that chain | nil, error */
 static int l_lower(lua_State *L) {
   lwsp_inst *I = lua_touserdata(L, lua_upvalueindex(1));
-  DWORD chain = (DWORD)int_arg(L, 1);
+  DWORD chain = (DWORD)int32_arg(L, 1);
   lwsp_lower *low;
   lower_ud *u;
   char why[600];
@@ -292,8 +299,8 @@ static int set_nonblocking(lwsp_lower *low, SOCKET h) {
 static int m_socket(lua_State *L) {
   LOW;
   SOCKET h;
-  int af = (int)int_arg(L, 2), type = (int)int_arg(L, 3), proto = (int)opt_int_arg(L, 4, 0);
-  DWORD flags = (DWORD)opt_int_arg(L, 5, 0) | WSA_FLAG_OVERLAPPED;
+  int af = (int)int32_arg(L, 2), type = (int)int32_arg(L, 3), proto = (int)opt_int32_arg(L, 4, 0);
+  DWORD flags = (DWORD)opt_int32_arg(L, 5, 0) | WSA_FLAG_OVERLAPPED;
   WSAPROTOCOL_INFOW pass = low->pass;
   (void)rc;
   if (lwsp_faults_armed && (err = lwsp_fault("lower.socket")) != 0) return fail(L, err);
@@ -335,14 +342,17 @@ static int m_bind(lua_State *L) {
   SOCKADDR_STORAGE ss;
   int len;
   addr_arg(L, 3, &ss, &len);
-  RESULT("lower.bind", low->procs.lpWSPBind(check_h(L, 2), (struct sockaddr *)&ss, len, &err));
+  SOCKET h = check_h(L, 2);   /* (arguments are read before the lock is released: an argument error raises) */
+  RESULT("lower.bind", low->procs.lpWSPBind(h, (struct sockaddr *)&ss, len, &err));
   lua_pushboolean(L, 1);
   return 1;
 }
 
 static int m_listen(lua_State *L) {
   LOW;
-  RESULT("lower.listen", low->procs.lpWSPListen(check_h(L, 2), (int)opt_int_arg(L, 3, 5), &err));
+  SOCKET h = check_h(L, 2);
+  int backlog = (int)opt_int32_arg(L, 3, 5);
+  RESULT("lower.listen", low->procs.lpWSPListen(h, backlog, &err));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -353,7 +363,8 @@ static int m_connect(lua_State *L) {
   SOCKADDR_STORAGE ss;
   int len;
   addr_arg(L, 3, &ss, &len);
-  RESULT("lower.connect", low->procs.lpWSPConnect(check_h(L, 2), (struct sockaddr *)&ss, len, NULL, NULL, NULL, NULL, &err));
+  SOCKET h = check_h(L, 2);
+  RESULT("lower.connect", low->procs.lpWSPConnect(h, (struct sockaddr *)&ss, len, NULL, NULL, NULL, NULL, &err));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -394,13 +405,14 @@ static int m_send(lua_State *L) {
   SOCKET h = check_h(L, 2);
   size_t n;
   WSABUF one, many[VIEW_MAXBUFS], *b = &one;
-  DWORD nb = 1, sent = 0, flags = (DWORD)opt_int_arg(L, 4, 0);
+  DWORD nb = 1, sent = 0, flags = (DWORD)opt_int32_arg(L, 4, 0);
   SOCKADDR_STORAGE ss;
   int len = 0;
   if (view_arg(L, 3, many, &nb, &n, 0)) {
     b = many;
   } else {
     one.buf = (CHAR *)luaL_checklstring(L, 3, &n);
+    luaL_argcheck(L, n <= 0xffffffffu, 3, "longer than a WSABUF holds");
     one.len = (ULONG)n;
   }
   if (!lua_isnoneornil(L, 5)) addr_arg(L, 5, &ss, &len);
@@ -416,7 +428,7 @@ static int m_send(lua_State *L) {
 static int m_recv(lua_State *L) {
   LOW;
   SOCKET h = check_h(L, 2);
-  DWORD flags = (DWORD)opt_int_arg(L, 4, 0), got = 0, nb = 1;
+  DWORD flags = (DWORD)opt_int32_arg(L, 4, 0), got = 0, nb = 1;
   int from = lua_toboolean(L, 5), len = sizeof(SOCKADDR_STORAGE);
   SOCKADDR_STORAGE ss;
   luaL_Buffer lb;
@@ -442,7 +454,9 @@ static int m_recv(lua_State *L) {
 
 static int m_shutdown(lua_State *L) {
   LOW;
-  RESULT("lower.shutdown", low->procs.lpWSPShutdown(check_h(L, 2), (int)int_arg(L, 3), &err));
+  SOCKET h = check_h(L, 2);
+  int how = (int)int32_arg(L, 3);
+  RESULT("lower.shutdown", low->procs.lpWSPShutdown(h, how, &err));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -464,9 +478,11 @@ static int m_getpeername(lua_State *L) { return name_call(L, 1); }
 static int m_getsockopt(lua_State *L) {
   LOW;
   char buf[sizeof(WSAPROTOCOL_INFOW)];
-  int len = (int)opt_int_arg(L, 5, 4);
+  int len = (int)opt_int32_arg(L, 5, 4);
   luaL_argcheck(L, len >= 0 && len <= (int)sizeof buf, 5, "length out of range");
-  RESULT("lower.getsockopt", low->procs.lpWSPGetSockOpt(check_h(L, 2), (int)int_arg(L, 3), (int)int_arg(L, 4), buf, &len, &err));
+  SOCKET h = check_h(L, 2);
+  int level = (int)int32_arg(L, 3), name = (int)int32_arg(L, 4);
+  RESULT("lower.getsockopt", low->procs.lpWSPGetSockOpt(h, level, name, buf, &len, &err));
   lua_pushlstring(L, buf, (size_t)len);
   return 1;
 }
@@ -476,7 +492,10 @@ static int m_setsockopt(lua_State *L) {
   LOW;
   size_t n;
   const char *v = luaL_checklstring(L, 5, &n);
-  RESULT("lower.setsockopt", low->procs.lpWSPSetSockOpt(check_h(L, 2), (int)int_arg(L, 3), (int)int_arg(L, 4), v, (int)n, &err));
+  SOCKET h = check_h(L, 2);
+  int level = (int)int32_arg(L, 3), name = (int)int32_arg(L, 4);
+  luaL_argcheck(L, n <= 0x7fffffff, 5, "longer than an int");
+  RESULT("lower.setsockopt", low->procs.lpWSPSetSockOpt(h, level, name, v, (int)n, &err));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -486,10 +505,13 @@ static int m_ioctl(lua_State *L) {
   LOW;
   size_t inlen = 0;
   const char *in = luaL_optlstring(L, 4, NULL, &inlen);
-  DWORD outlen = (DWORD)opt_int_arg(L, 5, 0), got = 0;
+  DWORD outlen = (DWORD)opt_int32_arg(L, 5, 0), got = 0;
   char out[1024];
   luaL_argcheck(L, outlen <= sizeof out, 5, "length out of range");
-  RESULT("lower.ioctl", low->procs.lpWSPIoctl(check_h(L, 2), (DWORD)int_arg(L, 3), (LPVOID)in, (DWORD)inlen,
+  SOCKET h = check_h(L, 2);
+  DWORD code = (DWORD)int32_arg(L, 3);
+  luaL_argcheck(L, inlen <= 0xffffffffu, 4, "longer than a DWORD");
+  RESULT("lower.ioctl", low->procs.lpWSPIoctl(h, code, (LPVOID)in, (DWORD)inlen,
                                outlen ? out : NULL, outlen, &got, NULL, NULL, NULL, &err));
   lua_pushlstring(L, out, got);
   return 1;
@@ -518,6 +540,7 @@ static int m_select(lua_State *L) {
   for (int k = 0; k < 3; k++) { have[k] = lua_istable(L, k + 2); to_set(L, k + 2, &s[k]); }
   if (!lua_isnoneornil(L, 5)) {
     lua_Number t = luaL_checknumber(L, 5);
+    luaL_argcheck(L, t >= 0 && t < 2147483647.0, 5, "a timeout in seconds, 0 to 2^31-1");
     tv.tv_sec = (LONG)t;
     tv.tv_usec = (LONG)((t - (lua_Number)tv.tv_sec) * 1e6);
   }

@@ -17,6 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdarg.h>
+#include <limits.h>
+#include <stdint.h>
+#ifndef _WIN32
+#  include <dlfcn.h>
+#endif
 
 const char *const lwsp_proc_names[LWSP_NPROCS] = {
 #define N_(i, lname, sname) #lname,
@@ -303,6 +308,7 @@ static int begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LP
   c->nres = 0;
   c->low = NULL;
   c->behind = 0;
+  c->ov_serial = 0;
   c->co_ref = LUA_NOREF;
   if (!I->active) { *err = WSANOTINITIALISED; return 0; }
   lwsp_mutex_lock(&I->lock);
@@ -349,6 +355,7 @@ void rt_end(rt_call *c) {
     lwsp_trace_leave(c->caller, I->name, lwsp_spi_names[c->proc], traced_sock, c->err_code, res);
   }
   if (c->view) { rt_view_end(I, c->view); c->view = NULL; }
+  if (c->ov_serial && I->ov_live == c->ov_serial) I->ov_live = 0;   /* its lwsp.overlapped dies with the call */
   if (c->co) {
     if (!c->pending && !c->broken && lua_status(c->co) == LUA_OK) {
       rt_co_give(I, c->co, c->co_ref);
@@ -724,29 +731,6 @@ static int msgh(lua_State *L) {
   return 1;
 }
 
-/* Keeps only absolute entries of package.path/cpath (a provider runs inside
- * other people's processes: their current directory is not a place to load
- * code from), then adds the script's folder and lwsp's own Lua folders. */
-static const char sanitize_paths[] =
-  "local scriptdir, moddir, sep = ...\n"
-  "local function absolute(e)\n"
-  "  if sep == '\\\\' then return e:match('^%a:[\\\\/]') or e:match('^\\\\\\\\') or e:match('^!') end\n"
-  "  return e:sub(1, 1) == '/'\n"
-  "end\n"
-  "local function clean(p, extra)\n"
-  "  local out = {}\n"
-  "  for _, e in ipairs(extra) do out[#out + 1] = e end\n"
-  "  for e in p:gmatch('[^;]+') do if absolute(e) then out[#out + 1] = e end end\n"
-  "  return table.concat(out, ';')\n"
-  "end\n"
-  "local s = sep\n"
-  "package.path = clean(package.path, {\n"
-  "  scriptdir .. s .. '?.lua',\n"
-  "  moddir .. s .. 'lua' .. s .. '?.lua', moddir .. s .. 'lua' .. s .. '?' .. s .. 'init.lua',\n"
-  "  moddir .. s .. '..' .. s .. '..' .. s .. '..' .. s .. 'share' .. s .. 'lua' .. s .. '5.4' .. s .. '?.lua',\n"
-  "  moddir .. s .. '..' .. s .. '..' .. s .. '..' .. s .. 'share' .. s .. 'lua' .. s .. '5.4' .. s .. '?' .. s .. 'init.lua' })\n"
-  "package.cpath = clean(package.cpath, {})\n";
-
 static void dirname_of(const char *path, char *out, size_t len) {
   const char *slash = strrchr(path, '/');
 #ifdef _WIN32
@@ -755,6 +739,26 @@ static void dirname_of(const char *path, char *out, size_t len) {
 #endif
   if (!slash) { snprintf(out, len, "."); return; }
   snprintf(out, len, "%.*s", (int)(slash - path), path);
+}
+
+/* Reads $name as a whole decimal number in [0, max]: 1 with *out, 0 when it
+ * is unset or not such a number (then logged; the caller keeps its default).
+ * "abc", "1e5", "12 ", "-3" and values past max are refused, never cut. */
+static int env_count(lwsp_inst *I, const char *name, long long max, long long *out) {
+  const char *v = getenv(name);
+  long long n = 0;
+  const char *p;
+  if (!v) return 0;
+  for (p = v; *p >= '0' && *p <= '9'; p++) {
+    if (n > (max - (*p - '0')) / 10) break;
+    n = n * 10 + (*p - '0');
+  }
+  if (p == v || *p) {
+    lwsp_log(I->name, "WSPStartup: ignoring $%s='%.40s': not a whole number from 0 to %lld; the default applies", name, v, max);
+    return 0;
+  }
+  *out = n;
+  return 1;
 }
 
 /* Runs the provider script and reads its table of handlers (in a protected
@@ -796,9 +800,17 @@ static int run_script(lua_State *L) {
   lua_getfield(L, -2, "views");
   I->views = lua_toboolean(L, -1);
   lua_getfield(L, -3, "budget");
-  if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0) I->budget = (long)lua_tointeger(L, -1);
+  if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0 && (unsigned long long)lua_tointeger(L, -1) <= (unsigned long long)LONG_MAX)
+    I->budget = (long)lua_tointeger(L, -1);
+  else if (!lua_isnil(L, -1))
+    lwsp_log(I->name, "provider script %s: ignoring budget (%s%s): not an integer from 0 to %ld", I->script,
+             luaL_typename(L, -1), lua_isinteger(L, -1) ? " out of range" : "", LONG_MAX);
   lua_getfield(L, -4, "memory_limit");
-  if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0) I->mem_limit = (size_t)lua_tointeger(L, -1);
+  if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0 && (unsigned long long)lua_tointeger(L, -1) <= (unsigned long long)SIZE_MAX)
+    I->mem_limit = (size_t)lua_tointeger(L, -1);
+  else if (!lua_isnil(L, -1))
+    lwsp_log(I->name, "provider script %s: ignoring memory_limit (%s): not a positive integer", I->script,
+             luaL_typename(L, -1));
   if (lua_getfield(L, -5, "description") == LUA_TSTRING) {
     lua_pushvalue(L, -1);
     lua_setfield(L, LUA_REGISTRYINDEX, "lwsp.description");
@@ -837,38 +849,36 @@ static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCAL
   {
     /* defaults: $LWSP_BUDGET instructions per handler run (100 million if
      * unset, 0 = none) and $LWSP_MEMORY_LIMIT bytes for the state (none) */
-    const char *b = getenv("LWSP_BUDGET"), *m = getenv("LWSP_MEMORY_LIMIT");
-    I->budget = b ? atol(b) : 100000000L;
-    I->mem_limit = m ? (size_t)atol(m) : 0;
+    long long v;
+    I->budget = env_count(I, "LWSP_BUDGET", LONG_MAX, &v) ? (long)v : 100000000L;
+    I->mem_limit = env_count(I, "LWSP_MEMORY_LIMIT", (long long)(SIZE_MAX > LLONG_MAX ? LLONG_MAX : SIZE_MAX), &v) ? (size_t)v : 0;
   }
   L = lua_newstate(inst_alloc, I);
   if (!L) { lwsp_log(I->name, "WSPStartup: cannot create a Lua state"); return 0; }
   I->L = L;
   rt_budget_bind(L, I);
   lua_setwarnf(L, inst_warn, I);
+  lua_pushboolean(L, 1);                  /* $LUA_PATH, $LUA_CPATH: not in a provider (sandbox.c) */
+  lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
   luaL_openlibs(L);
   lua_pushlightuserdata(L, I);
   lua_setfield(L, LUA_REGISTRYINDEX, "lwsp.instance");
   rt_budget_open(L, I);
   luaL_requiref(L, "lwsp", luaopen_lwsp, 0);
   lua_pop(L, 1);
+  rt_sandbox_open(L);
   dirname_of(I->script, sdir, sizeof sdir);
   dirname_of(mod ? mod : ".", mdir, sizeof mdir);
-  lua_pushcfunction(L, msgh);
-  if (luaL_loadbuffer(L, sanitize_paths, sizeof sanitize_paths - 1, "=lwsp.paths") != LUA_OK) goto lua_fail;
-  lua_pushstring(L, sdir);
-  lua_pushstring(L, mdir);
-#ifdef _WIN32
-  lua_pushstring(L, "\\");
-#else
-  lua_pushstring(L, "/");
-#endif
-  if (lua_pcall(L, 3, 0, -5) != LUA_OK) goto lua_fail;
+  rt_sandbox_paths(I, L, sdir, mdir);
   lua_settop(L, 0);
   lua_newtable(L);
   I->waits_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
   I->timers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (!rt_trusted_file(I->script, err, sizeof err)) {
+    lwsp_log(I->name, "WSPStartup: refusing provider script %s: %s", I->script, err);
+    goto fail;
+  }
   /* the script's top level, and what lwsp reads from its table, run under
    * the budget (the default one: the script's own is not known yet) */
   rt_budget_attach(I);
@@ -897,12 +907,11 @@ static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCAL
   rt_lower_inherited(I);
   lua_settop(L, 0);
   return 1;
-lua_fail:
-  lwsp_log(I->name, "WSPStartup: %s", lua_tostring(L, -1));
 fail:
   rt_budget_detach(I);
   lua_close(L);
   I->L = NULL;
+  rt_upcalls_close(I);
   return 0;
 }
 
@@ -1028,6 +1037,7 @@ int lwsp_do_cleanup(lwsp_inst *I, LPINT err) {
   I->chunks = NULL;
   I->nsocks = I->nchunks = I->free_head = 0;
   lwsp_map_free(&I->ifsmap);
+  rt_upcalls_close(I);
   lwsp_mutex_unlock(&I->lock);
   lwsp_mutex_unlock(&g_lock);
   return 0;
@@ -1073,9 +1083,13 @@ static int check_view(lua_State *L, int idx) {
 }
 static int l_reg_set(lua_State *L) {
   GUID g = check_guid(L, 1);
-  const char *p = luaL_checkstring(L, 2);
+  size_t n;
+  const char *p = luaL_checklstring(L, 2, &n);
   char err[1200];
   if (!lwsp_path_is_absolute(p)) luaL_argerror(L, 2, "script path must be absolute");
+  /* what WSPStartup would refuse is never written (it would not be cut either) */
+  if (memchr(p, 0, n) || strpbrk(p, "\r\n")) luaL_argerror(L, 2, "script path contains a NUL or a line break");
+  if (n >= sizeof lwsp_instances[0].script) luaL_argerror(L, 2, "script path is longer than 1023 bytes");
   if (!lwsp_registry_set(&g, p, check_view(L, 3), err, sizeof err)) { lua_pushnil(L); lua_pushstring(L, err); return 2; }
   lua_pushboolean(L, 1);
   return 1;
@@ -1180,8 +1194,10 @@ LWSP_EXPORT int luaopen_lwsp(lua_State *L) {
     lua_setfield(L, -2, lwsp_proc_names[i]);
   }
   lua_setfield(L, -2, "handler_names");
-  lwsp_host_open(L);
-  lua_setfield(L, -2, "host");
+  if (!I) {   /* lwsp's host is the application's side: not a provider's to call (it takes raw handles) */
+    lwsp_host_open(L);
+    lua_setfield(L, -2, "host");
+  }
   lwsp_trace_open(L);
   lua_setfield(L, -2, "trace");
   lwsp_wsc_open(L);

@@ -178,17 +178,32 @@ int lwsp_registry_get(const GUID *id, char *out, size_t outlen, char *err, size_
   utf8_to_wide(g, name, 40);
   rc = RegGetValueW(HKEY_LOCAL_MACHINE, LWSP_REG_KEY, name, RRF_RT_REG_SZ | RRF_RT_REG_EXPAND_SZ | RRF_NOEXPAND,
                     &type, val, &size);
+  if (rc == ERROR_MORE_DATA) {
+    snprintf(err, errlen, "the script path for %s under HKLM\\SOFTWARE\\lwsp\\Providers is longer than %u characters: refused",
+             g, (unsigned)(sizeof val / sizeof val[0] - 1));
+    return 0;
+  }
   if (rc != ERROR_SUCCESS) {
     snprintf(err, errlen, "no script registered for %s under HKLM\\SOFTWARE\\lwsp\\Providers (error %ld)", g, (long)rc);
     return 0;
   }
+  /* RegGetValue ends the string; a NUL before that end is part of the value */
+  if (size >= sizeof(WCHAR) && lwsp_wcslen(val, size / sizeof(WCHAR)) + 1 < size / sizeof(WCHAR)) {
+    snprintf(err, errlen, "the script path for %s contains a NUL character: refused", g);
+    return 0;
+  }
   if (type == REG_EXPAND_SZ) {
     DWORD n = ExpandEnvironmentStringsW(val, exp, sizeof exp / sizeof exp[0]);
-    if (n == 0 || n > sizeof exp / sizeof exp[0]) { snprintf(err, errlen, "script path for %s too long", g); return 0; }
+    if (n == 0 || n > sizeof exp / sizeof exp[0]) { snprintf(err, errlen, "script path for %s too long: refused", g); return 0; }
     memcpy(val, exp, n * sizeof(WCHAR));
   }
-  size_t k = lwsp_utf16_to_utf8((const WCHAR *)val, lwsp_wcslen((const WCHAR *)val, MAX_PATH * 2), out, outlen - 1);
-  out[k] = 0;
+  {
+    char wide[MAX_PATH * 2 * 3 + 1];   /* every UTF-16 unit fits 3 bytes */
+    size_t k = lwsp_utf16_to_utf8((const WCHAR *)val, lwsp_wcslen((const WCHAR *)val, MAX_PATH * 2), wide, sizeof wide - 1);
+    if (k > outlen - 1) { snprintf(err, errlen, "the script path for %s is longer than %u bytes: refused", g, (unsigned)(outlen - 1)); return 0; }
+    memcpy(out, wide, k);
+    out[k] = 0;
+  }
   return 1;
 }
 static REGSAM view_flag(int view) { return view == 64 ? KEY_WOW64_64KEY : view == 32 ? KEY_WOW64_32KEY : 0; }
@@ -366,13 +381,23 @@ int lwsp_registry_get(const GUID *id, char *out, size_t outlen, char *err, size_
   char file[2200];
   FILE *f;
   size_t n;
+  int more;
   if (!registry_file(id, file, sizeof file)) { snprintf(err, errlen, "registry path too long"); return 0; }
   f = fopen(file, "rb");
   if (!f) { snprintf(err, errlen, "no script registered: %s: %s", file, strerror(errno)); return 0; }
   n = fread(out, 1, outlen - 1, f);
+  {
+    char tail[3];                       /* past the buffer only a line end may follow */
+    size_t t = fread(tail, 1, sizeof tail, f);
+    more = t == sizeof tail || (t >= 1 && tail[t - 1] != '\n') || (t == 2 && tail[0] != '\r');
+  }
   fclose(f);
   out[n] = 0;
   while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r')) out[--n] = 0;
+  /* never a cut or partial path: a longer entry, a NUL or a second line is refused */
+  if (more) { snprintf(err, errlen, "registry entry %s is longer than %zu bytes: refused", file, outlen - 1); return 0; }
+  if (memchr(out, 0, n)) { snprintf(err, errlen, "registry entry %s contains a NUL byte: refused", file); return 0; }
+  if (strpbrk(out, "\r\n")) { snprintf(err, errlen, "registry entry %s holds more than one line: refused", file); return 0; }
   if (n == 0) { snprintf(err, errlen, "registry entry %s is empty", file); return 0; }
   return 1;
 }

@@ -125,6 +125,11 @@ typedef struct lwsp_inst {
   struct lwsp_lower *lowers;     /* loaded layers below, one per protocol chain */
   struct lwsp_view *views_idle, *views_all;   /* view records (view.c) */
   int view_mt;                   /* registry reference to the views' metatable (0: not made yet) */
+  /* what the script made through wsp.upcall (upcalls.c): the only handles
+   * and events it may close, and the live overlapped object's serial */
+  lwsp_map own_handles;          /* WPUCreateSocketHandle from Lua: handle -> 1 */
+  lwsp_map own_events;           /* WPUCreateEvent from Lua: event -> 1 */
+  uint32_t ov_serial, ov_live;   /* an lwsp.overlapped is usable while its serial is ov_live */
 } lwsp_inst;
 
 lwsp_inst *lwsp_inst_of(lua_State *L);  /* NULL outside a provider state */
@@ -162,6 +167,7 @@ typedef struct rt_call {
   struct lwsp_lower *low; /* a call going down in C (an inherited handler): the layer below, */
   SOCKET lh;              /* and the socket there (s.low and s.lh) */
   int behind;             /* ... but an overlapped one behind others of its socket: it queues */
+  uint32_t ov_serial;     /* the lwsp.overlapped given to the handler (0: none), dead after rt_end */
 } rt_call;
 
 /* Where a data call's results go: the caller's buffers (or, for a pending
@@ -350,6 +356,15 @@ int rt_enum_events(lwsp_inst *I, lwsp_sock *so, WSAEVENT ev, LPWSANETWORKEVENTS 
 /* WSPSelect over this provider's sockets from their reported conditions; call locked. */
 int rt_select(lwsp_inst *I, wsp_fd_set *r, wsp_fd_set *w, wsp_fd_set *e, const wsp_timeval *tv, LPINT err);
 int rt_events_open(lua_State *L, lwsp_inst *I);
+/* upcalls.c: a checked lwsp.overlapped for the handler, usable until the call
+ * ends (rt_end); the upcall bindings' own records go with the instance */
+void rt_push_overlapped(rt_call *c, LPWSAOVERLAPPED ov);
+void rt_upcalls_close(lwsp_inst *I);      /* cleanup: closes what the script made and left open */
+/* sandbox.c: what a provider state may load, and from where (see the file's head) */
+void rt_sandbox_open(lua_State *L);      /* text-only loaders, trusted searchers, a reduced debug table */
+void rt_sandbox_paths(lwsp_inst *I, lua_State *L, const char *script_dir, const char *module_dir);
+int rt_trusted_file(const char *path, char *why, size_t n);   /* 0 with why: refused (POSIX checks) */
+int rt_trusted_dir(const char *dir, char *why, size_t n);
 /* view.c: zero-copy views of a caller's WSABUF array, valid for one call */
 void *rt_push_view(lwsp_inst *I, lua_State *co, const WSABUF *bufs, DWORD n, size_t len, int writable);
 /* A receive handler's arguments after the socket: a writable view of io's

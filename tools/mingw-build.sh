@@ -31,27 +31,29 @@ if [ ! -d "$out/src/lua-5.4" ]; then
 fi
 
 SRCS="src/lwsp.c src/budget.c src/match.c src/dispatch.c src/upcalls.c src/common.c src/platform.c src/host.c src/hostapi.c src/hostobj.c src/hostk.c
-      src/probe.c src/view.c src/pending.c src/hostio.c src/events.c src/lower.c src/hostbench.c src/fault.c src/trace.c src/wsc.c"
+      src/probe.c src/view.c src/pending.c src/hostio.c src/events.c src/lower.c src/hostbench.c src/fault.c src/trace.c src/wsc.c src/sandbox.c"
 for arch in x86_64 i686; do
   cc=$arch-w64-mingw32-gcc
   dir=$out/$arch
   mkdir -p "$dir"
-  if [ ! -f "$dir/lua54.dll" ]; then
-    rm -rf "$dir/lua" && cp -r "$out/src/lua-5.4" "$dir/lua"
-    make -s -C "$dir/lua/src" mingw CC="$cc -std=gnu99" >/dev/null
-    cp "$dir/lua/src/lua54.dll" "$dir/lua/src/lua.exe" "$dir/"
+  if [ ! -f "$dir/lua54.dll" ] || [ ! -d "$dir/lua-src" ]; then
+    rm -rf "$dir/lua-src" && cp -r "$out/src/lua-5.4" "$dir/lua-src"
+    make -s -C "$dir/lua-src/src" mingw CC="$cc -std=gnu99" >/dev/null
+    cp "$dir/lua-src/src/lua54.dll" "$dir/lua-src/src/lua.exe" "$dir/"
   fi
+  # lwsp's Lua modules beside lwsp.dll: a provider's search path (docs/api.md, Containment)
+  rm -rf "$dir/lua" && mkdir -p "$dir/lua" && cp -r lua/wsp "$dir/lua/"
   # the .def's alias names the stdcall symbol on i686
   if [ "$arch" = i686 ]; then sed 's/= lwsp_export_complete$/= lwsp_export_complete@20/' src/lwsp.def >"$dir/lwsp.def"
   else cp src/lwsp.def "$dir/lwsp.def"; fi
   # shellcheck disable=SC2086
   $cc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -D__USE_MINGW_ANSI_STDIO=1 \
-    -I"$dir/lua/src" -Isrc -shared -o "$dir/lwsp.dll" $SRCS "$dir/lwsp.def" "$dir/lua54.dll" -lws2_32 -luser32 \
+    -I"$dir/lua-src/src" -Isrc -shared -o "$dir/lwsp.dll" $SRCS "$dir/lwsp.def" "$dir/lua54.dll" -lws2_32 -luser32 \
     -static-libgcc -Wl,--enable-stdcall-fixup
   # the native base provider over Winsock
   # shellcheck disable=SC2086
   $cc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -D__USE_MINGW_ANSI_STDIO=1 \
-    -I"$dir/lua/src" -Isrc -shared -o "$dir/lwsp_native.dll" src/native.c src/native_os_win.c src/common.c src/platform.c \
+    -I"$dir/lua-src/src" -Isrc -shared -o "$dir/lwsp_native.dll" src/native.c src/native_os_win.c src/common.c src/platform.c \
     src/lwsp_native.def "$dir/lua54.dll" -lws2_32 -static-libgcc -Wl,--enable-stdcall-fixup
   for dll in lwsp.dll:WSPStartup:luaopen_lwsp:WPUCompleteOverlappedRequest lwsp_native.dll:WSPStartup; do
     name=${dll%%:*}

@@ -32,10 +32,10 @@ if [ ! -f "$mods/lfs.dll" ]; then
   fi
   rm -rf "$src/lfs" && mkdir "$src/lfs"
   tar -xzf "$src"/lua-filesystem_*.orig.tar.gz -C "$src/lfs" --strip-components=1
-  $cc -O2 -shared -I"$dir/lua/src" -o "$mods/lfs.dll" "$src/lfs/src/lfs.c" "$dir/lua54.dll"
+  $cc -O2 -shared -I"$dir/lua-src/src" -o "$mods/lfs.dll" "$src/lfs/src/lfs.c" "$dir/lua54.dll"
 fi
-$cc -std=gnu11 -O2 -Wall -Wextra -Werror -shared -I"$dir/lua/src" -o "$mods/term/core.dll" tools/win/term_core.c "$dir/lua54.dll"
-$cc -std=gnu11 -O2 -Wall -Wextra -Werror -shared -I"$dir/lua/src" -o "$mods/system/core.dll" tools/win/system_core.c "$dir/lua54.dll"
+$cc -std=gnu11 -O2 -Wall -Wextra -Werror -shared -I"$dir/lua-src/src" -o "$mods/term/core.dll" tools/win/term_core.c "$dir/lua54.dll"
+$cc -std=gnu11 -O2 -Wall -Wextra -Werror -shared -I"$dir/lua-src/src" -o "$mods/system/core.dll" tools/win/system_core.c "$dir/lua54.dll"
 $cc -std=gnu11 -O2 -Isrc -shared -o "$dir/test_nullproc.dll" spec/tools/nullproc.c
 
 win() { printf 'Z:%s' "$1" | tr / '\\'; }

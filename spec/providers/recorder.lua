@@ -48,7 +48,7 @@ function M.enumnetworkevents(s, event)
   return wsp.FD_READ | wsp.FD_CLOSE, {[wsp.FD_CLOSE] = wsp.WSAECONNRESET, [wsp.FD_READ] = 0}
 end
 function M.eventselect(s, event, mask) record("eventselect", s, event, mask) return true end
-function M.getoverlappedresult(s, ov, wait) record("getoverlappedresult", s, ov, wait) return 1234, 7 end
+function M.getoverlappedresult(s, ov, wait) record("getoverlappedresult", s, ov.address, wait) return 1234, 7 end
 function M.getpeername(s) record("getpeername", s) return {family = wsp.AF_INET, address = "192.0.2.1", port = 80} end
 function M.getsockname(s)
   record("getsockname", s)

@@ -25,4 +25,9 @@ return {
     for i = 1, r.n do parts[i] = ser(r[i]) end
     return "return " .. (r.n > 0 and table.concat(parts, ",") or "nil")
   end,
+  -- WSPGetOverlappedResult runs what a snippet left in on_result, with the
+  -- socket, the call's overlapped object and the wait flag
+  getoverlappedresult = function(s, ov, wait)
+    return env.on_result(s, ov, wait)
+  end,
 }

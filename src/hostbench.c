@@ -314,7 +314,7 @@ static lwsp_inst *instance_arg(lua_State *L) {
   GUID g;
   if (!lwsp_guid_parse(luaL_checkstring(L, 1), &g)) luaL_argerror(L, 1, "not a GUID");
   for (int i = 0; i < LWSP_MAX_INSTANCES; i++)
-    if (lwsp_instances[i].active && lwsp_guid_eq(&lwsp_instances[i].id, &g)) return &lwsp_instances[i];
+    if (rt_live(&lwsp_instances[i]) && lwsp_guid_eq(&lwsp_instances[i].id, &g)) return &lwsp_instances[i];
   return NULL;
 }
 

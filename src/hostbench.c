@@ -342,6 +342,7 @@ static int b_collect(lua_State *L) {
   size_t mem;
   if (!I) { lua_pushnil(L); return 1; }
   lwsp_mutex_lock(&I->lock);
+  if (!I->active || I->closing || !I->L) { lwsp_mutex_unlock(&I->lock); lua_pushnil(L); return 1; }   /* cleaned up meanwhile */
   lua_gc(I->L, LUA_GCCOLLECT);
   mem = I->mem;
   lwsp_mutex_unlock(&I->lock);

@@ -191,8 +191,8 @@ typedef struct job {
   long ms;
   int cancel_after;      /* a blocking hook that cancels the call after this many calls */
   int count_hook;        /* a blocking hook that only counts */
-  int cleanup_in_hook;   /* a blocking hook that calls WSACleanup (sockets left open) once */
-  int hook_cleanup;      /* what that returned: providers cleaned up */
+  int cleanup_in_hook;   /* a blocking hook that calls, once, 1 the provider's WSPCleanup, 2 WSACleanup */
+  int hook_cleanup;      /* what that gave: 0 or its error; the providers cleaned up */
   LPWSAOVERLAPPED ov;    /* J_RESULT */
   /* results */
   int rc;
@@ -213,7 +213,12 @@ static BOOL CALLBACK job_hook(DWORD_PTR ctx) {
     INT e = 0;
     HCALL(NULL, j->p, WSPCancelBlockingCall, 0, &e, &e);   /* WSACancelBlockingCall, from the hook */
   }
-  if (j->cleanup_in_hook && n == 1) j->hook_cleanup = host_cleanup_all(0);   /* re-entrant: refused */
+  if (j->cleanup_in_hook == 1 && n == 1) {   /* the job's provider's WSPCleanup from inside its own call */
+    INT e = 0;
+    j->hook_cleanup = host_provider_cleanup(j->p, &e) == 0 ? 0 : e;
+  } else if (j->cleanup_in_hook == 2 && n == 1) {   /* WSACleanup, sockets left open */
+    j->hook_cleanup = host_cleanup_all(0);
+  }
   return FALSE;
 }
 
@@ -289,8 +294,10 @@ static void job_main(void *arg) {
  *   spawn("overlapped_result", s, overlapped)   (WSPGetOverlappedResult with fWait)
  *   spawn("cleanup" [, close_sockets = true])  (WSACleanup on another thread)
  *   spawn("startup", catalog, n)  (n times WSPStartup then WSPCleanup, as an LSP would)
- * Option cleanup_in_hook = true: the blocking hook calls WSACleanup (sockets
- * left open) on its first call; job:info().hook_cleanup is what it returned. */
+ * Option cleanup_in_hook = "provider" | "all": the blocking hook calls, on its
+ * first call, the socket's provider's WSPCleanup (job:info().hook_cleanup is 0
+ * or its error) or WSACleanup with the sockets left open (how many providers
+ * it cleaned up). */
 static int h_spawn(lua_State *L) {
   static const char *const ops[] = {"recv", "send", "accept", "connect", "sleep", "overlapped_result", "cleanup",
                                     "startup", NULL};
@@ -332,7 +339,11 @@ static int h_spawn(lua_State *L) {
   if ((op == J_RECV || op == J_SEND) && !j->data) { *u = NULL; free(j); return fail(L, WSAENOBUFS); }
   j->cancel_after = (int)opt_int(L, optidx, "cancel_after", 0);
   j->count_hook = opt_bool(L, optidx, "count_hook");
-  j->cleanup_in_hook = opt_bool(L, optidx, "cleanup_in_hook");
+  if (lua_istable(L, optidx)) {
+    static const char *const which[] = {"provider", "all", NULL};
+    if (lua_getfield(L, optidx, "cleanup_in_hook") == LUA_TSTRING) j->cleanup_in_hook = luaL_checkoption(L, -1, NULL, which) + 1;
+    lua_pop(L, 1);
+  }
   if (!(j->thread = lwsp_thread_start(job_main, j))) { *u = NULL; free(j->data); free(j); return fail(L, WSAENOBUFS); }
   return 1;
 }

@@ -498,7 +498,7 @@ static void push_set(lua_State *L, const wsp_fd_set *s) {
  * block, lock released).  A wait longer than SELECT_SLICE goes down in slices
  * of that length, and ends with WSAEINTR when the provider's last WSPCleanup
  * begins meanwhile: no thread sits in the layer below past it. */
-#define SELECT_SLICE 0.05
+#define SELECT_SLICE 0.02
 static int m_select(lua_State *L) {
   LOW;
   wsp_fd_set in[3], s[3];

@@ -609,7 +609,7 @@ static void service_main(void *arg) {
       continue;
     }
     I->depth = 0;
-    if (ms == 0) continue;
+    if (ms == 0 || I->service_stop) continue;   /* (told to stop while a timer or poll had the lock released) */
     lwsp_cond_wait(&I->cond, &I->lock, ms < 0 ? -1 : ms);
   }
   lwsp_mutex_unlock(&I->lock);

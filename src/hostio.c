@@ -227,7 +227,7 @@ static void job_main(void *arg) {
   hthread *t = host_current_thread();
   WSATHREADID tid;
   WSABUF b;
-  j->os_id = lwsp_thread_id();
+  __atomic_store_n(&j->os_id, lwsp_thread_id(), __ATOMIC_RELAXED);
   lwsp_trace_app_thread();   /* an application thread, for the trace */
   if (t && (j->cancel_after || j->count_hook || j->cleanup_in_hook)) { t->hook = job_hook; t->hook_ctx = (DWORD_PTR)j; }
   host_this_thread(&tid);
@@ -396,7 +396,7 @@ static int job_info(lua_State *L) {
   lua_pushboolean(L, j->done); lua_setfield(L, -2, "done");
   lua_pushinteger(L, __atomic_load_n(&j->hook_calls, __ATOMIC_RELAXED)); lua_setfield(L, -2, "hook_calls");
   if (j->done) { lua_pushinteger(L, j->hook_cleanup); lua_setfield(L, -2, "hook_cleanup"); }
-  lua_pushinteger(L, (lua_Integer)j->os_id); lua_setfield(L, -2, "thread");
+  lua_pushinteger(L, (lua_Integer)__atomic_load_n(&j->os_id, __ATOMIC_RELAXED)); lua_setfield(L, -2, "thread");
   lwsp_mutex_unlock(&host_lock);
   return 1;
 }

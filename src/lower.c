@@ -221,10 +221,10 @@ static void drop_regs(lwsp_lower *low, SOCKET h) {
 }
 
 /* ---- the calls down ------------------------------------------------------------------ */
-/* Once the last WSPCleanup waits for the threads inside (closing 1), a call
+/* Once the last WSPCleanup waits for the threads inside (closing), a call
  * down fails at once (WSAENETDOWN) instead of starting something it waits for. */
 #define LOW lwsp_lower *low = check_lower(L); lwsp_inst *I = low->I; INT err = 0; int rc; \
-  if (I->closing == 1) return fail(L, WSAENETDOWN)
+  if (I->closing && !I->cleaning) return fail(L, WSAENETDOWN)
 /* A call down, traced when the layer below is a C provider (a Lua one traces itself). */
 #define TRACED_DOWN(spi_, sock, args, failed, expr) do { \
     int trd_ = lwsp_tracing && low->foreign; \
@@ -520,7 +520,7 @@ static int m_select(lua_State *L) {
     RESULT("lower.select", low->procs.lpWSPSelect(0, have[0] ? &s[0] : NULL, have[1] ? &s[1] : NULL,
                                                   have[2] ? &s[2] : NULL, &tv, &err));
     if (rc != 0 || (timeout >= 0 && lwsp_now() - start >= timeout)) break;
-    if (I->closing == 1) return fail(L, WSAEINTR);
+    if (I->closing && !I->cleaning) return fail(L, WSAEINTR);
   }
   lua_pushinteger(L, rc);
   for (int k = 0; k < 3; k++) push_set(L, &s[k]);

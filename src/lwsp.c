@@ -990,7 +990,7 @@ int lwsp_do_cleanup(lwsp_inst *I, LPINT err) {
     if (I->inside == 0) break;
     lwsp_cond_wait(&I->cond, &I->lock, 50);
   }
-  I->closing = 2;
+  I->cleaning = 1;
   if (I->href[P_cleanup] != LUA_NOREF) {
     lua_State *L = I->L;
     lua_pushcfunction(L, msgh);
@@ -1009,7 +1009,6 @@ int lwsp_do_cleanup(lwsp_inst *I, LPINT err) {
   lua_close(I->L);
   I->L = NULL;
   rt_views_free(I);
-  rt_lower_close_all(I);   /* after the state: its sockets' lower handles go with the lower layer */
   for (uint32_t i = 0; i < I->nchunks; i++) free(I->chunks[i]);
   free(I->chunks);
   I->chunks = NULL;
@@ -1017,11 +1016,15 @@ int lwsp_do_cleanup(lwsp_inst *I, LPINT err) {
   lwsp_map_free(&I->ifsmap);
   I->epoch++;              /* completion routines still queued find nothing of this life */
   lwsp_mutex_unlock(&I->lock);
+  /* after the state (its sockets' lower handles go with the lower layer), and
+   * without the instance lock: a Lua layer below takes the global lock in its
+   * own WSPCleanup.  Nothing else touches the instance while it is closing. */
+  rt_lower_close_all(I);
   /* the slot is free again (in lock order: global, then the instance's) */
   lwsp_mutex_lock(&g_lock);
   lwsp_mutex_lock(&I->lock);
   __atomic_store_n(&I->active, 0, __ATOMIC_RELEASE);
-  I->closing = 0;
+  I->closing = I->cleaning = 0;
   lwsp_mutex_unlock(&I->lock);
   lwsp_mutex_unlock(&g_lock);
   return 0;

@@ -89,7 +89,8 @@ typedef struct lwsp_inst {
    * WSANOTINITIALISED, waits and calls down end at once), aborts everything
    * and waits until `inside` is 0 before it frees anything. */
   int inside;
-  int closing;                   /* 1 the last WSPCleanup waits for the others, 2 it closes */
+  int closing;                   /* the last WSPCleanup has begun (set and cleared with the global lock too) */
+  int cleaning;                  /* ... and runs the script's cleanup handler: its calls down go through */
   int active;                    /* read without the lock: atomic (rt_live) */
   int startups;                  /* everything from here on is reset by each first WSPStartup */
   GUID id;

@@ -81,7 +81,7 @@ static int unprov(hsock *hs, void *p) { if (hs->prov == p) hs->prov = NULL; retu
 typedef struct { hprov *p; SOCKET found; } find_ud;
 static int of_prov(hsock *hs, void *ud) {
   find_ud *f = ud;
-  if (hs->prov != f->p) return 0;
+  if (hs->prov != f->p || hs->closed) return 0;
   f->found = hs->h;
   return 1;
 }
@@ -727,7 +727,11 @@ int host_cleanup_all(int close_sockets) {
       if (p->procs.lpWSPCloseSocket(f.found, &e) != 0)
         lwsp_log("host", "WSACleanup: closing socket %llu failed (%d); dropping it", (unsigned long long)f.found, e);
       lwsp_mutex_lock(&host_lock);
-      if ((hs = host_sock(f.found)) != NULL && hs->prov == p) { lwsp_map_del(&socks, f.found); free(hs); }
+      /* an IFS record goes now; a non-IFS handle stays valid until the provider
+       * closes it (WPUCloseSocketHandle), after its last completion */
+      if ((hs = host_sock(f.found)) != NULL && hs->prov == p) {
+        if (hs->ifs) { lwsp_map_del(&socks, f.found); free(hs); } else hs->closed = 1;
+      }
       lwsp_mutex_unlock(&host_lock);
       continue;
     }

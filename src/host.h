@@ -53,6 +53,7 @@ typedef struct hsock {
   DWORD catalog;
   DWORD_PTR ctx;
   int ifs;
+  int closed;          /* WSACleanup closed it: the provider gives the handle back when its last completion is out */
   hprov *prov;
   hport *port;
   ULONG_PTR key;

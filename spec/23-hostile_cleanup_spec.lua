@@ -187,7 +187,7 @@ describe("the last WSPCleanup against a call in flight #hostile", function()
   before_each(function() install(); mark = H.mark() end)
   after_each(uninstall)
 
-  it("waits for a handler inside a call down with a timeout (the lock released) #posix", function()
+  it("waits for a handler inside a call down with a timeout (the lock released)", function()
     local c = pair(hostile.tcp)
     local job = host.spawn("recv", c, 101)
     await_log("IN%-DOWN")
@@ -488,8 +488,9 @@ describe("a provider that reaches for the host that loaded it #hostile", functio
 
   it("gets no host by opening the module again, through package.loadlib, or with the registry cleared", function()
     local c = pair(hostile.tcp)
-    -- (require finds no lwsp on the provider's cleaned package.cpath: false)
-    assert.equal("require:false loadlib:nil", (host.recv(c, 4107)))
+    -- require: nil (no host), or false where the provider's cleaned package.cpath has no lwsp
+    local text = host.recv(c, 4107)
+    assert.truthy(text == "require:nil loadlib:nil" or text == "require:false loadlib:nil", text)
     serves(hostile)
   end)
 
@@ -577,7 +578,6 @@ describe("the last WSPCleanup against every kind of call in flight", function()
 
   it("never frees what a thread still uses, and the providers start again #stress", function()
     local rounds = tonumber(os.getenv("LWSP_STRESS_ROUNDS")) or 30
-    local kinds = 0
     for round = 1, rounds do
       local jobs, evs = {}, {}
       local k = round % 6
@@ -619,7 +619,6 @@ describe("the last WSPCleanup against every kind of call in flight", function()
         host.recv(c, 108)
         host.recv(c, 109)
       end
-      kinds = kinds + 1
       if round % 3 ~= 0 then host.sleep(round % 4) end
       host.cleanup(round % 2 == 0)
       for _, j in ipairs(jobs) do ended_with(j, {ok = true, WSAEINTR = true, WSAENETDOWN = true,
@@ -631,7 +630,6 @@ describe("the last WSPCleanup against every kind of call in flight", function()
       end
       for _, r in ipairs{hostile, xor, pass} do assert.is_nil(host.bench_instance(r.guid)) end
     end
-    assert.equal(rounds, kinds)
     serves(hostile)
     serves(xor)
     serves(pass)

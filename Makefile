@@ -83,6 +83,9 @@ check: deps
 test: all
 	$(BUSTED)
 
+# Rounds of the last-WSPCleanup stress (spec/23) under each sanitizer.
+CLEANUP_ROUNDS ?= 1000
+
 # AddressSanitizer + UndefinedBehaviorSanitizer build, suite run against it.
 build/asan/lwsp.so: $(SRCS) $(NATIVE_SRCS) $(HDRS) Makefile
 	@mkdir -p build/asan
@@ -95,6 +98,8 @@ build/asan/lwsp.so: $(SRCS) $(NATIVE_SRCS) $(HDRS) Makefile
 asan: build/asan/lwsp.so build/foreign_host build/foreign_host_nocomplete
 	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" $(BUSTED) --cpath=build/asan/?.so
+	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 LWSP_STRESS_ROUNDS=$(CLEANUP_ROUNDS) \
+	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" $(BUSTED) --cpath=build/asan/?.so --tags=stress spec/23-hostile_cleanup_spec.lua
 
 # ThreadSanitizer build; specs that start subprocesses or thousands of threads
 # are left to the other runs (TSan's runtime is preloaded into lua5.4).
@@ -109,6 +114,8 @@ tsan: build/tsan/lwsp.so build/foreign_host build/foreign_host_nocomplete
 	  $(BUSTED) --cpath=build/tsan/?.so --exclude-tags=stress,subprocess,runner
 	LWSP_FOREIGN_RUNTIME=$(CURDIR)/build/tsan/lwsp.so LWSP_FOREIGN_PRELOAD="$$($(CC) -print-file-name=libtsan.so)" \
 	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $(BUSTED) spec/26-foreign_host_spec.lua
+	TSAN_OPTIONS="halt_on_error=1 exitcode=66" LD_PRELOAD="$$($(CC) -print-file-name=libtsan.so)" LWSP_STRESS_ROUNDS=$(CLEANUP_ROUNDS) \
+	  $(BUSTED) --cpath=build/tsan/?.so --tags=stress spec/23-hostile_cleanup_spec.lua
 
 # The multi-threaded stress spec under valgrind's helgrind (races, lock order).
 # Helgrind does not see atomics as synchronisation, so the budget's watchdog

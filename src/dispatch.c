@@ -45,12 +45,11 @@ static int min_addrlen(int af) { return af == AF_INET6 ? 28 : 16; }
  * finds the socket, or fails with *err set. */
 static void unlock_inst(lwsp_inst *I) {
   if (--I->depth == 0) rt_pump(I);
+  rt_inst_leave(I);
   lwsp_mutex_unlock(&I->lock);
 }
 static int lock_inst(lwsp_inst *I, LPINT err) {
-  if (!I->active) { *err = WSANOTINITIALISED; return 0; }
-  lwsp_mutex_lock(&I->lock);
-  if (!I->active) { lwsp_mutex_unlock(&I->lock); *err = WSANOTINITIALISED; return 0; }
+  if (!rt_inst_enter(I, err)) return 0;
   I->depth++;
   return 1;
 }
@@ -177,7 +176,7 @@ static int e_asyncselect(lwsp_inst *I, SOCKET s, HWND hwnd, unsigned int msg, LO
   const int errv = SOCKET_ERROR;
   rt_call c;
   ERRP;
-  if (I->active && I->href[P_asyncselect] == LUA_NOREF) {
+  if (rt_live(I) && I->href[P_asyncselect] == LUA_NOREF) {
     CORE_TRACE(P_asyncselect, s, "window %llu, msg 0x%x, events 0x%lx", (unsigned long long)(uintptr_t)hwnd, msg,
                (unsigned long)events);
     lwsp_sock *so = lock_sock(I, s, err);
@@ -213,7 +212,7 @@ static int e_bind(lwsp_inst *I, SOCKET s, const struct sockaddr *name, int namel
 static int e_cancelblockingcall(lwsp_inst *I, LPINT err) {
   int e;
   ERRP;
-  if (!I->active) { *err = WSANOTINITIALISED; return SOCKET_ERROR; }
+  if (!rt_live(I)) { *err = WSANOTINITIALISED; return SOCKET_ERROR; }
   {
     CORE_TRACE(P_cancelblockingcall, 0, "%s", "");
     e = rt_cancel_blocking(I);
@@ -232,7 +231,7 @@ static int e_closesocket(lwsp_inst *I, SOCKET s, LPINT err) {
   const int errv = SOCKET_ERROR;
   rt_call c;
   ERRP;
-  if (I->active && I->href[P_closesocket] == LUA_NOREF) {
+  if (rt_live(I) && I->href[P_closesocket] == LUA_NOREF) {
     lwsp_sock *so = lock_sock(I, s, err);
     if (!so) return errv;
     rt_abort_socket(I, so);
@@ -299,7 +298,7 @@ static int e_enumnetworkevents(lwsp_inst *I, SOCKET s, WSAEVENT ev, LPWSANETWORK
   WSANETWORKEVENTS out;
   ERRP;
   if (!ne) { *err = WSAEFAULT; return errv; }
-  if (I->active && I->href[P_enumnetworkevents] == LUA_NOREF) {
+  if (rt_live(I) && I->href[P_enumnetworkevents] == LUA_NOREF) {
     CORE_TRACE(P_enumnetworkevents, s, "event 0x%llx", (unsigned long long)(uintptr_t)ev);
     lwsp_sock *so = lock_sock(I, s, err);
     int rc;
@@ -340,7 +339,7 @@ static int e_eventselect(lwsp_inst *I, SOCKET s, WSAEVENT ev, LONG events, LPINT
   const int errv = SOCKET_ERROR;
   rt_call c;
   ERRP;
-  if (I->active && I->href[P_eventselect] == LUA_NOREF) {
+  if (rt_live(I) && I->href[P_eventselect] == LUA_NOREF) {
     CORE_TRACE(P_eventselect, s, "event 0x%llx, events 0x%lx", (unsigned long long)(uintptr_t)ev, (unsigned long)events);
     lwsp_sock *so = lock_sock(I, s, err);
     int rc;
@@ -367,7 +366,7 @@ static BOOL e_getoverlappedresult(lwsp_inst *I, SOCKET s, LPWSAOVERLAPPED ov, LP
   lua_Integer n, f = 0;
   ERRP;
   if (!ov || !bytes || !flags) { *err = WSAEFAULT; return errv; }
-  if (I->active && I->href[P_getoverlappedresult] == LUA_NOREF) {
+  if (rt_live(I) && I->href[P_getoverlappedresult] == LUA_NOREF) {
     CORE_TRACE(P_getoverlappedresult, s, "overlapped 0x%llx, wait %d", (unsigned long long)(uintptr_t)ov, (int)wait);
     lwsp_sock *so = lock_sock(I, s, err);
     if (!so) { CORE_END(P_getoverlappedresult, s, 1); return errv; }
@@ -839,7 +838,7 @@ static int e_select(lwsp_inst *I, int nfds, wsp_fd_set *r, wsp_fd_set *w, wsp_fd
     *err = WSAEINVAL;
     return errv;
   }
-  if (I->active && I->href[P_select] == LUA_NOREF) {
+  if (rt_live(I) && I->href[P_select] == LUA_NOREF) {
     int rc;
     CORE_TRACE(P_select, 0, "%u, %u, %u sockets", r ? r->fd_count : 0, w ? w->fd_count : 0, e ? e->fd_count : 0);
     if (!lock_inst(I, err)) { CORE_END(P_select, 0, 1); return errv; }

@@ -81,14 +81,21 @@ static int unprov(hsock *hs, void *p) { if (hs->prov == p) hs->prov = NULL; retu
 typedef struct { hprov *p; SOCKET found; } find_ud;
 static int of_prov(hsock *hs, void *ud) {
   find_ud *f = ud;
-  if (hs->prov != f->p) return 0;
+  if (hs->prov != f->p || hs->closed) return 0;
   f->found = hs->h;
   return 1;
 }
-static hprov *prov_by_guid(const GUID *g) {
+/* A provider's record outlives its last WSPCleanup (retired: lib NULL) and is
+ * taken again by its next load, so a thread that looked it up just before
+ * (an application call on its way in) never reads freed memory. */
+static hprov *record_by_guid(const GUID *g) {
   for (hprov *p = providers; p; p = p->next)
     if (lwsp_guid_eq(&p->id, g)) return p;
   return NULL;
+}
+static hprov *prov_by_guid(const GUID *g) {
+  hprov *p = record_by_guid(g);
+  return p && p->lib ? p : NULL;
 }
 
 /* ---- catalog (called from hostapi.c under host_lock) ------------------------------ */
@@ -531,26 +538,41 @@ void host_trace_return(hprov *p, const char *caller, const char *name, SOCKET s,
   lwsp_trace_leave(caller, p->name, name, s, error, "");
 }
 
+/* Takes back one startup of p; the last one unloads it (its record stays, retired). */
+static void provider_release(hprov *p) {
+  void *lib = NULL;
+  lwsp_mutex_lock(&host_lock);
+  if (--p->startups == 0) {
+    host_each_sock(unprov, p);
+    lib = p->lib;
+    p->lib = NULL;
+    p->loaded = 0;
+  }
+  lwsp_mutex_unlock(&host_lock);
+  if (lib) lwsp_dlclose(lib);
+}
+
 hprov *host_provider_startup(DWORD catalog, LPINT err) {
   hentry *e;
   WSAPROTOCOL_INFOW info;
   char path[1024], expanded[2048], why[512], g[39];
-  hprov *p, *fresh = NULL;
+  hprov *p;
+  void *lib = NULL, *sym;
   LPWSPSTARTUP startup;
   WSPDATA data;
   WSPPROC_TABLE procs;
-  int rc, missing;
+  int rc, missing, foreign = 0;
   host_init();
   lwsp_mutex_lock(&host_lock);
   if (!(e = host_entry(catalog))) { lwsp_mutex_unlock(&host_lock); *err = WSAEINVALIDPROVIDER; return NULL; }
   info = e->info;
   snprintf(path, sizeof path, "%s", e->path);
-  p = prov_by_guid(&info.ProviderId);
+  /* a loaded provider gets its startup reserved now: a last WSPCleanup on
+   * another thread meanwhile cannot unload it under this one */
+  if ((p = prov_by_guid(&info.ProviderId)) != NULL) p->startups++;
   lwsp_mutex_unlock(&host_lock);
   lwsp_guid_format(&info.ProviderId, g);
   if (!p) {
-    void *lib;
-    void *sym;
     if (!lwsp_expand_env(path, expanded, sizeof expanded)) {
       lwsp_log("host", "provider %s: path too long after expanding %s", g, path);
       *err = WSAEPROVIDERFAILEDINIT;
@@ -567,24 +589,16 @@ hprov *host_provider_startup(DWORD catalog, LPINT err) {
       *err = WSAEPROVIDERFAILEDINIT;
       return NULL;
     }
-    if (!(fresh = calloc(1, sizeof *fresh))) { lwsp_dlclose(lib); *err = WSAENOBUFS; return NULL; }
-    fresh->id = info.ProviderId;
-    fresh->lib = lib;
     {
       LPWSPSTARTUP ours = WSPStartup;   /* lwsp's own: a Lua provider, which traces itself */
       void *mine;
       memcpy(&mine, &ours, sizeof mine);
-      fresh->foreign = sym != mine;
+      foreign = sym != mine;
     }
-    lwsp_guid_format(&info.ProviderId, fresh->name);
-    memcpy(&startup, &sym, sizeof startup);
   } else {
-    startup = NULL;
+    sym = lwsp_dlsym(p->lib, "WSPStartup");
   }
-  if (!startup) {
-    void *sym = lwsp_dlsym(p->lib, "WSPStartup");
-    memcpy(&startup, &sym, sizeof startup);
-  }
+  memcpy(&startup, &sym, sizeof startup);
   memset(&data, 0, sizeof data);
   memset(&procs, 0, sizeof procs);
   {
@@ -594,41 +608,63 @@ hprov *host_provider_startup(DWORD catalog, LPINT err) {
     rc = startup(MAKEWORD_(2, 2), &data, &info, host_upcalls, &procs);
     if (tr) lwsp_trace_leave(caller, g, "WSPStartup", 0, rc, "");
   }
-  if (rc != 0) {
-    lwsp_log("host", "provider %s: WSPStartup failed: %s", g, lwsp_error_name(rc) ? lwsp_error_name(rc) : "?");
-    if (fresh) { lwsp_dlclose(fresh->lib); free(fresh); }
-    *err = rc;
-    return NULL;
-  }
-  if (!proc_table_complete(&procs, &missing)) {
+  if (rc == 0 && !proc_table_complete(&procs, &missing)) {
     INT e2 = 0;
     lwsp_log("host", "provider %s: proc table entry %s is NULL", g, lwsp_spi_names[missing]);
     if (procs.lpWSPCleanup) procs.lpWSPCleanup(&e2);
-    if (fresh) { lwsp_dlclose(fresh->lib); free(fresh); }
-    *err = WSAEINVALIDPROCTABLE;
-    return NULL;
-  }
-  if (data.wVersion != MAKEWORD_(2, 2)) {
+    rc = WSAEINVALIDPROCTABLE;
+  } else if (rc == 0 && data.wVersion != MAKEWORD_(2, 2)) {
     INT e2 = 0;
     lwsp_log("host", "provider %s: WSPStartup negotiated version %u.%u, not 2.2", g, data.wVersion & 0xff, data.wVersion >> 8);
     procs.lpWSPCleanup(&e2);
-    if (fresh) { lwsp_dlclose(fresh->lib); free(fresh); }
-    *err = WSAVERNOTSUPPORTED;
+    rc = WSAVERNOTSUPPORTED;
+  } else if (rc != 0) {
+    lwsp_log("host", "provider %s: WSPStartup failed: %s", g, lwsp_error_name(rc) ? lwsp_error_name(rc) : "?");
+  }
+  if (rc != 0) {
+    if (lib) lwsp_dlclose(lib);
+    if (p) provider_release(p);
+    *err = rc;
     return NULL;
   }
   lwsp_mutex_lock(&host_lock);
-  if (fresh) {
-    p = fresh;
+  if (p) {
+    /* a provider whose last WSPCleanup was still running when this startup
+     * came may have begun a new instance with a table of its own */
+    if (memcmp(&p->procs, &procs, sizeof procs) != 0) p->procs = procs;
+  } else if ((p = prov_by_guid(&info.ProviderId)) != NULL) {
+    p->startups++;                  /* another thread loaded it meanwhile: this startup is one more of its */
+    lwsp_mutex_unlock(&host_lock);
+    lwsp_dlclose(lib);              /* (the library stays: that load holds it) */
+    return p;
+  } else {
+    if (!(p = record_by_guid(&info.ProviderId))) {
+      if (!(p = calloc(1, sizeof *p))) {
+        INT e2 = 0;
+        lwsp_mutex_unlock(&host_lock);
+        procs.lpWSPCleanup(&e2);
+        lwsp_dlclose(lib);
+        *err = WSAENOBUFS;
+        return NULL;
+      }
+      p->id = info.ProviderId;
+      p->next = providers;
+      providers = p;
+    }
+    p->lib = lib;
+    p->foreign = foreign;
     p->procs = procs;
     p->data = data;
-    p->next = providers;
-    providers = p;
+    p->startups = 1;
+    p->loaded = 0;
+    lwsp_guid_format(&info.ProviderId, p->name);
   }
-  p->startups++;
   lwsp_mutex_unlock(&host_lock);
   return p;
 }
 
+/* One WSPCleanup.  A provider that refuses it (WSAEINPROGRESS: called from
+ * inside one of its own calls) keeps its startup; anything else gives it up. */
 int host_provider_cleanup(hprov *p, LPINT err) {
   int rc, tr = lwsp_tracing;
   char g[39];
@@ -639,18 +675,8 @@ int host_provider_cleanup(hprov *p, LPINT err) {
   }
   rc = p->procs.lpWSPCleanup(err);
   if (tr) lwsp_trace_leave(caller, g, "WSPCleanup", 0, rc ? *err : 0, "");
-  lwsp_mutex_lock(&host_lock);
-  if (--p->startups == 0) {
-    hprov **pp = &providers;
-    while (*pp && *pp != p) pp = &(*pp)->next;
-    if (*pp) *pp = p->next;
-    host_each_sock(unprov, p);
-    lwsp_mutex_unlock(&host_lock);
-    lwsp_dlclose(p->lib);
-    free(p);
-    return rc;
-  }
-  lwsp_mutex_unlock(&host_lock);
+  if (rc != 0 && *err == WSAEINPROGRESS) return rc;
+  provider_release(p);
   return rc;
 }
 
@@ -680,17 +706,19 @@ hprov *host_load(DWORD catalog, LPINT err) {
 
 /* WSACleanup: closes every socket of the providers loaded ws2_32-style, then
  * gives back their startup.  Returns how many providers were cleaned up. */
-int host_cleanup_all(void) {
+int host_cleanup_all(int close_sockets) {
   int n = 0;
+  hprov *refused = NULL;
   host_init();
   for (;;) {
     hprov *p = NULL;
     find_ud f = {NULL, 0};
     lwsp_mutex_lock(&host_lock);
     for (hprov *q = providers; q && !p; q = q->next)
-      if (q->loaded) p = q;
+      if (q->loaded && q->lib && q != refused) p = q;
     f.p = p;
-    if (p) host_each_sock(of_prov, &f);
+    if (p && close_sockets) host_each_sock(of_prov, &f);
+    if (p && !f.found) p->loaded = 0;   /* claimed: a WSACleanup on another thread gives back this load only once */
     lwsp_mutex_unlock(&host_lock);
     if (!p) break;
     if (f.found) {
@@ -699,14 +727,24 @@ int host_cleanup_all(void) {
       if (p->procs.lpWSPCloseSocket(f.found, &e) != 0)
         lwsp_log("host", "WSACleanup: closing socket %llu failed (%d); dropping it", (unsigned long long)f.found, e);
       lwsp_mutex_lock(&host_lock);
-      if ((hs = host_sock(f.found)) != NULL && hs->prov == p) { lwsp_map_del(&socks, f.found); free(hs); }
+      /* an IFS record goes now; a non-IFS handle stays valid until the provider
+       * closes it (WPUCloseSocketHandle), after its last completion */
+      if ((hs = host_sock(f.found)) != NULL && hs->prov == p) {
+        if (hs->ifs) { lwsp_map_del(&socks, f.found); free(hs); } else hs->closed = 1;
+      }
       lwsp_mutex_unlock(&host_lock);
       continue;
     }
     {
       INT e = 0;
-      p->loaded = 0;
-      host_provider_cleanup(p, &e);
+      if (host_provider_cleanup(p, &e) != 0 && e == WSAEINPROGRESS) {
+        lwsp_log("host", "WSACleanup: provider %s refused its WSPCleanup (WSAEINPROGRESS): it stays loaded", p->name);
+        lwsp_mutex_lock(&host_lock);
+        p->loaded = 1;
+        lwsp_mutex_unlock(&host_lock);
+        refused = p;
+        continue;
+      }
       n++;
     }
   }

@@ -53,6 +53,7 @@ typedef struct hsock {
   DWORD catalog;
   DWORD_PTR ctx;
   int ifs;
+  int closed;          /* WSACleanup closed it: the provider gives the handle back when its last completion is out */
   hprov *prov;
   hport *port;
   ULONG_PTR key;
@@ -147,7 +148,8 @@ int host_close_object(uintptr_t h);
 int host_dequeue(uintptr_t port, long ms, hpacket *out);  /* call unlocked; 1 got, 0 timeout, -1 bad port */
 void host_post(hport *p, DWORD bytes, ULONG_PTR key, LPWSAOVERLAPPED ov); /* under host_lock */
 void host_forget_port(hport *p);                  /* under host_lock: sockets associated with p lose it */
-int host_cleanup_all(void);
+/* WSACleanup: close_sockets 0 leaves them for the providers' own WSPCleanup. */
+int host_cleanup_all(int close_sockets);
 /* After WSPCloseSocket: drops an IFS handle's record.  Returns 0 when a
  * non-IFS handle is still registered (the provider leaked it), else 1. */
 int host_forget_ifs(SOCKET s);

@@ -135,8 +135,11 @@ static int prov_cleanup(lua_State *L) {
   INT err = 0;
   hprov *p = u->p;
   if (!p) return fail(L, WSANOTINITIALISED);
+  if (host_provider_cleanup(p, &err) != 0) {
+    if (err != WSAEINPROGRESS) u->p = NULL;   /* refused: the startup is still this object's */
+    return fail(L, err);
+  }
   u->p = NULL;
-  if (host_provider_cleanup(p, &err) != 0) return fail(L, err);
   return ok(L);
 }
 static int prov_data(lua_State *L) {
@@ -155,10 +158,11 @@ static int prov_gc(lua_State *L) {
   return 0;
 }
 
-/* cleanup() -> n: WSACleanup; closes the sockets of loaded providers and gives
- * back their startups. */
+/* cleanup([close_sockets = true]) -> n: WSACleanup; closes the sockets of
+ * loaded providers and gives back their startups (with false, each provider's
+ * last WSPCleanup meets its sockets still open, and any call in flight). */
 static int h_cleanup(lua_State *L) {
-  lua_pushinteger(L, host_cleanup_all());
+  lua_pushinteger(L, host_cleanup_all(lua_isnoneornil(L, 1) || lua_toboolean(L, 1)));
   return 1;
 }
 
@@ -764,6 +768,7 @@ int lwsp_host_open(lua_State *L) {
     {"last_condition", h_last_condition},
     {NULL, NULL}};
   static const luaL_Reg pm[] = {{"cleanup", prov_cleanup}, {"data", prov_data}, {NULL, NULL}};
+  if (lwsp_inst_of(L)) return luaL_error(L, "lwsp.host is the application's side: a provider cannot drive its host");
   host_init();
   if (luaL_newmetatable(L, PROVIDER_MT)) {
     lua_pushcfunction(L, prov_gc);

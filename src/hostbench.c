@@ -314,7 +314,7 @@ static lwsp_inst *instance_arg(lua_State *L) {
   GUID g;
   if (!lwsp_guid_parse(luaL_checkstring(L, 1), &g)) luaL_argerror(L, 1, "not a GUID");
   for (int i = 0; i < LWSP_MAX_INSTANCES; i++)
-    if (lwsp_instances[i].active && lwsp_guid_eq(&lwsp_instances[i].id, &g)) return &lwsp_instances[i];
+    if (rt_live(&lwsp_instances[i]) && lwsp_guid_eq(&lwsp_instances[i].id, &g)) return &lwsp_instances[i];
   return NULL;
 }
 
@@ -342,6 +342,7 @@ static int b_collect(lua_State *L) {
   size_t mem;
   if (!I) { lua_pushnil(L); return 1; }
   lwsp_mutex_lock(&I->lock);
+  if (!I->active || I->closing || !I->L) { lwsp_mutex_unlock(&I->lock); lua_pushnil(L); return 1; }   /* cleaned up meanwhile */
   lua_gc(I->L, LUA_GCCOLLECT);
   mem = I->mem;
   lwsp_mutex_unlock(&I->lock);

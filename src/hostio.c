@@ -177,7 +177,7 @@ static int h_wsaioctl(lua_State *L) {
 }
 
 /* ---- application threads ----------------------------------------------------------- */
-enum { J_RECV, J_SEND, J_ACCEPT, J_CONNECT, J_SLEEP, J_SELECT };
+enum { J_RECV, J_SEND, J_ACCEPT, J_CONNECT, J_SLEEP, J_RESULT, J_CLEANUP, J_STARTUP };
 typedef struct job {
   lwsp_thread *thread;
   int op;
@@ -191,6 +191,9 @@ typedef struct job {
   long ms;
   int cancel_after;      /* a blocking hook that cancels the call after this many calls */
   int count_hook;        /* a blocking hook that only counts */
+  int cleanup_in_hook;   /* a blocking hook that calls, once, 1 the provider's WSPCleanup, 2 WSACleanup */
+  int hook_cleanup;      /* what that gave: 0 or its error; the providers cleaned up */
+  LPWSAOVERLAPPED ov;    /* J_RESULT */
   /* results */
   int rc;
   INT err;
@@ -210,6 +213,12 @@ static BOOL CALLBACK job_hook(DWORD_PTR ctx) {
     INT e = 0;
     HCALL(NULL, j->p, WSPCancelBlockingCall, 0, &e, &e);   /* WSACancelBlockingCall, from the hook */
   }
+  if (j->cleanup_in_hook == 1 && n == 1) {   /* the job's provider's WSPCleanup from inside its own call */
+    INT e = 0;
+    j->hook_cleanup = host_provider_cleanup(j->p, &e) == 0 ? 0 : e;
+  } else if (j->cleanup_in_hook == 2 && n == 1) {   /* WSACleanup, sockets left open */
+    j->hook_cleanup = host_cleanup_all(0);
+  }
   return FALSE;
 }
 
@@ -218,9 +227,9 @@ static void job_main(void *arg) {
   hthread *t = host_current_thread();
   WSATHREADID tid;
   WSABUF b;
-  j->os_id = lwsp_thread_id();
+  __atomic_store_n(&j->os_id, lwsp_thread_id(), __ATOMIC_RELAXED);
   lwsp_trace_app_thread();   /* an application thread, for the trace */
-  if (t && (j->cancel_after || j->count_hook)) { t->hook = job_hook; t->hook_ctx = (DWORD_PTR)j; }
+  if (t && (j->cancel_after || j->count_hook || j->cleanup_in_hook)) { t->hook = job_hook; t->hook_ctx = (DWORD_PTR)j; }
   host_this_thread(&tid);
   switch (j->op) {
   case J_RECV:
@@ -255,6 +264,21 @@ static void job_main(void *arg) {
   case J_SLEEP:
     j->rc = host_wait(NULL, 0, 0, j->ms, 1) == -2 ? 1 : 0;   /* 1: APCs ran on this thread */
     break;
+  case J_RESULT:
+    j->rc = HCALL_BOOL(NULL, j->p, WSPGetOverlappedResult, j->s, &j->err, j->s, j->ov, &j->got, TRUE, &j->flags,
+                       &j->err) ? 0 : SOCKET_ERROR;
+    break;
+  case J_CLEANUP:
+    j->rc = host_cleanup_all((int)j->len);
+    break;
+  case J_STARTUP:   /* WSPStartup then WSPCleanup, ms times: the count that succeeded */
+    for (long i = 0; i < j->ms; i++) {
+      INT e = 0;
+      hprov *p = host_provider_startup((DWORD)j->len, &e);
+      if (!p) continue;
+      if (host_provider_cleanup(p, &e) == 0) j->rc++;
+    }
+    break;
   }
   if (t) { t->hook = NULL; t->hook_ctx = 0; }
   lwsp_mutex_lock(&host_lock);
@@ -266,9 +290,17 @@ static void job_main(void *arg) {
 /* spawn(op, s, ...) -> job: runs one application call on a new thread.
  *   spawn("recv", s, len [, {cancel_after = n, count_hook = true}])
  *   spawn("send", s, data) (sends all of it, call after call)   spawn("accept", s)   spawn("connect", s, addr)
- *   spawn("sleep", ms)       (an alertable sleep: delivers that thread's APCs) */
+ *   spawn("sleep", ms)       (an alertable sleep: delivers that thread's APCs)
+ *   spawn("overlapped_result", s, overlapped)   (WSPGetOverlappedResult with fWait)
+ *   spawn("cleanup" [, close_sockets = true])  (WSACleanup on another thread)
+ *   spawn("startup", catalog, n)  (n times WSPStartup then WSPCleanup, as an LSP would)
+ * Option cleanup_in_hook = "provider" | "all": the blocking hook calls, on its
+ * first call, the socket's provider's WSPCleanup (job:info().hook_cleanup is 0
+ * or its error) or WSACleanup with the sockets left open (how many providers
+ * it cleaned up). */
 static int h_spawn(lua_State *L) {
-  static const char *const ops[] = {"recv", "send", "accept", "connect", "sleep", NULL};
+  static const char *const ops[] = {"recv", "send", "accept", "connect", "sleep", "overlapped_result", "cleanup",
+                                    "startup", NULL};
   int op = luaL_checkoption(L, 1, NULL, ops), perr = 0, optidx = 4;
   job *j, **u;
   u = lua_newuserdatauv(L, sizeof *u, 0);
@@ -280,6 +312,12 @@ static int h_spawn(lua_State *L) {
   j->op = op;
   if (op == J_SLEEP) {
     j->ms = (long)luaL_checkinteger(L, 2);
+  } else if (op == J_CLEANUP) {
+    j->len = lua_isnoneornil(L, 2) || lua_toboolean(L, 2);
+    optidx = 3;
+  } else if (op == J_STARTUP) {
+    j->len = (size_t)luaL_checkinteger(L, 2);
+    j->ms = (long)luaL_checkinteger(L, 3);
   } else {
     j->s = (SOCKET)luaL_checkinteger(L, 2);
     if (!(j->p = host_prov_of(j->s, &perr))) { *u = NULL; free(j); return fail(L, perr); }
@@ -293,12 +331,19 @@ static int h_spawn(lua_State *L) {
     if (j->data) memcpy(j->data, d, j->len);
   } else if (op == J_CONNECT) {
     if (!lwsp_to_sockaddr(L, 3, &j->addr, &j->addrlen)) { *u = NULL; free(j); return luaL_argerror(L, 3, "not an address"); }
-  } else {
+  } else if (op == J_RESULT) {
+    j->ov = &host_check_ov(L, 3)->ov;   /* (the caller keeps the overlapped alive until the job is joined) */
+  } else if (op != J_CLEANUP) {
     optidx = 3;
   }
   if ((op == J_RECV || op == J_SEND) && !j->data) { *u = NULL; free(j); return fail(L, WSAENOBUFS); }
   j->cancel_after = (int)opt_int(L, optidx, "cancel_after", 0);
   j->count_hook = opt_bool(L, optidx, "count_hook");
+  if (lua_istable(L, optidx)) {
+    static const char *const which[] = {"provider", "all", NULL};
+    if (lua_getfield(L, optidx, "cleanup_in_hook") == LUA_TSTRING) j->cleanup_in_hook = luaL_checkoption(L, -1, NULL, which) + 1;
+    lua_pop(L, 1);
+  }
   if (!(j->thread = lwsp_thread_start(job_main, j))) { *u = NULL; free(j->data); free(j); return fail(L, WSAENOBUFS); }
   return 1;
 }
@@ -329,10 +374,12 @@ static int job_join(lua_State *L) {
   if (!j->done) { lua_pushnil(L); lua_pushliteral(L, "timeout"); return 2; }
   if (!j->joined) { lwsp_thread_join(j->thread); j->joined = 1; }
   if (j->op == J_SLEEP) { lua_pushboolean(L, j->rc); return 1; }
+  if (j->op == J_CLEANUP || j->op == J_STARTUP) { lua_pushinteger(L, j->rc); return 1; }
   if (j->rc != 0) return fail(L, j->err);
   switch (j->op) {
   case J_RECV: lua_pushlstring(L, j->data, j->got); lua_pushinteger(L, j->flags); return 2;
   case J_SEND: lua_pushinteger(L, j->got); return 1;
+  case J_RESULT: lua_pushinteger(L, j->got); lua_pushinteger(L, j->flags); return 2;
   case J_ACCEPT:
     lua_pushinteger(L, (lua_Integer)j->ns);
     lwsp_push_sockaddr(L, (struct sockaddr *)&j->addr, j->addrlen);
@@ -348,7 +395,8 @@ static int job_info(lua_State *L) {
   lwsp_mutex_lock(&host_lock);
   lua_pushboolean(L, j->done); lua_setfield(L, -2, "done");
   lua_pushinteger(L, __atomic_load_n(&j->hook_calls, __ATOMIC_RELAXED)); lua_setfield(L, -2, "hook_calls");
-  lua_pushinteger(L, (lua_Integer)j->os_id); lua_setfield(L, -2, "thread");
+  if (j->done) { lua_pushinteger(L, j->hook_cleanup); lua_setfield(L, -2, "hook_cleanup"); }
+  lua_pushinteger(L, (lua_Integer)__atomic_load_n(&j->os_id, __ATOMIC_RELAXED)); lua_setfield(L, -2, "thread");
   lwsp_mutex_unlock(&host_lock);
   return 1;
 }

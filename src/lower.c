@@ -152,6 +152,13 @@ static int load(lwsp_inst *I, lwsp_lower *low, char *why, size_t whylen) {
     snprintf(why, whylen, "the next layer's catalog entry %lu is missing", (unsigned long)ci->ProtocolChain.ChainEntries[pos + 1]);
     return 0;
   }
+  if (lwsp_guid_eq(&next.ProviderId, &I->id) || rt_inside_guid(&next.ProviderId)) {
+    /* the next layer is this provider, or one this thread is inside already:
+     * its calls down would come back up into themselves without end */
+    snprintf(why, whylen, "chain %lu loops: the next layer is a provider this call came through",
+             (unsigned long)low->chain);
+    return 0;
+  }
   if (I->up.lpWPUGetProviderPath(&next.ProviderId, wpath, &plen, &e) != 0) {
     snprintf(why, whylen, "WPUGetProviderPath failed for the next layer (%s)", lwsp_error_name(e) ? lwsp_error_name(e) : "?");
     return 0;
@@ -209,6 +216,7 @@ static int l_lower(lua_State *L) {
   lwsp_lower *low;
   lower_ud *u;
   char why[600];
+  if (I->closing) return fail(L, WSAENETDOWN);   /* its last WSPCleanup has begun */
   for (low = I->lowers; low && low->chain != chain; low = low->next) {}
   if (!low) {
     if (!(low = calloc(1, sizeof *low))) return fail(L, WSAENOBUFS);
@@ -244,7 +252,10 @@ static void drop_regs(lwsp_lower *low, SOCKET h) {
 }
 
 /* ---- the calls down ------------------------------------------------------------------ */
-#define LOW lwsp_lower *low = check_lower(L); lwsp_inst *I = low->I; INT err = 0; int rc
+/* Once the last WSPCleanup waits for the threads inside (closing), a call
+ * down fails at once (WSAENETDOWN) instead of starting something it waits for. */
+#define LOW lwsp_lower *low = check_lower(L); lwsp_inst *I = low->I; INT err = 0; int rc; \
+  if (I->closing && !I->cleaning) return fail(L, WSAENETDOWN)
 /* A call down, traced when the layer below is a C provider (a Lua one traces itself). */
 #define TRACED_DOWN(spi_, sock, args, failed, expr) do { \
     int trd_ = lwsp_tracing && low->foreign; \
@@ -511,6 +522,8 @@ static int m_ioctl(lua_State *L) {
   SOCKET h = check_h(L, 2);
   DWORD code = (DWORD)int32_arg(L, 3);
   luaL_argcheck(L, inlen <= 0xffffffffu, 4, "longer than a DWORD");
+  if (code == (DWORD)FIONBIO && (!in || inlen < 4 || memcmp(in, "\0\0\0\0", 4) == 0))
+    return fail(L, WSAEINVAL);   /* lower sockets stay non-blocking: no call down may wait in the layer below */
   RESULT("lower.ioctl", low->procs.lpWSPIoctl(h, code, (LPVOID)in, (DWORD)inlen,
                                outlen ? out : NULL, outlen, &got, NULL, NULL, NULL, &err));
   lua_pushlstring(L, out, got);
@@ -531,21 +544,34 @@ static void push_set(lua_State *L, const wsp_fd_set *s) {
   for (unsigned i = 0; i < s->fd_count; i++) { lua_pushinteger(L, (lua_Integer)s->fd_array[i]); lua_rawseti(L, -2, i + 1); }
 }
 
-/* low:select(read, write, except [, timeout]) -> n, read, write, except (may block, lock released) */
+/* low:select(read, write, except [, timeout]) -> n, read, write, except (may
+ * block, lock released).  A wait longer than SELECT_SLICE goes down in slices
+ * of that length, and ends with WSAEINTR when the provider's last WSPCleanup
+ * begins meanwhile: no thread sits in the layer below past it. */
+#define SELECT_SLICE 0.02
 static int m_select(lua_State *L) {
   LOW;
-  wsp_fd_set s[3];
-  wsp_timeval tv;
+  wsp_fd_set in[3], s[3];
   int have[3];
-  for (int k = 0; k < 3; k++) { have[k] = lua_istable(L, k + 2); to_set(L, k + 2, &s[k]); }
+  double timeout = -1, start = lwsp_now();
+  for (int k = 0; k < 3; k++) { have[k] = lua_istable(L, k + 2); to_set(L, k + 2, &in[k]); }
   if (!lua_isnoneornil(L, 5)) {
-    lua_Number t = luaL_checknumber(L, 5);
-    luaL_argcheck(L, t >= 0 && t < 2147483647.0, 5, "a timeout in seconds, 0 to 2^31-1");
-    tv.tv_sec = (LONG)t;
-    tv.tv_usec = (LONG)((t - (lua_Number)tv.tv_sec) * 1e6);
+    timeout = (double)luaL_checknumber(L, 5);
+    luaL_argcheck(L, timeout >= 0 && timeout < 2147483647.0, 5, "a timeout in seconds, 0 to 2^31-1");
   }
-  RESULT("lower.select", low->procs.lpWSPSelect(0, have[0] ? &s[0] : NULL, have[1] ? &s[1] : NULL, have[2] ? &s[2] : NULL,
-                                lua_isnoneornil(L, 5) ? NULL : &tv, &err));
+  for (;;) {
+    double t = timeout < 0 ? SELECT_SLICE : timeout - (lwsp_now() - start);
+    wsp_timeval tv;
+    if (t > SELECT_SLICE) t = SELECT_SLICE;
+    if (t < 0) t = 0;
+    tv.tv_sec = (LONG)t;
+    tv.tv_usec = (LONG)((t - (double)tv.tv_sec) * 1e6);
+    memcpy(s, in, sizeof s);
+    RESULT("lower.select", low->procs.lpWSPSelect(0, have[0] ? &s[0] : NULL, have[1] ? &s[1] : NULL,
+                                                  have[2] ? &s[2] : NULL, &tv, &err));
+    if (rc != 0 || (timeout >= 0 && lwsp_now() - start >= timeout)) break;
+    if (I->closing && !I->cleaning) return fail(L, WSAEINTR);
+  }
   lua_pushinteger(L, rc);
   for (int k = 0; k < 3; k++) push_set(L, &s[k]);
   return 4;

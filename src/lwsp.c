@@ -38,6 +38,13 @@ lwsp_inst lwsp_instances[LWSP_MAX_INSTANCES];
 static lwsp_mutex g_lock;
 static uint32_t g_gen;
 
+/* This thread's entries into each instance, and into any: a WSPCleanup from
+ * inside its own instance is refused, and a provider that reaches itself
+ * through what it calls is stopped before the stack runs out. */
+static _Thread_local int tls_in[LWSP_MAX_INSTANCES];
+static _Thread_local int tls_nest;
+#define MAX_NEST 24
+
 #ifdef _WIN32
 static INIT_ONCE g_once = INIT_ONCE_STATIC_INIT;
 static BOOL CALLBACK init_once(PINIT_ONCE o, PVOID p, PVOID *c) {
@@ -229,6 +236,40 @@ int rt_sock_set_ifs(lwsp_inst *I, lwsp_sock *so, lua_State *co, int idx, LPINT e
  * returns the coroutine to the pool and unlocks.  Between begin and end the
  * caller converts arguments and results on c->co. */
 
+int rt_inst_enter(lwsp_inst *I, LPINT err) {
+  if (!rt_live(I)) { *err = WSANOTINITIALISED; return 0; }
+  lwsp_mutex_lock(&I->lock);
+  if (!I->active || I->closing) { lwsp_mutex_unlock(&I->lock); *err = WSANOTINITIALISED; return 0; }
+  if (tls_nest >= MAX_NEST) {
+    lwsp_log(I->name, "calls into providers nest %d deep on one thread (does the provider reach itself?): WSAENETDOWN",
+             tls_nest);
+    lwsp_mutex_unlock(&I->lock);
+    *err = WSAENETDOWN;
+    return 0;
+  }
+  I->inside++;
+  tls_in[I->slot]++;
+  tls_nest++;
+  return 1;
+}
+
+void rt_inst_leave(lwsp_inst *I) {
+  tls_in[I->slot]--;
+  tls_nest--;
+  if (--I->inside == 0 && I->closing) lwsp_cond_broadcast(&I->cond);
+}
+
+int rt_inside_guid(const GUID *g) {
+  for (int i = 0; i < LWSP_MAX_INSTANCES; i++)
+    if (tls_in[i] > 0 && lwsp_guid_eq(&lwsp_instances[i].id, g)) return 1;
+  return 0;
+}
+
+void rt_inst_mark(lwsp_inst *I, int d) {
+  tls_in[I->slot] += d;
+  tls_nest += d;
+}
+
 /* A call that fails before its handler runs: undone, and its trace closed. */
 static int begin_fail(rt_call *c, SOCKET s, LPINT err, int code) {
   lwsp_inst *I = c->I;
@@ -237,6 +278,7 @@ static int begin_fail(rt_call *c, SOCKET s, LPINT err, int code) {
     lwsp_trace_args(c->tseq, "", 0);
     lwsp_trace_leave(c->caller, I->name, lwsp_spi_names[c->proc], s, code, "");
   }
+  rt_inst_leave(I);
   lwsp_mutex_unlock(&I->lock);
   *err = code;
   return 0;
@@ -310,9 +352,7 @@ static int begin(rt_call *c, lwsp_inst *I, int proc, SOCKET s, int need_sock, LP
   c->behind = 0;
   c->ov_serial = 0;
   c->co_ref = LUA_NOREF;
-  if (!I->active) { *err = WSANOTINITIALISED; return 0; }
-  lwsp_mutex_lock(&I->lock);
-  if (!I->active) { lwsp_mutex_unlock(&I->lock); *err = WSANOTINITIALISED; return 0; }
+  if (!rt_inst_enter(I, err)) return 0;
   I->depth++;
   if ((c->traced = lwsp_tracing) != 0) {
     /* recorded now, in order; its arguments are filled in when the handler first runs */
@@ -364,6 +404,7 @@ void rt_end(rt_call *c) {
     }
   }
   if (--I->depth == 0) rt_pump(I);
+  rt_inst_leave(I);
   lwsp_mutex_unlock(&I->lock);
 }
 
@@ -680,12 +721,13 @@ void rt_overlapped_done(lwsp_inst *I, lwsp_sock *so, SOCKET s, LPWSAOVERLAPPED o
 }
 
 /* ---- instances ------------------------------------------------------------------ */
+static void *inst_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+
+/* A provider's state is told by its allocator, which no Lua code can change
+ * (a registry entry could be). */
 lwsp_inst *lwsp_inst_of(lua_State *L) {
-  lwsp_inst *I;
-  lua_getfield(L, LUA_REGISTRYINDEX, "lwsp.instance");
-  I = (lwsp_inst *)lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  return I;
+  void *ud = NULL;
+  return lua_getallocf(L, &ud) == inst_alloc ? (lwsp_inst *)ud : NULL;
 }
 
 /* The provider state's allocator counts its bytes, so a ceiling can be set. */
@@ -826,7 +868,7 @@ static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCAL
   char err[1200], sdir[1024], mdir[1024];
   lua_State *L;
   const char *mod = lwsp_module_path();
-  memset((char *)I + offsetof(lwsp_inst, active), 0, sizeof *I - offsetof(lwsp_inst, active));
+  memset((char *)I + offsetof(lwsp_inst, startups), 0, sizeof *I - offsetof(lwsp_inst, startups));
   I->epoch++;
   I->id = info->ProviderId;
   lwsp_guid_format(&I->id, I->name);
@@ -861,8 +903,6 @@ static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCAL
   lua_pushboolean(L, 1);                  /* $LUA_PATH, $LUA_CPATH: not in a provider (sandbox.c) */
   lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
   luaL_openlibs(L);
-  lua_pushlightuserdata(L, I);
-  lua_setfield(L, LUA_REGISTRYINDEX, "lwsp.instance");
   rt_budget_open(L, I);
   luaL_requiref(L, "lwsp", luaopen_lwsp, 0);
   lua_pop(L, 1);
@@ -958,7 +998,9 @@ LWSP_EXPORT int WSPAPI WSPStartup(WORD wVersionRequested, LPWSPDATA lpWSPData, L
   }
   lwsp_mutex_lock(&g_lock);
   for (int i = 0; i < LWSP_MAX_INSTANCES && !I; i++)
-    if (lwsp_instances[i].active && lwsp_guid_eq(&lwsp_instances[i].id, &lpProtocolInfo->ProviderId)) I = &lwsp_instances[i];
+    if (lwsp_instances[i].active && !lwsp_instances[i].closing &&
+        lwsp_guid_eq(&lwsp_instances[i].id, &lpProtocolInfo->ProviderId))
+      I = &lwsp_instances[i];   /* (one whose last WSPCleanup has begun is not shared: a new one begins) */
   if (I) {
     lwsp_mutex_lock(&I->lock);
     I->startups++;
@@ -980,7 +1022,7 @@ LWSP_EXPORT int WSPAPI WSPStartup(WORD wVersionRequested, LPWSPDATA lpWSPData, L
     }
     I->startups = 1;
     fill_data(I, lpWSPData);
-    I->active = 1;
+    __atomic_store_n(&I->active, 1, __ATOMIC_RELEASE);
     lwsp_mutex_unlock(&I->lock);
   }
   lwsp_fill_procs(I->slot, lpProcTable);
@@ -988,28 +1030,54 @@ LWSP_EXPORT int WSPAPI WSPStartup(WORD wVersionRequested, LPWSPDATA lpWSPData, L
   return 0;
 }
 
-/* One WSPCleanup per successful WSPStartup; the last one runs the script's
- * cleanup handler, closes the sockets still open and closes the Lua state. */
+/* One WSPCleanup per successful WSPStartup.  The last one stops the instance
+ * in this order: no new call gets in (closing), every pending or blocked call
+ * is aborted and every waiter woken, the service thread is joined, and it
+ * waits until no thread is inside any more (aborting again what was begun
+ * meanwhile); only then does it run the script's cleanup handler, close the
+ * sockets still open, the Lua state and the layers below.  From inside one of
+ * the instance's own calls (a handler, a timer, a blocking hook) it is
+ * refused with WSAEINPROGRESS and nothing changes. */
 int lwsp_do_cleanup(lwsp_inst *I, LPINT err) {
   INT dummy;
   if (!err) err = &dummy;
   global_init();
+  if (tls_in[I->slot] > 0) {
+    lwsp_log(I->name, "WSPCleanup called from inside one of the provider's own calls: refused (WSAEINPROGRESS)");
+    *err = WSAEINPROGRESS;
+    return SOCKET_ERROR;
+  }
   lwsp_mutex_lock(&g_lock);
-  if (!I->active || I->startups <= 0) {
+  lwsp_mutex_lock(&I->lock);
+  if (!I->active || I->closing || I->startups <= 0) {
+    lwsp_mutex_unlock(&I->lock);
     lwsp_mutex_unlock(&g_lock);
     *err = WSANOTINITIALISED;
     return SOCKET_ERROR;
   }
-  if (--I->startups > 0) { lwsp_mutex_unlock(&g_lock); return 0; }
-  lwsp_mutex_lock(&I->lock);
-  rt_abort_all(I);
-  rt_service_stop(I);
+  if (--I->startups > 0) {
+    lwsp_mutex_unlock(&I->lock);
+    lwsp_mutex_unlock(&g_lock);
+    return 0;
+  }
+  I->closing = 1;
+  /* handlers still running may start other providers (their lower layers):
+   * the global lock is not held while they finish */
+  lwsp_mutex_unlock(&g_lock);
+  for (;;) {
+    rt_abort_all(I);
+    rt_service_stop(I);
+    if (I->inside == 0) break;
+    lwsp_cond_wait(&I->cond, &I->lock, 50);
+  }
+  I->cleaning = 1;
   if (I->href[P_cleanup] != LUA_NOREF) {
     lua_State *L = I->L;
     rt_run_mark run;
     int st, condemned;
     lua_pushcfunction(L, msgh);
     lua_rawgeti(L, LUA_REGISTRYINDEX, I->href[P_cleanup]);
+    rt_inst_mark(I, 1);   /* (a WSPCleanup from the handler is refused) */
     I->limited = 1;
     I->lua_runs++;
     run = rt_budget_enter(I, L);
@@ -1017,27 +1085,39 @@ int lwsp_do_cleanup(lwsp_inst *I, LPINT err) {
     condemned = rt_budget_leave(I, run);
     I->limited = 0;
     rt_budget_disarm(L);
+    rt_inst_mark(I, -1);
     if (st != LUA_OK)
       lwsp_log(I->name, "handler 'cleanup' (WSPCleanup) raised an error: %s", rt_error_text(L, -1));
     else if (condemned)
       lwsp_log(I->name, "handler 'cleanup' (WSPCleanup) raised an error: %s (caught by the handler, which was stopped all the same)",
                rt_budget_message());
     lua_settop(L, 0);
+    rt_abort_all(I);       /* what it began */
+    rt_service_stop(I);
   }
-  I->active = 0;
   for (uint32_t i = 0; i < I->nsocks; i++)
     if (rt_sock_at(I, i)->gen) { rt_sock_at(I, i)->pending = 0; rt_sock_close(I, rt_sock_at(I, i)); }
   rt_budget_detach(I);
   lua_close(I->L);
   I->L = NULL;
   rt_views_free(I);
-  rt_lower_close_all(I);   /* after the state: its sockets' lower handles go with the lower layer */
   for (uint32_t i = 0; i < I->nchunks; i++) free(I->chunks[i]);
   free(I->chunks);
   I->chunks = NULL;
   I->nsocks = I->nchunks = I->free_head = 0;
   lwsp_map_free(&I->ifsmap);
   rt_upcalls_close(I);
+  I->epoch++;              /* completion routines still queued find nothing of this life */
+  lwsp_mutex_unlock(&I->lock);
+  /* after the state (its sockets' lower handles go with the lower layer), and
+   * without the instance lock: a Lua layer below takes the global lock in its
+   * own WSPCleanup.  Nothing else touches the instance while it is closing. */
+  rt_lower_close_all(I);
+  /* the slot is free again (in lock order: global, then the instance's) */
+  lwsp_mutex_lock(&g_lock);
+  lwsp_mutex_lock(&I->lock);
+  __atomic_store_n(&I->active, 0, __ATOMIC_RELEASE);
+  I->closing = I->cleaning = 0;
   lwsp_mutex_unlock(&I->lock);
   lwsp_mutex_unlock(&g_lock);
   return 0;
@@ -1171,13 +1251,20 @@ static int l_stats(lua_State *L) {
   return 1;
 }
 
+/* The module.  In a provider's own state it is the provider's side only: no
+ * lwsp.host (nor the test kit in it: bench calls, fault injection, probes),
+ * no lwsp.trace or lwsp.wsc, no set_log, and a registry that can only be
+ * read -- a provider must not drive the host that loaded it, nor change what
+ * the process logs, traces or installs. */
 LWSP_EXPORT int luaopen_lwsp(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"errname", l_errname}, {"error", l_error}, {"path", l_path}, {"guid", l_guid},
     {"parse_address", l_parse_address}, {"format_address", l_format_address}, {"stats", l_stats},
     {NULL, NULL}};
   static const luaL_Reg reg[] = {
-    {"get", l_reg_get}, {"set", l_reg_set}, {"remove", l_reg_remove}, {"list", l_reg_list}, {"where", l_reg_where}, {"set_root", l_reg_set_root}, {NULL, NULL}};
+    {"get", l_reg_get}, {"list", l_reg_list}, {"where", l_reg_where},
+    {"set", l_reg_set}, {"remove", l_reg_remove}, {"set_root", l_reg_set_root}, {NULL, NULL}};
+  static const luaL_Reg reg_read[] = {{"get", l_reg_get}, {"list", l_reg_list}, {"where", l_reg_where}, {NULL, NULL}};
   lwsp_inst *I = lwsp_inst_of(L);
   global_init();
   luaL_newlib(L, fns);
@@ -1186,7 +1273,7 @@ LWSP_EXPORT int luaopen_lwsp(lua_State *L) {
   lua_setfield(L, -2, "version");
   lwsp_const_open(L);
   lua_setfield(L, -2, "const");
-  luaL_newlib(L, reg);
+  if (I) luaL_newlib(L, reg_read); else luaL_newlib(L, reg);
   lua_setfield(L, -2, "registry");
   lua_createtable(L, LWSP_NPROCS, 0);
   for (int i = 0; i < LWSP_NPROCS; i++) {
@@ -1194,14 +1281,17 @@ LWSP_EXPORT int luaopen_lwsp(lua_State *L) {
     lua_setfield(L, -2, lwsp_proc_names[i]);
   }
   lua_setfield(L, -2, "handler_names");
-  if (!I) {   /* lwsp's host is the application's side: not a provider's to call (it takes raw handles) */
+  if (!I) {
     lwsp_host_open(L);
     lua_setfield(L, -2, "host");
+    lwsp_trace_open(L);
+    lua_setfield(L, -2, "trace");
+    lwsp_wsc_open(L);
+    lua_setfield(L, -2, "wsc");
+  } else {
+    lua_pushnil(L);
+    lua_setfield(L, -2, "set_log");
   }
-  lwsp_trace_open(L);
-  lua_setfield(L, -2, "trace");
-  lwsp_wsc_open(L);
-  lua_setfield(L, -2, "wsc");
   if (I) {
     lwsp_upcalls_open(L, I);
     lua_setfield(L, -2, "upcall");

@@ -157,7 +157,7 @@ static int l_pending(lua_State *L) {
 }
 
 /* A blocked call's record, on its thread's stack: in I->ops (so that a close
- * or WSPCleanup aborts it), counted in I->blocked, the thread's blocking call
+ * or WSPCleanup aborts it), the thread's blocking call
  * (WSPCancelBlockingCall), and its blocking hook looked up.  Returns the
  * thread's outer blocking call, for block_end. */
 static rt_op *block_begin(rt_call *c, rt_op *op, LPBLOCKINGCALLBACK *hook, DWORD_PTR *hook_ctx) {
@@ -172,7 +172,6 @@ static rt_op *block_begin(rt_call *c, rt_op *op, LPBLOCKINGCALLBACK *hook, DWORD
   op->blocking = 1;
   op->key_ref = op->co_ref = LUA_NOREF;
   link_op(I, op);
-  I->blocked++;
   tls_blocking = op;
   *hook = NULL;
   *hook_ctx = 0;
@@ -182,7 +181,6 @@ static rt_op *block_begin(rt_call *c, rt_op *op, LPBLOCKINGCALLBACK *hook, DWORD
 
 static void block_end(lwsp_inst *I, rt_op *op, rt_op *outer) {
   tls_blocking = outer;
-  I->blocked--;
   unwait(I, op);
   unlink_op(I, op);
 }
@@ -196,6 +194,7 @@ int rt_block(rt_call *c, LPINT err) {
   rt_op *outer = block_begin(c, &op, &hook, &hook_ctx);
   rt_wait_on(I, &op, c->co);
   I->depth = 0;
+  if (I->closing) op.aborted = 1;      /* the last WSPCleanup has begun: no new wait */
   for (;;) {
     long ms = -1;
     if (op.state != OP_WAITING || op.cancelled || op.aborted) break;
@@ -243,8 +242,11 @@ int rt_block_down(rt_call *c, int dir, LPINT err) {
   INT e = 0;
   rt_op *outer = block_begin(c, &op, &hook, &hook_ctx);
   so->pending++;                    /* the socket stays while this thread looks at it */
+  if (I->closing) op.aborted = 1;   /* the last WSPCleanup has begun: no new wait */
   for (;;) {
-    int rc = rt_down_select(c, dir, hook ? 10 : 50, &e);
+    int rc;
+    if (op.aborted) break;
+    rc = rt_down_select(c, dir, hook ? 10 : 50, &e);
     if (op.cancelled || op.aborted || so->closing || so->close_running || rc != 0) break;
     if (hook) {
       I->depth = 0;
@@ -404,9 +406,7 @@ static int op_start_down(lwsp_inst *I, rt_op *op) {
   c.I = I;
   if (!rt_lower_resolve(I, op->so, &c.low, &c.lh)) return 0;
   op->state = OP_RUNNING;                          /* (the lock is released for the call down) */
-  I->running++;
   rc = rt_down_recv(&c, op->io.bufs, op->io.nbufs, &n, &fl, &e);
-  if (--I->running == 0) lwsp_cond_broadcast(&I->cond);
   op->state = OP_WAITING;
   if (!op->aborted && rc != 0 && e == WSAEWOULDBLOCK) return 0;   /* the handler waits */
   op->co_clean = 1;
@@ -438,7 +438,6 @@ static void op_resume(lwsp_inst *I, rt_op *op) {
   /* running: a close or cleanup meanwhile (the handler may release the lock
    * to call down) marks it aborted instead of freeing it under our feet */
   op->state = OP_RUNNING;
-  I->running++;
   outer = I->may_wait;
   I->may_wait = 1;                      /* an overlapped operation */
   I->limited = 1;
@@ -448,7 +447,6 @@ static void op_resume(lwsp_inst *I, rt_op *op) {
   condemned = rt_budget_leave(I, run);
   I->limited = 0;
   I->may_wait = outer;
-  if (--I->running == 0) lwsp_cond_broadcast(&I->cond);
   op->state = OP_WAITING;
   if (condemned && (st == LUA_OK || st == LUA_YIELD)) {   /* it caught the budget's error: stopped all the same */
     lua_settop(co, 0);
@@ -531,16 +529,12 @@ void rt_abort_socket(lwsp_inst *I, lwsp_sock *so) {
 }
 
 void rt_abort_all(lwsp_inst *I) {
-  int depth = I->depth;
   rt_op *op = I->ops, *next;
   for (; op; op = next) {
     next = op->next;
     abort_op(I, op);
   }
   lwsp_cond_broadcast(&I->cond);
-  I->depth = 0;
-  while (I->blocked || I->running) lwsp_cond_wait(&I->cond, &I->lock, -1);
-  I->depth = depth;
 }
 
 int rt_cancel_blocking(lwsp_inst *I) {
@@ -608,6 +602,7 @@ static void run_due(lwsp_inst *I, double now, double *next_due) {
 static void service_main(void *arg) {
   lwsp_inst *I = arg;
   lwsp_trace_self(I->name);   /* this thread works for the provider */
+  rt_inst_mark(I, 1);         /* (a WSPCleanup from a timer is refused: it would join this thread) */
   lwsp_mutex_lock(&I->lock);
   while (!I->service_stop) {
     double next_due, now = lwsp_now();
@@ -628,14 +623,15 @@ static void service_main(void *arg) {
       continue;
     }
     I->depth = 0;
-    if (ms == 0) continue;
+    if (ms == 0 || I->service_stop) continue;   /* (told to stop while a timer or poll had the lock released) */
     lwsp_cond_wait(&I->cond, &I->lock, ms < 0 ? -1 : ms);
   }
   lwsp_mutex_unlock(&I->lock);
+  rt_inst_mark(I, -1);
 }
 
 void rt_service_start(lwsp_inst *I) {
-  if (I->service) return;
+  if (I->service || I->closing) return;   /* (a timer set meanwhile goes with the state) */
   I->service_stop = 0;
   I->service = lwsp_thread_start(service_main, I);
   if (!I->service) lwsp_log(I->name, "cannot start the service thread: timers will not fire");

@@ -84,11 +84,22 @@ typedef struct lwsp_inst {
   uint32_t wd_hooked;            /* the run the watchdog armed: its coroutines get the hook at once */
   long wd_left;                  /* instructions the armed run has left */
   int wd_condemned;              /* with the lock: the run has spent its budget */
-  volatile int active;           /* everything from here on is reset by each first WSPStartup */
+  /* Who is inside (with lock).  Every thread that is in the instance in any
+   * form -- a call from WSPStartup's table (its handler running, calling down
+   * with the lock released, blocked, waiting in WSPGetOverlappedResult), an
+   * APC running Lua -- is counted in `inside` from entry to exit (rt_inst_enter,
+   * rt_inst_leave); the service thread (timers, polls, resumed operations) is
+   * joined.  The last WSPCleanup sets `closing` (new calls get
+   * WSANOTINITIALISED, waits and calls down end at once), aborts everything
+   * and waits until `inside` is 0 before it frees anything. */
+  int inside;
+  int closing;                   /* the last WSPCleanup has begun (set and cleared with the global lock too) */
+  int cleaning;                  /* ... and runs the script's cleanup handler: its calls down go through */
+  int active;                    /* read without the lock: atomic (rt_live) */
+  int startups;                  /* everything from here on is reset by each first WSPStartup */
   char warn[512];                /* a Lua warning being put together from its pieces */
   size_t nwarn;
   int warn_off;                  /* warn("@off") */
-  int startups;
   GUID id;
   char name[39];                 /* the GUID as text, for logs */
   char script[1024];
@@ -116,8 +127,6 @@ typedef struct lwsp_inst {
   rt_op *ops;                    /* every pending or blocked operation */
   rt_op *runq, *runq_tail;       /* woken pending operations, resumed by rt_pump */
   int pumping;
-  int blocked;                   /* threads waiting in a blocking call */
-  int running;                   /* pending operations being resumed now (their handler may be calling down) */
   int waits_ref;                 /* registry: key -> {op, ...} */
   int timers_ref;                /* registry: array of timers (service thread) */
   lwsp_thread *service;
@@ -132,7 +141,22 @@ typedef struct lwsp_inst {
   uint32_t ov_serial, ov_live;   /* an lwsp.overlapped is usable while its serial is ov_live */
 } lwsp_inst;
 
-lwsp_inst *lwsp_inst_of(lua_State *L);  /* NULL outside a provider state */
+/* The instance whose state L is (told by its allocator, which Lua code cannot
+ * change), or NULL outside a provider state: the host refuses to open in one. */
+lwsp_inst *lwsp_inst_of(lua_State *L);
+static inline int rt_live(lwsp_inst *I) { return __atomic_load_n(&I->active, __ATOMIC_ACQUIRE); }
+/* Entering the instance (a call, an APC): takes the lock, or fails with
+ * WSANOTINITIALISED (not started, or its last WSPCleanup has begun) or
+ * WSAENETDOWN (calls into providers nested too deep on this thread: a
+ * provider reached itself through what it called).  rt_inst_leave: the
+ * entry is over (the lock is still held). */
+int rt_inst_enter(lwsp_inst *I, LPINT err);
+void rt_inst_leave(lwsp_inst *I);
+/* Whether this thread is inside an instance of that provider now (a chain
+ * that loops back into it is refused). */
+int rt_inside_guid(const GUID *g);
+/* This thread works inside I without being a call (the service thread): +1, -1. */
+void rt_inst_mark(lwsp_inst *I, int d);
 /* Resolves WPUCompleteOverlappedRequest for the host whose upcall table is
  * up, from that host's module; NULL (with why) if it offers none. */
 LPWPUCOMPLETEOVERLAPPEDREQUEST lwsp_find_complete(const WSPUPCALLTABLE *up, char *why, size_t whylen);
@@ -339,7 +363,7 @@ void rt_wait_on(lwsp_inst *I, rt_op *op, lua_State *co);  /* pops key and timeou
 void rt_pump(lwsp_inst *I);                                /* resumes woken pending operations */
 int rt_wake(lwsp_inst *I, lua_State *L, int idx);          /* wakes the waiters on the key at idx */
 void rt_abort_socket(lwsp_inst *I, lwsp_sock *so);         /* close: aborts its operations */
-void rt_abort_all(lwsp_inst *I);                           /* cleanup: aborts everything, waits for blocked threads */
+void rt_abort_all(lwsp_inst *I);                           /* cleanup: aborts everything, wakes every waiter */
 int rt_cancel_blocking(lwsp_inst *I);                      /* WSPCancelBlockingCall: 0 or WSAEINVAL */
 rt_op *rt_find_op(lwsp_inst *I, LPWSAOVERLAPPED ov);
 void rt_op_done_notify(lwsp_inst *I, rt_op *op, int error, DWORD bytes, DWORD flags);

@@ -306,13 +306,15 @@ static int threadid_gc(lua_State *L) {
 }
 
 /* An APC queued from Lua: runs fn under the provider lock on the target
- * thread, unless the provider instance has since been cleaned up. */
+ * thread, counted as a thread inside the instance, unless the instance has
+ * since been cleaned up (or its last WSPCleanup has begun). */
 typedef struct { lwsp_inst *I; uint32_t epoch; int ref; } lua_apc;
 static void CALLBACK run_lua_apc(DWORD_PTR ctx) {
   lua_apc *a = (lua_apc *)ctx;
   lwsp_inst *I = a->I;
-  lwsp_mutex_lock(&I->lock);
-  if (I->active && I->epoch == a->epoch) {
+  INT e = 0;
+  if (!rt_inst_enter(I, &e)) { free(a); return; }
+  if (I->epoch == a->epoch) {
     lua_State *L = I->L;
     int top = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, a->ref);
@@ -332,6 +334,7 @@ static void CALLBACK run_lua_apc(DWORD_PTR ctx) {
     rt_budget_disarm(L);   /* lwsp's own code runs on L next */
     lua_settop(L, top);
   }
+  rt_inst_leave(I);
   lwsp_mutex_unlock(&I->lock);
   free(a);
 }

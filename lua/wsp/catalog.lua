@@ -16,6 +16,8 @@
 local lwsp = require "lwsp"
 local wsp = require "wsp"
 
+if not lwsp.host then error("wsp.catalog is the application's side of lwsp: not available inside a provider", 2) end
+
 local catalog = {}
 
 --- The base protocols a layer can go over.

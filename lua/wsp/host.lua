@@ -5,6 +5,9 @@
 local lwsp = require "lwsp"
 local wsp = require "wsp"
 
+-- (inside a provider's state lwsp has no host: a provider does not drive its host)
+if not lwsp.host then error("wsp.host is the application's side of lwsp: not available inside a provider", 2) end
+
 local host = setmetatable({}, {__index = lwsp.host})
 
 local STREAM_FLAGS = wsp.XP1_GUARANTEED_DELIVERY | wsp.XP1_GUARANTEED_ORDER

@@ -8,6 +8,8 @@
 -- @module wsp.trace
 local lwsp = require "lwsp"
 
+if not lwsp.trace then error("wsp.trace is the application's side of lwsp: not available inside a provider", 2) end
+
 local trace = {}
 trace.start, trace.stop, trace.records = lwsp.trace.start, lwsp.trace.stop, lwsp.trace.records
 

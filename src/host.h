@@ -95,8 +95,30 @@ typedef struct host_ov {
   SOCKADDR_STORAGE from;
   INT fromlen;
   DWORD flags;
+  int posted;                     /* an operation the host posted with it reported WSA_IO_PENDING */
 } host_ov;
+/* The structure behind an overlapped userdata; raises if it was freed (its
+ * __gc called by hand). */
 host_ov *host_check_ov(lua_State *L, int idx);
+/* Whether a pending operation that the host posted may still use h (its
+ * buffer or the structure): such a structure is never freed or re-posted. */
+int host_ov_busy(host_ov *h);
+/* Records the outcome of an overlapped call made with h: pending or not. */
+void host_ov_posted(host_ov *h, int rc, int err);
+
+/* Argument checks of the host's Lua calls (hostapi.c).  Each raises a Lua
+ * argument error naming the range: a value is never truncated into a C type. */
+lua_Integer host_arg_range(lua_State *L, int idx, lua_Integer lo, lua_Integer hi, const char *what);
+lua_Integer host_opt_range(lua_State *L, int idx, lua_Integer def, lua_Integer lo, lua_Integer hi, const char *what);
+#define HOST_DWORD(L, i, what) ((DWORD)host_arg_range((L), (i), 0, 0xffffffffLL, (what)))
+#define HOST_OPT_DWORD(L, i, d, what) ((DWORD)host_opt_range((L), (i), (d), 0, 0xffffffffLL, (what)))
+#define HOST_INT(L, i, what) ((int)host_arg_range((L), (i), INT32_MIN, INT32_MAX, (what)))
+#define HOST_OPT_INT(L, i, d, what) ((int)host_opt_range((L), (i), (d), INT32_MIN, INT32_MAX, (what)))
+/* The longest timeout a host call takes, in milliseconds (about 24 days). */
+#define HOST_MAX_MS 0x7fffffffL
+/* A timeout in milliseconds at idx, 0..HOST_MAX_MS; nil or none gives def
+ * (-1: for ever, for the calls that allow it). */
+long host_arg_ms(lua_State *L, int idx, long def);
 
 typedef struct hmsg { UINT msg; WPARAM wparam; LPARAM lparam; struct hmsg *next; } hmsg;
 

@@ -513,9 +513,15 @@ int lwsp_push_sockaddr(lua_State *L, const struct sockaddr *sa, int len) {
   return 1;
 }
 
+int lwsp_rawfield(lua_State *L, int idx, const char *k) {
+  idx = lua_absindex(L, idx);
+  lua_pushstring(L, k);
+  return lua_rawget(L, idx);
+}
+
 static lua_Integer field_int(lua_State *L, int idx, const char *k, lua_Integer def, int *ok) {
   lua_Integer v = def;
-  int t = lua_getfield(L, idx, k);
+  int t = lwsp_rawfield(L, idx, k);
   if (t == LUA_TNUMBER && lua_isinteger(L, -1)) v = lua_tointeger(L, -1);
   else if (t != LUA_TNIL) *ok = 0;
   lua_pop(L, 1);
@@ -532,7 +538,7 @@ int lwsp_to_sockaddr(lua_State *L, int idx, SOCKADDR_STORAGE *ss, int *len) {
   lua_Integer fam = field_int(L, idx, "family", -1, &ok);
   lua_Integer port = field_int(L, idx, "port", 0, &ok);
   if (!ok || port < 0 || port > 65535) return 0;
-  if (lua_getfield(L, idx, "data") == LUA_TSTRING) {
+  if (lwsp_rawfield(L, idx, "data") == LUA_TSTRING) {
     size_t n;
     const char *d = lua_tolstring(L, -1, &n);
     lua_pop(L, 1);
@@ -543,7 +549,7 @@ int lwsp_to_sockaddr(lua_State *L, int idx, SOCKADDR_STORAGE *ss, int *len) {
     return 1;
   }
   lua_pop(L, 1);
-  if (lua_getfield(L, idx, "address") != LUA_TSTRING) { lua_pop(L, 1); return 0; }
+  if (lwsp_rawfield(L, idx, "address") != LUA_TSTRING) { lua_pop(L, 1); return 0; }
   {
     const char *a = lua_tostring(L, -1);
     int r = lwsp_parse_address(a, fam < 0 ? AF_UNSPEC : (int)fam, ss, len);
@@ -593,7 +599,7 @@ int lwsp_to_protocol_info(lua_State *L, int idx, WSAPROTOCOL_INFOW *pi, char *er
   if (!ok) { snprintf(err, errlen, "field %s must be an integer", #f); return 0; }
   PI_INT_FIELDS(PULL_)
 #undef PULL_
-  if (lua_getfield(L, idx, "ProviderId") != LUA_TNIL) {
+  if (lwsp_rawfield(L, idx, "ProviderId") != LUA_TNIL) {
     if (!lua_isstring(L, -1) || !lwsp_guid_parse(lua_tostring(L, -1), &pi->ProviderId)) {
       lua_pop(L, 1);
       snprintf(err, errlen, "ProviderId must be a GUID string");
@@ -601,7 +607,7 @@ int lwsp_to_protocol_info(lua_State *L, int idx, WSAPROTOCOL_INFOW *pi, char *er
     }
   }
   lua_pop(L, 1);
-  if (lua_getfield(L, idx, "ProtocolChain") != LUA_TNIL) {
+  if (lwsp_rawfield(L, idx, "ProtocolChain") != LUA_TNIL) {
     lua_Integer n;
     if (!lua_istable(L, -1) || (n = (lua_Integer)lua_rawlen(L, -1)) > MAX_PROTOCOL_CHAIN) {
       lua_pop(L, 1);
@@ -618,7 +624,7 @@ int lwsp_to_protocol_info(lua_State *L, int idx, WSAPROTOCOL_INFOW *pi, char *er
     }
   }
   lua_pop(L, 1);
-  if (lua_getfield(L, idx, "szProtocol") != LUA_TNIL) {
+  if (lwsp_rawfield(L, idx, "szProtocol") != LUA_TNIL) {
     size_t len, k;
     const char *s = lua_tolstring(L, -1, &len);
     if (!s) { lua_pop(L, 1); snprintf(err, errlen, "szProtocol must be a string"); return 0; }

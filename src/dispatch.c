@@ -429,8 +429,8 @@ static int e_getsockopt(lwsp_inst *I, SOCKET s, int level, int optname, char *op
   case LUA_TSTRING: src = lua_tolstring(c.co, R(0), &n); break;
   case LUA_TTABLE:
     if (level == SOL_SOCKET && optname == SO_LINGER) {
-      lua_getfield(c.co, R(0), "l_onoff");
-      lua_getfield(c.co, R(0), "l_linger");
+      lwsp_rawfield(c.co, R(0), "l_onoff");
+      lwsp_rawfield(c.co, R(0), "l_linger");
       v.l.l_onoff = (USHORT)lua_tointeger(c.co, -2);
       v.l.l_linger = (USHORT)lua_tointeger(c.co, -1);
       lua_pop(c.co, 2);
@@ -453,7 +453,7 @@ static int e_getsockopt(lwsp_inst *I, SOCKET s, int level, int optname, char *op
 
 static void to_flowspec(lua_State *co, int idx, FLOWSPEC *f) {
   if (!lua_istable(co, idx)) return;
-#define F_(n) lua_getfield(co, idx, #n); if (lua_isinteger(co, -1)) f->n = (ULONG)lua_tointeger(co, -1); lua_pop(co, 1);
+#define F_(n) lwsp_rawfield(co, idx, #n); if (lua_isinteger(co, -1)) f->n = (ULONG)lua_tointeger(co, -1); lua_pop(co, 1);
   F_(TokenRate) F_(TokenBucketSize) F_(PeakBandwidth) F_(Latency) F_(DelayVariation) F_(ServiceType)
   F_(MaxSduSize) F_(MinimumPolicedSize)
 #undef F_
@@ -468,9 +468,9 @@ static BOOL e_getqosbyname(lwsp_inst *I, SOCKET s, LPWSABUF name, LPQOS qos, LPI
   rt_push_wsabuf(c.co, name);
   RUN();
   if (c.nres < 1 || !lua_istable(c.co, R(0))) FAULT("returned %s where a QOS table was expected", rtype(&c, 0));
-  lua_getfield(c.co, R(0), "SendingFlowspec");
+  lwsp_rawfield(c.co, R(0), "SendingFlowspec");
   to_flowspec(c.co, lua_gettop(c.co), &qos->SendingFlowspec);
-  lua_getfield(c.co, R(0), "ReceivingFlowspec");
+  lwsp_rawfield(c.co, R(0), "ReceivingFlowspec");
   to_flowspec(c.co, lua_gettop(c.co), &qos->ReceivingFlowspec);
   lua_pop(c.co, 2);
   rt_end(&c);
@@ -773,7 +773,7 @@ static int pull_set(rt_call *c, int k, wsp_fd_set *set) {
     for (lua_Integer i = 1; i <= n && out.fd_count < WSP_FD_SETSIZE; i++) {
       SOCKET h;
       lua_rawgeti(co, c->base + k, i);
-      lua_getfield(co, -1, "handle");
+      if (lua_istable(co, -1)) lwsp_rawfield(co, -1, "handle"); else lua_pushnil(co);
       h = (SOCKET)lua_tointeger(co, -1);
       lua_pop(co, 2);
       if (!lwsp_fd_isset(h, set)) return 0;

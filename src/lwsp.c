@@ -791,7 +791,7 @@ static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCAL
     goto fail;
   }
   for (int i = 0; i < LWSP_NPROCS; i++) {
-    int t = lua_getfield(L, -1, lwsp_proc_names[i]);
+    int t = lwsp_rawfield(L, -1, lwsp_proc_names[i]);
     if (t == LUA_TFUNCTION) {
       I->href[i] = luaL_ref(L, LUA_REGISTRYINDEX);
     } else if (t == LUA_TNIL) {
@@ -812,13 +812,13 @@ static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCAL
     }
     lua_pop(L, 1);
   }
-  lua_getfield(L, -1, "ifs");
+  lwsp_rawfield(L, -1, "ifs");
   I->ifs = lua_toboolean(L, -1);
-  lua_getfield(L, -2, "views");
+  lwsp_rawfield(L, -2, "views");
   I->views = lua_toboolean(L, -1);
-  lua_getfield(L, -3, "budget");
+  lwsp_rawfield(L, -3, "budget");
   if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0) I->budget = (long)lua_tointeger(L, -1);
-  lua_getfield(L, -4, "memory_limit");
+  lwsp_rawfield(L, -4, "memory_limit");
   if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0) I->mem_limit = (size_t)lua_tointeger(L, -1);
   lua_pop(L, 4);
   lua_setfield(L, LUA_REGISTRYINDEX, "lwsp.handlers");
@@ -841,7 +841,7 @@ static void fill_data(lwsp_inst *I, LPWSPDATA data) {
   data->wVersion = MAKEWORD_(2, 2);
   data->wHighVersion = MAKEWORD_(2, 2);
   lua_getfield(I->L, LUA_REGISTRYINDEX, "lwsp.handlers");
-  if (lua_getfield(I->L, -1, "description") == LUA_TSTRING) desc = lua_tostring(I->L, -1);
+  if (lwsp_rawfield(I->L, -1, "description") == LUA_TSTRING) desc = lua_tostring(I->L, -1);
   snprintf(d, sizeof d, "%s", desc ? desc : "lwsp Lua provider");
   lua_pop(I->L, 2);
   n = lwsp_utf8_to_utf16(d, strlen(d), data->szDescription, WSPDESCRIPTION_LEN);

@@ -12,8 +12,9 @@
 -- LWSP_FUZZ_HOLES=1 lets the grammar make the constructs the budget does not
 -- bound yet: a pcall, xpcall or coroutine inside a loop that never ends (each
 -- catches the budget's error), loops in __gc, debug.sethook, patterns that
--- backtrack for ever, loops in the script's main chunk, and big allocations
--- in __gc (a finalizer that lua_close runs has no memory ceiling).  Without it
+-- backtrack for ever, loops in the script's main chunk, big allocations in
+-- __gc (a finalizer that lua_close runs has no memory ceiling), and full
+-- collections in a loop without end (each costs one instruction of budget).  Without it
 -- those are left out, so the target runs clean today; with it the target
 -- finds them.
 local lwsp = require "lwsp"
@@ -115,7 +116,10 @@ local function gen(bytes)
     elseif k == 13 then
       if HOLES and byte() % 2 == 0 then return pick{"debug.sethook()", "debug.sethook(function() end, '', 1000000000)"} end
       return "local _ = debug.gethook()"
-    elseif k == 14 then return pick{"collectgarbage()", "collectgarbage('step')", "collectgarbage('count')"}
+    elseif k == 14 then
+      -- a full collection is one instruction to the budget: a loop of them is a known hole
+      if ctx.plain and not HOLES then return "collectgarbage('count')" end
+      return pick{"collectgarbage()", "collectgarbage('step')", "collectgarbage('count')"}
     elseif k == 15 then
       -- waiting: only where a wait cannot repeat for ever, and with a timeout
       if not ctx.top then return "x = 6" end

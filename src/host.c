@@ -230,6 +230,32 @@ hprov *host_prov_of(SOCKET s, int *err) {
   return p;
 }
 
+hprov *host_prov_pin(SOCKET s, int *err) {
+  hsock *hs;
+  hprov *p = NULL;
+  host_init();
+  lwsp_mutex_lock(&host_lock);
+  hs = host_sock(s);
+  if (!hs) *err = WSAENOTSOCK;
+  else if (!(p = hs->prov)) *err = WSANOTINITIALISED;
+  else p->pins++;
+  lwsp_mutex_unlock(&host_lock);
+  return p;
+}
+
+static void provider_free(hprov *p) {
+  lwsp_dlclose(p->lib);
+  free(p);
+}
+
+void host_prov_unpin(hprov *p) {
+  int last;
+  lwsp_mutex_lock(&host_lock);
+  last = --p->pins == 0 && p->gone;
+  lwsp_mutex_unlock(&host_lock);
+  if (last) provider_free(p);
+}
+
 WSATHREADID *host_this_thread(WSATHREADID *tid) {
   hthread *t = host_current_thread();
   tid->ThreadHandle = t ? t->handle : NULL;
@@ -645,9 +671,9 @@ int host_provider_cleanup(hprov *p, LPINT err) {
     while (*pp && *pp != p) pp = &(*pp)->next;
     if (*pp) *pp = p->next;
     host_each_sock(unprov, p);
+    if (p->pins) { p->gone = 1; lwsp_mutex_unlock(&host_lock); return rc; }   /* freed by the last unpin */
     lwsp_mutex_unlock(&host_lock);
-    lwsp_dlclose(p->lib);
-    free(p);
+    provider_free(p);
     return rc;
   }
   lwsp_mutex_unlock(&host_lock);

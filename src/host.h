@@ -43,6 +43,8 @@ typedef struct hprov {
   int loaded;          /* the ws2_32-style load (once per GUID) */
   int foreign;         /* not served by lwsp: the host traces the calls into it */
   char name[39];       /* its GUID, for the trace */
+  int pins;            /* application threads (host.spawn) that may still call it */
+  int gone;            /* cleaned up while pinned: the last unpin frees it */
   struct hprov *next;
 } hprov;
 
@@ -176,6 +178,11 @@ int host_forget_ifs(SOCKET s);
 /* The loaded provider behind an application's handle, or NULL with *err set
  * (WSAENOTSOCK, or WSANOTINITIALISED once its provider is cleaned up). */
 hprov *host_prov_of(SOCKET s, int *err);
+/* The same, pinned: it stays in memory (its library loaded) through a
+ * cleanup until host_prov_unpin, so a thread of the application may still be
+ * in a call into it. */
+hprov *host_prov_pin(SOCKET s, int *err);
+void host_prov_unpin(hprov *p);
 /* The calling thread's WSATHREADID, as ws2_32 passes it to data calls. */
 WSATHREADID *host_this_thread(WSATHREADID *tid);
 /* Catalog (under host_lock) */

@@ -265,7 +265,7 @@ static void job_main(void *arg) {
     if (j->rc == 0) {
       hsock *hs;
       lwsp_mutex_lock(&host_lock);
-      if ((hs = host_sock(j->ns)) != NULL && !hs->prov) hs->prov = j->p;
+      if ((hs = host_sock(j->ns)) != NULL && !hs->prov && !j->p->gone) hs->prov = j->p;
       lwsp_mutex_unlock(&host_lock);
     }
     break;
@@ -277,6 +277,7 @@ static void job_main(void *arg) {
     break;
   }
   if (t) { t->hook = NULL; t->hook_ctx = 0; }
+  if (j->p) host_prov_unpin(j->p);
   lwsp_mutex_lock(&host_lock);
   j->done = 1;
   lwsp_cond_broadcast(&host_cond);
@@ -307,7 +308,6 @@ static int h_spawn(lua_State *L) {
   else if (op == J_ACCEPT) optidx = 3;
   a.cancel_after = (int)opt_int(L, optidx, "cancel_after", 0, 0, INT32_MAX);
   a.count_hook = opt_bool(L, optidx, "count_hook");
-  if (op != J_SLEEP && !(a.p = host_prov_of(a.s, &perr))) return fail(L, perr);
   u = lua_newuserdatauv(L, sizeof *u, 0);
   *u = NULL;
   luaL_setmetatable(L, JOB_MT);
@@ -317,7 +317,15 @@ static int h_spawn(lua_State *L) {
     if (!(j->data = malloc(j->len + 1))) { free(j); return fail(L, WSAENOBUFS); }
     if (d) memcpy(j->data, d, j->len);
   }
-  if (!(j->thread = lwsp_thread_start(job_main, j))) { free(j->data); free(j); return fail(L, WSAENOBUFS); }
+  /* the provider stays loaded until the job's call is out of it, whatever
+   * a cleanup meanwhile does */
+  if (op != J_SLEEP && !(j->p = host_prov_pin(a.s, &perr))) { free(j->data); free(j); return fail(L, perr); }
+  if (!(j->thread = lwsp_thread_start(job_main, j))) {
+    if (j->p) host_prov_unpin(j->p);
+    free(j->data);
+    free(j);
+    return fail(L, WSAENOBUFS);
+  }
   *u = j;
   return 1;
 }

@@ -14,7 +14,8 @@
 -- catches the budget's error), loops in __gc, debug.sethook, patterns that
 -- backtrack for ever, loops in the script's main chunk, big allocations in
 -- __gc (a finalizer that lua_close runs has no memory ceiling), and full
--- collections in a loop without end (each costs one instruction of budget).  Without it
+-- collections or big strings made in a loop without end (each costs one
+-- instruction of budget, however long it takes).  Without it
 -- those are left out, so the target runs clean today; with it the target
 -- finds them.
 local lwsp = require "lwsp"
@@ -76,7 +77,8 @@ local function gen(bytes)
       return ("do local t = {} for i = 1, %d do t[i] = i end end"):format(n)
     elseif k == 2 then
       -- (a finalizer run by lua_close has no memory ceiling: big values there are a known hole too)
-      local n = ctx.gc and not HOLES and pick{10, 10000} or pick{10, 10000, 1 << 20, 1 << 24, 1 << 26}
+      -- (and in a loop without end each is one instruction to the budget, however big: a known hole)
+      local n = (ctx.gc or ctx.plain) and not HOLES and 10 or pick{10, 10000, 1 << 20, 1 << 24, 1 << 26}
       return ("do local b = string.rep('x', %d) end"):format(n)
     elseif k == 3 then return pick(UPCALLS)
     elseif k == 4 then return ("error(%s)"):format(pick(ODD))

@@ -435,3 +435,33 @@ describe("a handler's results that carry metatables #hostile", function()
     assert.is_true(host.close(s))
   end)
 end)
+
+-- Found by fuzz/fuzz_script.c: lwsp's coroutine.resume let lua_resume refuse
+-- a dead coroutine, which pushes its message on that coroutine outside any
+-- protected call; at the memory ceiling that allocation failed and the
+-- process aborted.
+describe("coroutines resumed when they cannot be, at the memory ceiling #hostile", function()
+  after_each(function() H.reset() end)
+
+  it("a dead coroutine resumed while memory is short gives an error, and the provider keeps serving", function()
+    local r = H.provider([[
+      -- a nested coroutine holds a big table while its parent resumes a dead one
+      local M = {budget = 200000, memory_limit = 1048576}
+      -- (the handler as fuzz_script made it)
+      function M.socket(s, af, type, protocol) string.gsub('abc', '%w', '%0%0') string.gsub('abc', '%w', '%0%0') do local co = coroutine.create(function() do local co = coroutine.create(function() do local big = {} for i = 1, 100000 do big[i] = {i} end end coroutine.yield(1) x = (x or 0) + 1 end) coroutine.resume(co) coroutine.resume(co) coroutine.resume(co) end x = (x or 0) + 1 x = (x or 0) + 1 coroutine.yield(1) x = (x or 0) + 1 end) coroutine.resume(co) coroutine.resume(co) coroutine.resume(co) end return true end
+      function M.getsockopt(s)
+        local dead = coroutine.create(function() end)
+        coroutine.resume(dead)
+        local ok, msg = coroutine.resume(dead)
+        local running = coroutine.running()
+        local ok2, msg2 = coroutine.resume(running)
+        return (not ok and msg == "cannot resume dead coroutine" and not ok2
+                and msg2 == "cannot resume non-suspended coroutine") and 1 or 0
+      end
+      return M]])
+    local s1, msg = host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp)
+    assert(s1 or msg:find("WSAENOBUFS", 1, true) == 1, msg)
+    local s = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.udp))
+    assert.equal(1, wsp.int(assert(host.getsockopt(s, wsp.SOL_SOCKET, wsp.SO_TYPE))))
+  end)
+end)

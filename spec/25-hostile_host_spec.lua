@@ -465,3 +465,25 @@ describe("coroutines resumed when they cannot be, at the memory ceiling #hostile
     assert.equal(1, wsp.int(assert(host.getsockopt(s, wsp.SOL_SOCKET, wsp.SO_TYPE))))
   end)
 end)
+
+-- Found by fuzz/fuzz_script.c after some 16,000 inputs: memnet counted its
+-- ephemeral ports up past 65535, and an address with such a port is one lwsp
+-- refuses, so getsockname failed on every socket bound after that.
+describe("memnet's ephemeral ports #hostile", function()
+  after_each(function() H.reset() end)
+
+  it("wrap round to the start of the range once it is used up", function()
+    local r = H.provider("examples/memnet.lua")
+    local first
+    for i = 1, 65536 - 49152 + 2 do
+      local s = assert(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, r.udp))
+      assert(host.bind(s, "127.0.0.1:0"))
+      local a = assert(host.getsockname(s))
+      assert(a.port >= 49152 and a.port <= 65535, a.port)
+      first = first or a.port
+      if i == 65536 - 49152 + 1 then assert.equal(first, a.port) end
+      assert.is_true(host.close(s))
+    end
+    works(r)
+  end)
+end)

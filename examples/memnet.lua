@@ -19,11 +19,19 @@ local function lookup(a)
   return bound[key(a)] or bound[a.family .. "|" .. WILDCARD[a.family] .. "|" .. a.port]
 end
 
+-- The next free port of the ephemeral range (49152-65535), wrapping round
+-- to its start as a real stack does.
 local function ephemeral(af, address)
   local port = next_port[af]
-  while lookup{family = af, address = address, port = port} do port = port + 1 end
-  next_port[af] = port + 1
-  return port
+  for _ = 49152, 65535 do
+    if port > 65535 then port = 49152 end
+    if not lookup{family = af, address = address, port = port} then
+      next_port[af] = port + 1
+      return port
+    end
+    port = port + 1
+  end
+  error("memnet: every ephemeral port is in use")
 end
 
 local function autobind(s)

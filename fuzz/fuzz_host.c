@@ -1,8 +1,11 @@
 /*
- * fuzz_host.c - libFuzzer target for lwsp's host: its application-facing
- * calls (lwsp.host.*) made from Lua with arguments taken from the input, by
- * fuzz/host_driver.lua, against memnet.  The host, the runtime and the
- * provider all run in this process.
+ * fuzz_host.c - libFuzzer target for lwsp's host: every one of its
+ * application-facing calls (lwsp.host.*), and the objects it gives out, made
+ * from Lua with arguments taken from the input, by fuzz/host_driver.lua,
+ * against memnet.  The host, the runtime and the provider all run in this
+ * process.  A Lua error in a call is expected (a refused argument); the
+ * driver returns text when an invariant breaks (a spawned call that never
+ * ends, a host that no longer carries data), and that is a finding.
  */
 #include "common.h"
 #include <lualib.h>
@@ -35,6 +38,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) {
   if (!L) setup();
   lua_rawgeti(L, LUA_REGISTRYINDEX, driver);
   lua_pushlstring(L, (const char *)d, n);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);   /* a Lua error in the driver is not a finding */
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    /* the driver's own calls are protected: an error here escaped them */
+    fprintf(stderr, "fuzz_host: the driver raised: %s\n", lua_tostring(L, -1));
+    abort();
+  }
+  if (lua_isstring(L, -1)) { fprintf(stderr, "fuzz_host: %s\n", lua_tostring(L, -1)); abort(); }
+  lua_pop(L, 1);
   return 0;
 }

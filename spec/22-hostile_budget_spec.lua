@@ -451,13 +451,13 @@ describe("#hostile a provider script", function()
     fails_to_start("while true do pcall(function() while true do end end) end", "instruction budget exceeded")
   end)
 
-  it("whose table of handlers spins in __index fails WSPStartup", function()
-    fails_to_start("return setmetatable({}, {__index = function() while true do end end})", "instruction budget exceeded")
-  end)
-
-  it("whose table of handlers raises in __index fails WSPStartup", function()
-    fails_to_start("return setmetatable({}, {__index = function() error('no such field') end})", "no such field")
-  end)
+  for what, meta in pairs{spins = "function() while true do end end", raises = "function() error('no such field') end"} do
+    it("whose table of handlers " .. what .. " in __index is read raw: the metamethod never runs", function()
+      local r = H.provider("return setmetatable({socket = function() return true end}, {__index = " .. meta .. "})\n")
+      local s = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+      H.fails_with("WSAEOPNOTSUPP", host.send(s, "x"))   -- no send handler, and none looked up through __index
+    end)
+  end
 
   it("whose cleanup handler loops is stopped, and the cleanup finishes", function()
     local r = H.provider([[return {budget = 200000, socket = function() return true end,

@@ -304,8 +304,26 @@ static int nested(lua_State *L, lwsp_inst *I, lua_State *co, int co_idx, int nar
     *nres = 1;
     return LUA_ERRRUN;
   }
+  /* A coroutine that cannot be resumed is refused here, on L, as Lua's own
+   * coroutine.resume does: lua_resume would push its message on co, outside
+   * any protected call, and a memory error there (at the memory ceiling)
+   * would take the process down. */
+  {
+    lua_Debug ar;
+    const char *why = NULL;
+    if (co == L) why = "cannot resume non-suspended coroutine";
+    else if (lua_status(co) == LUA_OK) {
+      if (lua_getstack(co, 0, &ar)) why = "cannot resume non-suspended coroutine";
+      else if (lua_gettop(co) == 0) why = "cannot resume dead coroutine";
+    } else if (lua_status(co) != LUA_YIELD) why = "cannot resume dead coroutine";
+    if (why) {
+      lua_pop(L, nargs);
+      lua_pushstring(L, why);
+      *nres = 1;
+      return LUA_ERRRUN;
+    }
+  }
   lua_xmove(L, co, nargs);
-  if (co == L) return lua_resume(co, L, nargs, nres);   /* fails: it is running */
   m = rt_budget_enter(I, co);
   st = lua_resume(co, L, nargs, nres);
   condemned = rt_budget_leave(I, m);

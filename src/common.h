@@ -148,6 +148,10 @@ int lwsp_guid_eq(const GUID *a, const GUID *b);
 /* Winsock values <-> Lua values */
 const char *lwsp_error_name(int code);          /* "WSAEFAULT", or NULL */
 int lwsp_error_code(const char *name);          /* 0 if unknown */
+/* t[k] of the table at idx pushed without metamethods (a handler's result
+ * may carry a metatable whose __index raises, and results are read where no
+ * error may be raised); returns its type. */
+int lwsp_rawfield(lua_State *L, int idx, const char *k);
 int lwsp_push_error(lua_State *L, int code);    /* nil, "WSAENAME: text", code -> 3 */
 const char *lwsp_error_text(int code);
 /* Addresses: {family=, address=, port=[, flowinfo=, scope_id=]} or {family=, data=} */

@@ -51,9 +51,23 @@ int lwsp_fault(const char *name) {
   return e;
 }
 
-static lua_Number opt_num(lua_State *L, const char *k, lua_Number def) {
-  lua_Number v = def;
-  if (lua_getfield(L, 2, k) != LUA_TNIL) v = luaL_checknumber(L, -1);
+/* The points that exist: a name not among them would never fire. */
+static const char *const known_points[] = {
+  "WPUCreateSocketHandle", "WPUQuerySocketHandleContext", "WPUModifyIFSHandle", "WPUCreateEvent", "WPUSetEvent",
+  "WPUResetEvent", "WPUCloseEvent", "WPUPostMessage", "WPUQueueApc", "WPUOpenCurrentThread",
+  "WPUCompleteOverlappedRequest", "lower.socket", "lower.close", "lower.bind", "lower.listen", "lower.connect",
+  "lower.accept", "lower.send", "lower.recv", "lower.shutdown", "lower.getsockname", "lower.getsockopt",
+  "lower.setsockopt", "lower.ioctl", "lower.select", NULL};
+
+/* An integer option of the table at 2 within lo..hi (an argument error otherwise). */
+static lua_Integer opt_int(lua_State *L, const char *k, lua_Integer def, lua_Integer lo, lua_Integer hi) {
+  lua_Integer v = def;
+  if (lua_getfield(L, 2, k) != LUA_TNIL) {
+    int isint;
+    v = lua_tointegerx(L, -1, &isint);
+    if (!isint || v < lo || v > hi)
+      luaL_argerror(L, 2, lua_pushfstring(L, "'%s' must be an integer (%I..%I)", k, lo, hi));
+  }
   lua_pop(L, 1);
   return v;
 }
@@ -71,25 +85,33 @@ static int l_inject(lua_State *L) {
   }
   lwsp_mutex_unlock(&host_lock);
   {
-    const char *name = luaL_checkstring(L, 1);
+    int which = luaL_checkoption(L, 1, NULL, known_points), at;
     point p;
     uint64_t seed = 0;
     int seeded = 0;
     luaL_checktype(L, 2, LUA_TTABLE);
     memset(&p, 0, sizeof p);
-    luaL_argcheck(L, strlen(name) < sizeof p.name, 1, "point name too long");
-    strcpy(p.name, name);
-    p.every = (long)opt_num(L, "every", 0);
-    p.probability = opt_num(L, "probability", 0);
-    p.count = (long)opt_num(L, "count", 0);
-    p.error = (int)opt_num(L, "error", WSAENOBUFS);
+    strcpy(p.name, known_points[which]);
+    p.every = (long)opt_int(L, "every", 0, 0, INT32_MAX);
+    p.count = (long)opt_int(L, "count", 0, 0, INT32_MAX);
+    /* 0 would be a hit that fails nothing */
+    p.error = (int)opt_int(L, "error", WSAENOBUFS, 1, INT32_MAX);
+    if (lua_getfield(L, 2, "probability") != LUA_TNIL) {
+      lua_Number v = luaL_checknumber(L, -1);
+      luaL_argcheck(L, v >= 0 && v <= 1, 2, "'probability' must be a number (0..1)");   /* (a NaN fails both) */
+      p.probability = v;
+    }
+    lua_pop(L, 1);
     /* every field read before the lock is taken: a bad one raises */
     if (lua_getfield(L, 2, "seed") != LUA_TNIL) { seed = (uint64_t)luaL_checkinteger(L, -1) * 0x9E3779B97F4A7C15ull | 1; seeded = 1; }
     lua_pop(L, 1);
     lwsp_mutex_lock(&host_lock);
     if (seeded) rng = seed;
-    if (npoints == MAX_POINTS) { lwsp_mutex_unlock(&host_lock); return luaL_error(L, "too many fault points"); }
-    points[npoints++] = p;
+    /* arming a point again replaces what it had */
+    for (at = 0; at < npoints && strcmp(points[at].name, p.name) != 0; at++) {}
+    if (at == MAX_POINTS) { lwsp_mutex_unlock(&host_lock); return luaL_error(L, "too many fault points"); }
+    points[at] = p;
+    if (at == npoints) npoints++;
     armed = 1;
     lwsp_mutex_unlock(&host_lock);
   }

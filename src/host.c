@@ -237,6 +237,33 @@ hprov *host_prov_of(SOCKET s, int *err) {
   return p;
 }
 
+hprov *host_prov_pin(SOCKET s, int *err) {
+  hsock *hs;
+  hprov *p = NULL;
+  host_init();
+  lwsp_mutex_lock(&host_lock);
+  hs = host_sock(s);
+  if (!hs) *err = WSAENOTSOCK;
+  else if (!(p = hs->prov)) *err = WSANOTINITIALISED;
+  else p->pins++;
+  lwsp_mutex_unlock(&host_lock);
+  return p;
+}
+
+/* Provider records are kept (retired) once made; a pinned one whose last
+ * startup was cleaned up keeps its library loaded until the last unpin. */
+void host_prov_unpin(hprov *p) {
+  void *lib = NULL;
+  lwsp_mutex_lock(&host_lock);
+  if (--p->pins == 0 && p->gone) {
+    lib = p->gone_lib;
+    p->gone_lib = NULL;
+    p->gone = 0;
+  }
+  lwsp_mutex_unlock(&host_lock);
+  if (lib) lwsp_dlclose(lib);
+}
+
 WSATHREADID *host_this_thread(WSATHREADID *tid) {
   hthread *t = host_current_thread();
   tid->ThreadHandle = t ? t->handle : NULL;
@@ -547,6 +574,12 @@ static void provider_release(hprov *p) {
     lib = p->lib;
     p->lib = NULL;
     p->loaded = 0;
+    if (p->pins) {          /* a spawned call may still be inside it */
+      if (p->gone_lib) lwsp_dlclose(p->gone_lib);   /* (a reference of an earlier life: dlopen counts) */
+      p->gone_lib = lib;
+      p->gone = 1;
+      lib = NULL;
+    }
   }
   lwsp_mutex_unlock(&host_lock);
   if (lib) lwsp_dlclose(lib);

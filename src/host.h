@@ -43,6 +43,9 @@ typedef struct hprov {
   int loaded;          /* the ws2_32-style load (once per GUID) */
   int foreign;         /* not served by lwsp: the host traces the calls into it */
   char name[39];       /* its GUID, for the trace */
+  int pins;            /* application threads (host.spawn) that may still call it */
+  int gone;            /* its last startup was cleaned up while pinned (gone_lib waits for the last unpin) */
+  void *gone_lib;      /* the library to unload when the last pin goes */
   struct hprov *next;
 } hprov;
 
@@ -96,8 +99,30 @@ typedef struct host_ov {
   SOCKADDR_STORAGE from;
   INT fromlen;
   DWORD flags;
+  int posted;                     /* an operation the host posted with it reported WSA_IO_PENDING */
 } host_ov;
+/* The structure behind an overlapped userdata; raises if it was freed (its
+ * __gc called by hand). */
 host_ov *host_check_ov(lua_State *L, int idx);
+/* Whether a pending operation that the host posted may still use h (its
+ * buffer or the structure): such a structure is never freed or re-posted. */
+int host_ov_busy(host_ov *h);
+/* Records the outcome of an overlapped call made with h: pending or not. */
+void host_ov_posted(host_ov *h, int rc, int err);
+
+/* Argument checks of the host's Lua calls (hostapi.c).  Each raises a Lua
+ * argument error naming the range: a value is never truncated into a C type. */
+lua_Integer host_arg_range(lua_State *L, int idx, lua_Integer lo, lua_Integer hi, const char *what);
+lua_Integer host_opt_range(lua_State *L, int idx, lua_Integer def, lua_Integer lo, lua_Integer hi, const char *what);
+#define HOST_DWORD(L, i, what) ((DWORD)host_arg_range((L), (i), 0, 0xffffffffLL, (what)))
+#define HOST_OPT_DWORD(L, i, d, what) ((DWORD)host_opt_range((L), (i), (d), 0, 0xffffffffLL, (what)))
+#define HOST_INT(L, i, what) ((int)host_arg_range((L), (i), INT32_MIN, INT32_MAX, (what)))
+#define HOST_OPT_INT(L, i, d, what) ((int)host_opt_range((L), (i), (d), INT32_MIN, INT32_MAX, (what)))
+/* The longest timeout a host call takes, in milliseconds (about 24 days). */
+#define HOST_MAX_MS 0x7fffffffL
+/* A timeout in milliseconds at idx, 0..HOST_MAX_MS; nil or none gives def
+ * (-1: for ever, for the calls that allow it). */
+long host_arg_ms(lua_State *L, int idx, long def);
 
 typedef struct hmsg { UINT msg; WPARAM wparam; LPARAM lparam; struct hmsg *next; } hmsg;
 
@@ -156,6 +181,11 @@ int host_forget_ifs(SOCKET s);
 /* The loaded provider behind an application's handle, or NULL with *err set
  * (WSAENOTSOCK, or WSANOTINITIALISED once its provider is cleaned up). */
 hprov *host_prov_of(SOCKET s, int *err);
+/* The same, pinned: it stays in memory (its library loaded) through a
+ * cleanup until host_prov_unpin, so a thread of the application may still be
+ * in a call into it. */
+hprov *host_prov_pin(SOCKET s, int *err);
+void host_prov_unpin(hprov *p);
 /* The calling thread's WSATHREADID, as ws2_32 passes it to data calls. */
 WSATHREADID *host_this_thread(WSATHREADID *tid);
 /* Catalog (under host_lock) */

@@ -29,6 +29,18 @@ static SOCKET check_sock(lua_State *L, int idx) {
 
 static int ok(lua_State *L) { lua_pushboolean(L, 1); return 1; }
 
+lua_Integer host_arg_range(lua_State *L, int idx, lua_Integer lo, lua_Integer hi, const char *what) {
+  lua_Integer v = luaL_checkinteger(L, idx);
+  if (v < lo || v > hi) luaL_argerror(L, idx, lua_pushfstring(L, "%s out of range (%I..%I)", what, lo, hi));
+  return v;
+}
+lua_Integer host_opt_range(lua_State *L, int idx, lua_Integer def, lua_Integer lo, lua_Integer hi, const char *what) {
+  return lua_isnoneornil(L, idx) ? def : host_arg_range(L, idx, lo, hi, what);
+}
+long host_arg_ms(lua_State *L, int idx, long def) {
+  return lua_isnoneornil(L, idx) ? def : (long)host_arg_range(L, idx, 0, HOST_MAX_MS, "timeout");
+}
+
 
 static void check_addr(lua_State *L, int idx, SOCKADDR_STORAGE *ss, int *len) {
   if (!lwsp_to_sockaddr(L, idx, ss, len)) luaL_argerror(L, idx, "not an address");
@@ -63,7 +75,7 @@ static int h_install(lua_State *L) {
 
 static int h_remove(lua_State *L) {
   int found;
-  DWORD id = (DWORD)luaL_checkinteger(L, 1);   /* read before the lock: a bad one raises */
+  DWORD id = HOST_DWORD(L, 1, "catalog id");   /* read before the lock: a bad one raises */
   host_init();
   lwsp_mutex_lock(&host_lock);
   found = host_catalog_remove(id);
@@ -82,7 +94,9 @@ static int h_order(lua_State *L) {
   luaL_argcheck(L, n <= 512, 1, "at most 512 entries");
   for (size_t i = 0; i < n; i++) {
     lua_rawgeti(L, 1, (lua_Integer)i + 1);
-    ids[i] = (DWORD)luaL_checkinteger(L, -1);
+    lua_Integer v = lua_tointegerx(L, -1, NULL);
+    if (!lua_isinteger(L, -1) || v < 0 || v > 0xffffffffLL) return luaL_argerror(L, 1, "catalog ids must be integers (0..4294967295)");
+    ids[i] = (DWORD)v;
     lua_pop(L, 1);
   }
   host_init();
@@ -112,7 +126,7 @@ static int h_catalog(lua_State *L) {
 /* load(catalog id) -> true: the ws2_32-style load, once per provider GUID */
 static int h_load(lua_State *L) {
   INT err = 0;
-  if (!host_load((DWORD)luaL_checkinteger(L, 1), &err)) return fail(L, err);
+  if (!host_load(HOST_DWORD(L, 1, "catalog id"), &err)) return fail(L, err);
   return ok(L);
 }
 
@@ -122,7 +136,7 @@ typedef struct { hprov *p; } provider_ud;
  * layer below; provider:cleanup() gives it back. */
 static int h_startup(lua_State *L) {
   INT err = 0;
-  hprov *p = host_provider_startup((DWORD)luaL_checkinteger(L, 1), &err);
+  hprov *p = host_provider_startup(HOST_DWORD(L, 1, "catalog id"), &err);
   provider_ud *u;
   if (!p) return fail(L, err);
   u = lua_newuserdatauv(L, sizeof *u, 0);
@@ -195,9 +209,9 @@ static DWORD pick_entry(int af, int type, int proto, int *err) {
 
 /* socket(af, type, protocol [, flags [, catalog id]]) -> handle */
 static int h_socket(lua_State *L) {
-  int af = (int)luaL_checkinteger(L, 1), type = (int)luaL_checkinteger(L, 2), proto = (int)luaL_optinteger(L, 3, 0);
-  DWORD flags = (DWORD)luaL_optinteger(L, 4, WSA_FLAG_OVERLAPPED);
-  DWORD catalog = (DWORD)luaL_optinteger(L, 5, 0);
+  int af = HOST_INT(L, 1, "address family"), type = HOST_INT(L, 2, "type"), proto = HOST_OPT_INT(L, 3, 0, "protocol");
+  DWORD flags = HOST_OPT_DWORD(L, 4, WSA_FLAG_OVERLAPPED, "flags");
+  DWORD catalog = HOST_OPT_DWORD(L, 5, 0, "catalog id");
   WSAPROTOCOL_INFOW info;
   hentry *e;
   hprov *p;
@@ -244,7 +258,7 @@ static int h_bind(lua_State *L) {
   SOCKADDR_STORAGE ss;
   int len;
   check_addr(L, 2, &ss, &len);
-  len = (int)luaL_optinteger(L, 3, len);
+  len = (int)host_opt_range(L, 3, len, 0, sizeof ss, "length");
   PROV(s);
   CHECK(HCALL(L, p, WSPBind, s, &err, s, (struct sockaddr *)&ss, len, &err));
   return ok(L);
@@ -252,7 +266,7 @@ static int h_bind(lua_State *L) {
 
 static int h_listen(lua_State *L) {
   SOCKET s = check_sock(L, 1);
-  int backlog = (int)luaL_optinteger(L, 2, 5);
+  int backlog = HOST_OPT_INT(L, 2, 5, "backlog");
   PROV(s);
   CHECK(HCALL(L, p, WSPListen, s, &err, s, backlog, &err));
   return ok(L);
@@ -314,9 +328,9 @@ static int h_last_condition(lua_State *L) {
 static int h_accept(lua_State *L) {
   SOCKET s = check_sock(L, 1), ns;
   SOCKADDR_STORAGE ss;
-  int len = (int)luaL_optinteger(L, 2, sizeof ss);
+  int len = (int)host_opt_range(L, 2, sizeof ss, 0, sizeof ss, "length");
   int with_cond = !lua_isnoneornil(L, 3);
-  DWORD_PTR verdict = (DWORD_PTR)luaL_optinteger(L, 3, CF_ACCEPT);
+  DWORD_PTR verdict = (DWORD_PTR)host_opt_range(L, 3, CF_ACCEPT, CF_ACCEPT, CF_DEFER, "verdict");
   hsock *hs;
   PROV(s);
   ns = HCALL(L, p, WSPAccept, s, &err, s, (struct sockaddr *)&ss, &len, with_cond ? condition : NULL, verdict, &err);
@@ -337,7 +351,7 @@ static int h_send(lua_State *L) {
   DWORD sent = 0;
   b.buf = (CHAR *)luaL_checklstring(L, 2, &n);
   b.len = (ULONG)n;
-  DWORD flags = (DWORD)luaL_optinteger(L, 3, 0);
+  DWORD flags = HOST_OPT_DWORD(L, 3, 0, "flags");
   PROV(s);
   WSATHREADID tid;
   CHECK(HCALL(L, p, WSPSend, s, &err, s, &b, 1, &sent, flags, NULL, NULL, host_this_thread(&tid), &err));
@@ -356,7 +370,7 @@ static int h_sendto(lua_State *L) {
   b.buf = (CHAR *)luaL_checklstring(L, 2, &n);
   b.len = (ULONG)n;
   if (!lua_isnil(L, 3)) check_addr(L, 3, &ss, &len);
-  DWORD flags = (DWORD)luaL_optinteger(L, 4, 0);
+  DWORD flags = HOST_OPT_DWORD(L, 4, 0, "flags");
   PROV(s);
   WSATHREADID tid;
   CHECK(HCALL(L, p, WSPSendTo, s, &err, s, &b, 1, &sent, flags, len ? (struct sockaddr *)&ss : NULL, len, NULL, NULL, host_this_thread(&tid), &err));
@@ -369,7 +383,7 @@ static int h_sendto(lua_State *L) {
 static int recv_into(lua_State *L, int from) {
   SOCKET s = check_sock(L, 1);
   lua_Integer cap = luaL_checkinteger(L, 2);
-  DWORD flags = (DWORD)luaL_optinteger(L, 3, 0), got = 0;
+  DWORD flags = HOST_OPT_DWORD(L, 3, 0, "flags"), got = 0;
   WSABUF b[2];
   SOCKADDR_STORAGE ss;
   int len = sizeof ss;
@@ -403,7 +417,7 @@ static int h_recvfrom(lua_State *L) { return recv_into(L, 1); }
 
 static int h_shutdown(lua_State *L) {
   SOCKET s = check_sock(L, 1);
-  int how = (int)luaL_checkinteger(L, 2);
+  int how = HOST_INT(L, 2, "how");
   PROV(s);
   CHECK(HCALL(L, p, WSPShutdown, s, &err, s, how, &err));
   return ok(L);
@@ -412,8 +426,7 @@ static int h_shutdown(lua_State *L) {
 static int name_call(lua_State *L, int peer) {
   SOCKET s = check_sock(L, 1);
   SOCKADDR_STORAGE ss;
-  int len = (int)luaL_optinteger(L, 2, sizeof ss);
-  luaL_argcheck(L, len >= 0 && len <= (int)sizeof ss, 2, "length out of range");
+  int len = (int)host_opt_range(L, 2, sizeof ss, 0, sizeof ss, "length");
   PROV(s);
   if (peer) CHECK(HCALL(L, p, WSPGetPeerName, s, &err, s, (struct sockaddr *)&ss, &len, &err));
   else CHECK(HCALL(L, p, WSPGetSockName, s, &err, s, (struct sockaddr *)&ss, &len, &err));
@@ -427,10 +440,9 @@ static int h_getpeername(lua_State *L) { return name_call(L, 1); }
 /* getsockopt(s, level, name [, optlen = 4]) -> raw bytes (wsp.opt decodes) */
 static int h_getsockopt(lua_State *L) {
   SOCKET s = check_sock(L, 1);
-  int level = (int)luaL_checkinteger(L, 2), name = (int)luaL_checkinteger(L, 3);
-  int len = (int)luaL_optinteger(L, 4, 4);
+  int level = HOST_INT(L, 2, "level"), name = HOST_INT(L, 3, "option");
   char buf[sizeof(WSAPROTOCOL_INFOW)];
-  luaL_argcheck(L, len >= 0 && len <= (int)sizeof buf, 4, "length out of range");
+  int len = (int)host_opt_range(L, 4, 4, 0, sizeof buf, "length");
   PROV(s);
   CHECK(HCALL(L, p, WSPGetSockOpt, s, &err, s, level, name, buf, &len, &err));
   lua_pushlstring(L, buf, (size_t)len);
@@ -441,11 +453,11 @@ static int h_getsockopt(lua_State *L) {
  * strings as they are. */
 static int h_setsockopt(lua_State *L) {
   SOCKET s = check_sock(L, 1);
-  int level = (int)luaL_checkinteger(L, 2), name = (int)luaL_checkinteger(L, 3);
+  int level = HOST_INT(L, 2, "level"), name = HOST_INT(L, 3, "option");
   int32_t v;
   const char *val;
   size_t n = 4;
-  if (lua_isinteger(L, 4)) { v = (int32_t)lua_tointeger(L, 4); val = (const char *)&v; }
+  if (lua_isinteger(L, 4)) { v = (int32_t)host_arg_range(L, 4, INT32_MIN, 0xffffffffLL, "value"); val = (const char *)&v; }
   else if (lua_isboolean(L, 4)) { v = lua_toboolean(L, 4); val = (const char *)&v; }
   else val = luaL_checklstring(L, 4, &n);
   PROV(s);
@@ -457,14 +469,13 @@ static int h_setsockopt(lua_State *L) {
  * travels as a 4-byte u_long. */
 static int h_ioctl(lua_State *L) {
   SOCKET s = check_sock(L, 1);
-  DWORD code = (DWORD)luaL_checkinteger(L, 2), outlen = (DWORD)luaL_optinteger(L, 4, 4), got = 0;
+  char out[1024];
+  DWORD code = HOST_DWORD(L, 2, "code"), outlen = (DWORD)host_opt_range(L, 4, 4, 0, sizeof out, "length"), got = 0;
   uint32_t u;
   const void *in = NULL;
   size_t inlen = 0;
-  char out[1024];
-  if (lua_isinteger(L, 3)) { u = (uint32_t)lua_tointeger(L, 3); in = &u; inlen = 4; }
+  if (lua_isinteger(L, 3)) { u = (uint32_t)host_arg_range(L, 3, INT32_MIN, 0xffffffffLL, "input"); in = &u; inlen = 4; }
   else if (!lua_isnoneornil(L, 3)) in = luaL_checklstring(L, 3, &inlen);
-  luaL_argcheck(L, outlen <= sizeof out, 4, "length out of range");
   PROV(s);
   WSATHREADID tid;
   CHECK(HCALL(L, p, WSPIoctl, s, &err, s, code, (LPVOID)in, (DWORD)inlen, outlen ? out : NULL, outlen, &got, NULL, NULL, host_this_thread(&tid), &err));
@@ -475,7 +486,7 @@ static int h_ioctl(lua_State *L) {
 /* The provider for calls that carry no socket: an explicit catalog id, or the
  * entry for the address family. */
 static hprov *prov_for_family(lua_State *L, int af, int catarg, WSAPROTOCOL_INFOW *info, int *err) {
-  DWORD catalog = (DWORD)luaL_optinteger(L, catarg, 0);
+  DWORD catalog = HOST_OPT_DWORD(L, catarg, 0, "catalog id");
   hentry *e;
   host_init();
   lwsp_mutex_lock(&host_lock);
@@ -507,7 +518,7 @@ static int h_address_to_string(lua_State *L) {
 static int h_string_to_address(lua_State *L) {
   size_t n;
   const char *str = luaL_checklstring(L, 1, &n);
-  int af = (int)luaL_checkinteger(L, 2), len = sizeof(SOCKADDR_STORAGE), perr = 0;
+  int af = HOST_INT(L, 2, "address family"), len = sizeof(SOCKADDR_STORAGE), perr = 0;
   WSAPROTOCOL_INFOW info;
   WCHAR w[512];
   SOCKADDR_STORAGE ss;
@@ -526,7 +537,7 @@ static int h_string_to_address(lua_State *L) {
 static int h_duplicate_socket(lua_State *L) {
   SOCKET s = check_sock(L, 1);
   WSAPROTOCOL_INFOW info;
-  DWORD pid = (DWORD)luaL_checkinteger(L, 2);
+  DWORD pid = HOST_DWORD(L, 2, "process id");
   PROV(s);
   CHECK(HCALL(L, p, WSPDuplicateSocket, s, &err, s, pid, &info, &err));
   lwsp_push_protocol_info(L, &info);
@@ -536,7 +547,7 @@ static int h_duplicate_socket(lua_State *L) {
 static int h_event_select(lua_State *L) {
   SOCKET s = check_sock(L, 1);
   WSAEVENT ev = (WSAEVENT)(uintptr_t)luaL_optinteger(L, 2, 0);
-  LONG mask = (LONG)luaL_optinteger(L, 3, 0);
+  LONG mask = (LONG)HOST_OPT_INT(L, 3, 0, "event mask");
   PROV(s);
   CHECK(HCALL(L, p, WSPEventSelect, s, &err, s, ev, mask, &err));
   return ok(L);
@@ -562,8 +573,8 @@ static int h_enum_network_events(lua_State *L) {
 static int h_async_select(lua_State *L) {
   SOCKET s = check_sock(L, 1);
   HWND w = (HWND)(uintptr_t)luaL_checkinteger(L, 2);
-  unsigned msg = (unsigned)luaL_checkinteger(L, 3);
-  LONG mask = (LONG)luaL_checkinteger(L, 4);
+  unsigned msg = HOST_DWORD(L, 3, "message");
+  LONG mask = (LONG)HOST_INT(L, 4, "event mask");
   PROV(s);
   CHECK(HCALL(L, p, WSPAsyncSelect, s, &err, s, w, msg, mask, &err));
   return ok(L);
@@ -612,7 +623,8 @@ static int h_select(lua_State *L) {
   for (int k = 0; k < 3; k++) have[k] = to_set(L, k + 1, &sets[k], &first);
   if (!infinite) {
     lua_Number t = luaL_checknumber(L, 4);
-    luaL_argcheck(L, t >= 0, 4, "negative timeout");
+    /* (a NaN fails both comparisons) */
+    luaL_argcheck(L, t >= 0 && t <= 2147483647.0, 4, "timeout out of range (0..2147483647 seconds)");
     tv.tv_sec = (LONG)t;
     tv.tv_usec = (LONG)((t - (lua_Number)tv.tv_sec) * 1e6);
     deadline = lwsp_now() + t;
@@ -688,7 +700,7 @@ static int h_join_leaf(lua_State *L) {
   SOCKADDR_STORAGE ss;
   int len;
   check_addr(L, 2, &ss, &len);
-  DWORD flags = (DWORD)luaL_optinteger(L, 3, 0);
+  DWORD flags = HOST_OPT_DWORD(L, 3, 0, "flags");
   PROV(s);
   r = HCALL(L, p, WSPJoinLeaf, s, &err, s, (struct sockaddr *)&ss, len, NULL, NULL, NULL, NULL, flags, &err);
   if (r == INVALID_SOCKET) return fail(L, err);
@@ -711,8 +723,7 @@ static int h_recv_disconnect(lua_State *L) {
   char buf[256];
   WSABUF b;
   b.buf = buf;
-  b.len = (ULONG)luaL_optinteger(L, 2, sizeof buf);
-  luaL_argcheck(L, b.len <= sizeof buf, 2, "length out of range");
+  b.len = (ULONG)host_opt_range(L, 2, sizeof buf, 0, sizeof buf, "length");
   PROV(s);
   CHECK(HCALL(L, p, WSPRecvDisconnect, s, &err, s, &b, &err));
   lua_pushlstring(L, buf, b.len);
@@ -732,9 +743,10 @@ static int h_cancel_blocking_call(lua_State *L) {
 /* socket_info(s) -> {catalog =, context =, ifs =, port =} | nil: the host's record */
 static int h_socket_info(lua_State *L) {
   hsock *hs;
+  SOCKET s = check_sock(L, 1);   /* read before the lock: a bad one raises */
   host_init();
   lwsp_mutex_lock(&host_lock);
-  hs = host_sock(check_sock(L, 1));
+  hs = host_sock(s);
   if (!hs) { lwsp_mutex_unlock(&host_lock); return fail(L, WSAENOTSOCK); }
   lua_createtable(L, 0, 4);
   lua_pushinteger(L, hs->catalog); lua_setfield(L, -2, "catalog");
@@ -773,6 +785,8 @@ int lwsp_host_open(lua_State *L) {
   if (luaL_newmetatable(L, PROVIDER_MT)) {
     lua_pushcfunction(L, prov_gc);
     lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, prov_gc);
+    lua_setfield(L, -2, "__close");
     luaL_newlib(L, pm);
     lua_setfield(L, -2, "__index");
   }

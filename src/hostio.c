@@ -71,12 +71,28 @@ static int opt_bool(lua_State *L, int idx, const char *k) {
   lua_pop(L, 1);
   return v;
 }
-static lua_Integer opt_int(lua_State *L, int idx, const char *k, lua_Integer def) {
+/* An integer option within lo..hi (a Lua argument error naming it otherwise). */
+static lua_Integer opt_int(lua_State *L, int idx, const char *k, lua_Integer def, lua_Integer lo, lua_Integer hi) {
   lua_Integer v = def;
-  if (!lua_istable(L, idx)) return def;
-  if (lua_getfield(L, idx, k) != LUA_TNIL) v = luaL_checkinteger(L, -1);
+  if (lua_isnoneornil(L, idx)) return def;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  if (lua_getfield(L, idx, k) != LUA_TNIL) {
+    int isint;
+    v = lua_tointegerx(L, -1, &isint);
+    if (!isint || v < lo || v > hi)
+      luaL_argerror(L, idx, lua_pushfstring(L, "option '%s' must be an integer (%I..%I)", k, lo, hi));
+  }
   lua_pop(L, 1);
   return v;
+}
+#define OPT_FLAGS(L, idx) ((DWORD)opt_int((L), (idx), "flags", 0, 0, 0xffffffffLL))
+
+/* The overlapped at idx, refused while an operation the host posted with it
+ * is pending: its buffer and the structure belong to that operation. */
+static host_ov *free_ov(lua_State *L, int idx) {
+  host_ov *h = host_check_ov(L, idx);
+  if (host_ov_busy(h)) luaL_argerror(L, idx, "overlapped is in use by a pending operation");
+  return h;
 }
 
 static int pending_or(lua_State *L, int rc, INT err, DWORD bytes) {
@@ -90,12 +106,12 @@ static int h_wsasend(lua_State *L) {
   SOCKET s = (SOCKET)luaL_checkinteger(L, 1);
   size_t n;
   const char *data = luaL_checklstring(L, 2, &n);
-  host_ov *h = host_check_ov(L, 3);
+  host_ov *h = free_ov(L, 3);
   WSABUF b[2];
   WSATHREADID tid;
   SOCKADDR_STORAGE to;
   int tolen = 0, perr = 0, rc;
-  DWORD sent = 0, flags = (DWORD)opt_int(L, 4, "flags", 0);
+  DWORD sent = 0, flags = OPT_FLAGS(L, 4);
   INT err = 0;
   hprov *p;
   if (lua_istable(L, 4) && lua_getfield(L, 4, "to") != LUA_TNIL) {
@@ -115,6 +131,7 @@ static int h_wsasend(lua_State *L) {
                               opt_bool(L, 4, "routine") ? record_routine : NULL, &tid, &err);
   else
     rc = HCALL(L, p, WSPSend, s, &err, s, b, 2, &sent, flags, &h->ov, opt_bool(L, 4, "routine") ? record_routine : NULL, &tid, &err);
+  host_ov_posted(h, rc, err);
   return pending_or(L, rc, err, sent);
 }
 
@@ -124,7 +141,8 @@ static int h_wsasend(lua_State *L) {
 static int h_wsarecv(lua_State *L) {
   SOCKET s = (SOCKET)luaL_checkinteger(L, 1);
   lua_Integer cap = luaL_checkinteger(L, 2);
-  host_ov *h = host_check_ov(L, 3);
+  host_ov *h = free_ov(L, 3);
+  DWORD flags = OPT_FLAGS(L, 4);
   WSABUF b[2];
   WSATHREADID tid;
   int perr = 0, rc;
@@ -135,7 +153,7 @@ static int h_wsarecv(lua_State *L) {
   free(h->buf);
   if (!(h->buf = malloc((size_t)cap + 1))) return fail(L, WSAENOBUFS);
   h->cap = (size_t)cap;
-  h->flags = (DWORD)opt_int(L, 4, "flags", 0);
+  h->flags = flags;
   h->fromlen = sizeof h->from;
   b[0].buf = h->buf; b[0].len = (ULONG)(cap / 2);
   b[1].buf = h->buf + cap / 2; b[1].len = (ULONG)(cap - cap / 2);
@@ -149,6 +167,7 @@ static int h_wsarecv(lua_State *L) {
     rc = HCALL(L, p, WSPRecv, s, &err, s, b, 2, &got, &h->flags, &h->ov, opt_bool(L, 4, "routine") ? record_routine : NULL,
                             &tid, &err);
   }
+  host_ov_posted(h, rc, err);
   return pending_or(L, rc, err, got);
 }
 
@@ -156,11 +175,11 @@ static int h_wsarecv(lua_State *L) {
  * the output is overlapped.data */
 static int h_wsaioctl(lua_State *L) {
   SOCKET s = (SOCKET)luaL_checkinteger(L, 1);
-  DWORD code = (DWORD)luaL_checkinteger(L, 2), got = 0;
+  DWORD code = HOST_DWORD(L, 2, "code"), got = 0;
   size_t inlen = 0;
   const char *in = luaL_optlstring(L, 3, NULL, &inlen);
   lua_Integer outlen = luaL_checkinteger(L, 4);
-  host_ov *h = host_check_ov(L, 5);
+  host_ov *h = free_ov(L, 5);
   WSATHREADID tid;
   int perr = 0, rc;
   INT err = 0;
@@ -173,6 +192,7 @@ static int h_wsaioctl(lua_State *L) {
   host_this_thread(&tid);
   rc = HCALL(L, p, WSPIoctl, s, &err, s, code, (LPVOID)in, (DWORD)inlen, h->buf, (DWORD)outlen, &got, &h->ov,
                            opt_bool(L, 6, "routine") ? record_routine : NULL, &tid, &err);
+  host_ov_posted(h, rc, err);
   return pending_or(L, rc, err, got);
 }
 
@@ -254,7 +274,7 @@ static void job_main(void *arg) {
     if (j->rc == 0) {
       hsock *hs;
       lwsp_mutex_lock(&host_lock);
-      if ((hs = host_sock(j->ns)) != NULL && !hs->prov) hs->prov = j->p;
+      if ((hs = host_sock(j->ns)) != NULL && !hs->prov && !j->p->gone) hs->prov = j->p;
       lwsp_mutex_unlock(&host_lock);
     }
     break;
@@ -281,6 +301,7 @@ static void job_main(void *arg) {
     break;
   }
   if (t) { t->hook = NULL; t->hook_ctx = 0; }
+  if (j->p) host_prov_unpin(j->p);
   lwsp_mutex_lock(&host_lock);
   j->done = 1;
   lwsp_cond_broadcast(&host_cond);
@@ -303,48 +324,53 @@ static int h_spawn(lua_State *L) {
                                     "startup", NULL};
   int op = luaL_checkoption(L, 1, NULL, ops), perr = 0, optidx = 4;
   job *j, **u;
+  job a;   /* every argument read and checked before anything is allocated */
+  const char *d = NULL;
+  memset(&a, 0, sizeof a);
+  a.op = op;
+  if (op == J_SLEEP) {
+    a.ms = (long)host_arg_range(L, 2, 0, HOST_MAX_MS, "timeout");
+    optidx = 3;
+  } else if (op == J_CLEANUP) {
+    a.len = lua_isnoneornil(L, 2) || lua_toboolean(L, 2);
+    optidx = 3;
+  } else if (op == J_STARTUP) {
+    a.len = (size_t)host_arg_range(L, 2, 0, 0xffffffffLL, "catalog id");
+    a.ms = (long)host_arg_range(L, 3, 0, 1000000, "count");
+  } else {
+    a.s = (SOCKET)luaL_checkinteger(L, 2);
+  }
+  if (op == J_RECV) a.len = (size_t)host_arg_range(L, 3, 0, 64 * 1024 * 1024, "length");
+  else if (op == J_SEND) d = luaL_checklstring(L, 3, &a.len);
+  else if (op == J_CONNECT) { if (!lwsp_to_sockaddr(L, 3, &a.addr, &a.addrlen)) return luaL_argerror(L, 3, "not an address"); }
+  else if (op == J_RESULT) a.ov = &host_check_ov(L, 3)->ov;   /* (the caller keeps it alive until the job is joined) */
+  else if (op == J_ACCEPT) optidx = 3;
+  a.cancel_after = (int)opt_int(L, optidx, "cancel_after", 0, 0, INT32_MAX);
+  a.count_hook = opt_bool(L, optidx, "count_hook");
+  if (lua_istable(L, optidx)) {
+    static const char *const which[] = {"provider", "all", NULL};
+    if (lua_getfield(L, optidx, "cleanup_in_hook") == LUA_TSTRING) a.cleanup_in_hook = luaL_checkoption(L, -1, NULL, which) + 1;
+    lua_pop(L, 1);
+  }
   u = lua_newuserdatauv(L, sizeof *u, 0);
   *u = NULL;
   luaL_setmetatable(L, JOB_MT);
-  j = calloc(1, sizeof *j);
-  if (!j) return fail(L, WSAENOBUFS);
+  if (!(j = malloc(sizeof *j))) return fail(L, WSAENOBUFS);
+  *j = a;
+  if (op == J_RECV || op == J_SEND) {
+    if (!(j->data = malloc(j->len + 1))) { free(j); return fail(L, WSAENOBUFS); }
+    if (d) memcpy(j->data, d, j->len);
+  }
+  /* the provider stays loaded until the job's call is out of it, whatever
+   * a cleanup meanwhile does */
+  if (op != J_SLEEP && op != J_CLEANUP && op != J_STARTUP && !(j->p = host_prov_pin(a.s, &perr))) { free(j->data); free(j); return fail(L, perr); }
+  if (!(j->thread = lwsp_thread_start(job_main, j))) {
+    if (j->p) host_prov_unpin(j->p);
+    free(j->data);
+    free(j);
+    return fail(L, WSAENOBUFS);
+  }
   *u = j;
-  j->op = op;
-  if (op == J_SLEEP) {
-    j->ms = (long)luaL_checkinteger(L, 2);
-  } else if (op == J_CLEANUP) {
-    j->len = lua_isnoneornil(L, 2) || lua_toboolean(L, 2);
-    optidx = 3;
-  } else if (op == J_STARTUP) {
-    j->len = (size_t)luaL_checkinteger(L, 2);
-    j->ms = (long)luaL_checkinteger(L, 3);
-  } else {
-    j->s = (SOCKET)luaL_checkinteger(L, 2);
-    if (!(j->p = host_prov_of(j->s, &perr))) { *u = NULL; free(j); return fail(L, perr); }
-  }
-  if (op == J_RECV) {
-    j->len = (size_t)luaL_checkinteger(L, 3);
-    j->data = malloc(j->len + 1);
-  } else if (op == J_SEND) {
-    const char *d = luaL_checklstring(L, 3, &j->len);
-    j->data = malloc(j->len + 1);
-    if (j->data) memcpy(j->data, d, j->len);
-  } else if (op == J_CONNECT) {
-    if (!lwsp_to_sockaddr(L, 3, &j->addr, &j->addrlen)) { *u = NULL; free(j); return luaL_argerror(L, 3, "not an address"); }
-  } else if (op == J_RESULT) {
-    j->ov = &host_check_ov(L, 3)->ov;   /* (the caller keeps the overlapped alive until the job is joined) */
-  } else if (op != J_CLEANUP) {
-    optidx = 3;
-  }
-  if ((op == J_RECV || op == J_SEND) && !j->data) { *u = NULL; free(j); return fail(L, WSAENOBUFS); }
-  j->cancel_after = (int)opt_int(L, optidx, "cancel_after", 0);
-  j->count_hook = opt_bool(L, optidx, "count_hook");
-  if (lua_istable(L, optidx)) {
-    static const char *const which[] = {"provider", "all", NULL};
-    if (lua_getfield(L, optidx, "cleanup_in_hook") == LUA_TSTRING) j->cleanup_in_hook = luaL_checkoption(L, -1, NULL, which) + 1;
-    lua_pop(L, 1);
-  }
-  if (!(j->thread = lwsp_thread_start(job_main, j))) { *u = NULL; free(j->data); free(j); return fail(L, WSAENOBUFS); }
   return 1;
 }
 
@@ -358,7 +384,7 @@ static job *check_job(lua_State *L) {
  * returns them) | nil, "timeout" while it is still running */
 static int job_join(lua_State *L) {
   job *j = check_job(L);
-  long ms = lua_isnoneornil(L, 2) ? -1 : (long)luaL_checkinteger(L, 2);
+  long ms = host_arg_ms(L, 2, -1);
   double deadline = lwsp_now() + ms / 1000.0;
   lwsp_mutex_lock(&host_lock);
   while (!j->done) {
@@ -427,6 +453,8 @@ int lwsp_hostio_open(lua_State *L) {
   if (luaL_newmetatable(L, JOB_MT)) {
     lua_pushcfunction(L, job_gc);
     lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, job_gc);
+    lua_setfield(L, -2, "__close");
     luaL_newlib(L, jm);
     lua_setfield(L, -2, "__index");
   }

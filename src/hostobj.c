@@ -56,11 +56,12 @@ static int o_object_type(lua_State *L) {
 static int o_wait(lua_State *L) {
   uintptr_t hs[64];
   lua_Integer n;
-  long ms = lua_isnoneornil(L, 3) ? -1 : (long)luaL_checkinteger(L, 3);
+  long ms = host_arg_ms(L, 3, -1);
   int r;
   luaL_checktype(L, 1, LUA_TTABLE);
   n = (lua_Integer)lua_rawlen(L, 1);
-  luaL_argcheck(L, n <= 64, 1, "at most 64 events");
+  /* no events would be a sleep that may never end: WaitForMultipleObjects refuses it too */
+  luaL_argcheck(L, n >= 1 && n <= 64, 1, "1 to 64 events");
   for (lua_Integer i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
     hs[i - 1] = (uintptr_t)luaL_checkinteger(L, -1);
@@ -76,7 +77,7 @@ static int o_wait(lua_State *L) {
 
 /* sleep(ms [, alertable]) -> "timeout" | "io_completion" */
 static int o_sleep(lua_State *L) {
-  int r = host_wait(NULL, 0, 0, (long)luaL_checkinteger(L, 1), lua_toboolean(L, 2));
+  int r = host_wait(NULL, 0, 0, (long)host_arg_range(L, 1, 0, HOST_MAX_MS, "timeout"), lua_toboolean(L, 2));
   if (r == -2) lua_pushliteral(L, "io_completion"); else lua_pushliteral(L, "timeout");
   return 1;
 }
@@ -93,7 +94,8 @@ static int o_window(lua_State *L) {
  * waiting up to timeout_ms for the first one. */
 static int o_messages(lua_State *L) {
   hmsg *list;
-  int k = 0, r = hk_take_messages((uintptr_t)luaL_checkinteger(L, 1), (long)luaL_optinteger(L, 2, 0), &list);
+  uintptr_t hwnd = (uintptr_t)luaL_checkinteger(L, 1);
+  int k = 0, r = hk_take_messages(hwnd, host_arg_ms(L, 2, 0), &list);
   if (r == HK_WRONG_THREAD) return luaL_error(L, "a window's messages are read on the thread that created it");
   if (r != 0) return fail(L, WSA_INVALID_HANDLE);
   lua_newtable(L);
@@ -143,7 +145,7 @@ static int o_post(lua_State *L) {
   hport *p;
   /* every argument read before the lock is taken: a bad one raises */
   uintptr_t h = (uintptr_t)luaL_checkinteger(L, 1);
-  DWORD bytes = (DWORD)luaL_checkinteger(L, 2);
+  DWORD bytes = HOST_DWORD(L, 2, "bytes");
   ULONG_PTR key = (ULONG_PTR)luaL_checkinteger(L, 3);
   LPWSAOVERLAPPED ov = (LPWSAOVERLAPPED)(uintptr_t)luaL_optinteger(L, 4, 0);
   lwsp_mutex_lock(&host_lock);
@@ -157,7 +159,8 @@ static int o_post(lua_State *L) {
 /* dequeue(port [, timeout_ms]) -> bytes, key, overlapped | nil, "timeout" */
 static int o_dequeue(lua_State *L) {
   hpacket k;
-  int r = host_dequeue((uintptr_t)luaL_checkinteger(L, 1), lua_isnoneornil(L, 2) ? -1 : (long)luaL_checkinteger(L, 2), &k);
+  uintptr_t port = (uintptr_t)luaL_checkinteger(L, 1);
+  int r = host_dequeue(port, host_arg_ms(L, 2, -1), &k);
   if (r < 0) return fail(L, WSA_INVALID_HANDLE);
   if (r == 0) { lua_pushnil(L); lua_pushliteral(L, "timeout"); return 2; }
   lua_pushinteger(L, k.bytes);
@@ -220,19 +223,32 @@ static int o_thread_refs(lua_State *L) {
  * the pointer the provider sees. */
 #define OV_MT "lwsp.overlapped"
 
-static WSAOVERLAPPED *check_ov(lua_State *L, int idx) {
+host_ov *host_check_ov(lua_State *L, int idx) {
   host_ov *h = *(host_ov **)luaL_checkudata(L, idx, OV_MT);
-  return &h->ov;
+  if (!h) luaL_argerror(L, idx, "overlapped is freed");
+  return h;
 }
-host_ov *host_check_ov(lua_State *L, int idx) { return *(host_ov **)luaL_checkudata(L, idx, OV_MT); }
+
+/* A provider writes Internal on another thread when the operation ends:
+ * read it once, with the ordering that makes what it wrote before visible. */
+static ULONG_PTR ov_status(host_ov *h) { return __atomic_load_n(&h->ov.Internal, __ATOMIC_ACQUIRE); }
+
+int host_ov_busy(host_ov *h) {
+  if (h->posted && ov_status(h) != WSS_OPERATION_IN_PROGRESS) h->posted = 0;
+  return h->posted;
+}
+
+void host_ov_posted(host_ov *h, int rc, int err) {
+  h->posted = rc == SOCKET_ERROR && err == WSA_IO_PENDING;
+}
 
 static int o_overlapped(lua_State *L) {
   HANDLE ev = (HANDLE)(uintptr_t)luaL_optinteger(L, 1, 0);
   host_ov **u = lua_newuserdatauv(L, sizeof *u, 0);
-  *u = calloc(1, sizeof **u);
-  if (!*u) return fail(L, WSAENOBUFS);
-  (*u)->ov.hEvent = ev;
+  *u = NULL;
   luaL_setmetatable(L, OV_MT);
+  if (!(*u = calloc(1, sizeof **u))) return fail(L, WSAENOBUFS);
+  (*u)->ov.hEvent = ev;
   return 1;
 }
 static int ov_index(lua_State *L) {
@@ -251,14 +267,18 @@ static int ov_index(lua_State *L) {
     lua_pushlstring(L, h->buf ? h->buf : "", h->buf ? n : 0);
   } else if (strcmp(k, "from") == 0) {
     if (h->fromlen > 0) lwsp_push_sockaddr(L, (struct sockaddr *)&h->from, h->fromlen); else lua_pushnil(L);
-  } else if (strcmp(k, "pending") == 0) lua_pushboolean(L, ov->Internal == WSS_OPERATION_IN_PROGRESS);
+  } else if (strcmp(k, "pending") == 0) lua_pushboolean(L, ov_status(h) == WSS_OPERATION_IN_PROGRESS);
   else lua_pushnil(L);
   return 1;
 }
+/* Fields are the application's to write, except while an operation the host
+ * posted with the structure is pending (the provider owns them then). */
 static int ov_newindex(lua_State *L) {
-  WSAOVERLAPPED *ov = check_ov(L, 1);
+  host_ov *h = host_check_ov(L, 1);
+  WSAOVERLAPPED *ov = &h->ov;
   const char *k = luaL_checkstring(L, 2);
   lua_Integer v = luaL_checkinteger(L, 3);
+  if (host_ov_busy(h)) return luaL_argerror(L, 1, "overlapped is in use by a pending operation");
   if (strcmp(k, "Internal") == 0) ov->Internal = (ULONG_PTR)v;
   else if (strcmp(k, "InternalHigh") == 0) ov->InternalHigh = (ULONG_PTR)v;
   else if (strcmp(k, "Offset") == 0) ov->Offset = (DWORD)v;
@@ -268,11 +288,12 @@ static int ov_newindex(lua_State *L) {
   return 0;
 }
 /* A structure a provider may still write to is never freed: it is leaked,
- * and the leak is logged. */
+ * and the leak is logged.  Called by hand (__gc, __close), it frees once and
+ * the userdata then refuses every use. */
 static int ov_gc(lua_State *L) {
   host_ov **u = luaL_checkudata(L, 1, OV_MT);
   if (!*u) return 0;
-  if ((*u)->ov.Internal == WSS_OPERATION_IN_PROGRESS) {
+  if (host_ov_busy(*u) || ov_status(*u) == WSS_OPERATION_IN_PROGRESS) {
     lwsp_log("host", "overlapped %p collected while pending: leaked, not freed", (void *)*u);
   } else {
     free((*u)->buf);
@@ -285,7 +306,9 @@ static int ov_gc(lua_State *L) {
 /* get_overlapped_result(s, overlapped [, wait]) -> bytes, flags */
 static int o_get_overlapped_result(lua_State *L) {
   SOCKET s = (SOCKET)luaL_checkinteger(L, 1);
-  WSAOVERLAPPED *ov = check_ov(L, 2);
+  host_ov *h = host_check_ov(L, 2);
+  WSAOVERLAPPED *ov = &h->ov;
+  int wait = lua_toboolean(L, 3);
   DWORD bytes = 0, flags = 0;
   INT err = 0;
   hsock *hs;
@@ -295,7 +318,10 @@ static int o_get_overlapped_result(lua_State *L) {
   p = hs ? hs->prov : NULL;
   lwsp_mutex_unlock(&host_lock);
   if (!p) return fail(L, hs ? WSANOTINITIALISED : WSAENOTSOCK);
-  if (!HCALL_BOOL(L, p, WSPGetOverlappedResult, s, &err, s, ov, &bytes, lua_toboolean(L, 3), &flags, &err)) return fail(L, err);
+  /* a structure marked pending by hand has no operation to end its wait */
+  if (wait && ov_status(h) == WSS_OPERATION_IN_PROGRESS && !host_ov_busy(h))
+    return luaL_argerror(L, 2, "overlapped has no pending operation to wait for");
+  if (!HCALL_BOOL(L, p, WSPGetOverlappedResult, s, &err, s, ov, &bytes, wait, &flags, &err)) return fail(L, err);
   lua_pushinteger(L, bytes);
   lua_pushinteger(L, flags);
   return 2;
@@ -315,6 +341,7 @@ int lwsp_hostobj_open(lua_State *L) {
     lua_pushcfunction(L, ov_index); lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, ov_newindex); lua_setfield(L, -2, "__newindex");
     lua_pushcfunction(L, ov_gc); lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, ov_gc); lua_setfield(L, -2, "__close");
   }
   lua_pop(L, 1);
   luaL_setfuncs(L, fns, 0);

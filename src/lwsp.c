@@ -817,7 +817,7 @@ static int run_script(lua_State *L) {
   if (!lua_istable(L, -1))
     return luaL_error(L, "provider script %s returned %s, not a table of handlers", I->script, luaL_typename(L, -1));
   for (int i = 0; i < LWSP_NPROCS; i++) {
-    int t = lua_getfield(L, -1, lwsp_proc_names[i]);
+    int t = lwsp_rawfield(L, -1, lwsp_proc_names[i]);
     if (t == LUA_TFUNCTION) {
       I->href[i] = luaL_ref(L, LUA_REGISTRYINDEX);
     } else if (t == LUA_TNIL) {
@@ -837,23 +837,23 @@ static int run_script(lua_State *L) {
     }
     lua_pop(L, 1);
   }
-  lua_getfield(L, -1, "ifs");
+  lwsp_rawfield(L, -1, "ifs");
   I->ifs = lua_toboolean(L, -1);
-  lua_getfield(L, -2, "views");
+  lwsp_rawfield(L, -2, "views");
   I->views = lua_toboolean(L, -1);
-  lua_getfield(L, -3, "budget");
+  lwsp_rawfield(L, -3, "budget");
   if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0 && (unsigned long long)lua_tointeger(L, -1) <= (unsigned long long)LONG_MAX)
     I->budget = (long)lua_tointeger(L, -1);
   else if (!lua_isnil(L, -1))
     lwsp_log(I->name, "provider script %s: ignoring budget (%s%s): not an integer from 0 to %ld", I->script,
              luaL_typename(L, -1), lua_isinteger(L, -1) ? " out of range" : "", LONG_MAX);
-  lua_getfield(L, -4, "memory_limit");
+  lwsp_rawfield(L, -4, "memory_limit");
   if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0 && (unsigned long long)lua_tointeger(L, -1) <= (unsigned long long)SIZE_MAX)
     I->mem_limit = (size_t)lua_tointeger(L, -1);
   else if (!lua_isnil(L, -1))
     lwsp_log(I->name, "provider script %s: ignoring memory_limit (%s): not a positive integer", I->script,
              luaL_typename(L, -1));
-  if (lua_getfield(L, -5, "description") == LUA_TSTRING) {
+  if (lwsp_rawfield(L, -5, "description") == LUA_TSTRING) {
     lua_pushvalue(L, -1);
     lua_setfield(L, LUA_REGISTRYINDEX, "lwsp.description");
   }

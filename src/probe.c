@@ -10,7 +10,7 @@
 static int probe(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   SOCKET s = (SOCKET)luaL_optinteger(L, 2, 0);
-  DWORD catalog = (DWORD)luaL_optinteger(L, 3, 0);
+  DWORD catalog = HOST_OPT_DWORD(L, 3, 0, "catalog id");
   hprov *p = NULL;
   hsock *hs;
   hentry *e = NULL;
@@ -112,9 +112,10 @@ static int probe(lua_State *L) {
  * "null-info" or "null-upcall", a NULL argument or a NULL upcall), then gives
  * a successful startup straight back with WSPCleanup. */
 static int raw_startup(lua_State *L) {
-  DWORD catalog = (DWORD)luaL_checkinteger(L, 1);
-  WORD version = (WORD)luaL_checkinteger(L, 2);
-  const char *what = luaL_optstring(L, 3, "");
+  static const char *const whats[] = {"", "null-data", "null-info", "null-upcall", NULL};
+  DWORD catalog = HOST_DWORD(L, 1, "catalog id");
+  WORD version = (WORD)host_arg_range(L, 2, 0, 0xffff, "version");
+  const char *what = whats[luaL_checkoption(L, 3, "", whats)];
   hentry *e;
   WSAPROTOCOL_INFOW info;
   char path[2048], why[512];

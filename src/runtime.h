@@ -82,7 +82,8 @@ typedef struct lwsp_inst {
   int wd_attached;               /* counted among the watchdog's users */
   volatile int active;           /* everything from here on is reset by each first WSPStartup */
   int startups;
-  GUID id;
+  GUID id;                       /* the GUID whose script runs (start_guid in lwsp.c) */
+  DWORD layer_id;                /* its catalog entry in the chain WSPStartup was given, or 0 */
   char name[39];                 /* the GUID as text, for logs */
   char script[1024];
   lua_State *L;

@@ -80,11 +80,11 @@ describe("installing a Lua layer into lwsp's host catalog", function()
       assert.equal(0, by[r.chains.tcp].dwServiceFlags1 & wsp.XP1_IFS_HANDLES)
       assert.are_not.equal(r.guid, by[r.chains.tcp].ProviderId)
       assert.same({r.chains.tcp, r.chains.udp}, {all[1].dwCatalogEntryId, all[2].dwCatalogEntryId})
-      -- the mappings, read back
+      -- the mapping, read back: the layered entry's GUID alone; the chains'
+      -- GUIDs have none, and the runtime finds the script by walking the chain
       local maps = mappings()
       assert.equal(script, maps[r.guid])
-      assert.equal(1, #r.chain_guids)
-      assert.equal(script, maps[r.chain_guids[1]])
+      assert.is_nil(maps[by[r.chains.tcp].ProviderId])
       -- an application asking for TCP now gets the layer, over a real connection
       local l = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, native.tcp))
       assert(host.bind(l, "127.0.0.1:0"))
@@ -174,23 +174,27 @@ describe("installing a Lua layer into lwsp's host catalog", function()
     -- a layered entry whose chains never got installed
     local lone = lwsp.guid()
     assert(lwsp.registry.set(lone, script))
-    assert(b.install(lone, lwsp.path(), {catalog.layer_entry(host.catalog()[1], "lwsp lone")}))
+    assert(b:install(0, lone, lwsp.path(), {catalog.layer_entry(host.catalog()[1], "lwsp lone")}))
     -- a whole install whose layered entry was then removed by hand
     local r = assert(catalog.install{script = script, name = "cut", over = {"udp"}, backend = b})
     host.remove(r.layer)
+    local cut_guid
+    for _, e in ipairs(host.catalog()) do if e.dwCatalogEntryId == r.chains.udp then cut_guid = e.ProviderId end end
     local info = assert(catalog.inspect(b))
     local what = {}
     for _, p in ipairs(info.problems) do what[#what + 1] = p.what end
     table.sort(what)
-    assert.same({"layered entry without protocol chains", "protocol chain whose layered entry is gone",
+    assert.same({"lwsp entry with no script in the registry view", "lwsp layered entry without protocol chains",
+                 "protocol chain naming catalog ids that are gone",
                  "script mapping with no catalog entry", "script mapping with no catalog entry"}, what)
     local status, text = lines({"list"}, b)
     assert.equal(0, status)
-    assert.matches("problem: protocol chain whose layered entry is gone: " .. r.chain_guids[1], text, 1, true)
+    assert.matches("problem: the catalog: protocol chain naming catalog ids that are gone: " .. cut_guid, text, 1, true)
+    assert.equal(1, (lines({"check"}, b)))
     status, text = lines({"repair"}, b)
-    assert.equal(0, status)
-    assert.matches("removed " .. lone, text, 1, true)
-    assert.matches("removed " .. r.chain_guids[1], text, 1, true)
+    assert.equal(0, status, text)
+    assert.matches("took out lwsp layer " .. lone, text, 1, true)
+    assert.matches("deinstalled lwsp chain " .. cut_guid, text, 1, true)
     assert.matches("dropped the script mapping of " .. stale, text, 1, true)
     info = assert(catalog.inspect(b))
     assert.same({}, info.problems)
@@ -198,6 +202,7 @@ describe("installing a Lua layer into lwsp's host catalog", function()
     assert.same(order, ids())
     assert.equal(n0, select(2, mappings()))
     assert.same({0, "nothing to repair"}, {lines({"repair"}, b)})
+    assert.same({0, "the catalog is consistent"}, {lines({"check"}, b)})
   end)
 
   it("answers a wrong command with its usage", function()

@@ -506,3 +506,104 @@ describe("reading a DLL's architecture from its PE header", function()
     assert.matches("no PE signature", select(2, catalog.pe_arch(("MZ" .. ("\0"):rep(58) .. string.pack("<I4", 64)) .. "XX\0\0" .. ("\0"):rep(64))))
   end)
 end)
+
+-- The runtime's side of the install: lwsp finds its script and the layer below
+-- from the ProtocolChain it is given, through lwsp's host with real loopback TCP.
+describe("the runtime walks the protocol chain it is given", function()
+  local host, lwsp = H.host, H.lwsp
+  local LOG_LAYER = [[
+local lwsp = require "lwsp"
+local layered = require "wsp.layered"
+local P = layered.new()
+P.description = "walked layer"
+local socket = P.socket
+function P.socket(s, af, type, protocol, info, ...)
+  if FORGE then
+    local forged = {}
+    for k, v in pairs(info) do forged[k] = v end
+    forged.dwCatalogEntryId = 999999     -- a chain the catalog no longer holds
+    info = forged
+  end
+  lwsp.log("walked: socket on chain " .. table.concat(info.ProtocolChain, ","))
+  return socket(s, af, type, protocol, info, ...)
+end
+function P.send(s, data, ...)
+  lwsp.log("walked layer carried " .. #data .. " bytes")
+  return P.base.send(s, data, ...)
+end
+return P
+]]
+  local native, made
+  before_each(function()
+    host.cleanup()
+    native = host.install_native()
+    made = {}
+  end)
+  after_each(function()
+    host.cleanup()
+    for _, id in ipairs(made) do pcall(host.remove, id) end
+    for _, id in ipairs(native.ids) do pcall(host.remove, id) end
+  end)
+
+  local function traffic(chain_id)
+    local l = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, native.tcp))
+    assert(host.bind(l, "127.0.0.1:0"))
+    assert(host.listen(l, 4))
+    local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, chain_id))
+    assert(host.connect(c, host.getsockname(l)))
+    local a = assert(host.accept(l))
+    local mark = H.mark()
+    assert.equal(6, host.send(c, "walked"))
+    assert.equal("walked", host.recv(a, 100))
+    assert.truthy(H.find_log(mark, "walked layer carried 6 bytes", true))
+    for _, s in ipairs{c, a, l} do host.close(s) end
+  end
+
+  -- an lwsp layer (mapped GUID) and a chain over it whose first layer is
+  -- another provider's (an unmapped GUID, loaded as lwsp's DLL here since the
+  -- host starts the chain's own DLL): {foreign, lwsp, native TCP}
+  local function under_foreign(src)
+    local guid = H.lwsp.guid()
+    assert(lwsp.registry.set(guid, H.script(src)))
+    local function entry(g, chain, name)
+      local e = host.protocol_info{guid = g, af = wsp.AF_INET, type = wsp.SOCK_STREAM, name = name}
+      e.ProtocolChain = chain
+      return e
+    end
+    local lwsp_layer = lwsp.host.install(entry(guid, {}, "lwsp layer"), lwsp.path(), "layer")
+    local foreign = lwsp.host.install(entry(H.lwsp.guid(), {}, "foreign layer"), lwsp.path(), "layer")
+    local chain = lwsp.host.install(entry(H.lwsp.guid(), {foreign, lwsp_layer, native.tcp}, "foreign over lwsp"),
+      lwsp.path(), "chain")
+    made = {chain, foreign, lwsp_layer}
+    return chain, guid
+  end
+
+  it("runs lwsp's script when started with another LSP's chain entry that has lwsp below it", function()
+    local chain = under_foreign(LOG_LAYER:gsub("if FORGE", "if false"))
+    traffic(chain)
+  end)
+
+  it("opens the layer below from the chain WSPSocket was given, not from the catalog as it is now", function()
+    local chain = under_foreign(LOG_LAYER:gsub("if FORGE", "if true"))
+    local mark = H.mark()
+    traffic(chain)
+    assert.truthy(H.find_log(mark, "walked: socket on chain", true))
+  end)
+
+  it("refuses a chain that names a layer twice (a layer that would load itself)", function()
+    local guid = H.lwsp.guid()
+    assert(lwsp.registry.set(guid, H.script(LOG_LAYER:gsub("if FORGE", "if false"))))
+    local info = host.protocol_info{guid = guid, af = wsp.AF_INET, type = wsp.SOCK_STREAM, name = "lwsp layer"}
+    info.ProtocolChain = {}
+    local layer = lwsp.host.install(info, lwsp.path(), "layer")
+    local loop = host.protocol_info{guid = H.lwsp.guid(), af = wsp.AF_INET, type = wsp.SOCK_STREAM, name = "loop"}
+    loop.ProtocolChain = {layer, layer, native.tcp}
+    local id = lwsp.host.install(loop, lwsp.path(), "chain")
+    made = {id, layer}
+    local mark = H.mark()
+    local s, _, code = host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, id)
+    assert.is_nil(s)
+    assert.equal(wsp.WSAEPROVIDERFAILEDINIT, code)
+    assert.truthy(H.find_log(mark, "names catalog entry " .. layer .. " twice", true))
+  end)
+end)

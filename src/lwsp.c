@@ -689,9 +689,12 @@ static int msgh(lua_State *L) {
 
 /* Keeps only absolute entries of package.path/cpath (a provider runs inside
  * other people's processes: their current directory is not a place to load
- * code from), then adds the script's folder and lwsp's own Lua folders. */
+ * code from), then adds the script's folder and lwsp's own Lua folders.
+ * Started by ws2_32 itself (strict), the provider searches those alone: the
+ * application's LUA_PATH and exe folder, and folders relative to the DLL that
+ * lwsp-catalog does not check, are no places to load code from either. */
 static const char sanitize_paths[] =
-  "local scriptdir, moddir, sep = ...\n"
+  "local scriptdir, moddir, sep, strict = ...\n"
   "local function absolute(e)\n"
   "  if sep == '\\\\' then return e:match('^%a:[\\\\/]') or e:match('^\\\\\\\\') or e:match('^!') end\n"
   "  return e:sub(1, 1) == '/'\n"
@@ -699,15 +702,18 @@ static const char sanitize_paths[] =
   "local function clean(p, extra)\n"
   "  local out = {}\n"
   "  for _, e in ipairs(extra) do out[#out + 1] = e end\n"
+  "  if strict then return table.concat(out, ';') end\n"
   "  for e in p:gmatch('[^;]+') do if absolute(e) then out[#out + 1] = e end end\n"
   "  return table.concat(out, ';')\n"
   "end\n"
   "local s = sep\n"
-  "package.path = clean(package.path, {\n"
-  "  scriptdir .. s .. '?.lua',\n"
-  "  moddir .. s .. 'lua' .. s .. '?.lua', moddir .. s .. 'lua' .. s .. '?' .. s .. 'init.lua',\n"
-  "  moddir .. s .. '..' .. s .. '..' .. s .. '..' .. s .. 'share' .. s .. 'lua' .. s .. '5.4' .. s .. '?.lua',\n"
-  "  moddir .. s .. '..' .. s .. '..' .. s .. '..' .. s .. 'share' .. s .. 'lua' .. s .. '5.4' .. s .. '?' .. s .. 'init.lua' })\n"
+  "local dirs = {scriptdir .. s .. '?.lua',\n"
+  "  moddir .. s .. 'lua' .. s .. '?.lua', moddir .. s .. 'lua' .. s .. '?' .. s .. 'init.lua'}\n"
+  "if not strict then\n"
+  "  dirs[#dirs + 1] = moddir .. s .. '..' .. s .. '..' .. s .. '..' .. s .. 'share' .. s .. 'lua' .. s .. '5.4' .. s .. '?.lua'\n"
+  "  dirs[#dirs + 1] = moddir .. s .. '..' .. s .. '..' .. s .. '..' .. s .. 'share' .. s .. 'lua' .. s .. '5.4' .. s .. '?' .. s .. 'init.lua'\n"
+  "end\n"
+  "package.path = clean(package.path, dirs)\n"
   "package.cpath = clean(package.cpath, {})\n";
 
 static void dirname_of(const char *path, char *out, size_t len) {
@@ -772,7 +778,8 @@ static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCAL
 #else
   lua_pushstring(L, "/");
 #endif
-  if (lua_pcall(L, 3, 0, -5) != LUA_OK) goto lua_fail;
+  lua_pushboolean(L, !lwsp_host_owns(up));
+  if (lua_pcall(L, 4, 0, -6) != LUA_OK) goto lua_fail;
   lua_newtable(L);
   I->waits_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
@@ -1019,9 +1026,7 @@ static int l_path(lua_State *L) {
 }
 static int l_guid(lua_State *L) {
   GUID g;
-  lwsp_random_bytes(&g, sizeof g);
-  g.Data3 = (WORD)((g.Data3 & 0x0fff) | 0x4000);
-  g.Data4[0] = (BYTE)((g.Data4[0] & 0x3f) | 0x80);
+  lwsp_guid_new(&g);
   lwsp_push_guid(L, &g);
   return 1;
 }

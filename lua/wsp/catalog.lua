@@ -530,7 +530,7 @@ function catalog.install(o)
   end
   -- the catalogs as they are, and the bases in each
   local guid = o.guid or lwsp.guid()
-  local views, bases = {}, {}
+  local bases = {}
   for _, view in ipairs(b.views) do
     local v, err = read_view(b, view)
     if not v then return refuse(err) end
@@ -544,7 +544,6 @@ function catalog.install(o)
       if not base then return refuse(("no base provider for %s in %s catalog"):format(kind, view_name(view))) end
       bases[view][#bases[view] + 1] = base
     end
-    views[view] = v
   end
   -- 1. the mapping, in every registry view, before any entry exists
   for _, view in ipairs(b.views) do
@@ -800,11 +799,9 @@ function catalog.wsc(o)
   function b.insecure(_, path) return wsc.insecure(path) end
   function b.expand(_, path, view) return wsc.expand(path, view) end
   function b.test_start(self, view, dll, guid)
-    local exe = view == 32 and self.lua32 or wsc.lua_exe()
-    if view == 32 and wsc.bits == 64 and not exe then
-      return nil, "the 32-bit test start needs the i686 lua.exe (--lua32)"
-    end
-    return wsc.test_start(exe, dll, guid)
+    local exe = view == 32 and (self.lua32 or (wsc.bits == 32 and wsc.lua_exe())) or (view == 64 and wsc.bits == 64 and wsc.lua_exe())
+    if not exe then return nil, ("the %d-bit test start needs the %s lua.exe (--lua32)"):format(view, view == 32 and "i686" or "x86_64") end
+    return catalog.test_start(exe, dll, guid)
   end
   return b
 end
@@ -892,12 +889,74 @@ function catalog.host(o)
 end
 
 ---------------------------------------------------------------------------------------------
+-- the test start: the provider started in a fresh process before the catalog knows it
+
+-- Run by the lua.exe of the DLL's architecture, in a folder of its own: loads
+-- the DLL by its full path, starts lwsp's host in it over the native provider
+-- beside it, and opens and binds a TCP socket through the layer (WSPStartup
+-- finds the script through this architecture's registry view).
+local PROBE = [=[
+local dll, guid = arg[1], arg[2]
+local open, err = package.loadlib(dll, "luaopen_lwsp")
+if not open then io.write("cannot load ", dll, ": ", tostring(err), "\n") os.exit(3) end
+local lwsp = open()
+package.loaded.lwsp = lwsp
+local dir = dll:match("^(.*)[\\/][^\\/]*$")
+package.path = dir .. "\\lua\\?.lua;" .. dir .. "\\lua\\?\\init.lua"
+local wsp = require "wsp"
+local whost = require "wsp.host"
+local h = lwsp.host
+local base = whost.install_native()
+local layer = h.install(whost.protocol_info{guid = guid, name = "lwsp test start"}, dll, "layer")
+local tcp
+for _, e in ipairs(h.catalog()) do if e.dwCatalogEntryId == base.tcp then tcp = e end end
+local c = {}
+for k, v in pairs(tcp) do c[k] = v end
+c.path, c.dwCatalogEntryId, c.ProviderId = nil, nil, lwsp.guid()
+c.ProtocolChain = {layer, base.tcp}
+local chain = h.install(c, dll, "chain")
+local s, serr = h.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, chain)
+if not s then io.write("no socket through the layer: ", tostring(serr), "\n") os.exit(4) end
+local ok, berr = h.bind(s, "127.0.0.1:0")
+h.close(s)
+h.cleanup()
+if not ok then io.write("bind through the layer failed: ", tostring(berr), "\n") os.exit(5) end
+io.write("lwsp test start: ok\n")
+os.exit(0)
+]=]
+
+--- Starts the provider in a fresh process: `exe` (a lua.exe of the DLL's
+-- architecture) loads `dll` by its full path from the temporary folder and
+-- opens a socket through the layer whose GUID is `guid`.
+-- @return true | nil, what the process said
+function catalog.test_start(exe, dll, guid)
+  local probe = os.tmpname()
+  if package.config:sub(1, 1) == "\\" and not windows_path(probe) then
+    probe = (os.getenv("TEMP") or "C:\\Windows\\Temp") .. probe
+  end
+  local f = io.open(probe, "w")
+  if not f then return nil, "cannot write the test start's script " .. probe end
+  f:write(PROBE)
+  f:close()
+  local dir = dirname(probe)
+  local line = ('cd /d "%s" && "%s" "%s" "%s" %s 2>&1'):format(dir, exe, probe, dll, guid)
+  local p = io.popen('"' .. line .. '"')
+  local out = p and p:read("a") or ""
+  local ok = p and p:close()
+  os.remove(probe)
+  out = out:gsub("\r", "")
+  if ok and out:find("lwsp test start: ok", 1, true) then return true end
+  return nil, (out:gsub("%s+$", "") ~= "" and out:gsub("%s+$", "") or "the process failed")
+end
+
+---------------------------------------------------------------------------------------------
 -- staging: the files an install needs, copied where only administrators can write
 
 --- The Lua modules the runtime needs beside its DLL (lua\wsp\*.lua).
-catalog.MODULES = {"init", "layered", "util", "trace"}
+catalog.MODULES = {"init", "layered", "util", "trace", "host"}
 
---- Copies the DLL (and lua54.dll when it sits beside it), lwsp's wsp modules
+--- Copies the DLL (and lua54.dll, when Lua is not linked in, and the native
+-- provider the test start runs over, when they sit beside it), lwsp's wsp modules
 -- and the script into `dir` (and the 32-bit DLL into `dir32`).
 -- @return {dll =, dll32 =, script =} the copies' paths | nil, message
 function catalog.stage(b, o)
@@ -914,8 +973,10 @@ function catalog.stage(b, o)
       if dll and dir then
         cp(dll, dir .. s .. "lwsp.dll")
         out[pair[3]] = dir .. s .. "lwsp.dll"
-        local lua = (dirname(dll) or ".") .. s .. "lua54.dll"
-        if b:exists(lua) then cp(lua, dir .. s .. "lua54.dll") end
+        for _, beside in ipairs{"lua54.dll", "lwsp_native.dll"} do
+          local p = (dirname(dll) or ".") .. s .. beside
+          if b:exists(p) then cp(p, dir .. s .. beside) end
+        end
         for _, m in ipairs(catalog.MODULES) do
           cp(moddir .. s .. m .. ".lua", dir .. s .. "lua" .. s .. "wsp" .. s .. m .. ".lua")
         end

@@ -334,27 +334,27 @@ static int w_insecure(lua_State *L) {
   at[lwsp_utf16_to_utf8(w, wcslen(w), at, sizeof at - 1)] = 0;
   rc = GetNamedSecurityInfoW(w, SE_FILE_OBJECT, OWNER_SECURITY_INFORMATION | DACL_SECURITY_INFORMATION, &owner, NULL,
                              &dacl, NULL, &sd);
-  if (rc != ERROR_SUCCESS) { lua_pushfstring(L, "%s: its ACL cannot be read (error %d)", at, (int)rc); return 1; }
+  if (rc != ERROR_SUCCESS) { lua_pushfstring(L, "%s: the ACL of %s cannot be read (error %d)", given, at, (int)rc); return 1; }
+  who[0] = 0;
   if (!trusted_sid(owner)) {
-    sid_text(owner, who, sizeof who);
-    lua_pushfstring(L, "%s is owned by %s, who can change its ACL", at, who);
+    char o[600];
+    sid_text(owner, o, sizeof o);
+    snprintf(who, sizeof who, "%s (the owner of %s)", o, at);
   } else if (!dacl) {
-    lua_pushfstring(L, "%s has no DACL: everyone can change it", at);
+    snprintf(who, sizeof who, "everyone (%s has no DACL)", at);
   } else {
-    lua_pushnil(L);
-    for (DWORD i = 0; i < dacl->AceCount; i++) {
+    for (DWORD i = 0; i < dacl->AceCount && !who[0]; i++) {
       ACE_HEADER *h;
       ACCESS_ALLOWED_ACE *a;
       if (!GetAce(dacl, i, (void **)&h) || h->AceType != ACCESS_ALLOWED_ACE_TYPE || (h->AceFlags & INHERIT_ONLY_ACE)) continue;
       a = (ACCESS_ALLOWED_ACE *)h;
       if (!(a->Mask & WRITE_RIGHTS) || trusted_sid((PSID)&a->SidStart)) continue;
       sid_text((PSID)&a->SidStart, who, sizeof who);
-      lua_pop(L, 1);
-      if (created) lua_pushfstring(L, "%s does not exist and %s can create it (in %s)", given, who, at);
-      else lua_pushfstring(L, "%s can be changed by %s", at, who);
-      break;
     }
   }
+  if (!who[0]) lua_pushnil(L);
+  else if (created) lua_pushfstring(L, "%s does not exist and %s can create it (in %s)", given, who, at);
+  else lua_pushfstring(L, "%s can be changed by %s", given, who);
   LocalFree(sd);
   return 1;
 }

@@ -483,6 +483,7 @@ function catalog.install(o)
   local b = o.backend or catalog.wsc()
   local function refuse(msg) return nil, msg .. "\nnothing was installed" end
   if not b.available then return refuse(b.why) end
+  if b.no32 then return refuse(b.no32) end
   local dll, dll32 = o.dll or b.dll, b.dll32
   if o.dll32 ~= nil then dll32 = o.dll32 or nil end
   local script = o.script
@@ -774,6 +775,11 @@ function catalog.wsc(o)
   if wsc.available then
     local os64 = wsc.os_bits and wsc.os_bits() or wsc.bits
     b.views = os64 == 64 and {64, 32} or {32}
+    if os64 == 64 and not wsc.has("WSCEnumProtocols32") then
+      -- (Wine's ws2_32): only the native catalog can be read; nothing is installed
+      b.views, b.no32 = {64}, "this ws2_32 has no WSCEnumProtocols32: the 32-bit catalog cannot be reached,"
+        .. " and an install into one catalog of two would cut 32-bit programs off"
+    end
     if wsc.bits == 64 then b.dll = b.dll or lwsp.path() else b.dll32 = b.dll32 or lwsp.path() b.dll = b.dll or (os64 == 32 and b.dll32 or nil) end
     if os64 == 64 and wsc.bits ~= 64 then
       b.available, b.why = false, "a 32-bit process on a 64-bit Windows reaches one catalog of two: run the 64-bit lua.exe"
@@ -896,13 +902,13 @@ end
 -- beside it, and opens and binds a TCP socket through the layer (WSPStartup
 -- finds the script through this architecture's registry view).
 local PROBE = [=[
-local dll, guid = arg[1], arg[2]
+local dll, guid, mods = arg[1], arg[2], arg[3]
 local open, err = package.loadlib(dll, "luaopen_lwsp")
 if not open then io.write("cannot load ", dll, ": ", tostring(err), "\n") os.exit(3) end
 local lwsp = open()
 package.loaded.lwsp = lwsp
-local dir = dll:match("^(.*)[\\/][^\\/]*$")
-package.path = dir .. "\\lua\\?.lua;" .. dir .. "\\lua\\?\\init.lua"
+mods = mods or dll:match("^(.*)[\\/][^\\/]*$") .. "\\lua"
+package.path = mods .. "\\?.lua;" .. mods .. "\\?\\init.lua"
 local wsp = require "wsp"
 local whost = require "wsp.host"
 local h = lwsp.host
@@ -927,9 +933,10 @@ os.exit(0)
 
 --- Starts the provider in a fresh process: `exe` (a lua.exe of the DLL's
 -- architecture) loads `dll` by its full path from the temporary folder and
--- opens a socket through the layer whose GUID is `guid`.
+-- opens a socket through the layer whose GUID is `guid`; lwsp's Lua modules
+-- are those beside the DLL (in lua\\), or in `mods`.
 -- @return true | nil, what the process said
-function catalog.test_start(exe, dll, guid)
+function catalog.test_start(exe, dll, guid, mods)
   local probe = os.tmpname()
   if package.config:sub(1, 1) == "\\" and not windows_path(probe) then
     probe = (os.getenv("TEMP") or "C:\\Windows\\Temp") .. probe
@@ -939,7 +946,7 @@ function catalog.test_start(exe, dll, guid)
   f:write(PROBE)
   f:close()
   local dir = dirname(probe)
-  local line = ('cd /d "%s" && "%s" "%s" "%s" %s 2>&1'):format(dir, exe, probe, dll, guid)
+  local line = ('cd /d "%s" && "%s" "%s" "%s" %s%s 2>&1'):format(dir, exe, probe, dll, guid, mods and (' "' .. mods .. '"') or "")
   local p = io.popen('"' .. line .. '"')
   local out = p and p:read("a") or ""
   local ok = p and p:close()

@@ -272,8 +272,8 @@ describe("installing into the model's two catalogs", function()
     local r = assert(install(m))
     assert.is_nil(m.categories[64][r.guid])
     local m2 = machine()
-    r = assert(install(m2, {category = "inspector,outbound"}))
-    assert.equal(catalog.CATEGORIES.inspector | catalog.CATEGORIES.outbound, m2.categories[64][r.guid])
+    r = assert(install(m2, {category = "inspector,outbound_modify"}))
+    assert.equal(0x1 | 0x20, m2.categories[64][r.guid])
     assert.equal(m2.categories[64][r.guid], m2.categories[32][r.guid])
   end)
 
@@ -489,6 +489,36 @@ describe("lwsp-catalog over the model", function()
     status, text = run(m, {"check"})
     assert.equal(1, status)
     assert.matches("problem: 64%-bit catalog: script mapping with no catalog entry", text)
+  end)
+end)
+
+describe("staging an install's files on this machine's file system", function()
+  it("copies the DLL, what sits beside it, lwsp's wsp modules and the script into new folders", function()
+    local sep = H.windows and "\\" or "/"
+    local src = H.tmp .. sep .. "src"
+    H.mkdir(src)
+    for _, name in ipairs{"lwsp.dll", "lua54.dll"} do
+      local f = assert(io.open(src .. sep .. name, "wb"))
+      f:write("MZ" .. name)
+      f:close()
+    end
+    local script = H.script(LAYER)
+    local dir = H.tmp .. sep .. "Program Files" .. sep .. "lwsp"
+    local r = assert(catalog.stage(catalog.host(), {dll = src .. sep .. "lwsp.dll", dir = dir, script = script,
+      modules = H.root .. sep .. "lua" .. sep .. "wsp"}))
+    assert.equal(dir .. sep .. "lwsp.dll", r.dll)
+    local function read(p) local f = assert(io.open(p, "rb")) local t = f:read("a") f:close() return t end
+    assert.equal("MZlwsp.dll", read(r.dll))
+    assert.equal("MZlua54.dll", read(dir .. sep .. "lua54.dll"))
+    assert.equal(LAYER, read(r.script))
+    for _, m in ipairs(catalog.MODULES) do
+      assert.equal(read(H.root .. sep .. "lua" .. sep .. "wsp" .. sep .. m .. ".lua"),
+        read(dir .. sep .. "lua" .. sep .. "wsp" .. sep .. m .. ".lua"))
+    end
+    -- a source that is not there: nothing half-said
+    local none, err = catalog.stage(catalog.host(), {dll = src .. sep .. "missing.dll", dir = dir, script = script})
+    assert.is_nil(none)
+    assert.matches("cannot copy .*missing%.dll", err)
   end)
 end)
 

@@ -258,6 +258,12 @@ static int w_update(lua_State *L) {
   return 1;
 }
 
+/* the values lua/wsp/catalog.lua's CATEGORIES table names */
+_Static_assert(LSP_INSPECTOR == 0x1 && LSP_REDIRECTOR == 0x2 && LSP_PROXY == 0x4 && LSP_FIREWALL == 0x8 &&
+               LSP_INBOUND_MODIFY == 0x10 && LSP_OUTBOUND_MODIFY == 0x20 && LSP_CRYPTO_COMPRESS == 0x40 &&
+               LSP_LOCAL_CACHE == 0x80 && LSP_SYSTEM == 0x80000000 && ProviderInfoLspCategories == 0,
+               "LSP categories as catalog.CATEGORIES has them");
+
 /* set_category(guid, categories [, view]) -> true | nil, message, code:
  * WSCSetProviderInfo(32) with ProviderInfoLspCategories (0). */
 static int w_set_category(lua_State *L) {

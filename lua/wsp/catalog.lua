@@ -31,10 +31,11 @@ catalog.KINDS = {
 }
 local KIND_ORDER = {"tcp", "udp", "tcp6", "udp6"}
 
---- LSP categories (WSCSetProviderInfo, ProviderInfoLspCategories).
+--- LSP categories (WSCSetProviderInfo, ProviderInfoLspCategories): ws2spi.h's
+-- LSP_* values (src/wsc.c checks them against mingw's header at compile time).
 catalog.CATEGORIES = {
-  passive = 0x1, data_source = 0x2, inspector = 0x4, redirector = 0x8, proxy = 0x10, firewall = 0x20,
-  inbound = 0x40, outbound = 0x80, passive_data = 0x100, system = 0x80000000,
+  inspector = 0x1, redirector = 0x2, proxy = 0x4, firewall = 0x8, inbound_modify = 0x10,
+  outbound_modify = 0x20, crypto_compress = 0x40, local_cache = 0x80, system = 0x80000000,
 }
 
 local WSAPROTOCOL_LEN = 255
@@ -753,7 +754,15 @@ local function files_of(b)
   function b.copy_file(_, from, to)
     local src, err = read_file(from)
     if not src then return nil, err end
-    local f, werr = io.open(to, "wb")
+    local f = io.open(to, "wb")
+    if not f then
+      -- the folder first (cmd's mkdir makes the folders above it too)
+      local dir = dirname(to)
+      if package.config:sub(1, 1) == "\\" then os.execute(('mkdir "%s" 2>nul'):format(dir))
+      else os.execute(("mkdir -p '%s'"):format(dir)) end
+    end
+    local werr
+    f, werr = f or io.open(to, "wb")
     if not f then return nil, werr end
     f:write(src)
     f:close()

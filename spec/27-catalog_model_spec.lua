@@ -385,6 +385,41 @@ describe("every failure point", function()
   end)
 end)
 
+describe("an undo that cannot finish", function()
+  it("says what is left instead of \"nothing was left installed\", and repair takes it out", function()
+    local m = machine()
+    local before = m:state()
+    -- the 32-bit test start fails (found on a clean install's log), and so
+    -- do both of the undo's tries to drop the 64-bit mapping (found on the logs of those failures)
+    local function index(log, name, after)
+      for i = (after or 0) + 1, #log do if log[i] == name then return i end end
+    end
+    local clean = machine()
+    assert(install(clean))
+    local test32 = assert(index(clean.log, "test_start32"))
+    local once = machine()
+    once.fail_at = test32
+    assert.is_nil((install(once)))
+    local unmap = assert(index(once.log, "unmap64", test32))
+    -- the undo tries once more: that fails too
+    local twice = machine()
+    twice.fail_at = {[test32] = true, [unmap] = true}
+    assert.is_nil((install(twice)))
+    local again = assert(index(twice.log, "unmap64", unmap))
+    m.fail_at = {[test32] = true, [unmap] = true, [again] = true}
+    local r, err
+    r, err = install(m)
+    m.fail_at = nil
+    assert.is_nil(r)
+    assert.is_nil(err:find("nothing was left installed", 1, true))
+    assert.matches("the undo could not take everything out %(the script mapping in the 64%-bit registry view", err)
+    assert.matches("run lwsp%-catalog repair", err)
+    assert.truthy(#problems(m) > 0)
+    assert.same({}, assert(catalog.repair(m)).left)
+    assert.same(before, m:state())
+  end)
+end)
+
 describe("removing and repairing in the model", function()
   it("removes from both catalogs and registry views, leaving the machine as before", function()
     local m = machine()

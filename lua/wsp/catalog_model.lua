@@ -26,8 +26,9 @@
 --   SYSTEM", and a test start of a provider in a fresh process of each
 --   architecture.
 --
--- Fault injection: `m.fail_at = n` makes the n-th call (every call above counts,
--- reads too) fail with `m.fail_code` and change nothing; `m.crash_at = n` makes
+-- Fault injection: `m.fail_at = n` (or a set {[n] = true, ...}) makes the n-th
+-- call (every call above counts, reads too) fail with `m.fail_code` and change
+-- nothing; `m.crash_at = n` makes
 -- the n-th call raise `model.CRASH` before it runs (the installer's process
 -- dies there: no undo runs); `m.partial = true` makes install_and_chains write
 -- the 64-bit catalog and then fail on the 32-bit one.  `m.calls` counts the
@@ -168,7 +169,7 @@ local function gate(m, name)
   m.calls = m.calls + 1
   m.log[#m.log + 1] = name
   if m.crash_at == m.calls then error(model.CRASH, 0) end
-  if m.fail_at == m.calls then return false end
+  if m.fail_at == m.calls or (type(m.fail_at) == "table" and m.fail_at[m.calls]) then return false end
   return true
 end
 local function changed(m) if m.after then m.after(m) end end

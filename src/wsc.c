@@ -395,6 +395,28 @@ static int w_expand(lua_State *L) {
   return 1;
 }
 
+/* mkdir(path) -> true | nil, message: the folder and the folders above it */
+static int w_mkdir(lua_State *L) {
+  WCHAR w[MAX_PATH * 2];
+  size_t len;
+  check_wide(L, 1, w, MAX_PATH * 2);
+  len = wcslen(w);
+  for (size_t i = 3; i <= len; i++) {
+    if (i == len || w[i] == L'\\' || w[i] == L'/') {
+      WCHAR c = w[i];
+      w[i] = 0;
+      if (!CreateDirectoryW(w, NULL) && GetLastError() != ERROR_ALREADY_EXISTS) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot create %s (error %d)", luaL_checkstring(L, 1), (int)GetLastError());
+        return 2;
+      }
+      w[i] = c;
+    }
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* os_bits() -> 64 on a 64-bit Windows (this process 64-bit, or 32-bit under
  * WOW64), else 32 */
 static int w_os_bits(lua_State *L) {
@@ -450,7 +472,8 @@ int lwsp_wsc_open(lua_State *L) {
     {"enum", w_enum}, {"install", w_install}, {"install_and_chains", w_install_and_chains},
     {"write_order", w_write_order}, {"deinstall", w_deinstall}, {"provider_path", w_provider_path},
     {"has", w_has}, {"entry", w_entry}, {"update", w_update}, {"set_category", w_set_category},
-    {"insecure", w_insecure}, {"expand", w_expand}, {"os_bits", w_os_bits}, {"lua_exe", w_lua_exe}, {NULL, NULL}};
+    {"insecure", w_insecure}, {"expand", w_expand}, {"os_bits", w_os_bits}, {"lua_exe", w_lua_exe}, {"mkdir", w_mkdir},
+    {NULL, NULL}};
   luaL_newlib(L, fns);
   lua_pushboolean(L, 1);
   lua_setfield(L, -2, "available");
@@ -473,6 +496,14 @@ static int not_here(lua_State *L) {
   return 2;
 }
 static int w_has(lua_State *L) { luaL_checkstring(L, 1); lua_pushboolean(L, 0); return 1; }
+/* mkdir(path) -> true | nil, message (staging works on any system) */
+static int w_mkdir(lua_State *L) {
+  const char *p = luaL_checkstring(L, 1);
+  if (lwsp_mkdirs(p)) { lua_pushboolean(L, 1); return 1; }
+  lua_pushnil(L);
+  lua_pushfstring(L, "cannot create %s", p);
+  return 2;
+}
 
 int lwsp_wsc_open(lua_State *L) {
   static const char *const names[] = {"enum", "install", "install_and_chains", "write_order", "deinstall",
@@ -485,6 +516,8 @@ int lwsp_wsc_open(lua_State *L) {
   }
   lua_pushcfunction(L, w_has);
   lua_setfield(L, -2, "has");
+  lua_pushcfunction(L, w_mkdir);
+  lua_setfield(L, -2, "mkdir");
   lua_pushboolean(L, 0);
   lua_setfield(L, -2, "available");
   lua_pushinteger(L, (lua_Integer)(sizeof(void *) * 8));

@@ -756,10 +756,8 @@ local function files_of(b)
     if not src then return nil, err end
     local f = io.open(to, "wb")
     if not f then
-      -- the folder first (cmd's mkdir makes the folders above it too)
-      local dir = dirname(to)
-      if package.config:sub(1, 1) == "\\" then os.execute(('mkdir "%s" 2>nul'):format(dir))
-      else os.execute(("mkdir -p '%s'"):format(dir)) end
+      local ok, merr = lwsp.wsc.mkdir(dirname(to))      -- the folder and those above it
+      if not ok then return nil, merr end
     end
     local werr
     f, werr = f or io.open(to, "wb")

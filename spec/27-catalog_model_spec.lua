@@ -655,6 +655,26 @@ return P
     assert.truthy(H.find_log(mark, "walked: socket on chain", true))
   end)
 
+  it("refuses a chain whose next layer is the same provider under another entry", function()
+    local guid = H.lwsp.guid()
+    assert(lwsp.registry.set(guid, H.script(LOG_LAYER:gsub("if FORGE", "if false"))))
+    local function layer(name)
+      local info = host.protocol_info{guid = guid, af = wsp.AF_INET, type = wsp.SOCK_STREAM, name = name}
+      info.ProtocolChain = {}
+      return lwsp.host.install(info, lwsp.path(), "layer")
+    end
+    local a, b = layer("first"), layer("second")
+    local chain = host.protocol_info{guid = H.lwsp.guid(), af = wsp.AF_INET, type = wsp.SOCK_STREAM, name = "self"}
+    chain.ProtocolChain = {a, b, native.tcp}
+    local id = lwsp.host.install(chain, lwsp.path(), "chain")
+    made = {id, a, b}
+    local mark = H.mark()
+    local s, _, code = host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, id)
+    assert.is_nil(s)
+    assert.equal(wsp.WSAEPROVIDERFAILEDINIT, code)
+    assert.truthy(H.find_log(mark, "is this provider itself", true))
+  end)
+
   it("refuses a chain that names a layer twice (a layer that would load itself)", function()
     local guid = H.lwsp.guid()
     assert(lwsp.registry.set(guid, H.script(LOG_LAYER:gsub("if FORGE", "if false"))))

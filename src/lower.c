@@ -128,6 +128,11 @@ static int load(lwsp_inst *I, lwsp_lower *low, char *why, size_t whylen) {
     snprintf(why, whylen, "the next layer's catalog entry %lu is missing", (unsigned long)ci->ProtocolChain.ChainEntries[pos + 1]);
     return 0;
   }
+  if (lwsp_guid_eq(&next.ProviderId, &I->id)) {
+    snprintf(why, whylen, "the layer below in chain %lu (entry %lu) is this provider itself; refusing to load it into itself",
+             (unsigned long)low->chain, (unsigned long)ci->ProtocolChain.ChainEntries[pos + 1]);
+    return 0;
+  }
   if (I->up.lpWPUGetProviderPath(&next.ProviderId, wpath, &plen, &e) != 0) {
     snprintf(why, whylen, "WPUGetProviderPath failed for the next layer (%s)", lwsp_error_name(e) ? lwsp_error_name(e) : "?");
     return 0;

@@ -1008,7 +1008,8 @@ end
 
 local USAGE = [[
 usage: lwsp-catalog install SCRIPT [--name NAME] [--over tcp,udp,tcp6,udp6] [--dll PATH] [--dll32 PATH]
-                                   [--lua32 PATH] [--category LIST] [--to DIR] [--in-place]
+                                   [--lua32 PATH] [--category LIST] [--to DIR] [--to32 DIR]
+                                   [--modules DIR] [--in-place]
        lwsp-catalog list
        lwsp-catalog check
        lwsp-catalog remove GUID|NAME
@@ -1017,8 +1018,12 @@ Installs a Lua script as a layered provider in the Winsock catalogs (both on a
 64-bit Windows: --dll32 names the i686 lwsp.dll), lists lwsp's entries, checks
 every catalog invariant, removes a layer, repairs a broken catalog.  Run it as
 an administrator.  install copies the DLLs, lwsp's modules and the script to
---to (default %ProgramFiles%\lwsp, the 32-bit DLL to %ProgramFiles(x86)%\lwsp)
-unless --in-place, and refuses files that non-administrators can change.]]
+--to (default %ProgramFiles%\lwsp, the 32-bit DLL to --to32, default
+%ProgramFiles(x86)%\lwsp; lwsp's Lua modules from --modules, default beside
+this module) unless --in-place, and refuses files that non-administrators can
+change.  --lua32: the i686 lua.exe for the 32-bit test start.  --category:
+LSP categories (inspector, redirector, proxy, firewall, inbound_modify,
+outbound_modify, crypto_compress, local_cache, system), none by default.]]
 
 --- Runs the command with argv; writes to out (a function of one line).
 -- @treturn integer exit status

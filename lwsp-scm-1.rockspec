@@ -35,6 +35,7 @@ build = {
     ["wsp.util"] = "lua/wsp/util.lua",
     ["wsp.trace"] = "lua/wsp/trace.lua",
     ["wsp.catalog"] = "lua/wsp/catalog.lua",
+    ["wsp.catalog_model"] = "lua/wsp/catalog_model.lua",
     lwsp_native = {
       sources = {"src/native.c", "src/native_os.c", "src/common.c", "src/platform.c"},
       incdirs = {"src"},

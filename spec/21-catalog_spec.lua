@@ -80,11 +80,11 @@ describe("installing a Lua layer into lwsp's host catalog", function()
       assert.equal(0, by[r.chains.tcp].dwServiceFlags1 & wsp.XP1_IFS_HANDLES)
       assert.are_not.equal(r.guid, by[r.chains.tcp].ProviderId)
       assert.same({r.chains.tcp, r.chains.udp}, {all[1].dwCatalogEntryId, all[2].dwCatalogEntryId})
-      -- the mappings, read back
+      -- the mapping, read back: the layered entry's GUID alone; the chains'
+      -- GUIDs have none, and the runtime finds the script by walking the chain
       local maps = mappings()
       assert.equal(script, maps[r.guid])
-      assert.equal(1, #r.chain_guids)
-      assert.equal(script, maps[r.chain_guids[1]])
+      assert.is_nil(maps[by[r.chains.tcp].ProviderId])
       -- an application asking for TCP now gets the layer, over a real connection
       local l = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, native.tcp))
       assert(host.bind(l, "127.0.0.1:0"))
@@ -174,23 +174,27 @@ describe("installing a Lua layer into lwsp's host catalog", function()
     -- a layered entry whose chains never got installed
     local lone = lwsp.guid()
     assert(lwsp.registry.set(lone, script))
-    assert(b.install(lone, lwsp.path(), {catalog.layer_entry(host.catalog()[1], "lwsp lone")}))
+    assert(b:install(0, lone, lwsp.path(), {catalog.layer_entry(host.catalog()[1], "lwsp lone")}))
     -- a whole install whose layered entry was then removed by hand
     local r = assert(catalog.install{script = script, name = "cut", over = {"udp"}, backend = b})
     host.remove(r.layer)
+    local cut_guid
+    for _, e in ipairs(host.catalog()) do if e.dwCatalogEntryId == r.chains.udp then cut_guid = e.ProviderId end end
     local info = assert(catalog.inspect(b))
     local what = {}
     for _, p in ipairs(info.problems) do what[#what + 1] = p.what end
     table.sort(what)
-    assert.same({"layered entry without protocol chains", "protocol chain whose layered entry is gone",
+    assert.same({"lwsp entry with no script in the registry view", "lwsp layered entry without protocol chains",
+                 "protocol chain naming catalog ids that are gone",
                  "script mapping with no catalog entry", "script mapping with no catalog entry"}, what)
     local status, text = lines({"list"}, b)
     assert.equal(0, status)
-    assert.matches("problem: protocol chain whose layered entry is gone: " .. r.chain_guids[1], text, 1, true)
+    assert.matches("problem: the catalog: protocol chain naming catalog ids that are gone: " .. cut_guid, text, 1, true)
+    assert.equal(1, (lines({"check"}, b)))
     status, text = lines({"repair"}, b)
-    assert.equal(0, status)
-    assert.matches("removed " .. lone, text, 1, true)
-    assert.matches("removed " .. r.chain_guids[1], text, 1, true)
+    assert.equal(0, status, text)
+    assert.matches("took out lwsp layer " .. lone, text, 1, true)
+    assert.matches("deinstalled lwsp chain " .. cut_guid, text, 1, true)
     assert.matches("dropped the script mapping of " .. stale, text, 1, true)
     info = assert(catalog.inspect(b))
     assert.same({}, info.problems)
@@ -198,6 +202,7 @@ describe("installing a Lua layer into lwsp's host catalog", function()
     assert.same(order, ids())
     assert.equal(n0, select(2, mappings()))
     assert.same({0, "nothing to repair"}, {lines({"repair"}, b)})
+    assert.same({0, "the catalog is consistent"}, {lines({"check"}, b)})
   end)
 
   it("answers a wrong command with its usage", function()
@@ -240,19 +245,68 @@ describe("Windows' own catalog through lwsp.wsc", function()
   it("installs for real, or fails saying why and leaves nothing behind", function()
     local script = H.script(LAYER)
     local before, n = #assert(lwsp.wsc.enum()), select(2, mappings())
-    local status, text = lines({"install", script, "--name", "wine spec", "--over", "tcp,udp"})
+    local argv = {"install", script, "--name", "wine spec", "--over", "tcp,udp", "--in-place"}
+    local dll32 = H.root .. "\\build\\mingw\\i686\\lwsp.dll"
+    if io.open(dll32, "rb") then argv[#argv + 1] = "--dll32" argv[#argv + 1] = dll32 end
+    local status, text = lines(argv)
     if status == 0 then
-      -- a Windows that takes it (run as an administrator): listed, then removed
+      -- a Windows that takes it (run as an administrator): listed, checked, then removed
       local _, listed = lines({"list"})
       assert.matches("lwsp wine spec", listed, 1, true)
       assert.equal(0, (lines({"remove", "wine spec"})))
     else
       assert.equal(1, status)
-      assert.matches("did not take the layered entry", text, 1, true)
-      assert.matches("nothing was left installed", text, 1, true)
+      assert.matches("install failed", text, 1, true)
+      assert.matches("nothing was l?e?f?t? ?installed", text)
     end
     assert.equal(before, #assert(lwsp.wsc.enum()))
     assert.equal(n, select(2, mappings()))
     assert.same({0, "no lwsp layers installed"}, {lines({"list"})})
+  end)
+
+  it("reads a DLL's architecture from its PE header and expands paths as each architecture sees them", function()
+    local b = catalog.wsc()
+    assert.equal(lwsp.wsc.bits, b:dll_arch(lwsp.path()))
+    assert.equal(64, lwsp.wsc.os_bits())
+    local root = os.getenv("SystemRoot")
+    assert.equal(root .. "\\system32\\x.dll", lwsp.wsc.expand("%SystemRoot%\\system32\\x.dll"))
+    assert.equal(root .. "\\SysWOW64\\x.dll", lwsp.wsc.expand("%SystemRoot%\\system32\\x.dll", 32))
+    assert.equal(os.getenv("ProgramFiles(x86)") .. "\\lwsp", lwsp.wsc.expand("%ProgramFiles%\\lwsp", 32))
+    assert.matches("^{%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x+}$", lwsp.guid():lower())
+  end)
+
+  it("tells who besides administrators can change a file, and judges a missing file by its folder", function()
+    -- what the ACL says is Windows' (Wine's) to decide: the answer is nil or a reason naming the path
+    for _, p in ipairs{H.tmp, lwsp.path()} do
+      local why = lwsp.wsc.insecure(p)
+      assert.is_true(why == nil or why:find(p .. " can be changed by ", 1, true) == 1, tostring(why))
+    end
+    local missing = H.tmp .. "\\no such folder\\x.lua"
+    local why = lwsp.wsc.insecure(missing)
+    assert.is_true(why == nil or why:find(missing .. " does not exist and ", 1, true) == 1, tostring(why))
+    -- the folder and the missing file under it get the same verdict
+    assert.equal(lwsp.wsc.insecure(H.tmp) == nil, why == nil)
+  end)
+
+  it("test-starts the provider in a fresh process: the DLL by its full path, WSPStartup, a socket", function()
+    local exe = assert(lwsp.wsc.lua_exe())
+    local guid = lwsp.guid()
+    local script = H.script(LAYER)
+    -- no mapping yet: the start fails and says so
+    local mods = H.root .. "\\lua"
+    local ok, err = catalog.test_start(exe, lwsp.path(), guid, mods)
+    assert.is_nil(ok)
+    assert.matches("no socket through the layer: WSAEPROVIDERFAILEDINIT", err)
+    assert(lwsp.registry.set(guid, script))
+    ok, err = catalog.test_start(exe, lwsp.path(), guid, mods)
+    lwsp.registry.remove(guid)
+    assert.is_true(ok, err)
+    -- a script that raises at load time fails the start
+    local bad = lwsp.guid()
+    assert(lwsp.registry.set(bad, H.script("error('broken script')")))
+    ok, err = catalog.test_start(exe, lwsp.path(), bad, mods)
+    lwsp.registry.remove(bad)
+    assert.is_nil(ok)
+    assert.matches("WSAEPROVIDERFAILEDINIT", err)
   end)
 end)

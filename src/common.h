@@ -92,6 +92,7 @@ const char *lwsp_registry_where(char *buf, size_t len);
 int lwsp_mkdirs(const char *dir);              /* mkdir -p; 1 on success */
 #endif
 void lwsp_random_bytes(void *buf, size_t n);
+void lwsp_guid_new(GUID *g);                  /* UuidCreate on Windows, random version 4 elsewhere */
 
 /* log.c-style helpers (common.c) */
 void lwsp_log(const char *who, const char *fmt, ...)

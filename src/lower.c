@@ -27,6 +27,7 @@ typedef struct lwsp_lower {
   struct lwsp_lower *next;
   lwsp_inst *I;
   DWORD chain;                 /* the chain entry this lower serves */
+  WSAPROTOCOL_INFOW given;     /* that entry as WSPSocket was given it (when given.ProtocolChain.ChainLen) */
   void *lib;
   WSPPROC_TABLE procs;
   WSPDATA data;
@@ -126,7 +127,11 @@ static int load(lwsp_inst *I, lwsp_lower *low, char *why, size_t whylen) {
   int pos = -1, rc, len;
   void *sym;
   LPWSPSTARTUP startup;
-  if (!catalog_info(I, low->chain, &chain)) {
+  /* the chain as WSPSocket was given it: a catalog changed since (a layer
+   * removed) does not stop a running process from opening sockets on it */
+  if (low->given.ProtocolChain.ChainLen) {
+    chain = low->given;
+  } else if (!catalog_info(I, low->chain, &chain)) {
     snprintf(why, whylen, "catalog entry %lu not found", (unsigned long)low->chain);
     return 0;
   }
@@ -136,6 +141,8 @@ static int load(lwsp_inst *I, lwsp_lower *low, char *why, size_t whylen) {
     snprintf(why, whylen, "catalog entry %lu is not a protocol chain (ChainLen %d)", (unsigned long)low->chain, len);
     return 0;
   }
+  for (int i = 0; i < len && pos < 0; i++)
+    if (I->layer_id && ci->ProtocolChain.ChainEntries[i] == I->layer_id) pos = i;
   for (int i = 0; i < len && pos < 0; i++)
     if (catalog_info(I, ci->ProtocolChain.ChainEntries[i], &entry) &&
         lwsp_guid_eq(&entry.ProviderId, &I->id))
@@ -155,8 +162,9 @@ static int load(lwsp_inst *I, lwsp_lower *low, char *why, size_t whylen) {
   if (lwsp_guid_eq(&next.ProviderId, &I->id) || rt_inside_guid(&next.ProviderId)) {
     /* the next layer is this provider, or one this thread is inside already:
      * its calls down would come back up into themselves without end */
-    snprintf(why, whylen, "chain %lu loops: the next layer is a provider this call came through",
-             (unsigned long)low->chain);
+    snprintf(why, whylen, "chain %lu loops: the next layer (entry %lu) is a provider this call came through; "
+             "refusing to load it into itself", (unsigned long)low->chain,
+             (unsigned long)ci->ProtocolChain.ChainEntries[pos + 1]);
     return 0;
   }
   if (I->up.lpWPUGetProviderPath(&next.ProviderId, wpath, &plen, &e) != 0) {
@@ -209,10 +217,21 @@ static int load(lwsp_inst *I, lwsp_lower *low, char *why, size_t whylen) {
   return 1;
 }
 
-/* lwsp.lower(catalog_id) -> the layer below that chain | nil, error */
+/* lwsp.lower(catalog_id | protocol info) -> the layer below that chain | nil,
+ * error.  Given the protocol info WSPSocket received, its ProtocolChain is
+ * walked as given, without looking the chain up in the catalog again. */
 static int l_lower(lua_State *L) {
   lwsp_inst *I = lua_touserdata(L, lua_upvalueindex(1));
-  DWORD chain = (DWORD)int32_arg(L, 1);
+  WSAPROTOCOL_INFOW given;
+  DWORD chain;
+  memset(&given, 0, sizeof given);
+  if (lua_istable(L, 1)) {
+    char msg[200];
+    if (!lwsp_to_protocol_info(L, 1, &given, msg, sizeof msg)) return luaL_argerror(L, 1, msg);
+    chain = given.dwCatalogEntryId;
+  } else {
+    chain = (DWORD)int32_arg(L, 1);
+  }
   lwsp_lower *low;
   lower_ud *u;
   char why[600];
@@ -222,6 +241,7 @@ static int l_lower(lua_State *L) {
     if (!(low = calloc(1, sizeof *low))) return fail(L, WSAENOBUFS);
     low->I = I;
     low->chain = chain;
+    low->given = given;
     if (!load(I, low, why, sizeof why)) {
       lwsp_log(I->name, "the layer below chain %lu cannot be loaded: %s", (unsigned long)chain, why);
       free(low);

@@ -864,13 +864,15 @@ static int run_script(lua_State *L) {
 
 /* Builds the instance's Lua state and runs the provider script.  On failure,
  * logs why (naming the file) and returns 0 with the state closed. */
-static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCALLTABLE *up) {
+static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCALLTABLE *up, const GUID *id,
+                     DWORD layer_id) {
   char err[1200], sdir[1024], mdir[1024];
   lua_State *L;
   const char *mod = lwsp_module_path();
   memset((char *)I + offsetof(lwsp_inst, startups), 0, sizeof *I - offsetof(lwsp_inst, startups));
   I->epoch++;
-  I->id = info->ProviderId;
+  I->id = *id;
+  I->layer_id = layer_id;
   lwsp_guid_format(&I->id, I->name);
   I->up = *up;
   I->info = *info;
@@ -977,11 +979,59 @@ static int upcalls_complete(const WSPUPCALLTABLE *up) {
   return 1;
 }
 
+/* The GUID whose script a start runs, found by walking the ProtocolChain it
+ * is given: the entry's own GUID when it has a mapping, else the first entry
+ * of its chain whose GUID has one.  lwsp under another LSP is started with
+ * that LSP's chain entry (as the LSP sample passes it down), and the chains
+ * WSCInstallProviderAndChains makes carry GUIDs of their own: only the layered
+ * entry's GUID is mapped.  A chain naming one id twice would make a layer
+ * load itself: refused.  *layer_id is the matched entry's catalog id (0 when
+ * the entry's own GUID matched outside a chain). */
+static int start_guid(const WSAPROTOCOL_INFOW *info, const WSPUPCALLTABLE *up, GUID *id, DWORD *layer_id,
+                      char *why, size_t whylen) {
+  char path[1024], err[1200];
+  int n = info->ProtocolChain.ChainLen;
+  *id = info->ProviderId;
+  *layer_id = 0;
+  if (n >= 2 && n <= MAX_PROTOCOL_CHAIN) {
+    for (int i = 0; i < n; i++)
+      for (int j = i + 1; j < n; j++)
+        if (info->ProtocolChain.ChainEntries[i] == info->ProtocolChain.ChainEntries[j]) {
+          snprintf(why, whylen, "the protocol chain names catalog entry %lu twice; refusing to load a layer into itself",
+                   (unsigned long)info->ProtocolChain.ChainEntries[i]);
+          return 0;
+        }
+  }
+  if (lwsp_registry_get(id, path, sizeof path, err, sizeof err)) {
+    for (int i = 0; n >= 2 && n <= MAX_PROTOCOL_CHAIN && i < n && !*layer_id; i++) {
+      WSAPROTOCOL_INFOW e;
+      DWORD cid = info->ProtocolChain.ChainEntries[i];
+      int found = lwsp_host_owns(up) ? lwsp_host_catalog_info(cid, &e, NULL, 0) : lwsp_wsc_catalog_info(cid, &e);
+      if (found && lwsp_guid_eq(&e.ProviderId, id)) *layer_id = cid;
+    }
+    return 1;
+  }
+  for (int i = 0; n >= 2 && n <= MAX_PROTOCOL_CHAIN && i < n; i++) {
+    WSAPROTOCOL_INFOW e;
+    DWORD cid = info->ProtocolChain.ChainEntries[i];
+    int found = lwsp_host_owns(up) ? lwsp_host_catalog_info(cid, &e, NULL, 0) : lwsp_wsc_catalog_info(cid, &e);
+    if (found && lwsp_registry_get(&e.ProviderId, path, sizeof path, err, sizeof err)) {
+      *id = e.ProviderId;
+      *layer_id = cid;
+      return 1;
+    }
+  }
+  snprintf(why, whylen, "%s", err);
+  return 1;    /* inst_open logs the missing mapping under the entry's own GUID */
+}
+
 LWSP_EXPORT int WSPAPI WSPStartup(WORD wVersionRequested, LPWSPDATA lpWSPData, LPWSAPROTOCOL_INFOW lpProtocolInfo,
                                   WSPUPCALLTABLE UpcallTable, LPWSPPROC_TABLE lpProcTable) {
   BYTE major = (BYTE)(wVersionRequested & 0xff), minor = (BYTE)(wVersionRequested >> 8);
   lwsp_inst *I = NULL;
-  char g[39];
+  char g[39], why[1200];
+  GUID id;
+  DWORD layer_id;
   global_init();
   if (!lpWSPData || !lpProtocolInfo || !lpProcTable) {
     lwsp_log("WSPStartup", "NULL WSPDATA, protocol info or proc table");
@@ -996,10 +1046,14 @@ LWSP_EXPORT int WSPAPI WSPStartup(WORD wVersionRequested, LPWSPDATA lpWSPData, L
     lwsp_log(g, "WSPStartup: the host's upcall table has NULL entries");
     return WSAEPROVIDERFAILEDINIT;
   }
+  if (!start_guid(lpProtocolInfo, &UpcallTable, &id, &layer_id, why, sizeof why)) {
+    lwsp_log(g, "WSPStartup: %s", why);
+    return WSAEPROVIDERFAILEDINIT;
+  }
   lwsp_mutex_lock(&g_lock);
   for (int i = 0; i < LWSP_MAX_INSTANCES && !I; i++)
     if (lwsp_instances[i].active && !lwsp_instances[i].closing &&
-        lwsp_guid_eq(&lwsp_instances[i].id, &lpProtocolInfo->ProviderId))
+        lwsp_guid_eq(&lwsp_instances[i].id, &id))
       I = &lwsp_instances[i];   /* (one whose last WSPCleanup has begun is not shared: a new one begins) */
   if (I) {
     lwsp_mutex_lock(&I->lock);
@@ -1015,7 +1069,7 @@ LWSP_EXPORT int WSPAPI WSPStartup(WORD wVersionRequested, LPWSPDATA lpWSPData, L
       return WSAEPROVIDERFAILEDINIT;
     }
     lwsp_mutex_lock(&I->lock);
-    if (!inst_open(I, lpProtocolInfo, &UpcallTable)) {
+    if (!inst_open(I, lpProtocolInfo, &UpcallTable, &id, layer_id)) {
       lwsp_mutex_unlock(&I->lock);
       lwsp_mutex_unlock(&g_lock);
       return WSAEPROVIDERFAILEDINIT;
@@ -1138,9 +1192,7 @@ static int l_path(lua_State *L) {
 }
 static int l_guid(lua_State *L) {
   GUID g;
-  lwsp_random_bytes(&g, sizeof g);
-  g.Data3 = (WORD)((g.Data3 & 0x0fff) | 0x4000);
-  g.Data4[0] = (BYTE)((g.Data4[0] & 0x3f) | 0x80);
+  lwsp_guid_new(&g);
   lwsp_push_guid(L, &g);
   return 1;
 }

@@ -161,6 +161,35 @@ void lwsp_random_bytes(void *buf, size_t n) {
   }
 }
 
+/* A new GUID from UuidCreate (rpcrt4, looked up at run time so that nothing
+ * more is linked); random bytes stamped as version 4 if rpcrt4 is missing. */
+typedef long (WINAPI *uuid_create_fn)(GUID *);
+void lwsp_guid_new(GUID *g) {
+  HMODULE m = LoadLibraryW(L"rpcrt4.dll");
+  uuid_create_fn fn = m ? (uuid_create_fn)(void (*)(void))GetProcAddress(m, "UuidCreate") : NULL;
+  if (fn && fn(g) == 0) return;     /* RPC_S_OK; not RPC_S_UUID_LOCAL_ONLY, which is no GUID */
+  lwsp_random_bytes(g, sizeof *g);
+  g->Data3 = (WORD)((g->Data3 & 0x0fff) | 0x4000);
+  g->Data4[0] = (BYTE)((g->Data4[0] & 0x3f) | 0x80);
+}
+
+/* %VARIABLES% expanded by Windows itself (ExpandEnvironmentStringsW), in UTF-16
+ * throughout: the path is UTF-8 on both sides. */
+int lwsp_expand_env(const char *in, char *out, size_t outlen) {
+  WCHAR w[MAX_PATH * 2], e[MAX_PATH * 4];
+  DWORD n;
+  if (!utf8_to_wide(in, w, sizeof w / sizeof w[0])) return 0;
+  n = ExpandEnvironmentStringsW(w, e, sizeof e / sizeof e[0]);
+  if (n == 0 || n > sizeof e / sizeof e[0]) return 0;
+  n = (DWORD)lwsp_wcslen(e, sizeof e / sizeof e[0]);
+  {
+    size_t k = lwsp_utf16_to_utf8(e, n, out, outlen - 1);
+    if (k >= outlen - 1 && n > 0) return 0;
+    out[k] = 0;
+  }
+  return 1;
+}
+
 /* Registry: HKLM\SOFTWARE\lwsp\Providers, value "{GUID}" = script path.
  * HKLM is writable by administrators only, so no user can point a provider
  * that runs in every process at a script of their own. */
@@ -426,6 +455,11 @@ int lwsp_registry_set(const GUID *id, const char *path, int view, char *err, siz
   }
   return 1;
 }
+void lwsp_guid_new(GUID *g) {
+  lwsp_random_bytes(g, sizeof *g);
+  g->Data3 = (WORD)((g->Data3 & 0x0fff) | 0x4000);
+  g->Data4[0] = (BYTE)((g->Data4[0] & 0x3f) | 0x80);
+}
 int lwsp_registry_remove(const GUID *id, int view, char *err, size_t errlen) {
   char file[2200];
   (void)view;
@@ -456,7 +490,6 @@ int lwsp_registry_each(int view, void (*fn)(const char *guid, const char *path, 
   closedir(d);
   return 1;
 }
-#endif
 
 int lwsp_expand_env(const char *in, char *out, size_t outlen) {
   size_t o = 0;
@@ -485,6 +518,7 @@ int lwsp_expand_env(const char *in, char *out, size_t outlen) {
   out[o] = 0;
   return 1;
 }
+#endif
 
 LPWPUCOMPLETEOVERLAPPEDREQUEST lwsp_host_complete_export(const WSPUPCALLTABLE *up, char *why, size_t whylen) {
   void (*f)(void) = lwsp_host_sym(up, "WPUCompleteOverlappedRequest", why, whylen);

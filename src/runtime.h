@@ -100,7 +100,8 @@ typedef struct lwsp_inst {
   char warn[512];                /* a Lua warning being put together from its pieces */
   size_t nwarn;
   int warn_off;                  /* warn("@off") */
-  GUID id;
+  GUID id;                       /* the GUID whose script runs (start_guid in lwsp.c) */
+  DWORD layer_id;                /* its catalog entry in the chain WSPStartup was given, or 0 */
   char name[39];                 /* the GUID as text, for logs */
   char script[1024];
   lua_State *L;

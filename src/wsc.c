@@ -1,7 +1,9 @@
 /*
  * wsc.c - lwsp.wsc: the real Winsock catalog (WSCEnumProtocols,
  * WSCInstallProvider[AndChains][64_32], WSCWriteProviderOrder[32],
- * WSCDeinstallProvider[32], WSCGetProviderPath[32]) for the installer in
+ * WSCDeinstallProvider[32], WSCGetProviderPath[32], WSCUpdateProvider[32],
+ * WSCSetProviderInfo[32]; and the ACL, environment and process questions an
+ * install asks) for the installer in
  * lua/wsp/catalog.lua, and the catalog lookup a layer loaded by ws2_32 uses
  * to find the layer below it.
  *
@@ -14,6 +16,11 @@
 #include "runtime.h"
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#ifdef _WIN32
+#  include <aclapi.h>
+#  include <sddl.h>
+#endif
 
 #define NOT_HERE "no Winsock catalog on this system (lwsp's own host has its catalog in lwsp.host)"
 
@@ -25,6 +32,8 @@ typedef int (WSPAPI *chains64_fn)(LPGUID, const LPWSTR, const LPWSTR, const LPWS
 typedef int (WSPAPI *order_fn)(LPDWORD, DWORD);
 typedef int (WSPAPI *deinstall_fn)(LPGUID, LPINT);
 typedef int (WSPAPI *path_fn)(LPGUID, WCHAR *, LPINT, LPINT);
+typedef int (WSPAPI *update_fn)(LPGUID, const WCHAR *, const LPWSAPROTOCOL_INFOW, DWORD, LPINT);
+typedef int (WSPAPI *setinfo_fn)(LPGUID, int, PBYTE, size_t, DWORD, LPINT);
 
 static void *ws2(const char *name) {
   HMODULE m = GetModuleHandleW(L"ws2_32.dll");
@@ -229,6 +238,210 @@ static int w_provider_path(lua_State *L) {
   return 1;
 }
 
+/* update(guid, dll path, {protocol infos with their catalog ids} [, view]) ->
+ * true | nil, message, code: WSCUpdateProvider(32), what the LSP sample uses to
+ * rewrite other providers' chains around a removed layer. */
+static int w_update(lua_State *L) {
+  GUID g = check_guid(L, 1);
+  WCHAR path[MAX_PATH * 2];
+  DWORD n;
+  WSAPROTOCOL_INFOW *infos;
+  int view = check_view(L, 4);
+  const char *name = view == 32 ? "WSCUpdateProvider32" : "WSCUpdateProvider";
+  update_fn fn = WS2(update_fn, name);
+  INT err = 0;
+  check_wide(L, 2, path, MAX_PATH * 2);
+  infos = check_infos(L, 3, &n);
+  if (!fn) return missing(L, name);
+  if (fn(&g, path, infos, n, &err) != 0) return lwsp_push_error(L, err ? err : WSASYSCALLFAILURE);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* the values lua/wsp/catalog.lua's CATEGORIES table names */
+_Static_assert(LSP_INSPECTOR == 0x1 && LSP_REDIRECTOR == 0x2 && LSP_PROXY == 0x4 && LSP_FIREWALL == 0x8 &&
+               LSP_INBOUND_MODIFY == 0x10 && LSP_OUTBOUND_MODIFY == 0x20 && LSP_CRYPTO_COMPRESS == 0x40 &&
+               LSP_LOCAL_CACHE == 0x80 && LSP_SYSTEM == 0x80000000 && ProviderInfoLspCategories == 0,
+               "LSP categories as catalog.CATEGORIES has them");
+
+/* set_category(guid, categories [, view]) -> true | nil, message, code:
+ * WSCSetProviderInfo(32) with ProviderInfoLspCategories (0). */
+static int w_set_category(lua_State *L) {
+  GUID g = check_guid(L, 1);
+  DWORD cats = (DWORD)luaL_checkinteger(L, 2);
+  int view = check_view(L, 3);
+  const char *name = view == 32 ? "WSCSetProviderInfo32" : "WSCSetProviderInfo";
+  setinfo_fn fn = WS2(setinfo_fn, name);
+  INT err = 0;
+  if (!fn) return missing(L, name);
+  if (fn(&g, 0, (PBYTE)&cats, sizeof cats, 0, &err) != 0) return lwsp_push_error(L, err ? err : WSASYSCALLFAILURE);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* Administrators, SYSTEM and TrustedInstaller: who may change what every
+ * process runs. */
+static int trusted_sid(PSID sid) {
+  static const char ti[] = "S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464";
+  char *str = NULL;
+  int ok;
+  if (!sid || !IsValidSid(sid)) return 0;
+  if (IsWellKnownSid(sid, WinBuiltinAdministratorsSid) || IsWellKnownSid(sid, WinLocalSystemSid)) return 1;
+  if (!ConvertSidToStringSidA(sid, &str)) return 0;
+  ok = strcmp(str, ti) == 0;
+  LocalFree(str);
+  return ok;
+}
+static void sid_text(PSID sid, char *out, size_t len) {
+  WCHAR name[256], dom[256];
+  DWORD nn = 256, dn = 256;
+  SID_NAME_USE use;
+  char *str = NULL;
+  if (LookupAccountSidW(NULL, sid, name, &nn, dom, &dn, &use)) {
+    char a[300], b[300];
+    a[lwsp_utf16_to_utf8(dom, dn, a, sizeof a - 1)] = 0;
+    b[lwsp_utf16_to_utf8(name, nn, b, sizeof b - 1)] = 0;
+    snprintf(out, len, "%s%s%s", a, a[0] ? "\\" : "", b);
+  } else if (ConvertSidToStringSidA(sid, &str)) {
+    snprintf(out, len, "%s", str);
+    LocalFree(str);
+  } else {
+    snprintf(out, len, "an unknown account");
+  }
+}
+
+/* insecure(path) -> nil when the file or folder can be changed only by
+ * administrators, SYSTEM and TrustedInstaller, else why not (a string).
+ * A path that does not exist is judged by the nearest folder above it that
+ * does: whoever can add files or folders there can create it.  An ACL that
+ * cannot be read counts as insecure. */
+#define WRITE_RIGHTS (FILE_WRITE_DATA | FILE_APPEND_DATA | FILE_WRITE_EA | FILE_DELETE_CHILD | DELETE | \
+                      WRITE_DAC | WRITE_OWNER | GENERIC_WRITE | GENERIC_ALL)
+static int w_insecure(lua_State *L) {
+  WCHAR w[MAX_PATH * 2];
+  char at[MAX_PATH * 6], who[600];
+  const char *given = luaL_checkstring(L, 1);
+  PSID owner = NULL;
+  PACL dacl = NULL;
+  PSECURITY_DESCRIPTOR sd = NULL;
+  DWORD rc;
+  size_t len;
+  int created = 0;
+  check_wide(L, 1, w, MAX_PATH * 2);
+  len = wcslen(w);
+  while (len > 0 && (w[len - 1] == L'\\' || w[len - 1] == L'/')) w[--len] = 0;
+  while (GetFileAttributesW(w) == INVALID_FILE_ATTRIBUTES) {
+    while (len > 0 && w[len - 1] != L'\\' && w[len - 1] != L'/') w[--len] = 0;
+    while (len > 0 && (w[len - 1] == L'\\' || w[len - 1] == L'/')) w[--len] = 0;
+    created = 1;
+    if (len < 2) { lua_pushfstring(L, "%s: no folder above it exists", given); return 1; }
+    if (len == 2 && w[1] == L':') { w[2] = L'\\'; w[3] = 0; break; }
+  }
+  at[lwsp_utf16_to_utf8(w, wcslen(w), at, sizeof at - 1)] = 0;
+  rc = GetNamedSecurityInfoW(w, SE_FILE_OBJECT, OWNER_SECURITY_INFORMATION | DACL_SECURITY_INFORMATION, &owner, NULL,
+                             &dacl, NULL, &sd);
+  if (rc != ERROR_SUCCESS) { lua_pushfstring(L, "%s: the ACL of %s cannot be read (error %d)", given, at, (int)rc); return 1; }
+  who[0] = 0;
+  if (!trusted_sid(owner)) {
+    char o[600];
+    sid_text(owner, o, sizeof o);
+    snprintf(who, sizeof who, "%s (the owner of %s)", o, at);
+  } else if (!dacl) {
+    snprintf(who, sizeof who, "everyone (%s has no DACL)", at);
+  } else {
+    for (DWORD i = 0; i < dacl->AceCount && !who[0]; i++) {
+      ACE_HEADER *h;
+      ACCESS_ALLOWED_ACE *a;
+      if (!GetAce(dacl, i, (void **)&h) || h->AceType != ACCESS_ALLOWED_ACE_TYPE || (h->AceFlags & INHERIT_ONLY_ACE)) continue;
+      a = (ACCESS_ALLOWED_ACE *)h;
+      if (!(a->Mask & WRITE_RIGHTS) || trusted_sid((PSID)&a->SidStart)) continue;
+      sid_text((PSID)&a->SidStart, who, sizeof who);
+    }
+  }
+  if (!who[0]) lua_pushnil(L);
+  else if (created) lua_pushfstring(L, "%s does not exist and %s can create it (in %s)", given, who, at);
+  else lua_pushfstring(L, "%s can be changed by %s", given, who);
+  LocalFree(sd);
+  return 1;
+}
+
+/* expand(path [, view]) -> path with %VARIABLES% expanded by
+ * ExpandEnvironmentStringsW, as a process of that view's architecture would
+ * see it (a 32-bit process on a 64-bit Windows has the x86 Program Files
+ * folders, and system32 redirected to SysWOW64). */
+static int w_expand(lua_State *L) {
+  const char *in = luaL_checkstring(L, 1);
+  int view = check_view(L, 2);
+  char out[MAX_PATH * 6];
+  luaL_Buffer b;
+  if (view == 32) {
+    /* only a 64-bit process reaches here with view 32 (check_view) */
+    luaL_buffinit(L, &b);
+    for (const char *p = in; *p;) {
+      if (_strnicmp(p, "%ProgramFiles%", 14) == 0) { luaL_addstring(&b, "%ProgramFiles(x86)%"); p += 14; }
+      else if (_strnicmp(p, "%CommonProgramFiles%", 20) == 0) { luaL_addstring(&b, "%CommonProgramFiles(x86)%"); p += 20; }
+      else luaL_addchar(&b, *p++);
+    }
+    luaL_pushresult(&b);
+    in = lua_tostring(L, -1);
+  }
+  if (!lwsp_expand_env(in, out, sizeof out)) return luaL_error(L, "path too long to expand");
+  if (view == 32) {
+    char *sys = NULL;
+    for (char *p = out; *p && !sys; p++) if (_strnicmp(p, "\\system32\\", 10) == 0) sys = p;
+    if (sys) memcpy(sys, "\\SysWOW64\\", 10);
+  }
+  lua_pushstring(L, out);
+  return 1;
+}
+
+/* mkdir(path) -> true | nil, message: the folder and the folders above it */
+static int w_mkdir(lua_State *L) {
+  WCHAR w[MAX_PATH * 2];
+  size_t len;
+  check_wide(L, 1, w, MAX_PATH * 2);
+  len = wcslen(w);
+  for (size_t i = 3; i <= len; i++) {
+    if (i == len || w[i] == L'\\' || w[i] == L'/') {
+      WCHAR c = w[i];
+      w[i] = 0;
+      if (!CreateDirectoryW(w, NULL) && GetLastError() != ERROR_ALREADY_EXISTS) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot create %s (error %d)", luaL_checkstring(L, 1), (int)GetLastError());
+        return 2;
+      }
+      w[i] = c;
+    }
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* os_bits() -> 64 on a 64-bit Windows (this process 64-bit, or 32-bit under
+ * WOW64), else 32 */
+static int w_os_bits(lua_State *L) {
+  BOOL wow = FALSE;
+#ifdef _WIN64
+  (void)wow;
+  lua_pushinteger(L, 64);
+#else
+  lua_pushinteger(L, IsWow64Process(GetCurrentProcess(), &wow) && wow ? 64 : 32);
+#endif
+  return 1;
+}
+
+/* lua_exe() -> the path of this process's executable (the lua.exe that runs
+ * lwsp-catalog, which the test start runs again) */
+static int w_lua_exe(lua_State *L) {
+  WCHAR w[MAX_PATH * 2];
+  char out[MAX_PATH * 6];
+  DWORD n = GetModuleFileNameW(NULL, w, MAX_PATH * 2);
+  if (n == 0 || n >= MAX_PATH * 2) { lua_pushnil(L); return 1; }
+  out[lwsp_utf16_to_utf8(w, n, out, sizeof out - 1)] = 0;
+  lua_pushstring(L, out);
+  return 1;
+}
+
 /* has(name) -> whether ws2_32 exports that WSC function here */
 static int w_has(lua_State *L) {
   lua_pushboolean(L, ws2(luaL_checkstring(L, 1)) != NULL);
@@ -258,7 +471,9 @@ int lwsp_wsc_open(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"enum", w_enum}, {"install", w_install}, {"install_and_chains", w_install_and_chains},
     {"write_order", w_write_order}, {"deinstall", w_deinstall}, {"provider_path", w_provider_path},
-    {"has", w_has}, {"entry", w_entry}, {NULL, NULL}};
+    {"has", w_has}, {"entry", w_entry}, {"update", w_update}, {"set_category", w_set_category},
+    {"insecure", w_insecure}, {"expand", w_expand}, {"os_bits", w_os_bits}, {"lua_exe", w_lua_exe}, {"mkdir", w_mkdir},
+    {NULL, NULL}};
   luaL_newlib(L, fns);
   lua_pushboolean(L, 1);
   lua_setfield(L, -2, "available");
@@ -281,10 +496,19 @@ static int not_here(lua_State *L) {
   return 2;
 }
 static int w_has(lua_State *L) { luaL_checkstring(L, 1); lua_pushboolean(L, 0); return 1; }
+/* mkdir(path) -> true | nil, message (staging works on any system) */
+static int w_mkdir(lua_State *L) {
+  const char *p = luaL_checkstring(L, 1);
+  if (lwsp_mkdirs(p)) { lua_pushboolean(L, 1); return 1; }
+  lua_pushnil(L);
+  lua_pushfstring(L, "cannot create %s", p);
+  return 2;
+}
 
 int lwsp_wsc_open(lua_State *L) {
   static const char *const names[] = {"enum", "install", "install_and_chains", "write_order", "deinstall",
-                                      "provider_path", "entry", NULL};
+                                      "provider_path", "entry", "update", "set_category", "insecure", "expand",
+                                      "os_bits", "lua_exe", NULL};
   lua_createtable(L, 0, 10);
   for (int i = 0; names[i]; i++) {
     lua_pushcfunction(L, not_here);
@@ -292,6 +516,8 @@ int lwsp_wsc_open(lua_State *L) {
   }
   lua_pushcfunction(L, w_has);
   lua_setfield(L, -2, "has");
+  lua_pushcfunction(L, w_mkdir);
+  lua_setfield(L, -2, "mkdir");
   lua_pushboolean(L, 0);
   lua_setfield(L, -2, "available");
   lua_pushinteger(L, (lua_Integer)(sizeof(void *) * 8));

@@ -1,17 +1,21 @@
---- wsp.catalog: installs Lua layered providers into a Winsock catalog, lists
--- lwsp's entries, removes them, and repairs what a broken install left.
+--- wsp.catalog: installs Lua layered providers into the Winsock catalogs,
+-- lists lwsp's entries, removes them, repairs what a broken install left, and
+-- checks every catalog invariant whose breach costs a machine its networking.
 --
--- A catalog is a backend: `catalog.wsc()` is Windows' own (through
--- lwsp.wsc: WSCEnumProtocols, WSCInstallProviderAndChains where ws2_32 has
--- it, else WSCInstallProvider + WSCWriteProviderOrder, WSCDeinstallProvider),
--- `catalog.host()` is lwsp's host in this process (the same steps against
--- lwsp.host, so the whole install is exercised where Windows' is not).
+-- It talks to a catalog only through a backend, one narrow interface (the WSC
+-- calls, the registry mapping, and the few file questions an install asks):
+-- `catalog.wsc()` is Windows' own (lwsp.wsc over ws2_32), `catalog.host()` is
+-- lwsp's host in this process, and wsp.catalog_model is a faithful model of
+-- ws2_32's two catalogs with fault injection at every call.  Views are 64 and
+-- 32 (the 64- and 32-bit catalogs and registry views of a 64-bit Windows;
+-- a 32-bit Windows has 32 alone) or 0 (lwsp's host).
 --
--- An install is one hidden layered entry (ChainLen 0, the provider's GUID)
--- and, over each chosen base protocol, a protocol chain {layer, base...}
--- under a second GUID; both GUIDs map to the script in lwsp's registry, the
--- chains go first in the catalog order, and every step is checked by
--- enumerating the catalog again.  Any failure undoes what was done.
+-- An install is one hidden layered entry under the provider's GUID and, over
+-- each chosen base protocol, a protocol chain {layer, base}.  Only the layered
+-- entry's GUID is mapped to the script: lwsp finds its script by walking the
+-- ProtocolChain it is given, so the chains (whose GUIDs
+-- WSCInstallProviderAndChains makes up) need no mapping of their own, and a
+-- chain never exists before the mapping that makes it work.
 -- @module wsp.catalog
 local lwsp = require "lwsp"
 local wsp = require "wsp"
@@ -29,23 +33,44 @@ catalog.KINDS = {
 }
 local KIND_ORDER = {"tcp", "udp", "tcp6", "udp6"}
 
+--- LSP categories (WSCSetProviderInfo, ProviderInfoLspCategories): ws2spi.h's
+-- LSP_* values (src/wsc.c checks them against mingw's header at compile time).
+catalog.CATEGORIES = {
+  inspector = 0x1, redirector = 0x2, proxy = 0x4, firewall = 0x8, inbound_modify = 0x10,
+  outbound_modify = 0x20, crypto_compress = 0x40, local_cache = 0x80, system = 0x80000000,
+}
+
 local WSAPROTOCOL_LEN = 255
 
 local function copy(t)
+  if type(t) ~= "table" then return t end
   local c = {}
-  for k, v in pairs(t) do c[k] = type(v) == "table" and copy(v) or v end
+  for k, v in pairs(t) do c[k] = copy(v) end
   return c
 end
 
--- "tcp", "udp", "tcp6" or "udp6" for an entry of that family, type and protocol
 local function kind_of(e)
   for k, v in pairs(catalog.KINDS) do
     if e.iAddressFamily == v.af and e.iSocketType == v.type and e.iProtocol == v.protocol then return k end
   end
 end
 
--- The catalog order with the entries `first` (ids) ahead of the rest, which
--- keep their order; and the set of those first.
+local function by_id(entries)
+  local t = {}
+  for _, e in ipairs(entries) do t[e.dwCatalogEntryId] = e end
+  return t
+end
+
+local function windows_path(p) return p:match("^%a:[\\/]") or p:match("^\\\\") end
+local function norm(p)
+  if not p then return nil end
+  if windows_path(p) or p:find("\\", 1, true) then return (p:gsub("/", "\\"):lower()) end
+  return p
+end
+local function same_path(a, b) return a ~= nil and b ~= nil and norm(a) == norm(b) end
+local function dirname(p) return p:match("^(.*)[/\\][^/\\]*$") end
+local function sep_of(p) return (windows_path(p) or p:find("\\", 1, true)) and "\\" or "/" end
+
 local function order_first(entries, first)
   local ids, set = {}, {}
   for i, id in ipairs(first) do ids[i] = id set[id] = true end
@@ -54,97 +79,48 @@ local function order_first(entries, first)
 end
 
 ---------------------------------------------------------------------------------------------
--- backends
+-- files: the DLL's architecture and who can change what runs everywhere
 
---- Windows' own catalog, through lwsp.wsc.
--- @tparam[opt] table o {both = true: the 64- and the 32-bit catalogs (64-bit process),
---   dll =, dll32 = the DLL paths (default: lwsp.dll beside this module)}
-function catalog.wsc(o)
-  o = o or {}
-  local wsc = lwsp.wsc
-  local b = {name = "wsc", available = wsc.available, dll = o.dll or lwsp.path(), dll32 = o.dll32}
-  b.views = o.both and {64, 32} or {0}
-  function b.enum(view) return wsc.enum(view) end
-  function b.install(guid, path, infos) return wsc.install(guid, path, infos, o.both) end
-  if wsc.has(wsc.bits == 64 and "WSCInstallProviderAndChains64_32" or "WSCInstallProviderAndChains") then
-    function b.install_and_chains(guid, path, name, flags, bases)
-      return wsc.install_and_chains(guid, path, b.dll32, name, flags, bases)
-    end
-  end
-  function b.write_order(ids, view) return wsc.write_order(ids, view) end
-  function b.deinstall(guid, view) return wsc.deinstall(guid, view) end
-  function b.map(guid, script, view) return lwsp.registry.set(guid, script, view ~= 0 and view or nil) end
-  function b.unmap(guid, view) return lwsp.registry.remove(guid, view ~= 0 and view or nil) end
-  function b.mappings(view) return lwsp.registry.list(view ~= 0 and view or nil) end
-  if o.both and wsc.bits ~= 64 then
-    b.available, b.why = false, "only a 64-bit process reaches both catalogs; run the 64-bit lua.exe"
-  elseif not wsc.available then
-    b.why = "no Winsock catalog on this system (lwsp's own host has its catalog: wsp.catalog.host())"
-  end
-  return b
+--- The architecture of a PE image from its header: 64 (AMD64, ARM64), 32
+-- (i386, ARMNT), or nil and why.
+-- @tparam string bytes the file's first bytes (at least up to the COFF header)
+function catalog.pe_arch(bytes)
+  if type(bytes) ~= "string" or #bytes < 64 or bytes:sub(1, 2) ~= "MZ" then return nil, "not a PE image (no MZ header)" end
+  local off = string.unpack("<I4", bytes, 61)
+  if off + 6 > #bytes or bytes:sub(off + 1, off + 4) ~= "PE\0\0" then return nil, "not a PE image (no PE signature)" end
+  local machine = string.unpack("<I2", bytes, off + 5)
+  if machine == 0x8664 or machine == 0xAA64 then return 64 end
+  if machine == 0x14c or machine == 0x1c4 then return 32 end
+  return nil, ("unknown machine 0x%04x"):format(machine)
 end
 
---- lwsp's host's catalog in this process: the same install, list, remove and
--- repair, with the host playing ws2_32.
--- @tparam[opt] table o {and_chains = false: install the way ws2_32s without
---   WSCInstallProviderAndChains do}
-function catalog.host(o)
-  o = o or {}
-  local h = lwsp.host
-  local b = {name = "host", available = true, dll = o.dll or lwsp.path(), views = {0}}
-  function b.enum() return h.catalog() end
-  local function kind(info)
-    local n = #(info.ProtocolChain or {})
-    return n == 0 and "layer" or n == 1 and "base" or "chain"
+--- The folders on a provider's module search path: the script's folder and
+-- lwsp's own Lua folders beside its DLL (as the runtime sets package.path on
+-- Windows; nothing else is searched there).
+function catalog.search_dirs(dll, script)
+  local s = sep_of(dll)
+  local d = dirname(dll)
+  return {dirname(script), d .. s .. "lua", d .. s .. "lua" .. s .. "wsp"}
+end
+
+--- Why the files of an install could be changed by non-administrators, if so.
+-- @treturn {string} the reasons, empty when the DLLs, the script and every
+--   folder on the module search path are writable only by administrators and SYSTEM
+function catalog.file_problems(b, dlls, script)
+  local out, seen = {}, {}
+  local function check(p)
+    if not p or seen[norm(p)] then return end
+    seen[norm(p)] = true
+    local why = b:insecure(p)
+    if why then out[#out + 1] = why end
   end
-  -- all or nothing, as WSCInstallProvider
-  function b.install(guid, path, infos)
-    local done = {}
-    for _, info in ipairs(infos) do
-      local i = copy(info)
-      i.ProviderId, i.dwCatalogEntryId, i.path = guid, nil, nil
-      local ok, id = pcall(h.install, i, path, kind(i))
-      if not ok or not id then
-        for _, d in ipairs(done) do h.remove(d) end
-        return nil, "WSAEINVAL: " .. tostring(id), wsp.WSAEINVAL
-      end
-      done[#done + 1] = id
-    end
-    return true
+  for _, dll in ipairs(dlls) do
+    check(dll)
+    check(dirname(dll))
+    for _, d in ipairs(catalog.search_dirs(dll, script)) do check(d) end
   end
-  if o.and_chains ~= false then
-    -- WSCInstallProviderAndChains as documented: the hidden entry under guid,
-    -- a chain over each base, the chains first in the order.
-    function b.install_and_chains(guid, path, name, flags, bases)
-      local layer = catalog.layer_entry(bases[1], name)
-      layer.dwServiceFlags1 = flags
-      local ok, err, code = b.install(guid, path, {layer})
-      if not ok then return nil, err, code end
-      local id
-      for _, e in ipairs(h.catalog()) do if e.ProviderId == guid then id = e.dwCatalogEntryId end end
-      local chain_guid, chains = lwsp.guid(), {}
-      for i, base in ipairs(bases) do chains[i] = catalog.chain_entry(base, id, chain_guid, name) end
-      ok, err, code = b.install(chain_guid, path, chains)
-      if not ok then b.deinstall(guid) return nil, err, code end
-      local all, first = h.catalog(), {}
-      for _, e in ipairs(all) do if e.ProviderId == chain_guid then first[#first + 1] = e.dwCatalogEntryId end end
-      h.order((order_first(all, first)))
-      return id
-    end
-  end
-  function b.write_order(ids) return h.order(ids) end
-  function b.deinstall(guid)
-    local found
-    for _, e in ipairs(h.catalog()) do
-      if e.ProviderId == guid then h.remove(e.dwCatalogEntryId) found = true end
-    end
-    if not found then return nil, "WSAEINVAL: no provider with that GUID", wsp.WSAEINVAL end
-    return true
-  end
-  function b.map(guid, script) return lwsp.registry.set(guid, script) end
-  function b.unmap(guid) return lwsp.registry.remove(guid) end
-  function b.mappings() return lwsp.registry.list() end
-  return b
+  check(script)
+  return out
 end
 
 ---------------------------------------------------------------------------------------------
@@ -165,12 +141,13 @@ end
 local function truncate(s) return #s > WSAPROTOCOL_LEN and s:sub(1, WSAPROTOCOL_LEN) or s end
 
 --- The hidden layered entry (ChainLen 0) of a layer named `name`, modelled on
--- the first base it goes over.
+-- the first base it goes over.  Its service flags are 0: the only flag the
+-- documentation defines for it is XP1_IFS_HANDLES, and lwsp's handles are not IFS.
 function catalog.layer_entry(base, name)
   local e = copy(base)
   e.dwCatalogEntryId, e.path = nil, nil
   e.ProtocolChain = {}
-  e.dwServiceFlags1 = e.dwServiceFlags1 & ~wsp.XP1_IFS_HANDLES   -- lwsp's handles are not IFS
+  e.dwServiceFlags1 = 0
   e.iSocketType, e.iProtocol, e.iProtocolMaxOffset = 0, 0, 0
   e.dwProviderFlags = (e.dwProviderFlags | wsp.PFL_HIDDEN) & ~wsp.PFL_MATCHES_PROTOCOL_ZERO
   e.szProtocol = truncate(name)
@@ -184,7 +161,6 @@ function catalog.chain_entry(base, layer_id, guid, name)
   e.ProviderId = guid
   e.ProtocolChain = {layer_id}
   if #base.ProtocolChain == 1 then
-    -- a base entry: itself (Windows leaves its ChainEntries unset)
     e.ProtocolChain[2] = base.dwCatalogEntryId
   else
     for _, id in ipairs(base.ProtocolChain) do e.ProtocolChain[#e.ProtocolChain + 1] = id end
@@ -196,289 +172,860 @@ function catalog.chain_entry(base, layer_id, guid, name)
 end
 
 ---------------------------------------------------------------------------------------------
--- reading a catalog
+-- reading a catalog: which entries are lwsp's, and what the runtime would find
 
-local function by_id(entries)
-  local t = {}
-  for _, e in ipairs(entries) do t[e.dwCatalogEntryId] = e end
-  return t
-end
-
-local function same_path(a, b)
-  if not a or not b then return false end
-  if package.config:sub(1, 1) == "\\" then a, b = a:lower():gsub("/", "\\"), b:lower():gsub("/", "\\") end
-  return a == b
-end
-
---- lwsp's entries in a catalog: each installed layer with its chains and
--- script, and what is broken.
--- @return {layers = {{guid, name, id, script, chains = {{guid, id, kind, over}}}},
---   problems = {{what, guid, id}}}
-function catalog.inspect(b, view)
-  local entries, err = b.enum(view)
-  if not entries then return nil, err end
-  local maps = b.mappings(view) or {}
-  local ids = by_id(entries)
-  local out = {layers = {}, problems = {}}
-  local ours = {}                     -- GUIDs in the catalog that are lwsp's
-  for _, e in ipairs(entries) do
-    if maps[e.ProviderId] or same_path(e.path, b.dll) or same_path(e.path, b.dll32) then ours[e.ProviderId] = true end
-  end
-  local layers = {}
-  for _, e in ipairs(entries) do
-    if ours[e.ProviderId] and #e.ProtocolChain == 0 then
-      local l = {guid = e.ProviderId, name = e.szProtocol, id = e.dwCatalogEntryId, script = maps[e.ProviderId], chains = {}}
-      layers[e.dwCatalogEntryId] = l
-      out.layers[#out.layers + 1] = l
-      if not l.script then out.problems[#out.problems + 1] = {what = "layered entry without a script", guid = l.guid, id = l.id} end
+--- The script the runtime finds for an entry ws2_32 starts lwsp with: its own
+-- GUID's mapping, else the first entry of its ProtocolChain whose GUID has one.
+-- @return script, the GUID it was found under | nil
+function catalog.resolve(e, ids, maps)
+  if maps[e.ProviderId] then return maps[e.ProviderId], e.ProviderId end
+  if #e.ProtocolChain >= 2 then
+    for _, id in ipairs(e.ProtocolChain) do
+      local x = ids[id]
+      if x and maps[x.ProviderId] then return maps[x.ProviderId], x.ProviderId end
     end
   end
-  local seen = {}
+end
+
+-- Reads one view: entries, ids, mappings, and which entries are lwsp's (their
+-- DLL is lwsp's, or their GUID is mapped).
+local function read_view(b, view)
+  local entries, err = b:enum(view)
+  if not entries then return nil, "cannot read the catalog: " .. tostring(err) end
+  local maps, merr = b:mappings(view)
+  if not maps then return nil, "cannot read the script mappings: " .. tostring(merr) end
+  local v = {view = view, entries = entries, ids = by_id(entries), maps = maps, ours = {}}
+  local function lwsp_dll(p)
+    return same_path(p, b.dll) or same_path(p, b.dll32) or (p and norm(p):match("[/\\]lwsp%.dll$") ~= nil)
+  end
   for _, e in ipairs(entries) do
-    if #e.ProtocolChain >= 2 and (ours[e.ProviderId] or layers[e.ProtocolChain[1]]) then
-      local l = layers[e.ProtocolChain[1]]
-      seen[e.ProviderId] = true
-      local base = ids[e.ProtocolChain[#e.ProtocolChain]]
-      local c = {guid = e.ProviderId, id = e.dwCatalogEntryId, kind = kind_of(e), over = base and base.szProtocol, script = maps[e.ProviderId]}
-      if not l then
-        out.problems[#out.problems + 1] = {what = "protocol chain whose layered entry is gone", guid = c.guid, id = c.id}
-      else
-        l.chains[#l.chains + 1] = c
-        if not c.script then out.problems[#out.problems + 1] = {what = "protocol chain without a script", guid = c.guid, id = c.id} end
-        if not base then out.problems[#out.problems + 1] = {what = "protocol chain over a missing entry", guid = c.guid, id = c.id} end
+    if maps[e.ProviderId] or lwsp_dll(e.path) then v.ours[e.ProviderId] = true end
+  end
+  -- lwsp's layered entries and the chains on them
+  v.layers = {}
+  for _, e in ipairs(entries) do
+    if v.ours[e.ProviderId] and #e.ProtocolChain == 0 then
+      v.layers[#v.layers + 1] = {guid = e.ProviderId, name = e.szProtocol, id = e.dwCatalogEntryId,
+        script = maps[e.ProviderId], path = e.path, chains = {}}
+    end
+  end
+  local layer_at = {}
+  for _, l in ipairs(v.layers) do layer_at[l.id] = l end
+  for _, e in ipairs(entries) do
+    local l = #e.ProtocolChain >= 2 and layer_at[e.ProtocolChain[1]]
+    if l then
+      local base = v.ids[e.ProtocolChain[#e.ProtocolChain]]
+      l.chains[#l.chains + 1] = {guid = e.ProviderId, id = e.dwCatalogEntryId, kind = kind_of(e),
+        over = base and base.szProtocol, base = e.ProtocolChain[#e.ProtocolChain]}
+    end
+  end
+  return v
+end
+catalog.read_view = read_view
+
+local function view_name(view) return view == 0 and "the" or ("the %d-bit"):format(view) end
+
+--- Every broken invariant of the backend's catalogs, registry views and files.
+-- @treturn {{view =, what =, guid =, id =, fix =}} (empty when all is well) | nil, message
+function catalog.check(b)
+  local out, views = {}, {}
+  local function add(view, what, guid, id, fix) out[#out + 1] = {view = view, what = what, guid = guid, id = id, fix = fix} end
+  for _, view in ipairs(b.views) do
+    local v, err = read_view(b, view)
+    if not v then return nil, err end
+    views[view] = v
+    local present = {}
+    for _, e in ipairs(v.entries) do present[e.ProviderId] = true end
+    for _, e in ipairs(v.entries) do
+      local chain, n = e.ProtocolChain, #e.ProtocolChain
+      if n >= 2 then
+        local seen, missing, twice = {}, false, false
+        for _, id in ipairs(chain) do
+          if not v.ids[id] then missing = true end
+          if seen[id] then twice = true end
+          seen[id] = true
+        end
+        if missing then
+          add(view, "protocol chain naming catalog ids that are gone", e.ProviderId, e.dwCatalogEntryId, "chain")
+        elseif twice then
+          add(view, "protocol chain naming a layer twice (a layer that would load itself)", e.ProviderId, e.dwCatalogEntryId, "chain")
+        elseif #v.ids[chain[1]].ProtocolChain ~= 0 or #v.ids[chain[n]].ProtocolChain ~= 1 then
+          add(view, "protocol chain not from a layered entry down to a base entry", e.ProviderId, e.dwCatalogEntryId, "chain")
+        end
+      end
+      if v.ours[e.ProviderId] and not catalog.resolve(e, v.ids, v.maps) then
+        add(view, ("lwsp entry with no script in %s registry view"):format(view_name(view)), e.ProviderId, e.dwCatalogEntryId, "layer")
       end
     end
+    -- each DLL against the catalog's architecture
+    if view ~= 0 then
+      local done = {}
+      for _, e in ipairs(v.entries) do
+        if e.path and not done[e.path] then
+          done[e.path] = true
+          local arch, why = b:dll_arch(b:expand(e.path, view))
+          if arch and arch ~= view then
+            add(view, ("%d-bit catalog entry naming a %d-bit DLL (%s)"):format(view, arch, e.path), e.ProviderId, e.dwCatalogEntryId,
+                v.ours[e.ProviderId] and "layer" or nil)
+          elseif not arch and v.ours[e.ProviderId] then
+            add(view, ("lwsp entry whose DLL cannot be loaded: %s"):format(why), e.ProviderId, e.dwCatalogEntryId, "layer")
+          end
+        end
+      end
+    end
+    for _, l in ipairs(v.layers) do
+      if #l.chains == 0 then add(view, "lwsp layered entry without protocol chains", l.guid, l.id, "layer") end
+      if l.script and l.path then
+        for _, why in ipairs(catalog.file_problems(b, {b:expand(l.path, view)}, l.script)) do
+          add(view, "lwsp files writable by non-administrators: " .. why, l.guid, l.id)
+        end
+      end
+    end
+    local stale = {}
+    for g in pairs(v.maps) do if not present[g] then stale[#stale + 1] = g end end
+    table.sort(stale)
+    for _, g in ipairs(stale) do add(view, "script mapping with no catalog entry", g, nil, "mapping") end
   end
-  for _, l in ipairs(out.layers) do
-    if #l.chains == 0 then out.problems[#out.problems + 1] = {what = "layered entry without protocol chains", guid = l.guid, id = l.id} end
-  end
-  local present = {}
-  for _, e in ipairs(entries) do present[e.ProviderId] = true end
-  local stale = {}
-  for g in pairs(maps) do if not present[g] then stale[#stale + 1] = g end end
-  table.sort(stale)
-  for _, g in ipairs(stale) do
-    out.problems[#out.problems + 1] = {what = "script mapping with no catalog entry", guid = g, mapping_only = true}
+  -- a 64-bit machine's two catalogs hold the same lwsp layers
+  if #b.views == 2 then
+    local a, c = views[b.views[1]], views[b.views[2]]
+    for _, pair in ipairs{{a, c}, {c, a}} do
+      local has = {}
+      for _, l in ipairs(pair[2].layers) do has[l.guid] = true end
+      for _, l in ipairs(pair[1].layers) do
+        if not has[l.guid] then
+          add(pair[1].view, ("lwsp layer in %s catalog only"):format(view_name(pair[1].view)), l.guid, l.id, "layer")
+        end
+      end
+    end
   end
   return out
 end
 
+--- lwsp's entries in one view, as `list` shows them, with what `check` finds there.
+-- @return {layers = {{guid, name, id, script, chains = {{guid, id, kind, over}}}}, problems = {...}}
+function catalog.inspect(b, view)
+  view = view or b.views[1]
+  local v, err = read_view(b, view)
+  if not v then return nil, err end
+  local problems = {}
+  local all, cerr = catalog.check(b)
+  if not all then return nil, cerr end
+  for _, p in ipairs(all) do if p.view == view then problems[#problems + 1] = p end end
+  return {layers = v.layers, problems = problems}
+end
+
 ---------------------------------------------------------------------------------------------
--- install, remove, repair
+-- taking entries out, shared by remove, repair and undo
 
-local function fail(undo, msg)
-  for i = #undo, 1, -1 do pcall(undo[i]) end
-  return nil, msg
+-- The chains of other providers that name one of `gone` (ids), rewritten
+-- without them, grouped by GUID as WSCUpdateProvider takes them.
+local function chains_through(v, gone, keep_guid)
+  local by_guid, order = {}, {}
+  for _, e in ipairs(v.entries) do
+    local hit = false
+    for _, id in ipairs(e.ProtocolChain) do if gone[id] and #e.ProtocolChain >= 2 then hit = true end end
+    if hit and not gone[e.dwCatalogEntryId] and e.ProviderId ~= keep_guid then
+      if not by_guid[e.ProviderId] then by_guid[e.ProviderId] = {} order[#order + 1] = e.ProviderId end
+    end
+  end
+  return by_guid, order
 end
 
-local function entries_of(b, view, guid)
-  local list = {}
-  for _, e in ipairs(assert(b.enum(view))) do if e.ProviderId == guid then list[#list + 1] = e end end
-  return list
+-- Rewrites every chain of other providers that runs through the ids in
+-- `gone`, as the LSP sample's removal does with WSCUpdateProvider: the ids
+-- are dropped from the chain; a chain left without a layer above a base is
+-- reported (it is another vendor's to remove).
+local function unhook(b, view, v, gone, notes)
+  local groups, order = chains_through(v, gone)
+  for _, g in ipairs(order) do
+    local infos, path = {}, nil
+    for _, e in ipairs(v.entries) do
+      if e.ProviderId == g and not gone[e.dwCatalogEntryId] then
+        local n = copy(e)
+        path = path or e.path
+        n.path = nil
+        if #e.ProtocolChain >= 2 then
+          local c = {}
+          for _, id in ipairs(e.ProtocolChain) do if not gone[id] then c[#c + 1] = id end end
+          n.ProtocolChain = c
+        end
+        infos[#infos + 1] = n
+      end
+    end
+    for _, n in ipairs(infos) do
+      if #n.ProtocolChain == 1 then
+        return nil, ("the chain %d of %s would be left without a layer; it is not lwsp's to remove")
+          :format(n.dwCatalogEntryId, g)
+      end
+    end
+    local ok, err = b:update(view, g, path, infos)
+    if not ok then return nil, ("WSCUpdateProvider(%s) in %s catalog failed: %s"):format(g, view_name(view), tostring(err)) end
+    if notes then notes[#notes + 1] = ("rewrote the chains of %s in %s catalog around the removed entries"):format(g, view_name(view)) end
+    groups[g] = nil
+  end
+  return true
 end
 
---- Installs a Lua script as a layered provider over base protocols.
--- @tparam table o {script = absolute path, name =, over = {"tcp", "udp", "tcp6", "udp6"}
---   (default all four), backend = catalog.wsc() or catalog.host(), guid =?}
--- @return {guid =, chain_guids =, layer = id, chains = {kind = id}} | nil, message
-function catalog.install(o)
-  local b = o.backend or catalog.wsc()
-  if not b.available then return nil, b.why end
-  local script = o.script
-  if type(script) ~= "string" or not (script:sub(1, 1) == "/" or script:match("^%a:[\\/]")) then
+-- Takes an lwsp layer out of one view: other providers' chains through it
+-- rewritten first, then its chains and itself deinstalled, then (only when
+-- the catalog holds none of them) its mapping dropped.  Reads the catalog
+-- afresh, so it serves a half-done install as well as a whole one.
+local function take_out(b, view, guid, notes)
+  local v, err = read_view(b, view)
+  if not v then return nil, err end
+  local layer_ids, gone, guids, seen = {}, {}, {}, {}
+  for _, e in ipairs(v.entries) do
+    if e.ProviderId == guid then gone[e.dwCatalogEntryId] = true if #e.ProtocolChain == 0 then layer_ids[e.dwCatalogEntryId] = true end end
+  end
+  -- lwsp's own chains on the layer: those whose DLL is the layer's
+  local layer_path
+  for _, e in ipairs(v.entries) do if e.ProviderId == guid then layer_path = layer_path or e.path end end
+  for _, e in ipairs(v.entries) do
+    if #e.ProtocolChain >= 2 and layer_ids[e.ProtocolChain[1]] and e.ProviderId ~= guid and same_path(e.path, layer_path) then
+      if not seen[e.ProviderId] then seen[e.ProviderId] = true guids[#guids + 1] = e.ProviderId end
+    end
+  end
+  for _, g in ipairs(guids) do
+    for _, e in ipairs(v.entries) do if e.ProviderId == g then gone[e.dwCatalogEntryId] = true end end
+  end
+  local ok, uerr = unhook(b, view, v, gone, notes)
+  if not ok then return nil, uerr end
+  guids[#guids + 1] = guid
+  for _, g in ipairs(guids) do
+    local present = false
+    for _, e in ipairs(v.entries) do if e.ProviderId == g then present = true end end
+    if present then
+      local dok, derr = b:deinstall(view, g)
+      if not dok then return nil, ("WSCDeinstallProvider(%s) in %s catalog failed: %s"):format(g, view_name(view), tostring(derr)) end
+      if notes then notes[#notes + 1] = ("deinstalled %s from %s catalog"):format(g, view_name(view)) end
+    end
+  end
+  local after, aerr = b:enum(view)
+  if not after then return nil, "cannot read the catalog: " .. tostring(aerr) end
+  for _, e in ipairs(after) do
+    for _, g in ipairs(guids) do
+      if e.ProviderId == g then return nil, ("%s catalog still holds entries of %s after WSCDeinstallProvider reported success"):format(view_name(view), g) end
+    end
+  end
+  for _, g in ipairs(guids) do
+    if v.maps[g] then
+      local uok, merr = b:unmap(view, g)
+      if not uok then return nil, ("cannot drop the script mapping of %s: %s"):format(g, tostring(merr)) end
+    end
+  end
+  return guids
+end
+
+---------------------------------------------------------------------------------------------
+-- install
+
+local function check_script(b, script)
+  if type(script) ~= "string" or not (script:sub(1, 1) == "/" or windows_path(script)) then
     return nil, "the script must be given by its absolute path"
   end
-  local chunk, lerr = loadfile(script)
+  local src, rerr = b:read(script)
+  if not src then return nil, "the script does not load: " .. tostring(rerr) end
+  local chunk, lerr = load(src, "@" .. script, "t")
   if not chunk then return nil, "the script does not load: " .. lerr end
-  local name = o.name or script:match("([^/\\]+)%.lua$") or "lwsp layer"
-  name = "lwsp " .. name
-  local over = o.over or KIND_ORDER
-  if #b.views > 1 and not b.install_and_chains then
-    return nil, "installing into both catalogs needs WSCInstallProviderAndChains64_32; "
-      .. "install into each catalog from its own architecture's lua.exe"
-  end
-  local undo = {}
-  local result = {guid = o.guid or lwsp.guid(), chains = {}, chain_guids = {}}
-  local installed, by_and_chains = false, false
+  return true
+end
+
+-- Whether a view holds anything of the install under guid (entries, chains
+-- on its layer, or its mapping).
+local function leftovers(b, guid)
+  local left = {}
   for _, view in ipairs(b.views) do
-    local entries, err = b.enum(view)
-    if not entries then return fail(undo, "cannot read the catalog: " .. tostring(err)) end
-    for _, e in ipairs(entries) do
-      if not installed and e.ProviderId == result.guid then return fail(undo, "a provider with GUID " .. result.guid .. " is already installed") end
-    end
-    local bases = {}
-    for _, kind in ipairs(over) do
-      if not catalog.KINDS[kind] then return fail(undo, ("unknown protocol %q (tcp, udp, tcp6, udp6)"):format(tostring(kind))) end
-      local base = catalog.find_base(entries, kind)
-      if not base then return fail(undo, ("no base provider for %s in the catalog"):format(kind)) end
-      bases[#bases + 1] = base
-    end
-    local guid = result.guid
-    local ok, merr = b.map(guid, script, view)
-    if not ok then return fail(undo, "cannot write the script mapping: " .. tostring(merr)) end
-    undo[#undo + 1] = function() b.unmap(guid, view) end
-    local layer_id
-    if installed then
-      -- one call put the entries in every catalog: this one is only checked
-    elseif b.install_and_chains then
-      local flags = bases[1].dwServiceFlags1 & ~wsp.XP1_IFS_HANDLES
-      local id, ierr = b.install_and_chains(guid, b.dll, name, flags, bases)
-      if not id then return fail(undo, "WSCInstallProviderAndChains failed: " .. tostring(ierr)) end
-      for _, v in ipairs(b.views) do undo[#undo + 1] = function() b.deinstall(guid, v) end end
-      by_and_chains = true
+    local v = read_view(b, view)
+    if not v then left[#left + 1] = ("%s catalog could not be read"):format(view_name(view))
     else
-      local ok2, ierr = b.install(guid, b.dll, {catalog.layer_entry(bases[1], name)})
-      if not ok2 then return fail(undo, "WSCInstallProvider (layered entry) failed: " .. tostring(ierr)) end
-      undo[#undo + 1] = function() b.deinstall(guid, view) end
+      local layer = {}
+      for _, e in ipairs(v.entries) do
+        if e.ProviderId == guid then
+          left[#left + 1] = ("entry %d in %s catalog"):format(e.dwCatalogEntryId, view_name(view))
+          if #e.ProtocolChain == 0 then layer[e.dwCatalogEntryId] = true end
+        end
+      end
+      for _, e in ipairs(v.entries) do
+        if #e.ProtocolChain >= 2 and layer[e.ProtocolChain[1]] and e.ProviderId ~= guid then
+          left[#left + 1] = ("chain %d in %s catalog"):format(e.dwCatalogEntryId, view_name(view))
+        end
+      end
+      if v.maps[guid] then left[#left + 1] = ("the script mapping in %s registry view"):format(view_name(view)) end
     end
-    local mine = entries_of(b, view, guid)
-    for _, e in ipairs(mine) do if #e.ProtocolChain == 0 then layer_id = e.dwCatalogEntryId end end
+  end
+  return left
+end
+
+--- Undoes an install: everything of `guid` out of every view, then a fresh
+-- look that nothing is left.  Returns the failure message, extended with
+-- what was or was not left.
+local function undo(b, guid, msg)
+  local errs = {}
+  for _, view in ipairs(b.views) do
+    local ok, e = take_out(b, view, guid)
+    if not ok then errs[#errs + 1] = e end
+  end
+  for _, view in ipairs(b.views) do
+    local maps = b:mappings(view)
+    if maps and maps[guid] then b:unmap(view, guid) end
+  end
+  local left = leftovers(b, guid)
+  if #left == 0 then return nil, msg .. "\nnothing was left installed" end
+  return nil, msg .. "\nthe undo could not take everything out (" .. table.concat(left, ", ") .. (#errs > 0 and "; " .. table.concat(errs, "; ") or "")
+    .. "): run lwsp-catalog repair"
+end
+
+--- Installs a Lua script as a layered provider over base protocols, in every
+-- catalog of the machine (the 64- and the 32-bit one on a 64-bit Windows).
+-- @tparam table o {script = absolute path, name =, over = {"tcp", "udp", "tcp6", "udp6"}
+--   (default all four), backend =, guid =?, category = names or number?,
+--   dll =?, dll32 =? (override the backend's)}
+-- @return {guid =, layer = id, chains = {kind = id}, views = {[view] = {layer =, chains =}}} | nil, message
+function catalog.install(o)
+  local b = o.backend or catalog.wsc()
+  local function refuse(msg) return nil, msg .. "\nnothing was installed" end
+  if not b.available then return refuse(b.why) end
+  if b.no32 then return refuse(b.no32) end
+  local dll, dll32 = o.dll or b.dll, b.dll32
+  if o.dll32 ~= nil then dll32 = o.dll32 or nil end
+  local script = o.script
+  local ok, serr = check_script(b, script)
+  if not ok then return refuse(serr) end
+  local name = "lwsp " .. (o.name or script:match("([^/\\]+)%.lua$") or "layer")
+  local over = o.over or KIND_ORDER
+  for _, kind in ipairs(over) do
+    if not catalog.KINDS[kind] then return refuse(("unknown protocol %q (tcp, udp, tcp6, udp6)"):format(tostring(kind))) end
+  end
+  local category = 0
+  if o.category then
+    if type(o.category) == "number" then category = o.category
+    else
+      for c in tostring(o.category):gmatch("[^,%s]+") do
+        local bit = catalog.CATEGORIES[c]
+        if not bit then return refuse(("unknown LSP category %q"):format(c)) end
+        category = category | bit
+      end
+    end
+  end
+  -- the DLLs: one per catalog, each of its catalog's architecture
+  local dlls = {}
+  for _, view in ipairs(b.views) do
+    local d = dll
+    if view == 32 and #b.views == 2 then d = dll32 end
+    if not d then
+      return refuse "a 64-bit Windows has a 32-bit catalog too: give the i686 lwsp.dll with --dll32 (32-bit programs would otherwise lose TCP and UDP)"
+    end
+    if view ~= 0 then
+      local arch, why = b:dll_arch(d)
+      if not arch then return refuse(("%s: %s"):format(d, why)) end
+      if arch ~= view then return refuse(("%s is a %d-bit DLL; the %d-bit catalog needs a %d-bit one"):format(d, arch, view, view)) end
+    end
+    dlls[view] = d
+  end
+  -- who can change what every process will run
+  local list = {}
+  for _, view in ipairs(b.views) do list[#list + 1] = dlls[view] end
+  local insecure = catalog.file_problems(b, list, script)
+  if #insecure > 0 then
+    return refuse("refusing to install: " .. table.concat(insecure, "; ")
+      .. ". Every process that opens a socket would run these files, elevated ones included; put them where only"
+      .. " administrators and SYSTEM can write (lwsp-catalog install copies them to %ProgramFiles%\\lwsp by default)")
+  end
+  -- the catalogs as they are, and the bases in each
+  local guid = o.guid or lwsp.guid()
+  local bases = {}
+  for _, view in ipairs(b.views) do
+    local v, err = read_view(b, view)
+    if not v then return refuse(err) end
+    for _, e in ipairs(v.entries) do
+      if e.ProviderId == guid then return refuse("a provider with GUID " .. guid .. " is already installed") end
+    end
+    if v.maps[guid] then return refuse("GUID " .. guid .. " already has a script mapping") end
+    bases[view] = {}
+    for _, kind in ipairs(over) do
+      local base = catalog.find_base(v.entries, kind)
+      if not base then return refuse(("no base provider for %s in %s catalog"):format(kind, view_name(view))) end
+      bases[view][#bases[view] + 1] = base
+    end
+  end
+  -- 1. the mapping, in every registry view, before any entry exists
+  for _, view in ipairs(b.views) do
+    local mok, merr = b:map(view, guid, script)
+    if not mok then return undo(b, guid, "cannot write the script mapping: " .. tostring(merr)) end
+  end
+  -- 2. the provider started in a fresh process of each architecture
+  for _, view in ipairs(b.views) do
+    local tok, terr = b:test_start(view, dlls[view], guid)
+    if not tok then return undo(b, guid, ("the test start of the %s provider failed: %s"):format(view == 0 and "" or view .. "-bit", tostring(terr))) end
+  end
+  -- 3. the entries
+  local result = {guid = guid, chains = {}, views = {}}
+  local first = b.views[1]
+  if b.install_and_chains then
+    local protos = {}
+    for i, base in ipairs(bases[first]) do protos[i] = base end
+    local id, ierr = b:install_and_chains(guid, dlls[first], #b.views == 2 and dlls[32] or nil, name, 0, protos)
+    if not id then return undo(b, guid, "WSCInstallProviderAndChains failed: " .. tostring(ierr)) end
+  elseif #b.views > 1 then
+    return undo(b, guid, "installing into both catalogs needs WSCInstallProviderAndChains64_32")
+  else
+    local iok, ierr = b:install(first, guid, dlls[first], {catalog.layer_entry(bases[first][1], name)})
+    if not iok then return undo(b, guid, "WSCInstallProvider (layered entry) failed: " .. tostring(ierr)) end
+    local now, eerr = b:enum(first)
+    if not now then return undo(b, guid, "cannot read the catalog: " .. tostring(eerr)) end
+    local layer_id
+    for _, e in ipairs(now) do if e.ProviderId == guid and #e.ProtocolChain == 0 then layer_id = e.dwCatalogEntryId end end
     if not layer_id then
-      return fail(undo, "the catalog did not take the layered entry although the install reported success"
+      return undo(b, guid, "the catalog did not take the layered entry although the install reported success"
         .. (b.name == "wsc" and " (as Wine's stub WSC calls do)" or ""))
     end
-    result.layer = layer_id
-    -- the chains: installed by install_and_chains, or here under a GUID of their own
-    local chain_ids = {}
-    if not by_and_chains then
-      local cguid = lwsp.guid()
-      local infos = {}
-      for i, base in ipairs(bases) do infos[i] = catalog.chain_entry(base, layer_id, cguid, name) end
-      local ok3, cerr = b.map(cguid, script, view)
-      if not ok3 then return fail(undo, "cannot write the script mapping: " .. tostring(cerr)) end
-      undo[#undo + 1] = function() b.unmap(cguid, view) end
-      local ok4, ierr = b.install(cguid, b.dll, infos)
-      if not ok4 then return fail(undo, "WSCInstallProvider (protocol chains) failed: " .. tostring(ierr)) end
-      undo[#undo + 1] = function() b.deinstall(cguid, view) end
-    end
-    -- find every chain on the layer, map its GUID, and put the chains first
-    local all = assert(b.enum(view))
-    local first = {}
-    for _, e in ipairs(all) do
-      if #e.ProtocolChain >= 2 and e.ProtocolChain[1] == layer_id then
-        chain_ids[#chain_ids + 1] = e
-      end
-    end
-    if #chain_ids ~= #bases then
-      return fail(undo, ("the catalog holds %d of the %d protocol chains installed"):format(#chain_ids, #bases))
-    end
-    for _, e in ipairs(chain_ids) do
-      if not result.chain_guids[e.ProviderId] and e.ProviderId ~= guid then
-        result.chain_guids[e.ProviderId] = true
-        local ok5, cerr = b.map(e.ProviderId, script, view)
-        if not ok5 then return fail(undo, "cannot write the script mapping: " .. tostring(cerr)) end
-        local g = e.ProviderId
-        undo[#undo + 1] = function() b.unmap(g, view) end
-        if by_and_chains and not installed then undo[#undo + 1] = function() b.deinstall(g, view) end end
-      end
-      first[#first + 1] = e.dwCatalogEntryId
-      local kind = kind_of(e)
-      if kind then result.chains[kind] = e.dwCatalogEntryId end
-    end
-    local order, chained = order_first(all, first)
-    local ok6, oerr = b.write_order(order, view)
-    if not ok6 then return fail(undo, "WSCWriteProviderOrder failed: " .. tostring(oerr)) end
-    local after = assert(b.enum(view))
-    for i = 1, #chain_ids do
-      if not after[i] or not chained[after[i].dwCatalogEntryId] then
-        return fail(undo, "the catalog order did not take: the protocol chains are not first")
-      end
-    end
-    installed = true
+    local cguid = lwsp.guid()
+    local infos = {}
+    for i, base in ipairs(bases[first]) do infos[i] = catalog.chain_entry(base, layer_id, cguid, name) end
+    local cok, cerr = b:install(first, cguid, dlls[first], infos)
+    if not cok then return undo(b, guid, "WSCInstallProvider (protocol chains) failed: " .. tostring(cerr)) end
+    now, eerr = b:enum(first)
+    if not now then return undo(b, guid, "cannot read the catalog: " .. tostring(eerr)) end
+    local ids = {}
+    for _, e in ipairs(now) do if e.ProviderId == cguid then ids[#ids + 1] = e.dwCatalogEntryId end end
+    local wok, werr = b:write_order(first, (order_first(now, ids)))
+    if not wok then return undo(b, guid, "WSCWriteProviderOrder failed: " .. tostring(werr)) end
   end
-  local guids = {}
-  for g in pairs(result.chain_guids) do guids[#guids + 1] = g end
-  table.sort(guids)
-  result.chain_guids = guids
+  -- 4. each catalog read back: the layer with its DLL, a chain over each base, the chains first
+  for _, view in ipairs(b.views) do
+    local v, err = read_view(b, view)
+    if not v then return undo(b, guid, err) end
+    local l
+    for _, x in ipairs(v.layers) do if x.guid == guid then l = x end end
+    if not l then
+      return undo(b, guid, ("%s catalog did not take the layered entry although the install reported success"):format(view_name(view))
+        .. (b.name == "wsc" and " (as Wine's stub WSC calls do)" or ""))
+    end
+    if not same_path(l.path, dlls[view]) then
+      return undo(b, guid, ("%s catalog names %s for the layer, not %s"):format(view_name(view), tostring(l.path), dlls[view]))
+    end
+    local over_base = {}
+    for _, c in ipairs(l.chains) do over_base[c.base] = over_base[c.base] or c end
+    for _, base in ipairs(bases[view]) do
+      if not over_base[base.dwCatalogEntryId] then
+        return undo(b, guid, ("%s catalog holds no protocol chain over %s"):format(view_name(view), base.szProtocol))
+      end
+    end
+    local chained = {}
+    for _, c in ipairs(l.chains) do chained[c.id] = true end
+    for i = 1, #l.chains do
+      if not chained[v.entries[i].dwCatalogEntryId] then
+        return undo(b, guid, ("the order of %s catalog did not take: the protocol chains are not first"):format(view_name(view)))
+      end
+    end
+    local r = {layer = l.id, chains = {}}
+    for i, kind in ipairs(over) do r.chains[kind] = over_base[bases[view][i].dwCatalogEntryId].id end
+    result.views[view] = r
+  end
+  -- 5. the LSP category, when asked for
+  if category ~= 0 then
+    for _, view in ipairs(b.views) do
+      local cok, cerr = b:set_category(view, guid, category)
+      if not cok then return undo(b, guid, "WSCSetProviderInfo (LSP categories) failed: " .. tostring(cerr)) end
+    end
+  end
+  result.layer, result.chains = result.views[first].layer, result.views[first].chains
   return result
 end
 
-local function find_layer(info, which)
-  for _, l in ipairs(info.layers) do
-    if l.guid == which or l.name == which or l.name == "lwsp " .. tostring(which) then return l end
+---------------------------------------------------------------------------------------------
+-- remove, repair
+
+local function find_layers(b, which)
+  local found = {}
+  for _, view in ipairs(b.views) do
+    local v, err = read_view(b, view)
+    if not v then return nil, err end
+    for _, l in ipairs(v.layers) do
+      if l.guid == which or l.name == which or l.name == "lwsp " .. tostring(which) then found[l.guid] = true end
+    end
   end
+  local list = {}
+  for g in pairs(found) do list[#list + 1] = g end
+  table.sort(list)
+  return list
 end
 
---- Removes an installed layer (by its GUID or name): its chains, its
--- layered entry and its script mappings, checked against the catalog after.
--- @return {removed = {guids}} | nil, message
+--- Removes an installed layer (by its GUID or name) from every catalog: the
+-- chains of other providers through it rewritten (WSCUpdateProvider), its
+-- chains and layered entry deinstalled, its script mappings dropped.
+-- @return {removed = {guids}, notes = {text}} | nil, message
 function catalog.remove(which, b)
   b = b or catalog.wsc()
   if not b.available then return nil, b.why end
-  local removed = {}
+  local guids, err = find_layers(b, which)
+  if not guids then return nil, err end
+  if #guids == 0 then return nil, ("no lwsp layer %q in the catalog (lwsp-catalog list shows them)"):format(tostring(which)) end
+  if #guids > 1 then return nil, ("%d lwsp layers are named %q: remove one by its GUID"):format(#guids, tostring(which)) end
+  local removed, notes = {}, {}
   for _, view in ipairs(b.views) do
-    local info, err = catalog.inspect(b, view)
-    if not info then return nil, "cannot read the catalog: " .. tostring(err) end
-    local l = find_layer(info, which)
-    if not l then return nil, ("no lwsp layer %q in the catalog (lwsp-catalog list shows them)"):format(tostring(which)) end
-    local guids, seen = {}, {}
-    for _, c in ipairs(l.chains) do
-      if not seen[c.guid] and c.guid ~= l.guid then seen[c.guid] = true guids[#guids + 1] = c.guid end
-    end
-    guids[#guids + 1] = l.guid
-    for _, g in ipairs(guids) do
-      local ok, derr = b.deinstall(g, view)
-      if not ok then return nil, ("WSCDeinstallProvider(%s) failed: %s"):format(g, tostring(derr)) end
-      b.unmap(g, view)
-      removed[#removed + 1] = g
-    end
-    for _, g in ipairs(guids) do
-      if #entries_of(b, view, g) > 0 then
-        return nil, ("the catalog still holds entries of %s after WSCDeinstallProvider reported success"):format(g)
-      end
-    end
+    local r, terr = take_out(b, view, guids[1], notes)
+    if not r then return nil, terr .. " (lwsp-catalog check shows what is left; repair takes it out)" end
+    for _, g in ipairs(r) do removed[#removed + 1] = g end
   end
-  return {removed = removed}
+  return {removed = removed, notes = notes}
 end
 
---- Removes what a broken install left: chains whose layered entry is gone,
--- layered entries without chains or without a script, chains without a
--- script, and script mappings with no catalog entry.
--- @return {actions = {text...}} | nil, message
+--- Repairs what `check` finds: chains naming ids that are gone (rewritten
+-- without them, or taken out when they are lwsp's), lwsp layers that cannot
+-- run or are installed halfway (taken out of every catalog), and mappings
+-- with no catalog entry.
+-- @return {actions = {text}, left = {problems check still finds}} | nil, message
 function catalog.repair(b)
   b = b or catalog.wsc()
   if not b.available then return nil, b.why end
   local actions = {}
-  for _, view in ipairs(b.views) do
-    local info, err = catalog.inspect(b, view)
-    if not info then return nil, "cannot read the catalog: " .. tostring(err) end
-    local done = {}
-    local function drop(guid, why)
-      if done[guid] then return end
-      done[guid] = true
-      local ok, derr = b.deinstall(guid, view)
-      actions[#actions + 1] = ok and ("removed %s (%s)"):format(guid, why)
-        or ("could not remove %s (%s): %s"):format(guid, why, tostring(derr))
-      b.unmap(guid, view)
-    end
-    for _, p in ipairs(info.problems) do
-      if p.mapping_only then
-        b.unmap(p.guid, view)
-        actions[#actions + 1] = ("dropped the script mapping of %s (no catalog entry)"):format(p.guid)
-      elseif p.what:match("^layered entry") then
-        -- the whole layer goes: its chains, then itself
-        local l = find_layer(info, p.guid)
-        for _, c in ipairs(l and l.chains or {}) do if c.guid ~= p.guid then drop(c.guid, "chain of a broken layer") end end
-        drop(p.guid, p.what)
-      else
-        drop(p.guid, p.what)
+  for _ = 1, 4 do          -- each pass can uncover the next (a layer gone leaves its chains dangling)
+    local problems, err = catalog.check(b)
+    if not problems then return nil, err end
+    local did = false
+    local layers_done = {}
+    for _, p in ipairs(problems) do
+      if p.fix == "layer" and not layers_done[p.guid] then
+        layers_done[p.guid] = true
+        -- the lwsp layer the entry belongs to (a chain's layer, or itself)
+        local v = read_view(b, p.view)
+        local g = p.guid
+        if v then
+          local e = v.ids[p.id]
+          if e and #e.ProtocolChain >= 2 and v.ids[e.ProtocolChain[1]] then g = v.ids[e.ProtocolChain[1]].ProviderId end
+        end
+        for _, view in ipairs(b.views) do
+          local r, terr = take_out(b, view, g, actions)
+          if not r then actions[#actions + 1] = ("could not take %s out of %s catalog: %s"):format(g, view_name(view), terr) end
+        end
+        actions[#actions + 1] = ("took out lwsp layer %s (%s)"):format(g, p.what)
+        did = true
+      elseif p.fix == "chain" then
+        local v = read_view(b, p.view)
+        local e = v and v.ids[p.id]
+        if e then
+          local lwsps = v.ours[e.ProviderId]
+          if lwsps then
+            local dok = b:deinstall(p.view, e.ProviderId)
+            actions[#actions + 1] = ("%s lwsp chain %s from %s catalog (%s)"):format(dok and "deinstalled" or "could not deinstall", e.ProviderId, view_name(p.view), p.what)
+          else
+            local gone = {}
+            for _, id in ipairs(e.ProtocolChain) do if not v.ids[id] then gone[id] = true end end
+            local seen = {}
+            for i, id in ipairs(e.ProtocolChain) do if seen[id] and i > 1 then gone[id] = true end seen[id] = true end
+            local ok, uerr = unhook(b, p.view, {entries = v.entries}, gone, actions)
+            if not ok then actions[#actions + 1] = ("could not repair chain %d of %s: %s (netsh winsock reset restores the catalog)"):format(p.id, e.ProviderId, uerr) end
+          end
+          did = true
+        end
+      elseif p.fix == "mapping" then
+        local ok = b:unmap(p.view, p.guid)
+        actions[#actions + 1] = ("%s the script mapping of %s in %s registry view (no catalog entry)"):format(ok and "dropped" or "could not drop", p.guid, view_name(p.view))
+        did = true
       end
     end
+    if not did then break end
   end
-  return {actions = actions}
+  local left, err = catalog.check(b)
+  if not left then return nil, err end
+  return {actions = actions, left = left}
+end
+
+---------------------------------------------------------------------------------------------
+-- backends
+
+local function read_file(path, n)
+  local f = io.open(path, "rb")
+  if not f then return nil, path .. ": cannot open" end
+  local s = f:read(n or "a")
+  f:close()
+  return s or ""
+end
+
+-- what every backend answers the same way from this process's file system
+local function files_of(b)
+  function b.read(_, path) return read_file(path) end
+  function b.exists(_, path) local f = io.open(path, "rb") if f then f:close() return true end return false end
+  function b.dll_arch(_, path)
+    local bytes, err = read_file(path, 4096)
+    if not bytes then return nil, err end
+    return catalog.pe_arch(bytes)
+  end
+  function b.copy_file(_, from, to)
+    local src, err = read_file(from)
+    if not src then return nil, err end
+    local f = io.open(to, "wb")
+    if not f then
+      local ok, merr = lwsp.wsc.mkdir(dirname(to))      -- the folder and those above it
+      if not ok then return nil, merr end
+    end
+    local werr
+    f, werr = f or io.open(to, "wb")
+    if not f then return nil, werr end
+    f:write(src)
+    f:close()
+    return true
+  end
+end
+
+--- Windows' own catalogs, through lwsp.wsc.  A 64-bit process on a 64-bit
+-- Windows handles both catalogs (views 64 and 32); a 32-bit Windows has one
+-- (view 32); a 32-bit process on a 64-bit Windows can only list.
+-- @tparam[opt] table o {dll =, dll32 = the DLL paths (default: lwsp.dll beside
+--   this module for this process's architecture), lua32 = the i686 lua.exe
+--   for the 32-bit test start}
+function catalog.wsc(o)
+  o = o or {}
+  local wsc = lwsp.wsc
+  local b = {name = "wsc", available = wsc.available, dll = o.dll, dll32 = o.dll32, lua32 = o.lua32}
+  files_of(b)
+  if wsc.available then
+    local os64 = wsc.os_bits and wsc.os_bits() or wsc.bits
+    b.views = os64 == 64 and {64, 32} or {32}
+    if os64 == 64 and not wsc.has("WSCEnumProtocols32") then
+      -- (Wine's ws2_32): only the native catalog can be read; nothing is installed
+      b.views, b.no32 = {64}, "this ws2_32 has no WSCEnumProtocols32: the 32-bit catalog cannot be reached,"
+        .. " and an install into one catalog of two would cut 32-bit programs off"
+    end
+    if wsc.bits == 64 then b.dll = b.dll or lwsp.path() else b.dll32 = b.dll32 or lwsp.path() b.dll = b.dll or (os64 == 32 and b.dll32 or nil) end
+    if os64 == 64 and wsc.bits ~= 64 then
+      b.available, b.why = false, "a 32-bit process on a 64-bit Windows reaches one catalog of two: run the 64-bit lua.exe"
+    end
+  else
+    b.views = {0}
+    b.why = "no Winsock catalog on this system (lwsp's own host has its catalog: wsp.catalog.host())"
+  end
+  function b.enum(_, view) return wsc.enum(view) end
+  if wsc.has(wsc.bits == 64 and "WSCInstallProviderAndChains64_32" or "WSCInstallProviderAndChains") then
+    function b.install_and_chains(_, guid, path, path32, name, flags, protos)
+      return wsc.install_and_chains(guid, path, path32, name, flags, protos)
+    end
+  end
+  function b.install(_, _, guid, path, infos) return wsc.install(guid, path, infos) end
+  function b.update(_, view, guid, path, infos) return wsc.update(guid, path, infos, view) end
+  function b.write_order(_, view, ids) return wsc.write_order(ids, view) end
+  function b.deinstall(_, view, guid) return wsc.deinstall(guid, view) end
+  function b.set_category(_, view, guid, cats) return wsc.set_category(guid, cats, view) end
+  function b.map(_, view, guid, script) return lwsp.registry.set(guid, script, view) end
+  function b.unmap(_, view, guid) return lwsp.registry.remove(guid, view) end
+  function b.mappings(_, view) return lwsp.registry.list(view) end
+  function b.insecure(_, path) return wsc.insecure(path) end
+  function b.expand(_, path, view) return wsc.expand(path, view) end
+  function b.test_start(self, view, dll, guid)
+    local exe = view == 32 and (self.lua32 or (wsc.bits == 32 and wsc.lua_exe())) or (view == 64 and wsc.bits == 64 and wsc.lua_exe())
+    if not exe then return nil, ("the %d-bit test start needs the %s lua.exe (--lua32)"):format(view, view == 32 and "i686" or "x86_64") end
+    return catalog.test_start(exe, dll, guid)
+  end
+  return b
+end
+
+--- lwsp's host's catalog in this process: the same install, list, remove and
+-- repair, with the host playing ws2_32.  It has one catalog (view 0) and no
+-- architectures or ACLs; its test start compiles the script.
+-- @tparam[opt] table o {and_chains = false: install the way ws2_32s without
+--   WSCInstallProviderAndChains do}
+function catalog.host(o)
+  o = o or {}
+  local h = lwsp.host
+  local b = {name = "host", available = true, dll = o.dll or lwsp.path(), views = {0}}
+  files_of(b)
+  function b.enum() return h.catalog() end
+  local function kind(info)
+    local n = #(info.ProtocolChain or {})
+    return n == 0 and "layer" or n == 1 and "base" or "chain"
+  end
+  function b.install(_, _, guid, path, infos)
+    local done = {}
+    for _, info in ipairs(infos) do
+      local i = copy(info)
+      i.ProviderId, i.dwCatalogEntryId, i.path = guid, nil, nil
+      local ok, id = pcall(h.install, i, path, kind(i))
+      if not ok or not id then
+        for _, d in ipairs(done) do h.remove(d) end
+        return nil, "WSAEINVAL: " .. tostring(id), wsp.WSAEINVAL
+      end
+      done[#done + 1] = id
+    end
+    return true
+  end
+  if o.and_chains ~= false then
+    function b.install_and_chains(self, guid, path, _, name, flags, bases)
+      local layer = catalog.layer_entry(bases[1], name)
+      layer.dwServiceFlags1 = flags
+      local ok, err, code = self:install(0, guid, path, {layer})
+      if not ok then return nil, err, code end
+      local id
+      for _, e in ipairs(h.catalog()) do if e.ProviderId == guid then id = e.dwCatalogEntryId end end
+      local chain_guid, chains = lwsp.guid(), {}
+      for i, base in ipairs(bases) do chains[i] = catalog.chain_entry(base, id, chain_guid, name) end
+      ok, err, code = self:install(0, chain_guid, path, chains)
+      if not ok then self:deinstall(0, guid) return nil, err, code end
+      local all, first = h.catalog(), {}
+      for _, e in ipairs(all) do if e.ProviderId == chain_guid then first[#first + 1] = e.dwCatalogEntryId end end
+      h.order((order_first(all, first)))
+      return id
+    end
+  end
+  function b.update(_, _, guid, path, infos)
+    for _, info in ipairs(infos) do
+      local ok, err = pcall(h.remove, info.dwCatalogEntryId)
+      if not ok then return nil, "WSAEINVAL: " .. tostring(err), wsp.WSAEINVAL end
+      local i = copy(info)
+      i.ProviderId, i.dwCatalogEntryId, i.path = guid, nil, nil
+      h.install(i, path, kind(i))
+    end
+    return true
+  end
+  function b.write_order(_, _, ids) return h.order(ids) end
+  function b.deinstall(_, _, guid)
+    local found
+    for _, e in ipairs(h.catalog()) do
+      if e.ProviderId == guid then h.remove(e.dwCatalogEntryId) found = true end
+    end
+    if not found then return nil, "WSAEINVAL: no provider with that GUID", wsp.WSAEINVAL end
+    return true
+  end
+  function b.set_category() return true end
+  function b.map(_, _, guid, script) return lwsp.registry.set(guid, script) end
+  function b.unmap(_, _, guid) return lwsp.registry.remove(guid) end
+  function b.mappings() return lwsp.registry.list() end
+  function b.insecure() return nil end
+  function b.expand(_, path) return path end
+  function b.test_start(_, _, _, guid)
+    local script = lwsp.registry.get(guid)
+    if not script then return nil, "no script registered for " .. guid end
+    local chunk, err = loadfile(script, "t")
+    if not chunk then return nil, err end
+    return true
+  end
+  return b
+end
+
+---------------------------------------------------------------------------------------------
+-- the test start: the provider started in a fresh process before the catalog knows it
+
+-- Run by the lua.exe of the DLL's architecture, in a folder of its own: loads
+-- the DLL by its full path, starts lwsp's host in it over the native provider
+-- beside it, and opens and binds a TCP socket through the layer (WSPStartup
+-- finds the script through this architecture's registry view).
+local PROBE = [=[
+local dll, guid, mods = arg[1], arg[2], arg[3]
+local open, err = package.loadlib(dll, "luaopen_lwsp")
+if not open then io.write("cannot load ", dll, ": ", tostring(err), "\n") os.exit(3) end
+local lwsp = open()
+package.loaded.lwsp = lwsp
+mods = mods or dll:match("^(.*)[\\/][^\\/]*$") .. "\\lua"
+package.path = mods .. "\\?.lua;" .. mods .. "\\?\\init.lua"
+local wsp = require "wsp"
+local whost = require "wsp.host"
+local h = lwsp.host
+local base = whost.install_native()
+local layer = h.install(whost.protocol_info{guid = guid, name = "lwsp test start"}, dll, "layer")
+local tcp
+for _, e in ipairs(h.catalog()) do if e.dwCatalogEntryId == base.tcp then tcp = e end end
+local c = {}
+for k, v in pairs(tcp) do c[k] = v end
+c.path, c.dwCatalogEntryId, c.ProviderId = nil, nil, lwsp.guid()
+c.ProtocolChain = {layer, base.tcp}
+local chain = h.install(c, dll, "chain")
+local s, serr = h.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, chain)
+if not s then io.write("no socket through the layer: ", tostring(serr), "\n") os.exit(4) end
+local ok, berr = h.bind(s, "127.0.0.1:0")
+h.close(s)
+h.cleanup()
+if not ok then io.write("bind through the layer failed: ", tostring(berr), "\n") os.exit(5) end
+io.write("lwsp test start: ok\n")
+os.exit(0)
+]=]
+
+--- Starts the provider in a fresh process: `exe` (a lua.exe of the DLL's
+-- architecture) loads `dll` by its full path from the temporary folder and
+-- opens a socket through the layer whose GUID is `guid`; lwsp's Lua modules
+-- are those beside the DLL (in lua\\), or in `mods`.
+-- @return true | nil, what the process said
+function catalog.test_start(exe, dll, guid, mods)
+  local probe = os.tmpname()
+  if package.config:sub(1, 1) == "\\" and not windows_path(probe) then
+    probe = (os.getenv("TEMP") or "C:\\Windows\\Temp") .. probe
+  end
+  local f = io.open(probe, "w")
+  if not f then return nil, "cannot write the test start's script " .. probe end
+  f:write(PROBE)
+  f:close()
+  local dir = dirname(probe)
+  local line = ('cd /d "%s" && "%s" "%s" "%s" %s%s 2>&1'):format(dir, exe, probe, dll, guid, mods and (' "' .. mods .. '"') or "")
+  local p = io.popen('"' .. line .. '"')
+  local out = p and p:read("a") or ""
+  local ok = p and p:close()
+  os.remove(probe)
+  out = out:gsub("\r", "")
+  if ok and out:find("lwsp test start: ok", 1, true) then return true end
+  return nil, (out:gsub("%s+$", "") ~= "" and out:gsub("%s+$", "") or "the process failed")
+end
+
+---------------------------------------------------------------------------------------------
+-- staging: the files an install needs, copied where only administrators can write
+
+--- The Lua modules the runtime needs beside its DLL (lua\wsp\*.lua).
+catalog.MODULES = {"init", "layered", "util", "trace", "host"}
+
+--- Copies the DLL (and lua54.dll, when Lua is not linked in, and the native
+-- provider the test start runs over, when they sit beside it), lwsp's wsp modules
+-- and the script into `dir` (and the 32-bit DLL into `dir32`).
+-- @return {dll =, dll32 =, script =} the copies' paths | nil, message
+function catalog.stage(b, o)
+  local s = sep_of(o.dir)
+  local out = {}
+  local function cp(from, to)
+    local ok, err = b:copy_file(from, to)
+    if not ok then error(("cannot copy %s to %s: %s"):format(from, to, tostring(err)), 0) end
+  end
+  local ok, err = pcall(function()
+    local moddir = o.modules or (dirname(debug.getinfo(1, "S").source:sub(2)) or ".")
+    for _, pair in ipairs{{o.dll, o.dir, "dll"}, {o.dll32, o.dir32, "dll32"}} do
+      local dll, dir = pair[1], pair[2]
+      if dll and dir then
+        cp(dll, dir .. s .. "lwsp.dll")
+        out[pair[3]] = dir .. s .. "lwsp.dll"
+        for _, beside in ipairs{"lua54.dll", "lwsp_native.dll"} do
+          local p = (dirname(dll) or ".") .. s .. beside
+          if b:exists(p) then cp(p, dir .. s .. beside) end
+        end
+        for _, m in ipairs(catalog.MODULES) do
+          cp(moddir .. s .. m .. ".lua", dir .. s .. "lua" .. s .. "wsp" .. s .. m .. ".lua")
+        end
+      end
+    end
+    out.script = o.dir .. s .. (o.script:match("([^/\\]+)$"))
+    cp(o.script, out.script)
+  end)
+  if not ok then return nil, err end
+  return out
 end
 
 ---------------------------------------------------------------------------------------------
 -- the command (bin/lwsp-catalog)
 
 local USAGE = [[
-usage: lwsp-catalog install SCRIPT [--name NAME] [--over tcp,udp,tcp6,udp6] [--both] [--dll PATH] [--dll32 PATH]
-       lwsp-catalog list [--both]
-       lwsp-catalog remove GUID|NAME [--both]
-       lwsp-catalog repair [--both]
-Installs a Lua script as a layered provider in the Winsock catalog (run as an
-administrator), lists lwsp's entries, removes them, repairs a broken install.
---both: the 64- and the 32-bit catalogs (from the 64-bit lua.exe).]]
+usage: lwsp-catalog install SCRIPT [--name NAME] [--over tcp,udp,tcp6,udp6] [--dll PATH] [--dll32 PATH]
+                                   [--lua32 PATH] [--category LIST] [--to DIR] [--to32 DIR]
+                                   [--modules DIR] [--in-place]
+       lwsp-catalog list
+       lwsp-catalog check
+       lwsp-catalog remove GUID|NAME
+       lwsp-catalog repair
+Installs a Lua script as a layered provider in the Winsock catalogs (both on a
+64-bit Windows: --dll32 names the i686 lwsp.dll), lists lwsp's entries, checks
+every catalog invariant, removes a layer, repairs a broken catalog.  Run it as
+an administrator.  install copies the DLLs, lwsp's modules and the script to
+--to (default %ProgramFiles%\lwsp, the 32-bit DLL to --to32, default
+%ProgramFiles(x86)%\lwsp; lwsp's Lua modules from --modules, default beside
+this module) unless --in-place, and refuses files that non-administrators can
+change.  --lua32: the i686 lua.exe for the 32-bit test start.  --category:
+LSP categories (inspector, redirector, proxy, firewall, inbound_modify,
+outbound_modify, crypto_compress, local_cache, system), none by default.]]
 
 --- Runs the command with argv; writes to out (a function of one line).
 -- @treturn integer exit status
@@ -488,7 +1035,7 @@ function catalog.main(argv, out, backend)
   local i = 2
   while argv[i] do
     local a = argv[i]
-    if a == "--both" then opt.both = true
+    if a == "--in-place" then opt["in-place"] = true
     elseif a:match("^%-%-") then
       local k, v = a:match("^%-%-([%w]+)=(.*)$")
       if not k then k, v = a:sub(3), argv[i + 1]; i = i + 1 end
@@ -497,46 +1044,73 @@ function catalog.main(argv, out, backend)
     else pos[#pos + 1] = a end
     i = i + 1
   end
-  local b = backend or catalog.wsc{both = opt.both, dll = opt.dll, dll32 = opt.dll32}
+  local b = backend or catalog.wsc{dll = opt.dll, dll32 = opt.dll32, lua32 = opt.lua32}
+  local function problems(list)
+    for _, p in ipairs(list) do
+      out(("problem: %s catalog: %s: %s%s"):format(p.view == 0 and "the" or p.view .. "-bit", p.what, p.guid, p.id and (" [%d]"):format(p.id) or ""))
+    end
+  end
   if cmd == "install" and pos[1] then
     local over
     if opt.over then over = {} for k in opt.over:gmatch("[^,%s]+") do over[#over + 1] = k end end
-    local r, err = catalog.install{script = pos[1], name = opt.name, over = over, backend = b}
-    if not r then out("lwsp-catalog: install failed: " .. err) out("nothing was left installed") return 1 end
-    out(("installed %s: layered entry %d, chains %s"):format(r.guid, r.layer, (function()
-      local t = {}
-      for _, k in ipairs(KIND_ORDER) do if r.chains[k] then t[#t + 1] = ("%s=%d"):format(k, r.chains[k]) end end
-      return table.concat(t, " ")
-    end)()))
-    return 0
-  elseif cmd == "list" then
-    if not b.available then out("lwsp-catalog: " .. b.why) return 1 end
-    local total = 0
+    if not b.available then out("lwsp-catalog: install failed: " .. tostring(b.why)) return 1 end
+    local script, dll, dll32 = pos[1], opt.dll or b.dll, opt.dll32 or b.dll32
+    if not opt["in-place"] and b.name ~= "host" then
+      local dir = opt.to or b:expand("%ProgramFiles%\\lwsp", b.views[1])
+      local dir32 = #b.views == 2 and (opt.to32 or b:expand("%ProgramFiles%\\lwsp", 32)) or nil
+      local st, serr = catalog.stage(b, {dll = dll, dll32 = #b.views == 2 and dll32 or nil, dir = dir, dir32 = dir32,
+        script = script, modules = opt.modules})
+      if not st then out("lwsp-catalog: install failed: " .. serr) out("nothing was installed") return 1 end
+      script, dll, dll32 = st.script, st.dll, st.dll32 or dll32
+    end
+    local r, err = catalog.install{script = script, name = opt.name, over = over, backend = b, dll = dll, dll32 = dll32,
+      category = opt.category}
+    if not r then out("lwsp-catalog: install failed: " .. err) return 1 end
     for _, view in ipairs(b.views) do
-      local info, err = catalog.inspect(b, view)
-      if not info then out("lwsp-catalog: " .. tostring(err)) return 1 end
-      for _, l in ipairs(info.layers) do
-        total = total + 1
-        out(("%s  %s  [%d]  %s"):format(l.guid, l.name, l.id, l.script or "(no script)"))
-        for _, c in ipairs(l.chains) do
-          out(("    [%d] %-5s over %s  (%s)"):format(c.id, c.kind or "?", c.over or "?", c.guid))
+      local v = r.views[view]
+      local t = {}
+      for _, k in ipairs(KIND_ORDER) do if v.chains[k] then t[#t + 1] = ("%s=%d"):format(k, v.chains[k]) end end
+      out(("installed %s in %s catalog: layered entry %d, chains %s"):format(r.guid, view_name(view), v.layer, table.concat(t, " ")))
+    end
+    return 0
+  elseif cmd == "list" or cmd == "check" then
+    if not b.available then out("lwsp-catalog: " .. tostring(b.why)) return 1 end
+    local total = 0
+    if cmd == "list" then
+      for _, view in ipairs(b.views) do
+        local v, err = read_view(b, view)
+        if not v then out("lwsp-catalog: " .. tostring(err)) return 1 end
+        for _, l in ipairs(v.layers) do
+          total = total + 1
+          out(("%s%s  %s  [%d]  %s"):format(view == 0 and "" or view .. "-bit: ", l.guid, l.name, l.id, l.script or "(no script)"))
+          for _, c in ipairs(l.chains) do
+            out(("    [%d] %-5s over %s  (%s)"):format(c.id, c.kind or "?", c.over or "?", c.guid))
+          end
         end
       end
-      for _, p in ipairs(info.problems) do out(("problem: %s: %s%s"):format(p.what, p.guid, p.id and (" [%d]"):format(p.id) or "")) end
     end
-    if total == 0 then out("no lwsp layers installed") end
+    local list, err = catalog.check(b)
+    if not list then out("lwsp-catalog: " .. tostring(err)) return 1 end
+    problems(list)
+    if cmd == "list" and total == 0 then out("no lwsp layers installed") end
+    if cmd == "check" then
+      if #list == 0 then out("the catalog is consistent") return 0 end
+      return 1
+    end
     return 0
   elseif cmd == "remove" and pos[1] then
     local r, err = catalog.remove(pos[1], b)
     if not r then out("lwsp-catalog: remove failed: " .. err) return 1 end
+    for _, n in ipairs(r.notes) do out(n) end
     out("removed " .. table.concat(r.removed, " "))
     return 0
   elseif cmd == "repair" then
     local r, err = catalog.repair(b)
     if not r then out("lwsp-catalog: repair failed: " .. err) return 1 end
     for _, a in ipairs(r.actions) do out(a) end
-    if #r.actions == 0 then out("nothing to repair") end
-    return 0
+    if #r.actions == 0 and #r.left == 0 then out("nothing to repair") end
+    problems(r.left)
+    return #r.left == 0 and 0 or 1
   end
   out(USAGE)
   return 2

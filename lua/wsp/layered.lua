@@ -49,7 +49,7 @@ function layered.new()
   local M = {description = "lwsp layered provider"}
 
   function M.socket(s, af, type, protocol, info, group, flags)
-    local low, _, c = lwsp.lower(info.dwCatalogEntryId)
+    local low, _, c = lwsp.lower(info)
     if not low then return nil, c end
     local h, _, c2 = low:socket(af, type, protocol, flags)
     if not h then return nil, c2 end

@@ -507,16 +507,34 @@ int rt_soft_fault(rt_call *c, const char *fmt, ...) {
 }
 
 /* Handler results: (nil|false, code) is a failure and gives the code.  (false)
- * or (nil, junk) is a fault: logged, -1.  Anything else: 0. */
+ * or (nil, junk) is a fault: logged, -1.  No result at all is a fault too
+ * (a forgotten `return`), and so is a lone nil, except from the handlers
+ * whose success may be nothing (ioctl, cleanup).  Anything else: 0. */
 int rt_result_error(rt_call *c) {
   lua_State *co = c->co;
   int code;
-  if (c->nres == 0 || lua_toboolean(co, c->base)) return 0;
-  if (c->nres == 1 && lua_isnil(co, c->base)) return 0;
+  if (c->nres == 0 || (c->nres == 1 && lua_isnil(co, c->base))) {
+    if (c->proc == P_ioctl || c->proc == P_cleanup) return 0;
+    if (c->nres == 1) { rt_soft_fault(c, "returned nil without a Winsock error code"); return -1; }
+    rt_soft_fault(c, "returned nothing: a handler returns its result (true for success) or nil and an error "
+                  "(missing a `return`? a layer ends with `return P.base.%s(...)`)", lwsp_proc_names[c->proc]);
+    return -1;
+  }
+  if (lua_toboolean(co, c->base)) return 0;
   code = c->nres >= 2 ? rt_code_at(co, c->base + 1) : 0;
   if (code == 0 && c->nres >= 3) code = rt_code_at(co, c->base + 2);
   if (code == 0) {
-    rt_soft_fault(c, "returned %s without a Winsock error code", lua_isnil(co, c->base) ? "nil" : "false");
+    const char *what = lua_isnil(co, c->base) ? "nil" : "false";
+    int at = c->nres >= 2 ? c->base + 1 : 0;
+    if (at && lua_type(co, at) == LUA_TSTRING)
+      rt_soft_fault(c, "returned %s without a Winsock error code: \"%.*s\" is not a Winsock error name "
+                    "(names are those of wsp, such as \"WSAECONNREFUSED\")",
+                    what, (int)strcspn(lua_tostring(co, at), ":"), lua_tostring(co, at));
+    else if (at && lua_isinteger(co, at))
+      rt_soft_fault(c, "returned %s without a Winsock error code: %lld is not one", what,
+                    (long long)lua_tointeger(co, at));
+    else
+      rt_soft_fault(c, "returned %s without a Winsock error code", what);
     return -1;
   }
   return code;

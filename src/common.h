@@ -93,6 +93,8 @@ void lwsp_log(const char *who, const char *fmt, ...)
 #endif
   ;
 int lwsp_log_open(lua_State *L);
+/* Names a provider's log lines: guid ("{...}") -> its script's file name. */
+void lwsp_log_name(const char *guid, const char *script);
 
 /* handle map (common.c): open addressing, SOCKET -> pointer */
 typedef struct { SOCKET key; void *val; } lwsp_map_slot;

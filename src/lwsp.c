@@ -774,6 +774,9 @@ static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCAL
   luaL_openlibs(L);
   lua_pushlightuserdata(L, I);
   lua_setfield(L, LUA_REGISTRYINDEX, "lwsp.instance");
+  lua_pushstring(L, I->name);                   /* wsp.log's tag in this provider */
+  lua_setfield(L, LUA_REGISTRYINDEX, "lwsp.log_who");
+  lwsp_log_name(I->name, I->script);
   rt_budget_open(L, I);
   luaL_requiref(L, "lwsp", luaopen_lwsp, 0);
   lua_pop(L, 1);
@@ -1052,10 +1055,13 @@ static int l_reg_set_root(lua_State *L) {
   return 1;
 #endif
 }
+/* registry.where() -> the registry's place | nil, why ($LWSP_REGISTRY unusable) */
 static int l_reg_where(lua_State *L) {
   char buf[2048];
-  lua_pushstring(L, lwsp_registry_where(buf, sizeof buf));
-  return 1;
+  const char *w = lwsp_registry_where(buf, sizeof buf);
+  if (!w) lua_pushnil(L);
+  lua_pushstring(L, buf);
+  return w ? 1 : 2;
 }
 /* lwsp.parse_address(text [, family]) -> address table | nil, message */
 static int l_parse_address(lua_State *L) {

@@ -146,6 +146,9 @@ int lwsp_push_error(lua_State *L, int code);    /* nil, "WSAENAME: text", code -
 const char *lwsp_error_text(int code);
 /* Addresses: {family=, address=, port=[, flowinfo=, scope_id=]} or {family=, data=} */
 int lwsp_push_sockaddr(lua_State *L, const struct sockaddr *sa, int len);
+/* What lwsp_to_sockaddr accepts, for argument errors. */
+#define LWSP_ADDRESS_FORMS "not an address: give \"a.b.c.d:port\", \"[v6]:port\" or " \
+  "{family = wsp.AF_INET or AF_INET6, address = \"text\", port = n}"
 int lwsp_to_sockaddr(lua_State *L, int idx, SOCKADDR_STORAGE *ss, int *len);
 /* What a completed overlapped operation leaves in its WSAOVERLAPPED (SPI.md):
  * status, bytes and flags, before anyone is notified. */

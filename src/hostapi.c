@@ -31,7 +31,7 @@ static int ok(lua_State *L) { lua_pushboolean(L, 1); return 1; }
 
 
 static void check_addr(lua_State *L, int idx, SOCKADDR_STORAGE *ss, int *len) {
-  if (!lwsp_to_sockaddr(L, idx, ss, len)) luaL_argerror(L, idx, "not an address");
+  if (!lwsp_to_sockaddr(L, idx, ss, len)) luaL_argerror(L, idx, LWSP_ADDRESS_FORMS);
 }
 
 /* ---- catalog ------------------------------------------------------------------------- */

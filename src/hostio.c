@@ -292,7 +292,7 @@ static int h_spawn(lua_State *L) {
     j->data = malloc(j->len + 1);
     if (j->data) memcpy(j->data, d, j->len);
   } else if (op == J_CONNECT) {
-    if (!lwsp_to_sockaddr(L, 3, &j->addr, &j->addrlen)) { *u = NULL; free(j); return luaL_argerror(L, 3, "not an address"); }
+    if (!lwsp_to_sockaddr(L, 3, &j->addr, &j->addrlen)) { *u = NULL; free(j); return luaL_argerror(L, 3, LWSP_ADDRESS_FORMS); }
   } else {
     optidx = 3;
   }

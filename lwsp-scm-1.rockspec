@@ -35,6 +35,8 @@ build = {
     ["wsp.util"] = "lua/wsp/util.lua",
     ["wsp.trace"] = "lua/wsp/trace.lua",
     ["wsp.catalog"] = "lua/wsp/catalog.lua",
+    ["wsp.test"] = "lua/wsp/test.lua",
+    ["wsp.memnet"] = "examples/memnet.lua",
     lwsp_native = {
       sources = {"src/native.c", "src/native_os.c", "src/common.c", "src/platform.c"},
       incdirs = {"src"},
@@ -63,7 +65,8 @@ build = {
     },
   },
   install = {
-    bin = {["lwsp-run"] = "bin/lwsp-run", ["lwsp-catalog"] = "bin/lwsp-catalog"},
+    bin = {["lwsp-run"] = "bin/lwsp-run", ["lwsp-catalog"] = "bin/lwsp-catalog", ["lwsp-spec"] = "bin/lwsp-spec",
+           ["lwsp-new"] = "bin/lwsp-new"},
   },
   copy_directories = {"docs", "examples"},
 }

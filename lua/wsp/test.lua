@@ -155,6 +155,19 @@ function T:chain(o)
   return top
 end
 
+--- Like `assert` for a host call's results (`nil, "WSAENAME: text", code`),
+-- but a failure's message ends with the providers' log lines written since
+-- the fixture's mark, where a script's own error shows.
+-- @return the call's results, on success
+function T:check(...)
+  local ok, msg = ...
+  if ok ~= nil then return ... end
+  local lines = self:logs()
+  local text = tostring(msg)
+  if #lines > 0 then text = text .. "\nthe providers' log:\n  " .. table.concat(lines, "\n  ") end
+  error(text, 2)
+end
+
 --- A connected TCP pair: a listener on `server_side` (default: the same
 -- installation), a client through `client_side`, accepted.
 -- @tparam table client_side an installation (its `.tcp` is used)
@@ -162,11 +175,11 @@ end
 -- @treturn integer,integer client and server sockets
 function T:pair(client_side, server_side)
   server_side = server_side or client_side.base or client_side
-  local l = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, server_side.tcp))
-  assert(host.bind(l, "127.0.0.1:0"))
-  assert(host.listen(l, 8))
-  local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, client_side.tcp))
-  local ok, err = host.connect(c, assert(host.getsockname(l)))
+  local l = self:check(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, server_side.tcp))
+  self:check(host.bind(l, "127.0.0.1:0"))
+  self:check(host.listen(l, 8))
+  local c = self:check(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, client_side.tcp))
+  local ok, err = host.connect(c, self:check(host.getsockname(l)))
   if not ok then host.close(c); host.close(l); error("connect: " .. tostring(err), 2) end
   local a, aerr = host.accept(l)
   host.close(l)
@@ -178,10 +191,10 @@ end
 -- @treturn integer,integer,table client, server, the server's address
 function T:udp_pair(client_side, server_side)
   server_side = server_side or client_side.base or client_side
-  local srv = assert(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, server_side.udp))
-  assert(host.bind(srv, "127.0.0.1:0"))
-  local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, client_side.udp))
-  return c, srv, assert(host.getsockname(srv))
+  local srv = self:check(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, server_side.udp))
+  self:check(host.bind(srv, "127.0.0.1:0"))
+  local c = self:check(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, client_side.udp))
+  return c, srv, self:check(host.getsockname(srv))
 end
 
 local SERVER = [[

@@ -13,7 +13,7 @@ HDRS      = $(wildcard src/*.h)
 BUSTED    ?= lua5.4 /usr/bin/busted
 export LWSP_EXAMPLES = $(CURDIR)/examples
 
-.PHONY: all deps deps-run demo demo-memnet bench wine-smoke wine-test fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
+.PHONY: lint ldoc all deps deps-run demo demo-memnet bench wine-smoke wine-test fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
 
 NATIVE_SRCS = src/native.c src/native_os.c src/common.c src/platform.c
 
@@ -56,6 +56,8 @@ demo-memnet: deps-run
 # luarocks install, and the mingw-w64 cross-compile of both Windows targets.
 check: deps
 	@$(MAKE) --no-print-directory all
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory ldoc
 	$(MAKE) --no-print-directory test
 	$(MAKE) --no-print-directory asan
 	$(MAKE) --no-print-directory tsan
@@ -71,6 +73,16 @@ check: deps
 
 test: all
 	$(BUSTED)
+
+# luacheck (.luacheckrc) over the Lua sources, examples, specs and front ends.
+lint:
+	luacheck -q lua examples spec bin/lwsp-run bin/lwsp-catalog bin/lwsp-spec bin/lwsp-new
+
+# The Lua API reference from the code's comments (config.ld): build/ldoc/index.html.
+# Any warning fails the target.
+ldoc:
+	@out=$$(lua5.4 /usr/bin/ldoc . 2>&1 | grep -v '^reading configuration\|^format: \|^output written'); \
+	  if [ -n "$$out" ]; then echo "$$out"; exit 1; fi; echo "ldoc: build/ldoc/index.html"
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build, suite run against it.
 build/asan/lwsp.so: $(SRCS) $(NATIVE_SRCS) $(HDRS) Makefile

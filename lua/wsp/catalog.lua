@@ -51,7 +51,7 @@ local function order_first(entries, first)
   return ids, set
 end
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- backends
 
 --- Windows' own catalog, through lwsp.wsc.
@@ -145,7 +145,7 @@ function catalog.host(o)
   return b
 end
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- building the entries
 
 --- The first base entry (ChainLen 1, not hidden) for a kind, in catalog order.

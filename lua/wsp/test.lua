@@ -89,7 +89,10 @@ function T:write(source, name)
   return path
 end
 
--- A script given as a path (made absolute) or as source text (written out).
+--- A provider script's absolute path: `src` is a path (made absolute), Lua
+-- source text (written to a file in the fixture's folder), or "memnet".
+-- @tparam string src
+-- @treturn string
 function T:script(src)
   if type(src) ~= "string" then error("a provider is a script path or Lua source text, got " .. type(src), 3) end
   if src:find("\n", 1, true) then return self:write(src) end

@@ -131,6 +131,10 @@ rock:
 	cd /tmp && env -u LUA_PATH -u LUA_CPATH LWSP_LOG=off $(CURDIR)/build/rock/tree/bin/lwsp-run --quiet \
 	  --base $(CURDIR)/build/rock/tree/lib/luarocks/rocks-5.4/lwsp/scm-1/examples/memnet.lua --run echo --trace \
 	  | grep -q 'WPUCreateSocketHandle' && echo "rock smoke: the installed lwsp-run traced memnet"
+	d=$$(mktemp -d); cd $$d && env -u LUA_PATH -u LUA_CPATH HOME=$$d $(CURDIR)/build/rock/tree/bin/lwsp-new kit >/dev/null \
+	  && env -u LUA_PATH -u LUA_CPATH HOME=$$d $(CURDIR)/build/rock/tree/bin/lwsp-spec -o plainTerminal spec >out.txt 2>&1; \
+	  st=$$?; tail -1 $$d/out.txt; cd /; rm -rf $$d; \
+	  test $$st = 0 && echo "rock smoke: lwsp-new's template passed its spec under the installed lwsp-spec"
 
 spi-check:
 	x86_64-w64-mingw32-gcc -std=gnu11 -Isrc $(WARN) -c tools/spi_check.c -o /dev/null

@@ -90,8 +90,11 @@ end
 -- @treturn true|nil true, or nil and a message
 function host.write_config(guid, config)
   local path, why = wsp.config_path(guid)
+  if config == nil then
+    if path then os.remove(path) end
+    return true
+  end
   if not path then return nil, why end
-  if config == nil then os.remove(path); return true end
   local text = "return " .. literal(config, 0) .. "\n"
   local f, err = io.open(path, "w")
   if not f then return nil, err end

@@ -615,6 +615,9 @@ static void service_main(void *arg) {
     }
     I->depth = 0;
     if (ms == 0) continue;
+    /* the timers, handlers and polls above may have let the lock go, and a
+     * stop signalled then would be lost: look again before waiting */
+    if (I->service_stop) break;
     lwsp_cond_wait(&I->cond, &I->lock, ms < 0 ? -1 : ms);
   }
   lwsp_mutex_unlock(&I->lock);

@@ -277,3 +277,31 @@ describe("a provider author outside the checkout #posix #subprocess #runner", fu
     assert.is_nil(out:find("/.config/lwsp/providers/{", 1, true), out)
   end)
 end)
+
+-- WSPCleanup while the service thread had let the lock go (here: a timer's
+-- connect down, after the application stopped waiting for it) lost the stop
+-- signal, and the cleanup waited for ever.
+describe("the service thread's stop #posix #subprocess #runner", function()
+  it("is not lost when the thread had let the lock go: 10 runs each end", function()
+    local scenario = H.script [[
+return function(ctx)
+  local host, wsp = ctx.host, ctx.wsp
+  local l = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, ctx.base.tcp))
+  assert(host.bind(l, "127.0.0.1:0"))
+  assert(host.listen(l, 4))
+  local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, ctx.tcp))
+  local ev = host.create_event()
+  assert(host.event_select(c, ev, wsp.FD_CONNECT | wsp.FD_WRITE))
+  host.connect(c, host.getsockname(l))
+  assert(host.wait({ev}, false, 5000))
+  local a = assert(host.accept(l))
+  for _, s in ipairs{c, a, l} do assert(host.close(s)) end
+  return true
+end
+]]
+    local cmd = "timeout 10 bin/lwsp-run examples/delay.lua --config examples/delay.config.lua --quiet --run " .. scenario
+    local out, code = H.run(("sh -c 'for i in 1 2 3 4 5 6 7 8 9 10; do %s || exit 3; done; echo all ended'"):format(cmd))
+    assert.equal(0, code, out)
+    assert.truthy(out:find("all ended", 1, true), out)
+  end)
+end)

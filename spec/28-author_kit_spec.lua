@@ -138,6 +138,36 @@ return P
   end)
 end)
 
+describe("the providers' log lines in traces", function()
+  after_each(H.reset)
+
+  it("are attached to the call that wrote them: records, text tree and page", function()
+    local trace = require "wsp.trace"
+    local base = H.provider("examples/memnet.lua")
+    local top = H.layered{script = H.script [[
+local wsp = require "wsp"
+local P = require("wsp.layered").new()
+function P.bind(s, addr) wsp.log("bind wanted " .. wsp.format_address(addr)) end
+return P
+]], over = base}
+    local s = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, top.tcp))
+    trace.start()
+    host.bind(s, "127.0.0.1:7")
+    trace.stop()
+    local recs = trace.records()
+    local ret
+    for _, r in ipairs(recs) do if r.kind == "return" and r.name == "WSPBind" then ret = r end end
+    assert.truthy(ret, "no WSPBind return")
+    assert.truthy(ret.log:find("bind wanted 127.0.0.1:7", 1, true), ret.log)
+    assert.truthy(ret.log:find("handler 'bind' (WSPBind): returned nothing", 1, true), ret.log)
+    local text = trace.text(recs)
+    assert.truthy(text:find("<- WSPBind WSAENETDOWN [^\n]*\n +| lwsp%[provider%d+ {[^}]+}%] bind wanted 127.0.0.1:7"), text)
+    local page = trace.html(recs)
+    assert.truthy(page:find('"log":"lwsp[provider', 1, true))
+    assert.truthy(page:find('rows.push(["log", r.log])', 1, true))
+  end)
+end)
+
 describe("the Lua helpers' checks", function()
   after_each(H.reset)
 

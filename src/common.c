@@ -49,6 +49,8 @@ void lwsp_log_name(const char *guid, const char *script) {
   lwsp_mutex_unlock(&log_lock);
 }
 
+void (*lwsp_log_hook)(const char *line);
+
 void lwsp_log(const char *who, const char *fmt, ...) {
   char line[8192];
   int n = -1;
@@ -80,6 +82,7 @@ void lwsp_log(const char *who, const char *fmt, ...) {
     if (f) { fprintf(f, "%s\n", line); fclose(f); }
   }
   lwsp_mutex_unlock(&log_lock);
+  if (lwsp_log_hook) lwsp_log_hook(line);
 }
 
 /* lwsp.log_lines([since]) -> array of lines, next sequence number */

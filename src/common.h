@@ -93,6 +93,8 @@ void lwsp_log(const char *who, const char *fmt, ...)
 #endif
   ;
 int lwsp_log_open(lua_State *L);
+/* Called with every log line (the trace attaches them to calls); NULL: none. */
+extern void (*lwsp_log_hook)(const char *line);
 /* Names a provider's log lines: guid ("{...}") -> its script's file name. */
 void lwsp_log_name(const char *guid, const char *script);
 

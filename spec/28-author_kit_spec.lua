@@ -226,6 +226,47 @@ return P
   end)
 end)
 
+describe("the catalog installer's --config FILE #posix", function()
+  after_each(H.reset)
+
+  it("gives the installed layer its configuration, and remove takes it away", function()
+    local catalog = require "wsp.catalog"
+    H.base()
+    local b = catalog.host()
+    local script = H.script [[
+local wsp = require "wsp"
+local P = require("wsp.layered").new()
+local socket = P.socket
+function P.socket(s, ...)
+  wsp.log("configured mode " .. tostring(wsp.config.mode))
+  return socket(s, ...)
+end
+return P
+]]
+    local conf = H.tmp .. "/layer.config.lua"
+    local f = assert(io.open(conf, "w"))
+    f:write('return {mode = "strict"}\n')
+    f:close()
+    local out = {}
+    local status = catalog.main({"install", script, "--name", "configured", "--over", "tcp", "--config", conf},
+      function(l) out[#out + 1] = l end, b)
+    assert.equal(0, status, table.concat(out, "\n"))
+    local guid, tcp = out[1]:match("^installed (%b{}): .* tcp=(%d+)")
+    assert.truthy(tcp, out[1])
+    local mark = H.mark()
+    local s = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, tonumber(tcp)))
+    assert.truthy(H.find_log(mark, "configured mode strict", true), table.concat(H.logs(mark), "\n"))
+    host.close(s)
+    host.cleanup()
+    assert.truthy(io.open(wsp.config_path(guid))):close()
+    assert.equal(0, (catalog.main({"remove", guid}, function() end, b)))
+    assert.is_nil(io.open(wsp.config_path(guid)))
+    out = {}
+    assert.equal(2, (catalog.main({"install", script, "--config", H.tmp .. "/none.lua"}, function(l) out[#out + 1] = l end, b)))
+    assert.truthy(out[1]:find("lwsp-catalog: --config " .. H.tmp .. "/none.lua", 1, true), out[1])
+  end)
+end)
+
 describe("wsp.test", function()
   local test = require "wsp.test"
 

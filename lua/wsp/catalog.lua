@@ -471,6 +471,7 @@ end
 
 local USAGE = [[
 usage: lwsp-catalog install SCRIPT [--name NAME] [--over tcp,udp,tcp6,udp6] [--both] [--dll PATH] [--dll32 PATH]
+                            [--config FILE]
        lwsp-catalog list [--both]
        lwsp-catalog remove GUID|NAME [--both]
        lwsp-catalog repair [--both]
@@ -497,10 +498,31 @@ function catalog.main(argv, out, backend)
   end
   local b = backend or catalog.wsc{both = opt.both, dll = opt.dll, dll32 = opt.dll32}
   if cmd == "install" and pos[1] then
-    local over
+    local over, config
     if opt.over then over = {} for k in opt.over:gmatch("[^,%s]+") do over[#over + 1] = k end end
+    if opt.config then          -- a Lua file returning the table the script reads as wsp.config
+      local chunk, cerr = loadfile(opt.config, "t", {})
+      local ok = chunk ~= nil
+      if chunk then ok, config = pcall(chunk) end
+      if not ok or type(config) ~= "table" then
+        out("lwsp-catalog: --config " .. opt.config .. ": " .. tostring(ok and "must return a table" or cerr or config))
+        return 2
+      end
+    end
     local r, err = catalog.install{script = pos[1], name = opt.name, over = over, backend = b}
     if not r then out("lwsp-catalog: install failed: " .. err) out("nothing was left installed") return 1 end
+    if config then
+      local guids = {r.guid}
+      for _, g in ipairs(r.chain_guids) do guids[#guids + 1] = g end
+      for _, g in ipairs(guids) do
+        local ok, cerr = require("wsp.host").write_config(g, config)
+        if not ok then
+          catalog.remove(r.guid, b)
+          out("lwsp-catalog: install failed: configuration: " .. tostring(cerr)) out("nothing was left installed")
+          return 1
+        end
+      end
+    end
     out(("installed %s: layered entry %d, chains %s"):format(r.guid, r.layer, (function()
       local t = {}
       for _, k in ipairs(KIND_ORDER) do if r.chains[k] then t[#t + 1] = ("%s=%d"):format(k, r.chains[k]) end end
@@ -527,6 +549,7 @@ function catalog.main(argv, out, backend)
   elseif cmd == "remove" and pos[1] then
     local r, err = catalog.remove(pos[1], b)
     if not r then out("lwsp-catalog: remove failed: " .. err) return 1 end
+    for _, g in ipairs(r.removed) do require("wsp.host").write_config(g, nil) end
     out("removed " .. table.concat(r.removed, " "))
     return 0
   elseif cmd == "repair" then

@@ -17,7 +17,8 @@
 --
 -- Run a folder of such specs with `lwsp-spec [FOLDER]` (it finds lwsp from the
 -- checkout or the installed rock), or with busted after `luarocks make`.
--- Nothing is written outside the temporary folder (`T.dir`).
+-- Nothing is written outside the temporary folder (`T.dir`), which is removed
+-- when the Lua state closes.
 -- @module wsp.test
 local lwsp = require "lwsp"
 local wsp = require "wsp"
@@ -69,6 +70,12 @@ function test.new(o)
     assert(os.execute(('mkdir "%s" 2>nul'):format(dir)) or exists(dir))
   else
     assert(lwsp.registry.set_root(dir .. "/registry"))
+  end
+  if not o.dir and not windows then
+    -- the temporary folder goes when the Lua state closes (busted's exit)
+    self.sentinel = setmetatable({}, {__gc = function()
+      os.execute(("rm -rf '%s'"):format(dir:gsub("'", "'\\''")))
+    end})
   end
   self.log = dir .. sep .. "lwsp.log"
   lwsp.set_log(self.log)

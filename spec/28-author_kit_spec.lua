@@ -313,39 +313,69 @@ describe("a provider author outside the checkout #posix #subprocess #runner", fu
     return (assert(text:match("Install and drive it.-```lua\n(.-)```"), "no snippet in README.md"))
   end
 
-  it("as nobody: the README snippet, lwsp-new --layered and --base, and lwsp-spec all pass", function()
-    local dir = H.tmp .. "/author"
-    H.mkdir(dir .. "/home")
-    for _, f in ipairs{"upper.lua", "memnet.lua"} do
-      local src = assert(io.open(H.root .. "/examples/" .. f)):read("a")
-      local out = assert(io.open(dir .. "/" .. f, "w"))
-      out:write(src)
-      out:close()
-    end
-    local drive = assert(io.open(dir .. "/drive.lua", "w"))
-    drive:write(readme_snippet())
-    drive:close()
-    local lpath = H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;;"
-    local cpath = H.root .. "/build/?.so;;"
-    local script = table.concat({
-      "set -e",
-      "cd " .. sh_quote(dir),
-      ("LUA_PATH=%s LUA_CPATH=%s lua5.4 drive.lua"):format(sh_quote(lpath), sh_quote(cpath)),
-      sh_quote(H.root .. "/bin/lwsp-new") .. " counter",
-      sh_quote(H.root .. "/bin/lwsp-new") .. " greeter --base",
-      sh_quote(H.root .. "/bin/lwsp-spec") .. " -o plainTerminal spec",
-      "find . -newer drive.lua -type f | sort",
-    }, "\n")
+  -- Runs script (sh) as nobody with HOME in dir and nothing else of root's
+  -- environment; its output and status.
+  local function as_nobody(dir, script)
     local p = assert(io.popen(("chown -R nobody %s && env -i PATH=/usr/bin:/bin HOME=%s setpriv --reuid=nobody "
       .. "--regid=nogroup --clear-groups sh -c %s 2>&1"):format(sh_quote(dir), sh_quote(dir .. "/home"), sh_quote(script))))
     local out = p:read("a")
     local _, _, code = p:close()
+    return out, code
+  end
+
+  local function copy(from, to)
+    local src = assert(io.open(from)):read("a")
+    local out = assert(io.open(to, "w"))
+    out:write(src)
+    out:close()
+  end
+
+  it("as nobody, with the rock installed into a temporary tree: the README snippet, lwsp-new --layered "
+    .. "and --base, and lwsp-spec all pass, writing nothing outside the folder", function()
+    local dir = H.tmp .. "/author"
+    H.mkdir(dir .. "/home")
+    H.mkdir(dir .. "/work")
+    copy(H.root .. "/examples/upper.lua", dir .. "/work/upper.lua")
+    copy(H.root .. "/examples/memnet.lua", dir .. "/work/memnet.lua")
+    local drive = assert(io.open(dir .. "/work/drive.lua", "w"))
+    drive:write(readme_snippet())
+    drive:close()
+    -- the rock's sources, copied as `make rock` does
+    assert(os.execute(("mkdir -p %s/src && cd %s && cp -r src lua bin examples docs lwsp-scm-1.rockspec %s/src/"):format(
+      sh_quote(dir), sh_quote(H.root), sh_quote(dir))))
+    local tree = dir .. "/tree"
+    local lpath = tree .. "/share/lua/5.4/?.lua;" .. tree .. "/share/lua/5.4/?/init.lua;;"
+    local cpath = tree .. "/lib/lua/5.4/?.so;;"
+    local out, code = as_nobody(dir, table.concat({
+      "set -e",
+      ("cd %s/src && luarocks --lua-version=5.4 --tree=%s make lwsp-scm-1.rockspec >/dev/null"):format(sh_quote(dir), sh_quote(tree)),
+      "cd " .. sh_quote(dir .. "/work"),
+      "touch " .. sh_quote(dir .. "/start"),
+      ("LUA_PATH=%s LUA_CPATH=%s lua5.4 drive.lua"):format(sh_quote(lpath), sh_quote(cpath)),
+      sh_quote(tree .. "/bin/lwsp-new") .. " counter",
+      sh_quote(tree .. "/bin/lwsp-new") .. " greeter --base",
+      sh_quote(tree .. "/bin/lwsp-spec") .. " -o plainTerminal spec",
+      "echo written:; find " .. sh_quote(dir) .. " -newer " .. sh_quote(dir .. "/start") .. " -type f | sort",
+    }, "\n"))
     assert.equal(0, code, out)
     assert.truthy(out:find("HELLO\t127.0.0.1:", 1, true), out)
     assert.truthy(out:find("2 successes / 0 failures / 0 errors / 0 pending", 1, true), out)
-    -- what was written: the templates, and nothing left in the registry
-    assert.truthy(out:find("./counter.lua\n./greeter.lua\n", 1, true), out)
-    assert.is_nil(out:find("/.config/lwsp/providers/{", 1, true), out)
+    -- what was written: the templates, nothing left in the registry
+    local written = out:match("written:\n(.*)$")
+    assert.equal(("%s/work/counter.lua\n%s/work/greeter.lua\n%s/work/spec/counter_spec.lua\n%s/work/spec/greeter_spec.lua\n")
+      :format(dir, dir, dir, dir), written)
+  end)
+
+  it("as nobody, from the checkout: lwsp-spec runs a spec folder of one's own from elsewhere", function()
+    local dir = H.tmp .. "/author2"
+    H.mkdir(dir .. "/home")
+    H.mkdir(dir .. "/spec")
+    copy(H.root .. "/examples/delay.lua", dir .. "/delay.lua")
+    copy(H.root .. "/examples/spec/delay_spec.lua", dir .. "/spec/delay_spec.lua")
+    local out, code = as_nobody(dir, "cd " .. sh_quote(dir) .. " && " .. sh_quote(H.root .. "/bin/lwsp-spec")
+      .. " -o plainTerminal")
+    assert.equal(0, code, out)
+    assert.truthy(out:find("2 successes / 0 failures / 0 errors / 0 pending", 1, true), out)
   end)
 end)
 

@@ -2,7 +2,9 @@
 -- Run it with `bin/lwsp-spec examples/spec` (or `lwsp-spec` after luarocks make).
 local T = require("wsp.test").new()
 local host, wsp = T.host, T.wsp
-local here = debug.getinfo(1, "S").source:match("^@(.*)[/\\]spec[/\\][^/\\]*$") or "examples"
+-- delay.lua is in the folder above this spec's spec/ folder
+local src = debug.getinfo(1, "S").source:sub(2)
+local here = src:match("^(.*)[/\\]spec[/\\][^/\\]*$") or (src:match("^spec[/\\]") and ".") or "examples"
 local DELAY = here .. "/delay.lua"
 
 describe("delay.lua", function()

@@ -50,9 +50,11 @@ describe("bin/lwsp-run #runner", function()
     assert.is_true(#names >= 10, list)
     for _, n in ipairs(names) do
       if n ~= "refused" then
-        local out, code = run("examples/passthrough.lua examples/meter.lua --quiet --run " .. n)
+        -- "redirected" needs its layer (examples/redirect.lua) on top
+        local top = n == "redirected" and "examples/redirect.lua " or ""
+        local out, code = run(top .. "examples/passthrough.lua examples/meter.lua --quiet --run " .. n)
         assert.equal(0, code, out)
-        out, code = run("examples/passthrough.lua --base examples/memnet.lua --quiet --run " .. n)
+        out, code = run(top .. "examples/passthrough.lua --base examples/memnet.lua --quiet --run " .. n)
         assert.equal(0, code, out)
       end
     end

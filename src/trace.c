@@ -257,7 +257,6 @@ static int t_start(lua_State *L) {
   for (size_t i = 0; i < nrecs; i++) { free(recs[i].log); recs[i].log = NULL; }
   nrecs = 0;
   written = 0;
-  lwsp_log_hook = trace_log_line;
   seq = 0;
   t0 = lwsp_now();
 #ifdef LWSP_NO_TRACE
@@ -363,6 +362,8 @@ void lwsp_trace_wrap(lua_State *L, const char *const *names) {
 
 int lwsp_trace_open(lua_State *L) {
   static const luaL_Reg fns[] = {{"start", t_start}, {"stop", t_stop}, {"records", t_records}, {NULL, NULL}};
+  /* set once, when lwsp is first loaded (before any thread of its own runs) */
+  if (lwsp_log_hook != trace_log_line) lwsp_log_hook = trace_log_line;
   luaL_newlib(L, fns);
   return 1;
 }

@@ -267,8 +267,15 @@ return P
   end)
 end)
 
-describe("wsp.test", function()
+-- #posix: under Wine the suite's own fixture keeps the registry (HKLM) and
+-- wsp.test's teardown would undo its installs
+describe("wsp.test #posix", function()
   local test = require "wsp.test"
+  -- a fixture takes the process's registry and log: give them back to the suite's
+  after_each(function()
+    assert(lwsp.registry.set_root(H.tmp .. "/registry"))
+    lwsp.set_log(H.logfile)
+  end)
 
   it("installs a chain over memnet, makes a pair, and its done() names a socket left open", function()
     local T = test.new()

@@ -61,13 +61,16 @@ function test.new(o)
   o = o or {}
   local self = setmetatable({host = host, wsp = wsp, lwsp = lwsp, installed = {}, count = 0}, T)
   local dir = o.dir
-  if not dir then
+  if not dir and windows then
+    dir = (os.getenv("TEMP") or "C:\\Windows\\Temp") .. ("\\lwsp-test-%d-%d"):format(os.time(), math.random(1e6))
+  elseif not dir then
     dir = os.tmpname()
     os.remove(dir)
   end
   self.dir = dir
-  if windows then
-    assert(os.execute(('mkdir "%s" 2>nul'):format(dir)) or exists(dir))
+  if windows then          -- the registry is HKLM there; the folder holds scripts and the log
+    local ok, lfs = pcall(require, "lfs")
+    if ok then lfs.mkdir(dir) else os.execute(('mkdir "%s" 2>nul'):format(dir)) end
   else
     assert(lwsp.registry.set_root(dir .. "/registry"))
   end

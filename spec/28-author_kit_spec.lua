@@ -311,6 +311,43 @@ describe("wsp.test #posix", function()
   end)
 end)
 
+describe("wsp.test's servers and UDP pairs #posix #subprocess", function()
+  local test = require "wsp.test"
+  after_each(function()
+    assert(lwsp.registry.set_root(H.tmp .. "/registry"))
+    lwsp.set_log(H.logfile)
+  end)
+
+  it("starts TCP and UDP echo servers and an HTTP server on 127.0.0.1, reached through a layer", function()
+    local T = test.new()
+    local top = T:chain{H.root .. "/examples/passthrough.lua", base = "native"}
+    local tcp = T:server("tcp")
+    local c = T:check(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, top.tcp))
+    T:check(host.connect(c, tcp.address))
+    assert.equal(4, host.send(c, "ping"))
+    assert.equal("ping", (host.recv(c, 100)))
+    assert(host.close(c))
+    local udp = T:server("udp")
+    local u = T:check(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, top.udp))
+    T:check(host.sendto(u, "dgram", udp.address))
+    assert.equal("dgram", (host.recvfrom(u, 100)))
+    assert(host.close(u))
+    local page = assert(io.open(T.dir .. "/index.txt", "w"))
+    page:write("served\n")
+    page:close()
+    local http = T:server("http")
+    local body, status = require("wsp.util").http_get(host, wsp, top.tcp, wsp.addr(http.address), "/index.txt")
+    assert.equal("served\n", body, status)
+    local a, b, to = T:udp_pair(top)
+    T:check(host.sendto(a, "x", to))
+    assert.equal("x", (host.recvfrom(b, 10)))
+    assert(host.close(a))
+    assert(host.close(b))
+    T:done()
+    assert.is_false(pcall(T.server, T, "smtp"))
+  end)
+end)
+
 -- The README's snippet, lwsp-new's templates and a spec of one's own, run by
 -- bin/lwsp-spec in a folder outside the checkout as `nobody` with a HOME of
 -- its own: everything passes and nothing is written outside that folder.

@@ -13,7 +13,7 @@ HDRS      = $(wildcard src/*.h)
 BUSTED    ?= lua5.4 /usr/bin/busted
 export LWSP_EXAMPLES = $(CURDIR)/examples
 
-.PHONY: all deps deps-run demo demo-memnet bench wine-smoke wine-test wine-foreign fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
+.PHONY: lint ldoc all deps deps-run demo demo-memnet bench wine-smoke wine-test wine-foreign fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
 
 NATIVE_SRCS = src/native.c src/native_os.c src/common.c src/platform.c
 
@@ -66,6 +66,8 @@ demo-memnet: deps-run
 # luarocks install, and the mingw-w64 cross-compile of both Windows targets.
 check: deps
 	@$(MAKE) --no-print-directory all
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory ldoc
 	$(MAKE) --no-print-directory test
 	$(MAKE) --no-print-directory asan
 	$(MAKE) --no-print-directory tsan
@@ -85,6 +87,16 @@ test: all
 
 # Rounds of the last-WSPCleanup stress (spec/23) under each sanitizer.
 CLEANUP_ROUNDS ?= 1000
+
+# luacheck (.luacheckrc) over the Lua sources, examples, specs and front ends.
+lint:
+	luacheck -q lua examples spec bin/lwsp-run bin/lwsp-catalog bin/lwsp-spec bin/lwsp-new
+
+# The Lua API reference from the code's comments (config.ld): build/ldoc/index.html.
+# Any warning fails the target.
+ldoc:
+	@out=$$(lua5.4 /usr/bin/ldoc . 2>&1 | grep -v '^reading configuration\|^format: \|^output written'); \
+	  if [ -n "$$out" ]; then echo "$$out"; exit 1; fi; echo "ldoc: build/ldoc/index.html"
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build, suite run against it.
 build/asan/lwsp.so: $(SRCS) $(NATIVE_SRCS) $(HDRS) Makefile
@@ -139,6 +151,10 @@ rock:
 	cd /tmp && env -u LUA_PATH -u LUA_CPATH LWSP_LOG=off $(CURDIR)/build/rock/tree/bin/lwsp-run --quiet \
 	  --base $(CURDIR)/build/rock/tree/lib/luarocks/rocks-5.4/lwsp/scm-1/examples/memnet.lua --run echo --trace \
 	  | grep -q 'WPUCreateSocketHandle' && echo "rock smoke: the installed lwsp-run traced memnet"
+	d=$$(mktemp -d); cd $$d && env -u LUA_PATH -u LUA_CPATH HOME=$$d $(CURDIR)/build/rock/tree/bin/lwsp-new kit >/dev/null \
+	  && env -u LUA_PATH -u LUA_CPATH HOME=$$d $(CURDIR)/build/rock/tree/bin/lwsp-spec -o plainTerminal spec >out.txt 2>&1; \
+	  st=$$?; tail -1 $$d/out.txt; cd /; rm -rf $$d; \
+	  test $$st = 0 && echo "rock smoke: lwsp-new's template passed its spec under the installed lwsp-spec"
 
 spi-check:
 	x86_64-w64-mingw32-gcc -std=gnu11 -Isrc $(WARN) -c tools/spi_check.c -o /dev/null

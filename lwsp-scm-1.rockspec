@@ -36,6 +36,8 @@ build = {
     ["wsp.trace"] = "lua/wsp/trace.lua",
     ["wsp.catalog"] = "lua/wsp/catalog.lua",
     ["wsp.catalog_model"] = "lua/wsp/catalog_model.lua",
+    ["wsp.test"] = "lua/wsp/test.lua",
+    ["wsp.memnet"] = "lua/wsp/memnet.lua",
     lwsp_native = {
       sources = {"src/native.c", "src/native_os.c", "src/common.c", "src/platform.c"},
       incdirs = {"src"},
@@ -64,7 +66,8 @@ build = {
     },
   },
   install = {
-    bin = {["lwsp-run"] = "bin/lwsp-run", ["lwsp-catalog"] = "bin/lwsp-catalog"},
+    bin = {["lwsp-run"] = "bin/lwsp-run", ["lwsp-catalog"] = "bin/lwsp-catalog", ["lwsp-spec"] = "bin/lwsp-spec",
+           ["lwsp-new"] = "bin/lwsp-new"},
   },
   copy_directories = {"docs", "examples"},
 }

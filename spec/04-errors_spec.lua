@@ -129,7 +129,7 @@ describe("a handler that returns the wrong things", function()
     {"listen junk", function() return host.listen(s, 1) end, "returned nil without a Winsock error code"},
     {"getsockopt a function", function() return host.getsockopt(s, wsp.SOL_SOCKET, wsp.SO_RCVBUF) end, "where an option value"},
     {"ioctl a table", function() return host.ioctl(s, wsp.FIONREAD) end, "where ioctl output"},
-    {"accept nothing", function() return host.accept(s) end, "returned nil where an address"},
+    {"accept nothing", function() return host.accept(s) end, "returned nil without a Winsock error code"},
     {"enumnetworkevents a string", function() return host.enum_network_events(s) end, "where an FD_* mask"},
     {"select a foreign socket", function() return host.select({s}) end, "taken from the sets it was given"},
     {"duplicatesocket a number", function() return host.duplicate_socket(s, 1) end, "where protocol info"},

@@ -24,13 +24,49 @@ static void log_init(void) {
   if (!log_ready) { lwsp_mutex_init(&log_lock); log_ready = 1; }
 }
 
+/* Provider names for the log: a line from a provider tagged by its GUID shows
+ * "lwsp[name {GUID}]", name being its script's file name without ".lua". */
+#define LOG_NAMES 64
+static struct { char guid[40]; char name[64]; } log_names[LOG_NAMES];
+static unsigned log_names_next;
+
+void lwsp_log_name(const char *guid, const char *script) {
+  const char *base = script, *p;
+  size_t n;
+  unsigned i;
+  if (!guid || !script || strlen(guid) >= sizeof log_names[0].guid) return;
+  for (p = script; *p; p++) if (*p == '/' || *p == '\\') base = p + 1;
+  n = strlen(base);
+  if (n > 4 && strcmp(base + n - 4, ".lua") == 0) n -= 4;
+  if (n >= sizeof log_names[0].name) n = sizeof log_names[0].name - 1;
+  log_init();
+  lwsp_mutex_lock(&log_lock);
+  for (i = 0; i < LOG_NAMES && strcmp(log_names[i].guid, guid) != 0; i++) {}
+  if (i == LOG_NAMES) i = log_names_next++ % LOG_NAMES;
+  snprintf(log_names[i].guid, sizeof log_names[i].guid, "%s", guid);
+  memcpy(log_names[i].name, base, n);
+  log_names[i].name[n] = 0;
+  lwsp_mutex_unlock(&log_lock);
+}
+
+void (*lwsp_log_hook)(const char *line);
+
 void lwsp_log(const char *who, const char *fmt, ...) {
   char line[8192];
-  int n;
+  int n = -1;
   va_list ap;
   const char *target;
   log_init();
-  n = snprintf(line, sizeof line, "lwsp[%s] ", who ? who : "-");
+  if (who && who[0] == '{') {
+    lwsp_mutex_lock(&log_lock);
+    for (unsigned i = 0; i < LOG_NAMES; i++)
+      if (log_names[i].name[0] && strcmp(log_names[i].guid, who) == 0) {
+        n = snprintf(line, sizeof line, "lwsp[%s %s] ", log_names[i].name, who);
+        break;
+      }
+    lwsp_mutex_unlock(&log_lock);
+  }
+  if (n < 0) n = snprintf(line, sizeof line, "lwsp[%s] ", who ? who : "-");
   va_start(ap, fmt);
   if (n > 0 && (size_t)n < sizeof line) vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
   va_end(ap);
@@ -46,6 +82,7 @@ void lwsp_log(const char *who, const char *fmt, ...) {
     if (f) { fprintf(f, "%s\n", line); fclose(f); }
   }
   lwsp_mutex_unlock(&log_lock);
+  if (lwsp_log_hook) lwsp_log_hook(line);
 }
 
 /* lwsp.log_lines([since]) -> array of lines, next sequence number */
@@ -70,7 +107,14 @@ static int l_log_lines(lua_State *L) {
 
 /* lwsp.log(msg) writes one line tagged "lua". */
 static int l_log(lua_State *L) {
-  const char *who = luaL_optstring(L, 2, "lua");
+  const char *who = luaL_optstring(L, 2, NULL);
+  char tag[64];
+  if (!who) {      /* inside a provider: its GUID (named as above); else "lua" */
+    lua_getfield(L, LUA_REGISTRYINDEX, "lwsp.log_who");
+    snprintf(tag, sizeof tag, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "lua");
+    lua_pop(L, 1);
+    who = tag;
+  }
   lwsp_log(who, "%s", luaL_checkstring(L, 1));
   return 0;
 }

@@ -101,6 +101,10 @@ void lwsp_log(const char *who, const char *fmt, ...)
 #endif
   ;
 int lwsp_log_open(lua_State *L);
+/* Called with every log line (the trace attaches them to calls); NULL: none. */
+extern void (*lwsp_log_hook)(const char *line);
+/* Names a provider's log lines: guid ("{...}") -> its script's file name. */
+void lwsp_log_name(const char *guid, const char *script);
 
 /* handle map (common.c): open addressing, SOCKET -> pointer */
 typedef struct { SOCKET key; void *val; } lwsp_map_slot;
@@ -157,6 +161,9 @@ int lwsp_push_error(lua_State *L, int code);    /* nil, "WSAENAME: text", code -
 const char *lwsp_error_text(int code);
 /* Addresses: {family=, address=, port=[, flowinfo=, scope_id=]} or {family=, data=} */
 int lwsp_push_sockaddr(lua_State *L, const struct sockaddr *sa, int len);
+/* What lwsp_to_sockaddr accepts, for argument errors. */
+#define LWSP_ADDRESS_FORMS "not an address: give \"a.b.c.d:port\", \"[v6]:port\" or " \
+  "{family = wsp.AF_INET or AF_INET6, address = \"text\", port = n}"
 int lwsp_to_sockaddr(lua_State *L, int idx, SOCKADDR_STORAGE *ss, int *len);
 /* Pushes t[k] read raw (no metamethod runs; nil when idx is not a table) and
  * returns its type.  What lwsp reads from a handler's results is read this

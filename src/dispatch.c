@@ -105,7 +105,7 @@ static int l_condition(lua_State *L) {
   size_t n;
   memcpy(&fn, &p, sizeof fn);
   if (!lua_isnoneornil(L, 1)) {
-    if (!lwsp_to_sockaddr(L, 1, &ss, &len)) return luaL_argerror(L, 1, "not an address");
+    if (!lwsp_to_sockaddr(L, 1, &ss, &len)) return luaL_argerror(L, 1, LWSP_ADDRESS_FORMS);
     id.len = (ULONG)len;
     id.buf = (CHAR *)&ss;
   }

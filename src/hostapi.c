@@ -43,7 +43,7 @@ long host_arg_ms(lua_State *L, int idx, long def) {
 
 
 static void check_addr(lua_State *L, int idx, SOCKADDR_STORAGE *ss, int *len) {
-  if (!lwsp_to_sockaddr(L, idx, ss, len)) luaL_argerror(L, idx, "not an address");
+  if (!lwsp_to_sockaddr(L, idx, ss, len)) luaL_argerror(L, idx, LWSP_ADDRESS_FORMS);
 }
 
 /* ---- catalog ------------------------------------------------------------------------- */

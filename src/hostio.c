@@ -342,7 +342,7 @@ static int h_spawn(lua_State *L) {
   }
   if (op == J_RECV) a.len = (size_t)host_arg_range(L, 3, 0, 64 * 1024 * 1024, "length");
   else if (op == J_SEND) d = luaL_checklstring(L, 3, &a.len);
-  else if (op == J_CONNECT) { if (!lwsp_to_sockaddr(L, 3, &a.addr, &a.addrlen)) return luaL_argerror(L, 3, "not an address"); }
+  else if (op == J_CONNECT) { if (!lwsp_to_sockaddr(L, 3, &a.addr, &a.addrlen)) return luaL_argerror(L, 3, LWSP_ADDRESS_FORMS); }
   else if (op == J_RESULT) a.ov = &host_check_ov(L, 3)->ov;   /* (the caller keeps it alive until the job is joined) */
   else if (op == J_ACCEPT) optidx = 3;
   a.cancel_after = (int)opt_int(L, optidx, "cancel_after", 0, 0, INT32_MAX);

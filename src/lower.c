@@ -364,7 +364,7 @@ static int m_close(lua_State *L) {
 }
 
 static int addr_arg(lua_State *L, int idx, SOCKADDR_STORAGE *ss, int *len) {
-  if (!lwsp_to_sockaddr(L, idx, ss, len)) return luaL_argerror(L, idx, "not an address");
+  if (!lwsp_to_sockaddr(L, idx, ss, len)) return luaL_argerror(L, idx, LWSP_ADDRESS_FORMS);
   return 1;
 }
 

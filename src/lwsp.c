@@ -567,16 +567,34 @@ int rt_soft_fault(rt_call *c, const char *fmt, ...) {
 }
 
 /* Handler results: (nil|false, code) is a failure and gives the code.  (false)
- * or (nil, junk) is a fault: logged, -1.  Anything else: 0. */
+ * or (nil, junk) is a fault: logged, -1.  No result at all is a fault too
+ * (a forgotten `return`), and so is a lone nil, except from the handlers
+ * whose success may be nothing (ioctl, cleanup).  Anything else: 0. */
 int rt_result_error(rt_call *c) {
   lua_State *co = c->co;
   int code;
-  if (c->nres == 0 || lua_toboolean(co, c->base)) return 0;
-  if (c->nres == 1 && lua_isnil(co, c->base)) return 0;
+  if (c->nres == 0 || (c->nres == 1 && lua_isnil(co, c->base))) {
+    if (c->proc == P_ioctl || c->proc == P_cleanup) return 0;
+    if (c->nres == 1) { rt_soft_fault(c, "returned nil without a Winsock error code"); return -1; }
+    rt_soft_fault(c, "returned nothing: a handler returns its result (true for success) or nil and an error "
+                  "(missing a `return`? a layer ends with `return P.base.%s(...)`)", lwsp_proc_names[c->proc]);
+    return -1;
+  }
+  if (lua_toboolean(co, c->base)) return 0;
   code = c->nres >= 2 ? rt_code_at(co, c->base + 1) : 0;
   if (code == 0 && c->nres >= 3) code = rt_code_at(co, c->base + 2);
   if (code == 0) {
-    rt_soft_fault(c, "returned %s without a Winsock error code", lua_isnil(co, c->base) ? "nil" : "false");
+    const char *what = lua_isnil(co, c->base) ? "nil" : "false";
+    int at = c->nres >= 2 ? c->base + 1 : 0;
+    if (at && lua_type(co, at) == LUA_TSTRING)
+      rt_soft_fault(c, "returned %s without a Winsock error code: \"%.*s\" is not a Winsock error name "
+                    "(names are those of wsp, such as \"WSAECONNREFUSED\")",
+                    what, (int)strcspn(lua_tostring(co, at), ":"), lua_tostring(co, at));
+    else if (at && lua_isinteger(co, at))
+      rt_soft_fault(c, "returned %s without a Winsock error code: %lld is not one", what,
+                    (long long)lua_tointeger(co, at));
+    else
+      rt_soft_fault(c, "returned %s without a Winsock error code", what);
     return -1;
   }
   return code;
@@ -902,6 +920,9 @@ static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCAL
   I->L = L;
   rt_budget_bind(L, I);
   lua_setwarnf(L, inst_warn, I);
+  lua_pushstring(L, I->name);             /* wsp.log's tag in this provider */
+  lua_setfield(L, LUA_REGISTRYINDEX, "lwsp.log_who");
+  lwsp_log_name(I->name, I->script);
   lua_pushboolean(L, 1);                  /* $LUA_PATH, $LUA_CPATH: not in a provider (sandbox.c) */
   lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
   luaL_openlibs(L);
@@ -1263,10 +1284,13 @@ static int l_reg_set_root(lua_State *L) {
   return 1;
 #endif
 }
+/* registry.where() -> the registry's place | nil, why ($LWSP_REGISTRY unusable) */
 static int l_reg_where(lua_State *L) {
   char buf[2048];
-  lua_pushstring(L, lwsp_registry_where(buf, sizeof buf));
-  return 1;
+  const char *w = lwsp_registry_where(buf, sizeof buf);
+  if (!w) lua_pushnil(L);
+  lua_pushstring(L, buf);
+  return w ? 1 : 2;
 }
 /* lwsp.parse_address(text [, family]) -> address table | nil, message */
 static int l_parse_address(lua_State *L) {

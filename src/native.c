@@ -34,6 +34,8 @@ typedef struct nsock {
   int af, type;
   DWORD catalog;
   int nonblocking, listening, connecting;
+  int peer;                    /* connected, or a connect under way, once: a stream
+                                  send failing with EPIPE before that is WSAENOTCONN */
   int ev_mode;                 /* 0, 1 event select, 2 async select */
   LONG ev_mask, ev_enabled, ev_recorded;
   int ev_error[FD_MAX_EVENTS];
@@ -669,6 +671,7 @@ static int WSPAPI n_connect(SOCKET s, const struct sockaddr *name, int len, LPWS
   fd = so->fd;
   nb = so->nonblocking;
   if (r == -WSAEWOULDBLOCK) so->connecting = 1;
+  if (r == 0 || r == -WSAEWOULDBLOCK) so->peer = 1;
   UNLOCK();
   poke();
   if (r == -WSAEWOULDBLOCK && !nb) {
@@ -714,6 +717,7 @@ static SOCKET WSPAPI n_accept(SOCKET s, struct sockaddr *addr, LPINT addrlen, LP
     ns->ev_mode = so->ev_mode; ns->ev_mask = so->ev_mask; ns->ev_event = so->ev_event;
     ns->ev_hwnd = so->ev_hwnd; ns->ev_msg = so->ev_msg; ns->ev_enabled = FD_ALL_EVENTS;
     ns->nonblocking = so->nonblocking;
+    ns->peer = 1;
     if (new_handle(ns, err) == INVALID_SOCKET) { sock_free(ns); UNLOCK(); nos_close(fd); return INVALID_SOCKET; }
     UNLOCK();
     poke();
@@ -759,6 +763,7 @@ static int send_entry(SOCKET s, LPWSABUF b, DWORD nb, LPDWORD sent, DWORD flags,
     if (r < 0) break;
   }
   if (so->dead && r <= 0) r = -WSAEINTR;    /* closed by another thread meanwhile */
+  if (r == -WSAECONNRESET && !so->peer && so->type == SOCK_STREAM) r = -WSAENOTCONN;   /* as Winsock */
   if (r == 0) so->ev_enabled |= FD_WRITE;   /* (non-blocking) FD_WRITE comes again once it can go on */
   evs = so->ev_mode != 0;
   unbusy(so);

@@ -393,25 +393,43 @@ void lwsp_random_bytes(void *buf, size_t n) {
 }
 
 /* Registry: one file per provider, <root>/{GUID}, holding the script's absolute
- * path.  <root> is $LWSP_REGISTRY when that is an absolute path, otherwise
- * /etc/lwsp/providers.  Relative roots and relative script paths are refused. */
+ * path.  <root> is $LWSP_REGISTRY when that is set (it must be an absolute
+ * path: a relative one is an error, never a fallback), otherwise the user's
+ * own $XDG_CONFIG_HOME/lwsp/providers (~/.config/lwsp/providers), and only
+ * with neither HOME nor XDG_CONFIG_HOME the system's /etc/lwsp/providers.
+ * A system install names /etc/lwsp/providers in $LWSP_REGISTRY.  Returns NULL
+ * (buf holding the reason) when $LWSP_REGISTRY is unusable. */
 const char *lwsp_registry_where(char *buf, size_t len) {
-  const char *r = getenv("LWSP_REGISTRY");
-  snprintf(buf, len, "%s", (r && r[0] == '/') ? r : "/etc/lwsp/providers");
+  const char *r = getenv("LWSP_REGISTRY"), *x = getenv("XDG_CONFIG_HOME"), *h = getenv("HOME");
+  if (r && *r) {
+    if (r[0] != '/') {
+      snprintf(buf, len, "LWSP_REGISTRY must be an absolute path, not '%s'", r);
+      return NULL;
+    }
+    snprintf(buf, len, "%s", r);
+  } else if (x && x[0] == '/') {
+    snprintf(buf, len, "%s/lwsp/providers", x);
+  } else if (h && h[0] == '/') {
+    snprintf(buf, len, "%s/.config/lwsp/providers", h);
+  } else {
+    snprintf(buf, len, "/etc/lwsp/providers");
+  }
   return buf;
 }
+/* The registry file of id, or 0 with the reason in out. */
 static int registry_file(const GUID *id, char *out, size_t len) {
   char root[2048], g[39];
   lwsp_guid_format(id, g);
-  lwsp_registry_where(root, sizeof root);
-  return snprintf(out, len, "%s/%s", root, g) < (int)len;
+  if (!lwsp_registry_where(root, sizeof root)) { snprintf(out, len, "%s", root); return 0; }
+  if (snprintf(out, len, "%s/%s", root, g) >= (int)len) { snprintf(out, len, "registry path too long"); return 0; }
+  return 1;
 }
 int lwsp_registry_get(const GUID *id, char *out, size_t outlen, char *err, size_t errlen) {
   char file[2200];
   FILE *f;
   size_t n;
   int more;
-  if (!registry_file(id, file, sizeof file)) { snprintf(err, errlen, "registry path too long"); return 0; }
+  if (!registry_file(id, file, sizeof file)) { snprintf(err, errlen, "%s", file); return 0; }
   f = fopen(file, "rb");
   if (!f) { snprintf(err, errlen, "no script registered: %s: %s", file, strerror(errno)); return 0; }
   n = fread(out, 1, outlen - 1, f);
@@ -441,9 +459,13 @@ int lwsp_registry_set(const GUID *id, const char *path, int view, char *err, siz
   char file[2200], tmp[2300], root[2048];
   (void)view;
   FILE *f;
-  lwsp_registry_where(root, sizeof root);
-  if (!lwsp_mkdirs(root)) { snprintf(err, errlen, "cannot create %s: %s", root, strerror(errno)); return 0; }
-  if (!registry_file(id, file, sizeof file)) { snprintf(err, errlen, "registry path too long"); return 0; }
+  if (!lwsp_registry_where(root, sizeof root)) { snprintf(err, errlen, "%s", root); return 0; }
+  if (!lwsp_mkdirs(root)) {
+    snprintf(err, errlen, "cannot create %s: %s (set LWSP_REGISTRY to a folder of your own, or call "
+             "lwsp.registry.set_root)", root, strerror(errno));
+    return 0;
+  }
+  if (!registry_file(id, file, sizeof file)) { snprintf(err, errlen, "%s", file); return 0; }
   snprintf(tmp, sizeof tmp, "%s.%lu.tmp", file, lwsp_process_id());
   f = fopen(tmp, "wb");
   if (!f) { snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno)); return 0; }
@@ -463,7 +485,8 @@ void lwsp_guid_new(GUID *g) {
 int lwsp_registry_remove(const GUID *id, int view, char *err, size_t errlen) {
   char file[2200];
   (void)view;
-  if (!registry_file(id, file, sizeof file) || remove(file) != 0) {
+  if (!registry_file(id, file, sizeof file)) { snprintf(err, errlen, "%s", file); return 0; }
+  if (remove(file) != 0) {
     snprintf(err, errlen, "cannot remove registry entry %s: %s", file, strerror(errno));
     return 0;
   }
@@ -475,7 +498,7 @@ int lwsp_registry_each(int view, void (*fn)(const char *guid, const char *path, 
   DIR *d;
   struct dirent *e;
   (void)view;
-  lwsp_registry_where(root, sizeof root);
+  if (!lwsp_registry_where(root, sizeof root)) { snprintf(err, errlen, "%s", root); return 0; }
   if (!(d = opendir(root))) {
     if (errno == ENOENT) return 1;                      /* nothing installed yet */
     snprintf(err, errlen, "cannot read %s: %s", root, strerror(errno));

@@ -25,6 +25,7 @@ typedef struct trec {
   double us;
   char args[LWSP_TRACE_TEXT], res[LWSP_TRACE_TEXT];   /* arguments in, results out, summarised */
   int open;            /* a call whose arguments are still to come */
+  char *log;           /* log lines written on this thread since its last return (malloc'd) */
 } trec;
 
 static trec *recs;
@@ -40,6 +41,22 @@ static _Thread_local const char *self_party;   /* acting as this party ... */
 static _Thread_local int self_depth;            /* ... at this call depth */
 static _Thread_local int app_thread;            /* the application has called the host on this thread */
 static _Thread_local int app_api;               /* inside an application call that uses an upcall's code */
+static _Thread_local char *pending_log;         /* log lines for this thread's next return record */
+
+/* lwsp_log's hook: while tracing, a log line waits for the next return on
+ * its thread (the call that wrote it, or the one it ran under). */
+static void trace_log_line(const char *line) {
+  size_t have, n;
+  char *m;
+  if (!lwsp_tracing || depth == 0) return;
+  have = pending_log ? strlen(pending_log) : 0;
+  n = strlen(line);
+  if (have + n > 16384) return;
+  if (!(m = realloc(pending_log, have + n + 2))) return;
+  if (have) m[have++] = '\n';
+  memcpy(m + have, line, n + 1);
+  pending_log = m;
+}
 
 void lwsp_trace_app_thread(void) { app_thread = 1; }
 void lwsp_trace_app_api(int on) { app_api = on; }
@@ -91,6 +108,7 @@ static void flush_file(void) {
     json_str(out, r->args);
     fputs("\",\"result\":\"", out);
     json_str(out, r->res);
+    if (r->log) { fputs("\",\"log\":\"", out); json_str(out, r->log); }
     fputs("\"}\n", out);
   }
   if (out) fflush(out);
@@ -125,6 +143,7 @@ static unsigned long add(const char *kind, const char *from, const char *to, con
   r->open = args == NULL && strcmp(kind, "call") == 0;
   snprintf(r->args, sizeof r->args, "%s", args ? args : "");
   snprintf(r->res, sizeof r->res, "%s", res ? res : "");
+  if (pending_log && kind[0] == 'r') { r->log = pending_log; pending_log = NULL; }
   flush_file();
   lwsp_mutex_unlock(&host_lock);
   return n;
@@ -235,6 +254,7 @@ static int t_start(lua_State *L) {
   lwsp_mutex_lock(&host_lock);
   if (out) { fclose(out); out = NULL; }
   if (file && !(out = fopen(file, "w"))) { lwsp_mutex_unlock(&host_lock); return luaL_error(L, "cannot write %s", file); }
+  for (size_t i = 0; i < nrecs; i++) { free(recs[i].log); recs[i].log = NULL; }
   nrecs = 0;
   written = 0;
   seq = 0;
@@ -287,6 +307,7 @@ static int t_records(lua_State *L) {
     lua_pushinteger(L, r->depth); lua_setfield(L, -2, "depth");
     lua_pushstring(L, r->args); lua_setfield(L, -2, "args");
     lua_pushstring(L, r->res); lua_setfield(L, -2, "result");
+    if (r->log) { lua_pushstring(L, r->log); lua_setfield(L, -2, "log"); }
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   lwsp_mutex_unlock(&host_lock);
@@ -341,6 +362,8 @@ void lwsp_trace_wrap(lua_State *L, const char *const *names) {
 
 int lwsp_trace_open(lua_State *L) {
   static const luaL_Reg fns[] = {{"start", t_start}, {"stop", t_stop}, {"records", t_records}, {NULL, NULL}};
+  /* set once, when lwsp is first loaded (before any thread of its own runs) */
+  if (lwsp_log_hook != trace_log_line) lwsp_log_hook = trace_log_line;
   luaL_newlib(L, fns);
   return 1;
 }

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages lwsp needs, and only those that are missing.
 #   tools/deps.sh run    - enough to build lwsp and run the demo
-#   tools/deps.sh test   - also busted, luarocks, valgrind, mingw-w64, clang and chromium (the trace page)
+#   tools/deps.sh test   - also busted, luacheck, ldoc, luarocks, valgrind, mingw-w64, clang and chromium (the trace page)
 set -euo pipefail
 profile=${1:-test}
 pkgs=(gcc make lua5.4 liblua5.4-dev python3)
 if [ "$profile" = test ]; then
-  pkgs+=(lua-busted luarocks valgrind mingw-w64 binutils clang libclang-rt-14-dev chromium fonts-liberation)
+  pkgs+=(lua-busted lua-check lua-ldoc luarocks valgrind mingw-w64 binutils clang libclang-rt-14-dev chromium fonts-liberation)
 fi
 need=()
 for p in "${pkgs[@]}"; do

@@ -78,7 +78,7 @@ local function order_first(entries, first)
   return ids, set
 end
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- files: the DLL's architecture and who can change what runs everywhere
 
 --- The architecture of a PE image from its header: 64 (AMD64, ARM64), 32
@@ -123,7 +123,7 @@ function catalog.file_problems(b, dlls, script)
   return out
 end
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- building the entries
 
 --- The first base entry (ChainLen 1, not hidden) for a kind, in catalog order.
@@ -171,7 +171,7 @@ function catalog.chain_entry(base, layer_id, guid, name)
   return e
 end
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- reading a catalog: which entries are lwsp's, and what the runtime would find
 
 --- The script the runtime finds for an entry ws2_32 starts lwsp with: its own
@@ -187,9 +187,12 @@ function catalog.resolve(e, ids, maps)
   end
 end
 
--- Reads one view: entries, ids, mappings, and which entries are lwsp's (their
--- DLL is lwsp's, or their GUID is mapped).
-local function read_view(b, view)
+--- Reads one view of a backend's catalog: its entries, ids and mappings, and
+-- which entries are lwsp's (their DLL is lwsp's, or their GUID is mapped).
+-- @tparam table b a backend (catalog.wsc, catalog.host or catalog.model)
+-- @tparam integer view 0 (the one catalog), 64 or 32
+-- @treturn table the view's entries, layers and problems, or nil and why
+function catalog.read_view(b, view)
   local entries, err = b:enum(view)
   if not entries then return nil, "cannot read the catalog: " .. tostring(err) end
   local maps, merr = b:mappings(view)
@@ -221,7 +224,7 @@ local function read_view(b, view)
   end
   return v
 end
-catalog.read_view = read_view
+local read_view = catalog.read_view
 
 local function view_name(view) return view == 0 and "the" or ("the %d-bit"):format(view) end
 
@@ -315,7 +318,7 @@ function catalog.inspect(b, view)
   return {layers = v.layers, problems = problems}
 end
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- taking entries out, shared by remove, repair and undo
 
 -- The chains of other providers that name one of `gone` (ids), rewritten
@@ -417,7 +420,7 @@ local function take_out(b, view, guid, notes)
   return guids
 end
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- install
 
 local function check_script(b, script)
@@ -634,7 +637,7 @@ function catalog.install(o)
   return result
 end
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- remove, repair
 
 local function find_layers(b, which)
@@ -733,7 +736,7 @@ function catalog.repair(b)
   return {actions = actions, left = left}
 end
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- backends
 
 local function read_file(path, n)
@@ -903,7 +906,7 @@ function catalog.host(o)
   return b
 end
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- the test start: the provider started in a fresh process before the catalog knows it
 
 -- Run by the lua.exe of the DLL's architecture, in a folder of its own: loads
@@ -965,7 +968,7 @@ function catalog.test_start(exe, dll, guid, mods)
   return nil, (out:gsub("%s+$", "") ~= "" and out:gsub("%s+$", "") or "the process failed")
 end
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- staging: the files an install needs, copied where only administrators can write
 
 --- The Lua modules the runtime needs beside its DLL (lua\wsp\*.lua).
@@ -1005,13 +1008,13 @@ function catalog.stage(b, o)
   return out
 end
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- the command (bin/lwsp-catalog)
 
 local USAGE = [[
 usage: lwsp-catalog install SCRIPT [--name NAME] [--over tcp,udp,tcp6,udp6] [--dll PATH] [--dll32 PATH]
                                    [--lua32 PATH] [--category LIST] [--to DIR] [--to32 DIR]
-                                   [--modules DIR] [--in-place]
+                                   [--modules DIR] [--in-place] [--config FILE]
        lwsp-catalog list
        lwsp-catalog check
        lwsp-catalog remove GUID|NAME
@@ -1051,8 +1054,17 @@ function catalog.main(argv, out, backend)
     end
   end
   if cmd == "install" and pos[1] then
-    local over
+    local over, config
     if opt.over then over = {} for k in opt.over:gmatch("[^,%s]+") do over[#over + 1] = k end end
+    if opt.config then          -- a Lua file returning the table the script reads as wsp.config
+      local chunk, cerr = loadfile(opt.config, "t", {})
+      local ok = chunk ~= nil
+      if chunk then ok, config = pcall(chunk) end
+      if not ok or type(config) ~= "table" then
+        out("lwsp-catalog: --config " .. opt.config .. ": " .. tostring(ok and "must return a table" or cerr or config))
+        return 2
+      end
+    end
     if not b.available then out("lwsp-catalog: install failed: " .. tostring(b.why)) return 1 end
     local script, dll, dll32 = pos[1], opt.dll or b.dll, opt.dll32 or b.dll32
     if not opt["in-place"] and b.name ~= "host" then
@@ -1066,6 +1078,14 @@ function catalog.main(argv, out, backend)
     local r, err = catalog.install{script = script, name = opt.name, over = over, backend = b, dll = dll, dll32 = dll32,
       category = opt.category}
     if not r then out("lwsp-catalog: install failed: " .. err) return 1 end
+    if config then
+      local ok, cerr = require("wsp.host").write_config(r.guid, config)
+      if not ok then
+        catalog.remove(r.guid, b)
+        out("lwsp-catalog: install failed: configuration: " .. tostring(cerr))
+        return 1
+      end
+    end
     for _, view in ipairs(b.views) do
       local v = r.views[view]
       local t = {}
@@ -1102,6 +1122,7 @@ function catalog.main(argv, out, backend)
     local r, err = catalog.remove(pos[1], b)
     if not r then out("lwsp-catalog: remove failed: " .. err) return 1 end
     for _, n in ipairs(r.notes) do out(n) end
+    for _, g in ipairs(r.removed) do require("wsp.host").write_config(g, nil) end
     out("removed " .. table.concat(r.removed, " "))
     return 0
   elseif cmd == "repair" then

@@ -40,6 +40,8 @@ function host.protocol_info(o)
 end
 
 --- A path made absolute against the current directory (as the registry requires).
+-- @tparam string path
+-- @treturn string
 function host.absolute(path)
   if path:sub(1, 1) == "/" or path:match("^%a:[\\/]") then return path end
   local pwd
@@ -54,14 +56,67 @@ function host.absolute(path)
 end
 local absolute = host.absolute
 
+-- Checks an install_* options table: a table with a script path (string).
+local function check_install(fname, o)
+  if type(o) ~= "table" then
+    error(("%s: expects a table of options, {script = \"path/to/provider.lua\", ...}, got %s"):format(fname, type(o)), 3)
+  end
+  if type(o.script) ~= "string" or o.script == "" then
+    error(("%s: option 'script' (the provider's Lua file) is missing"):format(fname), 3)
+  end
+  if o.config ~= nil and type(o.config) ~= "table" then
+    error(("%s: option 'config' must be a table, got %s"):format(fname, type(o.config)), 3)
+  end
+end
+
+-- A Lua literal for a configuration value (strings, numbers, booleans and
+-- tables of them).
+local function literal(v, depth)
+  local t = type(v)
+  if t == "string" then return ("%q"):format(v)
+  elseif t == "number" then return math.type(v) == "integer" and tostring(v) or ("%.17g"):format(v)
+  elseif t == "boolean" then return tostring(v)
+  elseif t == "table" and depth < 32 then
+    local parts = {}
+    for k, x in pairs(v) do parts[#parts + 1] = ("[%s] = %s"):format(literal(k, depth + 1), literal(x, depth + 1)) end
+    table.sort(parts)
+    return "{" .. table.concat(parts, ", ") .. "}"
+  end
+  error(("config: a %s cannot be passed to a provider (strings, numbers, booleans and tables can)"):format(t), 0)
+end
+
+--- Writes the configuration a provider reads as `wsp.config` (inside it), or
+-- removes it when `config` is nil.  It lives beside the provider's registry
+-- entry (`wsp.config_path(guid)`).
+-- @tparam string guid the provider's GUID
+-- @tparam[opt] table config strings, numbers, booleans and tables of them
+-- @treturn true|nil true, or nil and a message
+function host.write_config(guid, config)
+  local path, why = wsp.config_path(guid)
+  if config == nil then
+    if path then os.remove(path) end
+    return true
+  end
+  if not path then return nil, why end
+  local text = "return " .. literal(config, 0) .. "\n"
+  local f, err = io.open(path, "w")
+  if not f then return nil, err end
+  f:write(text)
+  f:close()
+  return true
+end
+
 --- Installs a Lua provider: maps its GUID to the script in the lwsp registry
 -- and adds base catalog entries whose library is lwsp itself.
--- @tparam table o {script =, guid =?, name =?, entries = {{af =, type =, protocol =}, ...}?}
---   (default entries: TCP and UDP over IPv4)
+-- @tparam table o {script =, guid =?, name =?, config =?, entries = {{af =, type =, protocol =}, ...}?}
+--   (default entries: TCP and UDP over IPv4); `config` reaches the script as `wsp.config`
 -- @treturn table {guid =, ids = {catalog ids}, tcp =, udp =}
+-- @raise when `o` has no script, or the registry cannot be written (with the reason)
 function host.install_lua(o)
+  check_install("install_lua", o)
   local guid = o.guid or lwsp.guid()
-  assert(lwsp.registry.set(guid, absolute(assert(o.script, "script"))))
+  assert(lwsp.registry.set(guid, absolute(o.script)))
+  assert(host.write_config(guid, o.config))
   local entries = o.entries or {
     {af = wsp.AF_INET, type = wsp.SOCK_STREAM}, {af = wsp.AF_INET, type = wsp.SOCK_DGRAM},
   }
@@ -82,6 +137,7 @@ end
 host.NATIVE_GUID = "{6C777370-4E41-5449-5645-000000000001}"
 
 --- The path of the native base provider's DLL (beside lwsp's own).
+-- @treturn string
 function host.native_path()
   local dir, sep = lwsp.path():match("^(.*)([/\\])[^/\\]*$")
   local ext = sep == "\\" and ".dll" or ".so"
@@ -90,6 +146,7 @@ end
 
 --- Installs the native base provider (TCP and UDP over IPv4 and IPv6 on the
 -- operating system's sockets) as base catalog entries.
+-- @tparam[opt] table o {path =} another build of the native provider
 -- @treturn table {guid =, ids =, tcp =, udp =, tcp6 =, udp6 =}
 function host.install_native(o)
   o = o or {}
@@ -109,11 +166,18 @@ end
 -- install_native, install_lua or install_layered returned): one hidden layer
 -- entry (ChainLen 0) and, for each entry below, a protocol chain
 -- {layer, entries below...} with the same address family, type and protocol.
--- @tparam table o {script =, over =, guid =?, name =?}
+-- @tparam table o {script =, over =, guid =?, name =?, config =?}
 -- @treturn table {guid =, layer =, ids =, tcp =, udp =, tcp6 =, udp6 = (those that exist)}
+-- @raise when `o` has no script or no `over`, or the registry cannot be written
 function host.install_layered(o)
+  check_install("install_layered", o)
+  if type(o.over) ~= "table" or not (o.over.tcp or o.over.udp or o.over.tcp6 or o.over.udp6) then
+    error("install_layered: option 'over' must be what install_native, install_lua or install_layered "
+      .. "returned (the installation the layer goes over), got " .. tostring(o.over), 2)
+  end
   local guid = o.guid or lwsp.guid()
-  assert(lwsp.registry.set(guid, absolute(assert(o.script, "script"))))
+  assert(lwsp.registry.set(guid, absolute(o.script)))
+  assert(host.write_config(guid, o.config))
   local path = o.path or lwsp.path()
   local r = {guid = guid, ids = {}}
   local layer_info = host.protocol_info{guid = guid, name = (o.name or "lwsp layer") .. " (layer)"}
@@ -140,10 +204,15 @@ function host.install_layered(o)
   return r
 end
 
---- Removes the catalog entries and the registry mapping made by install_lua.
+--- Removes the catalog entries, the registry mapping and the configuration
+-- made by install_lua or install_layered (for install_native, its entries).
+-- @tparam table r what the install returned
 function host.uninstall_lua(r)
   for _, id in ipairs(r.ids) do lwsp.host.remove(id) end
-  if not r.native then lwsp.registry.remove(r.guid) end
+  if not r.native then
+    lwsp.registry.remove(r.guid)
+    host.write_config(r.guid, nil)
+  end
 end
 
 return host

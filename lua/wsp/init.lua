@@ -94,13 +94,47 @@ function wsp.int(raw)
 end
 
 --- Encodes an integer as a 4-byte little-endian option value.
+-- @tparam integer v
+-- @treturn string
 function wsp.pack_int(v)
   return string.pack("<i4", v)
 end
 
 --- Two addresses name the same endpoint.
+-- @tparam table a address
+-- @tparam table b address
+-- @treturn boolean
 function wsp.same_addr(a, b)
   return a.family == b.family and a.address == b.address and a.port == b.port
+end
+
+--- Where the configuration of the provider `guid` is kept: a file beside its
+-- registry entry (`<registry>/{GUID}.config`, a Lua table literal).
+-- @tparam string guid
+-- @treturn string|nil the path, or nil and why (on Windows: not yet)
+function wsp.config_path(guid)
+  if package.config:sub(1, 1) == "\\" then return nil, "provider configuration is not available on Windows yet" end
+  local where, why = lwsp.registry.where()
+  if not where then return nil, why end
+  return where .. "/" .. guid .. ".config"
+end
+
+--- Inside a provider: the configuration its install gave
+-- (`install_lua{config = {...}}`, `install_layered{config = ...}`), or an
+-- empty table.  Outside a provider: nil.
+wsp.config = nil
+if lwsp.provider then
+  local path = wsp.config_path(lwsp.provider.guid)
+  local f = path and io.open(path)
+  local config = {}
+  if f then
+    local text = f:read("a")
+    f:close()
+    local chunk, err = load(text, "=" .. path, "t", {})
+    if not chunk then error("provider configuration " .. path .. ": " .. err, 0) end
+    config = chunk()
+  end
+  wsp.config = config
 end
 
 return wsp

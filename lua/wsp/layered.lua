@@ -69,7 +69,13 @@ function layered.new()
 
   function M.connect(s, addr)
     local ok, _, c = s.low:connect(s.lh, addr)
-    if ok then return true end
+    if ok then
+      -- connected at once (memnet does): an application that selected
+      -- FD_CONNECT still hears of it, as from a connect that took time
+      local mask = wsp.selected and wsp.selected(s)
+      if mask and mask & wsp.FD_CONNECT ~= 0 then wsp.event(s, wsp.FD_CONNECT) end
+      return true
+    end
     if c ~= WOULDBLOCK then return nil, c end
     s.low:watch(s.lh, s, false, true)
     wsp.wait(s.low:wait(s.lh, "w"))

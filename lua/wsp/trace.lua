@@ -40,6 +40,8 @@ function trace.text(records, names)
     elseif r.kind == "return" then
       local res = (r.result or "") ~= "" and (" " .. r.result) or ""
       lines[#lines + 1] = ("%s<- %s %s%s (%.0f us)"):format(pad, r.name, r.errname or "ok", res, r.us)
+      -- what the providers logged during the call, under it
+      for line in (r.log or ""):gmatch("[^\n]+") do lines[#lines + 1] = ("%s   | %s"):format(pad, line) end
     elseif r.kind == "upcall" then
       lines[#lines + 1] = ("%s^ upcall %s from %s%s%s"):format(pad, r.name, party(r.from), sock,
         args ~= "" and (" (" .. args .. ")") or "")
@@ -232,6 +234,7 @@ local PAGE = [==[
                 ["time", (r.t * 1000).toFixed(3) + " ms"], ["depth", String(r.depth)], ["arguments", r.args || "-"],
                 ["result", r.result || "-"], ["error", r.error ? r.errname + " (" + r.error + ")" : "none"],
                 ["duration", r.kind === "return" ? r.us.toFixed(1) + " \u00b5s" : "-"]];
+    if (r.log) rows.push(["log", r.log]);
     detail.innerHTML = "";
     var h = document.createElement("h2");
     h.textContent = r.kind + ": " + r.name;

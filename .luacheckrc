@@ -8,4 +8,6 @@ exclude_files = {"build/", "lua_modules/", "fuzz/corpus/"}
 -- locals named after what they hold are reused in nested cases
 files["spec/"] = {std = "+busted", ignore = {"211", "311", "421", "431", "631"}}
 -- catalog.lua: a bookkeeping table kept for symmetry and a branch left for its comment
-files["lua/wsp/catalog.lua"] = {ignore = {"241", "542"}}
+-- (the installer's and the model's messages name paths and ids: longer lines)
+files["lua/wsp/catalog.lua"] = {ignore = {"241", "542"}, max_line_length = 180}
+files["lua/wsp/catalog_model.lua"] = {max_line_length = 180}

@@ -765,7 +765,7 @@ local function files_of(b)
       if not ok then return nil, merr end
     end
     local werr
-    f, werr = f or io.open(to, "wb")
+    if not f then f, werr = io.open(to, "wb") end
     if not f then return nil, werr end
     f:write(src)
     f:close()

@@ -125,10 +125,11 @@ function model.new(o)
   return setmetatable(m, {__index = model})
 end
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- the machine's own state, for specs (not through the interface: no fault, no count)
 
 --- Puts a file or folder into the model's file system.
+-- @tparam string path the file's path
 -- @tparam table f {arch = 64|32, script = source, dir = true, open = true}
 function model:put(path, f)
   self.files[norm(path)] = f
@@ -187,7 +188,7 @@ local function add_entry(m, view, info, guid, path)
   return e
 end
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- the interface (as catalog.wsc() implements it over ws2_32)
 
 --- WSCEnumProtocols(32): every entry of a catalog in order, each with `path`
@@ -360,7 +361,7 @@ function model.mappings(m, view)
   return copy(m.registry[view])
 end
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- files (no catalog call: not counted, never faulted)
 
 --- %VAR% expanded as ExpandEnvironmentStringsW does, in a process of `bits`.
@@ -443,7 +444,7 @@ function model.test_start(m, view, dll, guid)
   return true
 end
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- another vendor's LSP, installed the way the sample installs one
 
 --- Installs a foreign layered provider over TCP/IP in every catalog, its

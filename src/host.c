@@ -250,6 +250,19 @@ hprov *host_prov_pin(SOCKET s, int *err) {
   return p;
 }
 
+void host_park(void *p) {
+  static void **parked;
+  static size_t n, cap;
+  if (!p) return;
+  lwsp_mutex_lock(&host_lock);
+  if (n == cap) {
+    void **more = realloc(parked, (cap ? cap * 2 : 16) * sizeof *more);
+    if (more) { parked = more; cap = cap ? cap * 2 : 16; }
+  }
+  if (n < cap) parked[n++] = p;
+  lwsp_mutex_unlock(&host_lock);
+}
+
 /* Provider records are kept (retired) once made; a pinned one whose last
  * startup was cleaned up keeps its library loaded until the last unpin. */
 void host_prov_unpin(hprov *p) {

@@ -185,6 +185,9 @@ hprov *host_prov_of(SOCKET s, int *err);
  * cleanup until host_prov_unpin, so a thread of the application may still be
  * in a call into it. */
 hprov *host_prov_pin(SOCKET s, int *err);
+/* Keeps memory a provider may still write to (a structure abandoned while its
+ * operation is pending) for the life of the process, reachable, never freed. */
+void host_park(void *p);
 void host_prov_unpin(hprov *p);
 /* The calling thread's WSATHREADID, as ws2_32 passes it to data calls. */
 WSATHREADID *host_this_thread(WSATHREADID *tid);

@@ -218,8 +218,12 @@ static int b_overlapped(lua_State *L) {
   secs = lwsp_now() - t0;
   if (m == 0) host_upcalls.lpWPUCloseEvent(ev, &err);
   if (port) host_close_object(port);
-  if (in_use) lwsp_log("host", "bench_overlapped: a receive is still pending: its structure %p is leaked, not freed", (void *)slot);
-  else free(slot);
+  if (in_use) {
+    lwsp_log("host", "bench_overlapped: a receive is still pending: its structure %p is kept, not freed", (void *)slot);
+    host_park(slot);
+  } else {
+    free(slot);
+  }
   if (why[0]) return luaL_error(L, "%s", why);
   lua_pushnumber(L, secs);
   return 1;
@@ -346,8 +350,12 @@ static int b_overlapped_stream(lua_State *L) {
     }
     if (m == 0) for (int i = 0; i < depth; i++) host_upcalls.lpWPUCloseEvent((WSAEVENT)evs[i], &e2);
     if (port) host_close_object(port);
-    if (open) lwsp_log("host", "bench_overlapped_stream: %d receives still pending: their structures are leaked, not freed", open);
-    else free(q.slots);
+    if (open) {
+      lwsp_log("host", "bench_overlapped_stream: %d receives still pending: their structures are kept, not freed", open);
+      host_park(q.slots);
+    } else {
+      free(q.slots);
+    }
     if (failed) return luaL_error(L, "recv failed: %d", failed);
     if (got < total) return luaL_error(L, "received %d of %d bytes (sender error %d)", (int)got, (int)total, x.err);
     lua_pushnumber(L, secs);

@@ -294,7 +294,8 @@ static int ov_gc(lua_State *L) {
   host_ov **u = luaL_checkudata(L, 1, OV_MT);
   if (!*u) return 0;
   if (host_ov_busy(*u) || ov_status(*u) == WSS_OPERATION_IN_PROGRESS) {
-    lwsp_log("host", "overlapped %p collected while pending: leaked, not freed", (void *)*u);
+    lwsp_log("host", "overlapped %p collected while pending: kept, not freed", (void *)*u);
+    host_park(*u);
   } else {
     free((*u)->buf);
     free(*u);

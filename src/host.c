@@ -225,7 +225,8 @@ static SOCKET register_sock(DWORD catalog, SOCKET h, DWORD_PTR ctx, int ifs, LPI
   return h;
 }
 
-hprov *host_prov_of(SOCKET s, int *err) {
+/* The provider serving s, pinned (host_prov_unpin) when pin is set. */
+static hprov *prov_lookup(SOCKET s, int *err, int pin) {
   hsock *hs;
   hprov *p = NULL;
   host_init();
@@ -233,22 +234,13 @@ hprov *host_prov_of(SOCKET s, int *err) {
   hs = host_sock(s);
   if (!hs) *err = WSAENOTSOCK;
   else if (!(p = hs->prov)) *err = WSANOTINITIALISED;
+  else if (pin) p->pins++;
   lwsp_mutex_unlock(&host_lock);
   return p;
 }
 
-hprov *host_prov_pin(SOCKET s, int *err) {
-  hsock *hs;
-  hprov *p = NULL;
-  host_init();
-  lwsp_mutex_lock(&host_lock);
-  hs = host_sock(s);
-  if (!hs) *err = WSAENOTSOCK;
-  else if (!(p = hs->prov)) *err = WSANOTINITIALISED;
-  else p->pins++;
-  lwsp_mutex_unlock(&host_lock);
-  return p;
-}
+hprov *host_prov_of(SOCKET s, int *err) { return prov_lookup(s, err, 0); }
+hprov *host_prov_pin(SOCKET s, int *err) { return prov_lookup(s, err, 1); }
 
 void host_park(void *p) {
   static void **parked;

@@ -215,7 +215,9 @@ describe("the last WSPCleanup against a call in flight #hostile", function()
     local job = host.spawn("recv", c, 101)
     await_log("IN%-DOWN")
     assert.is_true(host.cleanup() >= 1)
-    ended_with(job, INTR)
+    -- the socket was closed under the call: Windows' native base may say so
+    ended_with(job, {WSAEINTR = true, WSAENETDOWN = true, WSA_OPERATION_ABORTED = true,
+      WSANOTINITIALISED = true, WSAENOTSOCK = true})
     serves(hostile)
   end)
 

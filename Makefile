@@ -13,7 +13,7 @@ HDRS      = $(wildcard src/*.h)
 BUSTED    ?= lua5.4 /usr/bin/busted
 export LWSP_EXAMPLES = $(CURDIR)/examples
 
-.PHONY: lint ldoc all deps deps-run demo demo-memnet bench wine-smoke wine-test wine-foreign fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
+.PHONY: stress lint ldoc all deps deps-run demo demo-memnet bench wine-smoke wine-test wine-foreign fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
 
 NATIVE_SRCS = src/native.c src/native_os.c src/common.c src/platform.c
 
@@ -87,6 +87,13 @@ test: all
 
 # Rounds of the last-WSPCleanup stress (spec/23) under each sanitizer.
 CLEANUP_ROUNDS ?= 1000
+
+# The cleanup stress alone, long (not part of check; figures in the README):
+# make stress STRESS_ROUNDS=10000
+STRESS_ROUNDS ?= 10000
+stress: build/asan/lwsp.so
+	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 LWSP_STRESS_ROUNDS=$(STRESS_ROUNDS) \
+	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" $(BUSTED) --cpath=build/asan/?.so --tags=stress spec/23-hostile_cleanup_spec.lua
 
 # luacheck (.luacheckrc) over the Lua sources, examples, specs and front ends.
 lint:
@@ -237,6 +244,7 @@ build/fuzz_dispatch: fuzz/fuzz_dispatch.c $(SRCS) $(HDRS)
 build/fuzz/lwsp.so: $(SRCS) $(HDRS)
 	@mkdir -p build/fuzz
 	clang $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -fPIC -fvisibility=hidden -shared -o $@ $(FUZZ_SRCS) $(LUA_LIB) -lpthread -ldl
+	@ln -sfn ../../lua build/fuzz/lua
 
 build/fuzz_host: fuzz/fuzz_host.c build/fuzz/lwsp.so
 	clang $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ fuzz/fuzz_host.c build/fuzz/lwsp.so -Wl,-rpath,$(CURDIR)/build/fuzz $(LUA_LIB) -lpthread -ldl
@@ -249,6 +257,7 @@ build/fuzz_script: fuzz/fuzz_script.c build/fuzz/lwsp.so
 # yet; LWSP_FUZZ_HOLES=1 puts them back (see fuzz/script_driver.lua).
 fuzz: build/fuzz_dispatch build/fuzz_host build/fuzz_script
 	@mkdir -p fuzz/corpus/dispatch fuzz/corpus/host fuzz/corpus/script build/fuzz-findings
+	@ln -sfn ../../lua build/fuzz/lua   # the provider states' trusted module path
 	ASAN_OPTIONS=detect_leaks=0 ./build/fuzz_dispatch -max_total_time=$(FUZZ_SECONDS) -max_len=512 -timeout=10 \
 	  -artifact_prefix=build/fuzz-findings/ fuzz/corpus/dispatch
 	ASAN_OPTIONS=detect_leaks=0 ./build/fuzz_host -max_total_time=$(FUZZ_SECONDS) -max_len=512 -timeout=10 \

@@ -28,7 +28,8 @@ local GUID = "{6C777370-4655-5A5A-5343-524950540001}"
 local SCRIPT = SCRIPT_PATH
 
 local M = host.install_lua{script = FUZZ_ROOT .. "/examples/memnet.lua"}
-local keep = host.startup(M.tcp)   -- memnet stays loaded through every cleanup
+-- memnet stays loaded through every cleanup
+local keep = assert(host.startup(M.tcp), "memnet does not start: is lua/ beside the fuzz build's lwsp.so?")
 local F = host.install_lua{script = SCRIPT, guid = GUID}
 
 local VALUES = {"true", "nil", "false", "1", "-1", "2^40", "0/0", "math.huge", "'x'", "{}", "'WSAEWOULDBLOCK'",

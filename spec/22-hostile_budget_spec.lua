@@ -565,3 +565,55 @@ return {
     H.reset()
   end)
 end)
+
+-- A loop of calls out to C is a few instructions per call however long each
+-- takes: each counts as 1,000 instructions to a run the watchdog has armed
+-- (debug.gethook() answers once it has), so a loop of upcalls or of calls
+-- down ends after about budget / 1,000 of them, not budget / 10.
+describe("#hostile calls out to C count toward the budget", function()
+  after_each(H.reset)
+  local BUDGET = 200000
+
+  -- `send` loops on call(s) until stopped, counting the calls made while armed;
+  -- recv returns that number
+  local function looping(call, layered)
+    return ([[
+local wsp = require "wsp"
+local up = require("lwsp").upcall
+local P = %s
+P.budget = %d
+local N = 0
+function P.recv() return tostring(N) end
+function P.send(s, data)
+  N = 0
+  while true do
+    if debug.gethook() then N = N + 1 end
+    %s
+  end
+end
+return P
+]]):format(layered and 'require("wsp.layered").new()' or "{socket = function() return true end}", BUDGET, call)
+  end
+
+  local function ends_soon(r, what)
+    local s = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+    local mark = H.mark()
+    H.fails_with("WSAENETDOWN", host.send(s, "go"))
+    assert.truthy(H.find_log(mark, "instruction budget exceeded", true))
+    local got, err = host.recv(s, 100)
+    local n = assert(tonumber(got), tostring(err))
+    -- armed calls: about BUDGET / 1,000; uncharged they would be BUDGET / (a dozen instructions)
+    assert(n > 0 and n <= BUDGET // 1000 + 10, what .. ": " .. tostring(n) .. " calls after the run was armed")
+    assert(host.close(s))
+  end
+
+  it("a loop of upcalls ends after budget / 1,000 of them", function()
+    ends_soon(H.provider(looping("pcall(up.close_socket_handle, -1)")), "upcalls")
+  end)
+
+  it("a loop of calls down ends after budget / 1,000 of them", function()
+    local r = H.layered{script = H.script(looping("s.low:getsockopt(s.lh, wsp.SOL_SOCKET, wsp.SO_TYPE)", true)),
+                        over = H.base(), name = "calls down"}
+    ends_soon(r, "calls down")
+  end)
+end)

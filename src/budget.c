@@ -42,6 +42,7 @@
 #include <string.h>
 
 #define BUDGET_STEP 1000      /* instructions between two calls of the count hook */
+#define CALL_CHARGE 1000      /* instructions a call out to lwsp's C (an upcall, a call down) counts for */
 #define WATCH_TICK_MS 50
 
 /* this thread's innermost run, of any instance (initial-exec where the
@@ -143,6 +144,19 @@ int rt_budget_leave(lwsp_inst *I, rt_run_mark m) {
   return condemned;
 }
 
+/* A call out of a long run into lwsp's C (an upcall; a call down is charged
+ * in rt_budget_relocked) counts as CALL_CHARGE instructions: each is a few VM
+ * instructions however long it takes, so a loop of them would otherwise run
+ * hundreds of times longer than a loop of instructions with the same budget.
+ * A run not yet armed pays nothing, like its instructions. */
+void rt_budget_charge(lwsp_inst *I, lua_State *co) {
+  if (tls_inst != I || !I->limited || I->wd_condemned) return;
+  if (__atomic_load_n(&I->wd_hooked, __ATOMIC_SEQ_CST) != __atomic_load_n(&I->wd_seq, __ATOMIC_RELAXED)) return;
+  if (__atomic_sub_fetch(&I->wd_left, CALL_CHARGE, __ATOMIC_RELAXED) > 0) return;
+  I->wd_condemned = 1;
+  arm(co, 1);   /* the next instruction raises */
+}
+
 /* The lock is released inside a run (a call down): other threads may run
  * their own runs meanwhile, so this one's state is kept aside. */
 rt_budget_saved rt_budget_release(lwsp_inst *I) {
@@ -162,6 +176,7 @@ rt_budget_saved rt_budget_release(lwsp_inst *I) {
 
 void rt_budget_relocked(lwsp_inst *I, rt_budget_saved s) {
   if (!s.mine) return;
+  if (s.armed && !s.condemned && (s.left -= CALL_CHARGE) <= 0) s.condemned = 1;   /* rt_budget_charge's rule */
   I->wd_condemned = s.condemned;
   I->limited = s.limited;
   __atomic_store_n(&I->wd_co, s.co, __ATOMIC_RELEASE);

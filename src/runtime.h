@@ -293,6 +293,7 @@ rt_budget_saved rt_budget_release(lwsp_inst *I);
 void rt_budget_relocked(lwsp_inst *I, rt_budget_saved s);
 void rt_budget_forget(lwsp_inst *I, lua_State *co);
 void rt_budget_close(lwsp_inst *I, lua_State *co, int condemned);
+void rt_budget_charge(lwsp_inst *I, lua_State *co);   /* a call out to C: CALL_CHARGE instructions */
 int rt_budget_condemned(lwsp_inst *I);          /* the running run is condemned */
 const char *rt_budget_message(void);            /* the budget's error */
 const char *rt_error_text(lua_State *L, int idx); /* an error value as text; no metamethod runs (lwsp.c) */

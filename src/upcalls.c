@@ -43,6 +43,7 @@ typedef struct {
 static lwsp_inst *inst(lua_State *L) {
   lwsp_inst *I = (lwsp_inst *)lua_touserdata(L, lua_upvalueindex(1));
   if (!I) luaL_error(L, "lwsp: upcall without its provider");   /* (its upvalue cannot be replaced from Lua: see lwsp.c) */
+  rt_budget_charge(I, L);
   return I;
 }
 

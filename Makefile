@@ -262,5 +262,5 @@ fuzz: build/fuzz_dispatch build/fuzz_host build/fuzz_script
 	  -artifact_prefix=build/fuzz-findings/ fuzz/corpus/dispatch
 	ASAN_OPTIONS=detect_leaks=0 ./build/fuzz_host -max_total_time=$(FUZZ_SECONDS) -max_len=512 -timeout=10 \
 	  -artifact_prefix=build/fuzz-findings/ fuzz/corpus/host
-	ASAN_OPTIONS=detect_leaks=0 ./build/fuzz_script -max_total_time=$(FUZZ_SECONDS) -max_len=512 -timeout=10 \
+	ASAN_OPTIONS=detect_leaks=0 ./build/fuzz_script -max_total_time=$(FUZZ_SECONDS) -max_len=512 -timeout=30 \
 	  -artifact_prefix=build/fuzz-findings/ fuzz/corpus/script

@@ -23,7 +23,7 @@ local wsp = require "wsp"
 local host = require "wsp.host"
 
 local HOLES = os.getenv("LWSP_FUZZ_HOLES") == "1"
-local LIMIT = 5          -- seconds any one call may take (under ASan)
+local LIMIT = 5          -- CPU seconds any one call may take (under ASan)
 local GUID = "{6C777370-4655-5A5A-5343-524950540001}"
 local SCRIPT = SCRIPT_PATH
 
@@ -152,7 +152,7 @@ local function timed(what, f, ...)
   local t0 = NOW()
   local r = table.pack(pcall(f, ...))
   local dt = NOW() - t0
-  if dt > LIMIT then error(("%s took %.1f s"):format(what, dt), 0) end
+  if dt > LIMIT then error(("%s took %.1f s of CPU"):format(what, dt), 0) end
   return table.unpack(r, 2, r.n)
 end
 

@@ -7,11 +7,292 @@
 -- `trace.html(records)` a self-contained sequence diagram.
 -- @module wsp.trace
 local lwsp = require "lwsp"
+local wsp = require "wsp"
 
 if not lwsp.trace then error("wsp.trace is the application's side of lwsp: not available inside a provider", 2) end
 
 local trace = {}
 trace.start, trace.stop, trace.records = lwsp.trace.start, lwsp.trace.stop, lwsp.trace.records
+
+-- ---- decoding: parameter names, constants by name, Microsoft's pages ------
+
+local C = {}          -- prefix -> value -> name, from wsp's own constants
+local function names_of(prefix, exclude)
+  local t = {}
+  for k, v in pairs(wsp) do
+    if type(v) == "number" and k:sub(1, #prefix) == prefix and not (exclude and exclude[k]) then
+      if not t[v] or #k < #t[v] then t[v] = k end
+    end
+  end
+  return t
+end
+C.AF = names_of("AF_")
+C.SOCK = names_of("SOCK_")
+C.IPPROTO = names_of("IPPROTO_")
+C.SO = names_of("SO_")
+C.TCP = names_of("TCP_")
+C.SD = names_of("SD_")
+C.IOCTL = names_of("SIO", {SIO_LWSP_NATIVE_ENGINE = false})
+C.IOCTL[wsp.FIONBIO], C.IOCTL[wsp.FIONREAD] = "FIONBIO", "FIONREAD"
+-- ioctl codes wsp has no constant for, by their values in mswsock.h and ws2def.h
+for code, name in pairs{[0x48000022] = "SIO_BASE_HANDLE", [0x4800001b] = "SIO_BSP_HANDLE",
+                        [0x4800001c] = "SIO_BSP_HANDLE_SELECT", [0x4800001d] = "SIO_BSP_HANDLE_POLL",
+                        [0x98000004] = "SIO_KEEPALIVE_VALS", [0xc8000014] = "SIO_ROUTING_INTERFACE_QUERY",
+                        [0x28000004] = "SIO_FLUSH", [0x48000018] = "SIO_QUERY_TARGET_PNP_HANDLE"} do
+  C.IOCTL[code] = C.IOCTL[code] or name
+end
+local ERR = {}
+for k, v in pairs(wsp) do
+  if type(v) == "number" and (k:match("^WSAE") or k:match("^WSA_") and not k:match("^WSA_FLAG")) then ERR[v] = k end
+end
+
+local function bits(v, prefix, all)
+  if v == 0 then return "0" end
+  local t, left = {}, v
+  local list = {}
+  for k, b in pairs(wsp) do
+    if type(b) == "number" and k:sub(1, #prefix) == prefix and b > 0 and b & (b - 1) == 0 and k ~= all then
+      list[#list + 1] = {k, b}
+    end
+  end
+  table.sort(list, function(a, b) return a[2] < b[2] end)
+  for _, kb in ipairs(list) do
+    if left & kb[2] ~= 0 then t[#t + 1] = kb[1]; left = left & ~kb[2] end
+  end
+  if left ~= 0 then t[#t + 1] = ("0x%x"):format(left) end
+  return table.concat(t, "|")
+end
+
+local function num(s)
+  if type(s) ~= "string" then return nil end
+  if s:match("^%-?%d+$") then return math.tointeger(tonumber(s)) end
+  if s:match("^0x%x+$") then return math.tointeger(tonumber(s:sub(3), 16)) end
+end
+
+local function named(tbl, v, raw)
+  local n = num(v)
+  if n and tbl[n] then return tbl[n] end
+  return n and ("%d"):format(n) or raw
+end
+
+-- decoders: raw text -> decoded text (ctx: the other parameters, by name)
+local D = {}
+D.socket = function(v) local n = num(v) or num(v:match("^s(%d+)$")) return n and ("s%d"):format(n) or v end
+D.handle = function(v) local n = num(v) return n and ("0x%x"):format(n) or v end
+D.af = function(v) return named(C.AF, v, v) end
+D.type = function(v) return named(C.SOCK, v, v) end
+D.protocol = function(v) local n = num(v) if n == 0 then return "0" end return named(C.IPPROTO, v, v) end
+D.level = function(v) local n = num(v) if n == wsp.SOL_SOCKET then return "SOL_SOCKET" end return named(C.IPPROTO, v, v) end
+D.optname = function(v, ctx)
+  local lv = num(ctx.level)
+  if lv == wsp.IPPROTO_TCP then return named(C.TCP, v, v) end
+  if lv == wsp.SOL_SOCKET or lv == nil then return named(C.SO, v, v) end
+  return v
+end
+D.ioctl = function(v)
+  local n = num(v)
+  if not n then return v end
+  return C.IOCTL[n] or ("0x%08x"):format(n)
+end
+D.wsaflags = function(v) local n = num(v) return n and bits(n, "WSA_FLAG_") or v end
+D.msgflags = function(v) local n = num(v) return n and bits(n, "MSG_") or v end
+D.events = function(v) local n = num(v) return n and bits(n, "FD_", "FD_ALL_EVENTS") or v end
+D.how = function(v) return named(C.SD, v, v) end
+D.wm = function(v)
+  local n = num(v)
+  if n and n >= 0x400 and n < 0x8000 then return ("WM_USER+%d"):format(n - 0x400) end
+  return n and ("0x%x"):format(n) or v
+end
+D.error = function(v) local n = num(v) if n == 0 then return "0 (no error)" end return n and ERR[n] or v end
+D.catalog = function(v) return v end
+D.plain = function(v) return v end
+
+-- The SPI's and the upcalls' real parameter lists (ws2spi.h), as
+-- {name, decoder}; [0] is the page on learn.microsoft.com.
+local MS = "https://learn.microsoft.com/en-us/windows/win32/api/"
+local SIG = {}
+local function sig(name, page, params)
+  local t = {[0] = MS .. page}
+  for i, p in ipairs(params) do
+    local n, k = p:match("^([^:]+):?(.*)$")
+    t[i] = {n, D[k] or D.plain}
+  end
+  SIG[name] = t
+end
+local function spi(name, params) sig(name, "ws2spi/nc-ws2spi-lp" .. name:lower(), params) end
+sig("WSPStartup", "ws2spi/nf-ws2spi-wspstartup",
+    {"wVersionRequested", "lpWSPData", "lpProtocolInfo", "UpcallTable", "lpProcTable"})
+spi("WSPSocket", {"af:af", "type:type", "protocol:protocol", "lpProtocolInfo", "g", "dwFlags:wsaflags"})
+spi("WSPBind", {"s:socket", "name", "namelen"})
+spi("WSPListen", {"s:socket", "backlog"})
+spi("WSPAccept", {"s:socket", "addr", "addrlen", "lpfnCondition", "dwCallbackData"})
+spi("WSPConnect", {"s:socket", "name", "lpCallerData", "lpCalleeData", "lpSQOS", "lpGQOS"})
+spi("WSPSend", {"s:socket", "lpBuffers", "dwFlags:msgflags", "lpOverlapped", "lpCompletionRoutine"})
+spi("WSPSendTo", {"s:socket", "lpBuffers", "lpTo", "dwFlags:msgflags", "lpOverlapped", "lpCompletionRoutine"})
+spi("WSPRecv", {"s:socket", "lpBuffers", "lpFlags:msgflags", "lpOverlapped", "lpCompletionRoutine"})
+spi("WSPRecvFrom", {"s:socket", "lpBuffers", "lpFlags:msgflags", "lpOverlapped", "lpCompletionRoutine"})
+spi("WSPGetSockOpt", {"s:socket", "level:level", "optname:optname", "optlen"})
+spi("WSPSetSockOpt", {"s:socket", "level:level", "optname:optname", "optval", "optlen"})
+spi("WSPIoctl", {"s:socket", "dwIoControlCode:ioctl", "lpvInBuffer", "cbOutBuffer", "lpOverlapped",
+                 "lpCompletionRoutine"})
+spi("WSPEventSelect", {"s:socket", "hEventObject:handle", "lNetworkEvents:events"})
+spi("WSPEnumNetworkEvents", {"s:socket", "hEventObject:handle"})
+spi("WSPAsyncSelect", {"s:socket", "hWnd:handle", "wMsg:wm", "lEvent:events"})
+spi("WSPSelect", {"readfds", "writefds", "exceptfds", "timeout"})
+spi("WSPCloseSocket", {"s:socket"})
+spi("WSPShutdown", {"s:socket", "how:how"})
+spi("WSPGetSockName", {"s:socket"})
+spi("WSPGetPeerName", {"s:socket"})
+spi("WSPGetOverlappedResult", {"s:socket", "lpOverlapped", "fWait", "lpdwFlags"})
+spi("WSPDuplicateSocket", {"s:socket", "dwProcessId"})
+spi("WSPCancelBlockingCall", {})
+spi("WSPCleanup", {})
+spi("WSPAddressToString", {"lpsaAddress", "lpProtocolInfo"})
+spi("WSPStringToAddress", {"AddressString", "AddressFamily:af", "lpProtocolInfo"})
+spi("WSPRecvDisconnect", {"s:socket"})
+spi("WSPSendDisconnect", {"s:socket"})
+spi("WSPJoinLeaf", {"s:socket", "name", "lpCallerData", "lpCalleeData", "lpSQOS", "lpGQOS", "dwFlags"})
+spi("WSPGetQOSByName", {"s:socket", "lpQOSName"})
+local function wpu(name, params) sig(name, "ws2spi/nc-ws2spi-lp" .. name:lower(), params) end
+wpu("WPUCreateSocketHandle", {"dwCatalogEntryId:catalog", "dwContext:handle"})
+wpu("WPUQuerySocketHandleContext", {"lpContext:handle"})
+wpu("WPUCloseSocketHandle", {})
+wpu("WPUModifyIFSHandle", {"dwCatalogEntryId:catalog", "ProposedHandle:handle"})
+wpu("WPUQueryBlockingCallback", {"dwCatalogEntryId:catalog", "lplpfnCallback"})
+wpu("WPUGetProviderPath", {"lpProviderId"})
+wpu("WPUPostMessage", {"hWnd:handle", "Msg:wm", "wParam:socket", "lParam"})
+wpu("WPUFDIsSet", {"result"})
+wpu("WPUQueueApc", {"lpfnUserApc", "dwContext:handle"})
+wpu("WPUSetEvent", {"hEvent:handle"})
+wpu("WPUResetEvent", {"hEvent:handle"})
+sig("WPUCompleteOverlappedRequest", "ws2spi/nf-ws2spi-wpucompleteoverlappedrequest",
+    {"dwError:error", "cbTransferred"})
+-- the application's side (wsp.host, standing for ws2_32's API): Winsock's pages
+local function api(name, page, params) sig(name, "winsock2/nf-winsock2-" .. page, params) end
+api("socket", "wsasocketw", {"af:af", "type:type", "protocol:protocol", "dwFlags:wsaflags", "dwCatalogEntryId"})
+api("bind", "bind", {"s:socket", "name"})
+api("listen", "listen", {"s:socket", "backlog"})
+api("connect", "connect", {"s:socket", "name"})
+api("accept", "accept", {"s:socket"})
+api("send", "send", {"s:socket", "buf", "flags:msgflags"})
+api("recv", "recv", {"s:socket", "len", "flags:msgflags"})
+api("sendto", "sendto", {"s:socket", "buf", "to"})
+api("recvfrom", "recvfrom", {"s:socket", "len"})
+api("getsockname", "getsockname", {"s:socket"})
+api("getpeername", "getpeername", {"s:socket"})
+api("getsockopt", "getsockopt", {"s:socket", "level:level", "optname:optname"})
+api("setsockopt", "setsockopt", {"s:socket", "level:level", "optname:optname", "optval"})
+api("ioctl", "wsaioctl", {"s:socket", "dwIoControlCode:ioctl", "lpvInBuffer"})
+api("close", "closesocket", {"s:socket"})
+api("shutdown", "shutdown", {"s:socket", "how:how"})
+api("event_select", "wsaeventselect", {"s:socket", "hEventObject:handle", "lNetworkEvents:events"})
+api("enum_network_events", "wsaenumnetworkevents", {"s:socket", "hEventObject:handle"})
+api("async_select", "wsaasyncselect", {"s:socket", "hWnd:handle", "wMsg:wm", "lEvent:events"})
+api("wsarecv", "wsarecv", {"s:socket", "len", "lpOverlapped", "lpCompletionRoutine"})
+api("wsasend", "wsasend", {"s:socket", "buf", "lpOverlapped", "lpCompletionRoutine"})
+api("get_overlapped_result", "wsagetoverlappedresult", {"s:socket", "lpOverlapped", "fWait"})
+api("wait", "wsawaitformultipleevents", {"lphEvents", "fWaitAll", "dwTimeout"})
+api("select", "select", {"readfds", "writefds", "exceptfds", "timeout"})
+api("duplicate", "wsaduplicatesocketw", {"s:socket", "dwProcessId"})
+-- what the host records of an application's notification
+api("message posted", "wsaasyncselect", {"wMsg:wm", "WSAGETSELECTEVENT(lParam):events", "WSAGETSELECTERROR(lParam):error"})
+SIG["message posted"].own = {msg = "wMsg", event = "WSAGETSELECTEVENT(lParam)", error = "WSAGETSELECTERROR(lParam)"}
+api("event signalled", "wsagetoverlappedresult", {"cbTransfer"})
+api("completion-port packet", "wsagetoverlappedresult", {"cbTransfer"})
+
+-- Splits "a, {b, c}, "d, e"" at its top-level commas.
+local function split_args(s)
+  local out, depth, cur, q, i = {}, 0, {}, false, 1
+  while i <= #s do
+    local c = s:sub(i, i)
+    if q then
+      if c == "\\" then cur[#cur + 1] = s:sub(i, i + 1); i = i + 1
+      else cur[#cur + 1] = c; if c == '"' then q = false end end
+    elseif c == '"' then q = true; cur[#cur + 1] = c
+    elseif c == "{" or c == "(" or c == "<" or c == "[" then depth = depth + 1; cur[#cur + 1] = c
+    elseif (c == "}" or c == ")" or c == ">" or c == "]") and depth > 0 then depth = depth - 1; cur[#cur + 1] = c
+    elseif c == "," and depth == 0 then
+      out[#out + 1] = table.concat(cur):match("^%s*(.-)%s*$"); cur = {}
+    else cur[#cur + 1] = c end
+    i = i + 1
+  end
+  local last = table.concat(cur):match("^%s*(.-)%s*$")
+  if last ~= "" or #out > 0 then out[#out + 1] = last end
+  return out
+end
+
+-- labels some records carry in their argument text ("event 0x40", "catalog 1006")
+local LABEL = {event = "hEventObject", events = "lNetworkEvents", window = "hWnd", msg = "wMsg",
+               catalog = "dwCatalogEntryId", context = "dwContext", error = "dwError"}
+
+local EXPECTED = {
+  WSA_IO_PENDING = "expected: the overlapped operation was started and completes later",
+  WSAEWOULDBLOCK = "expected on a non-blocking socket: try again, or wait for the network event",
+  WSA_IO_INCOMPLETE = "expected while the overlapped operation is still in progress",
+}
+
+--- What a record's arguments mean: its parameters by their names in
+-- ws2spi.h (or winsock2.h for the application's side), constants by name
+-- (address families, socket types, levels and options, ioctl codes, FD_
+-- masks, flags, `WM_USER+n`), handles and events in hex, GUIDs named when
+-- `names` knows them, the outcome ("ok", "expected" for `WSA_IO_PENDING` and
+-- `WSAEWOULDBLOCK`, or "failed") and the link to Microsoft's page.
+-- @tparam table r a record
+-- @tparam[opt] table names party (GUID) -> name
+-- @treturn table {params = {{name =, raw =, value =}, ...}, text =, outcome =, note =, url =}
+function trace.decode(r, names)
+  local s = SIG[r.name]
+  local raw = split_args(r.args or "")
+  local params, ctx = {}, {}
+  local pos = 1
+  if r.name == "WSPSocket" and raw[1] and raw[1]:match("^s%d+$") then
+    table.remove(raw, 1)          -- a Lua handler's own first argument: the socket lwsp has already made
+  elseif r.name == "WSPSocket" and #raw == 5 and num(raw[5]) then
+    -- the host's call into a C provider, recorded with the application's
+    -- arguments (af, type, protocol, flags, catalog entry): the host passes
+    -- that entry's WSAPROTOCOL_INFOW, no group, and the flags
+    raw = {raw[1], raw[2], raw[3], "<protocol info of entry " .. raw[5] .. ">", "0", raw[4]}
+  end
+  local sigp = s or {}
+  -- the socket parameter: the record's own socket when the text leaves it out
+  local first = sigp[1] and sigp[1][2] == D.socket
+  if first and (r.socket or 0) ~= 0 and not (raw[1] and (raw[1] == "s" .. r.socket or raw[1] == tostring(r.socket))) then
+    table.insert(raw, 1, tostring(r.socket))
+  end
+  for _, a in ipairs(raw) do
+    local label, rest = a:match("^(%a+) (.+)$")
+    local pname, dec
+    if label and (LABEL[label] or sigp.own and sigp.own[label]) then
+      pname = sigp.own and sigp.own[label] or LABEL[label]
+      if pname == "dwContext" and r.name == "WPUQuerySocketHandleContext" then pname = "lpContext" end
+      for i = 1, #sigp do if sigp[i][1] == pname then dec = sigp[i][2]; pos = math.max(pos, i + 1) end end
+      dec = dec or (label == "event" and D.handle) or (label == "events" and D.events) or D.plain
+      a = rest
+    elseif a:match("^%d+ bytes$") and sigp[pos] then
+      pname, dec, a = sigp[pos][1], D.plain, a:match("^(%d+)")
+      pos = pos + 1
+    elseif sigp[pos] then
+      pname, dec = sigp[pos][1], sigp[pos][2]
+      pos = pos + 1
+    else
+      pname, dec = "arg" .. (#params + 1), D.plain
+    end
+    ctx[pname] = a
+    params[#params + 1] = {name = pname, raw = a, dec = dec}
+  end
+  local parts = {}
+  for _, p in ipairs(params) do
+    p.value = p.dec(p.raw, ctx)
+    if p.raw:match("^{%x+%-[%x%-]+}$") and names and names[p.raw] then p.value = p.raw .. " (" .. names[p.raw] .. ")" end
+    p.dec = nil
+    parts[#parts + 1] = p.name .. "=" .. p.value
+  end
+  local outcome, note = "ok", nil
+  if r.errname then
+    if EXPECTED[r.errname] then outcome, note = "expected", EXPECTED[r.errname] else outcome = "failed" end
+  end
+  return {params = params, text = table.concat(parts, ", "), outcome = outcome, note = note, url = s and s[0]}
+end
 
 local function short(p)
   return p:match("^{") and ("provider " .. p:sub(1, 9) .. "}") or p
@@ -34,19 +315,23 @@ function trace.text(records, names)
     local lines = by[r.thread]
     local pad = ("  "):rep(r.depth)
     local sock = r.socket ~= 0 and (" s%d"):format(r.socket) or ""
-    local args = r.args or ""
+    local d = trace.decode(r, names)
+    local vals = {}
+    for i, p in ipairs(d.params) do vals[i] = p.value end
+    local args = table.concat(vals, ", ")
     if r.kind == "call" then
       lines[#lines + 1] = ("%s%s -> %s: %s(%s)"):format(pad, party(r.from), party(r.to), r.name, args)
     elseif r.kind == "return" then
       local res = (r.result or "") ~= "" and (" " .. r.result) or ""
-      lines[#lines + 1] = ("%s<- %s %s%s (%.0f us)"):format(pad, r.name, r.errname or "ok", res, r.us)
+      local how = d.outcome == "expected" and " (expected)" or ""
+      lines[#lines + 1] = ("%s<- %s %s%s%s (%.0f us)"):format(pad, r.name, r.errname or "ok", how, res, r.us)
       -- what the providers logged during the call, under it
       for line in (r.log or ""):gmatch("[^\n]+") do lines[#lines + 1] = ("%s   | %s"):format(pad, line) end
     elseif r.kind == "upcall" then
       lines[#lines + 1] = ("%s^ upcall %s from %s%s%s"):format(pad, r.name, party(r.from), sock,
-        args ~= "" and (" (" .. args .. ")") or "")
+        d.text ~= "" and (" (" .. d.text .. ")") or "")
     else
-      lines[#lines + 1] = ("%s* %s%s%s%s"):format(pad, r.name, sock, args ~= "" and (" (" .. args .. ")") or "",
+      lines[#lines + 1] = ("%s* %s%s%s%s"):format(pad, r.name, sock, d.text ~= "" and (" (" .. d.text .. ")") or "",
         r.errname and (" " .. r.errname) or "")
     end
   end

@@ -654,9 +654,9 @@ local function parse_flat(line)
         r[key] = table.concat(parts)
         i = j + 1
       else
-        local num, after2 = line:match("^(-?[%d.eE+-]+)()", i)
-        if not num then return nil end
-        r[key] = math.tointeger(tonumber(num)) or tonumber(num)
+        local digits, after2 = line:match("^(-?[%d.eE+-]+)()", i)
+        if not digits then return nil end
+        r[key] = math.tointeger(tonumber(digits)) or tonumber(digits)
         i = after2
       end
     end

@@ -251,6 +251,34 @@ describe("the trace", function()
     host.close(c); host.close(a); host.close(l)
   end)
 
+  it("shows each layer registering its handles under its own catalog entry, as Microsoft's layered sample does",
+    function()
+    local native = H.base()
+    local inner = H.layered{script = H.root .. "/examples/passthrough.lua", over = native, name = "inner"}
+    local outer = H.layered{script = H.root .. "/examples/passthrough.lua", over = inner, name = "outer"}
+    assert.are_not.equal(inner.tcp, outer.tcp)
+    trace.start()
+    local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, outer.tcp))
+    local u = assert(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, outer.udp))
+    trace.stop()
+    -- which entry each handle was registered under, as the host (ws2_32's part) sees it
+    local made = {}
+    for _, r in ipairs(trace.records()) do
+      if r.name == "WPUCreateSocketHandle" then
+        made[#made + 1] = {r.from, host.socket_info(r.socket).catalog, tonumber(r.args:match("^catalog (%d+)"))}
+      end
+    end
+    assert.same({
+      {outer.guid, outer.tcp, outer.tcp}, {inner.guid, inner.tcp, inner.tcp}, {native.guid, native.tcp, native.tcp},
+      {outer.guid, outer.udp, outer.udp}, {inner.guid, inner.udp, inner.udp}, {native.guid, native.udp, native.udp},
+    }, made)
+    assert.equal(outer.tcp, host.socket_info(c).catalog)
+    assert.equal(outer.udp, host.socket_info(u).catalog)
+    -- and the sockets work through both layers
+    assert.equal(wsp.SOCK_STREAM, wsp.int(assert(host.getsockopt(c, wsp.SOL_SOCKET, wsp.SO_TYPE))))
+    assert(host.close(c)); assert(host.close(u))
+  end)
+
   it("records each completion mechanism and the upcalls behind it", function()
     local r = H.provider("examples/memnet.lua")
     local c, a = H.memnet_pair(r)

@@ -534,6 +534,19 @@ int lwsp_host_catalog_info(DWORD id, WSAPROTOCOL_INFOW *info, char *path, size_t
   return e != NULL;
 }
 
+/* A copy of every catalog entry's protocol info (malloc'd, *n of them), for a
+ * layer looking for its own entry of a chain; NULL when empty or out of memory. */
+WSAPROTOCOL_INFOW *lwsp_host_catalog_all(int *n) {
+  WSAPROTOCOL_INFOW *all;
+  host_init();
+  lwsp_mutex_lock(&host_lock);
+  *n = 0;
+  if ((all = nentries ? malloc(nentries * sizeof *all) : NULL))
+    for (size_t i = 0; i < nentries; i++) all[(*n)++] = entries[i].info;
+  lwsp_mutex_unlock(&host_lock);
+  return all;
+}
+
 #ifndef _WIN32
 /* The export providers find with dlsym, as they find ws2_32's on Windows. */
 LWSP_EXPORT int WSPAPI WPUCompleteOverlappedRequest(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err);

@@ -424,21 +424,24 @@ local PAGE = [==[
   :root { --call: #1f5fbf; --return: #6b6b6b; --upcall: #8a3ab9; --complete: #17813a; --sel: #ffe9a8; }
   * { box-sizing: border-box; }
   body { margin: 0; font: 13px/1.35 system-ui, sans-serif; color: #1d1d1f; background: #fafafa; display: flex; height: 100vh; }
-  #main { flex: 1; overflow: auto; }
+  #main { flex: 1; overflow: auto; min-width: 0; }
   header { position: sticky; top: 0; z-index: 2; background: #fff; border-bottom: 1px solid #ddd; padding: 8px 12px;
            display: flex; gap: 16px; align-items: center; flex-wrap: wrap; }
   header h1 { font-size: 15px; margin: 0; }
   header .legend span { margin-right: 10px; white-space: nowrap; }
   header .legend i { display: inline-block; width: 18px; height: 3px; vertical-align: middle; margin-right: 4px; }
-  #detail { width: 340px; border-left: 1px solid #ddd; background: #fff; padding: 12px; overflow: auto; }
+  #detail { width: 340px; flex: none; border-left: 1px solid #ddd; background: #fff; padding: 12px; overflow: auto; }
   #detail h2 { font-size: 14px; margin: 0 0 8px; }
   #detail table { border-collapse: collapse; width: 100%; }
   #detail td { border-top: 1px solid #eee; padding: 3px 4px; vertical-align: top; word-break: break-all; }
-  #detail td:first-child { color: #666; width: 80px; }
+  #detail td:first-child { color: #666; width: 110px; word-break: normal; }
+  #detail tr.param td:first-child { font-family: ui-monospace, monospace; color: #1f5fbf; }
+  #detail .note { color: #17813a; }
   svg text { font: 12px system-ui, sans-serif; }
   .lane-head rect { fill: #eef2f8; stroke: #9fb0c8; }
   .lane-head text { font-weight: 600; text-anchor: middle; }
   .lane-line { stroke: #c6cfdb; stroke-dasharray: 2 4; }
+  .bar { fill-opacity: 0.28; stroke-opacity: 0.8; stroke-width: 1; }
   .arrow { cursor: pointer; }
   .arrow line { stroke-width: 1.6; }
   .arrow.kind-call line { stroke: var(--call); }
@@ -447,9 +450,10 @@ local PAGE = [==[
   .arrow.kind-complete line { stroke: var(--complete); stroke-width: 2.6; }
   .arrow .hit { fill: transparent; }
   .arrow:hover .hit, .arrow.selected .hit { fill: var(--sel); }
-  .arrow .label { text-anchor: middle; paint-order: stroke; stroke: #fafafa; stroke-width: 4px; stroke-linejoin: round; }
+  .arrow .label { font-size: 11px; text-anchor: middle; paint-order: stroke; stroke: #fafafa; stroke-width: 4px; stroke-linejoin: round; }
   .arrow.failed .label { fill: #b3261e; font-weight: 600; }
-  .gutter { fill: #888; font-size: 11px; }
+  .arrow.expected .label { fill: #8a5a00; }
+  .gutter { font-size: 11px; }
 </style>
 </head>
 <body>
@@ -457,11 +461,15 @@ local PAGE = [==[
 <header>
   <h1>@TITLE@</h1>
   <label>socket <select id="socket-filter"><option value="">all</option></select></label>
+  <label>connection <select id="conn-filter"><option value="">all</option></select></label>
   <span class="legend">
     <span><i style="background:var(--call)"></i>call</span>
     <span><i style="background:var(--return)"></i>return</span>
     <span><i style="background:var(--upcall)"></i>upcall</span>
     <span><i style="background:var(--complete)"></i>completion</span>
+    <span><b style="color:#8a5a00">amber</b>: an expected outcome (WSA_IO_PENDING, WSAEWOULDBLOCK)</span>
+    <span><b style="color:#b3261e">red</b>: an error</span>
+    <span id="threads"></span>
   </span>
   <span id="count"></span>
 </header>
@@ -469,20 +477,44 @@ local PAGE = [==[
 </div>
 <aside id="detail"><h2>Details</h2><p>Click an arrow.</p></aside>
 <script type="application/json" id="trace-lanes">@LANES@</script>
+<script type="application/json" id="trace-conns">@CONNS@</script>
 <script type="application/json" id="trace-data">@RECORDS@</script>
 <script>
 (function () {
   "use strict";
   var lanes = JSON.parse(document.getElementById("trace-lanes").textContent);
+  var conns = JSON.parse(document.getElementById("trace-conns").textContent);
   var recs = JSON.parse(document.getElementById("trace-data").textContent);
   var NS = "http://www.w3.org/2000/svg";
-  var LANE_W = 190, GUTTER = 110, TOP = 56, ROW = 24;
+  var GUTTER = 112, TOP = 56, ROW = 24, CHAR = 6.6;
+  var DETAIL = 340;
   var svg = document.getElementById("diagram");
   var filter = document.getElementById("socket-filter");
+  var cfilter = document.getElementById("conn-filter");
   var detail = document.getElementById("detail");
   var index = {}, laneOf = {};
+  var PALETTE = ["#e08e0b", "#0f9d8a", "#c2185b", "#6d4c41", "#7cb342", "#3949ab", "#00838f", "#ad1457"];
+  var threadColour = {}, nthreads = 0;
   lanes.forEach(function (l, i) { laneOf[l.id] = i; });
-  recs.forEach(function (r) { index[r.seq] = r; });
+  recs.forEach(function (r) {
+    index[r.seq] = r;
+    if (threadColour[r.thread] === undefined) threadColour[r.thread] = PALETTE[nthreads++ % PALETTE.length];
+  });
+  // the lane width that fits the window (at 1,400 px: five lanes of 190 px beside the panel)
+  var avail = Math.max(600, (window.innerWidth || 1400) - DETAIL - 24);
+  var LANE_W = Math.max(110, Math.min(190, Math.floor((avail - GUTTER) / Math.max(1, lanes.length))));
+
+  // each return's call, and each call's return: a stack per thread
+  var stacks = {};
+  recs.forEach(function (r) {
+    var st = stacks[r.thread] || (stacks[r.thread] = []);
+    if (r.kind === "call") st.push(r);
+    else if (r.kind === "return") {
+      for (var i = st.length - 1; i >= 0; i--) {
+        if (st[i].name === r.name) { r.call = st[i].seq; st[i].ret = r.seq; st.splice(i); break; }
+      }
+    }
+  });
 
   function el(name, attrs, parent, text) {
     var e = document.createElementNS(NS, name);
@@ -493,11 +525,14 @@ local PAGE = [==[
   }
   function laneX(p) { return GUTTER + (laneOf[p] === undefined ? 0 : laneOf[p]) * LANE_W + LANE_W / 2; }
   function labelOf(p) { var i = laneOf[p]; return i === undefined ? p : lanes[i].label; }
-  function clip(s, n) { return s.length > n ? s.slice(0, n - 1) + "\u2026" : s; }
+  function clip(s, n) { return s.length > n ? s.slice(0, Math.max(1, n - 1)) + "\u2026" : s; }
+  function values(r) { return (r.params || []).map(function (p) { return p.value; }).join(", "); }
   function text(r) {
-    if (r.kind === "call") return r.name + "(" + clip(r.args || "", 34) + ")";
-    if (r.kind === "return") return (r.errname || "ok") + (r.result ? " " + clip(r.result, 24) : "") + "  " + Math.round(r.us) + " \u00b5s";
-    return r.name + (r.args ? " (" + clip(r.args, 28) + ")" : "") + (r.errname ? " " + r.errname : "");
+    if (r.kind === "call") return r.name + "(" + values(r) + ")";
+    if (r.kind === "return") {
+      return r.name + " \u2192 " + (r.errname || "ok") + (r.result ? " " + r.result : "");
+    }
+    return r.name + (r.params && r.params.length ? " (" + values(r) + ")" : "") + (r.errname ? " " + r.errname : "");
   }
 
   var sockets = {};
@@ -507,41 +542,71 @@ local PAGE = [==[
     o.value = String(s); o.textContent = "s" + s;
     filter.appendChild(o);
   });
+  conns.forEach(function (c, i) {
+    var o = document.createElement("option");
+    o.value = String(i + 1);
+    o.textContent = c.map(function (s) { return "s" + s; }).join(" \u2192 ");
+    cfilter.appendChild(o);
+  });
+  var legend = document.getElementById("threads");
+  Object.keys(threadColour).forEach(function (t) {
+    var s = document.createElement("span");
+    s.className = "thread"; s.dataset.thread = t;
+    s.innerHTML = '<i style="background:' + threadColour[t] + '"></i>';
+    s.appendChild(document.createTextNode("thread " + t));
+    legend.appendChild(s);
+  });
 
+  function row(table, k, v, cls, href) {
+    var tr = document.createElement("tr");
+    tr.dataset.field = k;
+    if (cls) tr.className = cls;
+    var a1 = document.createElement("td"); a1.textContent = k;
+    var a2 = document.createElement("td");
+    if (href) { var a = document.createElement("a"); a.href = href; a.target = "_blank"; a.rel = "noopener";
+                a.textContent = v; a.id = "ms-link"; a2.appendChild(a); }
+    else a2.textContent = v;
+    tr.appendChild(a1); tr.appendChild(a2); table.appendChild(tr);
+  }
   function show(seq) {
     var r = index[seq];
     if (!r) return;
     Array.prototype.forEach.call(svg.querySelectorAll(".arrow.selected"), function (a) { a.classList.remove("selected"); });
     var a = svg.querySelector('.arrow[data-seq="' + seq + '"]');
     if (a) a.classList.add("selected");
-    var rows = [["record", "#" + r.seq], ["kind", r.kind], ["from", labelOf(r.from)], ["to", labelOf(r.to)],
-                ["name", r.name], ["socket", r.socket ? "s" + r.socket : "-"], ["thread", String(r.thread)],
-                ["time", (r.t * 1000).toFixed(3) + " ms"], ["depth", String(r.depth)], ["arguments", r.args || "-"],
-                ["result", r.result || "-"], ["error", r.error ? r.errname + " (" + r.error + ")" : "none"],
-                ["duration", r.kind === "return" ? r.us.toFixed(1) + " \u00b5s" : "-"]];
-    if (r.log) rows.push(["log", r.log]);
     detail.innerHTML = "";
     var h = document.createElement("h2");
     h.textContent = r.kind + ": " + r.name;
     detail.appendChild(h);
     var table = document.createElement("table");
     table.id = "detail-table";
-    rows.forEach(function (kv) {
-      var tr = document.createElement("tr");
-      tr.dataset.field = kv[0];
-      var a1 = document.createElement("td"); a1.textContent = kv[0];
-      var a2 = document.createElement("td"); a2.textContent = kv[1];
-      tr.appendChild(a1); tr.appendChild(a2); table.appendChild(tr);
-    });
+    var rows = [["record", "#" + r.seq], ["kind", r.kind], ["from", labelOf(r.from)], ["to", labelOf(r.to)],
+                ["name", r.name], ["socket", r.socket ? "s" + r.socket : "-"], ["thread", String(r.thread)],
+                ["time", (r.t * 1000).toFixed(3) + " ms"], ["depth", String(r.depth)], ["arguments", r.args || "-"]];
+    rows.forEach(function (kv) { row(table, kv[0], kv[1]); });
+    (r.params || []).forEach(function (p) { row(table, p.name, p.value, "param"); });
+    row(table, "result", r.result || "-");
+    row(table, "error", r.error ? r.errname + " (" + r.error + ")" + (r.outcome === "expected" ? ", expected" : "") : "none");
+    if (r.note) row(table, "note", r.note, "note");
+    row(table, "duration", r.kind === "return" ? r.us.toFixed(1) + " \u00b5s" : "-");
+    if (r.call) row(table, "call", "#" + r.call);
+    if (r.ret) row(table, "return", "#" + r.ret);
+    if (r.log) row(table, "log", r.log);
+    if (r.url) row(table, "reference", r.url.replace(/^https:\/\/learn\.microsoft\.com\/en-us\/windows\/win32\/api\//, ""), null, r.url);
     detail.appendChild(table);
     detail.dataset.seq = String(seq);
   }
 
   function draw() {
     var want = filter.value === "" ? null : Number(filter.value);
-    var shown = recs.filter(function (r) { return want === null || r.socket === want; });
+    var conn = cfilter.value === "" ? null : conns[Number(cfilter.value) - 1];
+    var inConn = {};
+    if (conn) conn.forEach(function (s) { inConn[s] = true; });
+    var shown = recs.filter(function (r) {
+      return (want === null || r.socket === want) && (conn === null || inConn[r.socket]);
+    });
     while (svg.firstChild) svg.removeChild(svg.firstChild);
-    var width = GUTTER + lanes.length * LANE_W + 20, height = TOP + shown.length * ROW + 30;
+    var width = GUTTER + lanes.length * LANE_W + 8, height = TOP + shown.length * ROW + 30;
     svg.setAttribute("width", width); svg.setAttribute("height", height);
     svg.setAttribute("viewBox", "0 0 " + width + " " + height);
     var defs = el("defs", {}, svg);
@@ -555,32 +620,62 @@ local PAGE = [==[
       var x = GUTTER + i * LANE_W + LANE_W / 2;
       el("line", {"class": "lane-line", x1: x, y1: TOP - 10, x2: x, y2: height - 10}, g);
       var head = el("g", {"class": "lane-head"}, g);
-      el("rect", {x: x - LANE_W / 2 + 8, y: 8, width: LANE_W - 16, height: 30, rx: 5}, head);
-      el("text", {x: x, y: 28}, head, clip(l.label, 26));
+      el("rect", {x: x - LANE_W / 2 + 6, y: 8, width: LANE_W - 12, height: 30, rx: 5}, head);
+      el("text", {x: x, y: 28}, head, clip(l.label, Math.floor((LANE_W - 20) / CHAR)));
+      el("title", {}, head, l.label);
+    });
+    // activation bars: from a call's row to its return's, on the callee's lane, in its thread's colour
+    var rowOf = {};
+    shown.forEach(function (r, i) { rowOf[r.seq] = i; });
+    var bars = el("g", {"class": "bars"}, svg);
+    shown.forEach(function (r) {
+      if (r.kind !== "call" || !r.ret || rowOf[r.ret] === undefined) return;
+      var depthOff = Math.min(3, Math.max(0, r.depth - 1)) * 3;
+      var x = laneX(r.to) - 4 + depthOff, y1 = TOP + rowOf[r.seq] * ROW + ROW / 2 + 5;
+      var y2 = TOP + rowOf[r.ret] * ROW + ROW / 2 + 5;
+      var b = el("rect", {"class": "bar", x: x, y: y1, width: 8, height: Math.max(2, y2 - y1), "data-call": r.seq,
+                          "data-return": r.ret, "data-thread": r.thread,
+                          style: "fill:" + threadColour[r.thread] + ";stroke:" + threadColour[r.thread]}, bars);
+      el("title", {}, b, r.name + " on " + labelOf(r.to) + ", thread " + r.thread);
     });
     shown.forEach(function (r, i) {
       var y = TOP + i * ROW + ROW / 2;
       var x1 = laneX(r.from), x2 = laneX(r.to);
-      var cls = "arrow kind-" + r.kind + (r.error ? " failed" : "");
+      var cls = "arrow kind-" + r.kind + (r.outcome === "failed" ? " failed" : "") + (r.outcome === "expected" ? " expected" : "");
       var g = el("g", {"class": cls, "data-seq": r.seq, "data-socket": r.socket, "data-kind": r.kind,
-                       "data-from": r.from, "data-to": r.to}, svg);
+                       "data-from": r.from, "data-to": r.to, "data-thread": r.thread}, svg);
       el("rect", {"class": "hit", x: 0, y: y - ROW / 2, width: width, height: ROW}, g);
-      el("text", {"class": "gutter", x: 6, y: y + 4}, g, (r.t * 1000).toFixed(2) + " ms  t" + r.thread);
+      el("circle", {cx: 6, cy: y, r: 4, style: "fill:" + threadColour[r.thread]}, g);
+      el("text", {"class": "gutter", x: 14, y: y + 4, style: "fill:" + threadColour[r.thread]}, g,
+         (r.t * 1000).toFixed(2) + " ms t" + r.thread);
       el("line", {x1: x1, y1: y + 5, x2: x2 + (x2 > x1 ? -2 : 2), y2: y + 5, "marker-end": "url(#head-" + r.kind + ")"}, g);
-      el("text", {"class": "label", x: (x1 + x2) / 2, y: y}, g, text(r));
-      el("title", {}, g, r.kind + " " + r.name);
+      // the label stays between the two lanes it joins (or within one lane width)
+      var room = Math.max(Math.abs(x2 - x1), LANE_W) - 10;
+      var full = text(r);
+      var lx = (x1 + x2) / 2;
+      lx = Math.max(GUTTER + room / 2, Math.min(width - room / 2 - 4, lx));
+      var t = el("text", {"class": "label", x: lx, y: y, "data-room": room}, g, clip(full, Math.floor(room / CHAR)));
+      if (t.getComputedTextLength) {
+        var n = t.textContent.length;
+        while (n > 2 && t.getComputedTextLength() > room) { n -= 1; t.textContent = clip(full, n); }
+      }
+      el("title", {}, g, r.kind === "return" ? full + (r.outcome === "expected" ? " (expected)" : "") + ", " +
+         Math.round(r.us) + " \u00b5s" : full);
       g.addEventListener("click", function () { show(r.seq); history.replaceState(null, "", "#select=" + r.seq); });
     });
     document.getElementById("count").textContent = shown.length + " of " + recs.length + " records";
     document.body.dataset.arrows = String(shown.length);
     document.body.dataset.lanes = String(lanes.length);
+    document.body.dataset.laneWidth = String(LANE_W);
     if (detail.dataset.seq) { var a = svg.querySelector('.arrow[data-seq="' + detail.dataset.seq + '"]'); if (a) a.classList.add("selected"); }
   }
 
   filter.addEventListener("change", draw);
+  cfilter.addEventListener("change", draw);
   var hash = {};
   location.hash.replace(/^#/, "").split("&").forEach(function (kv) { var p = kv.split("="); if (p[0]) hash[p[0]] = p[1]; });
   if (hash.socket && sockets[hash.socket]) filter.value = hash.socket;
+  if (hash.connection && conns[Number(hash.connection) - 1]) cfilter.value = hash.connection;
   draw();
   if (hash.select) show(Number(hash.select));
   document.body.dataset.ready = "1";
@@ -590,10 +685,94 @@ local PAGE = [==[
 </html>
 ]==]
 
+--- The connections in a trace, each followed through every layer: a layer's
+-- socket joined with the sockets it calls on below while a call on it is
+-- running (s264 and its lower s268), and the application's connect to an
+-- address joined with the socket its listener accepted there (s272).
+-- @tparam table records
+-- @treturn table an array of connections, each an array of sockets in the order they first appear
+function trace.connections(records)
+  local parent, first, n = {}, {}, 0
+  local function root(x)
+    while parent[x] ~= x do parent[x] = parent[parent[x]]; x = parent[x] end
+    return x
+  end
+  local function add(x)
+    if x and x ~= 0 and not parent[x] then parent[x] = x; n = n + 1; first[x] = n end
+  end
+  local function join(a, b)
+    add(a); add(b)
+    local ra, rb = root(a), root(b)
+    if ra ~= rb then parent[rb] = ra end
+  end
+  local stacks, where, connects, accepted = {}, {}, {}, {}
+  for _, r in ipairs(records) do
+    add(r.socket)
+    local st = stacks[r.thread] or {}
+    stacks[r.thread] = st
+    if r.kind == "call" then
+      local up = st[#st]
+      if up and up.to == r.from and (up.socket or 0) ~= 0 and (r.socket or 0) ~= 0 and up.socket ~= r.socket
+        and r.from ~= "application" and r.from ~= "host" then
+        join(up.socket, r.socket)
+      end
+      st[#st + 1] = r
+      if r.from == "application" and r.name == "connect" then
+        local addr = (r.args or ""):match(",%s*\"?([^\",]+)")
+        if addr then connects[#connects + 1] = {addr = addr, s = r.socket} end
+      end
+    elseif r.kind == "return" then
+      for i = #st, 1, -1 do
+        if st[i].name == r.name then for j = #st, i, -1 do st[j] = nil end break end
+      end
+      if r.to == "application" and r.name == "getsockname" and r.result then where[r.result] = r.socket end
+      if r.to == "application" and r.name == "accept" and r.result then
+        local s = math.tointeger(tonumber(r.result:match("^(%d+)")))
+        if s then
+          local list = accepted[r.socket] or {}
+          accepted[r.socket] = list
+          list[#list + 1] = s
+        end
+      end
+    end
+  end
+  -- the n-th connect to a listener's address and the n-th socket it accepted
+  local taken = {}
+  for _, c in ipairs(connects) do
+    local l = where[c.addr]
+    if l and accepted[l] then
+      taken[l] = (taken[l] or 0) + 1
+      local s = accepted[l][taken[l]]
+      if s then join(c.s, s) end
+    end
+  end
+  local groups, order = {}, {}
+  for x in pairs(parent) do
+    local g = root(x)
+    if not groups[g] then groups[g] = {}; order[#order + 1] = g end
+    table.insert(groups[g], x)
+  end
+  local out = {}
+  for _, g in ipairs(order) do
+    if #groups[g] > 1 then
+      table.sort(groups[g], function(a, b) return first[a] < first[b] end)
+      out[#out + 1] = groups[g]
+    end
+  end
+  table.sort(out, function(a, b) return first[a[1]] < first[b[1]] end)
+  return out
+end
+
 --- A self-contained HTML page (no network, no external scripts) drawing the
 -- records as a sequence diagram: a lane per party, an arrow per record
--- (completions green), a socket filter and a detail panel on click.  The URL
--- fragment `#socket=N` filters and `#select=SEQ` opens a record's details.
+-- labelled with its decoded arguments (returns named after their call, the
+-- full text on hover, never past the lanes it joins), activation bars from a
+-- call to its return in the colour of its thread, a socket filter, a
+-- connection filter (`trace.connections`) and a detail panel on click with
+-- the parameters by name, their decoded values and the link to Microsoft's
+-- page.  Lane widths fit the window (1,400 px: five lanes beside the panel).
+-- The URL fragment `#socket=N` or `#connection=N` filters and `#select=SEQ`
+-- opens a record's details.
 -- @tparam[opt] table records (default: trace.records())
 -- @tparam[opt] table opts {title =, names = {[party] = label}}
 -- @treturn string
@@ -601,9 +780,19 @@ function trace.html(records, opts)
   records = records or trace.records()
   opts = opts or {}
   local title = escape_html(opts.title or "lwsp trace")
+  local shown = {}
+  for i, r in ipairs(records) do
+    local d = trace.decode(r, opts.names)
+    local c = {}
+    for k, v in pairs(r) do c[k] = v end
+    c.params, c.url, c.outcome, c.note = {}, d.url, d.outcome, d.note
+    for j, p in ipairs(d.params) do c.params[j] = {name = p.name, value = p.value} end
+    shown[i] = c
+  end
   local page = PAGE:gsub("@TITLE@", function() return title end)
   page = page:gsub("@LANES@", function() return json(trace.lanes(records, opts.names)) end)
-  page = page:gsub("@RECORDS@", function() return json(records) end)
+  page = page:gsub("@CONNS@", function() return json(trace.connections(records)) end)
+  page = page:gsub("@RECORDS@", function() return json(shown) end)
   return page
 end
 

@@ -109,6 +109,25 @@ describe("bin/lwsp-run #runner", function()
     end
   end)
 
+  it("prints what the README's trace excerpt shows", function()
+    local readme = assert(io.open(H.root .. "/README.md")):read("a")
+    local cmd, excerpt = readme:match("\n%$ (bin/lwsp%-run [^\n]-overlapped%-event)[^\n]*\n(.-)```")
+    assert.truthy(cmd, "no trace excerpt in README.md")
+    local out, code = run(cmd:gsub("^bin/lwsp%-run ", "") .. " --trace")
+    assert.equal(0, code, out)
+    local n = 0
+    for line in excerpt:gmatch("[^\n]+") do
+      if line ~= "..." and not line:match("^thread %d+$") then
+        -- durations and the service thread's polls vary from run to run
+        local pat = line:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0"):gsub("%%%(%d+ us%%%)", "%%(%%d+ us%%)")
+          :gsub("%d+ to read, %d+ to write", "%%d+ to read, %%d+ to write")
+        assert.truthy(out:find(pat), ("README line not in the output: %s\n%s"):format(line, out))
+        n = n + 1
+      end
+    end
+    assert.is_true(n >= 15)
+  end)
+
   it("writes the records and the page with --trace=PREFIX, the same records both ways", function()
     local prefix = H.tmp .. "/run"
     local out, code = run("examples/passthrough.lua --run echo --quiet --trace=" .. prefix)

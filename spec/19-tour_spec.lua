@@ -41,8 +41,8 @@ end
 describe("the tour (docs/tour.md) #runner", function()
   local all = steps()
 
-  it("has its eighteen steps, each one command with what to look for, an exercise and its answer", function()
-    assert.equal(18, #all)
+  it("has its twenty steps, each one command with what to look for, an exercise and its answer", function()
+    assert.equal(20, #all)
     for _, s in ipairs(all) do
       assert.truthy(s.cmd:match("^bin/lwsp%-run ") or s.cmd:match("^bin/lwsp%-spec "), s.cmd)
       assert.is_true(#s.want >= 1, s.title)
@@ -120,7 +120,7 @@ describe("bin/lwsp-run #runner", function()
       if line ~= "..." and not line:match("^thread %d+$") then
         -- durations and the service thread's polls vary from run to run
         local pat = line:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0"):gsub("%%%(%d+ us%%%)", "%%(%%d+ us%%)")
-          :gsub("%d+ to read, %d+ to write", "%%d+ to read, %%d+ to write")
+          :gsub("%d+ sockets, %d+ sockets", "%%d+ sockets, %%d+ sockets")
         assert.truthy(out:find(pat), ("README line not in the output: %s\n%s"):format(line, out))
         n = n + 1
       end

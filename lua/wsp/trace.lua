@@ -253,6 +253,13 @@ function trace.decode(r, names)
     -- that entry's WSAPROTOCOL_INFOW, no group, and the flags
     raw = {raw[1], raw[2], raw[3], "<protocol info of entry " .. raw[5] .. ">", "0", raw[4]}
   end
+  if r.name == "WSPSelect" then
+    -- lwsp's summaries of the three sets: "1, 2, 0 sockets" or "0 to read, 1 to write, 20 ms"
+    local a, b, c = (r.args or ""):match("^(%d+), (%d+), (%d+) sockets$")
+    if a then raw = {a .. " sockets", b .. " sockets", c .. " sockets"} end
+    local x, y, t = (r.args or ""):match("^(%d+) to read, (%d+) to write, (.+)$")
+    if x then raw = {x .. " sockets", y .. " sockets", "nil", t} end
+  end
   local sigp = s or {}
   -- the socket parameter: the record's own socket when the text leaves it out
   local first = sigp[1] and sigp[1][2] == D.socket

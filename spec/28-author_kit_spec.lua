@@ -164,7 +164,7 @@ return P
     assert.truthy(text:find("<- WSPBind WSAENETDOWN [^\n]*\n +| lwsp%[provider%d+ {[^}]+}%] bind wanted 127.0.0.1:7"), text)
     local page = trace.html(recs)
     assert.truthy(page:find('"log":"lwsp[provider', 1, true))
-    assert.truthy(page:find('rows.push(["log", r.log])', 1, true))
+    assert.truthy(page:find('if (r.log) row(table, "log", r.log);', 1, true))
   end)
 end)
 

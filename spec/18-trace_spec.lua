@@ -243,6 +243,13 @@ describe("the trace", function()
       {trace.decode(pend).outcome, trace.decode(pend).url})
     local wb = first(function(r) return r.kind == "return" and r.errname == "WSAEWOULDBLOCK" end)
     assert.equal("expected", trace.decode(wb).outcome)
+    -- a C provider's results: the handles WSPSocket and WSPAccept return, the bytes a send took
+    local acc = first(function(r) return r.kind == "return" and r.name == "WSPAccept" and r.to == "host" end)
+    assert.equal("s" .. a, acc.result)
+    local lowsock = first(function(r) return r.kind == "return" and r.name == "WSPSocket" and r.from == native.guid end)
+    assert.truthy(lowsock.result:match("^s%d+$"), lowsock.result)
+    local sent = first(function(r) return r.kind == "return" and r.name == "WSPSend" and r.from == native.guid end)
+    assert.equal("2 bytes", sent.result)
     -- the text tree says so
     local text = trace.text(recs, names)
     assert.truthy(text:find("<- WSPRecv WSA_IO_PENDING (expected)", 1, true), text)

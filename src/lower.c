@@ -336,6 +336,16 @@ static void drop_regs(lwsp_lower *low, SOCKET h) {
     if (trd_) lwsp_trace_leave(I->name, low->lname, (spi_), (SOCKET)(sock), (failed) ? err : 0, NULL); \
   } while (0)
 
+/* The same for a call down that returns a new socket h: its result is that handle. */
+#define TRACED_DOWN_H(spi_, sock, args, expr) do { \
+    int trd_ = lwsp_tracing && low->foreign; \
+    char res_[32] = ""; \
+    if (trd_) lwsp_trace_enter(I->name, low->lname, (spi_), (SOCKET)(sock), (args)); \
+    DOWN(I, expr); \
+    if (trd_ && h != INVALID_SOCKET) snprintf(res_, sizeof res_, "s%llu", (unsigned long long)h); \
+    if (trd_) lwsp_trace_leave(I->name, low->lname, (spi_), (SOCKET)(sock), h == INVALID_SOCKET ? err : 0, res_); \
+  } while (0)
+
 /* The method's arguments, for the trace of its call down (only when traced). */
 #define TRACE_ARGS(buf) do { \
     (buf)[0] = 0; \
@@ -393,7 +403,7 @@ static int m_socket(lua_State *L) {
     targs[0] = 0;
     if (lwsp_tracing && low->foreign)
       snprintf(targs, sizeof targs, "%d, %d, %d, <protocol info>, 0, 0x%lx", af, type, proto, (unsigned long)flags);
-    TRACED_DOWN("WSPSocket", 0, targs, h == INVALID_SOCKET, h = low->procs.lpWSPSocket(af, type, proto, &pass, 0, flags, &err));
+    TRACED_DOWN_H("WSPSocket", 0, targs, h = low->procs.lpWSPSocket(af, type, proto, &pass, 0, flags, &err));
   }
   if (h == INVALID_SOCKET) return fail(L, err);
   set_nonblocking(low, h);
@@ -459,8 +469,8 @@ static int m_accept(lua_State *L) {
   int len = sizeof ss;
   (void)rc;
   if (lwsp_faults_armed && (err = lwsp_fault("lower.accept")) != 0) return fail(L, err);
-  TRACED_DOWN("WSPAccept", check_h(L, 2), "", h == INVALID_SOCKET,
-              h = low->procs.lpWSPAccept(check_h(L, 2), (struct sockaddr *)&ss, &len, NULL, 0, &err));
+  TRACED_DOWN_H("WSPAccept", check_h(L, 2), "",
+                h = low->procs.lpWSPAccept(check_h(L, 2), (struct sockaddr *)&ss, &len, NULL, 0, &err));
   if (h == INVALID_SOCKET) return fail(L, err);
   set_nonblocking(low, h);
   lua_pushinteger(L, (lua_Integer)h);

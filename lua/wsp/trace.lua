@@ -245,7 +245,7 @@ function trace.decode(r, names)
   local raw = split_args(r.args or "")
   local params, ctx = {}, {}
   local pos = 1
-  if r.name == "WSPSocket" and raw[1] and raw[1]:match("^s%d+$") then
+  if r.name == "WSPSocket" and raw[1] and (raw[1]:match("^s%d+$") or #raw == 7) then
     table.remove(raw, 1)          -- a Lua handler's own first argument: the socket lwsp has already made
   elseif r.name == "WSPSocket" and #raw == 5 and num(raw[5]) then
     -- the host's call into a C provider, recorded with the application's

@@ -235,6 +235,10 @@ describe("the trace", function()
     -- a GUID the caller named
     local path = first(function(r) return r.name == "WPUGetProviderPath" end)
     assert.equal(("lpProviderId=%s (native)"):format(native.guid), params(path))
+    -- without names, the catalog's: the native base's first entry
+    local entry
+    for _, e in ipairs(host.catalog()) do if e.ProviderId == native.guid then entry = entry or e end end
+    assert.equal(("lpProviderId=%s (%s)"):format(native.guid, entry.szProtocol), trace.decode(path).text)
     -- completions: the upcall's parameters, WSA_IO_PENDING expected, not failed
     local done = first(function(r) return r.name == "WPUCompleteOverlappedRequest" end)
     assert.equal("dwError=0 (no error), cbTransferred=2", params(done))

@@ -221,6 +221,18 @@ local function split_args(s)
   return out
 end
 
+-- A provider's name from the host's catalog (its first entry's szProtocol),
+-- when the application side has loaded wsp.host; nil otherwise.
+local function catalog_name(guid)
+  local host = package.loaded["wsp.host"]
+  if type(host) ~= "table" or type(host.catalog) ~= "function" then return nil end
+  local ok, entries = pcall(host.catalog)
+  if not ok or type(entries) ~= "table" then return nil end
+  for _, e in ipairs(entries) do
+    if e.ProviderId == guid then return e.szProtocol end
+  end
+end
+
 -- labels some records carry in their argument text ("event 0x40", "catalog 1006")
 local LABEL = {event = "hEventObject", events = "lNetworkEvents", window = "hWnd", msg = "wMsg",
                catalog = "dwCatalogEntryId", context = "dwContext", error = "dwError"}
@@ -234,8 +246,8 @@ local EXPECTED = {
 --- What a record's arguments mean: its parameters by their names in
 -- ws2spi.h (or winsock2.h for the application's side), constants by name
 -- (address families, socket types, levels and options, ioctl codes, FD_
--- masks, flags, `WM_USER+n`), handles and events in hex, GUIDs named when
--- `names` knows them, the outcome ("ok", "expected" for `WSA_IO_PENDING` and
+-- masks, flags, `WM_USER+n`), handles and events in hex, GUIDs named (from
+-- `names`, or else the host's catalog), the outcome ("ok", "expected" for `WSA_IO_PENDING` and
 -- `WSAEWOULDBLOCK`, or "failed") and the link to Microsoft's page.
 -- @tparam table r a record
 -- @tparam[opt] table names party (GUID) -> name
@@ -290,7 +302,10 @@ function trace.decode(r, names)
   local parts = {}
   for _, p in ipairs(params) do
     p.value = p.dec(p.raw, ctx)
-    if p.raw:match("^{%x+%-[%x%-]+}$") and names and names[p.raw] then p.value = p.raw .. " (" .. names[p.raw] .. ")" end
+    if p.raw:match("^{%x+%-[%x%-]+}$") then
+      local known = names and names[p.raw] or catalog_name(p.raw)
+      if known then p.value = p.raw .. " (" .. known .. ")" end
+    end
     p.dec = nil
     parts[#parts + 1] = p.name .. "=" .. p.value
   end

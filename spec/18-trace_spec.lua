@@ -133,8 +133,8 @@ describe("the trace", function()
     assert.truthy(text:find("host -> outer: WSPGetSockOpt(s" .. c, 1, true), text)
     assert.truthy(text:find("outer -> inner: WSPGetSockOpt(s", 1, true), text)
     assert.truthy(text:find("inner -> native: WSPGetSockOpt(", 1, true), text)
-    assert.truthy(text:find("^ upcall WPUCompleteOverlappedRequest from outer s" .. c .. " (error 0, 2 bytes)", 1, true), text)
-    assert.truthy(text:find("* event signalled s" .. c .. " (2 bytes)", 1, true), text)
+    assert.truthy(text:find("^ upcall WPUCompleteOverlappedRequest from outer s" .. c .. " (dwError=0 (no error), cbTransferred=2)", 1, true), text)
+    assert.truthy(text:find("* event signalled s" .. c .. " (cbTransfer=2)", 1, true), text)
     -- the JSON Lines file holds the same records
     local back = trace.read(file)
     assert.equal(#recs, #back)
@@ -177,6 +177,117 @@ describe("the trace", function()
     assert.equal(1, #opened)
     assert.truthy(opened[1].args:find("0x1$"), opened[1].args)
     l = host.close(l)
+  end)
+
+  it("decodes: parameters by their names in ws2spi.h, constants by name, handles in hex, GUIDs named, "
+    .. "WSA_IO_PENDING and WSAEWOULDBLOCK as expected outcomes, the page on learn.microsoft.com", function()
+    local native = H.base()
+    local layer = H.layered{script = H.root .. "/examples/passthrough.lua", over = native, name = "layer"}
+    local l = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, native.tcp))
+    assert(host.bind(l, "127.0.0.1:0"))
+    assert(host.listen(l, 2))
+    trace.start()
+    local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, layer.tcp))
+    assert(host.connect(c, host.getsockname(l)))
+    local a = assert(host.accept(l))
+    assert(host.getsockopt(c, wsp.SOL_SOCKET, wsp.SO_RCVBUF))
+    assert(host.getsockopt(c, wsp.IPPROTO_TCP, wsp.TCP_NODELAY))
+    assert(host.ioctl(c, wsp.FIONREAD, nil, 4))
+    local ev = host.create_event()
+    assert(host.event_select(c, ev, wsp.FD_READ | wsp.FD_CLOSE))
+    local w = host.window()
+    assert(host.async_select(a, w, 0x400 + 7, wsp.FD_READ | wsp.FD_WRITE))
+    local ov = host.overlapped(host.create_event())
+    H.fails_with("WSA_IO_PENDING", host.wsarecv(c, 10, ov))
+    assert(host.send(a, "hi"))
+    assert.equal(1, host.wait({ov.hEvent}, false, 5000))
+    trace.stop()
+    local recs = trace.records()
+    local names = {[layer.guid] = "layer", [native.guid] = "native"}
+    local function first(pred) return find(recs, pred)[1] end
+    local function params(r)
+      local out = {}
+      for _, p in ipairs(trace.decode(r, names).params) do out[#out + 1] = p.name .. "=" .. p.value end
+      return table.concat(out, ", ")
+    end
+    -- WSPSocket: its own parameter list, no socket argument, the flags as passed down
+    local top = first(function(r) return r.kind == "call" and r.name == "WSPSocket" and r.to == layer.guid end)
+    assert.equal("af=AF_INET, type=SOCK_STREAM, protocol=0, lpProtocolInfo={...}, g=0, dwFlags=0", params(top))
+    local down = first(function(r) return r.kind == "call" and r.name == "WSPSocket" and r.from == layer.guid end)
+    assert.truthy(params(down):find("dwFlags=WSA_FLAG_OVERLAPPED$"), params(down))
+    local d = trace.decode(down)
+    assert.equal("https://learn.microsoft.com/en-us/windows/win32/api/ws2spi/nc-ws2spi-lpwspsocket", d.url)
+    -- levels and options, ioctl codes
+    local opts = find(recs, function(r) return r.kind == "call" and r.name == "WSPGetSockOpt" and r.to == layer.guid end)
+    assert.equal(("s=s%d, level=SOL_SOCKET, optname=SO_RCVBUF"):format(c), params(opts[1]):gsub(", optlen=.*", ""))
+    assert.equal(("s=s%d, level=IPPROTO_TCP, optname=TCP_NODELAY"):format(c), params(opts[2]):gsub(", optlen=.*", ""))
+    local io = first(function(r) return r.kind == "call" and r.name == "WSPIoctl" and r.to == layer.guid end)
+    assert.truthy(params(io):find(("^s=s%d, dwIoControlCode=FIONREAD"):format(c)), params(io))
+    local nb = first(function(r) return r.kind == "call" and r.name == "WSPIoctl" and r.to == native.guid end)
+    assert.truthy(params(nb):find("dwIoControlCode=FIONBIO", 1, true), params(nb))
+    -- FD_ masks, the event handle in hex, WM_USER+n, the same notation on both sides of the host
+    local es = first(function(r) return r.kind == "call" and r.name == "WSPEventSelect" end)
+    assert.equal(("s=s%d, hEventObject=0x%x, lNetworkEvents=FD_READ|FD_CLOSE"):format(c, ev), params(es))
+    local app = first(function(r) return r.kind == "call" and r.name == "event_select" end)
+    assert.equal(("s=s%d, hEventObject=0x%x, lNetworkEvents=FD_READ|FD_CLOSE"):format(c, ev), params(app))
+    local as = first(function(r) return r.kind == "call" and r.name == "async_select" end)
+    assert.truthy(params(as):find("wMsg=WM_USER+7, lEvent=FD_READ|FD_WRITE", 1, true), params(as))
+    -- a GUID the caller named
+    local path = first(function(r) return r.name == "WPUGetProviderPath" end)
+    assert.equal(("lpProviderId=%s (native)"):format(native.guid), params(path))
+    -- without names, the catalog's: the native base's first entry
+    local entry
+    for _, e in ipairs(host.catalog()) do if e.ProviderId == native.guid then entry = entry or e end end
+    assert.equal(("lpProviderId=%s (%s)"):format(native.guid, entry.szProtocol), trace.decode(path).text)
+    -- completions: the upcall's parameters, WSA_IO_PENDING expected, not failed
+    local done = first(function(r) return r.name == "WPUCompleteOverlappedRequest" end)
+    assert.equal("dwError=0 (no error), cbTransferred=2", params(done))
+    local pend = first(function(r) return r.kind == "return" and r.name == "WSPRecv" and r.errname == "WSA_IO_PENDING" end)
+    assert.same({"expected", "https://learn.microsoft.com/en-us/windows/win32/api/ws2spi/nc-ws2spi-lpwsprecv"},
+      {trace.decode(pend).outcome, trace.decode(pend).url})
+    local wb = first(function(r) return r.kind == "return" and r.errname == "WSAEWOULDBLOCK" end)
+    assert.equal("expected", trace.decode(wb).outcome)
+    -- a C provider's results: the handles WSPSocket and WSPAccept return, the bytes a send took
+    local acc = first(function(r) return r.kind == "return" and r.name == "WSPAccept" and r.to == "host" end)
+    assert.equal("s" .. a, acc.result)
+    local lowsock = first(function(r) return r.kind == "return" and r.name == "WSPSocket" and r.from == native.guid end)
+    assert.truthy(lowsock.result:match("^s%d+$"), lowsock.result)
+    local sent = first(function(r) return r.kind == "return" and r.name == "WSPSend" and r.from == native.guid end)
+    assert.equal("2 bytes", sent.result)
+    -- the text tree says so
+    local text = trace.text(recs, names)
+    assert.truthy(text:find("<- WSPRecv WSA_IO_PENDING (expected)", 1, true), text)
+    assert.truthy(text:find(("host -> layer: WSPEventSelect(s%d, 0x%x, FD_READ|FD_CLOSE)"):format(c, ev), 1, true), text)
+    assert.truthy(text:find("layer -> native: WSPSocket(AF_INET, SOCK_STREAM, 0, ", 1, true), text)
+    host.close(c); host.close(a); host.close(l)
+  end)
+
+  it("shows each layer registering its handles under its own catalog entry, as Microsoft's layered sample does",
+    function()
+    local native = H.base()
+    local inner = H.layered{script = H.root .. "/examples/passthrough.lua", over = native, name = "inner"}
+    local outer = H.layered{script = H.root .. "/examples/passthrough.lua", over = inner, name = "outer"}
+    assert.are_not.equal(inner.tcp, outer.tcp)
+    trace.start()
+    local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, outer.tcp))
+    local u = assert(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, outer.udp))
+    trace.stop()
+    -- which entry each handle was registered under, as the host (ws2_32's part) sees it
+    local made = {}
+    for _, r in ipairs(trace.records()) do
+      if r.name == "WPUCreateSocketHandle" then
+        made[#made + 1] = {r.from, host.socket_info(r.socket).catalog, tonumber(r.args:match("^catalog (%d+)"))}
+      end
+    end
+    assert.same({
+      {outer.guid, outer.tcp, outer.tcp}, {inner.guid, inner.tcp, inner.tcp}, {native.guid, native.tcp, native.tcp},
+      {outer.guid, outer.udp, outer.udp}, {inner.guid, inner.udp, inner.udp}, {native.guid, native.udp, native.udp},
+    }, made)
+    assert.equal(outer.tcp, host.socket_info(c).catalog)
+    assert.equal(outer.udp, host.socket_info(u).catalog)
+    -- and the sockets work through both layers
+    assert.equal(wsp.SOCK_STREAM, wsp.int(assert(host.getsockopt(c, wsp.SOL_SOCKET, wsp.SO_TYPE))))
+    assert(host.close(c)); assert(host.close(u))
   end)
 
   it("records each completion mechanism and the upcalls behind it", function()

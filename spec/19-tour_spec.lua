@@ -2,13 +2,36 @@
 -- prints the crossings the step talks about.
 local H = require "helpers"
 
+local function items(list)
+  local out = {}
+  for item in ((list or "") .. " |"):gmatch("%s*(.-)%s*|") do if item ~= "" then out[#out + 1] = item end end
+  return out
+end
+
 local function steps()
   local text = assert(io.open(H.root .. "/docs/tour.md")):read("a")
   local out = {}
-  for title, cmd, expect in text:gmatch("\n## ([^\n]+).-```sh\n([^\n]+)\n```\n<!%-%- expect: (.-) %-%->") do
-    local want = {}
-    for item in (expect .. " |"):gmatch("%s*(.-)%s*|") do want[#want + 1] = item end
-    out[#out + 1] = {title = title, cmd = cmd, want = want}
+  local starts = {}
+  for at in text:gmatch("\n()## ") do starts[#starts + 1] = at end
+  starts[#starts + 1] = #text + 1
+  for k = 1, #starts - 1 do
+    local section = text:sub(starts[k], starts[k + 1] - 1)
+    local title, cmd, expect = section:match("^## ([^\n]+).-```sh\n([^\n]+)\n```\n<!%-%- expect: (.-) %-%->")
+    if title then
+      out[#out + 1] = {title = title, cmd = cmd, want = items(expect), answer = items(section:match("<!%-%- answer: (.-) %-%->")),
+                       text = section}
+    end
+  end
+  return out
+end
+
+-- The SPI and upcall functions a step's prose names (WSPxxx, WPUxxx), outside
+-- its command, its comments and its "On real Windows" note.
+local function named_calls(section)
+  local prose = section:gsub("```.-```", ""):gsub("<!%-%-.-%-%->", ""):gsub("%*On real Windows:%*.-\n\n", "\n\n")
+  local out, seen = {}, {}
+  for name in prose:gmatch("%f[%w](W[SP][PU]%u%w*)") do
+    if name:match("%l") and not seen[name] then seen[name] = true; out[#out + 1] = name end
   end
   return out
 end
@@ -18,12 +41,26 @@ end
 describe("the tour (docs/tour.md) #runner", function()
   local all = steps()
 
-  it("has its fifteen steps, each one command with what to look for", function()
-    assert.equal(15, #all)
+  it("has its twenty-three steps, each one command with what to look for, an exercise and its answer", function()
+    assert.equal(23, #all)
     for _, s in ipairs(all) do
       assert.truthy(s.cmd:match("^bin/lwsp%-run ") or s.cmd:match("^bin/lwsp%-spec "), s.cmd)
       assert.is_true(#s.want >= 1, s.title)
+      assert.truthy(s.text:find("**Exercise.**", 1, true), s.title)
+      assert.is_true(#s.answer >= 1, s.title)
     end
+  end)
+
+  it("links every step that differs from Windows to Microsoft's page", function()
+    local notes = 0
+    for _, s in ipairs(all) do
+      local note = s.text:match("%*On real Windows:%*(.-)\n\n")
+      if note then
+        notes = notes + 1
+        assert.truthy(note:find("%]%[") or note:find("learn%.microsoft%.com") or note:find("%]%[lspsample%]"), s.title)
+      end
+    end
+    assert.is_true(notes >= 12, notes)
   end)
 
   for _, s in ipairs(all) do
@@ -37,6 +74,16 @@ describe("the tour (docs/tour.md) #runner", function()
       if not spec_step then assert.truthy(output:find("passed\n", 1, true), output) end
       for _, w in ipairs(s.want) do
         assert.truthy(output:find(w, 1, true), ("%q not in the output of %s:\n%s"):format(w, s.cmd, output))
+      end
+      -- the exercise's answer is in the output
+      for _, w in ipairs(s.answer) do
+        assert.truthy(output:find(w, 1, true), ("answer %q not in the output of %s:\n%s"):format(w, s.cmd, output))
+      end
+      -- the prose names only calls its trace shows
+      if not spec_step then
+        for _, name in ipairs(named_calls(s.text)) do
+          assert.truthy(output:find(name, 1, true), ("step %s names %s, which its trace does not show"):format(s.title, name))
+        end
       end
     end)
   end
@@ -60,6 +107,25 @@ describe("bin/lwsp-run #runner", function()
         assert.equal(0, code, out)
       end
     end
+  end)
+
+  it("prints what the README's trace excerpt shows", function()
+    local readme = assert(io.open(H.root .. "/README.md")):read("a")
+    local cmd, excerpt = readme:match("\n%$ (bin/lwsp%-run [^\n]-overlapped%-event)[^\n]*\n(.-)```")
+    assert.truthy(cmd, "no trace excerpt in README.md")
+    local out, code = run(cmd:gsub("^bin/lwsp%-run ", "") .. " --trace")
+    assert.equal(0, code, out)
+    local n = 0
+    for line in excerpt:gmatch("[^\n]+") do
+      if line ~= "..." and not line:match("^thread %d+$") then
+        -- durations and the service thread's polls vary from run to run
+        local pat = line:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0"):gsub("%%%(%d+ us%%%)", "%%(%%d+ us%%)")
+          :gsub("%d+ sockets, %d+ sockets", "%%d+ sockets, %%d+ sockets")
+        assert.truthy(out:find(pat), ("README line not in the output: %s\n%s"):format(line, out))
+        n = n + 1
+      end
+    end
+    assert.is_true(n >= 15)
   end)
 
   it("writes the records and the page with --trace=PREFIX, the same records both ways", function()

@@ -164,7 +164,7 @@ return P
     assert.truthy(text:find("<- WSPBind WSAENETDOWN [^\n]*\n +| lwsp%[provider%d+ {[^}]+}%] bind wanted 127.0.0.1:7"), text)
     local page = trace.html(recs)
     assert.truthy(page:find('"log":"lwsp[provider', 1, true))
-    assert.truthy(page:find('rows.push(["log", r.log])', 1, true))
+    assert.truthy(page:find('if (r.log) row(table, "log", r.log);', 1, true))
   end)
 end)
 
@@ -352,6 +352,7 @@ end)
 -- bin/lwsp-spec in a folder outside the checkout as `nobody` with a HOME of
 -- its own: everything passes and nothing is written outside that folder.
 describe("a provider author outside the checkout #posix #subprocess #runner", function()
+  local tour_script, check_tour
   local function readme_snippet()
     local text = assert(io.open(H.root .. "/README.md")):read("a")
     return (assert(text:match("Install and drive it.-```lua\n(.-)```"), "no snippet in README.md"))
@@ -374,13 +375,48 @@ describe("a provider author outside the checkout #posix #subprocess #runner", fu
     out:close()
   end
 
+  -- the tour's steps (docs/tour.md), as spec/19 reads them
+  local function tour_steps()
+    local text = assert(io.open(H.root .. "/docs/tour.md")):read("a")
+    local out = {}
+    for title, cmd, expect in text:gmatch("\n## ([^\n]+).-```sh\n([^\n]+)\n```\n<!%-%- expect: (.-) %-%->") do
+      local want = {}
+      for item in (expect .. " |"):gmatch("%s*(.-)%s*|") do want[#want + 1] = item end
+      out[#out + 1] = {title = title, cmd = cmd, want = want}
+    end
+    assert.is_true(#out >= 15)
+    return out
+  end
+
+  tour_script = function(tree)
+    local lines = {"mkdir -p build"}
+    for i, st in ipairs(tour_steps()) do
+      local cmd = st.cmd:gsub("^bin/(lwsp%-%w+)", function(b) return sh_quote(tree .. "/bin/" .. b) end)
+      lines[#lines + 1] = ("echo '== step %d'; %s 2>&1; echo \"== rc $?\""):format(i, cmd)
+    end
+    return table.concat(lines, "\n")
+  end
+
+  check_tour = function(out)
+    for i, st in ipairs(tour_steps()) do
+      local body = out:match("== step " .. i .. "\n(.-)== rc %d+\n")
+      assert.truthy(body, "step " .. i .. " did not run:\n" .. out)
+      local rc = out:match("== step " .. i .. "\n.-== rc (%d+)\n")
+      assert.equal("0", rc, st.title .. ": " .. st.cmd .. "\n" .. body)
+      for _, w in ipairs(st.want) do
+        assert.truthy(body:find(w, 1, true), ("%q not in the output of %s, run as nobody:\n%s"):format(w, st.title, body))
+      end
+    end
+  end
+
   it("as nobody, with the rock installed into a temporary tree: the README snippet, lwsp-new --layered "
-    .. "and --base, and lwsp-spec all pass, writing nothing outside the folder", function()
+    .. "and --base, lwsp-spec and every step of the tour all pass, writing nothing outside the folder", function()
     local dir = H.tmp .. "/author"
     H.mkdir(dir .. "/home")
     H.mkdir(dir .. "/work")
     copy(H.root .. "/examples/upper.lua", dir .. "/work/upper.lua")
     copy(H.root .. "/examples/memnet.lua", dir .. "/work/memnet.lua")
+    assert(os.execute(("mkdir -p %s/tour && cp -r %s/examples %s/tour/"):format(sh_quote(dir), sh_quote(H.root), sh_quote(dir))))
     local drive = assert(io.open(dir .. "/work/drive.lua", "w"))
     drive:write(readme_snippet())
     drive:close()
@@ -400,12 +436,23 @@ describe("a provider author outside the checkout #posix #subprocess #runner", fu
       sh_quote(tree .. "/bin/lwsp-new") .. " greeter --base",
       sh_quote(tree .. "/bin/lwsp-spec") .. " -o plainTerminal spec",
       "echo written:; find " .. sh_quote(dir) .. " -newer " .. sh_quote(dir .. "/start") .. " -type f | sort",
+      "echo end-written",
+      -- each step of the tour, run from a copy of examples/ in the folder with the rock's commands
+      "cd " .. sh_quote(dir .. "/tour"),
+      tour_script(tree),
+      -- nothing of nobody's anywhere else in the temporary folders (leaving out the
+      -- folders of this spec run elsewhere at the same time, and compilers' own
+      -- temporary files)
+      "echo elsewhere:; find /tmp /var/tmp -xdev -user nobody -newer " .. sh_quote(dir .. "/start")
+        .. " 2>/dev/null | grep -v -e '^" .. dir:gsub("'", "") .. "' -e '^/tmp/lua_[^/]*/author' -e '^/tmp/cc[^/]*$' || true",
     }, "\n"))
     assert.equal(0, code, out)
+    assert.equal("", out:match("elsewhere:\n(.*)$"), "written outside the folder")
+    check_tour(out)
     assert.truthy(out:find("HELLO\t127.0.0.1:", 1, true), out)
     assert.truthy(out:find("2 successes / 0 failures / 0 errors / 0 pending", 1, true), out)
     -- what was written: the templates, nothing left in the registry
-    local written = out:match("written:\n(.*)$")
+    local written = out:match("written:\n(.-)end%-written\n")
     assert.equal(("%s/work/counter.lua\n%s/work/greeter.lua\n%s/work/spec/counter_spec.lua\n%s/work/spec/greeter_spec.lua\n")
       :format(dir, dir, dir, dir), written)
   end)

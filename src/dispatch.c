@@ -994,7 +994,7 @@ static SOCKET e_socket(lwsp_inst *I, int af, int type, int protocol, LPWSAPROTOC
   ERRP;
   if (!pi) { *err = WSAEFAULT; return errv; }
   BEGIN(P_socket, 0, 0);
-  if (!(c.ns = rt_sock_open(I, c.co, af > 0 ? af : pi->iAddressFamily, pi->dwCatalogEntryId, err))) FAIL(*err);
+  if (!(c.ns = rt_sock_open(I, c.co, af > 0 ? af : pi->iAddressFamily, lwsp_own_entry(I, pi), err))) FAIL(*err);
   lua_pushinteger(c.co, af);
   lua_pushinteger(c.co, type);
   lua_pushinteger(c.co, protocol);

@@ -534,6 +534,19 @@ int lwsp_host_catalog_info(DWORD id, WSAPROTOCOL_INFOW *info, char *path, size_t
   return e != NULL;
 }
 
+/* A copy of every catalog entry's protocol info (malloc'd, *n of them), for a
+ * layer looking for its own entry of a chain; NULL when empty or out of memory. */
+WSAPROTOCOL_INFOW *lwsp_host_catalog_all(int *n) {
+  WSAPROTOCOL_INFOW *all;
+  host_init();
+  lwsp_mutex_lock(&host_lock);
+  *n = 0;
+  if ((all = nentries ? malloc(nentries * sizeof *all) : NULL))
+    for (size_t i = 0; i < nentries; i++) all[(*n)++] = entries[i].info;
+  lwsp_mutex_unlock(&host_lock);
+  return all;
+}
+
 #ifndef _WIN32
 /* The export providers find with dlsym, as they find ws2_32's on Windows. */
 LWSP_EXPORT int WSPAPI WPUCompleteOverlappedRequest(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err);
@@ -566,8 +579,17 @@ const char *host_trace_call(lua_State *L, hprov *p, const char *name, SOCKET s) 
   return caller;
 }
 
-void host_trace_return(hprov *p, const char *caller, const char *name, SOCKET s, int error) {
-  lwsp_trace_leave(caller, p->name, name, s, error, "");
+static _Thread_local const DWORD *trace_bytes;
+void host_trace_bytes(const DWORD *bytes) { trace_bytes = lwsp_tracing ? bytes : NULL; }
+
+/* A C provider's call returns: its result as the SPI gives it back (the new
+ * handle of WSPSocket and WSPAccept, the byte count of a send or receive). */
+void host_trace_return(hprov *p, const char *caller, const char *name, SOCKET s, int error, unsigned long long ret) {
+  char res[64] = "";
+  if (!error && (!strcmp(name, "WSPSocket") || !strcmp(name, "WSPAccept"))) snprintf(res, sizeof res, "s%llu", ret);
+  else if (!error && trace_bytes) snprintf(res, sizeof res, "%lu bytes", (unsigned long)*trace_bytes);
+  trace_bytes = NULL;
+  lwsp_trace_leave(caller, p->name, name, s, error, res);
 }
 
 /* Takes back one startup of p; the last one unloads it (its record stays, retired). */

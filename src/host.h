@@ -24,7 +24,7 @@
     int tr_ = lwsp_tracing && hp_->foreign; \
     const char *hc_ = tr_ ? host_trace_call((L), hp_, #fn, (SOCKET)(s)) : NULL; \
     __typeof__(hp_->procs.lp##fn(__VA_ARGS__)) hr_ = hp_->procs.lp##fn(__VA_ARGS__); \
-    if (tr_) host_trace_return(hp_, hc_, #fn, (SOCKET)(s), (failed) ? *(errp) : 0); \
+    if (tr_) host_trace_return(hp_, hc_, #fn, (SOCKET)(s), (failed) ? *(errp) : 0, (unsigned long long)hr_); \
     hr_; })
 #define HCALL(L, p, fn, s, errp, ...) HCALL_(L, p, fn, s, errp, hr_ == (__typeof__(hr_))-1, __VA_ARGS__)
 #define HCALL_BOOL(L, p, fn, s, errp, ...) HCALL_(L, p, fn, s, errp, !hr_, __VA_ARGS__)
@@ -202,6 +202,8 @@ hentry *host_catalog_at(size_t i);
 void host_each_sock(int (*fn)(hsock *, void *), void *ud);
 struct hprov;
 const char *host_trace_call(lua_State *L, struct hprov *p, const char *name, SOCKET s);
-void host_trace_return(struct hprov *p, const char *caller, const char *name, SOCKET s, int error);
+void host_trace_return(struct hprov *p, const char *caller, const char *name, SOCKET s, int error, unsigned long long ret);
+/* The byte count a traced call into a C provider reports (read after it returns) */
+void host_trace_bytes(const DWORD *bytes);
 
 #endif

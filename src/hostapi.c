@@ -354,6 +354,7 @@ static int h_send(lua_State *L) {
   DWORD flags = HOST_OPT_DWORD(L, 3, 0, "flags");
   PROV(s);
   WSATHREADID tid;
+  host_trace_bytes(&sent);
   CHECK(HCALL(L, p, WSPSend, s, &err, s, &b, 1, &sent, flags, NULL, NULL, host_this_thread(&tid), &err));
   lua_pushinteger(L, sent);
   return 1;
@@ -373,6 +374,7 @@ static int h_sendto(lua_State *L) {
   DWORD flags = HOST_OPT_DWORD(L, 4, 0, "flags");
   PROV(s);
   WSATHREADID tid;
+  host_trace_bytes(&sent);
   CHECK(HCALL(L, p, WSPSendTo, s, &err, s, &b, 1, &sent, flags, len ? (struct sockaddr *)&ss : NULL, len, NULL, NULL, host_this_thread(&tid), &err));
   lua_pushinteger(L, sent);
   return 1;
@@ -397,6 +399,7 @@ static int recv_into(lua_State *L, int from) {
   WSATHREADID tid;
   PROV(s);
   host_this_thread(&tid);
+  host_trace_bytes(&got);
   if (from) rc = HCALL(L, p, WSPRecvFrom, s, &err, s, b, 2, &got, &flags, (struct sockaddr *)&ss, &len, NULL, NULL, &tid, &err);
   else rc = HCALL(L, p, WSPRecv, s, &err, s, b, 2, &got, &flags, NULL, NULL, &tid, &err);
   if (rc == SOCKET_ERROR) {

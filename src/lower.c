@@ -118,6 +118,58 @@ static int catalog_info(lwsp_inst *I, DWORD id, WSAPROTOCOL_INFOW *info) {
   return found;
 }
 
+/* Every entry of the catalog (malloc'd, *n of them), the host's or ws2_32's. */
+static WSAPROTOCOL_INFOW *catalog_all(lwsp_inst *I, int *n) {
+  void (*f)(void);
+  enum_protocols_fn fn;
+  WSAPROTOCOL_INFOW *all = NULL;
+  DWORD len = 0;
+  char why[600];
+  *n = 0;
+  if (lwsp_host_owns(&I->up)) return lwsp_host_catalog_all(n);
+  if (!(f = lwsp_host_sym(&I->up, "WSCEnumProtocols", why, sizeof why))) return NULL;
+  memcpy(&fn, &f, sizeof fn);
+  for (int tries = 0; tries < 4; tries++) {
+    INT err = 0;
+    int got = fn(NULL, all, &len, &err);
+    if (got != SOCKET_ERROR) { *n = got; return all; }
+    free(all);
+    all = NULL;
+    if (err != WSAENOBUFS || !len || !(all = malloc(len))) break;
+  }
+  free(all);
+  return NULL;
+}
+
+/* The entry a layer registers its sockets' handles under, as Microsoft's
+ * layered sample does (WPUCreateSocketHandle with its own layered entry's id):
+ * the chain pi names when this provider is its top layer; below the top, the
+ * catalog entry of this provider whose chain is the rest of pi's from this
+ * layer down.  pi's own id when there is no such entry (a chain installed
+ * without one for each layer). */
+DWORD lwsp_own_entry(lwsp_inst *I, const WSAPROTOCOL_INFOW *pi) {
+  const WSAPROTOCOLCHAIN *c = &pi->ProtocolChain;
+  WSAPROTOCOL_INFOW *all;
+  DWORD id = pi->dwCatalogEntryId;
+  int pos = -1, n = 0;
+  if (!I->layer_id || c->ChainLen < 3 || c->ChainLen > MAX_PROTOCOL_CHAIN) return id;
+  for (int i = 1; i < c->ChainLen && pos < 0; i++)
+    if (c->ChainEntries[i] == I->layer_id) pos = i;
+  if (pos < 0 || !(all = catalog_all(I, &n))) return id;
+  for (int i = 0; i < n; i++) {
+    const WSAPROTOCOLCHAIN *e = &all[i].ProtocolChain;
+    if (e->ChainLen != c->ChainLen - pos || all[i].iAddressFamily != pi->iAddressFamily ||
+        all[i].iSocketType != pi->iSocketType || all[i].iProtocol != pi->iProtocol)
+      continue;
+    if (!memcmp(e->ChainEntries, c->ChainEntries + pos, (size_t)e->ChainLen * sizeof e->ChainEntries[0])) {
+      id = all[i].dwCatalogEntryId;
+      break;
+    }
+  }
+  free(all);
+  return id;
+}
+
 static int load(lwsp_inst *I, lwsp_lower *low, char *why, size_t whylen) {
   const WSAPROTOCOL_INFOW *ci;
   WSAPROTOCOL_INFOW chain, entry, next;
@@ -284,6 +336,16 @@ static void drop_regs(lwsp_lower *low, SOCKET h) {
     if (trd_) lwsp_trace_leave(I->name, low->lname, (spi_), (SOCKET)(sock), (failed) ? err : 0, NULL); \
   } while (0)
 
+/* The same for a call down that returns a new socket h: its result is that handle. */
+#define TRACED_DOWN_H(spi_, sock, args, expr) do { \
+    int trd_ = lwsp_tracing && low->foreign; \
+    char res_[32] = ""; \
+    if (trd_) lwsp_trace_enter(I->name, low->lname, (spi_), (SOCKET)(sock), (args)); \
+    DOWN(I, expr); \
+    if (trd_ && h != INVALID_SOCKET) snprintf(res_, sizeof res_, "s%llu", (unsigned long long)h); \
+    if (trd_) lwsp_trace_leave(I->name, low->lname, (spi_), (SOCKET)(sock), h == INVALID_SOCKET ? err : 0, res_); \
+  } while (0)
+
 /* The method's arguments, for the trace of its call down (only when traced). */
 #define TRACE_ARGS(buf) do { \
     (buf)[0] = 0; \
@@ -341,7 +403,7 @@ static int m_socket(lua_State *L) {
     targs[0] = 0;
     if (lwsp_tracing && low->foreign)
       snprintf(targs, sizeof targs, "%d, %d, %d, <protocol info>, 0, 0x%lx", af, type, proto, (unsigned long)flags);
-    TRACED_DOWN("WSPSocket", 0, targs, h == INVALID_SOCKET, h = low->procs.lpWSPSocket(af, type, proto, &pass, 0, flags, &err));
+    TRACED_DOWN_H("WSPSocket", 0, targs, h = low->procs.lpWSPSocket(af, type, proto, &pass, 0, flags, &err));
   }
   if (h == INVALID_SOCKET) return fail(L, err);
   set_nonblocking(low, h);
@@ -407,8 +469,8 @@ static int m_accept(lua_State *L) {
   int len = sizeof ss;
   (void)rc;
   if (lwsp_faults_armed && (err = lwsp_fault("lower.accept")) != 0) return fail(L, err);
-  TRACED_DOWN("WSPAccept", check_h(L, 2), "", h == INVALID_SOCKET,
-              h = low->procs.lpWSPAccept(check_h(L, 2), (struct sockaddr *)&ss, &len, NULL, 0, &err));
+  TRACED_DOWN_H("WSPAccept", check_h(L, 2), "",
+                h = low->procs.lpWSPAccept(check_h(L, 2), (struct sockaddr *)&ss, &len, NULL, 0, &err));
   if (h == INVALID_SOCKET) return fail(L, err);
   set_nonblocking(low, h);
   lua_pushinteger(L, (lua_Integer)h);

@@ -409,6 +409,10 @@ int lwsp_do_cleanup(lwsp_inst *I, LPINT err);
 int lwsp_host_owns(const WSPUPCALLTABLE *up);
 int WSPAPI lwsp_host_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err);
 int lwsp_host_catalog_info(DWORD id, WSAPROTOCOL_INFOW *info, char *path, size_t pathlen);
+WSAPROTOCOL_INFOW *lwsp_host_catalog_all(int *n);
+/* The catalog entry a layer registers its sockets' handles under: its own
+ * entry for the chain pi names (lower.c) */
+DWORD lwsp_own_entry(lwsp_inst *I, const WSAPROTOCOL_INFOW *pi);
 /* trace.c: records of every crossing, when lwsp_tracing is set */
 #ifdef LWSP_NO_TRACE   /* tracing compiled out: the benchmark's baseline for what tracing costs when off */
 #define lwsp_tracing 0

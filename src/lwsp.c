@@ -733,7 +733,7 @@ void rt_overlapped_done(lwsp_inst *I, lwsp_sock *so, SOCKET s, LPWSAOVERLAPPED o
     if (ev && !I->up.lpWPUSetEvent(ev, &e))
       lwsp_log(I->name, "IFS socket %llu: WPUSetEvent on the overlapped call's event failed (error %d)",
                (unsigned long long)s, e);
-  } else if (!I->complete || I->complete(s, ov, error, bytes, &e) != 0) {
+  } else if (!I->complete || lwsp_complete_checked(I->name, I->complete, &I->up, s, ov, error, bytes, &e) != 0) {
     lwsp_log(I->name, "WPUCompleteOverlappedRequest failed (error %d)", e);
   }
 }

@@ -549,3 +549,30 @@ LPWPUCOMPLETEOVERLAPPEDREQUEST lwsp_host_complete_export(const WSPUPCALLTABLE *u
   memcpy(&complete, &f, sizeof complete);
   return complete;
 }
+
+/* WPUCompleteOverlappedRequest returns 0 when it delivered the completion and
+ * SOCKET_ERROR with *lpErrno when it did not.  Wine's ws2_32 exports a stub
+ * that does neither: it sets WSAEINVAL and returns 0, so a provider that
+ * trusted the 0 would leave every event-driven caller waiting forever.  The
+ * contradiction is noticed here (the first time, then at 10, 100, ...). */
+int lwsp_complete_checked(const char *who, LPWPUCOMPLETEOVERLAPPEDREQUEST complete, const WSPUPCALLTABLE *up,
+                          SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err) {
+  static long undelivered;
+  long n;
+  WSAEVENT ev;
+  INT e2 = 0;
+  int rc;
+  *err = 0;
+  rc = complete(s, ov, error, bytes, err);
+  if (rc != 0 || *err == 0) return rc;
+  n = __atomic_add_fetch(&undelivered, 1, __ATOMIC_RELAXED);
+  ev = (WSAEVENT)((uintptr_t)ov->hEvent & ~(uintptr_t)1);
+  if (n == 1 || n == 10 || n == 100 || n == 1000 || n % 10000 == 0)
+    lwsp_log(who, "WPUCompleteOverlappedRequest for socket %llu returned success yet set error %d: the completion was "
+             "not delivered (a stub, such as Wine's ws2_32 has?); %s (%ld so far)", (unsigned long long)s, (int)*err,
+             ev ? "lwsp signals the call's event itself" : "the call has no event to signal", n);
+  if (ev && !up->lpWPUSetEvent(ev, &e2))
+    lwsp_log(who, "socket %llu: WPUSetEvent on the overlapped call's event failed too (error %d)", (unsigned long long)s, e2);
+  *err = 0;
+  return 0;
+}

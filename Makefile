@@ -13,7 +13,7 @@ HDRS      = $(wildcard src/*.h)
 BUSTED    ?= lua5.4 /usr/bin/busted
 export LWSP_EXAMPLES = $(CURDIR)/examples
 
-.PHONY: lint ldoc all deps deps-run demo demo-memnet bench wine-smoke wine-test wine-foreign foreign-loader wine-loader fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
+.PHONY: lint ldoc all deps deps-run demo demo-memnet bench wine-smoke wine-test wine-foreign foreign-loader wine-loader wine32 fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
 
 NATIVE_SRCS = src/native.c src/native_os.c src/common.c src/platform.c
 
@@ -85,6 +85,7 @@ check: deps
 	$(MAKE) --no-print-directory wine-foreign
 	$(MAKE) --no-print-directory foreign-loader
 	$(MAKE) --no-print-directory wine-loader
+	$(MAKE) --no-print-directory wine32
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30
 	LWSP_SOAK_SECONDS=20 $(MAKE) --no-print-directory soak
 	@echo "lwsp: all checks passed"
@@ -166,6 +167,7 @@ rock:
 spi-check:
 	x86_64-w64-mingw32-gcc -std=gnu11 -Isrc $(WARN) -c tools/spi_check.c -o /dev/null
 	i686-w64-mingw32-gcc -std=gnu11 -Isrc $(WARN) -c tools/spi_check.c -o /dev/null
+	i686-w64-mingw32-gcc -std=gnu11 $(WARN) -c tools/abi32_check.c -o /dev/null   # Windows' 32-bit ABI, at build time
 
 # Compiles every source for both Windows architectures (no Lua DLL needed).
 mingw-check: spi-check
@@ -210,6 +212,22 @@ wine-loader: mingw
 	@$(MAKE) --no-print-directory $(MINGW64)/foreign_host.exe $(MINGW64)/foreign_host_stubcomplete.exe
 	WINEPREFIX=$(CURDIR)/build/wine /usr/lib/wine/wineserver -p5
 	LWSP_FOREIGN_WINE=1 $(BUSTED) spec/30-foreign_loader_spec.lua
+
+# The i686 provider tree under Debian's 32-bit Wine (wine32, tools/deps.sh
+# test): spec/30 with the i686 programs, and tools/abi32_check.c's stdcall and
+# ABI checks of both i686 DLLs.  --kill-at: the host's stdcall export is
+# WPUCompleteOverlappedRequest, as ws2_32's is, not ...@20.
+MINGW32 = build/mingw/i686
+I686_HOST = i686-w64-mingw32-gcc -std=gnu11 -O1 -Isrc $(WARN) -static -Wl,--kill-at
+$(MINGW32)/foreign_host.exe: spec/tools/foreign_host.c src/spi.h src/spi_values.h
+	$(I686_HOST) -o $@ spec/tools/foreign_host.c -lpthread
+$(MINGW32)/foreign_host_stubcomplete.exe: spec/tools/foreign_host.c src/spi.h src/spi_values.h
+	$(I686_HOST) -DFH_STUB_COMPLETE -o $@ spec/tools/foreign_host.c -lpthread
+$(MINGW32)/abi32_check.exe: tools/abi32_check.c
+	i686-w64-mingw32-gcc -std=gnu11 -O1 $(WARN) -o $@ tools/abi32_check.c
+wine32: mingw
+	@$(MAKE) --no-print-directory $(MINGW32)/foreign_host.exe $(MINGW32)/foreign_host_stubcomplete.exe $(MINGW32)/abi32_check.exe
+	LWSP_FOREIGN_WINE=i686 $(BUSTED) spec/30-foreign_loader_spec.lua
 
 # The busted suite under Wine against the x86_64 build (tools/wine-test.sh).
 wine-test: mingw

@@ -11,11 +11,15 @@
 -- through build/lua).  With $LWSP_FOREIGN_WINE (make wine-loader) the Windows
 -- build of the program runs under Wine against the self-contained tree
 -- build/mingw/x86_64/provider/ (lwsp.dll with Lua linked in, lwsp_native.dll,
--- lua\wsp), copied to a folder whose name has a space in it.
+-- lua\wsp), copied to a folder whose name has a space in it; with
+-- LWSP_FOREIGN_WINE=i686 (make wine32) the i686 program and tree under
+-- Debian's 32-bit Wine (wine32), where tools/abi32_check.c also checks the
+-- i686 DLLs' stdcall exports and ABI.
 local H = require "helpers"
 
 local wine = os.getenv("LWSP_FOREIGN_WINE")
-local mingw = H.root .. "/build/mingw/x86_64"
+local i686 = wine == "i686"
+local mingw = H.root .. "/build/mingw/" .. (i686 and "i686" or "x86_64")
 local function win(path) return "Z:" .. path:gsub("/", "\\") end
 local function sh(cmd)
   local p = assert(io.popen(cmd .. " 2>&1"))
@@ -41,7 +45,7 @@ local function setup()
     h:close()
   end
   assert(sh(("cp %s %s/"):format(q(H.root .. "/examples/passthrough.lua"), q(scripts))))
-  for _, p in ipairs{"foreign_host", "foreign_host_stubcomplete"} do
+  for _, p in ipairs{"foreign_host", "foreign_host_stubcomplete", i686 and "abi32_check" or nil} do
     local from = (wine and mingw or H.root .. "/build") .. "/" .. program(p)
     local _, code = sh(("cp %s %s/"):format(q(from), q(app)))
     assert(code == 0, "no " .. from .. " (make wine-loader / make all build it)")
@@ -63,10 +67,11 @@ local function load(prog, lib, scenario)
   local script = scripts .. "/passthrough.lua"
   local cmd
   if wine then
-    cmd = ("cd %s && env -i HOME=%s WINEPREFIX=%s WINEARCH=win64 WINEDEBUG=-all WINEDLLOVERRIDES='mscoree,mshtml=' "
-      .. "/usr/lib/wine/wine64 %s %s %s %s </dev/null")
-      :format(q(app), q(os.getenv("HOME") or "/root"), q(H.root .. "/build/wine"), program(prog), q(win(lib)),
-        q(win(script)), scenario)
+    cmd = ("cd %s && env -i HOME=%s WINEPREFIX=%s WINEARCH=%s WINEDEBUG=-all WINEDLLOVERRIDES='mscoree,mshtml=' "
+      .. "%s %s %s %s %s </dev/null")
+      :format(q(app), q(os.getenv("HOME") or "/root"), q(H.root .. (i686 and "/build/wine32" or "/build/wine")),
+        i686 and "win32" or "win64", i686 and "/usr/lib/wine/wine" or "/usr/lib/wine/wine64", program(prog),
+        q(win(lib)), q(win(script)), scenario)
   else
     cmd = ("cd %s && env -i ./%s %s %s %s"):format(q(app), prog, q(lib), q(script), scenario)
   end
@@ -107,6 +112,18 @@ describe("the provider DLL loaded by a program of its own from an unrelated fold
     assert.truthy(out:find("FAIL layer-stub-complete: the stub WPUCompleteOverlappedRequest was never called", 1, true), out)
     assert.not_equal(0, code)
   end)
+
+  if i686 then
+    it("the i686 DLLs export WSPStartup undecorated, are stdcall, and lay the SPI out as Windows' 32-bit ABI", function()
+      for _, lib in ipairs{runtime(), native()} do
+        local out, code = sh(("cd %s && env -i HOME=%s WINEPREFIX=%s WINEARCH=win32 WINEDEBUG=-all "
+          .. "WINEDLLOVERRIDES='mscoree,mshtml=' /usr/lib/wine/wine abi32_check.exe %s </dev/null")
+          :format(q(app), q(os.getenv("HOME") or "/root"), q(H.root .. "/build/wine32"), q(win(lib))))
+        assert.truthy(out:find("abi32: ok:", 1, true), out)
+        assert.equal(0, code, out)
+      end
+    end)
+  end
 
   if wine then
     it("the module build beside lua.exe, which imports lua54.dll, cannot be loaded from there (error 126)", function()

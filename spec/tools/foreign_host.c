@@ -484,7 +484,7 @@ static int wait_flag(volatile int *flag, long ms) {
 
 /* ---- the provider --------------------------------------------------------- */
 static WSPPROC_TABLE P;
-static int (*startup_fn)(WORD, LPWSPDATA, LPWSAPROTOCOL_INFOW, WSPUPCALLTABLE, LPWSPPROC_TABLE);
+static int (WSPAPI *startup_fn)(WORD, LPWSPDATA, LPWSAPROTOCOL_INFOW, WSPUPCALLTABLE, LPWSPPROC_TABLE);
 static WSAPROTOCOL_INFOW info_tcp, info_udp, info_native, info_layer, info_chain;
 static WSAPROTOCOL_INFOW *top_tcp = &info_tcp;   /* what the application opens streams on */
 

@@ -13,11 +13,11 @@ HDRS      = $(wildcard src/*.h)
 BUSTED    ?= lua5.4 /usr/bin/busted
 export LWSP_EXAMPLES = $(CURDIR)/examples
 
-.PHONY: stress lint ldoc all deps deps-run demo demo-memnet bench wine-smoke wine-test wine-foreign fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
+.PHONY: stress lint ldoc all deps deps-run demo demo-memnet bench wine-smoke wine-test wine-foreign foreign-loader wine-loader wine32 fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
 
 NATIVE_SRCS = src/native.c src/native_os.c src/common.c src/platform.c
 
-all: build/lwsp.so build/lwsp_native.so build/test_nullproc.so build/foreign_host build/foreign_host_nocomplete
+all: build/lwsp.so build/lwsp_native.so build/test_nullproc.so build/foreign_host build/foreign_host_nocomplete build/foreign_host_stubcomplete
 
 # A host of its own (no lwsp host code) that loads the runtime as a provider
 # DLL: spec/26-foreign_host_spec.lua.  The second exports no
@@ -28,6 +28,11 @@ build/foreign_host: spec/tools/foreign_host.c src/spi.h src/spi_values.h
 build/foreign_host_nocomplete: spec/tools/foreign_host.c src/spi.h src/spi_values.h
 	@mkdir -p build
 	$(CC) -std=gnu11 -O1 -g -Isrc $(WARN) -rdynamic -DFH_NO_COMPLETE -o $@ spec/tools/foreign_host.c -lpthread -ldl
+
+# ... and one whose WPUCompleteOverlappedRequest is a stub like Wine's.
+build/foreign_host_stubcomplete: spec/tools/foreign_host.c src/spi.h src/spi_values.h
+	@mkdir -p build
+	$(CC) -std=gnu11 -O1 -g -Isrc $(WARN) -rdynamic -DFH_STUB_COMPLETE -o $@ spec/tools/foreign_host.c -lpthread -ldl
 
 # A broken provider DLL the specs load as a lower layer.
 build/test_nullproc.so: spec/tools/nullproc.c src/spi.h
@@ -78,6 +83,9 @@ check: deps
 	$(MAKE) --no-print-directory wine-smoke
 	$(MAKE) --no-print-directory wine-test
 	$(MAKE) --no-print-directory wine-foreign
+	$(MAKE) --no-print-directory foreign-loader
+	$(MAKE) --no-print-directory wine-loader
+	$(MAKE) --no-print-directory wine32
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30
 	LWSP_SOAK_SECONDS=20 $(MAKE) --no-print-directory soak
 	@echo "lwsp: all checks passed"
@@ -166,6 +174,7 @@ rock:
 spi-check:
 	x86_64-w64-mingw32-gcc -std=gnu11 -Isrc $(WARN) -c tools/spi_check.c -o /dev/null
 	i686-w64-mingw32-gcc -std=gnu11 -Isrc $(WARN) -c tools/spi_check.c -o /dev/null
+	i686-w64-mingw32-gcc -std=gnu11 $(WARN) -c tools/abi32_check.c -o /dev/null   # Windows' 32-bit ABI, at build time
 
 # Compiles every source for both Windows architectures (no Lua DLL needed).
 mingw-check: spi-check
@@ -198,6 +207,34 @@ wine-foreign: mingw
 	@$(MAKE) --no-print-directory $(MINGW64)/foreign_host.exe $(MINGW64)/foreign_host_nocomplete.exe
 	WINEPREFIX=$(CURDIR)/build/wine /usr/lib/wine/wineserver -p5   # stays up between the cases' programs
 	LWSP_FOREIGN_WINE=1 $(BUSTED) spec/26-foreign_host_spec.lua
+
+# The provider as it ships, loaded by a program of its own from an unrelated
+# folder with a clean environment (spec/30-foreign_loader_spec.lua): lwsp.so
+# natively, build/mingw/x86_64/provider/lwsp.dll under Wine.
+$(MINGW64)/foreign_host_stubcomplete.exe: spec/tools/foreign_host.c src/spi.h src/spi_values.h
+	x86_64-w64-mingw32-gcc -std=gnu11 -O1 -Isrc $(WARN) -DFH_STUB_COMPLETE -o $@ spec/tools/foreign_host.c -static -lpthread
+foreign-loader: all
+	$(BUSTED) spec/30-foreign_loader_spec.lua
+wine-loader: mingw
+	@$(MAKE) --no-print-directory $(MINGW64)/foreign_host.exe $(MINGW64)/foreign_host_stubcomplete.exe
+	WINEPREFIX=$(CURDIR)/build/wine /usr/lib/wine/wineserver -p5
+	LWSP_FOREIGN_WINE=1 $(BUSTED) spec/30-foreign_loader_spec.lua
+
+# The i686 provider tree under Debian's 32-bit Wine (wine32, tools/deps.sh
+# test): spec/30 with the i686 programs, and tools/abi32_check.c's stdcall and
+# ABI checks of both i686 DLLs.  --kill-at: the host's stdcall export is
+# WPUCompleteOverlappedRequest, as ws2_32's is, not ...@20.
+MINGW32 = build/mingw/i686
+I686_HOST = i686-w64-mingw32-gcc -std=gnu11 -O1 -Isrc $(WARN) -static -Wl,--kill-at
+$(MINGW32)/foreign_host.exe: spec/tools/foreign_host.c src/spi.h src/spi_values.h
+	$(I686_HOST) -o $@ spec/tools/foreign_host.c -lpthread
+$(MINGW32)/foreign_host_stubcomplete.exe: spec/tools/foreign_host.c src/spi.h src/spi_values.h
+	$(I686_HOST) -DFH_STUB_COMPLETE -o $@ spec/tools/foreign_host.c -lpthread
+$(MINGW32)/abi32_check.exe: tools/abi32_check.c
+	i686-w64-mingw32-gcc -std=gnu11 -O1 $(WARN) -o $@ tools/abi32_check.c
+wine32: mingw
+	@$(MAKE) --no-print-directory $(MINGW32)/foreign_host.exe $(MINGW32)/foreign_host_stubcomplete.exe $(MINGW32)/abi32_check.exe
+	LWSP_FOREIGN_WINE=i686 $(BUSTED) spec/30-foreign_loader_spec.lua
 
 # The busted suite under Wine against the x86_64 build (tools/wine-test.sh).
 wine-test: mingw

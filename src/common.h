@@ -73,6 +73,20 @@ const char *lwsp_module_path(void);           /* this module's file, UTF-8 */
 void (*lwsp_host_sym(const WSPUPCALLTABLE *up, const char *name, char *why, size_t whylen))(void);
 /* lwsp_host_sym for WPUCompleteOverlappedRequest. */
 LPWPUCOMPLETEOVERLAPPEDREQUEST lwsp_host_complete_export(const WSPUPCALLTABLE *up, char *why, size_t whylen);
+/* Calls complete(s, ov, error, bytes) and returns its result, with *err.  A
+ * host that answers 0 yet sets *err (Wine's ws2_32 stub: WSAEINVAL, nothing
+ * signalled) has not delivered the completion: that is logged under who, and
+ * the call's event is signalled through up's WPUSetEvent so a waiting
+ * application still wakes; the result is then 0 with *err 0. */
+/* What an install chose for its layer when the script cannot run
+ * (lwsp_registry_on_failure: 1 passthrough, 0 fail -- also when unset), kept
+ * beside the script's entry as "{GUID}.on-failure" (a file on POSIX, a value
+ * in HKLM\SOFTWARE\lwsp\Providers on Windows).  set with passthrough 0
+ * removes it. */
+int lwsp_registry_on_failure(const GUID *id);
+int lwsp_registry_set_on_failure(const GUID *id, int passthrough, int view, char *err, size_t errlen);
+int lwsp_complete_checked(const char *who, LPWPUCOMPLETEOVERLAPPEDREQUEST complete, const WSPUPCALLTABLE *up,
+                          SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err);
 unsigned long lwsp_thread_id(void);
 unsigned long lwsp_process_id(void);
 int lwsp_path_is_absolute(const char *p);

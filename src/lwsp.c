@@ -733,7 +733,7 @@ void rt_overlapped_done(lwsp_inst *I, lwsp_sock *so, SOCKET s, LPWSAOVERLAPPED o
     if (ev && !I->up.lpWPUSetEvent(ev, &e))
       lwsp_log(I->name, "IFS socket %llu: WPUSetEvent on the overlapped call's event failed (error %d)",
                (unsigned long long)s, e);
-  } else if (!I->complete || I->complete(s, ov, error, bytes, &e) != 0) {
+  } else if (!I->complete || lwsp_complete_checked(I->name, I->complete, &I->up, s, ov, error, bytes, &e) != 0) {
     lwsp_log(I->name, "WPUCompleteOverlappedRequest failed (error %d)", e);
   }
 }
@@ -824,10 +824,16 @@ static int env_count(lwsp_inst *I, const char *name, long long max, long long *o
 /* Runs the provider script and reads its table of handlers (in a protected
  * call, under the budget: its metamethods, if any, run too).  Raises the
  * message to log. */
+/* What a layer whose install says on-failure passthrough runs when its own
+ * script cannot: wsp.layered from lwsp's own modules, every call to the layer
+ * below. */
+static const char fallback_script[] = "return require('wsp.layered').new()";
+
 static int run_script(lua_State *L) {
   lwsp_inst *I = lua_touserdata(L, 1);
   lua_pushcfunction(L, msgh);
-  if (luaL_loadfilex(L, I->script, "t") != LUA_OK)
+  if ((I->fallback ? luaL_loadbufferx(L, fallback_script, sizeof fallback_script - 1, "=(lwsp on-failure passthrough)", "t")
+                   : luaL_loadfilex(L, I->script, "t")) != LUA_OK)
     return luaL_error(L, "cannot load provider script %s: %s", I->script, rt_error_text(L, -1));
   lwsp_push_guid(L, &I->id);
   lwsp_push_protocol_info(L, &I->info);
@@ -880,15 +886,41 @@ static int run_script(lua_State *L) {
   return 0;
 }
 
+static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCALLTABLE *up, const GUID *id,
+                     DWORD layer_id, int fallback);
+
+/* The script could not run (inst_open said why).  A layer whose install
+ * chose on-failure passthrough starts again with wsp.layered in place of the
+ * script, and says so in the log and the trace; otherwise 0 (the caller's
+ * WSAEPROVIDERFAILEDINIT). */
+static int rt_fallback_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCALLTABLE *up, const GUID *id,
+                            DWORD layer_id) {
+  char g[39];
+  if (!lwsp_registry_on_failure(id)) return 0;
+  lwsp_guid_format(id, g);
+  if (!layer_id || info->ProtocolChain.ChainLen < 2) {
+    lwsp_log(g, "WSPStartup: on-failure passthrough applies to a layer; this entry is no layer's chain: the call fails");
+    return 0;
+  }
+  lwsp_log(g, "WSPStartup: the provider script could not run; its install says on-failure passthrough: every call "
+           "goes to the layer below");
+  if (!inst_open(I, info, up, id, layer_id, 1)) return 0;
+  if (lwsp_tracing)
+    lwsp_trace_event_args("fallback", I->name, "lower", "on-failure passthrough", 0, 0,
+                          "the provider script could not run: every call goes to the layer below");
+  return 1;
+}
+
 /* Builds the instance's Lua state and runs the provider script.  On failure,
  * logs why (naming the file) and returns 0 with the state closed. */
 static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCALLTABLE *up, const GUID *id,
-                     DWORD layer_id) {
+                     DWORD layer_id, int fallback) {
   char err[1200], sdir[1024], mdir[1024];
   lua_State *L;
   const char *mod = lwsp_module_path();
   memset((char *)I + offsetof(lwsp_inst, startups), 0, sizeof *I - offsetof(lwsp_inst, startups));
   I->epoch++;
+  I->fallback = fallback;
   I->id = *id;
   I->layer_id = layer_id;
   lwsp_guid_format(&I->id, I->name);
@@ -901,10 +933,13 @@ static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCAL
   }
   for (int i = 0; i < LWSP_NPROCS; i++) I->href[i] = LUA_NOREF;
   if (!lwsp_registry_get(&I->id, I->script, sizeof I->script, err, sizeof err)) {
-    lwsp_log(I->name, "WSPStartup: %s", err);
-    return 0;
+    if (!fallback) {
+      lwsp_log(I->name, "WSPStartup: %s", err);
+      return 0;
+    }
+    snprintf(I->script, sizeof I->script, "(none)");
   }
-  if (!lwsp_path_is_absolute(I->script)) {
+  if (!fallback && !lwsp_path_is_absolute(I->script)) {
     lwsp_log(I->name, "WSPStartup: refusing script path '%s': it must be absolute", I->script);
     return 0;
   }
@@ -930,15 +965,16 @@ static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCAL
   luaL_requiref(L, "lwsp", luaopen_lwsp, 0);
   lua_pop(L, 1);
   rt_sandbox_open(L);
-  dirname_of(I->script, sdir, sizeof sdir);
   dirname_of(mod ? mod : ".", mdir, sizeof mdir);
+  if (fallback) snprintf(sdir, sizeof sdir, "%s", mdir);   /* not the failed script's folder */
+  else dirname_of(I->script, sdir, sizeof sdir);
   rt_sandbox_paths(I, L, sdir, mdir);
   lua_settop(L, 0);
   lua_newtable(L);
   I->waits_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
   I->timers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  if (!rt_trusted_file(I->script, err, sizeof err)) {
+  if (!fallback && !rt_trusted_file(I->script, err, sizeof err)) {
     lwsp_log(I->name, "WSPStartup: refusing provider script %s: %s", I->script, err);
     goto fail;
   }
@@ -1090,7 +1126,7 @@ LWSP_EXPORT int WSPAPI WSPStartup(WORD wVersionRequested, LPWSPDATA lpWSPData, L
       return WSAEPROVIDERFAILEDINIT;
     }
     lwsp_mutex_lock(&I->lock);
-    if (!inst_open(I, lpProtocolInfo, &UpcallTable, &id, layer_id)) {
+    if (!inst_open(I, lpProtocolInfo, &UpcallTable, &id, layer_id, 0) && !rt_fallback_open(I, lpProtocolInfo, &UpcallTable, &id, layer_id)) {
       lwsp_mutex_unlock(&I->lock);
       lwsp_mutex_unlock(&g_lock);
       return WSAEPROVIDERFAILEDINIT;
@@ -1254,6 +1290,23 @@ static int l_reg_remove(lua_State *L) {
   lua_pushboolean(L, 1);
   return 1;
 }
+/* registry.on_failure(guid) -> "fail" | "passthrough": what the install
+ * chose for its layer when the script cannot run */
+static int l_reg_on_failure(lua_State *L) {
+  GUID g = check_guid(L, 1);
+  lua_pushstring(L, lwsp_registry_on_failure(&g) ? "passthrough" : "fail");
+  return 1;
+}
+/* registry.set_on_failure(guid, "fail" | "passthrough" [, view]) -> true | nil, message */
+static int l_reg_set_on_failure(lua_State *L) {
+  static const char *const modes[] = {"fail", "passthrough", NULL};
+  GUID g = check_guid(L, 1);
+  int mode = luaL_checkoption(L, 2, NULL, modes);
+  char err[1200];
+  if (!lwsp_registry_set_on_failure(&g, mode, check_view(L, 3), err, sizeof err)) { lua_pushnil(L); lua_pushstring(L, err); return 2; }
+  lua_pushboolean(L, 1);
+  return 1;
+}
 static void reg_put(const char *guid, const char *path, void *ud) {
   lua_State *L = ud;
   lua_pushstring(L, path);
@@ -1339,8 +1392,10 @@ LWSP_EXPORT int luaopen_lwsp(lua_State *L) {
     {NULL, NULL}};
   static const luaL_Reg reg[] = {
     {"get", l_reg_get}, {"list", l_reg_list}, {"where", l_reg_where},
-    {"set", l_reg_set}, {"remove", l_reg_remove}, {"set_root", l_reg_set_root}, {NULL, NULL}};
-  static const luaL_Reg reg_read[] = {{"get", l_reg_get}, {"list", l_reg_list}, {"where", l_reg_where}, {NULL, NULL}};
+    {"set", l_reg_set}, {"remove", l_reg_remove}, {"set_root", l_reg_set_root},
+    {"on_failure", l_reg_on_failure}, {"set_on_failure", l_reg_set_on_failure}, {NULL, NULL}};
+  static const luaL_Reg reg_read[] = {{"get", l_reg_get}, {"list", l_reg_list}, {"where", l_reg_where},
+                                      {"on_failure", l_reg_on_failure}, {NULL, NULL}};
   lwsp_inst *I = lwsp_inst_of(L);
   global_init();
   luaL_newlib(L, fns);

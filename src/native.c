@@ -348,7 +348,7 @@ static void notify(SOCKET h, LPWSAOVERLAPPED ov, LPWSAOVERLAPPED_COMPLETION_ROUT
       lwsp_log(WHO, "WPUQueueApc failed (%d)", e);
     }
     lwsp_mutex_unlock(&N.lock);
-  } else if (!N.complete || N.complete(h, ov, error, bytes, &e) != 0) {
+  } else if (!N.complete || lwsp_complete_checked(WHO, N.complete, &N.up, h, ov, error, bytes, &e) != 0) {
     lwsp_log(WHO, "WPUCompleteOverlappedRequest failed (%d)", e);
   }
 }

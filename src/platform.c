@@ -235,6 +235,7 @@ int lwsp_registry_get(const GUID *id, char *out, size_t outlen, char *err, size_
   }
   return 1;
 }
+static void on_failure_name(const GUID *id, WCHAR *name);
 static REGSAM view_flag(int view) { return view == 64 ? KEY_WOW64_64KEY : view == 32 ? KEY_WOW64_32KEY : 0; }
 int lwsp_registry_set(const GUID *id, const char *path, int view, char *err, size_t errlen) {
   char g[39];
@@ -262,6 +263,11 @@ int lwsp_registry_remove(const GUID *id, int view, char *err, size_t errlen) {
   rc = RegOpenKeyExW(HKEY_LOCAL_MACHINE, LWSP_REG_KEY, 0, KEY_SET_VALUE | view_flag(view), &key);
   if (rc == ERROR_SUCCESS) {
     rc = RegDeleteValueW(key, name);
+    {
+      WCHAR on[64];                                    /* the install's choice goes with it */
+      on_failure_name(id, on);
+      RegDeleteValueW(key, on);
+    }
     RegCloseKey(key);
   }
   if (rc != ERROR_SUCCESS) { snprintf(err, errlen, "no registry value for %s (error %ld)", g, (long)rc); return 0; }
@@ -281,12 +287,40 @@ int lwsp_registry_each(int view, void (*fn)(const char *guid, const char *path, 
     if (rc == ERROR_NO_MORE_ITEMS) break;
     if (rc != ERROR_SUCCESS) continue;
     if (type != REG_SZ && type != REG_EXPAND_SZ) continue;
+    if (nlen != 38) continue;                          /* "{GUID}.on-failure" and the like */
     val[vlen / sizeof(WCHAR)] = 0;
     g[lwsp_utf16_to_utf8(name, nlen, g, sizeof g - 1)] = 0;
     path[lwsp_utf16_to_utf8(val, lwsp_wcslen(val, MAX_PATH * 2), path, sizeof path - 1)] = 0;
     fn(g, path, ud);
   }
   RegCloseKey(key);
+  return 1;
+}
+static void on_failure_name(const GUID *id, WCHAR *name) {
+  char g[39], n[64];
+  lwsp_guid_format(id, g);
+  snprintf(n, sizeof n, "%s.on-failure", g);
+  utf8_to_wide(n, name, 64);
+}
+int lwsp_registry_on_failure(const GUID *id) {
+  WCHAR name[64], val[32];
+  DWORD size = sizeof val;
+  on_failure_name(id, name);
+  if (RegGetValueW(HKEY_LOCAL_MACHINE, LWSP_REG_KEY, name, RRF_RT_REG_SZ, NULL, val, &size) != ERROR_SUCCESS) return 0;
+  return wcscmp(val, L"passthrough") == 0;
+}
+int lwsp_registry_set_on_failure(const GUID *id, int passthrough, int view, char *err, size_t errlen) {
+  WCHAR name[64];
+  HKEY key;
+  LSTATUS rc;
+  on_failure_name(id, name);
+  rc = RegCreateKeyExW(HKEY_LOCAL_MACHINE, LWSP_REG_KEY, 0, NULL, 0, KEY_SET_VALUE | view_flag(view), NULL, &key, NULL);
+  if (rc == ERROR_SUCCESS) {
+    if (passthrough) rc = RegSetValueExW(key, name, 0, REG_SZ, (const BYTE *)L"passthrough", (DWORD)sizeof L"passthrough");
+    else if ((rc = RegDeleteValueW(key, name)) == ERROR_FILE_NOT_FOUND) rc = ERROR_SUCCESS;
+    RegCloseKey(key);
+  }
+  if (rc != ERROR_SUCCESS) { snprintf(err, errlen, "cannot write HKLM\\SOFTWARE\\lwsp\\Providers (error %ld)", (long)rc); return 0; }
   return 1;
 }
 #else
@@ -490,6 +524,34 @@ int lwsp_registry_remove(const GUID *id, int view, char *err, size_t errlen) {
     snprintf(err, errlen, "cannot remove registry entry %s: %s", file, strerror(errno));
     return 0;
   }
+  lwsp_registry_set_on_failure(id, 0, view, file, sizeof file);   /* the install's choice goes with it */
+  return 1;
+}
+int lwsp_registry_on_failure(const GUID *id) {
+  char file[2200], line[32] = "";
+  FILE *f;
+  if (!registry_file(id, file, sizeof file) || strlen(file) + 12 > sizeof file) return 0;
+  strcat(file, ".on-failure");
+  if (!(f = fopen(file, "rb"))) return 0;
+  if (!fgets(line, sizeof line, f)) line[0] = 0;
+  fclose(f);
+  line[strcspn(line, "\r\n")] = 0;
+  return strcmp(line, "passthrough") == 0;
+}
+int lwsp_registry_set_on_failure(const GUID *id, int passthrough, int view, char *err, size_t errlen) {
+  char file[2200], root[2048];
+  FILE *f;
+  (void)view;
+  if (!lwsp_registry_where(root, sizeof root)) { snprintf(err, errlen, "%s", root); return 0; }
+  if (!registry_file(id, file, sizeof file) || strlen(file) + 12 > sizeof file) { snprintf(err, errlen, "registry path too long"); return 0; }
+  strcat(file, ".on-failure");
+  if (!passthrough) {
+    if (remove(file) != 0 && errno != ENOENT) { snprintf(err, errlen, "cannot remove %s: %s", file, strerror(errno)); return 0; }
+    return 1;
+  }
+  if (!lwsp_mkdirs(root) || !(f = fopen(file, "wb"))) { snprintf(err, errlen, "cannot write %s: %s", file, strerror(errno)); return 0; }
+  fputs("passthrough\n", f);
+  if (fclose(f) != 0) { snprintf(err, errlen, "cannot write %s: %s", file, strerror(errno)); return 0; }
   return 1;
 }
 int lwsp_registry_each(int view, void (*fn)(const char *guid, const char *path, void *ud), void *ud,
@@ -548,4 +610,31 @@ LPWPUCOMPLETEOVERLAPPEDREQUEST lwsp_host_complete_export(const WSPUPCALLTABLE *u
   LPWPUCOMPLETEOVERLAPPEDREQUEST complete;
   memcpy(&complete, &f, sizeof complete);
   return complete;
+}
+
+/* WPUCompleteOverlappedRequest returns 0 when it delivered the completion and
+ * SOCKET_ERROR with *lpErrno when it did not.  Wine's ws2_32 exports a stub
+ * that does neither: it sets WSAEINVAL and returns 0, so a provider that
+ * trusted the 0 would leave every event-driven caller waiting forever.  The
+ * contradiction is noticed here (the first time, then at 10, 100, ...). */
+int lwsp_complete_checked(const char *who, LPWPUCOMPLETEOVERLAPPEDREQUEST complete, const WSPUPCALLTABLE *up,
+                          SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err) {
+  static long undelivered;
+  long n;
+  WSAEVENT ev;
+  INT e2 = 0;
+  int rc;
+  *err = 0;
+  rc = complete(s, ov, error, bytes, err);
+  if (rc != 0 || *err == 0) return rc;
+  n = __atomic_add_fetch(&undelivered, 1, __ATOMIC_RELAXED);
+  ev = (WSAEVENT)((uintptr_t)ov->hEvent & ~(uintptr_t)1);
+  if (n == 1 || n == 10 || n == 100 || n == 1000 || n % 10000 == 0)
+    lwsp_log(who, "WPUCompleteOverlappedRequest for socket %llu returned success yet set error %d: the completion was "
+             "not delivered (a stub, such as Wine's ws2_32 has?); %s (%ld so far)", (unsigned long long)s, (int)*err,
+             ev ? "lwsp signals the call's event itself" : "the call has no event to signal", n);
+  if (ev && !up->lpWPUSetEvent(ev, &e2))
+    lwsp_log(who, "socket %llu: WPUSetEvent on the overlapped call's event failed too (error %d)", (unsigned long long)s, e2);
+  *err = 0;
+  return 0;
 }

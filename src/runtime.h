@@ -104,6 +104,7 @@ typedef struct lwsp_inst {
   DWORD layer_id;                /* its catalog entry in the chain WSPStartup was given, or 0 */
   char name[39];                 /* the GUID as text, for logs */
   char script[1024];
+  int fallback;                  /* the script could not run: wsp.layered runs in its place (on-failure passthrough) */
   lua_State *L;
   WSPUPCALLTABLE up;
   WSAPROTOCOL_INFOW info;        /* from the first WSPStartup */

@@ -12,6 +12,15 @@ need=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
+# The i686 provider under Wine (make wine32): Debian's 32-bit Wine, which
+# needs the i386 architecture (and brings i386 copies of the libraries it uses,
+# at the same versions as the amd64 ones: apt may upgrade those to match).
+if [ "$profile" = test ] && ! dpkg-query -W -f='${Status}' wine32:i386 2>/dev/null | grep -q "install ok installed"; then
+  if ! dpkg --print-foreign-architectures | grep -qx i386; then
+    if [ "$(id -u)" = 0 ]; then dpkg --add-architecture i386; else sudo dpkg --add-architecture i386; fi
+  fi
+  need+=(wine32:i386)
+fi
 if ((${#need[@]})); then
   echo "lwsp: installing ${need[*]}"
   sudo=""

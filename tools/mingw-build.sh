@@ -64,3 +64,5 @@ for arch in x86_64 i686; do
     echo "built $dir/$name (exports: $(echo $exports | tr '\n' ' '))"
   done
 done
+# the provider tree as it ships: Lua linked in, its modules beside it
+SRCS="$SRCS" bash tools/mingw-provider.sh

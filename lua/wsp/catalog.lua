@@ -209,7 +209,8 @@ function catalog.read_view(b, view)
   for _, e in ipairs(entries) do
     if v.ours[e.ProviderId] and #e.ProtocolChain == 0 then
       v.layers[#v.layers + 1] = {guid = e.ProviderId, name = e.szProtocol, id = e.dwCatalogEntryId,
-        script = maps[e.ProviderId], path = e.path, chains = {}}
+        script = maps[e.ProviderId], path = e.path, chains = {},
+        on_failure = b.on_failure and b:on_failure(view, e.ProviderId) or "fail"}
     end
   end
   local layer_at = {}
@@ -483,7 +484,9 @@ end
 -- catalog of the machine (the 64- and the 32-bit one on a 64-bit Windows).
 -- @tparam table o {script = absolute path, name =, over = {"tcp", "udp", "tcp6", "udp6"}
 --   (default all four), backend =, guid =?, category = names or number?,
---   dll =?, dll32 =? (override the backend's)}
+--   dll =?, dll32 =? (override the backend's), on_failure = "fail" (default) | "passthrough":
+--   what the layer does when its script cannot run (fail: WSAEPROVIDERFAILEDINIT; passthrough:
+--   every call goes to the layer below, with a log line and a trace record)}
 -- @return {guid =, layer = id, chains = {kind = id}, views = {[view] = {layer =, chains =}}} | nil, message
 function catalog.install(o)
   local b = o.backend or catalog.wsc()
@@ -493,6 +496,10 @@ function catalog.install(o)
   local dll, dll32 = o.dll or b.dll, b.dll32
   if o.dll32 ~= nil then dll32 = o.dll32 or nil end
   local script = o.script
+  local on_failure = o.on_failure or "fail"
+  if on_failure ~= "fail" and on_failure ~= "passthrough" then
+    return refuse(("on-failure must be fail or passthrough, not %q"):format(tostring(on_failure)))
+  end
   local ok, serr = check_script(b, script)
   if not ok then return refuse(serr) end
   local name = "lwsp " .. (o.name or script:match("([^/\\]+)%.lua$") or "layer")
@@ -556,6 +563,10 @@ function catalog.install(o)
   for _, view in ipairs(b.views) do
     local mok, merr = b:map(view, guid, script)
     if not mok then return undo(b, guid, "cannot write the script mapping: " .. tostring(merr)) end
+    if b.set_on_failure then
+      local fok, ferr = b:set_on_failure(view, guid, on_failure)
+      if not fok then return undo(b, guid, "cannot write the on-failure choice: " .. tostring(ferr)) end
+    end
   end
   -- 2. the provider started in a fresh process of each architecture
   for _, view in ipairs(b.views) do
@@ -812,6 +823,8 @@ function catalog.wsc(o)
   function b.deinstall(_, view, guid) return wsc.deinstall(guid, view) end
   function b.set_category(_, view, guid, cats) return wsc.set_category(guid, cats, view) end
   function b.map(_, view, guid, script) return lwsp.registry.set(guid, script, view) end
+  function b.set_on_failure(_, view, guid, mode) return lwsp.registry.set_on_failure(guid, mode, view) end
+  function b.on_failure(_, _, guid) return lwsp.registry.on_failure(guid) end
   function b.unmap(_, view, guid) return lwsp.registry.remove(guid, view) end
   function b.mappings(_, view) return lwsp.registry.list(view) end
   function b.insecure(_, path) return wsc.insecure(path) end
@@ -892,6 +905,8 @@ function catalog.host(o)
   end
   function b.set_category() return true end
   function b.map(_, _, guid, script) return lwsp.registry.set(guid, script) end
+  function b.set_on_failure(_, _, guid, mode) return lwsp.registry.set_on_failure(guid, mode) end
+  function b.on_failure(_, _, guid) return lwsp.registry.on_failure(guid) end
   function b.unmap(_, _, guid) return lwsp.registry.remove(guid) end
   function b.mappings() return lwsp.registry.list() end
   function b.insecure() return nil end
@@ -1015,6 +1030,7 @@ local USAGE = [[
 usage: lwsp-catalog install SCRIPT [--name NAME] [--over tcp,udp,tcp6,udp6] [--dll PATH] [--dll32 PATH]
                                    [--lua32 PATH] [--category LIST] [--to DIR] [--to32 DIR]
                                    [--modules DIR] [--in-place] [--config FILE]
+                                   [--on-failure fail|passthrough]
        lwsp-catalog list
        lwsp-catalog check
        lwsp-catalog remove GUID|NAME
@@ -1028,7 +1044,11 @@ an administrator.  install copies the DLLs, lwsp's modules and the script to
 this module) unless --in-place, and refuses files that non-administrators can
 change.  --lua32: the i686 lua.exe for the 32-bit test start.  --category:
 LSP categories (inspector, redirector, proxy, firewall, inbound_modify,
-outbound_modify, crypto_compress, local_cache, system), none by default.]]
+outbound_modify, crypto_compress, local_cache, system), none by default.
+--on-failure: what the layer does when its script cannot run (it does not
+load, its top level fails or runs out of budget): fail (the default:
+WSPStartup fails with WSAEPROVIDERFAILEDINIT, and TCP and UDP with it) or
+passthrough (every call goes to the layer below, logged and traced).]]
 
 --- Runs the command with argv; writes to out (a function of one line).
 -- @treturn integer exit status
@@ -1076,7 +1096,7 @@ function catalog.main(argv, out, backend)
       script, dll, dll32 = st.script, st.dll, st.dll32 or dll32
     end
     local r, err = catalog.install{script = script, name = opt.name, over = over, backend = b, dll = dll, dll32 = dll32,
-      category = opt.category}
+      category = opt.category, on_failure = opt["on-failure"]}
     if not r then out("lwsp-catalog: install failed: " .. err) return 1 end
     if config then
       local ok, cerr = require("wsp.host").write_config(r.guid, config)
@@ -1102,7 +1122,8 @@ function catalog.main(argv, out, backend)
         if not v then out("lwsp-catalog: " .. tostring(err)) return 1 end
         for _, l in ipairs(v.layers) do
           total = total + 1
-          out(("%s%s  %s  [%d]  %s"):format(view == 0 and "" or view .. "-bit: ", l.guid, l.name, l.id, l.script or "(no script)"))
+          out(("%s%s  %s  [%d]  %s  on-failure %s"):format(view == 0 and "" or view .. "-bit: ", l.guid, l.name, l.id,
+            l.script or "(no script)", l.on_failure))
           for _, c in ipairs(l.chains) do
             out(("    [%d] %-5s over %s  (%s)"):format(c.id, c.kind or "?", c.over or "?", c.guid))
           end

@@ -166,7 +166,12 @@ end
 -- install_native, install_lua or install_layered returned): one hidden layer
 -- entry (ChainLen 0) and, for each entry below, a protocol chain
 -- {layer, entries below...} with the same address family, type and protocol.
--- @tparam table o {script =, over =, guid =?, name =?, config =?}
+-- `on_failure` chooses what the layer does when its script cannot run (it does
+-- not load, or its top level fails or runs out of budget): `"fail"` (the
+-- default: `WSPStartup` fails with WSAEPROVIDERFAILEDINIT) or
+-- `"passthrough"` (wsp.layered runs in its place: every call goes to the
+-- layer below, with a log line and a trace record saying so).
+-- @tparam table o {script =, over =, guid =?, name =?, config =?, on_failure =?}
 -- @treturn table {guid =, layer =, ids =, tcp =, udp =, tcp6 =, udp6 = (those that exist)}
 -- @raise when `o` has no script or no `over`, or the registry cannot be written
 function host.install_layered(o)
@@ -175,8 +180,12 @@ function host.install_layered(o)
     error("install_layered: option 'over' must be what install_native, install_lua or install_layered "
       .. "returned (the installation the layer goes over), got " .. tostring(o.over), 2)
   end
+  if o.on_failure ~= nil and o.on_failure ~= "fail" and o.on_failure ~= "passthrough" then
+    error("install_layered: option 'on_failure' must be \"fail\" or \"passthrough\", got " .. tostring(o.on_failure), 2)
+  end
   local guid = o.guid or lwsp.guid()
   assert(lwsp.registry.set(guid, absolute(o.script)))
+  assert(lwsp.registry.set_on_failure(guid, o.on_failure or "fail"))
   assert(host.write_config(guid, o.config))
   local path = o.path or lwsp.path()
   local r = {guid = guid, ids = {}}

@@ -7,7 +7,16 @@
  * a pthread condition variable, per-thread APC queues drained only in its
  * alertable wait, and its own exported WPUCompleteOverlappedRequest, which
  * refuses (WSAEINVAL) any handle it did not create with WPUCreateSocketHandle,
- * IFS handles included.  Built with -DFH_NO_COMPLETE it exports none.
+ * IFS handles included.  Built with -DFH_NO_COMPLETE it exports none; built
+ * with -DFH_STUB_COMPLETE it exports one that acts as Wine's ws2_32 does
+ * (sets WSAEINVAL, returns 0, delivers nothing).
+ *
+ * It stands in for ws2_32's export inside its own process: lwsp looks
+ * WPUCompleteOverlappedRequest up in the module that holds the upcall table's
+ * functions (src/platform.c, lwsp_host_sym: GetModuleHandleExW of
+ * lpWPUCreateSocketHandle's address, then GetProcAddress), which is this
+ * program, so its export (EXPORT below; an .exe can export names) is the one
+ * lwsp calls, whatever ws2_32.dll the process may also hold.
  *
  *   foreign_host LIB SCRIPT SCENARIO
  *
@@ -32,9 +41,12 @@
 #  define EXPORT __declspec(dllexport)
 #  define SEP "\\"
 #  define DLL_EXT ".dll"
+/* by its full path, as ws2_32 loads a provider (UTF-8 in, LoadLibraryW) */
 static void *load_dll(const char *path, char *why, size_t n) {
-  HMODULE m = LoadLibraryA(path);
-  if (!m) snprintf(why, n, "error %lu", (unsigned long)GetLastError());
+  WCHAR w[MAX_PATH * 2];
+  HMODULE m = NULL;
+  if (!MultiByteToWideChar(CP_UTF8, 0, path, -1, w, MAX_PATH * 2)) snprintf(why, n, "path too long");
+  else if (!(m = LoadLibraryW(w))) snprintf(why, n, "LoadLibraryW: error %lu", (unsigned long)GetLastError());
   return m;
 }
 static void *dll_sym(void *lib, const char *name) {
@@ -170,7 +182,7 @@ static fh_event events[MAX_EVENTS];
 
 typedef struct { SOCKET s; LPWSAOVERLAPPED ov; DWORD error, bytes; int valid_at_completion; } fh_completion;
 static fh_completion completions[64];
-static int n_completions, n_refused;
+static int n_completions, n_refused, n_stub_calls;
 static SOCKET last_refused;
 
 typedef struct { HWND hwnd; UINT msg; WPARAM w; LPARAM l; } fh_msg;
@@ -373,7 +385,20 @@ static WSPUPCALLTABLE upcalls = {
   up_query_socket_handle_context, up_queue_apc, up_reset_event, up_set_event, up_open_current_thread,
   up_close_thread};
 
-#ifndef FH_NO_COMPLETE
+#if defined(FH_STUB_COMPLETE)
+/* Wine's ws2_32 export, as Wine 8 has it: a FIXME stub that sets *lpErrno to
+ * WSAEINVAL and returns 0 -- success by the SPI's rule -- without recording or
+ * signalling anything. */
+EXPORT int WSPAPI WPUCompleteOverlappedRequest(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err);
+EXPORT int WSPAPI WPUCompleteOverlappedRequest(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err) {
+  (void)s; (void)ov; (void)error; (void)bytes;
+  pthread_mutex_lock(&H);
+  n_stub_calls++;
+  pthread_mutex_unlock(&H);
+  if (err) *err = WSAEINVAL;
+  return 0;
+}
+#elif !defined(FH_NO_COMPLETE)
 /* ws2_32's export.  Records Internal and InternalHigh as ws2_32 does (the
  * provider writes Offset and OffsetHigh itself), signals the event. */
 EXPORT int WSPAPI WPUCompleteOverlappedRequest(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err);
@@ -459,7 +484,7 @@ static int wait_flag(volatile int *flag, long ms) {
 
 /* ---- the provider --------------------------------------------------------- */
 static WSPPROC_TABLE P;
-static int (*startup_fn)(WORD, LPWSPDATA, LPWSAPROTOCOL_INFOW, WSPUPCALLTABLE, LPWSPPROC_TABLE);
+static int (WSPAPI *startup_fn)(WORD, LPWSPDATA, LPWSAPROTOCOL_INFOW, WSPUPCALLTABLE, LPWSPPROC_TABLE);
 static WSAPROTOCOL_INFOW info_tcp, info_udp, info_native, info_layer, info_chain;
 static WSAPROTOCOL_INFOW *top_tcp = &info_tcp;   /* what the application opens streams on */
 
@@ -762,6 +787,44 @@ static void s_ov_event(void) {
         "WSPGetOverlappedResult after completion failed (error %d, %lu bytes)", e, (unsigned long)bytes);
   cleanup_all(0);
   pass("pending with Internal 0x103, completed by WPUCompleteOverlappedRequest, fields written");
+}
+
+/* Under a host whose WPUCompleteOverlappedRequest is a stub (built with
+ * -DFH_STUB_COMPLETE), lwsp notices that the completion was not delivered,
+ * logs it, and signals the call's event itself through WPUSetEvent. */
+static void s_stub_complete(void) {
+  SOCKET a, b;
+  WSAOVERLAPPED ov;
+  WSABUF wb;
+  char buf[32], p[512], line[1024];
+  INT e = 0;
+  DWORD bytes = 0, flags = 0;
+  FILE *f;
+  int rc, said = 0;
+  started();
+  stream_pair(&a, &b);
+  memset(&ov, 0, sizeof ov);
+  ov.hEvent = up_create_event(&e);
+  wb.len = sizeof buf;
+  wb.buf = buf;
+  rc = ov_recv(a, &wb, 1, &ov, NULL, &e);
+  expect_pending(rc, e, &ov, a);
+  send_text(b, "hello");
+  CHECK(wait_event(ov.hEvent, LIMIT_MS, 0) == 1, "the event was never signalled: lwsp trusted the stub's 0");
+  expect_fields(&ov, 0, 5);
+  CHECK(memcmp(buf, "hello", 5) == 0, "wrong data");
+  CHECK(n_stub_calls >= 1, "the stub WPUCompleteOverlappedRequest was never called");
+  CHECK(P.lpWSPGetOverlappedResult(a, &ov, &bytes, FALSE, &flags, &e) && bytes == 5,
+        "WSPGetOverlappedResult after completion failed (error %d, %lu bytes)", e, (unsigned long)bytes);
+  snprintf(p, sizeof p, "%s" SEP "log", tmpdir);
+  if ((f = fopen(p, "r")) != NULL) {
+    while (fgets(line, sizeof line, f))
+      if (strstr(line, "the completion was not delivered")) said = 1;
+    fclose(f);
+  }
+  CHECK(said, "no log line says the completion was not delivered");
+  cleanup_all(0);
+  pass("the stub's undelivered completion was noticed, logged, and its event signalled by lwsp");
 }
 
 static void s_ov_routine(void) {
@@ -1469,6 +1532,7 @@ static const struct { const char *name; void (*fn)(void); } scenarios[] = {
   {"blocking-hook", s_blocking_hook}, {"errno-zero", s_errno_zero}, {"ov-order", s_ov_order}, {"ov-send", s_ov_send},
   {"apc-thread", s_apc_thread}, {"ov-wait", s_ov_wait}, {"close-blocked", s_close_blocked},
   {"nonblocking", s_nonblocking}, {"dgram-truncated", s_dgram_truncated}, {"address-string", s_address_string},
+  {"stub-complete", s_stub_complete},
 };
 
 int main(int argc, char **argv) {

@@ -8,7 +8,8 @@ CFLAGS    ?= -O2 -g
 WARN      = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
 BASEFLAGS = -std=gnu11 -fPIC -fvisibility=hidden -I$(LUA_INC) -Isrc $(WARN)
 SRCS      = src/lwsp.c src/budget.c src/match.c src/dispatch.c src/upcalls.c src/common.c src/platform.c \
-            src/host.c src/hostapi.c src/hostobj.c src/hostk.c src/probe.c src/view.c src/pending.c src/hostio.c src/events.c src/lower.c src/hostbench.c src/fault.c src/trace.c src/wsc.c src/sandbox.c
+            src/host.c src/hostapi.c src/hostobj.c src/hostk.c src/probe.c src/view.c src/pending.c src/hostio.c src/events.c src/lower.c src/hostbench.c src/fault.c src/trace.c src/wsc.c src/sandbox.c \
+            src/preload/hostc.c
 HDRS      = $(wildcard src/*.h)
 BUSTED    ?= lua5.4 /usr/bin/busted
 export LWSP_EXAMPLES = $(CURDIR)/examples
@@ -17,7 +18,15 @@ export LWSP_EXAMPLES = $(CURDIR)/examples
 
 NATIVE_SRCS = src/native.c src/native_os.c src/common.c src/platform.c
 
-all: build/lwsp.so build/lwsp_native.so build/test_nullproc.so build/foreign_host build/foreign_host_nocomplete
+all: build/lwsp.so build/lwsp_native.so build/test_nullproc.so build/foreign_host build/foreign_host_nocomplete build/liblwsp_preload.so build/preload_edge
+
+# Real programs through the chain (bin/lwsp-run -- PROGRAM): docs/preload.md.
+build/liblwsp_preload.so: src/preload/preload.c Makefile
+	@mkdir -p build
+	$(CC) -std=gnu11 -fPIC -fvisibility=hidden -I$(LUA_INC) $(WARN) $(CFLAGS) -shared -o $@ src/preload/preload.c $(LUA_LIB) -lpthread -ldl
+build/preload_edge: spec/tools/edge.c
+	@mkdir -p build
+	$(CC) -std=gnu11 -O1 -g $(WARN) -o $@ spec/tools/edge.c
 
 # A host of its own (no lwsp host code) that loads the runtime as a provider
 # DLL: spec/26-foreign_host_spec.lua.  The second exports no

@@ -120,8 +120,11 @@ typedef struct lsock {
   int fill;              /* filler bytes in the pair while connecting */
   int appdup;            /* while connecting: lwsp's own copy of the application's end */
   int sndbuf;            /* its send buffer before the filler */
+  struct sockaddr_storage peer;  /* the peer's address once connected (Linux layout) */
+  socklen_t peerlen;
   int down_started;      /* datagram: the receiving thread runs */
   int closing;           /* the last application descriptor is closed */
+  int up_done;           /* the sender has passed on the application's last byte */
   uintptr_t *queue;      /* a listener's accepted chain sockets */
   int qn, qcap;
 } lsock;
@@ -208,11 +211,16 @@ static int map_set(int fd, lsock *l) {
     pthread_mutex_unlock(&map_mu);
     if (last_app) {
       int err;
-      old->closing = 1;
       inside++;
-      /* wake the threads blocked in the chain (an accept, a receive) */
-      if (old->has_s && (old->state == ST_LISTENING || old->state == ST_CONNECTED || old->type == SOCK_DGRAM))
-        hc_shutdown(old->s, W_SD_BOTH, &err);
+      /* wake the threads blocked in the chain (an accept, a receive); a
+       * stream's sender first passes on what the application wrote before
+       * its close, then shuts the chain's socket down itself */
+      int now;
+      pthread_mutex_lock(&old->mu);
+      old->closing = 1;
+      now = old->type == SOCK_DGRAM || old->state == ST_LISTENING || (old->state == ST_CONNECTED && old->up_done);
+      pthread_mutex_unlock(&old->mu);
+      if (old->has_s && now) hc_shutdown(old->s, W_SD_BOTH, &err);
       inside--;
     }
     release(old);
@@ -430,13 +438,15 @@ static void *pump_up(void *arg) {
     ssize_t n = r_read(l->pump, buf, PUMP_BUF);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      struct pollfd p = {l->pump, 0, 0};
-      /* end of the application's data: a half-close, or its last close */
+      /* end of the application's data: a half-close, or its last close
+       * (which close() also shuts down both ways) */
+      int closed;
       hc_shutdown(l->s, W_SD_SEND, &err);
-      if (poll(&p, 1, 0) == 1 && (p.revents & POLLHUP)) {
-        l->closing = 1;
-        hc_shutdown(l->s, W_SD_BOTH, &err);
-      }
+      pthread_mutex_lock(&l->mu);
+      l->up_done = 1;
+      closed = l->closing;
+      pthread_mutex_unlock(&l->mu);
+      if (closed) hc_shutdown(l->s, W_SD_BOTH, &err);
       break;
     }
     for (ssize_t off = 0; off < n;) {
@@ -476,6 +486,14 @@ static void connect_done(lsock *l, int ok, int err) {
     if (l->appdup >= 0) {
       int half = l->sndbuf / 2;
       r_setsockopt(l->appdup, SOL_SOCKET, SO_SNDBUF, &half, sizeof half);
+    }
+    {
+      struct sockaddr_storage ss;
+      int wl = sizeof ss, e2;
+      if (hc_name(l->s, 1, &ss, &wl, &e2) == 0) {
+        l->peerlen = sizeof l->peer;
+        from_win(&ss, wl, (struct sockaddr *)&l->peer, &l->peerlen);
+      }
     }
     pthread_mutex_lock(&l->mu);
     l->fill = 0;
@@ -848,6 +866,7 @@ EXPORT int accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags) {
     inside++;
     if (hc_name(ns, 1, &ss, &wl, &err) == 0) from_win(&ss, wl, sa, len);
     else *len = 0;
+    if (*len) { n->peerlen = *len < sizeof n->peer ? *len : sizeof n->peer; memcpy(&n->peer, sa, n->peerlen); }
     inside--;
   }
   return sv[0];

@@ -120,8 +120,6 @@ typedef struct lsock {
   int fill;              /* filler bytes in the pair while connecting */
   int appdup;            /* while connecting: lwsp's own copy of the application's end */
   int sndbuf;            /* its send buffer before the filler */
-  struct sockaddr_storage peer;  /* the peer's address once connected (Linux layout) */
-  socklen_t peerlen;
   int down_started;      /* datagram: the receiving thread runs */
   int closing;           /* the last application descriptor is closed */
   int up_done;           /* the sender has passed on the application's last byte */
@@ -476,29 +474,23 @@ static void start_pumps(lsock *l) {
 static void connect_done(lsock *l, int ok, int err) {
   if (ok) {
     char tmp[4096];
-    int left = l->fill;
+    int left;
+    /* connected before the application can see it writable */
+    pthread_mutex_lock(&l->mu);
+    l->state = ST_CONNECTED;
+    left = l->fill;
+    l->fill = 0;
+    pthread_mutex_unlock(&l->mu);
+    if (l->appdup >= 0 && l->sndbuf > 0) {
+      int half = l->sndbuf / 2;
+      r_setsockopt(l->appdup, SOL_SOCKET, SO_SNDBUF, &half, sizeof half);
+    }
     while (left > 0) {
       ssize_t n = r_read(l->pump, tmp, left < (int)sizeof tmp ? (size_t)left : sizeof tmp);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;
       left -= (int)n;
     }
-    if (l->appdup >= 0) {
-      int half = l->sndbuf / 2;
-      r_setsockopt(l->appdup, SOL_SOCKET, SO_SNDBUF, &half, sizeof half);
-    }
-    {
-      struct sockaddr_storage ss;
-      int wl = sizeof ss, e2;
-      if (hc_name(l->s, 1, &ss, &wl, &e2) == 0) {
-        l->peerlen = sizeof l->peer;
-        from_win(&ss, wl, (struct sockaddr *)&l->peer, &l->peerlen);
-      }
-    }
-    pthread_mutex_lock(&l->mu);
-    l->fill = 0;
-    l->state = ST_CONNECTED;
-    pthread_mutex_unlock(&l->mu);
     start_pumps(l);
   } else {
     pthread_mutex_lock(&l->mu);
@@ -866,7 +858,6 @@ EXPORT int accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags) {
     inside++;
     if (hc_name(ns, 1, &ss, &wl, &err) == 0) from_win(&ss, wl, sa, len);
     else *len = 0;
-    if (*len) { n->peerlen = *len < sizeof n->peer ? *len : sizeof n->peer; memcpy(&n->peer, sa, n->peerlen); }
     inside--;
   }
   return sv[0];

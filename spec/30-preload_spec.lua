@@ -25,6 +25,7 @@ local function run(chain, cmd, extra_env)
     line = ("%s %s -- sh -c %s"):format(quote(run_tool), table.concat(parts, " "), quote(cmd))
   end
   if extra_env then line = extra_env .. " " .. line end
+  if spec_env and spec_env ~= "" then line = spec_env .. " " .. line end
   local ok, _, code = os.execute(("%s >%s 2>%s"):format(line, out, err))
   local f = io.open(out, "rb"); local o = f:read("a"); f:close()
   f = io.open(err, "rb"); local e = f:read("a"); f:close()
@@ -57,10 +58,15 @@ local function make_file(path, n)
   f:close()
 end
 
+local meter, firewall = root .. "/examples/meter.lua", root .. "/examples/firewall.lua"
 local chains = {
   {name = "directly", chain = nil},
   {name = "through passthrough", chain = {passthrough}},
+  {name = "through meter over firewall", chain = {meter, firewall}},
 }
+-- LWSP_PRELOAD_SPEC_ENV (for example "LWSP_BUDGET=1000000") runs every case
+-- with more in the environment
+local spec_env = os.getenv("LWSP_PRELOAD_SPEC_ENV")
 
 describe("preload #preload #posix #subprocess", function()
   local srv, srv11
@@ -109,6 +115,54 @@ describe("preload #preload #posix #subprocess", function()
       assert.are.equal("echo 1048576 True True\nurllib 8388731\n", o)
     end)
   end
+
+  for _, c in ipairs(chains) do
+    -- through meter, 40 connections: a Lua layer's blocking receives stall
+    -- beyond about 60 sockets waiting at once (docs/preload.md, limits)
+    local conns = c.chain and c.chain[1] == meter and 40 or 1000
+    it(("the edge cases of spec/tools/edge.c, with %d connections on epoll, "):format(conns) .. c.name, function()
+      local code, o, err = run(c.chain, quote(root .. "/build/preload_edge") .. " " .. conns)
+      assert.are.equal(0, code, o .. err)
+      local _, oks = o:gsub(" ok\n", "")
+      assert.are.equal(11, oks, o)
+    end)
+
+    it("node: http.get and a net echo (libuv, epoll) " .. c.name, function()
+      local code, o, err = run(c.chain, ("node %s http://127.0.0.1:%d/big.bin"):format(
+        quote(root .. "/spec/tools/preload_node.js"), srv.port))
+      assert.are.equal(0, code, err)
+      assert.are.equal(("http 200 %s\necho true\n"):format(sha(tmp .. "/www/big.bin")), o)
+    end)
+
+    it("python3: asyncio server and clients, UDP sendto/recvfrom, IPv6 on ::1 " .. c.name, function()
+      local code, o, err = run(c.chain, "python3 " .. quote(root .. "/spec/tools/preload_asyncio.py"))
+      assert.are.equal(0, code, err)
+      assert.are.equal("asyncio 20 of 20\nudp PING True\nipv6 v6\n", o)
+    end)
+  end
+
+  it("the firewall's refusal is curl's own error message; meter reports what it carried", function()
+    local log = tmp .. "/meter.log"
+    os.remove(log)
+    -- 192.0.2.1 (TEST-NET-1) is denied by examples/firewall.rules: the refusal
+    -- comes at once, where a direct connect would wait for the timeout
+    local t0 = os.time()
+    local code, _, err = run({meter, firewall}, "curl -sS --connect-timeout 20 http://192.0.2.1/", "LWSP_LOG=" .. log)
+    assert.are.equal(7, code, err)
+    assert.matches("Couldn't connect to server", err)
+    assert.is_true(os.time() - t0 < 10)
+    code, _, err = run({meter, firewall}, ("curl -sS -o /dev/null http://127.0.0.1:%d/big.bin"):format(srv.port),
+      "LWSP_LOG=" .. log)
+    assert.are.equal(0, code, err)
+    local f = assert(io.open(log))
+    local text = f:read("a")
+    f:close()
+    assert.matches("denied 192%.0%.2%.1:80", text)
+    -- meter's report of the download: all of the file and the headers came up through it
+    local got = tonumber(text:match("%[meter%] 127%.0%.0%.1:%d+ %-> %S+ sent %d+ B in %d+ call%(s%), received (%d+) B"))
+    assert.is_truthy(got, text)
+    assert.is_true(got > 8388731, text)
+  end)
 
   it("the chain is really in the way: a program's connect is in the trace", function()
     local prefix = tmp .. "/trace"

@@ -41,6 +41,7 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 #include <lua.h>
 #include <lauxlib.h>
@@ -135,6 +136,10 @@ static int ready;                    /* 1 the chain is up, -1 it failed (everyth
 static unsigned cat_tcp, cat_udp, cat_tcp6, cat_udp6;
 static pthread_mutex_t init_mu = PTHREAD_MUTEX_INITIALIZER;
 static lua_State *LS;
+/* sockets the application closed whose chain sockets are not closed yet:
+ * the process's exit waits a little for them, so layers see their close */
+static int draining;
+static pthread_cond_t drain_cv = PTHREAD_COND_INITIALIZER;
 static int debug_on;
 static pid_t owner_pid;
 
@@ -180,6 +185,12 @@ static void release(lsock *l) {
   for (int i = 0; i < l->qn; i++) hc_close(l->queue[i], &err);
   inside--;
   if (l->pump >= 0) r_close(l->pump);
+  if (l->closing) {
+    pthread_mutex_lock(&map_mu);
+    draining--;
+    pthread_cond_broadcast(&drain_cv);
+    pthread_mutex_unlock(&map_mu);
+  }
   free(l->queue);
   pthread_mutex_destroy(&l->mu);
   free(l);
@@ -214,6 +225,9 @@ static int map_set(int fd, lsock *l) {
        * stream's sender first passes on what the application wrote before
        * its close, then shuts the chain's socket down itself */
       int now;
+      pthread_mutex_lock(&map_mu);
+      draining++;
+      pthread_mutex_unlock(&map_mu);
       pthread_mutex_lock(&old->mu);
       old->closing = 1;
       now = old->type == SOCK_DGRAM || old->state == ST_LISTENING || (old->state == ST_CONNECTED && old->up_done);
@@ -304,6 +318,16 @@ static const char init_lua[] =
 
 #define SYM(name) do { if (!(hc_##name = (__typeof__(hc_##name))dlsym(lib, "lwsp_hc_" #name))) goto bad; } while (0)
 
+static void at_exit(void) {
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 2;
+  pthread_mutex_lock(&map_mu);
+  while (draining > 0 && getpid() == owner_pid)
+    if (pthread_cond_timedwait(&drain_cv, &map_mu, &until)) break;
+  pthread_mutex_unlock(&map_mu);
+}
+
 static void trace_stop(void) {
   if (LS && getpid() == owner_pid && getenv("LWSP_PRELOAD_TRACE")) {
     inside++;
@@ -357,6 +381,7 @@ static int start(void) {
   lua_settop(LS, 0);
   owner_pid = getpid();
   atexit(trace_stop);
+  atexit(at_exit);          /* (runs first) */
   DBG("chain up: tcp %u udp %u tcp6 %u udp6 %u", cat_tcp, cat_udp, cat_tcp6, cat_udp6);
   ready = 1;
   goto out;

@@ -11,6 +11,10 @@ local passthrough = root .. "/examples/passthrough.lua"
 local tmp = H.tmp .. "/preload"
 os.execute("mkdir -p '" .. tmp .. "'")
 
+-- LWSP_PRELOAD_SPEC_ENV (for example "LWSP_BUDGET=1000000") runs every case
+-- with more in the environment
+local spec_env = os.getenv("LWSP_PRELOAD_SPEC_ENV")
+
 local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 -- Runs a shell command line: directly (chain nil) or through lwsp-run with
@@ -64,9 +68,6 @@ local chains = {
   {name = "through passthrough", chain = {passthrough}},
   {name = "through meter over firewall", chain = {meter, firewall}},
 }
--- LWSP_PRELOAD_SPEC_ENV (for example "LWSP_BUDGET=1000000") runs every case
--- with more in the environment
-local spec_env = os.getenv("LWSP_PRELOAD_SPEC_ENV")
 
 describe("preload #preload #posix #subprocess", function()
   local srv, srv11
@@ -119,7 +120,9 @@ describe("preload #preload #posix #subprocess", function()
   for _, c in ipairs(chains) do
     -- through meter, 40 connections: a Lua layer's blocking receives stall
     -- beyond about 60 sockets waiting at once (docs/preload.md, limits)
-    local conns = c.chain and c.chain[1] == meter and 40 or 1000
+    -- (and when traced, where every layer's handler runs in Lua)
+    local lua_handlers = c.chain and (c.chain[1] == meter or (spec_env or ""):find("LWSP_PRELOAD_TRACE", 1, true))
+    local conns = lua_handlers and 40 or 1000
     it(("the edge cases of spec/tools/edge.c, with %d connections on epoll, "):format(conns) .. c.name, function()
       local code, o, err = run(c.chain, quote(root .. "/build/preload_edge") .. " " .. conns)
       assert.are.equal(0, code, o .. err)

@@ -70,10 +70,17 @@ local chains = {
 }
 
 describe("preload #preload #posix #subprocess", function()
-  local srv, srv11
+  local srv, srv11, silent
   setup(function()
     os.execute("mkdir -p '" .. tmp .. "/www'")
-    make_file(tmp .. "/www/big.bin", 8 * 1024 * 1024 + 123)
+    make_file(tmp .. "/www/big.bin", 64 * 1024 * 1024 + 123)
+    -- a git repository served over "dumb" HTTP (git clone runs git-remote-http: an exec)
+    os.execute(("cd %s && git init -q repo && cd repo && echo lwsp > file.txt && git add file.txt "
+      .. "&& git -c user.name=lwsp -c user.email=lwsp@localhost commit -qm one && cd .. "
+      .. "&& git clone -q --bare repo www/repo.git && cd www/repo.git && git update-server-info"):format(quote(tmp)))
+    -- a listener that accepts and never answers (timeouts)
+    silent = util.spawn("python3 -u " .. root .. "/spec/tools/silent_server.py")
+    silent.port = assert(tonumber(silent.first), tostring(silent.first))
     srv = util.http_server(tmp .. "/www")
     -- the same server speaking HTTP/1.1 (keep-alive)
     srv11 = util.spawn(("python3 -u %s %s"):format(root .. "/spec/tools/http11_server.py", tmp .. "/www"))
@@ -82,10 +89,11 @@ describe("preload #preload #posix #subprocess", function()
   teardown(function()
     if srv then srv.stop() end
     if srv11 then srv11.stop() end
+    if silent then silent.stop() end
   end)
 
   for _, c in ipairs(chains) do
-    it("curl downloads 8 MiB " .. c.name .. " (the checksum of the server's file)", function()
+    it("curl downloads 64 MiB " .. c.name .. " (the checksum of the server's file)", function()
       local out = tmp .. "/curl." .. (c.chain and "chain" or "direct")
       local code, _, err = run(c.chain, ("curl -sS -o %s http://127.0.0.1:%d/big.bin"):format(quote(out), srv.port))
       assert.are.equal(0, code, err)
@@ -103,6 +111,31 @@ describe("preload #preload #posix #subprocess", function()
       assert.are.equal(2, reused, o)
     end)
 
+    it("wget downloads 64 MiB " .. c.name, function()
+      local out = tmp .. "/wget." .. (c.chain and "chain" or "direct")
+      local code, _, err = run(c.chain, ("wget -q -O %s http://127.0.0.1:%d/big.bin"):format(quote(out), srv.port))
+      assert.are.equal(0, code, err)
+      assert.are.equal(sha(tmp .. "/www/big.bin"), sha(out))
+    end)
+
+    it("curl times out on a server that never answers " .. c.name, function()
+      local t0 = os.time()
+      local code, _, err = run(c.chain, ("curl -sS --max-time 2 http://127.0.0.1:%d/"):format(silent.port))
+      assert.are.equal(28, code, err)
+      assert.matches("Operation timed out", err)
+      assert.is_true(os.time() - t0 < 10)
+    end)
+
+    it("git clones over HTTP (git execs git-remote-http, which gets the chain again) " .. c.name, function()
+      local dir = tmp .. "/clone." .. (c.chain and c.chain[1]:match("(%w+)%.lua$") or "direct")
+      os.execute("rm -rf " .. quote(dir))
+      local code, _, err = run(c.chain, ("git clone -q http://127.0.0.1:%d/repo.git %s"):format(srv.port, quote(dir)))
+      assert.are.equal(0, code, err)
+      local f = assert(io.open(dir .. "/file.txt"))
+      assert.are.equal("lwsp\n", f:read("a"))
+      f:close()
+    end)
+
     it("curl to a refused port fails as the kernel makes it fail " .. c.name, function()
       local code, _, err = run(c.chain, "curl -sS http://127.0.0.1:9/")
       assert.are.equal(7, code)
@@ -113,7 +146,7 @@ describe("preload #preload #posix #subprocess", function()
       local code, o, err = run(c.chain, ("python3 %s http://127.0.0.1:%d/big.bin"):format(
         quote(root .. "/spec/tools/preload_echo.py"), srv.port))
       assert.are.equal(0, code, err)
-      assert.are.equal("echo 1048576 True True\nurllib 8388731\n", o)
+      assert.are.equal("echo 1048576 True True\nurllib 67108987\n", o)
     end)
   end
 
@@ -162,7 +195,17 @@ describe("preload #preload #posix #subprocess", function()
     -- meter's report of the download: all of the file and the headers came up through it
     local got = tonumber(text:match("%[meter%] 127%.0%.0%.1:%d+ %-> %S+ sent %d+ B in %d+ call%(s%), received (%d+) B"))
     assert.is_truthy(got, text)
-    assert.is_true(got > 8388731, text)
+    assert.is_true(got > 67108987, text)
+  end)
+
+  it("a chain that does not start fails the program's inet sockets instead of going round it", function()
+    local code, o, err = run({tmp .. "/no-such-layer.lua"}, ("curl -sS http://127.0.0.1:%d/big.bin"):format(srv.port))
+    assert.are.equal(7, code, err)
+    assert.are.equal("", o)
+    code, _, err = run(nil, ("LWSP_PRELOAD_CHAIN=native== LD_PRELOAD=%s curl -sS -o /dev/null http://127.0.0.1:%d/big.bin")
+      :format(quote(root .. "/build/liblwsp_preload.so"), srv.port))
+    assert.are.equal(7, code, err)
+    assert.matches("LWSP_PRELOAD_ROOT unset", err)
   end)
 
   it("the chain is really in the way: a program's connect is in the trace", function()

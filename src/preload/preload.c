@@ -312,7 +312,8 @@ static const char init_lua[] =
   "  else error('LWSP_PRELOAD_CHAIN: bad item ' .. items[k]) end\n"
   "end\n"
   "if trace_prefix and trace_prefix ~= '' then\n"
-  "  require('wsp.trace').start(trace_prefix .. '.' .. pid .. '.jsonl')\n"
+  "  local ok, why = pcall(require('wsp.trace').start, trace_prefix .. '.' .. pid .. '.jsonl')\n"
+  "  if not ok then io.stderr:write('lwsp-preload: no trace: ', tostring(why), '\\n') end\n"
   "end\n"
   "return lwsp.path(), top.tcp or 0, top.udp or 0, top.tcp6 or 0, top.udp6 or 0\n";
 
@@ -358,7 +359,7 @@ static int start(void) {
   spec = getenv("LWSP_PRELOAD_CHAIN");
   root = getenv("LWSP_PRELOAD_ROOT");
   tr = getenv("LWSP_PRELOAD_TRACE");
-  if (!spec || !root) { say("LWSP_PRELOAD_CHAIN or LWSP_PRELOAD_ROOT unset: sockets are not served by lwsp"); ready = -1; goto out; }
+  if (!spec || !root) { say("LWSP_PRELOAD_CHAIN or LWSP_PRELOAD_ROOT unset: inet sockets fail with ENETDOWN"); ready = -1; goto out; }
   LS = luaL_newstate();
   luaL_openlibs(LS);
   if (luaL_loadbuffer(LS, init_lua, sizeof init_lua - 1, "=lwsp-preload") != LUA_OK) goto lua_bad;
@@ -386,7 +387,7 @@ static int start(void) {
   ready = 1;
   goto out;
 lua_bad:
-  say("the chain could not start: %s", lua_tostring(LS, -1));
+  say("the chain could not start (inet sockets fail with ENETDOWN): %s", lua_tostring(LS, -1));
   ready = -1;
   goto out;
 bad:
@@ -681,7 +682,12 @@ EXPORT int socket(int domain, int type, int protocol) {
   lsock *l;
   uintptr_t s;
   load_real();
-  if (inside || !served(domain, type) || !start()) return r_socket(domain, type, protocol);
+  if (inside || !served(domain, type)) return r_socket(domain, type, protocol);
+  if (!start()) {
+    /* the chain was asked for and is not there: no socket goes round it */
+    errno = ENETDOWN;
+    return -1;
+  }
   if (owner_pid != getpid()) {
     say("socket() in a forked child that did not exec: served by the kernel, not the chain");
     return r_socket(domain, type, protocol);

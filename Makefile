@@ -14,7 +14,7 @@ HDRS      = $(wildcard src/*.h)
 BUSTED    ?= lua5.4 /usr/bin/busted
 export LWSP_EXAMPLES = $(CURDIR)/examples
 
-.PHONY: lint ldoc all deps deps-run demo demo-memnet bench wine-smoke wine-test wine-foreign fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
+.PHONY: bench-preload lint ldoc all deps deps-run demo demo-memnet bench wine-smoke wine-test wine-foreign fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
 
 NATIVE_SRCS = src/native.c src/native_os.c src/common.c src/platform.c
 
@@ -222,6 +222,10 @@ build/notrace/lwsp.so: $(SRCS) $(HDRS) Makefile
 bench: deps all build/cpass.so build/notrace/lwsp.so
 	@$(BENCH_ENV) lua5.4 bench/run.lua
 	@bash bench/instructions.sh
+
+# curl through the preload library: 1 GiB and 10,000 requests, direct vs one passthrough.
+bench-preload: all
+	@bash bench/preload.sh
 
 clean:
 	rm -rf build

@@ -14,7 +14,7 @@ HDRS      = $(wildcard src/*.h)
 BUSTED    ?= lua5.4 /usr/bin/busted
 export LWSP_EXAMPLES = $(CURDIR)/examples
 
-.PHONY: bench-preload lint ldoc all deps deps-run demo demo-memnet bench wine-smoke wine-test wine-foreign fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
+.PHONY: asan-preload bench-preload lint ldoc all deps deps-run demo demo-memnet bench wine-smoke wine-test wine-foreign fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
 
 NATIVE_SRCS = src/native.c src/native_os.c src/common.c src/platform.c
 
@@ -222,6 +222,18 @@ build/notrace/lwsp.so: $(SRCS) $(HDRS) Makefile
 bench: deps all build/cpass.so build/notrace/lwsp.so
 	@$(BENCH_ENV) lua5.4 bench/run.lua
 	@bash bench/instructions.sh
+
+# spec 30 (real programs through the chain) with the preload library, lwsp.so
+# and the native base built with ASan/UBSan (the sanitizer runtime preloaded first).
+build/asan/liblwsp_preload.so: src/preload/preload.c Makefile
+	@mkdir -p build/asan
+	$(CC) -std=gnu11 -fPIC -fvisibility=hidden -I$(LUA_INC) $(WARN) -O1 -g -fno-omit-frame-pointer \
+	  -fsanitize=address,undefined -fno-sanitize-recover=all -shared -o $@ src/preload/preload.c $(LUA_LIB) -lpthread -ldl
+asan-preload: all build/asan/lwsp.so build/asan/liblwsp_preload.so
+	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  LWSP_PRELOAD_LIB=$(CURDIR)/build/asan/liblwsp_preload.so LWSP_PRELOAD_CPATH="$(CURDIR)/build/asan/?.so" \
+	  LWSP_PRELOAD_SPEC_ENV="LD_PRELOAD=\"$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)\"" \
+	  $(BUSTED) spec/30-preload_spec.lua
 
 # curl through the preload library: 1 GiB and 10,000 requests, direct vs one passthrough.
 bench-preload: all

@@ -22,13 +22,15 @@ function M.environment(o)
   if o.base == "native" then items[#items + 1] = "native==" else
     items[#items + 1] = ("base=%s=%s"):format(lwsp.guid(), absolute(o.base))
   end
-  local lib = absolute(o.root .. "/build/liblwsp_preload.so")
+  -- ($LWSP_PRELOAD_LIB: another build, for example under AddressSanitizer;
+  -- a preload already there, such as the sanitizer's runtime, stays first)
+  local lib = os.getenv("LWSP_PRELOAD_LIB") or absolute(o.root .. "/build/liblwsp_preload.so")
   local pre = os.getenv("LD_PRELOAD")
   local env = {
     LWSP_PRELOAD_CHAIN = table.concat(items, ";"),
     LWSP_PRELOAD_ROOT = absolute(o.root),
     LWSP_REGISTRY = o.registry,
-    LD_PRELOAD = pre and pre ~= "" and (lib .. " " .. pre) or lib,
+    LD_PRELOAD = pre and pre ~= "" and (pre .. " " .. lib) or lib,
   }
   if o.trace then env.LWSP_PRELOAD_TRACE = absolute(o.trace) end
   return env

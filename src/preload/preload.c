@@ -292,7 +292,7 @@ static void from_win(struct sockaddr_storage *ss, int wlen, struct sockaddr *sa,
 static const char init_lua[] =
   "local spec, root, trace_prefix, pid = ...\n"
   "package.path = root .. '/lua/?.lua;' .. root .. '/lua/?/init.lua;' .. package.path\n"
-  "package.cpath = root .. '/build/?.so;' .. package.cpath\n"
+  "package.cpath = (os.getenv('LWSP_PRELOAD_CPATH') or (root .. '/build/?.so')) .. ';' .. package.cpath\n"
   "local lwsp = require 'lwsp'\n"
   "local wsp = require 'wsp'\n"
   "local host = require 'wsp.host'\n"

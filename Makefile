@@ -65,6 +65,8 @@ deps-run:
 demo: deps-run
 	@$(MAKE) --no-print-directory all
 	@LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" LUA_CPATH="$(CURDIR)/build/?.so;;" lua5.4 examples/fetch.lua
+	@echo; echo "--- the same with real programs: curl and python3 through the chain (docs/preload.md)"; echo
+	@bash examples/demo_curl.sh
 
 # A Lua base provider (memnet) with every WSP call it handles printed.
 demo-memnet: deps-run

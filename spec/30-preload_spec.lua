@@ -208,6 +208,22 @@ describe("preload #preload #posix #subprocess", function()
     assert.matches("LWSP_PRELOAD_ROOT unset", err)
   end)
 
+  it("make demo's real-program part (examples/demo_curl.sh): identical bytes, curl's own refusal, the layers' lines", function()
+    local code, o, err = run(nil, "bash " .. quote(root .. "/examples/demo_curl.sh"))
+    assert.are.equal(0, code, o .. err)
+    assert.matches("identical: yes", o)
+    assert.matches("curl: %(7%) Failed to connect to 192%.0%.2%.1 port 80 after %d+ ms: Couldn't connect to server", o)
+    assert.matches("lwsp%[firewall%] denied 192%.0%.2%.1:80", o)
+    assert.matches("lwsp%[meter%] 127%.0%.0%.1:%d+ %-> %S+ sent %d+ B in 1 call%(s%), received 52%d%d%d%d B", o)
+  end)
+
+  it("a program that sets up io_uring is reported on stderr", function()
+    local code, _, err = run({passthrough}, "python3 -c " .. quote("import ctypes; b = ctypes.create_string_buffer(120); "
+      .. "ctypes.CDLL(None, use_errno=True).syscall(425, 4, b)"))
+    assert.are.equal(0, code, err)
+    assert.matches("sets up io_uring: its I/O through a ring is not served by lwsp", err)
+  end)
+
   it("the chain is really in the way: a program's connect is in the trace", function()
     local prefix = tmp .. "/trace"
     local code, _, err = run({passthrough}, ("curl -sS -o /dev/null http://127.0.0.1:%d/big.bin"):format(srv.port)

@@ -239,4 +239,68 @@ describe("preload #preload #posix #subprocess", function()
     assert.matches('"name":"WSPRecv"', text)
     assert.is_truthy(io.open(prefix .. ".html")):close()
   end)
+
+  -- Side by side with proxychains-ng: one local third-party SOCKS5 proxy
+  -- (microsocks), the same programs through Debian's proxychains4 and through
+  -- lwsp with examples/socks5.lua.
+  describe("through a SOCKS5 proxy (microsocks)", function()
+    local ms_pid, ms_log, ms_port, s5dir, pc_conf
+    setup(function()
+      ms_port = 20000 + math.random(0, 9999)
+      ms_log = tmp .. "/microsocks.log"
+      local p = io.popen(("microsocks -i 127.0.0.1 -p %d >%s 2>&1 & echo $!"):format(ms_port, quote(ms_log)))
+      ms_pid = tonumber(p:read("l"))
+      p:close()
+      s5dir = tmp .. "/socks5"
+      os.execute(("mkdir -p %s && cp %s %s/"):format(quote(s5dir), quote(root .. "/examples/socks5.lua"), quote(s5dir)))
+      local f = assert(io.open(s5dir .. "/socks5.conf", "w")); f:write("127.0.0.1 ", ms_port, "\n"); f:close()
+      pc_conf = tmp .. "/proxychains.conf"
+      f = assert(io.open(pc_conf, "w"))
+      f:write("strict_chain\nquiet_mode\n[ProxyList]\nsocks5 127.0.0.1 ", ms_port, "\n")
+      f:close()
+      os.execute("sleep 0.3")
+    end)
+    teardown(function() if ms_pid then os.execute("kill " .. ms_pid) end end)
+
+    local function through(way, cmd)
+      if way == "proxychains4" then return run(nil, ("proxychains4 -f %s sh -c %s"):format(quote(pc_conf), quote(cmd))) end
+      return run({s5dir .. "/socks5.lua"}, cmd)
+    end
+    local function proxied()
+      local f = assert(io.open(ms_log)); local text = f:read("a"); f:close()
+      local _, n = text:gsub("connected to 127%.0%.0%.1:" .. srv.port, "")
+      return n
+    end
+
+    for _, way in ipairs{"proxychains4", "lwsp with socks5.lua"} do
+      it("curl (64 MiB), python3 urllib and asyncio, node http.get: " .. way, function()
+        local before = proxied()
+        local out = tmp .. "/socks." .. way:gsub("%W", "")
+        local code, o, err = through(way, ("curl -sS -o %s http://127.0.0.1:%d/big.bin"):format(quote(out), srv.port))
+        assert.are.equal(0, code, err)
+        assert.are.equal(sha(tmp .. "/www/big.bin"), sha(out))
+        code, o, err = through(way, ("python3 -c %s http://127.0.0.1:%d/big.bin"):format(quote(
+          "import sys, urllib.request, hashlib, asyncio\n"
+          .. "print(hashlib.sha256(urllib.request.urlopen(sys.argv[1]).read()).hexdigest())\n"
+          .. "async def get():\n"
+          .. "    r, w = await asyncio.open_connection('127.0.0.1', int(sys.argv[1].split(':')[2].split('/')[0]))\n"
+          .. "    w.write(b'GET /big.bin HTTP/1.0\\r\\n\\r\\n'); body = await r.read(); w.close()\n"
+          .. "    return hashlib.sha256(body.split(b'\\r\\n\\r\\n', 1)[1]).hexdigest()\n"
+          .. "print(asyncio.run(get()))"), srv.port))
+        assert.are.equal(0, code, err)
+        local h = sha(tmp .. "/www/big.bin")
+        assert.are.equal(h .. "\n" .. h .. "\n", o)
+        -- (node's http.get only: microsocks ends both directions at the first
+        -- end of stream, so the half-closing net echo fails through it either way)
+        code, o, err = through(way, ("node -e %s http://127.0.0.1:%d/big.bin"):format(quote(
+          "const h = require('crypto').createHash('sha256');"
+          .. "require('http').get(process.argv[1], (r) => { r.on('data', (d) => h.update(d));"
+          .. " r.on('end', () => console.log(h.digest('hex'))); });"), srv.port))
+        assert.are.equal(0, code, err)
+        assert.are.equal(h .. "\n", o)
+        -- every connection to the HTTP server went through the proxy: curl, urllib, asyncio, node
+        assert.are.equal(4, proxied() - before)
+      end)
+    end
+  end)
 end)

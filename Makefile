@@ -8,16 +8,17 @@ CFLAGS    ?= -O2 -g
 WARN      = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
 BASEFLAGS = -std=gnu11 -fPIC -fvisibility=hidden -I$(LUA_INC) -Isrc $(WARN)
 SRCS      = src/lwsp.c src/budget.c src/match.c src/dispatch.c src/upcalls.c src/common.c src/platform.c \
-            src/host.c src/hostapi.c src/hostobj.c src/hostk.c src/probe.c src/view.c src/pending.c src/hostio.c src/events.c src/lower.c src/hostbench.c src/fault.c src/trace.c src/wsc.c src/sandbox.c
+            src/host.c src/hostapi.c src/hostobj.c src/hostk.c src/probe.c src/view.c src/pending.c src/hostio.c src/events.c src/lower.c src/hostbench.c src/fault.c src/trace.c src/wsc.c src/sandbox.c \
+            src/preload/hostc.c
 HDRS      = $(wildcard src/*.h)
 BUSTED    ?= lua5.4 /usr/bin/busted
 export LWSP_EXAMPLES = $(CURDIR)/examples
 
-.PHONY: stress lint ldoc all deps deps-run demo demo-memnet bench wine-smoke wine-test wine-foreign foreign-loader wine-loader wine32 fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
+.PHONY: asan-preload bench-preload stress lint ldoc all deps deps-run demo demo-memnet bench wine-smoke wine-test wine-foreign foreign-loader wine-loader wine32 fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
 
 NATIVE_SRCS = src/native.c src/native_os.c src/common.c src/platform.c
 
-all: build/lwsp.so build/lwsp_native.so build/test_nullproc.so build/foreign_host build/foreign_host_nocomplete build/foreign_host_stubcomplete
+all: build/lwsp.so build/lwsp_native.so build/test_nullproc.so build/foreign_host build/foreign_host_nocomplete build/foreign_host_stubcomplete build/liblwsp_preload.so build/preload_edge
 
 # A host of its own (no lwsp host code) that loads the runtime as a provider
 # DLL: spec/26-foreign_host_spec.lua.  The second exports no
@@ -61,6 +62,8 @@ deps-run:
 demo: deps-run
 	@$(MAKE) --no-print-directory all
 	@LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" LUA_CPATH="$(CURDIR)/build/?.so;;" lua5.4 examples/fetch.lua
+	@echo; echo "--- the same with real programs: curl and python3 through the chain (docs/preload.md)"; echo
+	@bash examples/demo_curl.sh
 
 # A Lua base provider (memnet) with every WSP call it handles printed.
 demo-memnet: deps-run
@@ -257,6 +260,24 @@ build/notrace/lwsp.so: $(SRCS) $(HDRS) Makefile
 bench: deps all build/cpass.so build/notrace/lwsp.so
 	@$(BENCH_ENV) lua5.4 bench/run.lua
 	@bash bench/instructions.sh
+
+# spec 30 (real programs through the chain) with the preload library, lwsp.so
+# and the native base built with ASan/UBSan (the sanitizer runtime preloaded
+# first): the C edge cases and python3 (curl, wget, git and node do not run
+# with the sanitizer runtime preloaded, even without lwsp).
+build/asan/liblwsp_preload.so: src/preload/preload.c Makefile
+	@mkdir -p build/asan
+	$(CC) -std=gnu11 -fPIC -fvisibility=hidden -I$(LUA_INC) $(WARN) -O1 -g -fno-omit-frame-pointer \
+	  -fsanitize=address,undefined -fno-sanitize-recover=all -shared -o $@ src/preload/preload.c $(LUA_LIB) -lpthread -ldl
+asan-preload: all build/asan/lwsp.so build/asan/liblwsp_preload.so
+	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  LWSP_PRELOAD_LIB=$(CURDIR)/build/asan/liblwsp_preload.so LWSP_PRELOAD_CPATH="$(CURDIR)/build/asan/?.so" \
+	  LWSP_PRELOAD_SPEC_ENV="LD_PRELOAD=\"$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)\"" \
+	  $(BUSTED) --filter="edge cases" --filter="python3" spec/30-preload_spec.lua
+
+# curl through the preload library: 1 GiB and 10,000 requests, direct vs one passthrough.
+bench-preload: all
+	@bash bench/preload.sh
 
 clean:
 	rm -rf build

@@ -780,7 +780,12 @@ int rt_lower_poll(lwsp_inst *I, long max_ms) {
     int rc;
     long ms;
     rs.fd_count = ws.fd_count = 0;
-    for (size_t i = 0; i < low->nregs && rs.fd_count < WSP_FD_SETSIZE && ws.fd_count < WSP_FD_SETSIZE; i++) {
+    /* more waiters than a select set holds: each poll starts where the last
+     * one stopped, so every waiter is polled in its turn */
+    static size_t rot;
+    size_t from = low->nregs ? __atomic_fetch_add(&rot, WSP_FD_SETSIZE, __ATOMIC_RELAXED) % low->nregs : 0;
+    for (size_t n = 0; n < low->nregs && rs.fd_count < WSP_FD_SETSIZE && ws.fd_count < WSP_FD_SETSIZE; n++) {
+      size_t i = (from + n) % low->nregs;
       wsp_fd_set *s = low->regs[i].dir ? &ws : &rs;
       if (!lwsp_fd_isset(low->regs[i].h, s)) s->fd_array[s->fd_count++] = low->regs[i].h;
     }

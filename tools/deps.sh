@@ -4,9 +4,11 @@
 #   tools/deps.sh test   - also busted, luacheck, ldoc, luarocks, valgrind, mingw-w64, clang and chromium (the trace page)
 set -euo pipefail
 profile=${1:-test}
-pkgs=(gcc make lua5.4 liblua5.4-dev python3)
+pkgs=(gcc make lua5.4 liblua5.4-dev python3 curl)
+# (curl for make demo; curl, wget, git and nodejs: spec/30-preload_spec.lua runs them through the chain)
 if [ "$profile" = test ]; then
   pkgs+=(lua-busted lua-check lua-ldoc luarocks valgrind mingw-w64 binutils clang libclang-rt-14-dev chromium fonts-liberation)
+  pkgs+=(wget git nodejs proxychains4 microsocks)
 fi
 need=()
 for p in "${pkgs[@]}"; do

@@ -20,6 +20,14 @@ NATIVE_SRCS = src/native.c src/native_os.c src/common.c src/platform.c
 
 all: build/lwsp.so build/lwsp_native.so build/test_nullproc.so build/foreign_host build/foreign_host_nocomplete build/foreign_host_stubcomplete build/liblwsp_preload.so build/preload_edge
 
+# Real programs through the chain (bin/lwsp-run -- PROGRAM): docs/preload.md.
+build/liblwsp_preload.so: src/preload/preload.c Makefile
+	@mkdir -p build
+	$(CC) -std=gnu11 -fPIC -fvisibility=hidden -I$(LUA_INC) $(WARN) $(CFLAGS) -shared -o $@ src/preload/preload.c $(LUA_LIB) -lpthread -ldl
+build/preload_edge: spec/tools/edge.c
+	@mkdir -p build
+	$(CC) -std=gnu11 -O1 -g $(WARN) -o $@ spec/tools/edge.c
+
 # A host of its own (no lwsp host code) that loads the runtime as a provider
 # DLL: spec/26-foreign_host_spec.lua.  The second exports no
 # WPUCompleteOverlappedRequest.

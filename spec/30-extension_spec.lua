@@ -1,0 +1,185 @@
+-- Winsock's extension functions (AcceptEx, ConnectEx, DisconnectEx,
+-- TransmitFile, WSARecvMsg, WSASendMsg, GetAcceptExSockaddrs), got as an
+-- application gets them (WSAIoctl, then the call), over the native base.
+local H = require "helpers"
+local wsp, host = H.wsp, H.host
+
+local function stacks()
+  local native = H.base()
+  return {{"the native base", native}}
+end
+
+describe("extension functions", function()
+  after_each(H.reset)
+
+  for _, which in ipairs{"the native base"} do
+    describe("through " .. which, function()
+      local r
+      before_each(function()
+        for _, s in ipairs(stacks()) do if s[1] == which then r = s[2] end end
+      end)
+
+      local function tcp() return assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp)) end
+      local function listener()
+        local l = tcp()
+        assert(host.bind(l, "127.0.0.1:0"))
+        assert(host.listen(l, 8))
+        return l
+      end
+
+      it("serves an echo over a completion port: AcceptEx with and without data, ConnectEx with data", function()
+        local l = listener()
+        local port = host.port()
+        assert(host.associate(l, port, 1))
+        for _, rcvlen in ipairs{0, 64} do
+          local as = tcp()
+          assert(host.associate(as, port, 2))
+          local aov = host.overlapped()
+          H.fails_with("WSA_IO_PENDING", host.acceptex(l, as, rcvlen, aov))
+          local c = tcp()
+          assert(host.bind(c, "127.0.0.1:0"))
+          local cport = host.port()
+          assert(host.associate(c, cport, 3))
+          local cov = host.overlapped()
+          H.fails_with("WSA_IO_PENDING", host.connectex(c, host.getsockname(l), "hello", cov))
+          local sent, key, addr = host.dequeue(cport, 5000)
+          assert.equal(5, sent)
+          assert.equal(3, key)
+          assert.equal(cov.address, addr)
+          local got, akey = host.dequeue(port, 5000)
+          assert.equal(rcvlen > 0 and 5 or 0, got)
+          assert.equal(1, akey)                      -- the listener's key: AcceptEx completes on it
+          assert.equal(rcvlen > 0 and "hello" or "", aov.data)
+          local loc, rem = host.acceptex_sockaddrs(l, aov)
+          assert.same(host.getsockname(l), loc)
+          assert.same(host.getsockname(c), rem)
+          assert(host.setsockopt(as, wsp.SOL_SOCKET, wsp.SO_UPDATE_ACCEPT_CONTEXT, string.pack("<I8", l)))
+          assert(host.setsockopt(c, wsp.SOL_SOCKET, wsp.SO_UPDATE_CONNECT_CONTEXT, ""))
+          assert.same(host.getsockname(c), host.getpeername(as))
+          if rcvlen == 0 then assert.equal("hello", (host.recv(as, 10))) end
+          -- the echo, overlapped on the accepted socket
+          local eov = host.overlapped()
+          assert(host.send(as, "echo"))
+          local ok, err = host.wsarecv(c, 10, eov)   -- done at once or pending: a packet either way
+          assert(ok or err:find("WSA_IO_PENDING"))
+          assert.equal(4, (host.dequeue(cport, 5000)))
+          assert.equal("echo", eov.data)
+          assert(host.close(c))
+          assert(host.close(as))
+        end
+      end)
+
+      it("sends a file with TransmitFile, with head and tail, blocking and overlapped", function()
+        local l = listener()
+        local c = tcp()
+        assert(host.connect(c, host.getsockname(l)))
+        local a = assert(host.accept(l))
+        local path = H.tmp .. "/transmit.bin"
+        local body = {}
+        for i = 1, 5000 do body[i] = string.char(i % 251) end
+        body = table.concat(body):rep(20)               -- 100,000 bytes
+        local f = assert(io.open(path, "wb")); f:write(body); f:close()
+        local fh = assert(host.open_file(path))
+        assert(host.transmitfile(c, fh, nil, {head = "HEAD", tail = "TAIL"}))
+        local ov = host.overlapped(host.create_event())
+        ov.Offset = 99990
+        local r1, e1 = host.transmitfile(c, fh, ov, {bytes = 5})
+        assert(r1 or e1:find("WSA_IO_PENDING"))
+        assert.equal(1, host.wait({ov.hEvent}, false, 5000))
+        assert.equal(0, ov.OffsetHigh)
+        local want = "HEAD" .. body .. "TAIL" .. body:sub(99991, 99995)
+        local got = ""
+        while #got < #want do
+          local part = assert(host.recv(a, 300000))
+          got = got .. part
+        end
+        assert.equal(#want, #got)
+        assert.equal(want, got)
+        host.close_file(fh)
+      end)
+
+      it("reuses a socket after DisconnectEx(TF_REUSE_SOCKET) for a second ConnectEx", function()
+        local l = listener()
+        local c = tcp()
+        assert(host.bind(c, "127.0.0.1:0"))
+        local ev = host.create_event()
+        for round = 1, 2 do
+          local ov = host.overlapped(ev)
+          H.fails_with("WSA_IO_PENDING", host.connectex(c, host.getsockname(l), "round" .. round, ov))
+          assert.equal(1, host.wait({ev}, false, 5000))
+          assert.equal(0, ov.OffsetHigh)
+          local a = assert(host.accept(l))
+          assert.equal("round" .. round, (host.recv(a, 10)))
+          host.reset_event(ev)
+          local dov = host.overlapped(ev)
+          local ok, err = host.disconnectex(c, dov, wsp.TF_REUSE_SOCKET)
+          assert(ok or err:find("WSA_IO_PENDING"))
+          assert.equal(1, host.wait({ev}, false, 5000))
+          assert.equal(0, dov.OffsetHigh)
+          assert.equal("", (host.recv(a, 10)))       -- the peer saw the orderly close
+          host.reset_event(ev)
+          assert(host.close(a))
+        end
+        H.fails_with("WSAENOTCONN", host.disconnectex(c, nil, 0))
+      end)
+
+      it("receives a UDP datagram with WSARecvMsg and its destination address", function()
+        local u = assert(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, r.udp))
+        assert(host.bind(u, "127.0.0.1:0"))
+        assert(host.setsockopt(u, wsp.IPPROTO_IP, wsp.IP_PKTINFO, string.pack("<i4", 1)))
+        local s = assert(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, r.udp))
+        assert(host.bind(s, "127.0.0.1:0"))
+        assert(host.wsasendmsg(s, "datagram", host.getsockname(u)))
+        local m = assert(host.wsarecvmsg(u, 100))
+        assert.equal("datagram", m.data)
+        assert.same(host.getsockname(s), m.from)
+        assert.equal("127.0.0.1", m.destination.address)
+        assert.is_true(m.ifindex > 0)
+        -- overlapped, with a routine, and a control buffer too short for the address
+        host.completions()
+        local ov = host.overlapped()
+        H.fails_with("WSA_IO_PENDING", host.wsarecvmsg(u, 4, ov, {routine = true, control = 8}))
+        assert(host.wsasendmsg(s, "truncated", host.getsockname(u)))
+        local done = H.await_completions()
+        assert.equal(1, #done)
+        assert.equal(wsp.WSAEMSGSIZE, done[1].error)
+        local res = host.recvmsg_result(ov)
+        assert.equal("trun", res.data)
+        assert.equal(wsp.MSG_TRUNC | wsp.MSG_CTRUNC, res.flags & (wsp.MSG_TRUNC | wsp.MSG_CTRUNC))
+        assert.is_nil(res.destination)
+        -- on a stream socket it is refused
+        H.fails_with("WSAEOPNOTSUPP", host.wsarecvmsg(tcp(), 10))
+      end)
+
+      it("refuses bad GUIDs, short buffers, an unbound ConnectEx, and aborts what a close leaves pending", function()
+        local l = listener()
+        H.fails_with("WSAEINVAL", host.ioctl(l, wsp.SIO_GET_EXTENSION_FUNCTION_POINTER, string.rep("\1", 16), 8))
+        H.fails_with("WSAEFAULT", host.ioctl(l, wsp.SIO_GET_EXTENSION_FUNCTION_POINTER, string.rep("\1", 8), 8))
+        assert.is_number(host.extension(l, "AcceptEx"))
+        local c = tcp()
+        H.fails_with("WSAEINVAL", host.connectex(c, host.getsockname(l), "", host.overlapped()))
+        H.fails_with("WSAEINVAL", host.connectex(c, host.getsockname(l), "", nil))   -- no overlapped
+        local as = tcp()
+        H.fails_with("WSAEFAULT", host.acceptex(l, as, 0, host.overlapped(), {["local"] = 10}))
+        H.fails_with("WSAEINVAL", host.acceptex(as, tcp(), 0, host.overlapped()))   -- not listening
+        H.fails_with("WSAEINVAL", host.disconnectex(c, nil, 0x80))
+        -- closing the listener aborts a pending AcceptEx
+        local ev = host.create_event()
+        local ov = host.overlapped(ev)
+        H.fails_with("WSA_IO_PENDING", host.acceptex(l, as, 16, ov))
+        assert(host.close(l))
+        assert.equal(1, host.wait({ev}, false, 5000))
+        assert.equal(wsp.WSA_OPERATION_ABORTED, ov.OffsetHigh)
+      end)
+
+      it("answers the base-handle ioctls with its own handle", function()
+        local s = tcp()
+        for _, code in ipairs{wsp.SIO_BASE_HANDLE, wsp.SIO_BSP_HANDLE, wsp.SIO_BSP_HANDLE_SELECT, wsp.SIO_BSP_HANDLE_POLL} do
+          local out = assert(host.ioctl(s, code, nil, 8))
+          assert.equal(s, (string.unpack("<I8", out)))
+        end
+        H.fails_with("WSAEFAULT", host.ioctl(s, wsp.SIO_BASE_HANDLE, nil, 4))
+      end)
+    end)
+  end
+end)

@@ -9,7 +9,7 @@ WARN      = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
 BASEFLAGS = -std=gnu11 -fPIC -fvisibility=hidden -I$(LUA_INC) -Isrc $(WARN)
 SRCS      = src/lwsp.c src/budget.c src/match.c src/dispatch.c src/upcalls.c src/common.c src/platform.c \
             src/host.c src/hostapi.c src/hostobj.c src/hostk.c src/probe.c src/view.c src/pending.c src/hostio.c src/events.c src/lower.c src/hostbench.c src/fault.c src/trace.c src/wsc.c src/sandbox.c \
-            src/hostext.c
+            src/hostext.c src/extfn.c
 HDRS      = $(wildcard src/*.h)
 BUSTED    ?= lua5.4 /usr/bin/busted
 export LWSP_EXAMPLES = $(CURDIR)/examples

@@ -4,20 +4,24 @@
 local H = require "helpers"
 local wsp, host = H.wsp, H.host
 
-local function stacks()
-  local native = H.base()
-  return {{"the native base", native}}
+-- the same application over the native base, one and two wsp.layered
+-- passthrough layers (each extension function inherited in C)
+local function stack(which)
+  local r = H.base()
+  for i = 1, which do
+    r = H.layered{script = H.root .. "/examples/passthrough.lua", over = r, name = "layer" .. i}
+  end
+  return r
 end
+local STACKS = {"the native base", "one Lua layer over the native base", "two Lua layers over the native base"}
 
 describe("extension functions", function()
   after_each(H.reset)
 
-  for _, which in ipairs{"the native base"} do
+  for layers, which in ipairs(STACKS) do
     describe("through " .. which, function()
       local r
-      before_each(function()
-        for _, s in ipairs(stacks()) do if s[1] == which then r = s[2] end end
-      end)
+      before_each(function() r = stack(layers - 1) end)
 
       local function tcp() return assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp)) end
       local function listener()
@@ -155,7 +159,12 @@ describe("extension functions", function()
         local l = listener()
         H.fails_with("WSAEINVAL", host.ioctl(l, wsp.SIO_GET_EXTENSION_FUNCTION_POINTER, string.rep("\1", 16), 8))
         H.fails_with("WSAEFAULT", host.ioctl(l, wsp.SIO_GET_EXTENSION_FUNCTION_POINTER, string.rep("\1", 8), 8))
-        assert.is_number(host.extension(l, "AcceptEx"))
+        local mine = host.extension(l, "AcceptEx")
+        assert.is_number(mine)
+        -- a layer answers with its own functions, not the base's (which would not know its handles)
+        local native = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, H.base().tcp))
+        if layers == 1 then assert.equal(host.extension(native, "AcceptEx"), mine)
+        else assert.not_equal(host.extension(native, "AcceptEx"), mine) end
         local c = tcp()
         H.fails_with("WSAEINVAL", host.connectex(c, host.getsockname(l), "", host.overlapped()))
         H.fails_with("WSAEINVAL", host.connectex(c, host.getsockname(l), "", nil))   -- no overlapped
@@ -172,11 +181,20 @@ describe("extension functions", function()
         assert.equal(wsp.WSA_OPERATION_ABORTED, ov.OffsetHigh)
       end)
 
-      it("answers the base-handle ioctls with its own handle", function()
+      it("answers SIO_BSP_HANDLE* with the top socket and SIO_BASE_HANDLE with the base provider's", function()
         local s = tcp()
-        for _, code in ipairs{wsp.SIO_BASE_HANDLE, wsp.SIO_BSP_HANDLE, wsp.SIO_BSP_HANDLE_SELECT, wsp.SIO_BSP_HANDLE_POLL} do
+        for _, code in ipairs{wsp.SIO_BSP_HANDLE, wsp.SIO_BSP_HANDLE_SELECT, wsp.SIO_BSP_HANDLE_POLL} do
           local out = assert(host.ioctl(s, code, nil, 8))
           assert.equal(s, (string.unpack("<I8", out)))
+          H.fails_with("WSAEFAULT", host.ioctl(s, code, nil, 4))
+        end
+        local base = string.unpack("<I8", assert(host.ioctl(s, wsp.SIO_BASE_HANDLE, nil, 8)))
+        if layers == 1 then
+          assert.equal(s, base)
+        else
+          assert.not_equal(s, base)                 -- the native base's own socket under the layers
+          local info = assert(host.socket_info(base))
+          assert.is_table(info)
         end
         H.fails_with("WSAEFAULT", host.ioctl(s, wsp.SIO_BASE_HANDLE, nil, 4))
       end)

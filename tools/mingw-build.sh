@@ -31,7 +31,7 @@ if [ ! -d "$out/src/lua-5.4" ]; then
 fi
 
 SRCS="src/lwsp.c src/budget.c src/match.c src/dispatch.c src/upcalls.c src/common.c src/platform.c src/host.c src/hostapi.c src/hostobj.c src/hostk.c
-      src/probe.c src/view.c src/pending.c src/hostio.c src/events.c src/lower.c src/hostbench.c src/fault.c src/trace.c src/wsc.c src/sandbox.c src/hostext.c"
+      src/probe.c src/view.c src/pending.c src/hostio.c src/events.c src/lower.c src/hostbench.c src/fault.c src/trace.c src/wsc.c src/sandbox.c src/hostext.c src/extfn.c"
 for arch in x86_64 i686; do
   cc=$arch-w64-mingw32-gcc
   dir=$out/$arch

@@ -119,6 +119,45 @@ static int x_begin(lwsp_inst *I, SOCKET s, int ext, xctx *x) {
 }
 static BOOL x_fail(xctx *x, int e) { x_leave(x->I); set_error(x->I, e); return FALSE; }
 
+/* ---- Lua handlers: a layer's say before the call goes down ------------------------- */
+const char *const rt_ext_handler_names[LWSP_EXT_COUNT] = {
+  "acceptex", NULL, "connectex", "disconnectex", "transmitfile", "transmitpackets", "wsarecvmsg", "wsasendmsg"};
+
+typedef struct xargs { const struct sockaddr *addr; int addrlen; const char *data; size_t len; DWORD flags; int has_flags; } xargs;
+
+/* Runs the script's handler for ext, if it has one, as handler(s [, addr]
+ * [, data] [, flags]) on the ioctl entry's machinery (it cannot wait):
+ * nothing or true lets the call go down, nil and an error refuses it.
+ * 1: go on; 0: the call is over (x left, error set). */
+static int x_filter(xctx *x, int ext, const xargs *a) {
+  lwsp_inst *I = x->I;
+  lua_State *L = I->L;
+  const char *name = rt_ext_handler_names[ext];
+  rt_call c;
+  INT e = 0;
+  int has;
+  if (!name || !lua_checkstack(L, 3)) return 1;
+  lua_getfield(L, LUA_REGISTRYINDEX, "lwsp.handlers");
+  has = lua_istable(L, -1) && (lua_pushstring(L, name), lua_rawget(L, -2)) == LUA_TFUNCTION;
+  lua_settop(L, lua_gettop(L) - (lua_istable(L, -2) ? 2 : 1));
+  if (!has) return 1;
+  if (!rt_begin(&c, I, P_ioctl, x->so->handle, 1, &e)) { x_fail(x, e); return 0; }
+  /* the handler in place of the ioctl handler, then the socket table and the arguments */
+  lua_getfield(c.co, LUA_REGISTRYINDEX, "lwsp.handlers");
+  lua_pushstring(c.co, name);
+  lua_rawget(c.co, -2);
+  lua_replace(c.co, -4);
+  lua_pop(c.co, 1);
+  if (a->addr && !rt_push_addr_arg(&c, a->addr, a->addrlen)) lua_pushnil(c.co);
+  if (a->data) lua_pushlstring(c.co, a->data, a->len);
+  if (a->has_flags) lua_pushinteger(c.co, a->flags);
+  if (rt_run(&c, &e) != RT_DONE) { x_fail(x, e ? e : WSAENETDOWN); return 0; }
+  e = rt_result_error(&c);
+  rt_end(&c);
+  if (e) { x_fail(x, e < 0 ? WSAENETDOWN : e); return 0; }
+  return 1;
+}
+
 /* A record for the call's lower overlapped (with the application's offset: TransmitFile reads it). */
 static xop *x_op(xctx *x, LPWSAOVERLAPPED ov, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine) {
   xop *op = calloc(1, sizeof *op);
@@ -192,6 +231,7 @@ static BOOL x_acceptex(lwsp_inst *I, SOCKET ls, SOCKET as, PVOID out, DWORD rcvl
   xop *op;
   BOOL ok;
   if (!x_begin(I, ls, 0, &x)) return FALSE;
+  { xargs a = {0}; if (!x_filter(&x, 0, &a)) return FALSE; }
   if (!(aso = rt_sock_find(I, as)) || !rt_lower_resolve(I, aso, &alow, &alh)) return x_fail(&x, WSAENOTSOCK);
   if (alow != x.low) return x_fail(&x, WSAEINVAL);
   if (!(op = x_op(&x, ov, NULL))) return x_fail(&x, WSAENOBUFS);
@@ -215,6 +255,7 @@ static BOOL x_connectex(lwsp_inst *I, SOCKET s, const struct sockaddr *name, int
   xop *op;
   BOOL ok;
   if (!x_begin(I, s, 2, &x)) return FALSE;
+  { xargs a = {name, namelen, data ? data : "", data ? len : 0, 0, 0}; if (!x_filter(&x, 2, &a)) return FALSE; }
   if (!(op = x_op(&x, ov, NULL))) return x_fail(&x, WSAENOBUFS);
   ok = CALL_DOWN(&x, LPFN_CONNECTEX, f_(x.lh, name, namelen, data, len, sent, x_low(op, 0)));
   return x_end(&x, op, ok, ok ? 0 : last_error(I), sent);
@@ -225,6 +266,7 @@ static BOOL x_disconnectex(lwsp_inst *I, SOCKET s, LPOVERLAPPED ov, DWORD flags,
   xop *op;
   BOOL ok;
   if (!x_begin(I, s, 3, &x)) return FALSE;
+  { xargs a = {NULL, 0, NULL, 0, flags, 1}; if (!x_filter(&x, 3, &a)) return FALSE; }
   if (!(op = x_op(&x, ov, NULL))) return x_fail(&x, WSAENOBUFS);
   ok = CALL_DOWN(&x, LPFN_DISCONNECTEX, f_(x.lh, x_low(op, 1), flags, reserved));
   return x_end(&x, op, ok, ok ? 0 : last_error(I), NULL);
@@ -236,6 +278,7 @@ static BOOL x_transmitfile(lwsp_inst *I, SOCKET s, HANDLE file, DWORD len, DWORD
   xop *op;
   BOOL ok;
   if (!x_begin(I, s, 4, &x)) return FALSE;
+  { xargs a = {NULL, 0, NULL, 0, flags, 1}; if (!x_filter(&x, 4, &a)) return FALSE; }
   if (!(op = x_op(&x, ov, NULL))) return x_fail(&x, WSAENOBUFS);
   ok = CALL_DOWN(&x, LPFN_TRANSMITFILE, f_(x.lh, file, len, per, x_low(op, 1), tb, flags));
   return x_end(&x, op, ok, ok ? 0 : last_error(I), NULL);
@@ -247,6 +290,7 @@ static BOOL x_transmitpackets(lwsp_inst *I, SOCKET s, LPTRANSMIT_PACKETS_ELEMENT
   xop *op;
   BOOL ok;
   if (!x_begin(I, s, 5, &x)) return FALSE;
+  { xargs a = {NULL, 0, NULL, 0, flags, 1}; if (!x_filter(&x, 5, &a)) return FALSE; }
   if (!(op = x_op(&x, ov, NULL))) return x_fail(&x, WSAENOBUFS);
   ok = CALL_DOWN(&x, LPFN_TRANSMITPACKETS, f_(x.lh, els, n, per, x_low(op, 1), flags));
   return x_end(&x, op, ok, ok ? 0 : last_error(I), NULL);
@@ -260,6 +304,10 @@ static INT x_msg(lwsp_inst *I, SOCKET s, int recv, LPWSAMSG m, DWORD flags, LPDW
   BOOL ok;
   INT rc, e = 0;
   if (!x_begin(I, s, recv ? 6 : 7, &x)) return SOCKET_ERROR;
+  {
+    xargs a = {recv || !m ? NULL : m->name, recv || !m ? 0 : m->namelen, NULL, 0, flags, !recv};
+    if (!x_filter(&x, recv ? 6 : 7, &a)) return SOCKET_ERROR;
+  }
   if (!(op = x_op(&x, ov, routine))) return x_fail(&x, WSAENOBUFS), SOCKET_ERROR;
   if (op->routine) {
     if (I->up.lpWPUOpenCurrentThread(&op->tid, &e) != 0) { free(op); return x_fail(&x, e ? e : WSAENOBUFS), SOCKET_ERROR; }

@@ -25,6 +25,9 @@ void rt_ext_poll(lwsp_inst *I, long *ms);
  * frees what they could still write to. */
 void rt_ext_abort(lwsp_inst *I);
 void rt_ext_free(lwsp_inst *I);
+/* The handler names a script may give the extension functions (NULL: none
+ * for that one), in spi_ext.h's order. */
+extern const char *const rt_ext_handler_names[];
 /* lower.c: the proc table of a layer below */
 const WSPPROC_TABLE *rt_lower_procs(struct lwsp_lower *low);
 #endif

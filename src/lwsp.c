@@ -852,6 +852,7 @@ static int run_script(lua_State *L) {
       const char *k = lua_tostring(L, -2);
       int known = 0;
       for (int i = 0; i < LWSP_NPROCS && !known; i++) known = strcmp(k, lwsp_proc_names[i]) == 0;
+      for (int i = 0; i < 8 && !known; i++) known = rt_ext_handler_names[i] && strcmp(k, rt_ext_handler_names[i]) == 0;
       if (!known) lwsp_log(I->name, "provider script %s: '%s' is not an SPI handler name; it is never called", I->script, k);
     }
     lua_pop(L, 1);

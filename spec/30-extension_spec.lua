@@ -262,4 +262,43 @@ describe("extension functions", function()
       assert.truthy(lines:find("sent 3 B in 1 call(s), received 5 B in 1 call(s)", 1, true), lines)
     end)
   end)
+
+  describe("with hostile handlers", function()
+    local SRC = [[
+local wsp = require "wsp"
+local P = require("wsp.layered").new()
+P.budget = 200000
+function P.connectex(s, addr, data) error("connectex blew up") end
+function P.acceptex(s) while true do end end
+function P.disconnectex(s, flags) return nil, "nonsense" end
+function P.wsasendmsg(s, to, flags) return nil, "WSAEACCES" end
+return P
+]]
+    it("contains a handler that raises, runs away or returns nonsense: the call fails, the process goes on", function()
+      local native = H.base()
+      local r = H.layered{script = H.script(SRC), over = native, name = "hostile"}
+      local l = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, native.tcp))
+      assert(host.bind(l, "127.0.0.1:0"))
+      assert(host.listen(l, 8))
+      local mark = H.mark()
+      local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+      assert(host.bind(c, "127.0.0.1:0"))
+      H.fails_with("WSAENETDOWN", host.connectex(c, host.getsockname(l), "x", host.overlapped()))
+      assert.truthy(H.find_log(mark, "connectex blew up", true))
+      local rl = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+      assert(host.bind(rl, "127.0.0.1:0"))
+      assert(host.listen(rl, 8))
+      local ok, err = host.acceptex(rl, assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp)), 0, host.overlapped())
+      assert.is_nil(ok)
+      assert.truthy(err:find("WSAENETDOWN") or err:find("WSAENOBUFS"), err)
+      H.fails_with("WSAENETDOWN", host.disconnectex(c, nil, 0))
+      local u = assert(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, r.udp))
+      H.fails_with("WSAEACCES", host.wsasendmsg(u, "x", "127.0.0.1:9"))
+      -- the instance still serves ordinary calls
+      assert(host.connect(c, host.getsockname(l)))
+      local a = assert(host.accept(l))
+      assert.equal(2, host.send(c, "ok"))
+      assert.equal("ok", (host.recv(a, 10)))
+    end)
+  end)
 end)

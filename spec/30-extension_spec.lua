@@ -282,6 +282,33 @@ describe("extension functions", function()
     end)
   end)
 
+  describe("in the trace", function()
+    after_each(function() require("wsp.trace").stop() end)
+
+    it("names the ioctl's GUID and records the layer's ConnectEx and its result", function()
+      local trace = require "wsp.trace"
+      local native = H.base()
+      local r = H.layered{script = H.root .. "/examples/passthrough.lua", over = native, name = "traced layer"}
+      local l = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, native.tcp))
+      assert(host.bind(l, "127.0.0.1:0"))
+      assert(host.listen(l, 8))
+      local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+      assert(host.bind(c, "127.0.0.1:0"))
+      trace.start()
+      H.fails_with("WSA_IO_PENDING", host.connectex(c, host.getsockname(l), "hi", host.overlapped()))
+      trace.stop()
+      local ioctl, call
+      for _, rec in ipairs(trace.records()) do
+        if rec.name == "WSPIoctl" and rec.socket == c and rec.kind == "call" then ioctl = rec end
+        if rec.name == "ConnectEx" and rec.socket == c and rec.kind == "return" then call = rec end
+      end
+      assert.truthy(ioctl, "no WSPIoctl record")
+      assert.equal("SIO_GET_EXTENSION_FUNCTION_POINTER, WSAID_ConnectEx", ioctl.args)
+      assert.truthy(call, "no ConnectEx record")
+      assert.equal("WSA_IO_PENDING", call.errname)
+    end)
+  end)
+
   describe("with hostile handlers", function()
     local SRC = [[
 local wsp = require "wsp"

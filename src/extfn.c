@@ -25,6 +25,7 @@
 #include "spi_ext.h"
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 
 typedef struct xop {
   struct xop *next;
@@ -69,7 +70,10 @@ static int last_error(lwsp_inst *I) { find_host(I); return host_get ? host_get()
 #endif
 
 /* ---- an entry: the instance, the socket, the layer below ----------------------------- */
-typedef struct xctx { lwsp_inst *I; lwsp_sock *so; struct lwsp_lower *low; SOCKET lh; void (*fn)(void); } xctx;
+typedef struct xctx {
+  lwsp_inst *I; lwsp_sock *so; struct lwsp_lower *low; SOCKET lh; void (*fn)(void);
+  int traced; const char *caller; const char *name; SOCKET s;   /* the trace's record of the call */
+} xctx;
 
 /* Calls down with every hold of the provider lock released (as lower.c's DOWN). */
 #define X_DOWN(I, stmt) do { \
@@ -87,6 +91,11 @@ static void x_leave(lwsp_inst *I) {
   if (--I->depth == 0) rt_pump(I);
   rt_inst_leave(I);
   lwsp_mutex_unlock(&I->lock);
+}
+/* The call is over with error (0: done): its trace record, then out. */
+static void x_done(xctx *x, int error) {
+  if (x->traced) lwsp_trace_leave(x->caller, x->I->name, x->name, x->s, error, "");
+  x_leave(x->I);
 }
 
 /* The layer below's function ext for lh (its WSPIoctl), with the lock released. */
@@ -108,16 +117,23 @@ static void (*lower_fn(lwsp_inst *I, struct lwsp_lower *low, SOCKET lh, int ext,
 static int x_begin(lwsp_inst *I, SOCKET s, int ext, xctx *x) {
   INT e = 0;
   x->I = I;
+  x->traced = 0;
   if (!rt_inst_enter(I, &e)) { set_error(I, e); return 0; }
   I->depth++;
+  if ((x->traced = lwsp_tracing) != 0) {
+    x->caller = lwsp_trace_party();
+    x->name = lwsp_ext_names[ext];
+    x->s = s;
+    lwsp_trace_enter(x->caller, I->name, x->name, s, "");
+  }
   if (!(x->so = rt_sock_find(I, s))) e = WSAENOTSOCK;
   else if (x->so->closing) e = WSAENOTSOCK;
   else if (!rt_lower_resolve(I, x->so, &x->low, &x->lh)) e = WSAEOPNOTSUPP;
   else if (!(x->fn = lower_fn(I, x->low, x->lh, ext, &e))) { if (!e) e = WSAEOPNOTSUPP; }
-  if (e) { x_leave(I); set_error(I, e); return 0; }
+  if (e) { x_done(x, e); set_error(I, e); return 0; }
   return 1;
 }
-static BOOL x_fail(xctx *x, int e) { x_leave(x->I); set_error(x->I, e); return FALSE; }
+static BOOL x_fail(xctx *x, int e) { x_done(x, e); set_error(x->I, e); return FALSE; }
 
 /* ---- Lua handlers: a layer's say before the call goes down ------------------------- */
 const char *const rt_ext_handler_names[LWSP_EXT_COUNT] = {
@@ -199,7 +215,7 @@ static BOOL x_end(xctx *x, xop *op, BOOL ok, int e, LPDWORD bytes) {
   }
   if (!op->below) {   /* done at once below, results given */
     free(op);
-    x_leave(I);
+    x_done(x, 0);
     return TRUE;
   }
   /* no overlapped: wait for the lower one here, the lock released */
@@ -214,7 +230,7 @@ static BOOL x_end(xctx *x, xop *op, BOOL ok, int e, LPDWORD bytes) {
   if (bytes) *bytes = (DWORD)op->low_ov.InternalHigh;
   free(op);
   if (e) return x_fail(x, e);
-  x_leave(I);
+  x_done(x, 0);
   return TRUE;
 }
 
@@ -355,7 +371,8 @@ static void (*const slot_fns[LWSP_MAX_INSTANCES][LWSP_EXT_COUNT])(void) = { X_SL
 int rt_ext_ioctl(lwsp_inst *I, SOCKET s, DWORD code, LPVOID in, DWORD cbin, LPVOID out, DWORD cbout, LPDWORD returned,
                  LPWSAOVERLAPPED ov, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine, LPWSATHREADID tid, LPINT err,
                  int *rc) {
-  int ext = -1, e = 0;
+  int ext = -1, e = 0, traced;
+  const char *caller = NULL;
   DWORD n = 0;
   lwsp_sock *so;
   if (code == SIO_GET_EXTENSION_FUNCTION_POINTER) {
@@ -367,6 +384,14 @@ int rt_ext_ioctl(lwsp_inst *I, SOCKET s, DWORD code, LPVOID in, DWORD cbin, LPVO
   }
   if (!rt_inst_enter(I, err)) { *rc = SOCKET_ERROR; return 1; }
   I->depth++;
+  if ((traced = lwsp_tracing) != 0) {
+    char args[LWSP_TRACE_TEXT];
+    snprintf(args, sizeof args, "%s%s%s", code == SIO_GET_EXTENSION_FUNCTION_POINTER ? "SIO_GET_EXTENSION_FUNCTION_POINTER, "
+             : code == SIO_BSP_HANDLE ? "SIO_BSP_HANDLE" : code == SIO_BSP_HANDLE_SELECT ? "SIO_BSP_HANDLE_SELECT"
+             : "SIO_BSP_HANDLE_POLL", ext >= 0 ? "WSAID_" : "", ext >= 0 ? lwsp_ext_names[ext] : "");
+    caller = lwsp_trace_party();
+    lwsp_trace_enter(caller, I->name, "WSPIoctl", s, args);
+  }
   if (!(so = rt_sock_find(I, s))) e = WSAENOTSOCK;
   else if (ext >= 0) {
     if (cbout < sizeof(void *)) e = WSAEFAULT;
@@ -388,6 +413,7 @@ int rt_ext_ioctl(lwsp_inst *I, SOCKET s, DWORD code, LPVOID in, DWORD cbin, LPVO
     if (cbout < sizeof(SOCKET)) e = WSAEFAULT;
     else { memcpy(out, &s, sizeof s); n = sizeof s; }
   }
+  if (traced) lwsp_trace_leave(caller, I->name, "WSPIoctl", s, e, "");
   if (e) {
     x_leave(I);
     *err = e;
@@ -430,7 +456,7 @@ void rt_ext_poll(lwsp_inst *I, long *ms) {
     {
       DWORD error = op->low_ov.OffsetHigh;
       /* aborted below because this layer closed the socket */
-      if (error && op->so->closing) error = WSA_OPERATION_ABORTED;
+      if (error && (op->so->closing || I->closing)) error = WSA_OPERATION_ABORTED;
       x_complete(I, op, error, (DWORD)op->low_ov.InternalHigh, op->low_ov.Offset);
     }
     free(op);

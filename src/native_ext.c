@@ -204,7 +204,7 @@ static long nx_step(nop *op, DWORD *bytes, DWORD *flags) {
   switch (x->fn) {
   case NX_ACCEPT: {
     nsock *as = find(x->as);
-    if (!as) return -WSAENOTSOCK;
+    if (!as) return -WSA_OPERATION_ABORTED;   /* the accept socket was closed meanwhile */
     if (x->phase == 0) {
       SOCKADDR_STORAGE rem, loc;
       int rl = sizeof rem, ll = sizeof loc;

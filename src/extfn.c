@@ -38,6 +38,8 @@ typedef struct xop {
   WSATHREADID tid;
   int has_tid;
   int below;                     /* low_ov went down with a call that had none: it waits here */
+  struct lwsp_lower *low;        /* the layer below and its socket: WSPGetOverlappedResult there */
+  SOCKET lh;
 } xop;
 
 static struct {
@@ -179,6 +181,7 @@ static xop *x_op(xctx *x, LPWSAOVERLAPPED ov, LPWSAOVERLAPPED_COMPLETION_ROUTINE
   xop *op = calloc(1, sizeof *op);
   if (!op) return NULL;
   op->so = x->so; op->gen = x->so->gen; op->handle = x->so->handle; op->ov = ov; op->routine = ov ? routine : NULL;
+  op->low = x->low; op->lh = x->lh;
   if (ov) { op->low_ov.Offset = ov->Offset; op->low_ov.OffsetHigh = ov->OffsetHigh; }
   return op;
 }
@@ -191,6 +194,28 @@ static LPWSAOVERLAPPED x_low(xop *op, int sync) {
   if (!sync) return NULL;
   op->below = 1;
   return &op->low_ov;
+}
+
+static int x_finished(xop *op) {
+  return __atomic_load_n(&op->low_ov.Internal, __ATOMIC_ACQUIRE) != WSS_OPERATION_IN_PROGRESS;
+}
+
+/* A finished lower call's results, from the layer below's WSPGetOverlappedResult
+ * (lock released): besides being the SPI's way, it orders this thread after
+ * the layer below's last touch of low_ov (its completion runs under the lock
+ * that call takes), so low_ov may be freed afterwards. */
+static void x_results(lwsp_inst *I, xop *op, DWORD *error, DWORD *bytes, DWORD *flags) {
+  DWORD n = 0, fl = 0;
+  INT e = 0;
+  BOOL ok;
+  const WSPPROC_TABLE *p = rt_lower_procs(op->low);
+  X_DOWN(I, ok = p->lpWSPGetOverlappedResult(op->lh, &op->low_ov, &n, FALSE, &fl, &e));
+  if (ok) { *error = 0; *bytes = n; *flags = fl; return; }
+  if (e == WSAENOTSOCK || e == WSANOTINITIALISED || e == WSA_IO_INCOMPLETE) {   /* its socket is gone: the fields say */
+    *error = op->low_ov.OffsetHigh; *bytes = (DWORD)op->low_ov.InternalHigh; *flags = op->low_ov.Offset;
+    return;
+  }
+  *error = (DWORD)e; *bytes = n; *flags = fl;
 }
 
 /* After the call down: the application's outcome.  ok/e: what the layer below said. */
@@ -219,15 +244,18 @@ static BOOL x_end(xctx *x, xop *op, BOOL ok, int e, LPDWORD bytes) {
     return TRUE;
   }
   /* no overlapped: wait for the lower one here, the lock released */
-  while (__atomic_load_n(&op->low_ov.Internal, __ATOMIC_ACQUIRE) == WSS_OPERATION_IN_PROGRESS && !I->closing)
-    lwsp_cond_wait(&I->cond, &I->lock, 2);
-  if (op->low_ov.Internal == WSS_OPERATION_IN_PROGRESS) {   /* the last WSPCleanup began: it frees it */
+  while (!x_finished(op) && !I->closing) lwsp_cond_wait(&I->cond, &I->lock, 2);
+  if (!x_finished(op)) {   /* the last WSPCleanup began: it frees it */
     op->next = X[I->slot].orphans;
     X[I->slot].orphans = op;
     return x_fail(x, WSA_OPERATION_ABORTED);
   }
-  e = (int)op->low_ov.OffsetHigh;
-  if (bytes) *bytes = (DWORD)op->low_ov.InternalHigh;
+  {
+    DWORD er = 0, n = 0, fl = 0;
+    x_results(I, op, &er, &n, &fl);
+    e = (int)er;
+    if (bytes) *bytes = n;
+  }
   free(op);
   if (e) return x_fail(x, e);
   x_done(x, 0);
@@ -448,17 +476,22 @@ static void x_complete(lwsp_inst *I, xop *op, DWORD error, DWORD bytes, DWORD fl
 }
 
 void rt_ext_poll(lwsp_inst *I, long *ms) {
-  xop **pp = &X[I->slot].ops;
+  xop **pp = &X[I->slot].ops, *done = NULL;
   while (*pp) {
     xop *op = *pp;
-    if (__atomic_load_n(&op->low_ov.Internal, __ATOMIC_ACQUIRE) == WSS_OPERATION_IN_PROGRESS) { pp = &op->next; continue; }
+    if (!x_finished(op)) { pp = &op->next; continue; }
     *pp = op->next;
-    {
-      DWORD error = op->low_ov.OffsetHigh;
-      /* aborted below because this layer closed the socket */
-      if (error && (op->so->closing || I->closing)) error = WSA_OPERATION_ABORTED;
-      x_complete(I, op, error, (DWORD)op->low_ov.InternalHigh, op->low_ov.Offset);
-    }
+    op->next = done;
+    done = op;
+  }
+  while (done) {
+    xop *op = done;
+    DWORD error = 0, bytes = 0, flags = 0;
+    done = op->next;
+    x_results(I, op, &error, &bytes, &flags);
+    /* aborted below because this layer closed the socket, or is cleaning up */
+    if (error && (op->so->closing || I->closing)) error = WSA_OPERATION_ABORTED;
+    x_complete(I, op, error, bytes, flags);
     free(op);
   }
   if (X[I->slot].ops && (*ms < 0 || *ms > 2)) *ms = 2;
@@ -468,14 +501,12 @@ void rt_ext_abort(lwsp_inst *I) {
   while (X[I->slot].ops) {
     xop *op = X[I->slot].ops;
     X[I->slot].ops = op->next;
-    if (__atomic_load_n(&op->low_ov.Internal, __ATOMIC_ACQUIRE) == WSS_OPERATION_IN_PROGRESS) {
-      x_complete(I, op, WSA_OPERATION_ABORTED, 0, 0);
-      op->next = X[I->slot].orphans;
-      X[I->slot].orphans = op;
-    } else {
-      x_complete(I, op, op->low_ov.OffsetHigh, (DWORD)op->low_ov.InternalHigh, op->low_ov.Offset);
-      free(op);
-    }
+    /* the layer below may still be writing it: freed once it is closed */
+    if (!x_finished(op)) x_complete(I, op, WSA_OPERATION_ABORTED, 0, 0);
+    else x_complete(I, op, op->low_ov.OffsetHigh ? WSA_OPERATION_ABORTED : 0, (DWORD)op->low_ov.InternalHigh,
+                    op->low_ov.Offset);
+    op->next = X[I->slot].orphans;
+    X[I->slot].orphans = op;
   }
   X[I->slot].getaddrs = NULL;
 }

@@ -102,6 +102,33 @@ describe("extension functions", function()
         host.close_file(fh)
       end)
 
+      it("sends memory and file elements with TransmitPackets, then disconnects", function()
+        local l = listener()
+        local c = tcp()
+        assert(host.connect(c, host.getsockname(l)))
+        local a = assert(host.accept(l))
+        local path = H.tmp .. "/packets.txt"
+        local f = assert(io.open(path, "wb")); f:write("0123456789abcdefghij"); f:close()
+        local fh = assert(host.open_file(path))
+        assert(host.transmitpackets(c, {"<", {file = fh, offset = 10, length = 5}, "|", {file = fh, offset = 15}, ">"}))
+        local ev = host.create_event()
+        local ov = host.overlapped(ev)
+        local ok, err = host.transmitpackets(c, {{file = fh, offset = 0, length = 3}, "!"}, ov,
+                                             {flags = wsp.TF_DISCONNECT})
+        assert(ok or err:find("WSA_IO_PENDING"))
+        assert.equal(1, host.wait({ev}, false, 5000))
+        assert.equal(0, ov.OffsetHigh)
+        assert.equal(4, ov.InternalHigh)
+        local got = ""
+        repeat
+          local part = assert(host.recv(a, 100))
+          got = got .. part
+        until part == ""
+        assert.equal("<abcde|fghij>012!", got)          -- then the orderly close TF_DISCONNECT sent
+        H.fails_with("WSAEINVAL", host.transmitpackets(c, {"x"}, nil, {flags = wsp.TF_REUSE_SOCKET}))
+        host.close_file(fh)
+      end)
+
       it("reuses a socket after DisconnectEx(TF_REUSE_SOCKET) for a second ConnectEx", function()
         local l = listener()
         local c = tcp()

@@ -236,6 +236,70 @@ static int h_transmitfile(lua_State *L) {
   return bool_result(L, h, ok, 0);
 }
 
+/* transmitpackets(s, elements, overlapped|nil [, {flags =, per_send =}]) ->
+ * true, bytes | nil, error; an element is a string (memory) or {file =
+ * handle, offset = n (-1, the default: the file's position), length = n (0,
+ * the default: to its end)}.  The elements live in the overlapped's buffer
+ * (or, without one, for the call). */
+static int h_transmitpackets(lua_State *L) {
+  SOCKET s = (SOCKET)luaL_checkinteger(L, 1);
+  host_ov *h;
+  DWORD flags = (DWORD)opt_field(L, 4, "flags", 0, 0, 0xffffffffLL);
+  DWORD per = (DWORD)opt_field(L, 4, "per_send", 0, 0, 0x7fffffff);
+  lua_Integer n, i;
+  size_t total = 0, used;
+  char *mem;
+  LPTRANSMIT_PACKETS_ELEMENT el;
+  BOOL ok;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  h = opt_ov(L, 3);
+  n = luaL_len(L, 2);
+  luaL_argcheck(L, n >= 0 && n <= 64, 2, "0 to 64 elements");
+  for (i = 1; i <= n; i++) {
+    int t = lua_geti(L, 2, i);
+    if (t == LUA_TSTRING) total += lua_rawlen(L, -1);
+    else if (t != LUA_TTABLE) return luaL_argerror(L, 2, "an element is a string or {file =, offset =, length =}");
+    lua_pop(L, 1);
+  }
+  {
+    EXT(L, s, 5, LPFN_TRANSMITPACKETS, transmitpackets);
+    size_t size = (size_t)n * sizeof *el + total;
+    if (h) { if (!(mem = ov_buffer(h, size, 0))) return fail(L, WSAENOBUFS); }
+    else if (!(mem = calloc(1, size ? size : 1))) return fail(L, WSAENOBUFS);
+    el = (LPTRANSMIT_PACKETS_ELEMENT)mem;
+    used = (size_t)n * sizeof *el;
+    for (i = 1; i <= n; i++) {
+      LPTRANSMIT_PACKETS_ELEMENT e = &el[i - 1];
+      if (lua_geti(L, 2, i) == LUA_TSTRING) {
+        size_t k;
+        const char *d = lua_tolstring(L, -1, &k);
+        memcpy(mem + used, d, k);
+        e->dwElFlags = TP_ELEMENT_MEMORY;
+        e->cLength = (ULONG)k;
+        e->pBuffer = mem + used;
+        used += k;
+      } else {
+        e->dwElFlags = TP_ELEMENT_FILE;
+        e->hFile = (HANDLE)(intptr_t)opt_field(L, -1, "file", 0, 0, INTPTR_MAX);
+        e->nFileOffset.QuadPart = opt_field(L, -1, "offset", -1, -1, INT64_MAX);
+        e->cLength = (ULONG)opt_field(L, -1, "length", 0, 0, 0x7fffffff);
+      }
+      lua_pop(L, 1);
+    }
+    clear_error();
+    ok = transmitpackets(s, el, (DWORD)n, per, h ? &h->ov : NULL, flags);
+    if (!h) {
+      int e = ok ? 0 : last_error();
+      free(mem);
+      if (!ok) return fail(L, e);
+      lua_pushboolean(L, 1);
+      lua_pushinteger(L, 0);
+      return 2;
+    }
+  }
+  return bool_result(L, h, ok, 0);
+}
+
 /* The parts of a WSARecvMsg's state in an overlapped's buffer: the data
  * first (overlapped.data), then the message, its buffer and the control. */
 typedef struct rmsg { WSAMSG m; WSABUF b; DWORD got; char control[128]; } rmsg;
@@ -373,7 +437,7 @@ int lwsp_hostext_open(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"extension", h_extension}, {"acceptex", h_acceptex}, {"acceptex_sockaddrs", h_acceptex_sockaddrs},
     {"connectex", h_connectex}, {"disconnectex", h_disconnectex}, {"transmitfile", h_transmitfile},
-    {"open_file", h_open_file}, {"close_file", h_close_file}, {"wsarecvmsg", h_wsarecvmsg},
+    {"transmitpackets", h_transmitpackets}, {"open_file", h_open_file}, {"close_file", h_close_file}, {"wsarecvmsg", h_wsarecvmsg},
     {"recvmsg_result", h_recvmsg_result}, {"wsasendmsg", h_wsasendmsg}, {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
   return 0;

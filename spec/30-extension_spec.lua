@@ -309,6 +309,22 @@ describe("extension functions", function()
     end)
   end)
 
+  it("the host refuses bad arguments to its extension calls with a Lua argument error", function()
+    local r = H.base()
+    local s = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+    assert.has_error(function() host.extension(s, "NoSuchFunction") end)
+    assert.has_error(function() host.acceptex(s, s, -1, host.overlapped()) end)
+    assert.has_error(function() host.acceptex(s, s, 0, host.overlapped(), {["local"] = 5000}) end)
+    assert.has_error(function() host.wsarecvmsg(s, 2 ^ 40) end)
+    assert.has_error(function() host.transmitpackets(s, {42}) end)
+    local many = {}
+    for i = 1, 65 do many[i] = "x" end
+    assert.has_error(function() host.transmitpackets(s, many) end)
+    assert.has_error(function() host.connectex(s, "not an address", "", host.overlapped()) end)
+    -- a handle no provider knows is the provider's error, not a crash
+    H.fails_with("WSAENOTSOCK", host.connectex(123456789, "127.0.0.1:9", "", host.overlapped()))
+  end)
+
   describe("in the trace", function()
     after_each(function() require("wsp.trace").stop() end)
 

@@ -9,14 +9,14 @@ WARN      = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
 BASEFLAGS = -std=gnu11 -fPIC -fvisibility=hidden -I$(LUA_INC) -Isrc $(WARN)
 SRCS      = src/lwsp.c src/budget.c src/match.c src/dispatch.c src/upcalls.c src/common.c src/platform.c \
             src/host.c src/hostapi.c src/hostobj.c src/hostk.c src/probe.c src/view.c src/pending.c src/hostio.c src/events.c src/lower.c src/hostbench.c src/fault.c src/trace.c src/wsc.c src/sandbox.c \
-            src/preload/hostc.c
+            src/preload/hostc.c src/hostext.c src/extfn.c
 HDRS      = $(wildcard src/*.h)
 BUSTED    ?= lua5.4 /usr/bin/busted
 export LWSP_EXAMPLES = $(CURDIR)/examples
 
 .PHONY: asan-preload bench-preload stress lint ldoc all deps deps-run demo demo-memnet bench wine-smoke wine-test wine-foreign foreign-loader wine-loader wine32 fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
 
-NATIVE_SRCS = src/native.c src/native_os.c src/common.c src/platform.c
+NATIVE_SRCS = src/native.c src/native_os.c src/native_os_ext.c src/common.c src/platform.c
 
 all: build/lwsp.so build/lwsp_native.so build/test_nullproc.so build/foreign_host build/foreign_host_nocomplete build/foreign_host_stubcomplete build/liblwsp_preload.so build/preload_edge
 
@@ -49,7 +49,7 @@ build/test_nullproc.so: spec/tools/nullproc.c src/spi.h
 	$(CC) $(BASEFLAGS) -shared -o $@ spec/tools/nullproc.c
 
 # The native base provider: its own DLL with its own WSPStartup.
-build/lwsp_native.so: $(NATIVE_SRCS) $(HDRS) Makefile
+build/lwsp_native.so: $(NATIVE_SRCS) src/native_ext.c $(HDRS) Makefile
 	@mkdir -p build
 	$(CC) $(BASEFLAGS) $(CFLAGS) -shared -o $@ $(NATIVE_SRCS) $(LUA_LIB) -lpthread -ldl
 

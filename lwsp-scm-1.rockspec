@@ -23,7 +23,7 @@ build = {
     lwsp = {
       sources = {
         "src/lwsp.c", "src/budget.c", "src/match.c", "src/dispatch.c", "src/upcalls.c", "src/common.c", "src/platform.c",
-        "src/host.c", "src/hostapi.c", "src/hostobj.c", "src/hostk.c", "src/probe.c", "src/view.c", "src/pending.c", "src/hostio.c", "src/events.c", "src/lower.c", "src/hostbench.c", "src/fault.c", "src/trace.c", "src/wsc.c", "src/sandbox.c",
+        "src/host.c", "src/hostapi.c", "src/hostobj.c", "src/hostk.c", "src/probe.c", "src/view.c", "src/pending.c", "src/hostio.c", "src/events.c", "src/lower.c", "src/hostbench.c", "src/fault.c", "src/trace.c", "src/wsc.c", "src/sandbox.c", "src/hostext.c", "src/extfn.c",
       },
       incdirs = {"src"},
       libraries = {"lua5.4", "pthread", "dl"},
@@ -39,7 +39,7 @@ build = {
     ["wsp.test"] = "lua/wsp/test.lua",
     ["wsp.memnet"] = "lua/wsp/memnet.lua",
     lwsp_native = {
-      sources = {"src/native.c", "src/native_os.c", "src/common.c", "src/platform.c"},
+      sources = {"src/native.c", "src/native_os.c", "src/native_os_ext.c", "src/common.c", "src/platform.c"},
       incdirs = {"src"},
       libraries = {"lua5.4", "pthread", "dl"},
     },
@@ -50,14 +50,14 @@ build = {
         lwsp = {
           sources = {
             "src/lwsp.c", "src/budget.c", "src/match.c", "src/dispatch.c", "src/upcalls.c", "src/common.c", "src/platform.c",
-            "src/host.c", "src/hostapi.c", "src/hostobj.c", "src/hostk.c", "src/probe.c", "src/view.c", "src/pending.c", "src/hostio.c", "src/events.c", "src/lower.c", "src/hostbench.c", "src/fault.c", "src/trace.c", "src/wsc.c", "src/sandbox.c",
+            "src/host.c", "src/hostapi.c", "src/hostobj.c", "src/hostk.c", "src/probe.c", "src/view.c", "src/pending.c", "src/hostio.c", "src/events.c", "src/lower.c", "src/hostbench.c", "src/fault.c", "src/trace.c", "src/wsc.c", "src/sandbox.c", "src/hostext.c", "src/extfn.c",
           },
           incdirs = {"src"},
           libraries = {"ws2_32", "user32"},
           defines = {"__USE_MINGW_ANSI_STDIO=1"},
         },
         lwsp_native = {
-          sources = {"src/native.c", "src/native_os_win.c", "src/common.c", "src/platform.c"},
+          sources = {"src/native.c", "src/native_os_win.c", "src/native_os_ext.c", "src/common.c", "src/platform.c"},
           incdirs = {"src"},
           libraries = {"ws2_32"},
           defines = {"__USE_MINGW_ANSI_STDIO=1"},

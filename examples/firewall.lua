@@ -1,7 +1,7 @@
 -- firewall: refuses connections and datagrams by address and port.  Rules
 -- come from firewall.rules beside this script, one per line:
 --   deny 127.0.0.1 8081      deny * 9      deny 10.1.2.3 *      # comments
--- A denied connect fails with WSAECONNREFUSED, a denied sendto with
+-- A denied connect (or ConnectEx) fails with WSAECONNREFUSED, a denied sendto with
 -- WSAEACCES, and each refusal is logged.
 local wsp = require "wsp"
 local P = require("wsp.layered").new()
@@ -32,6 +32,12 @@ end
 function P.connect(s, addr)
   if denied(addr) then return nil, wsp.WSAECONNREFUSED end
   return base.connect(s, addr)
+end
+
+-- ConnectEx (an extension function, got with WSAIoctl) asks this handler
+-- before it goes down: nothing lets it through, nil and an error refuses it
+function P.connectex(s, addr)
+  if denied(addr) then return nil, wsp.WSAECONNREFUSED end
 end
 
 function P.sendto(s, data, to, flags)

@@ -5,9 +5,13 @@
  * and ioctl buffers, address strings -- come from the input.  Pointers
  * always point into real buffers and lengths never exceed them (the caller's
  * side of the contract); everything else is fair game.  The provider runs in
- * this process against lwsp's own host, started once.
+ * this process against lwsp's own host, started once.  The extension
+ * functions (spi_ext.h) are got with SIO_GET_EXTENSION_FUNCTION_POINTER
+ * (known and fuzzed GUIDs, short buffers) and called with fuzzed arguments;
+ * a memnet socket has no layer below, so none of them may go pending.
  */
 #include "host.h"
+#include "spi_ext.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,7 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) {
     int len;
     DWORD got = 0, flags = 0;
     WSABUF wb[4];
-    uint8_t op = u8(&in) % 29;
+    uint8_t op = u8(&in) % 31;
     SOCKET s = handle(&in);
     memset(&ss, 0, sizeof ss);
     switch (op) {
@@ -155,6 +159,43 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) {
                P.lpWSPJoinLeaf(s, (struct sockaddr *)&ss, len, &cd, NULL, NULL, NULL, u32(&in), &err); break; }
     case 27: { WSABUF dd = {u8(&in) % 129, out}; P.lpWSPRecvDisconnect(s, u8(&in) & 1 ? &dd : NULL, &err); break; }
     case 28: { WSABUF dd = {(ULONG)bytes(&in, buf, 64), buf}; P.lpWSPSendDisconnect(s, u8(&in) & 1 ? &dd : NULL, &err); break; }
+    case 29: { GUID g = lwsp_ext_guids[u8(&in) % LWSP_EXT_COUNT]; DWORD cbin = u8(&in) % 20, cbout = u8(&in) % 12;
+               memcpy(buf, &g, sizeof g);
+               if (u8(&in) & 1) bytes(&in, buf, 16);
+               P.lpWSPIoctl(s, u8(&in) & 1 ? SIO_GET_EXTENSION_FUNCTION_POINTER : SIO_BSP_HANDLE_SELECT + (u8(&in) % 8),
+                            buf, cbin, out, cbout, &got, NULL, NULL, NULL, &err); break; }
+    case 30: {
+      int ext = u8(&in) % LWSP_EXT_COUNT;
+      GUID g = lwsp_ext_guids[ext];
+      void (*fn)(void) = NULL;
+      WSAOVERLAPPED ov;
+      WSAMSG m;
+      TRANSMIT_FILE_BUFFERS tb = {buf, u8(&in) % 64, buf + 64, u8(&in) % 64};
+      TRANSMIT_PACKETS_ELEMENT el[2];
+      struct sockaddr *la, *ra;
+      INT ll, rl;
+      SOCKET h2 = handle(&in);
+      memset(&ov, 0, sizeof ov);
+      memset(el, 0, sizeof el);
+      if (P.lpWSPIoctl(s, SIO_GET_EXTENSION_FUNCTION_POINTER, &g, sizeof g, (LPVOID)&fn, sizeof fn, &got, NULL, NULL, NULL, &err) != 0 || !fn) break;
+      len = (int)bytes(&in, &ss, sizeof ss);
+      el[0].dwElFlags = u8(&in) % 8; el[0].cLength = u8(&in) % 64; el[0].pBuffer = buf;
+      wb[0].buf = out; wb[0].len = u8(&in) % 128;
+      memset(&m, 0, sizeof m);
+      m.name = (LPSOCKADDR)&ss; m.namelen = len; m.lpBuffers = wb; m.dwBufferCount = u8(&in) % 2;
+      m.Control.buf = out + 128; m.Control.len = u8(&in) % 64;
+      switch (ext) {
+      case 0: ((LPFN_ACCEPTEX)fn)(s, h2, out, u8(&in) % 64, u8(&in) % 64, u8(&in) % 64, &got, u8(&in) & 1 ? &ov : NULL); break;
+      case 1: ((LPFN_GETACCEPTEXSOCKADDRS)fn)(out, u8(&in) % 64, u8(&in) % 64, u8(&in) % 64, &la, &ll, &ra, &rl); break;
+      case 2: ((LPFN_CONNECTEX)fn)(s, (struct sockaddr *)&ss, len, buf, u8(&in) % 64, &got, u8(&in) & 1 ? &ov : NULL); break;
+      case 3: ((LPFN_DISCONNECTEX)fn)(s, u8(&in) & 1 ? &ov : NULL, u8(&in) % 4, u8(&in) % 2); break;
+      case 4: ((LPFN_TRANSMITFILE)fn)(s, NULL, u8(&in), u8(&in), u8(&in) & 1 ? &ov : NULL, u8(&in) & 1 ? &tb : NULL, u8(&in) % 64); break;
+      case 5: ((LPFN_TRANSMITPACKETS)fn)(s, el, u8(&in) % 2, u8(&in), u8(&in) & 1 ? &ov : NULL, u8(&in) % 8); break;
+      case 6: ((LPFN_WSARECVMSG)fn)(s, &m, &got, u8(&in) & 1 ? &ov : NULL, NULL); break;
+      case 7: ((LPFN_WSASENDMSG)fn)(s, &m, u8(&in) & 3, &got, u8(&in) & 1 ? &ov : NULL, NULL); break;
+      }
+      break;
+    }
     }
   }
   return 0;

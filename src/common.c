@@ -711,6 +711,7 @@ void lwsp_push_qos(lua_State *L, const QOS *q) {
   }
 }
 
+#include "spi_ext.h"
 /* ---- constants -------------------------------------------------------------- */
 int lwsp_const_open(lua_State *L) {
   lua_newtable(L);
@@ -719,6 +720,7 @@ int lwsp_const_open(lua_State *L) {
   SPI_CONSTANTS(K_)
   SPI_IOCTLS(K_)
   LWSP_IOCTLS(K_)
+  LWSP_EXT_CONSTANTS(K_)
 #undef K_
   return 1;
 }

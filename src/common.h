@@ -189,7 +189,8 @@ static inline void lwsp_ov_done(LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, DW
   ov->Offset = flags;
   ov->OffsetHigh = error;
   ov->InternalHigh = bytes;
-  ov->Internal = error;
+  /* last, and released: a reader that sees Internal done sees the rest */
+  __atomic_store_n(&ov->Internal, (ULONG_PTR)error, __ATOMIC_RELEASE);
 }
 int lwsp_format_address(const struct sockaddr *sa, int len, char *out, size_t outlen);
 int lwsp_parse_address(const char *s, int af, SOCKADDR_STORAGE *ss, int *len);

@@ -8,6 +8,7 @@
  * FAIL and FAULT end the call; each entry declares `errv`, its failure value.
  */
 #include "runtime.h"
+#include "extfn.h"
 #include <string.h>
 #include <stdio.h>
 
@@ -590,6 +591,7 @@ static int e_ioctl(lwsp_inst *I, SOCKET s, DWORD code, LPVOID in, DWORD cbin, LP
     return errv;
   }
   if (code == FIONBIO && (!in || cbin < 4)) { *err = WSAEFAULT; ov_failed(ov, WSAEFAULT); return errv; }
+  { int rc; if (rt_ext_ioctl(I, s, code, in, cbin, out, cbout, returned, ov, routine, tid, err, &rc)) return rc; }
   if (code == FIONBIO && I->href[P_ioctl] == LUA_NOREF) {
     /* the C core keeps the blocking mode; a handler, if any, is told too */
     lwsp_sock *so = lock_sock(I, s, err);
@@ -960,7 +962,11 @@ static int e_setsockopt(lwsp_inst *I, SOCKET s, int level, int optname, const ch
   ERRP;
   if (optlen < 0 || (optlen > 0 && !optval)) { *err = WSAEFAULT; return errv; }
   if (!rt_begin_down(&c, I, P_setsockopt, s, 1, err)) return errv;
-  if (c.low) return down_end(&c, rt_down_setsockopt(&c, level, optname, optval ? optval : "", optlen, err), err);
+  if (c.low) {
+    char tmp[64];
+    if (optlen <= (int)sizeof tmp) optval = rt_ext_map_option(I, level, optname, optval, optlen, tmp);
+    return down_end(&c, rt_down_setsockopt(&c, level, optname, optval ? optval : "", optlen, err), err);
+  }
   lua_pushinteger(c.co, level);
   lua_pushinteger(c.co, optname);
   switch (optlen) {

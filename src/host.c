@@ -501,10 +501,10 @@ int WSPAPI lwsp_host_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD b
     *err = hs ? WSAEINVAL : WSAENOTSOCK;
     return SOCKET_ERROR;
   }
+  ev = (uintptr_t)ov->hEvent;   /* read first: once Internal says done, the overlapped is its owner's again */
   ov->OffsetHigh = error;
   ov->InternalHigh = bytes;
-  ov->Internal = error;
-  ev = (uintptr_t)ov->hEvent;
+  __atomic_store_n(&ov->Internal, (ULONG_PTR)error, __ATOMIC_RELEASE);
   if (ev & ~(uintptr_t)1) hk_event_set((WSAEVENT)(ev & ~(uintptr_t)1), 1);
   if (lwsp_tracing) snprintf(text, sizeof text, "%lu bytes", (unsigned long)bytes);
   if (lwsp_tracing && (ev & ~(uintptr_t)1))

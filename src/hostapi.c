@@ -763,6 +763,7 @@ static int h_socket_info(lua_State *L) {
 int lwsp_hostobj_open(lua_State *L);
 int lwsp_probe_open(lua_State *L);
 int lwsp_hostio_open(lua_State *L);
+int lwsp_hostext_open(lua_State *L);
 int lwsp_hostbench_open(lua_State *L);
 int lwsp_fault_open(lua_State *L);
 
@@ -798,6 +799,7 @@ int lwsp_host_open(lua_State *L) {
   lwsp_hostobj_open(L);
   lwsp_probe_open(L);
   lwsp_hostio_open(L);
+  lwsp_hostext_open(L);
   lwsp_hostbench_open(L);
   lwsp_fault_open(L);
   {

@@ -35,6 +35,9 @@ static void CALLBACK record_routine(DWORD error, DWORD bytes, LPWSAOVERLAPPED ov
   lwsp_mutex_unlock(&host_lock);
 }
 
+LPWSAOVERLAPPED_COMPLETION_ROUTINE host_record_routine(void);
+LPWSAOVERLAPPED_COMPLETION_ROUTINE host_record_routine(void) { return record_routine; }
+
 /* completions() -> array of {error, bytes, overlapped, flags, thread} the
  * recording routine was called with, oldest first (and forgets them) */
 static int h_completions(lua_State *L) {

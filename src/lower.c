@@ -937,6 +937,9 @@ static void read_down(lwsp_inst *I, lwsp_sock *so) {
   lua_pop(L, 1);
 }
 
+const WSPPROC_TABLE *rt_lower_procs(lwsp_lower *low);   /* extfn.h */
+const WSPPROC_TABLE *rt_lower_procs(lwsp_lower *low) { return &low->procs; }
+
 int rt_lower_resolve(lwsp_inst *I, lwsp_sock *so, lwsp_lower **low, SOCKET *lh) {
   /* the table can only have changed if Lua code has run since it was read */
   if (so->down_seen != I->lua_runs + 1) {

@@ -12,6 +12,7 @@
  * or a bad argument from the caller becomes a Winsock error and a log line.
  */
 #include "runtime.h"
+#include "extfn.h"
 #include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -857,6 +858,7 @@ static int run_script(lua_State *L) {
       const char *k = lua_tostring(L, -2);
       int known = 0;
       for (int i = 0; i < LWSP_NPROCS && !known; i++) known = strcmp(k, lwsp_proc_names[i]) == 0;
+      for (int i = 0; i < 8 && !known; i++) known = rt_ext_handler_names[i] && strcmp(k, rt_ext_handler_names[i]) == 0;
       if (!known) lwsp_log(I->name, "provider script %s: '%s' is not an SPI handler name; it is never called", I->script, k);
     }
     lua_pop(L, 1);
@@ -1177,6 +1179,7 @@ int lwsp_do_cleanup(lwsp_inst *I, LPINT err) {
   lwsp_mutex_unlock(&g_lock);
   for (;;) {
     rt_abort_all(I);
+    rt_ext_abort(I);
     rt_service_stop(I);
     if (I->inside == 0) break;
     lwsp_cond_wait(&I->cond, &I->lock, 50);
@@ -1224,6 +1227,7 @@ int lwsp_do_cleanup(lwsp_inst *I, LPINT err) {
    * without the instance lock: a Lua layer below takes the global lock in its
    * own WSPCleanup.  Nothing else touches the instance while it is closing. */
   rt_lower_close_all(I);
+  rt_ext_free(I);
   /* the slot is free again (in lock order: global, then the instance's) */
   lwsp_mutex_lock(&g_lock);
   lwsp_mutex_lock(&I->lock);

@@ -52,6 +52,7 @@ typedef struct nsock {
   int io[2];                   /* a send [OP_SEND] or receive [OP_RECV] of it is in its system call */
   int io_waiting;              /* calls waiting for their turn at it */
   int dead;                    /* closed while busy: the last of them closes fd and frees the slot */
+  int ext_reused;              /* a fresh OS socket after DisconnectEx(TF_REUSE_SOCKET) (native_ext.c) */
 } nsock;
 
 enum { OP_SEND, OP_RECV };
@@ -71,7 +72,13 @@ typedef struct nop {
   LPWSAOVERLAPPED ov;
   LPWSAOVERLAPPED_COMPLETION_ROUTINE routine;
   WSATHREADID tid;
+  struct nx *x;                /* an extension function's operation (native_ext.c) */
 } nop;
+typedef struct nx nx;
+static int nx_setsockopt(nsock *so, int level, int name, const char *val, int len, int *r);
+static short nx_events(nop *op, long long *fd);
+static long nx_step(nop *op, DWORD *bytes, DWORD *flags);
+static void nx_free(nop *op);
 
 static struct {
   lwsp_mutex lock;
@@ -409,6 +416,7 @@ static long try_recv(nsock *so, const WSABUF *b, DWORD nb, DWORD *flags, struct 
 
 static void op_finish(nop *op, int error, DWORD bytes, DWORD flags) {
   notify(op->so->h, op->ov, op->routine, &op->tid, (DWORD)error, bytes, flags);
+  if (op->x) nx_free(op);
   free(op);
 }
 
@@ -424,6 +432,7 @@ static void worker(void *arg) {
     for (nop *op = N.ops; op && n < 256; op = op->next) {
       p[n].fd = op->so->fd;
       p[n].events = op->kind == OP_SEND ? NOS_OUT : NOS_IN;
+      if (op->x) p[n].events = nx_events(op, &p[n].fd);
       owner[n++] = op->so;
     }
     for (uint32_t i = 0; i < N.nsocks && n < 256; i++) {
@@ -446,14 +455,16 @@ static void worker(void *arg) {
       DWORD got = 0, fl = op->flags;
       if (op->so->gen != op->gen) { *pp = op->next; op_finish(op, WSA_OPERATION_ABORTED, 0, 0); continue; }
       if (op->so->blocked[op->kind] == N.round) { pp = &op->next; continue; }
-      if (op->kind == OP_SEND)
+      if (op->x)
+        r = nx_step(op, &got, &fl);
+      else if (op->kind == OP_SEND)
         r = try_send(op->so, op->bufs, op->nbufs, &op->done, op->flags, op->tolen ? (void *)&op->to : NULL, op->tolen, 1);
       else
         r = try_recv(op->so, op->bufs, op->nbufs, &fl, op->from, op->fromlen, &got);
       if (r == 0) { op->so->blocked[op->kind] = N.round; pp = &op->next; continue; }
       *pp = op->next;
       op->so->queued[op->kind]--;
-      if (op->kind == OP_SEND) op_finish(op, r < 0 ? (int)-r : 0, (DWORD)op->done, 0);
+      if (op->kind == OP_SEND && !op->x) op_finish(op, r < 0 ? (int)-r : 0, (DWORD)op->done, 0);
       else op_finish(op, r < 0 ? (int)-r : 0, got, fl);
     }
     for (int i = 1; i < n; i++)
@@ -884,11 +895,12 @@ static int WSPAPI n_setsockopt(SOCKET s, int level, int name, const char *val, i
   ERRP;
   if (len < 0 || (len && !val)) return fail(err, WSAEFAULT);
   LOCKED_SOCK(s);
-  r = nos_setsockopt(so->fd, level, name, val, len);
+  if (!nx_setsockopt(so, level, name, val, len, &r)) r = nos_setsockopt(so->fd, level, name, val, len);
   UNLOCK();
   return r < 0 ? fail(err, -r) : 0;
 }
 
+static int nx_ioctl(nsock *so, DWORD code, LPVOID in, DWORD cbin, LPVOID out, DWORD cbout, LPDWORD ret, int *r);
 static int WSPAPI n_ioctl(SOCKET s, DWORD code, LPVOID in, DWORD cbin, LPVOID out, DWORD cbout, LPDWORD ret,
                           LPWSAOVERLAPPED ov, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine, LPWSATHREADID tid, LPINT err) {
   int r = 0;
@@ -916,7 +928,7 @@ static int WSPAPI n_ioctl(SOCKET s, DWORD code, LPVOID in, DWORD cbin, LPVOID ou
 #endif
     if (cbout < sizeof info) r = -WSAEFAULT;
     else { memcpy(out, info, sizeof info); if (ret) *ret = sizeof info; }
-  } else {
+  } else if (!nx_ioctl(so, code, in, cbin, out, cbout, ret, &r)) {
     r = -WSAEINVAL;
   }
   UNLOCK();
@@ -1086,6 +1098,8 @@ static SOCKET WSPAPI n_joinleaf(SOCKET s, const struct sockaddr *a, int l, LPWSA
 }
 static int WSPAPI n_recvdisconnect(SOCKET s, LPWSABUF d, LPINT err) { ERRP; (void)s; (void)d; return fail(err, WSAEOPNOTSUPP); }
 static int WSPAPI n_senddisconnect(SOCKET s, LPWSABUF d, LPINT err) { ERRP; (void)s; (void)d; return fail(err, WSAEOPNOTSUPP); }
+
+#include "native_ext.c"
 
 static const WSPPROC_TABLE procs = {
   n_accept, n_addresstostring, n_asyncselect, n_bind, n_cancelblockingcall, n_cleanup, n_closesocket,

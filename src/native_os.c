@@ -212,6 +212,9 @@ static int map_opt(int level, int name, int *olevel, int *oname) {
     }
   }
   if (level == W_IPPROTO_TCP && name == 1) { *olevel = IPPROTO_TCP; *oname = TCP_NODELAY; return 2; }
+  /* IP_PKTINFO / IPV6_PKTINFO (19): WSARecvMsg's destination address */
+  if (level == 0 && name == 19) { *olevel = IPPROTO_IP; *oname = IP_PKTINFO; return 2; }
+  if (level == W_IPPROTO_IPV6 && name == 19) { *olevel = IPPROTO_IPV6; *oname = IPV6_RECVPKTINFO; return 2; }
   if (level == W_IPPROTO_IPV6 && name == 27) { *olevel = IPPROTO_IPV6; *oname = IPV6_V6ONLY; return 2; }
   return -1;
 }

@@ -12,6 +12,7 @@
  * exactly once: completed, failed or aborted.
  */
 #include "runtime.h"
+#include "extfn.h"
 #include <stdlib.h>
 #include <string.h>
 #include <stdarg.h>
@@ -616,6 +617,7 @@ static void service_main(void *arg) {
       ms = (long)((next_due - lwsp_now()) * 1000) + 1;
       if (ms < 1) ms = 1;
     }
+    rt_ext_poll(I, &ms);   /* extension calls completed below */
     /* lower sockets handlers wait for: the poll is the wait */
     if (I->lowers && rt_lower_poll(I, ms)) {
       rt_pump(I);

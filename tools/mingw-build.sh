@@ -31,7 +31,7 @@ if [ ! -d "$out/src/lua-5.4" ]; then
 fi
 
 SRCS="src/lwsp.c src/budget.c src/match.c src/dispatch.c src/upcalls.c src/common.c src/platform.c src/host.c src/hostapi.c src/hostobj.c src/hostk.c
-      src/probe.c src/view.c src/pending.c src/hostio.c src/events.c src/lower.c src/hostbench.c src/fault.c src/trace.c src/wsc.c src/sandbox.c"
+      src/probe.c src/view.c src/pending.c src/hostio.c src/events.c src/lower.c src/hostbench.c src/fault.c src/trace.c src/wsc.c src/sandbox.c src/hostext.c src/extfn.c"
 for arch in x86_64 i686; do
   cc=$arch-w64-mingw32-gcc
   dir=$out/$arch
@@ -53,7 +53,7 @@ for arch in x86_64 i686; do
   # the native base provider over Winsock
   # shellcheck disable=SC2086
   $cc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -D__USE_MINGW_ANSI_STDIO=1 \
-    -I"$dir/lua-src/src" -Isrc -shared -o "$dir/lwsp_native.dll" src/native.c src/native_os_win.c src/common.c src/platform.c \
+    -I"$dir/lua-src/src" -Isrc -shared -o "$dir/lwsp_native.dll" src/native.c src/native_os_win.c src/native_os_ext.c src/common.c src/platform.c \
     src/lwsp_native.def "$dir/lua54.dll" -lws2_32 -static-libgcc -Wl,--enable-stdcall-fixup
   for dll in lwsp.dll:WSPStartup:luaopen_lwsp:WPUCompleteOverlappedRequest lwsp_native.dll:WSPStartup; do
     name=${dll%%:*}

@@ -86,6 +86,7 @@ check: deps
 	$(MAKE) --no-print-directory ldoc
 	$(MAKE) --no-print-directory test
 	$(MAKE) --no-print-directory asan
+	$(MAKE) --no-print-directory asan-preload
 	$(MAKE) --no-print-directory tsan
 	$(MAKE) --no-print-directory helgrind
 	$(MAKE) --no-print-directory valgrind
@@ -135,7 +136,7 @@ build/asan/lwsp.so: $(SRCS) $(NATIVE_SRCS) $(HDRS) Makefile
 
 asan: build/asan/lwsp.so build/foreign_host build/foreign_host_nocomplete
 	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" $(BUSTED) --cpath=build/asan/?.so
+	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" $(BUSTED) --cpath=build/asan/?.so --exclude-tags=preload
 	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 LWSP_STRESS_ROUNDS=$(CLEANUP_ROUNDS) \
 	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" $(BUSTED) --cpath=build/asan/?.so --tags=stress spec/23-hostile_cleanup_spec.lua
 
@@ -165,7 +166,7 @@ helgrind: build/lwsp.so
 # that spins can keep the others (the budget's watchdog) from ever running.
 valgrind: build/lwsp.so build/lwsp_native.so build/foreign_host build/foreign_host_nocomplete
 	LD_PRELOAD="$(CURDIR)/build/lwsp.so $(CURDIR)/build/lwsp_native.so" valgrind -q --fair-sched=yes --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
-	  --show-leak-kinds=definite $(BUSTED)
+	  --show-leak-kinds=definite $(BUSTED) --exclude-tags=preload
 
 # Installs with luarocks (offline) into build/rock and runs a provider from there.
 rock:

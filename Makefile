@@ -6,31 +6,32 @@ LUA_LIB   ?= -llua5.4
 CC        ?= cc
 CFLAGS    ?= -O2 -g
 WARN      = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
-BASEFLAGS = -std=gnu11 -fPIC -fvisibility=hidden -I$(LUA_INC) -Isrc $(WARN)
-SRCS      = src/lwsp.c src/budget.c src/match.c src/dispatch.c src/upcalls.c src/common.c src/platform.c \
-            src/host.c src/hostapi.c src/hostobj.c src/hostk.c src/probe.c src/view.c src/pending.c src/hostio.c src/events.c src/lower.c src/hostbench.c src/fault.c src/trace.c src/wsc.c src/sandbox.c
-HDRS      = $(wildcard src/*.h)
+INCS      = -Isrc/spi -Isrc/runtime -Isrc/host -Isrc/native
+BASEFLAGS = -std=gnu11 -fPIC -fvisibility=hidden -I$(LUA_INC) $(INCS) $(WARN)
+SRCS      = src/runtime/lwsp.c src/runtime/budget.c src/runtime/match.c src/runtime/dispatch.c src/runtime/upcalls.c src/runtime/common.c src/spi/platform.c \
+            src/host/host.c src/host/api.c src/host/objects.c src/host/kernel.c src/testkit/probe.c src/runtime/view.c src/runtime/pending.c src/host/overlapped.c src/runtime/events.c src/runtime/lower.c src/testkit/bench.c src/testkit/fault.c src/runtime/trace.c src/runtime/wsc.c src/runtime/sandbox.c
+HDRS      = $(wildcard src/*/*.h)
 BUSTED    ?= lua5.4 /usr/bin/busted
 export LWSP_EXAMPLES = $(CURDIR)/examples
 
 .PHONY: lint ldoc all deps deps-run demo demo-memnet bench wine-smoke wine-test wine-foreign fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
 
-NATIVE_SRCS = src/native.c src/native_os.c src/common.c src/platform.c
+NATIVE_SRCS = src/native/native.c src/native/native_os.c src/runtime/common.c src/spi/platform.c
 
 all: build/lwsp.so build/lwsp_native.so build/test_nullproc.so build/foreign_host build/foreign_host_nocomplete
 
 # A host of its own (no lwsp host code) that loads the runtime as a provider
 # DLL: spec/26-foreign_host_spec.lua.  The second exports no
 # WPUCompleteOverlappedRequest.
-build/foreign_host: spec/tools/foreign_host.c src/spi.h src/spi_values.h
+build/foreign_host: spec/tools/foreign_host.c src/spi/spi.h src/spi/spi_values.h
 	@mkdir -p build
-	$(CC) -std=gnu11 -O1 -g -Isrc $(WARN) -rdynamic -o $@ spec/tools/foreign_host.c -lpthread -ldl
-build/foreign_host_nocomplete: spec/tools/foreign_host.c src/spi.h src/spi_values.h
+	$(CC) -std=gnu11 -O1 -g $(INCS) $(WARN) -rdynamic -o $@ spec/tools/foreign_host.c -lpthread -ldl
+build/foreign_host_nocomplete: spec/tools/foreign_host.c src/spi/spi.h src/spi/spi_values.h
 	@mkdir -p build
-	$(CC) -std=gnu11 -O1 -g -Isrc $(WARN) -rdynamic -DFH_NO_COMPLETE -o $@ spec/tools/foreign_host.c -lpthread -ldl
+	$(CC) -std=gnu11 -O1 -g $(INCS) $(WARN) -rdynamic -DFH_NO_COMPLETE -o $@ spec/tools/foreign_host.c -lpthread -ldl
 
 # A broken provider DLL the specs load as a lower layer.
-build/test_nullproc.so: spec/tools/nullproc.c src/spi.h
+build/test_nullproc.so: spec/tools/nullproc.c src/spi/spi.h
 	@mkdir -p build
 	$(CC) $(BASEFLAGS) -shared -o $@ spec/tools/nullproc.c
 
@@ -131,7 +132,7 @@ tsan: build/tsan/lwsp.so build/foreign_host build/foreign_host_nocomplete
 
 # The multi-threaded stress spec under valgrind's helgrind (races, lock order).
 # Helgrind does not see atomics as synchronisation, so the budget's watchdog
-# (src/budget.c, lock-free by design) is left to the TSan run: LWSP_BUDGET=0.
+# (src/runtime/budget.c, lock-free by design) is left to the TSan run: LWSP_BUDGET=0.
 helgrind: build/lwsp.so
 	LWSP_BUDGET=0 LWSP_STRESS_ROUNDS=20 valgrind -q --tool=helgrind --error-exitcode=9 $(BUSTED) --tags=stress spec/11-blocking_spec.lua
 
@@ -157,13 +158,13 @@ rock:
 	  test $$st = 0 && echo "rock smoke: lwsp-new's template passed its spec under the installed lwsp-spec"
 
 spi-check:
-	x86_64-w64-mingw32-gcc -std=gnu11 -Isrc $(WARN) -c tools/spi_check.c -o /dev/null
-	i686-w64-mingw32-gcc -std=gnu11 -Isrc $(WARN) -c tools/spi_check.c -o /dev/null
+	x86_64-w64-mingw32-gcc -std=gnu11 $(INCS) $(WARN) -c tools/spi_check.c -o /dev/null
+	i686-w64-mingw32-gcc -std=gnu11 $(INCS) $(WARN) -c tools/spi_check.c -o /dev/null
 
 # Compiles every source for both Windows architectures (no Lua DLL needed).
 mingw-check: spi-check
 	for cc in x86_64-w64-mingw32-gcc i686-w64-mingw32-gcc; do \
-	  for f in $(SRCS) src/native.c src/native_os_win.c; do $$cc -std=gnu11 -D__USE_MINGW_ANSI_STDIO=1 -I$(LUA_INC) -Isrc $(WARN) -O2 -c $$f -o /dev/null || exit 1; done; done
+	  for f in $(SRCS) src/native/native.c src/native/native_os_win.c; do $$cc -std=gnu11 -D__USE_MINGW_ANSI_STDIO=1 -I$(LUA_INC) $(INCS) $(WARN) -O2 -c $$f -o /dev/null || exit 1; done; done
 
 mingw:
 	bash tools/mingw-build.sh
@@ -183,10 +184,10 @@ wine-smoke: mingw
 # The foreign host (spec/tools/foreign_host.c) built for Windows, run by
 # spec/26-foreign_host_spec.lua under Wine against the x86_64 lwsp.dll.
 MINGW64 = build/mingw/x86_64
-$(MINGW64)/foreign_host.exe: spec/tools/foreign_host.c src/spi.h src/spi_values.h
-	x86_64-w64-mingw32-gcc -std=gnu11 -O1 -Isrc $(WARN) -o $@ spec/tools/foreign_host.c -static -lpthread
-$(MINGW64)/foreign_host_nocomplete.exe: spec/tools/foreign_host.c src/spi.h src/spi_values.h
-	x86_64-w64-mingw32-gcc -std=gnu11 -O1 -Isrc $(WARN) -DFH_NO_COMPLETE -o $@ spec/tools/foreign_host.c -static -lpthread
+$(MINGW64)/foreign_host.exe: spec/tools/foreign_host.c src/spi/spi.h src/spi/spi_values.h
+	x86_64-w64-mingw32-gcc -std=gnu11 -O1 $(INCS) $(WARN) -o $@ spec/tools/foreign_host.c -static -lpthread
+$(MINGW64)/foreign_host_nocomplete.exe: spec/tools/foreign_host.c src/spi/spi.h src/spi/spi_values.h
+	x86_64-w64-mingw32-gcc -std=gnu11 -O1 $(INCS) $(WARN) -DFH_NO_COMPLETE -o $@ spec/tools/foreign_host.c -static -lpthread
 wine-foreign: mingw
 	@$(MAKE) --no-print-directory $(MINGW64)/foreign_host.exe $(MINGW64)/foreign_host_nocomplete.exe
 	WINEPREFIX=$(CURDIR)/build/wine /usr/lib/wine/wineserver -p5   # stays up between the cases' programs
@@ -198,7 +199,7 @@ wine-test: mingw
 
 # Benchmarks (not part of check: timing is not a test).  Prints the table
 # bench/run.lua measures, then instructions per call from callgrind.
-build/cpass.so: bench/cpass.c src/spi.h
+build/cpass.so: bench/cpass.c src/spi/spi.h
 	$(CC) $(BASEFLAGS) -O2 -shared -o $@ bench/cpass.c -ldl
 
 BENCH_ENV = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" LUA_CPATH="$(CURDIR)/build/?.so;;" \
@@ -229,7 +230,7 @@ soak: all
 # them), so the host can load it as a provider, as it does outside the fuzzer.
 FUZZ_SECONDS ?= 60
 FUZZ_SRCS = $(SRCS)
-FUZZ_FLAGS = -std=gnu11 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -I$(LUA_INC) -Isrc
+FUZZ_FLAGS = -std=gnu11 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -I$(LUA_INC) $(INCS)
 build/fuzz_dispatch: fuzz/fuzz_dispatch.c $(SRCS) $(HDRS)
 	@mkdir -p build
 	clang $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ fuzz/fuzz_dispatch.c $(FUZZ_SRCS) $(LUA_LIB) -lpthread -ldl

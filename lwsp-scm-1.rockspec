@@ -22,10 +22,10 @@ build = {
   modules = {
     lwsp = {
       sources = {
-        "src/lwsp.c", "src/budget.c", "src/match.c", "src/dispatch.c", "src/upcalls.c", "src/common.c", "src/platform.c",
-        "src/host.c", "src/hostapi.c", "src/hostobj.c", "src/hostk.c", "src/probe.c", "src/view.c", "src/pending.c", "src/hostio.c", "src/events.c", "src/lower.c", "src/hostbench.c", "src/fault.c", "src/trace.c", "src/wsc.c", "src/sandbox.c",
+        "src/runtime/lwsp.c", "src/runtime/budget.c", "src/runtime/match.c", "src/runtime/dispatch.c", "src/runtime/upcalls.c", "src/runtime/common.c", "src/spi/platform.c",
+        "src/host/host.c", "src/host/api.c", "src/host/objects.c", "src/host/kernel.c", "src/testkit/probe.c", "src/runtime/view.c", "src/runtime/pending.c", "src/host/overlapped.c", "src/runtime/events.c", "src/runtime/lower.c", "src/testkit/bench.c", "src/testkit/fault.c", "src/runtime/trace.c", "src/runtime/wsc.c", "src/runtime/sandbox.c",
       },
-      incdirs = {"src"},
+      incdirs = {"src/spi", "src/runtime", "src/host", "src/native"},
       libraries = {"lua5.4", "pthread", "dl"},
       defines = {},
     },
@@ -39,8 +39,8 @@ build = {
     ["wsp.test"] = "lua/wsp/test.lua",
     ["wsp.memnet"] = "lua/wsp/memnet.lua",
     lwsp_native = {
-      sources = {"src/native.c", "src/native_os.c", "src/common.c", "src/platform.c"},
-      incdirs = {"src"},
+      sources = {"src/native/native.c", "src/native/native_os.c", "src/runtime/common.c", "src/spi/platform.c"},
+      incdirs = {"src/spi", "src/runtime", "src/host", "src/native"},
       libraries = {"lua5.4", "pthread", "dl"},
     },
   },
@@ -49,16 +49,16 @@ build = {
       modules = {
         lwsp = {
           sources = {
-            "src/lwsp.c", "src/budget.c", "src/match.c", "src/dispatch.c", "src/upcalls.c", "src/common.c", "src/platform.c",
-            "src/host.c", "src/hostapi.c", "src/hostobj.c", "src/hostk.c", "src/probe.c", "src/view.c", "src/pending.c", "src/hostio.c", "src/events.c", "src/lower.c", "src/hostbench.c", "src/fault.c", "src/trace.c", "src/wsc.c", "src/sandbox.c",
+            "src/runtime/lwsp.c", "src/runtime/budget.c", "src/runtime/match.c", "src/runtime/dispatch.c", "src/runtime/upcalls.c", "src/runtime/common.c", "src/spi/platform.c",
+            "src/host/host.c", "src/host/api.c", "src/host/objects.c", "src/host/kernel.c", "src/testkit/probe.c", "src/runtime/view.c", "src/runtime/pending.c", "src/host/overlapped.c", "src/runtime/events.c", "src/runtime/lower.c", "src/testkit/bench.c", "src/testkit/fault.c", "src/runtime/trace.c", "src/runtime/wsc.c", "src/runtime/sandbox.c",
           },
-          incdirs = {"src"},
+          incdirs = {"src/spi", "src/runtime", "src/host", "src/native"},
           libraries = {"ws2_32", "user32"},
           defines = {"__USE_MINGW_ANSI_STDIO=1"},
         },
         lwsp_native = {
-          sources = {"src/native.c", "src/native_os_win.c", "src/common.c", "src/platform.c"},
-          incdirs = {"src"},
+          sources = {"src/native/native.c", "src/native/native_os_win.c", "src/runtime/common.c", "src/spi/platform.c"},
+          incdirs = {"src/spi", "src/runtime", "src/host", "src/native"},
           libraries = {"ws2_32"},
           defines = {"__USE_MINGW_ANSI_STDIO=1"},
         },

@@ -30,8 +30,9 @@ if [ ! -d "$out/src/lua-5.4" ]; then
    cd lua-5.4 && for p in 0004-cve-2022-28805.patch 0005-cve-2022-33099.patch; do patch -s -p1 < ../deb/debian/patches/$p; done)
 fi
 
-SRCS="src/lwsp.c src/budget.c src/match.c src/dispatch.c src/upcalls.c src/common.c src/platform.c src/host.c src/hostapi.c src/hostobj.c src/hostk.c
-      src/probe.c src/view.c src/pending.c src/hostio.c src/events.c src/lower.c src/hostbench.c src/fault.c src/trace.c src/wsc.c src/sandbox.c"
+INCS="-Isrc/spi -Isrc/runtime -Isrc/host -Isrc/native"
+SRCS="src/runtime/lwsp.c src/runtime/budget.c src/runtime/match.c src/runtime/dispatch.c src/runtime/upcalls.c src/runtime/common.c src/spi/platform.c src/host/host.c src/host/api.c src/host/objects.c src/host/kernel.c
+      src/testkit/probe.c src/runtime/view.c src/runtime/pending.c src/host/overlapped.c src/runtime/events.c src/runtime/lower.c src/testkit/bench.c src/testkit/fault.c src/runtime/trace.c src/runtime/wsc.c src/runtime/sandbox.c"
 for arch in x86_64 i686; do
   cc=$arch-w64-mingw32-gcc
   dir=$out/$arch
@@ -44,17 +45,17 @@ for arch in x86_64 i686; do
   # lwsp's Lua modules beside lwsp.dll: a provider's search path (docs/api.md, Containment)
   rm -rf "$dir/lua" && mkdir -p "$dir/lua" && cp -r lua/wsp "$dir/lua/"
   # the .def's alias names the stdcall symbol on i686
-  if [ "$arch" = i686 ]; then sed 's/= lwsp_export_complete$/= lwsp_export_complete@20/' src/lwsp.def >"$dir/lwsp.def"
-  else cp src/lwsp.def "$dir/lwsp.def"; fi
+  if [ "$arch" = i686 ]; then sed 's/= lwsp_export_complete$/= lwsp_export_complete@20/' src/runtime/lwsp.def >"$dir/lwsp.def"
+  else cp src/runtime/lwsp.def "$dir/lwsp.def"; fi
   # shellcheck disable=SC2086
   $cc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -D__USE_MINGW_ANSI_STDIO=1 \
-    -I"$dir/lua-src/src" -Isrc -shared -o "$dir/lwsp.dll" $SRCS "$dir/lwsp.def" "$dir/lua54.dll" -lws2_32 -luser32 \
+    -I"$dir/lua-src/src" $INCS -shared -o "$dir/lwsp.dll" $SRCS "$dir/lwsp.def" "$dir/lua54.dll" -lws2_32 -luser32 \
     -static-libgcc -Wl,--enable-stdcall-fixup
   # the native base provider over Winsock
   # shellcheck disable=SC2086
   $cc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -D__USE_MINGW_ANSI_STDIO=1 \
-    -I"$dir/lua-src/src" -Isrc -shared -o "$dir/lwsp_native.dll" src/native.c src/native_os_win.c src/common.c src/platform.c \
-    src/lwsp_native.def "$dir/lua54.dll" -lws2_32 -static-libgcc -Wl,--enable-stdcall-fixup
+    -I"$dir/lua-src/src" $INCS -shared -o "$dir/lwsp_native.dll" src/native/native.c src/native/native_os_win.c src/runtime/common.c src/spi/platform.c \
+    src/native/lwsp_native.def "$dir/lua54.dll" -lws2_32 -static-libgcc -Wl,--enable-stdcall-fixup
   for dll in lwsp.dll:WSPStartup:luaopen_lwsp:WPUCompleteOverlappedRequest lwsp_native.dll:WSPStartup; do
     name=${dll%%:*}
     exports=$($arch-w64-mingw32-objdump -p "$dir/$name" | awk '/\[Ordinal\/Name Pointer\] Table/ {t=1; next} t && NF==0 {t=0} t {print $NF}')

@@ -8,15 +8,15 @@ CFLAGS    ?= -O2 -g
 WARN      = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
 INCS      = -Isrc/spi -Isrc/runtime -Isrc/host -Isrc/native
 BASEFLAGS = -std=gnu11 -fPIC -fvisibility=hidden -I$(LUA_INC) $(INCS) $(WARN)
-SRCS      = src/runtime/lwsp.c src/runtime/budget.c src/runtime/match.c src/runtime/dispatch.c src/runtime/upcalls.c src/runtime/common.c src/spi/platform.c \
-            src/host/host.c src/host/api.c src/host/objects.c src/host/kernel.c src/testkit/probe.c src/runtime/view.c src/runtime/pending.c src/host/overlapped.c src/runtime/events.c src/runtime/lower.c src/testkit/bench.c src/testkit/fault.c src/runtime/trace.c src/runtime/wsc.c src/runtime/sandbox.c
+include src/sources.mk
+# The provider DLL and the native base provider (src/sources.mk lists each part).
+SRCS      = $(SPI_SRCS) $(RUNTIME_SRCS) $(HOST_SRCS) $(TESTKIT_SRCS)
+NATIVE_SO_SRCS = $(SPI_SRCS) $(NATIVE_SRCS) $(NATIVE_POSIX_SRCS)
 HDRS      = $(wildcard src/*/*.h)
 BUSTED    ?= lua5.4 /usr/bin/busted
 export LWSP_EXAMPLES = $(CURDIR)/examples
 
 .PHONY: lint ldoc all deps deps-run demo demo-memnet bench wine-smoke wine-test wine-foreign fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
-
-NATIVE_SRCS = src/native/native.c src/native/native_os.c src/runtime/common.c src/spi/platform.c
 
 all: build/lwsp.so build/lwsp_native.so build/test_nullproc.so build/foreign_host build/foreign_host_nocomplete
 
@@ -36,11 +36,11 @@ build/test_nullproc.so: spec/tools/nullproc.c src/spi/spi.h
 	$(CC) $(BASEFLAGS) -shared -o $@ spec/tools/nullproc.c
 
 # The native base provider: its own DLL with its own WSPStartup.
-build/lwsp_native.so: $(NATIVE_SRCS) $(HDRS) Makefile
+build/lwsp_native.so: $(NATIVE_SO_SRCS) $(HDRS) Makefile src/sources.mk
 	@mkdir -p build
-	$(CC) $(BASEFLAGS) $(CFLAGS) -shared -o $@ $(NATIVE_SRCS) $(LUA_LIB) -lpthread -ldl
+	$(CC) $(BASEFLAGS) $(CFLAGS) -shared -o $@ $(NATIVE_SO_SRCS) $(LUA_LIB) -lpthread -ldl
 
-build/lwsp.so: $(SRCS) $(HDRS) Makefile
+build/lwsp.so: $(SRCS) $(HDRS) Makefile src/sources.mk
 	@mkdir -p build
 	$(CC) $(BASEFLAGS) $(CFLAGS) -shared -o $@ $(SRCS) $(LUA_LIB) -lpthread -ldl
 	@ln -sfn ../lua build/lua
@@ -100,12 +100,12 @@ ldoc:
 	  if [ -n "$$out" ]; then echo "$$out"; exit 1; fi; echo "ldoc: build/ldoc/index.html"
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build, suite run against it.
-build/asan/lwsp.so: $(SRCS) $(NATIVE_SRCS) $(HDRS) Makefile
+build/asan/lwsp.so: $(SRCS) $(NATIVE_SO_SRCS) $(HDRS) Makefile
 	@mkdir -p build/asan
 	$(CC) $(BASEFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
 	  -shared -o $@ $(SRCS) $(LUA_LIB) -lpthread -ldl
 	$(CC) $(BASEFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
-	  -shared -o build/asan/lwsp_native.so $(NATIVE_SRCS) $(LUA_LIB) -lpthread -ldl
+	  -shared -o build/asan/lwsp_native.so $(NATIVE_SO_SRCS) $(LUA_LIB) -lpthread -ldl
 	@ln -sfn ../../lua build/asan/lua
 
 asan: build/asan/lwsp.so build/foreign_host build/foreign_host_nocomplete
@@ -116,10 +116,10 @@ asan: build/asan/lwsp.so build/foreign_host build/foreign_host_nocomplete
 
 # ThreadSanitizer build; specs that start subprocesses or thousands of threads
 # are left to the other runs (TSan's runtime is preloaded into lua5.4).
-build/tsan/lwsp.so: $(SRCS) $(NATIVE_SRCS) $(HDRS) Makefile
+build/tsan/lwsp.so: $(SRCS) $(NATIVE_SO_SRCS) $(HDRS) Makefile
 	@mkdir -p build/tsan
 	$(CC) $(BASEFLAGS) -O1 -g -fsanitize=thread -shared -o $@ $(SRCS) $(LUA_LIB) -lpthread -ldl
-	$(CC) $(BASEFLAGS) -O1 -g -fsanitize=thread -shared -o build/tsan/lwsp_native.so $(NATIVE_SRCS) $(LUA_LIB) -lpthread -ldl
+	$(CC) $(BASEFLAGS) -O1 -g -fsanitize=thread -shared -o build/tsan/lwsp_native.so $(NATIVE_SO_SRCS) $(LUA_LIB) -lpthread -ldl
 	@ln -sfn ../../lua build/tsan/lua
 
 tsan: build/tsan/lwsp.so build/foreign_host build/foreign_host_nocomplete
@@ -164,7 +164,7 @@ spi-check:
 # Compiles every source for both Windows architectures (no Lua DLL needed).
 mingw-check: spi-check
 	for cc in x86_64-w64-mingw32-gcc i686-w64-mingw32-gcc; do \
-	  for f in $(SRCS) src/native/native.c src/native/native_os_win.c; do $$cc -std=gnu11 -D__USE_MINGW_ANSI_STDIO=1 -I$(LUA_INC) $(INCS) $(WARN) -O2 -c $$f -o /dev/null || exit 1; done; done
+	  for f in $(SRCS) $(NATIVE_SRCS) $(NATIVE_WIN_SRCS); do $$cc -std=gnu11 -D__USE_MINGW_ANSI_STDIO=1 -I$(LUA_INC) $(INCS) $(WARN) -O2 -c $$f -o /dev/null || exit 1; done; done
 
 mingw:
 	bash tools/mingw-build.sh

@@ -31,8 +31,8 @@ if [ ! -d "$out/src/lua-5.4" ]; then
 fi
 
 INCS="-Isrc/spi -Isrc/runtime -Isrc/host -Isrc/native"
-SRCS="src/runtime/lwsp.c src/runtime/budget.c src/runtime/match.c src/runtime/dispatch.c src/runtime/upcalls.c src/runtime/common.c src/spi/platform.c src/host/host.c src/host/api.c src/host/objects.c src/host/kernel.c
-      src/testkit/probe.c src/runtime/view.c src/runtime/pending.c src/host/overlapped.c src/runtime/events.c src/runtime/lower.c src/testkit/bench.c src/testkit/fault.c src/runtime/trace.c src/runtime/wsc.c src/runtime/sandbox.c"
+SRCS=$(tools/sources.sh SPI_SRCS RUNTIME_SRCS HOST_SRCS TESTKIT_SRCS)   # src/sources.mk
+NATIVE_SRCS=$(tools/sources.sh SPI_SRCS NATIVE_SRCS NATIVE_WIN_SRCS)
 for arch in x86_64 i686; do
   cc=$arch-w64-mingw32-gcc
   dir=$out/$arch
@@ -54,7 +54,7 @@ for arch in x86_64 i686; do
   # the native base provider over Winsock
   # shellcheck disable=SC2086
   $cc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -D__USE_MINGW_ANSI_STDIO=1 \
-    -I"$dir/lua-src/src" $INCS -shared -o "$dir/lwsp_native.dll" src/native/native.c src/native/native_os_win.c src/runtime/common.c src/spi/platform.c \
+    -I"$dir/lua-src/src" $INCS -shared -o "$dir/lwsp_native.dll" $NATIVE_SRCS \
     src/native/lwsp_native.def "$dir/lua54.dll" -lws2_32 -static-libgcc -Wl,--enable-stdcall-fixup
   for dll in lwsp.dll:WSPStartup:luaopen_lwsp:WPUCompleteOverlappedRequest lwsp_native.dll:WSPStartup; do
     name=${dll%%:*}

@@ -1,0 +1,37 @@
+# The source list of each build product, written once.  The Makefile includes
+# this file; tools/mingw-build.sh reads it (tools/sources.sh); the rockspec's
+# lists are written from it by tools/rockspec.lua, and spec/30-layout_spec.lua
+# fails when they differ.  One list per part, a file per line.
+SPI_SRCS = \
+  src/spi/platform.c
+RUNTIME_SRCS = \
+  src/runtime/lwsp.c \
+  src/runtime/budget.c \
+  src/runtime/match.c \
+  src/runtime/dispatch.c \
+  src/runtime/upcalls.c \
+  src/runtime/common.c \
+  src/runtime/view.c \
+  src/runtime/pending.c \
+  src/runtime/events.c \
+  src/runtime/lower.c \
+  src/runtime/trace.c \
+  src/runtime/wsc.c \
+  src/runtime/sandbox.c
+HOST_SRCS = \
+  src/host/host.c \
+  src/host/api.c \
+  src/host/objects.c \
+  src/host/kernel.c \
+  src/host/overlapped.c
+TESTKIT_SRCS = \
+  src/testkit/probe.c \
+  src/testkit/bench.c \
+  src/testkit/fault.c
+NATIVE_SRCS = \
+  src/native/native.c \
+  src/runtime/common.c
+NATIVE_POSIX_SRCS = \
+  src/native/native_os.c
+NATIVE_WIN_SRCS = \
+  src/native/native_os_win.c

@@ -38,7 +38,7 @@ build/test_nullproc.so: spec/tools/nullproc.c src/spi/spi.h
 # The native base provider: its own DLL with its own WSPStartup.
 build/lwsp_native.so: $(NATIVE_SO_SRCS) $(HDRS) Makefile src/sources.mk
 	@mkdir -p build
-	$(CC) $(BASEFLAGS) $(CFLAGS) -shared -o $@ $(NATIVE_SO_SRCS) $(LUA_LIB) -lpthread -ldl
+	$(CC) $(BASEFLAGS) $(CFLAGS) -shared -o $@ $(NATIVE_SO_SRCS) -lpthread -ldl
 
 build/lwsp.so: $(SRCS) $(HDRS) Makefile src/sources.mk
 	@mkdir -p build
@@ -105,7 +105,7 @@ build/asan/lwsp.so: $(SRCS) $(NATIVE_SO_SRCS) $(HDRS) Makefile
 	$(CC) $(BASEFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
 	  -shared -o $@ $(SRCS) $(LUA_LIB) -lpthread -ldl
 	$(CC) $(BASEFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
-	  -shared -o build/asan/lwsp_native.so $(NATIVE_SO_SRCS) $(LUA_LIB) -lpthread -ldl
+	  -shared -o build/asan/lwsp_native.so $(NATIVE_SO_SRCS) -lpthread -ldl
 	@ln -sfn ../../lua build/asan/lua
 
 asan: build/asan/lwsp.so build/foreign_host build/foreign_host_nocomplete
@@ -119,7 +119,7 @@ asan: build/asan/lwsp.so build/foreign_host build/foreign_host_nocomplete
 build/tsan/lwsp.so: $(SRCS) $(NATIVE_SO_SRCS) $(HDRS) Makefile
 	@mkdir -p build/tsan
 	$(CC) $(BASEFLAGS) -O1 -g -fsanitize=thread -shared -o $@ $(SRCS) $(LUA_LIB) -lpthread -ldl
-	$(CC) $(BASEFLAGS) -O1 -g -fsanitize=thread -shared -o build/tsan/lwsp_native.so $(NATIVE_SO_SRCS) $(LUA_LIB) -lpthread -ldl
+	$(CC) $(BASEFLAGS) -O1 -g -fsanitize=thread -shared -o build/tsan/lwsp_native.so $(NATIVE_SO_SRCS) -lpthread -ldl
 	@ln -sfn ../../lua build/tsan/lua
 
 tsan: build/tsan/lwsp.so build/foreign_host build/foreign_host_nocomplete

@@ -21,7 +21,7 @@ build = {
   type = "builtin",
   modules = {
     lwsp = {
-      sources = {"src/spi/platform.c", "src/runtime/lwsp.c", "src/runtime/budget.c", "src/runtime/match.c", "src/runtime/dispatch.c", "src/runtime/upcalls.c", "src/runtime/common.c", "src/runtime/view.c", "src/runtime/pending.c", "src/runtime/events.c", "src/runtime/lower.c", "src/runtime/trace.c", "src/runtime/wsc.c", "src/runtime/sandbox.c", "src/host/host.c", "src/host/api.c", "src/host/objects.c", "src/host/kernel.c", "src/host/overlapped.c", "src/testkit/probe.c", "src/testkit/bench.c", "src/testkit/fault.c"},  -- src/sources.mk: SPI RUNTIME HOST TESTKIT
+      sources = {"src/spi/platform.c", "src/spi/log.c", "src/spi/map.c", "src/spi/text.c", "src/runtime/lwsp.c", "src/runtime/budget.c", "src/runtime/match.c", "src/runtime/dispatch.c", "src/runtime/upcalls.c", "src/runtime/common.c", "src/runtime/view.c", "src/runtime/pending.c", "src/runtime/events.c", "src/runtime/lower.c", "src/runtime/trace.c", "src/runtime/wsc.c", "src/runtime/sandbox.c", "src/host/host.c", "src/host/api.c", "src/host/objects.c", "src/host/kernel.c", "src/host/overlapped.c", "src/testkit/probe.c", "src/testkit/bench.c", "src/testkit/fault.c"},  -- src/sources.mk: SPI RUNTIME HOST TESTKIT
       incdirs = {"src/spi", "src/runtime", "src/host", "src/native"},
       libraries = {"lua5.4", "pthread", "dl"},
       defines = {},
@@ -36,22 +36,22 @@ build = {
     ["wsp.test"] = "lua/wsp/test.lua",
     ["wsp.memnet"] = "lua/wsp/memnet.lua",
     lwsp_native = {
-      sources = {"src/spi/platform.c", "src/native/native.c", "src/runtime/common.c", "src/native/native_os.c"},  -- src/sources.mk: SPI NATIVE NATIVE_POSIX
+      sources = {"src/spi/platform.c", "src/spi/log.c", "src/spi/map.c", "src/spi/text.c", "src/native/native.c", "src/native/native_os.c"},  -- src/sources.mk: SPI NATIVE NATIVE_POSIX
       incdirs = {"src/spi", "src/runtime", "src/host", "src/native"},
-      libraries = {"lua5.4", "pthread", "dl"},
+      libraries = {"pthread", "dl"},
     },
   },
   platforms = {
     mingw32 = {
       modules = {
         lwsp = {
-          sources = {"src/spi/platform.c", "src/runtime/lwsp.c", "src/runtime/budget.c", "src/runtime/match.c", "src/runtime/dispatch.c", "src/runtime/upcalls.c", "src/runtime/common.c", "src/runtime/view.c", "src/runtime/pending.c", "src/runtime/events.c", "src/runtime/lower.c", "src/runtime/trace.c", "src/runtime/wsc.c", "src/runtime/sandbox.c", "src/host/host.c", "src/host/api.c", "src/host/objects.c", "src/host/kernel.c", "src/host/overlapped.c", "src/testkit/probe.c", "src/testkit/bench.c", "src/testkit/fault.c"},  -- src/sources.mk: SPI RUNTIME HOST TESTKIT
+          sources = {"src/spi/platform.c", "src/spi/log.c", "src/spi/map.c", "src/spi/text.c", "src/runtime/lwsp.c", "src/runtime/budget.c", "src/runtime/match.c", "src/runtime/dispatch.c", "src/runtime/upcalls.c", "src/runtime/common.c", "src/runtime/view.c", "src/runtime/pending.c", "src/runtime/events.c", "src/runtime/lower.c", "src/runtime/trace.c", "src/runtime/wsc.c", "src/runtime/sandbox.c", "src/host/host.c", "src/host/api.c", "src/host/objects.c", "src/host/kernel.c", "src/host/overlapped.c", "src/testkit/probe.c", "src/testkit/bench.c", "src/testkit/fault.c"},  -- src/sources.mk: SPI RUNTIME HOST TESTKIT
           incdirs = {"src/spi", "src/runtime", "src/host", "src/native"},
           libraries = {"ws2_32", "user32"},
           defines = {"__USE_MINGW_ANSI_STDIO=1"},
         },
         lwsp_native = {
-          sources = {"src/spi/platform.c", "src/native/native.c", "src/runtime/common.c", "src/native/native_os_win.c"},  -- src/sources.mk: SPI NATIVE NATIVE_WIN
+          sources = {"src/spi/platform.c", "src/spi/log.c", "src/spi/map.c", "src/spi/text.c", "src/native/native.c", "src/native/native_os_win.c"},  -- src/sources.mk: SPI NATIVE NATIVE_WIN
           incdirs = {"src/spi", "src/runtime", "src/host", "src/native"},
           libraries = {"ws2_32"},
           defines = {"__USE_MINGW_ANSI_STDIO=1"},

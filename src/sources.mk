@@ -3,7 +3,10 @@
 # lists are written from it by tools/rockspec.lua, and spec/30-layout_spec.lua
 # fails when they differ.  One list per part, a file per line.
 SPI_SRCS = \
-  src/spi/platform.c
+  src/spi/platform.c \
+  src/spi/log.c \
+  src/spi/map.c \
+  src/spi/text.c
 RUNTIME_SRCS = \
   src/runtime/lwsp.c \
   src/runtime/budget.c \
@@ -29,8 +32,7 @@ TESTKIT_SRCS = \
   src/testkit/bench.c \
   src/testkit/fault.c
 NATIVE_SRCS = \
-  src/native/native.c \
-  src/runtime/common.c
+  src/native/native.c
 NATIVE_POSIX_SRCS = \
   src/native/native_os.c
 NATIVE_WIN_SRCS = \

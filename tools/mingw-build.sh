@@ -55,7 +55,7 @@ for arch in x86_64 i686; do
   # shellcheck disable=SC2086
   $cc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -D__USE_MINGW_ANSI_STDIO=1 \
     -I"$dir/lua-src/src" $INCS -shared -o "$dir/lwsp_native.dll" $NATIVE_SRCS \
-    src/native/lwsp_native.def "$dir/lua54.dll" -lws2_32 -static-libgcc -Wl,--enable-stdcall-fixup
+    src/native/lwsp_native.def -lws2_32 -static-libgcc -Wl,--enable-stdcall-fixup
   for dll in lwsp.dll:WSPStartup:luaopen_lwsp:WPUCompleteOverlappedRequest lwsp_native.dll:WSPStartup; do
     name=${dll%%:*}
     exports=$($arch-w64-mingw32-objdump -p "$dir/$name" | awk '/\[Ordinal\/Name Pointer\] Table/ {t=1; next} t && NF==0 {t=0} t {print $NF}')

@@ -10,15 +10,16 @@ INCS      = -Isrc/spi -Isrc/runtime -Isrc/host -Isrc/native
 BASEFLAGS = -std=gnu11 -fPIC -fvisibility=hidden -I$(LUA_INC) $(INCS) $(WARN)
 include src/sources.mk
 # The provider DLL and the native base provider (src/sources.mk lists each part).
-SRCS      = $(SPI_SRCS) $(RUNTIME_SRCS) $(HOST_SRCS) $(TESTKIT_SRCS)
-NATIVE_SO_SRCS = $(SPI_SRCS) $(NATIVE_SRCS) $(NATIVE_POSIX_SRCS)
+SRCS      = $(SPI_SRCS) $(LOG_SRCS) $(VALUES_SRCS) $(RUNTIME_SRCS)
+HOST_SO_SRCS = $(SPI_SRCS) $(VALUES_SRCS) $(HOST_SRCS) $(TESTKIT_SRCS)
+NATIVE_SO_SRCS = $(SPI_SRCS) $(LOG_SRCS) $(NATIVE_SRCS) $(NATIVE_POSIX_SRCS)
 HDRS      = $(wildcard src/*/*.h)
 BUSTED    ?= lua5.4 /usr/bin/busted
 export LWSP_EXAMPLES = $(CURDIR)/examples
 
 .PHONY: lint ldoc all deps deps-run demo demo-memnet bench wine-smoke wine-test wine-foreign fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
 
-all: build/lwsp.so build/lwsp_native.so build/test_nullproc.so build/foreign_host build/foreign_host_nocomplete
+all: build/lwsp.so build/lwsp/host.so build/lwsp_native.so build/test_nullproc.so build/foreign_host build/foreign_host_nocomplete
 
 # A host of its own (no lwsp host code) that loads the runtime as a provider
 # DLL: spec/26-foreign_host_spec.lua.  The second exports no
@@ -45,6 +46,12 @@ build/lwsp.so: $(SRCS) $(HDRS) Makefile src/sources.mk
 	$(CC) $(BASEFLAGS) $(CFLAGS) -shared -o $@ $(SRCS) $(LUA_LIB) -lpthread -ldl
 	@ln -sfn ../lua build/lua
 	@nm -D --defined-only $@ | grep -q ' WSPStartup$$' || { echo "WSPStartup is not exported"; exit 1; }
+
+# The host (lwsp's ws2_32 stand-in) and the test kit: a module of their own,
+# require "lwsp.host", which shares the runtime's log and trace (host/link.c).
+build/lwsp/host.so: $(HOST_SO_SRCS) $(HDRS) Makefile src/sources.mk
+	@mkdir -p build/lwsp
+	$(CC) $(BASEFLAGS) $(CFLAGS) -DLWSP_HOST_MODULE -shared -o $@ $(HOST_SO_SRCS) $(LUA_LIB) -lpthread -ldl
 
 deps:
 	@bash tools/deps.sh test
@@ -100,10 +107,13 @@ ldoc:
 	  if [ -n "$$out" ]; then echo "$$out"; exit 1; fi; echo "ldoc: build/ldoc/index.html"
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build, suite run against it.
-build/asan/lwsp.so: $(SRCS) $(NATIVE_SO_SRCS) $(HDRS) Makefile
+build/asan/lwsp.so: $(SRCS) $(HOST_SO_SRCS) $(NATIVE_SO_SRCS) $(HDRS) Makefile
 	@mkdir -p build/asan
 	$(CC) $(BASEFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
 	  -shared -o $@ $(SRCS) $(LUA_LIB) -lpthread -ldl
+	@mkdir -p build/asan/lwsp
+	$(CC) $(BASEFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
+	  -DLWSP_HOST_MODULE -shared -o build/asan/lwsp/host.so $(HOST_SO_SRCS) $(LUA_LIB) -lpthread -ldl
 	$(CC) $(BASEFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
 	  -shared -o build/asan/lwsp_native.so $(NATIVE_SO_SRCS) -lpthread -ldl
 	@ln -sfn ../../lua build/asan/lua
@@ -116,9 +126,11 @@ asan: build/asan/lwsp.so build/foreign_host build/foreign_host_nocomplete
 
 # ThreadSanitizer build; specs that start subprocesses or thousands of threads
 # are left to the other runs (TSan's runtime is preloaded into lua5.4).
-build/tsan/lwsp.so: $(SRCS) $(NATIVE_SO_SRCS) $(HDRS) Makefile
+build/tsan/lwsp.so: $(SRCS) $(HOST_SO_SRCS) $(NATIVE_SO_SRCS) $(HDRS) Makefile
 	@mkdir -p build/tsan
 	$(CC) $(BASEFLAGS) -O1 -g -fsanitize=thread -shared -o $@ $(SRCS) $(LUA_LIB) -lpthread -ldl
+	@mkdir -p build/tsan/lwsp
+	$(CC) $(BASEFLAGS) -O1 -g -fsanitize=thread -DLWSP_HOST_MODULE -shared -o build/tsan/lwsp/host.so $(HOST_SO_SRCS) $(LUA_LIB) -lpthread -ldl
 	$(CC) $(BASEFLAGS) -O1 -g -fsanitize=thread -shared -o build/tsan/lwsp_native.so $(NATIVE_SO_SRCS) -lpthread -ldl
 	@ln -sfn ../../lua build/tsan/lua
 
@@ -164,7 +176,8 @@ spi-check:
 # Compiles every source for both Windows architectures (no Lua DLL needed).
 mingw-check: spi-check
 	for cc in x86_64-w64-mingw32-gcc i686-w64-mingw32-gcc; do \
-	  for f in $(SRCS) $(NATIVE_SRCS) $(NATIVE_WIN_SRCS); do $$cc -std=gnu11 -D__USE_MINGW_ANSI_STDIO=1 -I$(LUA_INC) $(INCS) $(WARN) -O2 -c $$f -o /dev/null || exit 1; done; done
+	  for f in $(SRCS) $(NATIVE_SRCS) $(NATIVE_WIN_SRCS); do $$cc -std=gnu11 -D__USE_MINGW_ANSI_STDIO=1 -I$(LUA_INC) $(INCS) $(WARN) -O2 -c $$f -o /dev/null || exit 1; done; \
+	  for f in $(HOST_SRCS) $(TESTKIT_SRCS); do $$cc -std=gnu11 -D__USE_MINGW_ANSI_STDIO=1 -DLWSP_HOST_MODULE -I$(LUA_INC) $(INCS) $(WARN) -O2 -c $$f -o /dev/null || exit 1; done; done
 
 mingw:
 	bash tools/mingw-build.sh

@@ -2,18 +2,25 @@
 # this file; tools/mingw-build.sh reads it (tools/sources.sh); the rockspec's
 # lists are written from it by tools/rockspec.lua, and spec/30-layout_spec.lua
 # fails when they differ.  One list per part, a file per line.
+#   the provider DLL (lwsp):           SPI LOG VALUES RUNTIME
+#   the host module (lwsp.host):       SPI VALUES HOST TESTKIT  (built with
+#                                      LWSP_HOST_MODULE; the runtime's log, via host/link.c)
+#   the native base provider (lwsp_native): SPI LOG NATIVE NATIVE_POSIX or NATIVE_WIN
 SPI_SRCS = \
   src/spi/platform.c \
-  src/spi/log.c \
   src/spi/map.c \
   src/spi/text.c
+LOG_SRCS = \
+  src/spi/log.c
+VALUES_SRCS = \
+  src/runtime/common.c
 RUNTIME_SRCS = \
   src/runtime/lwsp.c \
   src/runtime/budget.c \
   src/runtime/match.c \
   src/runtime/dispatch.c \
   src/runtime/upcalls.c \
-  src/runtime/common.c \
+  src/runtime/module.c \
   src/runtime/view.c \
   src/runtime/pending.c \
   src/runtime/events.c \
@@ -22,6 +29,7 @@ RUNTIME_SRCS = \
   src/runtime/wsc.c \
   src/runtime/sandbox.c
 HOST_SRCS = \
+  src/host/link.c \
   src/host/host.c \
   src/host/api.c \
   src/host/objects.c \

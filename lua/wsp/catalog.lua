@@ -20,7 +20,7 @@
 local lwsp = require "lwsp"
 local wsp = require "wsp"
 
-if not lwsp.host then error("wsp.catalog is the application's side of lwsp: not available inside a provider", 2) end
+if lwsp.provider then error("wsp.catalog is the application's side of lwsp: not available inside a provider", 2) end
 
 local catalog = {}
 
@@ -831,7 +831,7 @@ end
 --   WSCInstallProviderAndChains do}
 function catalog.host(o)
   o = o or {}
-  local h = lwsp.host
+  local h = require "lwsp.host"
   local b = {name = "host", available = true, dll = o.dll or lwsp.path(), views = {0}}
   files_of(b)
   function b.enum() return h.catalog() end
@@ -922,8 +922,10 @@ package.loaded.lwsp = lwsp
 mods = mods or dll:match("^(.*)[\\/][^\\/]*$") .. "\\lua"
 package.path = mods .. "\\?.lua;" .. mods .. "\\?\\init.lua"
 local wsp = require "wsp"
+local dir = dll:match("^(.*)[\\/][^\\/]*$")
+package.cpath = dir .. "\\?.dll"   -- the host module beside the DLL (lwsp\\host.dll)
 local whost = require "wsp.host"
-local h = lwsp.host
+local h = require "lwsp.host"
 local base = whost.install_native()
 local layer = h.install(whost.protocol_info{guid = guid, name = "lwsp test start"}, dll, "layer")
 local tcp

@@ -763,7 +763,11 @@ int lwsp_hostio_open(lua_State *L);
 int lwsp_hostbench_open(lua_State *L);
 int lwsp_fault_open(lua_State *L);
 
-int lwsp_host_open(lua_State *L) {
+/* require "lwsp.host": the host's table.  It needs the runtime of the
+ * application's state (require "lwsp" there gives lwsp._runtime; a
+ * provider's state has none), whose log, trace and fault hook it shares. */
+LWSP_EXPORT int luaopen_lwsp_host(lua_State *L);
+LWSP_EXPORT int luaopen_lwsp_host(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"install", h_install}, {"remove", h_remove}, {"catalog", h_catalog}, {"order", h_order}, {"load", h_load},
     {"startup", h_startup}, {"cleanup", h_cleanup}, {"socket", h_socket}, {"close", h_close},
@@ -780,7 +784,17 @@ int lwsp_host_open(lua_State *L) {
     {"last_condition", h_last_condition},
     {NULL, NULL}};
   static const luaL_Reg pm[] = {{"cleanup", prov_cleanup}, {"data", prov_data}, {NULL, NULL}};
-  if (lwsp_inst_of(L)) return luaL_error(L, "lwsp.host is the application's side: a provider cannot drive its host");
+  const lwsp_runtime_link *rt;
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "lwsp");
+  lua_call(L, 1, 1);
+  rt = lua_type(L, -1) == LUA_TTABLE && lua_getfield(L, -1, "_runtime") == LUA_TLIGHTUSERDATA ? lua_touserdata(L, -1) : NULL;
+  if (!rt || rt->version != LWSP_LINK_VERSION || (host_rt && host_rt != rt))
+    return luaL_error(L, "lwsp.host is the application's side: it needs lwsp's runtime in this state "
+                      "(a provider cannot drive its host)");
+  lua_settop(L, 0);
+  if (rt->inst_of(L)) return luaL_error(L, "lwsp.host is the application's side: a provider cannot drive its host");
+  if (!host_rt) host_link(rt);
   host_init();
   if (luaL_newmetatable(L, PROVIDER_MT)) {
     lua_pushcfunction(L, prov_gc);

@@ -44,13 +44,9 @@ static void tls_dtor(void *p) {
   lwsp_mutex_unlock(&host_lock);
 }
 static void init_cb(void) {
-  const char *self = lwsp_module_path();
   lwsp_mutex_init(&host_lock);
   lwsp_cond_init(&host_cond);
   pthread_key_create(&tls_key, tls_dtor);
-  /* Like ws2_32, the host exports WPUCompleteOverlappedRequest by name: make
-   * this module's exports visible to the providers it loads. */
-  if (self && !dlopen(self, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD)) lwsp_log("host", "cannot export WPUCompleteOverlappedRequest");
 }
 void host_init(void) { pthread_once(&once, init_cb); }
 static hthread *tls_get(void) { return (hthread *)pthread_getspecific(tls_key); }
@@ -478,12 +474,10 @@ WSPUPCALLTABLE host_upcalls = {
   up_query_socket_handle_context, up_queue_apc, up_reset_event, up_set_event, up_open_current_thread,
   up_close_thread};
 
-int lwsp_host_owns(const WSPUPCALLTABLE *up) { return up->lpWPUCreateSocketHandle == up_create_socket_handle; }
-
 /* WPUCompleteOverlappedRequest: records status and bytes, signals the event
  * (its low bit masked off) and, when the socket is associated with a port and
  * the low bit is clear, posts exactly one packet. */
-int WSPAPI lwsp_host_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err) {
+static int WSPAPI host_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err) {
   hsock *hs;
   uintptr_t ev;
   char text[64];
@@ -518,35 +512,57 @@ int WSPAPI lwsp_host_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD b
   return 0;
 }
 
-/* A catalog entry's protocol info and path, for a layered provider in this
- * process looking for the layer below (what WSCEnumProtocols gives on
- * Windows).  0 if the id is unknown. */
-int lwsp_host_catalog_info(DWORD id, WSAPROTOCOL_INFOW *info, char *path, size_t pathlen) {
-  hentry *e;
+/* WSCEnumProtocols, as ws2_32 answers it: every catalog entry whose protocol
+ * is in the zero-ended list protocols (NULL: all), copied into buf; when buf
+ * is too small, SOCKET_ERROR with WSAENOBUFS and the size needed in *len.  A
+ * layered provider reads the catalog with it to find the layer below. */
+static int WSPAPI host_enum_protocols(LPINT protocols, LPWSAPROTOCOL_INFOW buf, LPDWORD len, LPINT err) {
+  DWORD need = 0;
+  int n = 0;
+  ERRP;
+  if (!len) { *err = WSAEFAULT; return SOCKET_ERROR; }
   host_init();
   lwsp_mutex_lock(&host_lock);
-  e = host_entry(id);
-  if (e) {
-    *info = e->info;
-    if (path) snprintf(path, pathlen, "%s", e->path);
+  for (int pass = 0; pass < 2; pass++) {
+    for (size_t i = 0; i < nentries; i++) {
+      int wanted = !protocols;
+      for (const INT *p = protocols; p && *p && !wanted; p++) wanted = *p == entries[i].info.iProtocol;
+      if (!wanted) continue;
+      if (pass == 0) need += sizeof(WSAPROTOCOL_INFOW);
+      else buf[n++] = entries[i].info;
+    }
+    if (pass == 0 && (!buf || *len < need)) {
+      lwsp_mutex_unlock(&host_lock);
+      *len = need;
+      *err = WSAENOBUFS;
+      return SOCKET_ERROR;
+    }
   }
   lwsp_mutex_unlock(&host_lock);
-  return e != NULL;
+  return n;
 }
 
+/* ws2_32's names, exported as ws2_32 exports them, for the providers this host
+ * loads: they look them up in the module that gave them their upcall table. */
 #ifndef _WIN32
-/* The export providers find with dlsym, as they find ws2_32's on Windows. */
 LWSP_EXPORT int WSPAPI WPUCompleteOverlappedRequest(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err);
 LWSP_EXPORT int WSPAPI WPUCompleteOverlappedRequest(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err) {
-  return lwsp_host_complete(s, ov, error, bytes, err);
+  return host_complete(s, ov, error, bytes, err);
+}
+LWSP_EXPORT int WSPAPI WSCEnumProtocols(LPINT protocols, LPWSAPROTOCOL_INFOW buf, LPDWORD len, LPINT err);
+LWSP_EXPORT int WSPAPI WSCEnumProtocols(LPINT protocols, LPWSAPROTOCOL_INFOW buf, LPDWORD len, LPINT err) {
+  return host_enum_protocols(protocols, buf, len, err);
 }
 #else
-/* On Windows the headers declare ws2_32's WPUCompleteOverlappedRequest; lwsp's
- * is this function, exported under that name by src/lwsp.def, for providers
- * that look it up in the module that gave them their upcall table. */
+/* On Windows the headers declare ws2_32's own; the host module's are these,
+ * exported under ws2_32's names by src/host/lwsp_host.def. */
 int WSPAPI lwsp_export_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err);
 int WSPAPI lwsp_export_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err) {
-  return lwsp_host_complete(s, ov, error, bytes, err);
+  return host_complete(s, ov, error, bytes, err);
+}
+int WSPAPI lwsp_export_enum_protocols(LPINT protocols, LPWSAPROTOCOL_INFOW buf, LPDWORD len, LPINT err);
+int WSPAPI lwsp_export_enum_protocols(LPINT protocols, LPWSAPROTOCOL_INFOW buf, LPDWORD len, LPINT err) {
+  return host_enum_protocols(protocols, buf, len, err);
 }
 #endif
 
@@ -628,7 +644,7 @@ hprov *host_provider_startup(DWORD catalog, LPINT err) {
       return NULL;
     }
     {
-      LPWSPSTARTUP ours = WSPStartup;   /* lwsp's own: a Lua provider, which traces itself */
+      LPWSPSTARTUP ours = host_rt->startup;   /* lwsp's runtime: a Lua provider, which traces itself */
       void *mine;
       memcpy(&mine, &ours, sizeof mine);
       foreign = sym != mine;
@@ -648,7 +664,7 @@ hprov *host_provider_startup(DWORD catalog, LPINT err) {
   }
   if (rc == 0 && !proc_table_complete(&procs, &missing)) {
     INT e2 = 0;
-    lwsp_log("host", "provider %s: proc table entry %s is NULL", g, lwsp_spi_names[missing]);
+    lwsp_log("host", "provider %s: proc table entry %s is NULL", g, host_rt->spi_names[missing]);
     if (procs.lpWSPCleanup) procs.lpWSPCleanup(&e2);
     rc = WSAEINVALIDPROCTABLE;
   } else if (rc == 0 && data.wVersion != MAKEWORD_(2, 2)) {

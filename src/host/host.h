@@ -126,6 +126,11 @@ long host_arg_ms(lua_State *L, int idx, long def);
 
 typedef struct hmsg { UINT msg; WPARAM wparam; LPARAM lparam; struct hmsg *next; } hmsg;
 
+/* link.c: the runtime of this process (its log, trace, fault hook and
+ * instances), set once by luaopen_lwsp_host before anything else runs. */
+extern const lwsp_runtime_link *host_rt;
+void host_link(const lwsp_runtime_link *rt);
+
 extern lwsp_mutex host_lock;
 extern lwsp_cond host_cond;
 extern WSPUPCALLTABLE host_upcalls;

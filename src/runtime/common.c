@@ -1,55 +1,13 @@
 /*
  * common.c - the conversions between Winsock values (addresses, protocol
- * info, QOS, errors, GUIDs, UTF-16 text) and Lua values, the constant table,
- * and the log's Lua face.
+ * info, QOS, errors, GUIDs, UTF-16 text) and Lua values, and the constant
+ * table.
  */
 #include "common.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- the log's Lua face ------------------------------------------------------ */
-static void push_line(const char *line, void *ud) {
-  lua_State *L = ud;
-  lua_pushstring(L, line);
-  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-}
-
-/* lwsp.log_lines([since]) -> array of lines, next sequence number */
-static int l_log_lines(lua_State *L) {
-  lua_Integer since = luaL_optinteger(L, 1, 0);
-  lua_newtable(L);
-  lua_pushinteger(L, (lua_Integer)lwsp_log_lines(since > 0 ? (unsigned long)since : 0, push_line, L));
-  return 2;
-}
-
-/* lwsp.log(msg) writes one line tagged "lua". */
-static int l_log(lua_State *L) {
-  const char *who = luaL_optstring(L, 2, NULL);
-  char tag[64];
-  if (!who) {      /* inside a provider: its GUID (named as above); else "lua" */
-    lua_getfield(L, LUA_REGISTRYINDEX, "lwsp.log_who");
-    snprintf(tag, sizeof tag, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "lua");
-    lua_pop(L, 1);
-    who = tag;
-  }
-  lwsp_log(who, "%s", luaL_checkstring(L, 1));
-  return 0;
-}
-
-/* lwsp.set_log(target): a file path, "-" for stderr, "off", or nil for $LWSP_LOG. */
-static int l_set_log(lua_State *L) {
-  lwsp_log_target(luaL_optstring(L, 1, NULL));
-  return 0;
-}
-
-int lwsp_log_open(lua_State *L) {
-  lua_pushcfunction(L, l_log); lua_setfield(L, -2, "log");
-  lua_pushcfunction(L, l_log_lines); lua_setfield(L, -2, "log_lines");
-  lua_pushcfunction(L, l_set_log); lua_setfield(L, -2, "set_log");
-  return 0;
-}
 
 /* ---- GUIDs and text in Lua ------------------------------------------------- */
 void lwsp_push_guid(lua_State *L, const GUID *g) {

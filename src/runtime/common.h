@@ -16,6 +16,7 @@
 #include "spi.h"
 #include <lua.h>
 #include <lauxlib.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,7 +101,8 @@ void lwsp_log(const char *who, const char *fmt, ...)
   __attribute__((format(printf, 2, 3)))
 #endif
   ;
-int lwsp_log_open(lua_State *L);
+void lwsp_vlog(const char *who, const char *fmt, va_list ap);
+int lwsp_log_open(lua_State *L);    /* runtime/module.c: log, log_lines, set_log into the table on top */
 /* Called with every log line (the trace attaches them to calls); NULL: none. */
 extern void (*lwsp_log_hook)(const char *line);
 /* Names a provider's log lines: guid ("{...}") -> its script's file name. */
@@ -203,7 +205,6 @@ int lwsp_const_open(lua_State *L);               /* pushes the constant table */
 /* Sub-modules, each binding Lua in its own file */
 int lwsp_runtime_open(lua_State *L);             /* lwsp.c: fields of the lwsp table */
 int lwsp_upcalls_open(lua_State *L, void *inst); /* upcalls.c: pushes the upcall table */
-int lwsp_host_open(lua_State *L);                /* host.c: pushes the host table */
 LWSP_EXPORT int luaopen_lwsp(lua_State *L);
 
 #endif

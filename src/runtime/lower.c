@@ -88,20 +88,20 @@ static lua_Integer fit32(lua_State *L, int idx, lua_Integer v) {
 #define int32_arg(L, idx) fit32((L), (idx), int_arg((L), (idx)))
 #define opt_int32_arg(L, idx, def) fit32((L), (idx), opt_int_arg((L), (idx), (def)))
 
-/* A catalog entry: lwsp's host's when it is the one calling (its upcall
- * table), else the catalog of the host that supplied the upcall table, read
- * with the WSCEnumProtocols its module exports (ws2_32's on Windows). */
+/* A catalog entry of the host that supplied the upcall table, read with the
+ * WSCEnumProtocols its module exports (ws2_32's on Windows, lwsp's host
+ * module's elsewhere).  0 if unknown; who names the log line saying why
+ * (NULL: no line). */
 typedef int (WSPAPI *enum_protocols_fn)(LPINT, LPWSAPROTOCOL_INFOW, LPDWORD, LPINT);
-static int catalog_info(lwsp_inst *I, DWORD id, WSAPROTOCOL_INFOW *info) {
+int rt_catalog_info(const WSPUPCALLTABLE *up, const char *who, DWORD id, WSAPROTOCOL_INFOW *info) {
   void (*f)(void);
   enum_protocols_fn fn;
   WSAPROTOCOL_INFOW *all = NULL;
   DWORD len = 0;
   int n = SOCKET_ERROR, found = 0;
   char why[600];
-  if (lwsp_host_owns(&I->up)) return lwsp_host_catalog_info(id, info, NULL, 0);
-  if (!(f = lwsp_host_sym(&I->up, "WSCEnumProtocols", why, sizeof why))) {
-    lwsp_log(I->name, "cannot read the host's catalog: %s", why);
+  if (!(f = lwsp_host_sym(up, "WSCEnumProtocols", why, sizeof why))) {
+    if (who) lwsp_log(who, "cannot read the host's catalog: %s", why);
     return 0;
   }
   memcpy(&fn, &f, sizeof fn);
@@ -117,6 +117,7 @@ static int catalog_info(lwsp_inst *I, DWORD id, WSAPROTOCOL_INFOW *info) {
   free(all);
   return found;
 }
+#define catalog_info(I, id, info) rt_catalog_info(&(I)->up, (I)->name, (id), (info))
 
 static int load(lwsp_inst *I, lwsp_lower *low, char *why, size_t whylen) {
   const WSAPROTOCOL_INFOW *ci;

@@ -50,6 +50,7 @@ static INIT_ONCE g_once = INIT_ONCE_STATIC_INIT;
 static BOOL CALLBACK init_once(PINIT_ONCE o, PVOID p, PVOID *c) {
   (void)o; (void)p; (void)c;
   lwsp_mutex_init(&g_lock);
+  lwsp_trace_init();
   rt_budget_init();
   for (int i = 0; i < LWSP_MAX_INSTANCES; i++) {
     lwsp_instances[i].slot = i;
@@ -64,6 +65,7 @@ static void global_init(void) { InitOnceExecuteOnce(&g_once, init_once, NULL, NU
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static void init_once(void) {
   lwsp_mutex_init(&g_lock);
+  lwsp_trace_init();
   rt_budget_init();
   for (int i = 0; i < LWSP_MAX_INSTANCES; i++) {
     lwsp_instances[i].slot = i;
@@ -81,11 +83,11 @@ static uint32_t next_gen(void) {
   return g;
 }
 
-/* lwsp's own host hands its function over directly; any other host's comes
- * from the module that supplied the upcall table (ws2_32.dll on Windows),
- * never from lwsp's own module, which would not know the host's handles. */
+/* The host's function comes from the module that supplied the upcall table
+ * (ws2_32.dll on Windows, lwsp's host module elsewhere), never from lwsp's
+ * own module, which would not know the host's handles. */
 LPWPUCOMPLETEOVERLAPPEDREQUEST lwsp_find_complete(const WSPUPCALLTABLE *up, char *why, size_t whylen) {
-  return lwsp_host_owns(up) ? lwsp_host_complete : lwsp_host_complete_export(up, why, whylen);
+  return lwsp_host_complete_export(up, why, whylen);
 }
 
 /* ---- sockets: slots with generations ------------------------------------------
@@ -1027,7 +1029,7 @@ static int start_guid(const WSAPROTOCOL_INFOW *info, const WSPUPCALLTABLE *up, G
     for (int i = 0; n >= 2 && n <= MAX_PROTOCOL_CHAIN && i < n && !*layer_id; i++) {
       WSAPROTOCOL_INFOW e;
       DWORD cid = info->ProtocolChain.ChainEntries[i];
-      int found = lwsp_host_owns(up) ? lwsp_host_catalog_info(cid, &e, NULL, 0) : lwsp_wsc_catalog_info(cid, &e);
+      int found = rt_catalog_info(up, NULL, cid, &e);
       if (found && lwsp_guid_eq(&e.ProviderId, id)) *layer_id = cid;
     }
     return 1;
@@ -1035,7 +1037,7 @@ static int start_guid(const WSAPROTOCOL_INFOW *info, const WSPUPCALLTABLE *up, G
   for (int i = 0; n >= 2 && n <= MAX_PROTOCOL_CHAIN && i < n; i++) {
     WSAPROTOCOL_INFOW e;
     DWORD cid = info->ProtocolChain.ChainEntries[i];
-    int found = lwsp_host_owns(up) ? lwsp_host_catalog_info(cid, &e, NULL, 0) : lwsp_wsc_catalog_info(cid, &e);
+    int found = rt_catalog_info(up, NULL, cid, &e);
     if (found && lwsp_registry_get(&e.ProviderId, path, sizeof path, err, sizeof err)) {
       *id = e.ProviderId;
       *layer_id = cid;
@@ -1327,10 +1329,11 @@ static int l_stats(lua_State *L) {
   return 1;
 }
 
-/* The module.  In a provider's own state it is the provider's side only: no
- * lwsp.host (nor the test kit in it: bench calls, fault injection, probes),
- * no lwsp.trace or lwsp.wsc, no set_log, and a registry that can only be
- * read -- a provider must not drive the host that loaded it, nor change what
+/* The module.  The host is a module of its own (src/host, require
+ * "lwsp.host"), which takes the runtime's link from _runtime in an
+ * application's state.  In a provider's own state it is the provider's side
+ * only: no _runtime (so no host), no lwsp.trace or lwsp.wsc, no set_log, and
+ * a registry that can only be read -- a provider must not drive the host that loaded it, nor change what
  * the process logs, traces or installs. */
 LWSP_EXPORT int luaopen_lwsp(lua_State *L) {
   static const luaL_Reg fns[] = {
@@ -1358,8 +1361,8 @@ LWSP_EXPORT int luaopen_lwsp(lua_State *L) {
   }
   lua_setfield(L, -2, "handler_names");
   if (!I) {
-    lwsp_host_open(L);
-    lua_setfield(L, -2, "host");
+    lwsp_push_link(L);
+    lua_setfield(L, -2, "_runtime");
     lwsp_trace_open(L);
     lua_setfield(L, -2, "trace");
     lwsp_wsc_open(L);

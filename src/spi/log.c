@@ -53,9 +53,15 @@ void lwsp_log_name(const char *guid, const char *script) {
 void (*lwsp_log_hook)(const char *line);
 
 void lwsp_log(const char *who, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  lwsp_vlog(who, fmt, ap);
+  va_end(ap);
+}
+
+void lwsp_vlog(const char *who, const char *fmt, va_list ap) {
   char line[8192];
   int n = -1;
-  va_list ap;
   const char *target;
   log_init();
   if (who && who[0] == '{') {
@@ -68,9 +74,7 @@ void lwsp_log(const char *who, const char *fmt, ...) {
     lwsp_mutex_unlock(&log_lock);
   }
   if (n < 0) n = snprintf(line, sizeof line, "lwsp[%s] ", who ? who : "-");
-  va_start(ap, fmt);
   if (n > 0 && (size_t)n < sizeof line) vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
-  va_end(ap);
   lwsp_mutex_lock(&log_lock);
   free(log_ring[log_seq % LWSP_LOG_RING]);
   log_ring[log_seq % LWSP_LOG_RING] = strdup(line);

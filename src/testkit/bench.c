@@ -380,7 +380,7 @@ static lwsp_inst *instance_arg(lua_State *L) {
   GUID g;
   if (!lwsp_guid_parse(luaL_checkstring(L, 1), &g)) luaL_argerror(L, 1, "not a GUID");
   for (int i = 0; i < LWSP_MAX_INSTANCES; i++)
-    if (rt_live(&lwsp_instances[i]) && lwsp_guid_eq(&lwsp_instances[i].id, &g)) return &lwsp_instances[i];
+    if (rt_live(&host_rt->instances[i]) && lwsp_guid_eq(&host_rt->instances[i].id, &g)) return &host_rt->instances[i];
   return NULL;
 }
 
@@ -391,7 +391,7 @@ static int b_instance(lua_State *L) {
   uint32_t live = 0, ops = 0;
   if (!I) { lua_pushnil(L); return 1; }
   lwsp_mutex_lock(&I->lock);
-  for (uint32_t k = 0; k < I->nsocks; k++) live += rt_sock_at(I, k)->gen != 0;
+  for (uint32_t k = 0; k < I->nsocks; k++) live += host_rt->sock_at(I, k)->gen != 0;
   for (rt_op *op = I->ops; op; op = op->next) ops++;
   lua_createtable(L, 0, 4);
   lua_pushinteger(L, ops); lua_setfield(L, -2, "pending");

@@ -244,18 +244,24 @@ soak: all
 FUZZ_SECONDS ?= 60
 FUZZ_SRCS = $(SRCS)
 FUZZ_FLAGS = -std=gnu11 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -I$(LUA_INC) $(INCS)
-build/fuzz_dispatch: fuzz/fuzz_dispatch.c $(SRCS) $(HDRS)
+build/fuzz_dispatch: fuzz/fuzz_dispatch.c $(SRCS) src/host/host.c src/host/kernel.c $(HDRS)
 	@mkdir -p build
-	clang $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ fuzz/fuzz_dispatch.c $(FUZZ_SRCS) $(LUA_LIB) -lpthread -ldl
+	clang $(FUZZ_FLAGS) -fsanitize=fuzzer -rdynamic -o $@ fuzz/fuzz_dispatch.c $(FUZZ_SRCS) src/host/host.c src/host/kernel.c \
+	  $(LUA_LIB) -lpthread -ldl
 
 build/fuzz/lwsp.so: $(SRCS) $(HDRS)
 	@mkdir -p build/fuzz
 	clang $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -fPIC -fvisibility=hidden -shared -o $@ $(FUZZ_SRCS) $(LUA_LIB) -lpthread -ldl
+	@ln -sfn ../../lua build/fuzz/lua
 
-build/fuzz_host: fuzz/fuzz_host.c build/fuzz/lwsp.so
+build/fuzz/lwsp/host.so: $(HOST_SO_SRCS) $(HDRS)
+	@mkdir -p build/fuzz/lwsp
+	clang $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -fPIC -fvisibility=hidden -DLWSP_HOST_MODULE -shared -o $@ $(HOST_SO_SRCS) $(LUA_LIB) -lpthread -ldl
+
+build/fuzz_host: fuzz/fuzz_host.c build/fuzz/lwsp.so build/fuzz/lwsp/host.so
 	clang $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ fuzz/fuzz_host.c build/fuzz/lwsp.so -Wl,-rpath,$(CURDIR)/build/fuzz $(LUA_LIB) -lpthread -ldl
 
-build/fuzz_script: fuzz/fuzz_script.c build/fuzz/lwsp.so
+build/fuzz_script: fuzz/fuzz_script.c build/fuzz/lwsp.so build/fuzz/lwsp/host.so
 	clang $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ fuzz/fuzz_script.c build/fuzz/lwsp.so -Wl,-rpath,$(CURDIR)/build/fuzz $(LUA_LIB) -lpthread -ldl
 
 # Each target runs for FUZZ_SECONDS; findings land in build/fuzz-findings.

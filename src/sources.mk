@@ -16,6 +16,8 @@ VALUES_SRCS = \
   src/runtime/common.c
 RUNTIME_SRCS = \
   src/runtime/lwsp.c \
+  src/runtime/sockets.c \
+  src/runtime/calls.c \
   src/runtime/budget.c \
   src/runtime/match.c \
   src/runtime/dispatch.c \

@@ -480,6 +480,11 @@ typedef struct lwsp_runtime_link {
   lwsp_sock *(*sock_at)(lwsp_inst *I, uint32_t idx);
 } lwsp_runtime_link;
 void lwsp_push_link(lua_State *L);
+/* lwsp.c: the runtime's process-wide state (locks, instance slots, the
+ * trace's lock, the budget's watchdog), made once. */
+void rt_global_init(void);
+/* calls.c: whether this thread is inside one of I's calls now */
+int rt_inside(lwsp_inst *I);
 
 /* lower.c: the layer below a layered provider */
 int rt_lower_open(lua_State *L, lwsp_inst *I);    /* lwsp.lower into the lwsp table */

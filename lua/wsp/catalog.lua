@@ -34,7 +34,7 @@ catalog.KINDS = {
 local KIND_ORDER = {"tcp", "udp", "tcp6", "udp6"}
 
 --- LSP categories (WSCSetProviderInfo, ProviderInfoLspCategories): ws2spi.h's
--- LSP_* values (src/wsc.c checks them against mingw's header at compile time).
+-- LSP_* values (src/runtime/wsc.c checks them against mingw's header at compile time).
 catalog.CATEGORIES = {
   inspector = 0x1, redirector = 0x2, proxy = 0x4, firewall = 0x8, inbound_modify = 0x10,
   outbound_modify = 0x20, crypto_compress = 0x40, local_cache = 0x80, system = 0x80000000,

@@ -1,5 +1,5 @@
 /*
- * hostapi.c - lwsp.host, the Lua face of lwsp's own ws2_32: the catalog,
+ * api.c - lwsp.host, the Lua face of lwsp's own ws2_32: the catalog,
  * provider loading, the application-facing socket calls, and the host's
  * objects (events, windows, ports, threads).  docs/api.md documents each.
  *

@@ -94,7 +94,7 @@ static hprov *prov_by_guid(const GUID *g) {
   return p && p->lib ? p : NULL;
 }
 
-/* ---- catalog (called from hostapi.c under host_lock) ------------------------------ */
+/* ---- catalog (called from api.c under host_lock) ------------------------------ */
 int host_catalog_add(const WSAPROTOCOL_INFOW *info, const char *path) {
   hentry *ne = realloc(entries, (nentries + 1) * sizeof *ne);
   if (!ne) return 0;

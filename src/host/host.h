@@ -1,7 +1,7 @@
 /*
  * host.h - lwsp's own ws2_32: the catalog, loaded providers, socket handles,
  * events, threads and APCs, windows and messages, completion ports.  host.c
- * keeps the state and implements the upcall table; hostapi.c is the Lua face
+ * keeps the state and implements the upcall table; api.c is the Lua face
  * (lwsp.host), the application-facing calls.
  *
  * One host lock guards all of it; the host never calls into a provider while
@@ -110,7 +110,7 @@ int host_ov_busy(host_ov *h);
 /* Records the outcome of an overlapped call made with h: pending or not. */
 void host_ov_posted(host_ov *h, int rc, int err);
 
-/* Argument checks of the host's Lua calls (hostapi.c).  Each raises a Lua
+/* Argument checks of the host's Lua calls (api.c).  Each raises a Lua
  * argument error naming the range: a value is never truncated into a C type. */
 lua_Integer host_arg_range(lua_State *L, int idx, lua_Integer lo, lua_Integer hi, const char *what);
 lua_Integer host_opt_range(lua_State *L, int idx, lua_Integer def, lua_Integer lo, lua_Integer hi, const char *what);

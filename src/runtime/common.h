@@ -203,7 +203,6 @@ void lwsp_push_wstr(lua_State *L, const WCHAR *s, size_t maxlen);
 int lwsp_const_open(lua_State *L);               /* pushes the constant table */
 
 /* Sub-modules, each binding Lua in its own file */
-int lwsp_runtime_open(lua_State *L);             /* lwsp.c: fields of the lwsp table */
 int lwsp_upcalls_open(lua_State *L, void *inst); /* upcalls.c: pushes the upcall table */
 LWSP_EXPORT int luaopen_lwsp(lua_State *L);
 

@@ -164,7 +164,7 @@ void rt_inst_mark(lwsp_inst *I, int d);
 LPWPUCOMPLETEOVERLAPPEDREQUEST lwsp_find_complete(const WSPUPCALLTABLE *up, char *why, size_t whylen);
 
 
-/* One entry into a provider (lwsp.c): rt_begin() takes the instance lock,
+/* One entry into a provider (calls.c): rt_begin() takes the instance lock,
  * finds the socket and the handler, and puts the handler (and the socket
  * table) on a coroutine; rt_run() resumes it; rt_end() returns the coroutine
  * to the pool and unlocks.  rt_fail() and rt_fault() end the call with an
@@ -415,7 +415,7 @@ extern volatile int *lwsp_tracing_at;
 extern volatile int lwsp_tracing;
 #endif
 void lwsp_trace_init(void);   /* before any record: the trace's lock */
-/* lwsp's own WSPStartup (lwsp.c): the host tells Lua providers by it */
+/* lwsp's own WSPStartup (lwsp.c); the host module tells Lua providers by it (lwsp_runtime_link.startup) */
 LWSP_EXPORT int WSPAPI WSPStartup(WORD wVersionRequested, LPWSPDATA lpWSPData, LPWSAPROTOCOL_INFOW lpProtocolInfo,
                                   WSPUPCALLTABLE UpcallTable, LPWSPPROC_TABLE lpProcTable);
 #define LWSP_TRACE_TEXT 96   /* room for a record's arguments or results, summarised */

@@ -1,5 +1,5 @@
 /*
- * hostbench.c - measuring loops for bench/ (lwsp.host.bench_*): each calls a
+ * bench.c - measuring loops for bench/ (lwsp.host.bench_*): each calls a
  * provider's proc table from C, so what is timed is the provider, not Lua on
  * the host side.
  */

@@ -606,6 +606,11 @@ static void provider_release(hprov *p) {
   if (lib) lwsp_dlclose(lib);
 }
 
+/* One WSPStartup of a catalog entry's provider, made as ws2_32 makes it:
+ * find the entry, load its DLL once per GUID, find WSPStartup, call it with
+ * the host's upcall table, and check the proc table and the version.  Over
+ * 80 lines: one sequence whose every step has its own failure, log line and
+ * unwinding under the host lock, and reads best in the order ws2_32 does it. */
 hprov *host_provider_startup(DWORD catalog, LPINT err) {
   hentry *e;
   WSAPROTOCOL_INFOW info;

@@ -119,6 +119,10 @@ int rt_catalog_info(const WSPUPCALLTABLE *up, const char *who, DWORD id, WSAPROT
 }
 #define catalog_info(I, id, info) rt_catalog_info(&(I)->up, (I)->name, (id), (info))
 
+/* Loads the layer below as a layered provider must: the chain it was given,
+ * the next entry in it from the host's catalog, that entry's DLL and its
+ * WSPStartup, with this instance's upcall table.  Over 80 lines: one
+ * sequence of steps, each with its own reason in why and its own unwinding. */
 static int load(lwsp_inst *I, lwsp_lower *low, char *why, size_t whylen) {
   const WSAPROTOCOL_INFOW *ci;
   WSAPROTOCOL_INFOW chain, entry, next;

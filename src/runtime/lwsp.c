@@ -221,7 +221,9 @@ static int run_script(lua_State *L) {
 }
 
 /* Builds the instance's Lua state and runs the provider script.  On failure,
- * logs why (naming the file) and returns 0 with the state closed. */
+ * logs why (naming the file) and returns 0 with the state closed.  Over 80
+ * lines: the state's setup (allocator, libraries, sandbox, budget, lwsp's
+ * tables, the script) is one ordered sequence that every failure unwinds. */
 static int inst_open(lwsp_inst *I, const WSAPROTOCOL_INFOW *info, const WSPUPCALLTABLE *up, const GUID *id,
                      DWORD layer_id) {
   char err[1200], sdir[1024], mdir[1024];
@@ -452,7 +454,8 @@ LWSP_EXPORT int WSPAPI WSPStartup(WORD wVersionRequested, LPWSPDATA lpWSPData, L
  * meanwhile); only then does it run the script's cleanup handler, close the
  * sockets still open, the Lua state and the layers below.  From inside one of
  * the instance's own calls (a handler, a timer, a blocking hook) it is
- * refused with WSAEINPROGRESS and nothing changes. */
+ * refused with WSAEINPROGRESS and nothing changes.  Over 80 lines: the
+ * teardown's order is its contract, and it reads in one place. */
 int lwsp_do_cleanup(lwsp_inst *I, LPINT err) {
   INT dummy;
   if (!err) err = &dummy;

@@ -244,9 +244,9 @@ soak: all
 FUZZ_SECONDS ?= 60
 FUZZ_SRCS = $(SRCS)
 FUZZ_FLAGS = -std=gnu11 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -I$(LUA_INC) $(INCS)
-build/fuzz_dispatch: fuzz/fuzz_dispatch.c $(SRCS) src/host/host.c src/host/kernel.c $(HDRS)
+build/fuzz_dispatch: fuzz/fuzz_dispatch.c $(SRCS) src/host/host.c src/host/exports.c src/host/kernel.c $(HDRS)
 	@mkdir -p build
-	clang $(FUZZ_FLAGS) -fsanitize=fuzzer -rdynamic -o $@ fuzz/fuzz_dispatch.c $(FUZZ_SRCS) src/host/host.c src/host/kernel.c \
+	clang $(FUZZ_FLAGS) -fsanitize=fuzzer -rdynamic -o $@ fuzz/fuzz_dispatch.c $(FUZZ_SRCS) src/host/host.c src/host/exports.c src/host/kernel.c \
 	  $(LUA_LIB) -lpthread -ldl
 
 build/fuzz/lwsp.so: $(SRCS) $(HDRS)

@@ -27,7 +27,7 @@ build = {
       defines = {},
     },
     ["lwsp.host"] = {
-      sources = {"src/spi/platform.c", "src/spi/map.c", "src/spi/text.c", "src/runtime/common.c", "src/host/link.c", "src/host/host.c", "src/host/api.c", "src/host/objects.c", "src/host/kernel.c", "src/host/overlapped.c", "src/testkit/probe.c", "src/testkit/bench.c", "src/testkit/fault.c"},  -- src/sources.mk: SPI VALUES HOST TESTKIT
+      sources = {"src/spi/platform.c", "src/spi/map.c", "src/spi/text.c", "src/runtime/common.c", "src/host/link.c", "src/host/host.c", "src/host/exports.c", "src/host/api.c", "src/host/catalog.c", "src/host/objects.c", "src/host/kernel.c", "src/host/overlapped.c", "src/testkit/probe.c", "src/testkit/bench.c", "src/testkit/fault.c"},  -- src/sources.mk: SPI VALUES HOST TESTKIT
       incdirs = {"src/spi", "src/runtime", "src/host", "src/native"},
       libraries = {"lua5.4", "pthread", "dl"},
       defines = {"LWSP_HOST_MODULE"},
@@ -57,7 +57,7 @@ build = {
           defines = {"__USE_MINGW_ANSI_STDIO=1"},
         },
         ["lwsp.host"] = {
-          sources = {"src/spi/platform.c", "src/spi/map.c", "src/spi/text.c", "src/runtime/common.c", "src/host/link.c", "src/host/host.c", "src/host/api.c", "src/host/objects.c", "src/host/kernel.c", "src/host/overlapped.c", "src/testkit/probe.c", "src/testkit/bench.c", "src/testkit/fault.c"},  -- src/sources.mk: SPI VALUES HOST TESTKIT
+          sources = {"src/spi/platform.c", "src/spi/map.c", "src/spi/text.c", "src/runtime/common.c", "src/host/link.c", "src/host/host.c", "src/host/exports.c", "src/host/api.c", "src/host/catalog.c", "src/host/objects.c", "src/host/kernel.c", "src/host/overlapped.c", "src/testkit/probe.c", "src/testkit/bench.c", "src/testkit/fault.c"},  -- src/sources.mk: SPI VALUES HOST TESTKIT
           incdirs = {"src/spi", "src/runtime", "src/host", "src/native"},
           libraries = {"ws2_32", "user32"},
           defines = {"__USE_MINGW_ANSI_STDIO=1", "LWSP_HOST_MODULE"},

@@ -33,7 +33,9 @@ RUNTIME_SRCS = \
 HOST_SRCS = \
   src/host/link.c \
   src/host/host.c \
+  src/host/exports.c \
   src/host/api.c \
+  src/host/catalog.c \
   src/host/objects.c \
   src/host/kernel.c \
   src/host/overlapped.c

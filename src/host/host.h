@@ -110,6 +110,14 @@ int host_ov_busy(host_ov *h);
 /* Records the outcome of an overlapped call made with h: pending or not. */
 void host_ov_posted(host_ov *h, int rc, int err);
 
+/* api.c: a host call's failure (nil, "WSAENAME: text", code; 0 counts as
+ * WSASYSCALLFAILURE) and its success (true). */
+int host_fail(lua_State *L, int code);
+int host_ok(lua_State *L);
+/* catalog.c: install, remove, order, catalog, load, startup, cleanup and the
+ * provider objects, into the host table on top. */
+void host_catalog_open(lua_State *L);
+
 /* Argument checks of the host's Lua calls (api.c).  Each raises a Lua
  * argument error naming the range: a value is never truncated into a C type. */
 lua_Integer host_arg_range(lua_State *L, int idx, lua_Integer lo, lua_Integer hi, const char *what);
@@ -196,6 +204,9 @@ void host_park(void *p);
 void host_prov_unpin(hprov *p);
 /* The calling thread's WSATHREADID, as ws2_32 passes it to data calls. */
 WSATHREADID *host_this_thread(WSATHREADID *tid);
+/* WPUCompleteOverlappedRequest: records status and bytes, signals the event
+ * and posts a packet to the socket's port (exports.c exports it). */
+int WSPAPI host_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err);
 /* Catalog (under host_lock) */
 DWORD host_next_catalog_id(void);
 int host_catalog_add(const WSAPROTOCOL_INFOW *info, const char *path);

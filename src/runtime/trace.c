@@ -32,19 +32,8 @@ typedef struct trec {
  * the host's), and nothing is called with it held. */
 static lwsp_mutex trace_lock;
 
-#ifdef _WIN32
-static INIT_ONCE trace_once = INIT_ONCE_STATIC_INIT;
-static BOOL CALLBACK trace_init_cb(PINIT_ONCE o, PVOID p, PVOID *c) {
-  (void)o; (void)p; (void)c;
-  lwsp_mutex_init(&trace_lock);
-  return TRUE;
-}
-void lwsp_trace_init(void) { InitOnceExecuteOnce(&trace_once, trace_init_cb, NULL, NULL); }
-#else
-static pthread_once_t trace_once = PTHREAD_ONCE_INIT;
-static void trace_init_cb(void) { lwsp_mutex_init(&trace_lock); }
-void lwsp_trace_init(void) { pthread_once(&trace_once, trace_init_cb); }
-#endif
+/* Called once, from the runtime's global init (lwsp.c), before any record. */
+void lwsp_trace_init(void) { lwsp_mutex_init(&trace_lock); }
 
 static trec *recs;
 static size_t nrecs, caprecs, written;   /* written: records already in the file */
@@ -268,7 +257,6 @@ void lwsp_trace_values(lua_State *L, int first, int last, char *buf, size_t n) {
 /* trace.start([file]) -> true: clears the records and starts tracing */
 static int t_start(lua_State *L) {
   const char *file = luaL_optstring(L, 1, NULL);
-  lwsp_trace_init();
   lwsp_mutex_lock(&trace_lock);
   if (out) { fclose(out); out = NULL; }
   if (file && !(out = fopen(file, "w"))) { lwsp_mutex_unlock(&trace_lock); return luaL_error(L, "cannot write %s", file); }

@@ -27,6 +27,7 @@ RUNTIME_SRCS = \
   src/runtime/pending.c \
   src/runtime/events.c \
   src/runtime/lower.c \
+  src/runtime/poller.c \
   src/runtime/trace.c \
   src/runtime/wsc.c \
   src/runtime/sandbox.c

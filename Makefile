@@ -6,19 +6,20 @@ LUA_LIB   ?= -llua5.4
 CC        ?= cc
 CFLAGS    ?= -O2 -g
 WARN      = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
-BASEFLAGS = -std=gnu11 -fPIC -fvisibility=hidden -I$(LUA_INC) -Isrc $(WARN)
-SRCS      = src/lwsp.c src/budget.c src/match.c src/dispatch.c src/upcalls.c src/common.c src/platform.c \
-            src/host.c src/hostapi.c src/hostobj.c src/hostk.c src/probe.c src/view.c src/pending.c src/hostio.c src/events.c src/lower.c src/hostbench.c src/fault.c src/trace.c src/wsc.c src/sandbox.c \
-            src/preload/hostc.c src/hostext.c src/extfn.c
-HDRS      = $(wildcard src/*.h)
+INCS      = -Isrc/spi -Isrc/runtime -Isrc/host -Isrc/native
+BASEFLAGS = -std=gnu11 -fPIC -fvisibility=hidden -I$(LUA_INC) $(INCS) $(WARN)
+include src/sources.mk
+# The provider DLL and the native base provider (src/sources.mk lists each part).
+SRCS      = $(SPI_SRCS) $(LOG_SRCS) $(VALUES_SRCS) $(RUNTIME_SRCS)
+HOST_SO_SRCS = $(SPI_SRCS) $(VALUES_SRCS) $(HOST_SRCS) $(TESTKIT_SRCS)
+NATIVE_SO_SRCS = $(SPI_SRCS) $(LOG_SRCS) $(NATIVE_SRCS) $(NATIVE_POSIX_SRCS)
+HDRS      = $(wildcard src/*/*.h)
 BUSTED    ?= lua5.4 /usr/bin/busted
 export LWSP_EXAMPLES = $(CURDIR)/examples
 
 .PHONY: asan-preload bench-preload stress lint ldoc all deps deps-run demo demo-memnet bench wine-smoke wine-test wine-foreign foreign-loader wine-loader wine32 fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
 
-NATIVE_SRCS = src/native.c src/native_os.c src/native_os_ext.c src/common.c src/platform.c
-
-all: build/lwsp.so build/lwsp_native.so build/test_nullproc.so build/foreign_host build/foreign_host_nocomplete build/foreign_host_stubcomplete build/liblwsp_preload.so build/preload_edge
+all: build/lwsp.so build/lwsp/host.so build/lwsp_native.so build/test_nullproc.so build/foreign_host build/foreign_host_nocomplete build/foreign_host_stubcomplete build/liblwsp_preload.so build/preload_edge
 
 # Real programs through the chain (bin/lwsp-run -- PROGRAM): docs/preload.md.
 build/liblwsp_preload.so: src/preload/preload.c Makefile
@@ -31,33 +32,39 @@ build/preload_edge: spec/tools/edge.c
 # A host of its own (no lwsp host code) that loads the runtime as a provider
 # DLL: spec/26-foreign_host_spec.lua.  The second exports no
 # WPUCompleteOverlappedRequest.
-build/foreign_host: spec/tools/foreign_host.c src/spi.h src/spi_values.h
+build/foreign_host: spec/tools/foreign_host.c src/spi/spi.h src/spi/spi_values.h
 	@mkdir -p build
-	$(CC) -std=gnu11 -O1 -g -Isrc $(WARN) -rdynamic -o $@ spec/tools/foreign_host.c -lpthread -ldl
-build/foreign_host_nocomplete: spec/tools/foreign_host.c src/spi.h src/spi_values.h
+	$(CC) -std=gnu11 -O1 -g $(INCS) $(WARN) -rdynamic -o $@ spec/tools/foreign_host.c -lpthread -ldl
+build/foreign_host_nocomplete: spec/tools/foreign_host.c src/spi/spi.h src/spi/spi_values.h
 	@mkdir -p build
-	$(CC) -std=gnu11 -O1 -g -Isrc $(WARN) -rdynamic -DFH_NO_COMPLETE -o $@ spec/tools/foreign_host.c -lpthread -ldl
+	$(CC) -std=gnu11 -O1 -g $(INCS) $(WARN) -rdynamic -DFH_NO_COMPLETE -o $@ spec/tools/foreign_host.c -lpthread -ldl
 
 # ... and one whose WPUCompleteOverlappedRequest is a stub like Wine's.
-build/foreign_host_stubcomplete: spec/tools/foreign_host.c src/spi.h src/spi_values.h
+build/foreign_host_stubcomplete: spec/tools/foreign_host.c src/spi/spi.h src/spi/spi_values.h
 	@mkdir -p build
-	$(CC) -std=gnu11 -O1 -g -Isrc $(WARN) -rdynamic -DFH_STUB_COMPLETE -o $@ spec/tools/foreign_host.c -lpthread -ldl
+	$(CC) -std=gnu11 -O1 -g $(INCS) $(WARN) -rdynamic -DFH_STUB_COMPLETE -o $@ spec/tools/foreign_host.c -lpthread -ldl
 
 # A broken provider DLL the specs load as a lower layer.
-build/test_nullproc.so: spec/tools/nullproc.c src/spi.h
+build/test_nullproc.so: spec/tools/nullproc.c src/spi/spi.h
 	@mkdir -p build
 	$(CC) $(BASEFLAGS) -shared -o $@ spec/tools/nullproc.c
 
 # The native base provider: its own DLL with its own WSPStartup.
-build/lwsp_native.so: $(NATIVE_SRCS) src/native_ext.c $(HDRS) Makefile
+build/lwsp_native.so: $(NATIVE_SO_SRCS) $(HDRS) src/native/native_ext.inc Makefile src/sources.mk
 	@mkdir -p build
-	$(CC) $(BASEFLAGS) $(CFLAGS) -shared -o $@ $(NATIVE_SRCS) $(LUA_LIB) -lpthread -ldl
+	$(CC) $(BASEFLAGS) $(CFLAGS) -shared -o $@ $(NATIVE_SO_SRCS) -lpthread -ldl
 
-build/lwsp.so: $(SRCS) $(HDRS) Makefile
+build/lwsp.so: $(SRCS) $(HDRS) Makefile src/sources.mk
 	@mkdir -p build
 	$(CC) $(BASEFLAGS) $(CFLAGS) -shared -o $@ $(SRCS) $(LUA_LIB) -lpthread -ldl
 	@ln -sfn ../lua build/lua
 	@nm -D --defined-only $@ | grep -q ' WSPStartup$$' || { echo "WSPStartup is not exported"; exit 1; }
+
+# The host (lwsp's ws2_32 stand-in) and the test kit: a module of their own,
+# require "lwsp.host", which shares the runtime's log and trace (host/link.c).
+build/lwsp/host.so: $(HOST_SO_SRCS) $(HDRS) Makefile src/sources.mk
+	@mkdir -p build/lwsp
+	$(CC) $(BASEFLAGS) $(CFLAGS) -DLWSP_HOST_MODULE -shared -o $@ $(HOST_SO_SRCS) $(LUA_LIB) -lpthread -ldl
 
 deps:
 	@bash tools/deps.sh test
@@ -126,12 +133,15 @@ ldoc:
 	  if [ -n "$$out" ]; then echo "$$out"; exit 1; fi; echo "ldoc: build/ldoc/index.html"
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build, suite run against it.
-build/asan/lwsp.so: $(SRCS) $(NATIVE_SRCS) $(HDRS) Makefile
+build/asan/lwsp.so: $(SRCS) $(HOST_SO_SRCS) $(NATIVE_SO_SRCS) $(HDRS) Makefile
 	@mkdir -p build/asan
 	$(CC) $(BASEFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
 	  -shared -o $@ $(SRCS) $(LUA_LIB) -lpthread -ldl
+	@mkdir -p build/asan/lwsp
 	$(CC) $(BASEFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
-	  -shared -o build/asan/lwsp_native.so $(NATIVE_SRCS) $(LUA_LIB) -lpthread -ldl
+	  -DLWSP_HOST_MODULE -shared -o build/asan/lwsp/host.so $(HOST_SO_SRCS) $(LUA_LIB) -lpthread -ldl
+	$(CC) $(BASEFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
+	  -shared -o build/asan/lwsp_native.so $(NATIVE_SO_SRCS) -lpthread -ldl
 	@ln -sfn ../../lua build/asan/lua
 
 asan: build/asan/lwsp.so build/foreign_host build/foreign_host_nocomplete
@@ -142,10 +152,12 @@ asan: build/asan/lwsp.so build/foreign_host build/foreign_host_nocomplete
 
 # ThreadSanitizer build; specs that start subprocesses or thousands of threads
 # are left to the other runs (TSan's runtime is preloaded into lua5.4).
-build/tsan/lwsp.so: $(SRCS) $(NATIVE_SRCS) $(HDRS) Makefile
+build/tsan/lwsp.so: $(SRCS) $(HOST_SO_SRCS) $(NATIVE_SO_SRCS) $(HDRS) Makefile
 	@mkdir -p build/tsan
 	$(CC) $(BASEFLAGS) -O1 -g -fsanitize=thread -shared -o $@ $(SRCS) $(LUA_LIB) -lpthread -ldl
-	$(CC) $(BASEFLAGS) -O1 -g -fsanitize=thread -shared -o build/tsan/lwsp_native.so $(NATIVE_SRCS) $(LUA_LIB) -lpthread -ldl
+	@mkdir -p build/tsan/lwsp
+	$(CC) $(BASEFLAGS) -O1 -g -fsanitize=thread -DLWSP_HOST_MODULE -shared -o build/tsan/lwsp/host.so $(HOST_SO_SRCS) $(LUA_LIB) -lpthread -ldl
+	$(CC) $(BASEFLAGS) -O1 -g -fsanitize=thread -shared -o build/tsan/lwsp_native.so $(NATIVE_SO_SRCS) -lpthread -ldl
 	@ln -sfn ../../lua build/tsan/lua
 
 tsan: build/tsan/lwsp.so build/foreign_host build/foreign_host_nocomplete
@@ -158,7 +170,7 @@ tsan: build/tsan/lwsp.so build/foreign_host build/foreign_host_nocomplete
 
 # The multi-threaded stress spec under valgrind's helgrind (races, lock order).
 # Helgrind does not see atomics as synchronisation, so the budget's watchdog
-# (src/budget.c, lock-free by design) is left to the TSan run: LWSP_BUDGET=0.
+# (src/runtime/budget.c, lock-free by design) is left to the TSan run: LWSP_BUDGET=0.
 helgrind: build/lwsp.so
 	LWSP_BUDGET=0 LWSP_STRESS_ROUNDS=20 valgrind -q --tool=helgrind --error-exitcode=9 $(BUSTED) --tags=stress spec/11-blocking_spec.lua
 
@@ -184,14 +196,15 @@ rock:
 	  test $$st = 0 && echo "rock smoke: lwsp-new's template passed its spec under the installed lwsp-spec"
 
 spi-check:
-	x86_64-w64-mingw32-gcc -std=gnu11 -Isrc $(WARN) -c tools/spi_check.c -o /dev/null
-	i686-w64-mingw32-gcc -std=gnu11 -Isrc $(WARN) -c tools/spi_check.c -o /dev/null
+	x86_64-w64-mingw32-gcc -std=gnu11 $(INCS) $(WARN) -c tools/spi_check.c -o /dev/null
+	i686-w64-mingw32-gcc -std=gnu11 $(INCS) $(WARN) -c tools/spi_check.c -o /dev/null
 	i686-w64-mingw32-gcc -std=gnu11 $(WARN) -c tools/abi32_check.c -o /dev/null   # Windows' 32-bit ABI, at build time
 
 # Compiles every source for both Windows architectures (no Lua DLL needed).
 mingw-check: spi-check
 	for cc in x86_64-w64-mingw32-gcc i686-w64-mingw32-gcc; do \
-	  for f in $(SRCS) src/native.c src/native_os_win.c; do $$cc -std=gnu11 -D__USE_MINGW_ANSI_STDIO=1 -I$(LUA_INC) -Isrc $(WARN) -O2 -c $$f -o /dev/null || exit 1; done; done
+	  for f in $(SRCS) $(NATIVE_SRCS) $(NATIVE_WIN_SRCS); do $$cc -std=gnu11 -D__USE_MINGW_ANSI_STDIO=1 -I$(LUA_INC) $(INCS) $(WARN) -O2 -c $$f -o /dev/null || exit 1; done; \
+	  for f in $(HOST_SRCS) $(TESTKIT_SRCS); do $$cc -std=gnu11 -D__USE_MINGW_ANSI_STDIO=1 -DLWSP_HOST_MODULE -I$(LUA_INC) $(INCS) $(WARN) -O2 -c $$f -o /dev/null || exit 1; done; done
 
 mingw:
 	bash tools/mingw-build.sh
@@ -211,10 +224,10 @@ wine-smoke: mingw
 # The foreign host (spec/tools/foreign_host.c) built for Windows, run by
 # spec/26-foreign_host_spec.lua under Wine against the x86_64 lwsp.dll.
 MINGW64 = build/mingw/x86_64
-$(MINGW64)/foreign_host.exe: spec/tools/foreign_host.c src/spi.h src/spi_values.h
-	x86_64-w64-mingw32-gcc -std=gnu11 -O1 -Isrc $(WARN) -o $@ spec/tools/foreign_host.c -static -lpthread
-$(MINGW64)/foreign_host_nocomplete.exe: spec/tools/foreign_host.c src/spi.h src/spi_values.h
-	x86_64-w64-mingw32-gcc -std=gnu11 -O1 -Isrc $(WARN) -DFH_NO_COMPLETE -o $@ spec/tools/foreign_host.c -static -lpthread
+$(MINGW64)/foreign_host.exe: spec/tools/foreign_host.c src/spi/spi.h src/spi/spi_values.h
+	x86_64-w64-mingw32-gcc -std=gnu11 -O1 $(INCS) $(WARN) -o $@ spec/tools/foreign_host.c -static -lpthread
+$(MINGW64)/foreign_host_nocomplete.exe: spec/tools/foreign_host.c src/spi/spi.h src/spi/spi_values.h
+	x86_64-w64-mingw32-gcc -std=gnu11 -O1 $(INCS) $(WARN) -DFH_NO_COMPLETE -o $@ spec/tools/foreign_host.c -static -lpthread
 wine-foreign: mingw
 	@$(MAKE) --no-print-directory $(MINGW64)/foreign_host.exe $(MINGW64)/foreign_host_nocomplete.exe
 	WINEPREFIX=$(CURDIR)/build/wine /usr/lib/wine/wineserver -p5   # stays up between the cases' programs
@@ -223,8 +236,8 @@ wine-foreign: mingw
 # The provider as it ships, loaded by a program of its own from an unrelated
 # folder with a clean environment (spec/30-foreign_loader_spec.lua): lwsp.so
 # natively, build/mingw/x86_64/provider/lwsp.dll under Wine.
-$(MINGW64)/foreign_host_stubcomplete.exe: spec/tools/foreign_host.c src/spi.h src/spi_values.h
-	x86_64-w64-mingw32-gcc -std=gnu11 -O1 -Isrc $(WARN) -DFH_STUB_COMPLETE -o $@ spec/tools/foreign_host.c -static -lpthread
+$(MINGW64)/foreign_host_stubcomplete.exe: spec/tools/foreign_host.c src/spi/spi.h src/spi/spi_values.h
+	x86_64-w64-mingw32-gcc -std=gnu11 -O1 $(INCS) $(WARN) -DFH_STUB_COMPLETE -o $@ spec/tools/foreign_host.c -static -lpthread
 foreign-loader: all
 	$(BUSTED) spec/30-foreign_loader_spec.lua
 wine-loader: mingw
@@ -237,10 +250,10 @@ wine-loader: mingw
 # ABI checks of both i686 DLLs.  --kill-at: the host's stdcall export is
 # WPUCompleteOverlappedRequest, as ws2_32's is, not ...@20.
 MINGW32 = build/mingw/i686
-I686_HOST = i686-w64-mingw32-gcc -std=gnu11 -O1 -Isrc $(WARN) -static -Wl,--kill-at
-$(MINGW32)/foreign_host.exe: spec/tools/foreign_host.c src/spi.h src/spi_values.h
+I686_HOST = i686-w64-mingw32-gcc -std=gnu11 -O1 $(INCS) $(WARN) -static -Wl,--kill-at
+$(MINGW32)/foreign_host.exe: spec/tools/foreign_host.c src/spi/spi.h src/spi/spi_values.h
 	$(I686_HOST) -o $@ spec/tools/foreign_host.c -lpthread
-$(MINGW32)/foreign_host_stubcomplete.exe: spec/tools/foreign_host.c src/spi.h src/spi_values.h
+$(MINGW32)/foreign_host_stubcomplete.exe: spec/tools/foreign_host.c src/spi/spi.h src/spi/spi_values.h
 	$(I686_HOST) -DFH_STUB_COMPLETE -o $@ spec/tools/foreign_host.c -lpthread
 $(MINGW32)/abi32_check.exe: tools/abi32_check.c
 	i686-w64-mingw32-gcc -std=gnu11 -O1 $(WARN) -o $@ tools/abi32_check.c
@@ -254,7 +267,7 @@ wine-test: mingw
 
 # Benchmarks (not part of check: timing is not a test).  Prints the table
 # bench/run.lua measures, then instructions per call from callgrind.
-build/cpass.so: bench/cpass.c src/spi.h
+build/cpass.so: bench/cpass.c src/spi/spi.h
 	$(CC) $(BASEFLAGS) -O2 -shared -o $@ bench/cpass.c -ldl
 
 BENCH_ENV = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" LUA_CPATH="$(CURDIR)/build/?.so;;" \
@@ -303,20 +316,25 @@ soak: all
 # them), so the host can load it as a provider, as it does outside the fuzzer.
 FUZZ_SECONDS ?= 60
 FUZZ_SRCS = $(SRCS)
-FUZZ_FLAGS = -std=gnu11 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -I$(LUA_INC) -Isrc
-build/fuzz_dispatch: fuzz/fuzz_dispatch.c $(SRCS) $(HDRS)
+FUZZ_FLAGS = -std=gnu11 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -I$(LUA_INC) $(INCS)
+build/fuzz_dispatch: fuzz/fuzz_dispatch.c $(SRCS) src/host/host.c src/host/exports.c src/host/kernel.c $(HDRS)
 	@mkdir -p build
-	clang $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ fuzz/fuzz_dispatch.c $(FUZZ_SRCS) $(LUA_LIB) -lpthread -ldl
+	clang $(FUZZ_FLAGS) -fsanitize=fuzzer -rdynamic -o $@ fuzz/fuzz_dispatch.c $(FUZZ_SRCS) src/host/host.c src/host/exports.c src/host/kernel.c \
+	  $(LUA_LIB) -lpthread -ldl
 
 build/fuzz/lwsp.so: $(SRCS) $(HDRS)
 	@mkdir -p build/fuzz
 	clang $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -fPIC -fvisibility=hidden -shared -o $@ $(FUZZ_SRCS) $(LUA_LIB) -lpthread -ldl
 	@ln -sfn ../../lua build/fuzz/lua
 
-build/fuzz_host: fuzz/fuzz_host.c build/fuzz/lwsp.so
+build/fuzz/lwsp/host.so: $(HOST_SO_SRCS) $(HDRS)
+	@mkdir -p build/fuzz/lwsp
+	clang $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -fPIC -fvisibility=hidden -DLWSP_HOST_MODULE -shared -o $@ $(HOST_SO_SRCS) $(LUA_LIB) -lpthread -ldl
+
+build/fuzz_host: fuzz/fuzz_host.c build/fuzz/lwsp.so build/fuzz/lwsp/host.so
 	clang $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ fuzz/fuzz_host.c build/fuzz/lwsp.so -Wl,-rpath,$(CURDIR)/build/fuzz $(LUA_LIB) -lpthread -ldl
 
-build/fuzz_script: fuzz/fuzz_script.c build/fuzz/lwsp.so
+build/fuzz_script: fuzz/fuzz_script.c build/fuzz/lwsp.so build/fuzz/lwsp/host.so
 	clang $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ fuzz/fuzz_script.c build/fuzz/lwsp.so -Wl,-rpath,$(CURDIR)/build/fuzz $(LUA_LIB) -lpthread -ldl
 
 # Each target runs for FUZZ_SECONDS; findings land in build/fuzz-findings.

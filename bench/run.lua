@@ -24,7 +24,7 @@ for _, k in ipairs{"tcp", "udp"} do
   local below = native[k]
   local info = host.protocol_info{guid = "{6C777370-4350-4153-5300-000000000001}",
     type = k == "tcp" and wsp.SOCK_STREAM or wsp.SOCK_DGRAM, name = "cpass " .. k}
-  cpass[k] = lwsp.host.install(info, root .. "/build/cpass.so", "base")
+  cpass[k] = require("lwsp.host").install(info, root .. "/build/cpass.so", "base")
   assert(below)
 end
 

@@ -12,12 +12,17 @@
  */
 #include "host.h"
 #include "spi_ext.h"
+#include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 LWSP_EXPORT int WSPAPI WSPStartup(WORD, LPWSPDATA, LPWSAPROTOCOL_INFOW, WSPUPCALLTABLE, LPWSPPROC_TABLE);
+
+/* The runtime and the host in one program: host/host.c and host/kernel.c
+ * over the runtime's own log and trace, with the tie host/link.c would set. */
+const lwsp_runtime_link *host_rt;
 
 static WSPPROC_TABLE P;
 static WSAPROTOCOL_INFOW INFO;
@@ -49,6 +54,13 @@ static void setup(void) {
   setenv("LWSP_LOG", "off", 1);
   snprintf(path, sizeof path, "%s/examples/memnet.lua", cwd);
   if (!lwsp_registry_set(&g, path, 0, err, sizeof err)) abort();
+  {
+    /* the host's tie to the runtime, set as luaopen_lwsp_host sets it in the host module */
+    lua_State *T = luaL_newstate();
+    lwsp_push_link(T);
+    host_rt = lua_touserdata(T, -1);
+    lua_close(T);
+  }
   host_init();
   memset(&INFO, 0, sizeof INFO);
   INFO.ProviderId = g;

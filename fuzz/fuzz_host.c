@@ -23,6 +23,8 @@ static void setup(void) {
   setenv("LWSP_LOG", "off", 1);
   snprintf(code, sizeof code, "%s/lua/?.lua;%s/lua/?/init.lua;;", cwd, cwd);
   setenv("LUA_PATH", code, 1);
+  snprintf(code, sizeof code, "%s/build/fuzz/?.so;;", cwd);   /* the host module: build/fuzz/lwsp/host.so */
+  setenv("LUA_CPATH", code, 1);
   L = luaL_newstate();
   luaL_openlibs(L);
   luaL_requiref(L, "lwsp", luaopen_lwsp, 0);

@@ -412,14 +412,14 @@ describe("a layer below that cannot be used", function()
   local bases = {}
   after_each(function()
     H.reset()
-    for _, id in ipairs(bases) do lwsp.host.remove(id) end
+    for _, id in ipairs(bases) do host.remove(id) end
     bases = {}
   end)
 
   local function layer_over(base_entry_path)
     local guid = lwsp.guid()
     local info = host.protocol_info{guid = guid, name = "broken base"}
-    local base = lwsp.host.install(info, base_entry_path, "base")
+    local base = host.install(info, base_entry_path, "base")
     bases[#bases + 1] = base
     return H.layered{script = H.root .. "/examples/passthrough.lua", over = {tcp = base}, name = "over broken"}
   end

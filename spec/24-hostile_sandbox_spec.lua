@@ -224,8 +224,10 @@ describe("#hostile a provider touches only its own handles, events and windows",
   end)
 
   it("has no lwsp.host in its state: the application's side, which takes raw handles and loads DLLs", function()
-    assert.is_true(run(s, "return lwsp.host == nil and require('lwsp').host == nil"))
-    assert.is_table(lwsp.host)   -- the application's state keeps it
+    assert.is_true(run(s, "return lwsp.host == nil and require('lwsp').host == nil and lwsp._runtime == nil " ..
+                          "and not pcall(require, 'lwsp.host')"))
+    assert.is_table(require "lwsp.host")   -- the application's state has it, as a module of its own
+    assert.is_userdata(lwsp._runtime)      -- which shares this runtime (its log, trace and instances)
   end)
 
   it("cannot reach the debug functions that would swap an upcall's instance or forge an object", function()
@@ -449,6 +451,10 @@ describe("#hostile #posix #subprocess lwsp's own Lua folders, for a copy of lwsp
     H.mkdir(dir)
     local f = assert(io.open(lwsp.path(), "rb"))
     write(dir .. "/lwsp.so", f:read("a"))
+    f:close()
+    H.mkdir(dir .. "/lwsp")   -- the host module beside it, as a tree holds it
+    f = assert(io.open((lwsp.path():gsub("lwsp%.so$", "lwsp/host.so")), "rb"))
+    write(dir .. "/lwsp/host.so", f:read("a"))
     f:close()
     local out, script, driver = H.tmp .. "/" .. tag .. ".out", H.tmp .. "/" .. tag .. "_provider.lua", H.tmp .. "/" .. tag .. "_driver.lua"
     write(script, ([[

@@ -635,9 +635,9 @@ return P
       e.ProtocolChain = chain
       return e
     end
-    local lwsp_layer = lwsp.host.install(entry(guid, {}, "lwsp layer"), lwsp.path(), "layer")
-    local foreign = lwsp.host.install(entry(H.lwsp.guid(), {}, "foreign layer"), lwsp.path(), "layer")
-    local chain = lwsp.host.install(entry(H.lwsp.guid(), {foreign, lwsp_layer, native.tcp}, "foreign over lwsp"),
+    local lwsp_layer = host.install(entry(guid, {}, "lwsp layer"), lwsp.path(), "layer")
+    local foreign = host.install(entry(H.lwsp.guid(), {}, "foreign layer"), lwsp.path(), "layer")
+    local chain = host.install(entry(H.lwsp.guid(), {foreign, lwsp_layer, native.tcp}, "foreign over lwsp"),
       lwsp.path(), "chain")
     made = {chain, foreign, lwsp_layer}
     return chain, guid
@@ -661,12 +661,12 @@ return P
     local function layer(name)
       local info = host.protocol_info{guid = guid, af = wsp.AF_INET, type = wsp.SOCK_STREAM, name = name}
       info.ProtocolChain = {}
-      return lwsp.host.install(info, lwsp.path(), "layer")
+      return host.install(info, lwsp.path(), "layer")
     end
     local a, b = layer("first"), layer("second")
     local chain = host.protocol_info{guid = H.lwsp.guid(), af = wsp.AF_INET, type = wsp.SOCK_STREAM, name = "self"}
     chain.ProtocolChain = {a, b, native.tcp}
-    local id = lwsp.host.install(chain, lwsp.path(), "chain")
+    local id = host.install(chain, lwsp.path(), "chain")
     made = {id, a, b}
     local mark = H.mark()
     local s, _, code = host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, id)
@@ -680,10 +680,10 @@ return P
     assert(lwsp.registry.set(guid, H.script(LOG_LAYER:gsub("if FORGE", "if false"))))
     local info = host.protocol_info{guid = guid, af = wsp.AF_INET, type = wsp.SOCK_STREAM, name = "lwsp layer"}
     info.ProtocolChain = {}
-    local layer = lwsp.host.install(info, lwsp.path(), "layer")
+    local layer = host.install(info, lwsp.path(), "layer")
     local loop = host.protocol_info{guid = H.lwsp.guid(), af = wsp.AF_INET, type = wsp.SOCK_STREAM, name = "loop"}
     loop.ProtocolChain = {layer, layer, native.tcp}
-    local id = lwsp.host.install(loop, lwsp.path(), "chain")
+    local id = host.install(loop, lwsp.path(), "chain")
     made = {id, layer}
     local mark = H.mark()
     local s, _, code = host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, id)

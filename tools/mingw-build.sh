@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Cross-builds lwsp for Windows with mingw-w64: Lua 5.4 from Debian's source
 # package (lua54.dll), then lwsp.dll against it, for x86_64 and i686, into
-# build/mingw/<arch>/.  Checks that WSPStartup and luaopen_lwsp are exported
-# undecorated.  Installs what it needs (deb-src entry, mingw-w64).
+# build/mingw/<arch>/, with the host module (lwsp/host.dll) and the native
+# base provider.  Checks that WSPStartup and luaopen_lwsp are exported
+# undecorated, and that the provider DLL exports none of the host's names.  Installs what it needs (deb-src entry, mingw-w64).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
@@ -30,8 +31,10 @@ if [ ! -d "$out/src/lua-5.4" ]; then
    cd lua-5.4 && for p in 0004-cve-2022-28805.patch 0005-cve-2022-33099.patch; do patch -s -p1 < ../deb/debian/patches/$p; done)
 fi
 
-SRCS="src/lwsp.c src/budget.c src/match.c src/dispatch.c src/upcalls.c src/common.c src/platform.c src/host.c src/hostapi.c src/hostobj.c src/hostk.c
-      src/probe.c src/view.c src/pending.c src/hostio.c src/events.c src/lower.c src/hostbench.c src/fault.c src/trace.c src/wsc.c src/sandbox.c src/hostext.c src/extfn.c"
+INCS="-Isrc/spi -Isrc/runtime -Isrc/host -Isrc/native"
+SRCS=$(tools/sources.sh SPI_SRCS LOG_SRCS VALUES_SRCS RUNTIME_SRCS)   # src/sources.mk
+HOST_SRCS=$(tools/sources.sh SPI_SRCS VALUES_SRCS HOST_SRCS TESTKIT_SRCS)
+NATIVE_SRCS=$(tools/sources.sh SPI_SRCS LOG_SRCS NATIVE_SRCS NATIVE_WIN_SRCS)
 for arch in x86_64 i686; do
   cc=$arch-w64-mingw32-gcc
   dir=$out/$arch
@@ -43,26 +46,38 @@ for arch in x86_64 i686; do
   fi
   # lwsp's Lua modules beside lwsp.dll: a provider's search path (docs/api.md, Containment)
   rm -rf "$dir/lua" && mkdir -p "$dir/lua" && cp -r lua/wsp "$dir/lua/"
-  # the .def's alias names the stdcall symbol on i686
-  if [ "$arch" = i686 ]; then sed 's/= lwsp_export_complete$/= lwsp_export_complete@20/' src/lwsp.def >"$dir/lwsp.def"
-  else cp src/lwsp.def "$dir/lwsp.def"; fi
   # shellcheck disable=SC2086
   $cc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -D__USE_MINGW_ANSI_STDIO=1 \
-    -I"$dir/lua-src/src" -Isrc -shared -o "$dir/lwsp.dll" $SRCS "$dir/lwsp.def" "$dir/lua54.dll" -lws2_32 -luser32 \
+    -I"$dir/lua-src/src" $INCS -shared -o "$dir/lwsp.dll" $SRCS src/runtime/lwsp.def "$dir/lua54.dll" -lws2_32 -luser32 \
     -static-libgcc -Wl,--enable-stdcall-fixup
+  # the host module (require "lwsp.host"): its .def's aliases name the stdcall symbols on i686
+  mkdir -p "$dir/lwsp"
+  if [ "$arch" = i686 ]; then
+    sed 's/= lwsp_export_complete$/= lwsp_export_complete@20/; s/= lwsp_export_enum_protocols$/= lwsp_export_enum_protocols@16/' \
+      src/host/lwsp_host.def >"$dir/lwsp_host.def"
+  else cp src/host/lwsp_host.def "$dir/lwsp_host.def"; fi
+  # shellcheck disable=SC2086
+  $cc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -D__USE_MINGW_ANSI_STDIO=1 -DLWSP_HOST_MODULE \
+    -I"$dir/lua-src/src" $INCS -shared -o "$dir/lwsp/host.dll" $HOST_SRCS "$dir/lwsp_host.def" "$dir/lua54.dll" \
+    -lws2_32 -luser32 -static-libgcc -Wl,--enable-stdcall-fixup
   # the native base provider over Winsock
   # shellcheck disable=SC2086
   $cc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -D__USE_MINGW_ANSI_STDIO=1 \
-    -I"$dir/lua-src/src" -Isrc -shared -o "$dir/lwsp_native.dll" src/native.c src/native_os_win.c src/native_os_ext.c src/common.c src/platform.c \
-    src/lwsp_native.def "$dir/lua54.dll" -lws2_32 -static-libgcc -Wl,--enable-stdcall-fixup
-  for dll in lwsp.dll:WSPStartup:luaopen_lwsp:WPUCompleteOverlappedRequest lwsp_native.dll:WSPStartup; do
+    -I"$dir/lua-src/src" $INCS -shared -o "$dir/lwsp_native.dll" $NATIVE_SRCS \
+    src/native/lwsp_native.def -lws2_32 -static-libgcc -Wl,--enable-stdcall-fixup
+  for dll in lwsp.dll:WSPStartup:luaopen_lwsp lwsp/host.dll:luaopen_lwsp_host:WPUCompleteOverlappedRequest:WSCEnumProtocols \
+             lwsp_native.dll:WSPStartup; do
     name=${dll%%:*}
     exports=$($arch-w64-mingw32-objdump -p "$dir/$name" | awk '/\[Ordinal\/Name Pointer\] Table/ {t=1; next} t && NF==0 {t=0} t {print $NF}')
     for sym in $(echo "${dll#*:}" | tr ':' ' '); do
       echo "$exports" | grep -qx "$sym" || { echo "$name ($arch) does not export $sym undecorated"; echo "$exports"; exit 1; }
     done
+    # the provider DLL carries the runtime only: ws2_32's names are the host's (spec/30-layout_spec.lua)
+    if [ "$name" != lwsp/host.dll ] && echo "$exports" | grep -q 'WPUCompleteOverlappedRequest\|WSCEnumProtocols\|host'; then
+      echo "$name ($arch) exports a name of the host's"; echo "$exports"; exit 1
+    fi
     echo "built $dir/$name (exports: $(echo $exports | tr '\n' ' '))"
   done
 done
 # the provider tree as it ships: Lua linked in, its modules beside it
-SRCS="$SRCS" bash tools/mingw-provider.sh
+SRCS="$SRCS" NATIVE_SRCS="$NATIVE_SRCS" INCS="$INCS" bash tools/mingw-provider.sh

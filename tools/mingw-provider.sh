@@ -9,8 +9,8 @@
 # lwsp: the DLLs a provider imports are searched for from the application's
 # folder and the system's, never the provider's, so the provider imports
 # system DLLs only.  Its Lua modules are found from its own path
-# (GetModuleFileNameW of its own module, src/platform.c lwsp_module_path) as
-# <folder of lwsp.dll>\lua (src/sandbox.c rt_sandbox_paths); nothing comes
+# (GetModuleFileNameW of its own module, src/spi/platform.c lwsp_module_path) as
+# <folder of lwsp.dll>\lua (src/runtime/sandbox.c rt_sandbox_paths); nothing comes
 # from the current folder, PATH, LUA_PATH or LUA_CPATH.  Install the folder as
 # it is (say %ProgramFiles%\lwsp) and name its lwsp.dll in the catalog.
 #
@@ -20,7 +20,7 @@
 # loads for the specs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${SRCS:?the source list of the runtime}"
+: "${SRCS:?the source list of the runtime}" "${NATIVE_SRCS:?the native base provider's}" "${INCS:?the include folders}"
 out=build/mingw
 WARN="-Wall -Wextra -Werror -Wshadow -Wstrict-prototypes"
 for arch in ${LWSP_ARCHS:-x86_64 i686}; do
@@ -37,15 +37,13 @@ for arch in ${LWSP_ARCHS:-x86_64 i686}; do
   fi
   mkdir -p "$prov"
   rm -rf "$prov/lua" && mkdir -p "$prov/lua" && cp -r lua/wsp "$prov/lua/"
-  if [ "$arch" = i686 ]; then sed 's/= lwsp_export_complete$/= lwsp_export_complete@20/' src/lwsp.def >"$prov/lwsp.def"
-  else cp src/lwsp.def "$prov/lwsp.def"; fi
+  cp src/runtime/lwsp.def "$prov/lwsp.def"
   # shellcheck disable=SC2086
-  $cc -std=gnu11 -O2 $WARN -D__USE_MINGW_ANSI_STDIO=1 -I"$static/src" -Isrc -shared -o "$prov/lwsp.dll" \
+  $cc -std=gnu11 -O2 $WARN -D__USE_MINGW_ANSI_STDIO=1 -I"$static/src" $INCS -shared -o "$prov/lwsp.dll" \
     $SRCS "$prov/lwsp.def" "$static/src/liblua.a" -lws2_32 -luser32 -static-libgcc -Wl,--enable-stdcall-fixup
   # shellcheck disable=SC2086
-  $cc -std=gnu11 -O2 $WARN -D__USE_MINGW_ANSI_STDIO=1 -I"$static/src" -Isrc -shared -o "$prov/lwsp_native.dll" \
-    src/native.c src/native_os_win.c src/common.c src/platform.c src/lwsp_native.def "$static/src/liblua.a" \
-    -lws2_32 -static-libgcc -Wl,--enable-stdcall-fixup
+  $cc -std=gnu11 -O2 $WARN -D__USE_MINGW_ANSI_STDIO=1 $INCS -shared -o "$prov/lwsp_native.dll" \
+    $NATIVE_SRCS src/native/lwsp_native.def -lws2_32 -static-libgcc -Wl,--enable-stdcall-fixup
   # what a process in another folder must be able to load: system DLLs only,
   # and lwsp's exports only (no Lua function exported)
   for name in lwsp.dll lwsp_native.dll; do

@@ -20,7 +20,7 @@
 local lwsp = require "lwsp"
 local wsp = require "wsp"
 
-if not lwsp.host then error("wsp.catalog is the application's side of lwsp: not available inside a provider", 2) end
+if lwsp.provider then error("wsp.catalog is the application's side of lwsp: not available inside a provider", 2) end
 
 local catalog = {}
 
@@ -34,7 +34,7 @@ catalog.KINDS = {
 local KIND_ORDER = {"tcp", "udp", "tcp6", "udp6"}
 
 --- LSP categories (WSCSetProviderInfo, ProviderInfoLspCategories): ws2spi.h's
--- LSP_* values (src/wsc.c checks them against mingw's header at compile time).
+-- LSP_* values (src/runtime/wsc.c checks them against mingw's header at compile time).
 catalog.CATEGORIES = {
   inspector = 0x1, redirector = 0x2, proxy = 0x4, firewall = 0x8, inbound_modify = 0x10,
   outbound_modify = 0x20, crypto_compress = 0x40, local_cache = 0x80, system = 0x80000000,
@@ -844,7 +844,7 @@ end
 --   WSCInstallProviderAndChains do}
 function catalog.host(o)
   o = o or {}
-  local h = lwsp.host
+  local h = require "lwsp.host"
   local b = {name = "host", available = true, dll = o.dll or lwsp.path(), views = {0}}
   files_of(b)
   function b.enum() return h.catalog() end
@@ -937,8 +937,10 @@ package.loaded.lwsp = lwsp
 mods = mods or dll:match("^(.*)[\\/][^\\/]*$") .. "\\lua"
 package.path = mods .. "\\?.lua;" .. mods .. "\\?\\init.lua"
 local wsp = require "wsp"
+local dir = dll:match("^(.*)[\\/][^\\/]*$")
+package.cpath = dir .. "\\?.dll"   -- the host module beside the DLL (lwsp\\host.dll)
 local whost = require "wsp.host"
-local h = lwsp.host
+local h = require "lwsp.host"
 local base = whost.install_native()
 local layer = h.install(whost.protocol_info{guid = guid, name = "lwsp test start"}, dll, "layer")
 local tcp

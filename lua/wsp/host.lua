@@ -1,14 +1,15 @@
 --- wsp.host: lwsp's own ws2_32, as applications and specs use it.
--- Everything in `lwsp.host` (see docs/api.md) plus helpers that install Lua
+-- Everything in `lwsp.host` (the host's own module, see docs/api.md) plus helpers that install Lua
 -- providers into the host's catalog.
 -- @module wsp.host
 local lwsp = require "lwsp"
 local wsp = require "wsp"
 
--- (inside a provider's state lwsp has no host: a provider does not drive its host)
-if not lwsp.host then error("wsp.host is the application's side of lwsp: not available inside a provider", 2) end
+-- (inside a provider's state there is no host: a provider does not drive its host)
+if lwsp.provider then error("wsp.host is the application's side of lwsp: not available inside a provider", 2) end
+local lhost = require "lwsp.host"
 
-local host = setmetatable({}, {__index = lwsp.host})
+local host = setmetatable({}, {__index = lhost})
 
 local STREAM_FLAGS = wsp.XP1_GUARANTEED_DELIVERY | wsp.XP1_GUARANTEED_ORDER
   | wsp.XP1_GRACEFUL_CLOSE | wsp.XP1_EXPEDITED_DATA
@@ -125,7 +126,7 @@ function host.install_lua(o)
     local info = host.protocol_info{guid = guid, af = e.af, type = e.type, protocol = e.protocol,
       name = (o.name or "lwsp") .. (e.type == wsp.SOCK_DGRAM and " [UDP]" or " [TCP]"),
       flags = e.flags, provider_flags = e.provider_flags}
-    local id = lwsp.host.install(info, o.path or lwsp.path(), "base")
+    local id = lhost.install(info, o.path or lwsp.path(), "base")
     r.ids[#r.ids + 1] = id
     if e.type == wsp.SOCK_STREAM and not r.tcp then r.tcp = id end
     if e.type == wsp.SOCK_DGRAM and not r.udp then r.udp = id end
@@ -155,7 +156,7 @@ function host.install_native(o)
                      {wsp.AF_INET6, wsp.SOCK_STREAM, "tcp6"}, {wsp.AF_INET6, wsp.SOCK_DGRAM, "udp6"}} do
     local info = host.protocol_info{guid = r.guid, af = e[1], type = e[2],
       name = ("lwsp native %s"):format(e[3]:upper())}
-    local id = lwsp.host.install(info, o.path or host.native_path(), "base")
+    local id = lhost.install(info, o.path or host.native_path(), "base")
     r.ids[#r.ids + 1] = id
     r[e[3]] = id
   end
@@ -190,10 +191,10 @@ function host.install_layered(o)
   local path = o.path or lwsp.path()
   local r = {guid = guid, ids = {}}
   local layer_info = host.protocol_info{guid = guid, name = (o.name or "lwsp layer") .. " (layer)"}
-  r.layer = lwsp.host.install(layer_info, path, "layer")
+  r.layer = lhost.install(layer_info, path, "layer")
   r.ids[1] = r.layer
   local entries = {}
-  for _, e in ipairs(lwsp.host.catalog()) do entries[e.dwCatalogEntryId] = e end
+  for _, e in ipairs(lhost.catalog()) do entries[e.dwCatalogEntryId] = e end
   for _, kind in ipairs{"tcp", "udp", "tcp6", "udp6"} do
     local below = o.over[kind] and entries[o.over[kind]]
     if below then
@@ -205,7 +206,7 @@ function host.install_layered(o)
       local chain = {r.layer}
       for _, id in ipairs(below.ProtocolChain) do chain[#chain + 1] = id end
       info.ProtocolChain = chain
-      local id = lwsp.host.install(info, path, "chain")
+      local id = lhost.install(info, path, "chain")
       r.ids[#r.ids + 1] = id
       r[kind] = id
     end
@@ -217,7 +218,7 @@ end
 -- made by install_lua or install_layered (for install_native, its entries).
 -- @tparam table r what the install returned
 function host.uninstall_lua(r)
-  for _, id in ipairs(r.ids) do lwsp.host.remove(id) end
+  for _, id in ipairs(r.ids) do lhost.remove(id) end
   if not r.native then
     lwsp.registry.remove(r.guid)
     host.write_config(r.guid, nil)

@@ -92,7 +92,7 @@ static void load_real(void) {
 }
 __attribute__((constructor)) static void preload_ctor(void) { load_real(); }
 
-/* ---- the host's C calls (lwsp.so) ---------------------------------------------------- */
+/* ---- the host's C calls (the host module, lwsp/host.so) ---------------------------------------------------- */
 static int (*hc_socket)(unsigned, int, int, int, uintptr_t *, int *);
 static int (*hc_close)(uintptr_t, int *);
 static int (*hc_bind)(uintptr_t, const void *, int, int *);
@@ -315,7 +315,7 @@ static const char init_lua[] =
   "  local ok, why = pcall(require('wsp.trace').start, trace_prefix .. '.' .. pid .. '.jsonl')\n"
   "  if not ok then io.stderr:write('lwsp-preload: no trace: ', tostring(why), '\\n') end\n"
   "end\n"
-  "return lwsp.path(), top.tcp or 0, top.udp or 0, top.tcp6 or 0, top.udp6 or 0\n";
+  "return package.searchpath('lwsp.host', package.cpath), top.tcp or 0, top.udp or 0, top.tcp6 or 0, top.udp6 or 0\n";
 
 #define SYM(name) do { if (!(hc_##name = (__typeof__(hc_##name))dlsym(lib, "lwsp_hc_" #name))) goto bad; } while (0)
 
@@ -391,7 +391,7 @@ lua_bad:
   ready = -1;
   goto out;
 bad:
-  say("the host's C calls are missing from lwsp.so");
+  say("the host's C calls are missing from the host module (lwsp.host)");
   ready = -1;
 out:
   pthread_mutex_unlock(&init_mu);

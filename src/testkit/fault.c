@@ -79,6 +79,7 @@ static int l_inject(lua_State *L) {
   if (lua_isnoneornil(L, 1)) {
     npoints = 0;
     armed = 0;
+    *host_rt->faults_armed = 0;
     lwsp_mutex_unlock(&host_lock);
     lua_pushboolean(L, 1);
     return 1;
@@ -113,6 +114,7 @@ static int l_inject(lua_State *L) {
     points[at] = p;
     if (at == npoints) npoints++;
     armed = 1;
+    *host_rt->faults_armed = 1;
     lwsp_mutex_unlock(&host_lock);
   }
   lua_pushboolean(L, 1);

@@ -16,6 +16,7 @@
 #include "spi.h"
 #include <lua.h>
 #include <lauxlib.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,19 +109,25 @@ int lwsp_mkdirs(const char *dir);              /* mkdir -p; 1 on success */
 void lwsp_random_bytes(void *buf, size_t n);
 void lwsp_guid_new(GUID *g);                  /* UuidCreate on Windows, random version 4 elsewhere */
 
-/* log.c-style helpers (common.c) */
+/* the log (spi/log.c; its Lua face lwsp_log_open in common.c) */
 void lwsp_log(const char *who, const char *fmt, ...)
 #ifdef __GNUC__
   __attribute__((format(printf, 2, 3)))
 #endif
   ;
-int lwsp_log_open(lua_State *L);
+void lwsp_vlog(const char *who, const char *fmt, va_list ap);
+int lwsp_log_open(lua_State *L);    /* runtime/module.c: log, log_lines, set_log into the table on top */
 /* Called with every log line (the trace attaches them to calls); NULL: none. */
 extern void (*lwsp_log_hook)(const char *line);
 /* Names a provider's log lines: guid ("{...}") -> its script's file name. */
 void lwsp_log_name(const char *guid, const char *script);
+/* Calls fn with each line still in the ring from number since on; returns the
+ * number the next line will get. */
+unsigned long lwsp_log_lines(unsigned long since, void (*fn)(const char *line, void *ud), void *ud);
+/* Where lines go from now on: a file path, "-" for stderr, "off", or NULL for $LWSP_LOG. */
+void lwsp_log_target(const char *target);
 
-/* handle map (common.c): open addressing, SOCKET -> pointer */
+/* handle map (spi/map.c): open addressing, SOCKET -> pointer */
 typedef struct { SOCKET key; void *val; } lwsp_map_slot;
 typedef struct { lwsp_map_slot *slots; size_t cap, count, used; } lwsp_map;
 void *lwsp_map_get(const lwsp_map *m, SOCKET key);
@@ -193,6 +200,15 @@ static inline void lwsp_ov_done(LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, DW
   __atomic_store_n(&ov->Internal, (ULONG_PTR)error, __ATOMIC_RELEASE);
 }
 int lwsp_format_address(const struct sockaddr *sa, int len, char *out, size_t outlen);
+size_t lwsp_format_v6(const unsigned char a[16], char *out, size_t len);   /* RFC 5952 text */
+/* 16 bits in network order at p */
+static inline unsigned lwsp_get16(const void *p) {
+  return (unsigned)((const unsigned char *)p)[0] << 8 | ((const unsigned char *)p)[1];
+}
+static inline void lwsp_put16(void *p, unsigned v) {
+  ((unsigned char *)p)[0] = (unsigned char)(v >> 8);
+  ((unsigned char *)p)[1] = (unsigned char)v;
+}
 int lwsp_parse_address(const char *s, int af, SOCKADDR_STORAGE *ss, int *len);
 void lwsp_push_protocol_info(lua_State *L, const WSAPROTOCOL_INFOW *pi);
 int lwsp_to_protocol_info(lua_State *L, int idx, WSAPROTOCOL_INFOW *pi, char *err, size_t errlen);
@@ -202,9 +218,7 @@ void lwsp_push_wstr(lua_State *L, const WCHAR *s, size_t maxlen);
 int lwsp_const_open(lua_State *L);               /* pushes the constant table */
 
 /* Sub-modules, each binding Lua in its own file */
-int lwsp_runtime_open(lua_State *L);             /* lwsp.c: fields of the lwsp table */
 int lwsp_upcalls_open(lua_State *L, void *inst); /* upcalls.c: pushes the upcall table */
-int lwsp_host_open(lua_State *L);                /* host.c: pushes the host table */
 LWSP_EXPORT int luaopen_lwsp(lua_State *L);
 
 #endif

@@ -5,6 +5,7 @@
 #ifndef LWSP_RUNTIME_H
 #define LWSP_RUNTIME_H
 #include "common.h"
+#include <stdarg.h>
 
 #define LWSP_SOCK_CHUNK 256
 #define LWSP_POOL 32
@@ -164,7 +165,7 @@ void rt_inst_mark(lwsp_inst *I, int d);
 LPWPUCOMPLETEOVERLAPPEDREQUEST lwsp_find_complete(const WSPUPCALLTABLE *up, char *why, size_t whylen);
 
 
-/* One entry into a provider (lwsp.c): rt_begin() takes the instance lock,
+/* One entry into a provider (calls.c): rt_begin() takes the instance lock,
  * finds the socket and the handler, and puts the handler (and the socket
  * table) on a coroutine; rt_run() resumes it; rt_end() returns the coroutine
  * to the pool and unlocks.  rt_fail() and rt_fault() end the call with an
@@ -406,21 +407,20 @@ extern lwsp_inst lwsp_instances[LWSP_MAX_INSTANCES];
 void lwsp_fill_procs(int slot, LPWSPPROC_TABLE procs);
 int lwsp_do_cleanup(lwsp_inst *I, LPINT err);
 
-/* host.c: lwsp's own ws2_32 */
-int lwsp_host_owns(const WSPUPCALLTABLE *up);
-int WSPAPI lwsp_host_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err);
-int lwsp_host_catalog_info(DWORD id, WSAPROTOCOL_INFOW *info, char *path, size_t pathlen);
-WSAPROTOCOL_INFOW *lwsp_host_catalog_all(int *n);
 /* The catalog entry a layer registers its sockets' handles under: its own
  * entry for the chain pi names (lower.c) */
 DWORD lwsp_own_entry(lwsp_inst *I, const WSAPROTOCOL_INFOW *pi);
 /* trace.c: records of every crossing, when lwsp_tracing is set */
 #ifdef LWSP_NO_TRACE   /* tracing compiled out: the benchmark's baseline for what tracing costs when off */
 #define lwsp_tracing 0
+#elif defined LWSP_HOST_MODULE   /* the host module reads the runtime's flag (host/link.c) */
+extern volatile int *lwsp_tracing_at;
+#define lwsp_tracing (*lwsp_tracing_at)
 #else
 extern volatile int lwsp_tracing;
 #endif
-/* lwsp's own WSPStartup (lwsp.c): the host tells Lua providers by it */
+void lwsp_trace_init(void);   /* before any record: the trace's lock */
+/* lwsp's own WSPStartup (lwsp.c); the host module tells Lua providers by it (lwsp_runtime_link.startup) */
 LWSP_EXPORT int WSPAPI WSPStartup(WORD wVersionRequested, LPWSPDATA lpWSPData, LPWSAPROTOCOL_INFOW lpProtocolInfo,
                                   WSPUPCALLTABLE UpcallTable, LPWSPPROC_TABLE lpProcTable);
 #define LWSP_TRACE_TEXT 96   /* room for a record's arguments or results, summarised */
@@ -447,9 +447,49 @@ int lwsp_wsc_open(lua_State *L);              /* wsc.c: pushes lwsp.wsc */
 /* A catalog entry from ws2_32's own catalog (WSCEnumProtocols); 0 if unknown
  * or not on Windows. */
 int lwsp_wsc_catalog_info(DWORD id, WSAPROTOCOL_INFOW *info);
-/* fault.c: 0, or the error an injected fault makes this call fail with */
+/* lower.c: a catalog entry of the host that supplied up, from the
+ * WSCEnumProtocols its module exports; 0 if unknown (who: the log line's
+ * name, NULL for none). */
+int rt_catalog_info(const WSPUPCALLTABLE *up, const char *who, DWORD id, WSAPROTOCOL_INFOW *info);
+/* 0, or the error an injected fault makes this call fail with: in the
+ * runtime a hook (module.c) that the host module's fault injection sets
+ * through the link below, in the host module the injection itself
+ * (testkit/fault.c). */
 int lwsp_fault(const char *point);
 extern volatile int lwsp_faults_armed;
+
+/* module.c: what the host module takes from the runtime of its process (a
+ * light userdata, lwsp._runtime, in an application's lwsp module), so that
+ * the process has one log, one trace, one fault hook and one instance table. */
+#define LWSP_LINK_VERSION 1
+typedef struct lwsp_runtime_link {
+  int version;
+  volatile int *tracing;
+  volatile int *faults_armed;
+  int (**fault_hook)(const char *point);
+  void (*vlog)(const char *who, const char *fmt, va_list ap);
+  unsigned long (*trace_enter)(const char *from, const char *to, const char *name, SOCKET s, const char *args);
+  void (*trace_leave)(const char *from, const char *to, const char *name, SOCKET s, int error, const char *res);
+  void (*trace_event)(const char *kind, const char *from, const char *to, const char *name, SOCKET s, int error);
+  void (*trace_event_args)(const char *kind, const char *from, const char *to, const char *name, SOCKET s, int error,
+                           const char *args);
+  const char *(*trace_party)(void);
+  void (*trace_values)(lua_State *L, int first, int last, char *buf, size_t n);
+  void (*trace_wrap)(lua_State *L, const char *const *names);
+  void (*trace_app_thread)(void);
+  void (*trace_app_api)(int on);
+  LPWSPSTARTUP startup;              /* the runtime's WSPStartup: a provider DLL that is this runtime */
+  const char *const *spi_names;
+  lwsp_inst *(*inst_of)(lua_State *L);
+  lwsp_inst *instances;              /* LWSP_MAX_INSTANCES of them */
+  lwsp_sock *(*sock_at)(lwsp_inst *I, uint32_t idx);
+} lwsp_runtime_link;
+void lwsp_push_link(lua_State *L);
+/* lwsp.c: the runtime's process-wide state (locks, instance slots, the
+ * trace's lock, the budget's watchdog), made once. */
+void rt_global_init(void);
+/* calls.c: whether this thread is inside one of I's calls now */
+int rt_inside(lwsp_inst *I);
 
 /* lower.c: the layer below a layered provider */
 int rt_lower_open(lua_State *L, lwsp_inst *I);    /* lwsp.lower into the lwsp table */

@@ -44,13 +44,9 @@ static void tls_dtor(void *p) {
   lwsp_mutex_unlock(&host_lock);
 }
 static void init_cb(void) {
-  const char *self = lwsp_module_path();
   lwsp_mutex_init(&host_lock);
   lwsp_cond_init(&host_cond);
   pthread_key_create(&tls_key, tls_dtor);
-  /* Like ws2_32, the host exports WPUCompleteOverlappedRequest by name: make
-   * this module's exports visible to the providers it loads. */
-  if (self && !dlopen(self, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD)) lwsp_log("host", "cannot export WPUCompleteOverlappedRequest");
 }
 void host_init(void) { pthread_once(&once, init_cb); }
 static hthread *tls_get(void) { return (hthread *)pthread_getspecific(tls_key); }
@@ -98,7 +94,7 @@ static hprov *prov_by_guid(const GUID *g) {
   return p && p->lib ? p : NULL;
 }
 
-/* ---- catalog (called from hostapi.c under host_lock) ------------------------------ */
+/* ---- catalog (called from api.c under host_lock) ------------------------------ */
 int host_catalog_add(const WSAPROTOCOL_INFOW *info, const char *path) {
   hentry *ne = realloc(entries, (nentries + 1) * sizeof *ne);
   if (!ne) return 0;
@@ -478,12 +474,10 @@ WSPUPCALLTABLE host_upcalls = {
   up_query_socket_handle_context, up_queue_apc, up_reset_event, up_set_event, up_open_current_thread,
   up_close_thread};
 
-int lwsp_host_owns(const WSPUPCALLTABLE *up) { return up->lpWPUCreateSocketHandle == up_create_socket_handle; }
-
 /* WPUCompleteOverlappedRequest: records status and bytes, signals the event
  * (its low bit masked off) and, when the socket is associated with a port and
  * the low bit is clear, posts exactly one packet. */
-int WSPAPI lwsp_host_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err) {
+int WSPAPI host_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err) {
   hsock *hs;
   uintptr_t ev;
   char text[64];
@@ -517,51 +511,6 @@ int WSPAPI lwsp_host_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD b
   lwsp_mutex_unlock(&host_lock);
   return 0;
 }
-
-/* A catalog entry's protocol info and path, for a layered provider in this
- * process looking for the layer below (what WSCEnumProtocols gives on
- * Windows).  0 if the id is unknown. */
-int lwsp_host_catalog_info(DWORD id, WSAPROTOCOL_INFOW *info, char *path, size_t pathlen) {
-  hentry *e;
-  host_init();
-  lwsp_mutex_lock(&host_lock);
-  e = host_entry(id);
-  if (e) {
-    *info = e->info;
-    if (path) snprintf(path, pathlen, "%s", e->path);
-  }
-  lwsp_mutex_unlock(&host_lock);
-  return e != NULL;
-}
-
-/* A copy of every catalog entry's protocol info (malloc'd, *n of them), for a
- * layer looking for its own entry of a chain; NULL when empty or out of memory. */
-WSAPROTOCOL_INFOW *lwsp_host_catalog_all(int *n) {
-  WSAPROTOCOL_INFOW *all;
-  host_init();
-  lwsp_mutex_lock(&host_lock);
-  *n = 0;
-  if ((all = nentries ? malloc(nentries * sizeof *all) : NULL))
-    for (size_t i = 0; i < nentries; i++) all[(*n)++] = entries[i].info;
-  lwsp_mutex_unlock(&host_lock);
-  return all;
-}
-
-#ifndef _WIN32
-/* The export providers find with dlsym, as they find ws2_32's on Windows. */
-LWSP_EXPORT int WSPAPI WPUCompleteOverlappedRequest(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err);
-LWSP_EXPORT int WSPAPI WPUCompleteOverlappedRequest(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err) {
-  return lwsp_host_complete(s, ov, error, bytes, err);
-}
-#else
-/* On Windows the headers declare ws2_32's WPUCompleteOverlappedRequest; lwsp's
- * is this function, exported under that name by src/lwsp.def, for providers
- * that look it up in the module that gave them their upcall table. */
-int WSPAPI lwsp_export_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err);
-int WSPAPI lwsp_export_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err) {
-  return lwsp_host_complete(s, ov, error, bytes, err);
-}
-#endif
 
 /* ---- providers ------------------------------------------------------------------------ */
 static int proc_table_complete(const WSPPROC_TABLE *t, int *missing) {
@@ -612,6 +561,11 @@ static void provider_release(hprov *p) {
   if (lib) lwsp_dlclose(lib);
 }
 
+/* One WSPStartup of a catalog entry's provider, made as ws2_32 makes it:
+ * find the entry, load its DLL once per GUID, find WSPStartup, call it with
+ * the host's upcall table, and check the proc table and the version.  Over
+ * 80 lines: one sequence whose every step has its own failure, log line and
+ * unwinding under the host lock, and reads best in the order ws2_32 does it. */
 hprov *host_provider_startup(DWORD catalog, LPINT err) {
   hentry *e;
   WSAPROTOCOL_INFOW info;
@@ -650,7 +604,7 @@ hprov *host_provider_startup(DWORD catalog, LPINT err) {
       return NULL;
     }
     {
-      LPWSPSTARTUP ours = WSPStartup;   /* lwsp's own: a Lua provider, which traces itself */
+      LPWSPSTARTUP ours = host_rt->startup;   /* lwsp's runtime: a Lua provider, which traces itself */
       void *mine;
       memcpy(&mine, &ours, sizeof mine);
       foreign = sym != mine;
@@ -670,7 +624,7 @@ hprov *host_provider_startup(DWORD catalog, LPINT err) {
   }
   if (rc == 0 && !proc_table_complete(&procs, &missing)) {
     INT e2 = 0;
-    lwsp_log("host", "provider %s: proc table entry %s is NULL", g, lwsp_spi_names[missing]);
+    lwsp_log("host", "provider %s: proc table entry %s is NULL", g, host_rt->spi_names[missing]);
     if (procs.lpWSPCleanup) procs.lpWSPCleanup(&e2);
     rc = WSAEINVALIDPROCTABLE;
   } else if (rc == 0 && data.wVersion != MAKEWORD_(2, 2)) {

@@ -5,7 +5,7 @@
  * kept in memory (lwsp.trace.records) and, when a file is given, written as
  * JSON Lines as they happen.
  */
-#include "host.h"
+#include "runtime.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +27,13 @@ typedef struct trec {
   int open;            /* a call whose arguments are still to come */
   char *log;           /* log lines written on this thread since its last return (malloc'd) */
 } trec;
+
+/* Guards the records and the file; taken last (under a provider's lock or
+ * the host's), and nothing is called with it held. */
+static lwsp_mutex trace_lock;
+
+/* Called once, from the runtime's global init (lwsp.c), before any record. */
+void lwsp_trace_init(void) { lwsp_mutex_init(&trace_lock); }
 
 static trec *recs;
 static size_t nrecs, caprecs, written;   /* written: records already in the file */
@@ -92,7 +99,7 @@ static void json_str(FILE *f, const char *s) {
 }
 
 /* Writes the records not yet in the file, in order, up to the first one still
- * waiting for its arguments.  Under host_lock. */
+ * waiting for its arguments.  Under trace_lock. */
 static void flush_file(void) {
   for (; out && written < nrecs && !recs[written].open; written++) {
     trec *r = &recs[written];
@@ -118,12 +125,12 @@ static unsigned long add(const char *kind, const char *from, const char *to, con
                          double us, int d, const char *args, const char *res) {
   trec *r;
   unsigned long n;
-  lwsp_mutex_lock(&host_lock);
-  if (!lwsp_tracing) { lwsp_mutex_unlock(&host_lock); return 0; }
+  lwsp_mutex_lock(&trace_lock);
+  if (!lwsp_tracing) { lwsp_mutex_unlock(&trace_lock); return 0; }
   if (nrecs == caprecs) {
     size_t nc = caprecs ? caprecs * 2 : 1024;
     trec *m = nc > 1000000 ? NULL : realloc(recs, nc * sizeof *m);
-    if (!m) { lwsp_mutex_unlock(&host_lock); return 0; }
+    if (!m) { lwsp_mutex_unlock(&trace_lock); return 0; }
     recs = m;
     caprecs = nc;
   }
@@ -145,19 +152,19 @@ static unsigned long add(const char *kind, const char *from, const char *to, con
   snprintf(r->res, sizeof r->res, "%s", res ? res : "");
   if (pending_log && kind[0] == 'r') { r->log = pending_log; pending_log = NULL; }
   flush_file();
-  lwsp_mutex_unlock(&host_lock);
+  lwsp_mutex_unlock(&trace_lock);
   return n;
 }
 
 void lwsp_trace_args(unsigned long n, const char *args, SOCKET s) {
-  lwsp_mutex_lock(&host_lock);
+  lwsp_mutex_lock(&trace_lock);
   if (n >= 1 && n <= nrecs && recs[n - 1].seq == n && recs[n - 1].open) {
     if (s) recs[n - 1].sock = (unsigned long long)s;
     snprintf(recs[n - 1].args, sizeof recs[n - 1].args, "%s", args ? args : "");
     recs[n - 1].open = 0;
     flush_file();
   }
-  lwsp_mutex_unlock(&host_lock);
+  lwsp_mutex_unlock(&trace_lock);
 }
 
 unsigned long lwsp_trace_enter(const char *from, const char *to, const char *name, SOCKET s, const char *args) {
@@ -250,10 +257,9 @@ void lwsp_trace_values(lua_State *L, int first, int last, char *buf, size_t n) {
 /* trace.start([file]) -> true: clears the records and starts tracing */
 static int t_start(lua_State *L) {
   const char *file = luaL_optstring(L, 1, NULL);
-  host_init();
-  lwsp_mutex_lock(&host_lock);
+  lwsp_mutex_lock(&trace_lock);
   if (out) { fclose(out); out = NULL; }
-  if (file && !(out = fopen(file, "w"))) { lwsp_mutex_unlock(&host_lock); return luaL_error(L, "cannot write %s", file); }
+  if (file && !(out = fopen(file, "w"))) { lwsp_mutex_unlock(&trace_lock); return luaL_error(L, "cannot write %s", file); }
   for (size_t i = 0; i < nrecs; i++) { free(recs[i].log); recs[i].log = NULL; }
   nrecs = 0;
   written = 0;
@@ -261,19 +267,19 @@ static int t_start(lua_State *L) {
   t0 = lwsp_now();
 #ifdef LWSP_NO_TRACE
   if (out) { fclose(out); out = NULL; }
-  lwsp_mutex_unlock(&host_lock);
+  lwsp_mutex_unlock(&trace_lock);
   return luaL_error(L, "this lwsp was built without tracing (LWSP_NO_TRACE)");
 #else
   lwsp_tracing = 1;
 #endif
-  lwsp_mutex_unlock(&host_lock);
+  lwsp_mutex_unlock(&trace_lock);
   lua_pushboolean(L, 1);
   return 1;
 }
 
 /* trace.stop() -> number of records */
 static int t_stop(lua_State *L) {
-  lwsp_mutex_lock(&host_lock);
+  lwsp_mutex_lock(&trace_lock);
 #ifndef LWSP_NO_TRACE
   lwsp_tracing = 0;
 #endif
@@ -281,13 +287,13 @@ static int t_stop(lua_State *L) {
   flush_file();
   if (out) { fclose(out); out = NULL; }
   lua_pushinteger(L, (lua_Integer)nrecs);
-  lwsp_mutex_unlock(&host_lock);
+  lwsp_mutex_unlock(&trace_lock);
   return 1;
 }
 
 /* trace.records() -> array of {seq, t, thread, kind, from, to, name, socket, error, errname, us, depth} */
 static int t_records(lua_State *L) {
-  lwsp_mutex_lock(&host_lock);
+  lwsp_mutex_lock(&trace_lock);
   lua_createtable(L, (int)nrecs, 0);
   for (size_t i = 0; i < nrecs; i++) {
     trec *r = &recs[i];
@@ -310,7 +316,7 @@ static int t_records(lua_State *L) {
     if (r->log) { lua_pushstring(L, r->log); lua_setfield(L, -2, "log"); }
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
-  lwsp_mutex_unlock(&host_lock);
+  lwsp_mutex_unlock(&trace_lock);
   return 1;
 }
 

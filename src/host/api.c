@@ -1,5 +1,5 @@
 /*
- * hostapi.c - lwsp.host, the Lua face of lwsp's own ws2_32: the catalog,
+ * api.c - lwsp.host, the Lua face of lwsp's own ws2_32: the catalog,
  * provider loading, the application-facing socket calls, and the host's
  * objects (events, windows, ports, threads).  docs/api.md documents each.
  *
@@ -13,9 +13,8 @@
 #include <string.h>
 #include <stdio.h>
 
-#define PROVIDER_MT "lwsp.hostprovider"
 
-static int fail(lua_State *L, int code) { return lwsp_push_error(L, code ? code : WSASYSCALLFAILURE); }
+int host_fail(lua_State *L, int code) { return lwsp_push_error(L, code ? code : WSASYSCALLFAILURE); }
 
 static SOCKET check_sock(lua_State *L, int idx) {
   lua_Integer v = luaL_checkinteger(L, idx);
@@ -24,10 +23,10 @@ static SOCKET check_sock(lua_State *L, int idx) {
 
 
 #define PROV(s) hprov *p; INT err = 0; int perr = 0; \
-  if (!(p = host_prov_of((s), &perr))) return fail(L, perr)
-#define CHECK(rc) do { if ((rc) == SOCKET_ERROR) return fail(L, err); } while (0)
+  if (!(p = host_prov_of((s), &perr))) return host_fail(L, perr)
+#define CHECK(rc) do { if ((rc) == SOCKET_ERROR) return host_fail(L, err); } while (0)
 
-static int ok(lua_State *L) { lua_pushboolean(L, 1); return 1; }
+int host_ok(lua_State *L) { lua_pushboolean(L, 1); return 1; }
 
 lua_Integer host_arg_range(lua_State *L, int idx, lua_Integer lo, lua_Integer hi, const char *what) {
   lua_Integer v = luaL_checkinteger(L, idx);
@@ -44,140 +43,6 @@ long host_arg_ms(lua_State *L, int idx, long def) {
 
 static void check_addr(lua_State *L, int idx, SOCKADDR_STORAGE *ss, int *len) {
   if (!lwsp_to_sockaddr(L, idx, ss, len)) luaL_argerror(L, idx, LWSP_ADDRESS_FORMS);
-}
-
-/* ---- catalog ------------------------------------------------------------------------- */
-/* install(info, path, kind) -> catalog id.  kind: "base" (chain {self}),
- * "layer" (ChainLen 0, the LSP's own hidden entry) or "chain" (info's
- * ProtocolChain lists the layer entry first and the base last). */
-static int h_install(lua_State *L) {
-  WSAPROTOCOL_INFOW info;
-  char msg[200];
-  const char *path = luaL_checkstring(L, 2);
-  static const char *const kinds[] = {"base", "layer", "chain", NULL};
-  int kind = luaL_checkoption(L, 3, "base", kinds);
-  DWORD id;
-  memset(&info, 0, sizeof info);
-  info.iVersion = 2;
-  if (!lwsp_to_protocol_info(L, 1, &info, msg, sizeof msg)) return luaL_argerror(L, 1, msg);
-  if (kind == 2 && info.ProtocolChain.ChainLen < 2) return luaL_argerror(L, 1, "a chain entry needs at least 2 ProtocolChain entries");
-  host_init();
-  lwsp_mutex_lock(&host_lock);
-  id = host_next_catalog_id();
-  info.dwCatalogEntryId = id;
-  if (kind == 0) { info.ProtocolChain.ChainLen = 1; info.ProtocolChain.ChainEntries[0] = id; }
-  if (kind == 1) info.ProtocolChain.ChainLen = 0;
-  if (!host_catalog_add(&info, path)) { lwsp_mutex_unlock(&host_lock); return fail(L, WSAENOBUFS); }
-  lwsp_mutex_unlock(&host_lock);
-  lua_pushinteger(L, id);
-  return 1;
-}
-
-static int h_remove(lua_State *L) {
-  int found;
-  DWORD id = HOST_DWORD(L, 1, "catalog id");   /* read before the lock: a bad one raises */
-  host_init();
-  lwsp_mutex_lock(&host_lock);
-  found = host_catalog_remove(id);
-  lwsp_mutex_unlock(&host_lock);
-  return found ? ok(L) : fail(L, WSAEINVAL);
-}
-
-/* order({ids}) -> true: the catalog in that order (WSCWriteProviderOrder);
- * WSAEINVAL unless the ids name every entry exactly once */
-static int h_order(lua_State *L) {
-  DWORD ids[512];
-  size_t n;
-  int rc;
-  luaL_checktype(L, 1, LUA_TTABLE);
-  n = lua_rawlen(L, 1);
-  luaL_argcheck(L, n <= 512, 1, "at most 512 entries");
-  for (size_t i = 0; i < n; i++) {
-    lua_rawgeti(L, 1, (lua_Integer)i + 1);
-    lua_Integer v = lua_tointegerx(L, -1, NULL);
-    if (!lua_isinteger(L, -1) || v < 0 || v > 0xffffffffLL) return luaL_argerror(L, 1, "catalog ids must be integers (0..4294967295)");
-    ids[i] = (DWORD)v;
-    lua_pop(L, 1);
-  }
-  host_init();
-  lwsp_mutex_lock(&host_lock);
-  rc = host_catalog_order(ids, n);
-  lwsp_mutex_unlock(&host_lock);
-  return rc ? fail(L, rc) : ok(L);
-}
-
-/* catalog() -> array of protocol info tables, each with its path */
-static int h_catalog(lua_State *L) {
-  host_init();
-  lwsp_mutex_lock(&host_lock);
-  lua_createtable(L, (int)host_catalog_count(), 0);
-  for (size_t i = 0; i < host_catalog_count(); i++) {
-    hentry *e = host_catalog_at(i);
-    lwsp_push_protocol_info(L, &e->info);
-    lua_pushstring(L, e->path);
-    lua_setfield(L, -2, "path");
-    lua_rawseti(L, -2, (lua_Integer)i + 1);
-  }
-  lwsp_mutex_unlock(&host_lock);
-  return 1;
-}
-
-/* ---- providers ------------------------------------------------------------------------ */
-/* load(catalog id) -> true: the ws2_32-style load, once per provider GUID */
-static int h_load(lua_State *L) {
-  INT err = 0;
-  if (!host_load(HOST_DWORD(L, 1, "catalog id"), &err)) return fail(L, err);
-  return ok(L);
-}
-
-typedef struct { hprov *p; } provider_ud;
-
-/* startup(catalog id) -> provider: one more WSPStartup, as an LSP makes for the
- * layer below; provider:cleanup() gives it back. */
-static int h_startup(lua_State *L) {
-  INT err = 0;
-  hprov *p = host_provider_startup(HOST_DWORD(L, 1, "catalog id"), &err);
-  provider_ud *u;
-  if (!p) return fail(L, err);
-  u = lua_newuserdatauv(L, sizeof *u, 0);
-  u->p = p;
-  luaL_setmetatable(L, PROVIDER_MT);
-  return 1;
-}
-static int prov_cleanup(lua_State *L) {
-  provider_ud *u = luaL_checkudata(L, 1, PROVIDER_MT);
-  INT err = 0;
-  hprov *p = u->p;
-  if (!p) return fail(L, WSANOTINITIALISED);
-  if (host_provider_cleanup(p, &err) != 0) {
-    if (err != WSAEINPROGRESS) u->p = NULL;   /* refused: the startup is still this object's */
-    return fail(L, err);
-  }
-  u->p = NULL;
-  return ok(L);
-}
-static int prov_data(lua_State *L) {
-  provider_ud *u = luaL_checkudata(L, 1, PROVIDER_MT);
-  if (!u->p) return fail(L, WSANOTINITIALISED);
-  lua_createtable(L, 0, 3);
-  lua_pushinteger(L, u->p->data.wVersion); lua_setfield(L, -2, "wVersion");
-  lua_pushinteger(L, u->p->data.wHighVersion); lua_setfield(L, -2, "wHighVersion");
-  lwsp_push_wstr(L, u->p->data.szDescription, WSPDESCRIPTION_LEN + 1); lua_setfield(L, -2, "szDescription");
-  lua_pushinteger(L, u->p->startups); lua_setfield(L, -2, "startups");
-  return 1;
-}
-static int prov_gc(lua_State *L) {
-  provider_ud *u = luaL_checkudata(L, 1, PROVIDER_MT);
-  if (u->p) { INT e; host_provider_cleanup(u->p, &e); u->p = NULL; }
-  return 0;
-}
-
-/* cleanup([close_sockets = true]) -> n: WSACleanup; closes the sockets of
- * loaded providers and gives back their startups (with false, each provider's
- * last WSPCleanup meets its sockets still open, and any call in flight). */
-static int h_cleanup(lua_State *L) {
-  lua_pushinteger(L, host_cleanup_all(lua_isnoneornil(L, 1) || lua_toboolean(L, 1)));
-  return 1;
 }
 
 /* ---- sockets ---------------------------------------------------------------------------- */
@@ -224,10 +89,10 @@ static int h_socket(lua_State *L) {
   e = catalog ? host_entry(catalog) : NULL;
   if (e) info = e->info;
   lwsp_mutex_unlock(&host_lock);
-  if (!e) return fail(L, err ? err : WSAEINVALIDPROVIDER);
-  if (!(p = host_load(catalog, &err))) return fail(L, err);
+  if (!e) return host_fail(L, err ? err : WSAEINVALIDPROVIDER);
+  if (!(p = host_load(catalog, &err))) return host_fail(L, err);
   s = HCALL(L, p, WSPSocket, 0, &err, af, type, proto, &info, 0, flags, &err);
-  if (s == INVALID_SOCKET) return fail(L, err);
+  if (s == INVALID_SOCKET) return host_fail(L, err);
   lwsp_mutex_lock(&host_lock);
   hs = host_sock(s);
   if (hs && !hs->prov) hs->prov = p;
@@ -237,7 +102,7 @@ static int h_socket(lua_State *L) {
     lwsp_log("host", "WSPSocket returned handle %llu, which its provider never registered with the host",
              (unsigned long long)s);
     HCALL(L, p, WSPCloseSocket, s, &e2, s, &e2);
-    return fail(L, WSASYSCALLFAILURE);
+    return host_fail(L, WSASYSCALLFAILURE);
   }
   lua_pushinteger(L, (lua_Integer)s);
   return 1;
@@ -250,7 +115,7 @@ static int h_close(lua_State *L) {
   PROV(s);
   CHECK(HCALL(L, p, WSPCloseSocket, s, &err, s, &err));
   if (!host_forget_ifs(s)) lwsp_log("host", "provider closed socket %llu without WPUCloseSocketHandle", (unsigned long long)s);
-  return ok(L);
+  return host_ok(L);
 }
 
 static int h_bind(lua_State *L) {
@@ -261,7 +126,7 @@ static int h_bind(lua_State *L) {
   len = (int)host_opt_range(L, 3, len, 0, sizeof ss, "length");
   PROV(s);
   CHECK(HCALL(L, p, WSPBind, s, &err, s, (struct sockaddr *)&ss, len, &err));
-  return ok(L);
+  return host_ok(L);
 }
 
 static int h_listen(lua_State *L) {
@@ -269,7 +134,7 @@ static int h_listen(lua_State *L) {
   int backlog = HOST_OPT_INT(L, 2, 5, "backlog");
   PROV(s);
   CHECK(HCALL(L, p, WSPListen, s, &err, s, backlog, &err));
-  return ok(L);
+  return host_ok(L);
 }
 
 /* connect(s, addr [, caller data]) -> true [, callee data] */
@@ -334,7 +199,7 @@ static int h_accept(lua_State *L) {
   hsock *hs;
   PROV(s);
   ns = HCALL(L, p, WSPAccept, s, &err, s, (struct sockaddr *)&ss, &len, with_cond ? condition : NULL, verdict, &err);
-  if (ns == INVALID_SOCKET) return fail(L, err);
+  if (ns == INVALID_SOCKET) return host_fail(L, err);
   lwsp_mutex_lock(&host_lock);
   if ((hs = host_sock(ns)) != NULL && !hs->prov) hs->prov = p;
   lwsp_mutex_unlock(&host_lock);
@@ -393,7 +258,7 @@ static int recv_into(lua_State *L, int from) {
   int rc;
   luaL_argcheck(L, cap >= 0 && cap <= 64 * 1024 * 1024, 2, "length out of range");
   buf = malloc((size_t)cap + 1);
-  if (!buf) return fail(L, WSAENOBUFS);
+  if (!buf) return host_fail(L, WSAENOBUFS);
   b[0].buf = buf; b[0].len = (ULONG)(cap / 2);
   b[1].buf = buf + cap / 2; b[1].len = (ULONG)(cap - cap / 2);
   WSATHREADID tid;
@@ -403,7 +268,7 @@ static int recv_into(lua_State *L, int from) {
   if (from) rc = HCALL(L, p, WSPRecvFrom, s, &err, s, b, 2, &got, &flags, (struct sockaddr *)&ss, &len, NULL, NULL, &tid, &err);
   else rc = HCALL(L, p, WSPRecv, s, &err, s, b, 2, &got, &flags, NULL, NULL, &tid, &err);
   if (rc == SOCKET_ERROR) {
-    int n = fail(L, err);
+    int n = host_fail(L, err);
     if (err == WSAEMSGSIZE) { lua_pushlstring(L, buf, got); n++; }
     free(buf);
     return n;
@@ -423,7 +288,7 @@ static int h_shutdown(lua_State *L) {
   int how = HOST_INT(L, 2, "how");
   PROV(s);
   CHECK(HCALL(L, p, WSPShutdown, s, &err, s, how, &err));
-  return ok(L);
+  return host_ok(L);
 }
 
 static int name_call(lua_State *L, int peer) {
@@ -465,7 +330,7 @@ static int h_setsockopt(lua_State *L) {
   else val = luaL_checklstring(L, 4, &n);
   PROV(s);
   CHECK(HCALL(L, p, WSPSetSockOpt, s, &err, s, level, name, val, (int)n, &err));
-  return ok(L);
+  return host_ok(L);
 }
 
 /* ioctl(s, code [, input [, outlen = 4]]) -> output bytes.  An integer input
@@ -511,7 +376,7 @@ static int h_address_to_string(lua_State *L) {
   INT err = 0;
   hprov *p;
   check_addr(L, 1, &ss, &len);
-  if (!(p = prov_for_family(L, ss.ss_family, 2, &info, &perr))) return fail(L, perr);
+  if (!(p = prov_for_family(L, ss.ss_family, 2, &info, &perr))) return host_fail(L, perr);
   CHECK(HCALL(L, p, WSPAddressToString, 0, &err, (LPSOCKADDR)&ss, (DWORD)len, &info, out, &outlen, &err));
   lwsp_push_wstr(L, out, outlen);
   return 1;
@@ -530,7 +395,7 @@ static int h_string_to_address(lua_State *L) {
   size_t k = lwsp_utf8_to_utf16(str, n, w, 511);
   luaL_argcheck(L, k <= 511, 1, "too long");
   w[k] = 0;
-  if (!(p = prov_for_family(L, af, 3, &info, &perr))) return fail(L, perr);
+  if (!(p = prov_for_family(L, af, 3, &info, &perr))) return host_fail(L, perr);
   CHECK(HCALL(L, p, WSPStringToAddress, 0, &err, w, af, &info, (LPSOCKADDR)&ss, &len, &err));
   lwsp_push_sockaddr(L, (struct sockaddr *)&ss, len);
   return 1;
@@ -553,7 +418,7 @@ static int h_event_select(lua_State *L) {
   LONG mask = (LONG)HOST_OPT_INT(L, 3, 0, "event mask");
   PROV(s);
   CHECK(HCALL(L, p, WSPEventSelect, s, &err, s, ev, mask, &err));
-  return ok(L);
+  return host_ok(L);
 }
 
 /* enum_network_events(s [, event]) -> mask, {[FD_x] = error} */
@@ -580,7 +445,7 @@ static int h_async_select(lua_State *L) {
   LONG mask = (LONG)HOST_INT(L, 4, "event mask");
   PROV(s);
   CHECK(HCALL(L, p, WSPAsyncSelect, s, &err, s, w, msg, mask, &err));
-  return ok(L);
+  return host_ok(L);
 }
 
 static int to_set(lua_State *L, int idx, wsp_fd_set *set, SOCKET *first) {
@@ -632,17 +497,17 @@ static int h_select(lua_State *L) {
     tv.tv_usec = (LONG)((t - (lua_Number)tv.tv_sec) * 1e6);
     deadline = lwsp_now() + t;
   }
-  if (!first) return fail(L, WSAEINVAL);
+  if (!first) return host_fail(L, WSAEINVAL);
   memset(parts, 0, sizeof parts);
   for (int k = 0; k < 3; k++) {
     if (!have[k]) continue;
     for (unsigned i = 0; i < sets[k].fd_count; i++) {
       int perr = 0, j;
       hprov *p = host_prov_of(sets[k].fd_array[i], &perr);
-      if (!p) return fail(L, perr);
+      if (!p) return host_fail(L, perr);
       for (j = 0; j < nparts && parts[j].p != p; j++) {}
       if (j == nparts) {
-        if (nparts == 8) return fail(L, WSAEINVAL);
+        if (nparts == 8) return host_fail(L, WSAEINVAL);
         parts[nparts++].p = p;
       }
       parts[j].set[k].fd_array[parts[j].set[k].fd_count++] = sets[k].fd_array[i];
@@ -693,7 +558,7 @@ static int h_get_qos_by_name(lua_State *L) {
   memset(&q, 0, sizeof q);
   if (lua_isstring(L, 2)) { name.buf = (CHAR *)lua_tolstring(L, 2, &n); name.len = (ULONG)n; }
   PROV(s);
-  if (!HCALL_BOOL(L, p, WSPGetQOSByName, s, &err, s, name.buf ? &name : NULL, &q, &err)) return fail(L, err);
+  if (!HCALL_BOOL(L, p, WSPGetQOSByName, s, &err, s, name.buf ? &name : NULL, &q, &err)) return host_fail(L, err);
   lwsp_push_qos(L, &q);
   return 1;
 }
@@ -706,7 +571,7 @@ static int h_join_leaf(lua_State *L) {
   DWORD flags = HOST_OPT_DWORD(L, 3, 0, "flags");
   PROV(s);
   r = HCALL(L, p, WSPJoinLeaf, s, &err, s, (struct sockaddr *)&ss, len, NULL, NULL, NULL, NULL, flags, &err);
-  if (r == INVALID_SOCKET) return fail(L, err);
+  if (r == INVALID_SOCKET) return host_fail(L, err);
   lua_pushinteger(L, (lua_Integer)r);
   return 1;
 }
@@ -718,7 +583,7 @@ static int h_send_disconnect(lua_State *L) {
   if (lua_isstring(L, 2)) { b.buf = (CHAR *)lua_tolstring(L, 2, &n); b.len = (ULONG)n; }
   PROV(s);
   CHECK(HCALL(L, p, WSPSendDisconnect, s, &err, s, b.buf ? &b : NULL, &err));
-  return ok(L);
+  return host_ok(L);
 }
 
 static int h_recv_disconnect(lua_State *L) {
@@ -738,9 +603,9 @@ static int h_cancel_blocking_call(lua_State *L) {
   INT err = 0;
   WSAPROTOCOL_INFOW info;
   hprov *p = prov_for_family(L, 0, 1, &info, &perr);
-  if (!p) return fail(L, perr);
+  if (!p) return host_fail(L, perr);
   CHECK(HCALL(L, p, WSPCancelBlockingCall, 0, &err, &err));
-  return ok(L);
+  return host_ok(L);
 }
 
 /* socket_info(s) -> {catalog =, context =, ifs =, port =} | nil: the host's record */
@@ -750,7 +615,7 @@ static int h_socket_info(lua_State *L) {
   host_init();
   lwsp_mutex_lock(&host_lock);
   hs = host_sock(s);
-  if (!hs) { lwsp_mutex_unlock(&host_lock); return fail(L, WSAENOTSOCK); }
+  if (!hs) { lwsp_mutex_unlock(&host_lock); return host_fail(L, WSAENOTSOCK); }
   lua_createtable(L, 0, 4);
   lua_pushinteger(L, hs->catalog); lua_setfield(L, -2, "catalog");
   lua_pushinteger(L, (lua_Integer)hs->ctx); lua_setfield(L, -2, "context");
@@ -767,10 +632,13 @@ int lwsp_hostext_open(lua_State *L);
 int lwsp_hostbench_open(lua_State *L);
 int lwsp_fault_open(lua_State *L);
 
-int lwsp_host_open(lua_State *L) {
+/* require "lwsp.host": the host's table.  It needs the runtime of the
+ * application's state (require "lwsp" there gives lwsp._runtime; a
+ * provider's state has none), whose log, trace and fault hook it shares. */
+LWSP_EXPORT int luaopen_lwsp_host(lua_State *L);
+LWSP_EXPORT int luaopen_lwsp_host(lua_State *L) {
   static const luaL_Reg fns[] = {
-    {"install", h_install}, {"remove", h_remove}, {"catalog", h_catalog}, {"order", h_order}, {"load", h_load},
-    {"startup", h_startup}, {"cleanup", h_cleanup}, {"socket", h_socket}, {"close", h_close},
+    {"socket", h_socket}, {"close", h_close},
     {"bind", h_bind}, {"listen", h_listen}, {"connect", h_connect}, {"accept", h_accept},
     {"send", h_send}, {"sendto", h_sendto}, {"recv", h_recv}, {"recvfrom", h_recvfrom},
     {"shutdown", h_shutdown}, {"getsockname", h_getsockname}, {"getpeername", h_getpeername},
@@ -783,19 +651,20 @@ int lwsp_host_open(lua_State *L) {
     {"cancel_blocking_call", h_cancel_blocking_call}, {"socket_info", h_socket_info},
     {"last_condition", h_last_condition},
     {NULL, NULL}};
-  static const luaL_Reg pm[] = {{"cleanup", prov_cleanup}, {"data", prov_data}, {NULL, NULL}};
-  if (lwsp_inst_of(L)) return luaL_error(L, "lwsp.host is the application's side: a provider cannot drive its host");
+  const lwsp_runtime_link *rt;
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "lwsp");
+  lua_call(L, 1, 1);
+  rt = lua_type(L, -1) == LUA_TTABLE && lua_getfield(L, -1, "_runtime") == LUA_TLIGHTUSERDATA ? lua_touserdata(L, -1) : NULL;
+  if (!rt || rt->version != LWSP_LINK_VERSION || (host_rt && host_rt != rt))
+    return luaL_error(L, "lwsp.host is the application's side: it needs lwsp's runtime in this state "
+                      "(a provider cannot drive its host)");
+  lua_settop(L, 0);
+  if (rt->inst_of(L)) return luaL_error(L, "lwsp.host is the application's side: a provider cannot drive its host");
+  if (!host_rt) host_link(rt);
   host_init();
-  if (luaL_newmetatable(L, PROVIDER_MT)) {
-    lua_pushcfunction(L, prov_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, prov_gc);
-    lua_setfield(L, -2, "__close");
-    luaL_newlib(L, pm);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
   luaL_newlib(L, fns);
+  host_catalog_open(L);
   lwsp_hostobj_open(L);
   lwsp_probe_open(L);
   lwsp_hostio_open(L);

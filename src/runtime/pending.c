@@ -691,3 +691,60 @@ int rt_pending_open(lua_State *L, lwsp_inst *I) {
   luaL_setfuncs(L, fns, 1);
   return 0;
 }
+
+/* ---- overlapped completion at once ---------------------------------------------
+ * A call given an overlapped structure that finishes inside the handler still
+ * completes through the caller's mechanism, as on Windows. */
+typedef struct apc_ctx {
+  LPWSAOVERLAPPED_COMPLETION_ROUTINE routine;
+  LPWSAOVERLAPPED ov;
+  DWORD error, bytes, flags;
+  lwsp_inst *I;
+  uint32_t epoch;
+  lwsp_sock *so;
+} apc_ctx;
+
+/* Runs on the issuing thread in an alertable wait: the routine first (the
+ * socket's handle is still valid), then the socket's pending count drops. */
+static void CALLBACK apc_complete(DWORD_PTR ctx) {
+  apc_ctx *a = (apc_ctx *)ctx;
+  lwsp_inst *I = a->I;
+  a->routine(a->error, a->bytes, a->ov, a->flags);
+  lwsp_mutex_lock(&I->lock);
+  if (I->active && I->epoch == a->epoch) rt_sock_release(I, a->so);
+  lwsp_spare_give(&I->apc_spares, a);
+  lwsp_mutex_unlock(&I->lock);
+}
+
+void rt_overlapped_done(lwsp_inst *I, lwsp_sock *so, SOCKET s, LPWSAOVERLAPPED ov,
+                        LPWSAOVERLAPPED_COMPLETION_ROUTINE routine, LPWSATHREADID tid, DWORD error, DWORD bytes,
+                        DWORD flags) {
+  INT e = 0;
+  lwsp_ov_done(ov, error, bytes, flags);
+  if (routine) {
+    apc_ctx *a = lwsp_spare_take(&I->apc_spares, sizeof *a);   /* every caller holds the provider lock */
+    if (!a || !tid) {
+      lwsp_log(I->name, "cannot queue the completion routine: %s", a ? "no thread id" : "out of memory");
+      lwsp_spare_give(&I->apc_spares, a);
+      return;
+    }
+    a->routine = routine; a->ov = ov; a->error = error; a->bytes = bytes; a->flags = flags;
+    a->I = I; a->epoch = I->epoch; a->so = so;
+    so->pending++;
+    if (I->up.lpWPUQueueApc(tid, apc_complete, (DWORD_PTR)a, &e) != 0) {
+      lwsp_log(I->name, "WPUQueueApc failed (error %d): the completion routine will not run", e);
+      so->pending--;
+      lwsp_spare_give(&I->apc_spares, a);
+    }
+  } else if (so->ifs) {
+    /* An IFS handle is not the host's: WPUCompleteOverlappedRequest refuses
+     * it.  Its completion signals the event itself, as the kernel does for
+     * an IFS handle's I/O (docs/api.md, "IFS providers"). */
+    WSAEVENT ev = (WSAEVENT)((uintptr_t)ov->hEvent & ~(uintptr_t)1);
+    if (ev && !I->up.lpWPUSetEvent(ev, &e))
+      lwsp_log(I->name, "IFS socket %llu: WPUSetEvent on the overlapped call's event failed (error %d)",
+               (unsigned long long)s, e);
+  } else if (!I->complete || lwsp_complete_checked(I->name, I->complete, &I->up, s, ov, error, bytes, &e) != 0) {
+    lwsp_log(I->name, "WPUCompleteOverlappedRequest failed (error %d)", e);
+  }
+}

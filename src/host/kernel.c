@@ -1,5 +1,5 @@
 /*
- * hostk.c - the host's kernel objects: events, waits, threads and their APCs,
+ * kernel.c - the host's kernel objects: events, waits, threads and their APCs,
  * completion ports, windows and their messages.
  *
  * On Windows these are the real ones: CreateEvent/SetEvent/ResetEvent and
@@ -9,7 +9,7 @@
  * PeekMessage.  Elsewhere lwsp keeps its own objects with the same
  * semantics, under host_lock, and one condition variable (host_cond) wakes
  * every waiter.  host.c wraps these in the upcalls (arguments, faults,
- * tracing); hostobj.c gives them to Lua.
+ * tracing); objects.c gives them to Lua.
  */
 #include "host.h"
 #ifdef _WIN32

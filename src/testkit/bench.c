@@ -1,5 +1,5 @@
 /*
- * hostbench.c - measuring loops for bench/ (lwsp.host.bench_*): each calls a
+ * bench.c - measuring loops for bench/ (lwsp.host.bench_*): each calls a
  * provider's proc table from C, so what is timed is the provider, not Lua on
  * the host side.
  */
@@ -272,6 +272,10 @@ static int slot_open(rstream *q, int i) {
   return q->m == 1 ? !__atomic_load_n(&r->done, __ATOMIC_ACQUIRE)
                    : __atomic_load_n(&r->ov.Internal, __ATOMIC_ACQUIRE) == WSS_OPERATION_IN_PROGRESS;
 }
+/* bench_overlapped_stream(a, c, mode, total, depth [, size]): a queue of
+ * overlapped receives on a while a thread streams from c.  Over 80 lines:
+ * the timed loop, its setup and its teardown stay in one frame so that what
+ * is measured is the provider, not calls between helpers. */
 static int b_overlapped_stream(lua_State *L) {
   SOCKET a = (SOCKET)luaL_checkinteger(L, 1);
   int m = luaL_checkoption(L, 3, NULL, bench_modes);
@@ -380,7 +384,7 @@ static lwsp_inst *instance_arg(lua_State *L) {
   GUID g;
   if (!lwsp_guid_parse(luaL_checkstring(L, 1), &g)) luaL_argerror(L, 1, "not a GUID");
   for (int i = 0; i < LWSP_MAX_INSTANCES; i++)
-    if (rt_live(&lwsp_instances[i]) && lwsp_guid_eq(&lwsp_instances[i].id, &g)) return &lwsp_instances[i];
+    if (rt_live(&host_rt->instances[i]) && lwsp_guid_eq(&host_rt->instances[i].id, &g)) return &host_rt->instances[i];
   return NULL;
 }
 
@@ -391,7 +395,7 @@ static int b_instance(lua_State *L) {
   uint32_t live = 0, ops = 0;
   if (!I) { lua_pushnil(L); return 1; }
   lwsp_mutex_lock(&I->lock);
-  for (uint32_t k = 0; k < I->nsocks; k++) live += rt_sock_at(I, k)->gen != 0;
+  for (uint32_t k = 0; k < I->nsocks; k++) live += host_rt->sock_at(I, k)->gen != 0;
   for (rt_op *op = I->ops; op; op = op->next) ops++;
   lua_createtable(L, 0, 4);
   lua_pushinteger(L, ops); lua_setfield(L, -2, "pending");

@@ -1,5 +1,5 @@
 /*
- * hostobj.c - the host's kernel-object stand-ins in lwsp.host: events and
+ * objects.c - the host's kernel-object stand-ins in lwsp.host: events and
  * waits, windows and their message queues, completion ports, alertable
  * sleeps and APCs, and a per-thread blocking hook.
  */

@@ -13,51 +13,11 @@
  * socket is ready (wsp.layered wraps this into straight-line calls).  Watched
  * sockets get their network events from the lower socket's readiness.
  */
-#include "runtime.h"
+#include "lower.h"
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
 
-#define LOWER_MT "lwsp.lower"
-
-typedef struct lreg { SOCKET h; int dir; } lreg;                 /* dir: 0 read, 1 write */
-typedef struct lwatch { SOCKET h; lwsp_sock *so; uint32_t gen; int listening, connecting; } lwatch;
-
-typedef struct lwsp_lower {
-  struct lwsp_lower *next;
-  lwsp_inst *I;
-  DWORD chain;                 /* the chain entry this lower serves */
-  WSAPROTOCOL_INFOW given;     /* that entry as WSPSocket was given it (when given.ProtocolChain.ChainLen) */
-  void *lib;
-  WSPPROC_TABLE procs;
-  WSPDATA data;
-  WSAPROTOCOL_INFOW pass;      /* the protocol info given to the lower WSPStartup and WSPSocket */
-  int started;
-  int foreign;                 /* not an lwsp Lua provider: lwsp traces the calls down itself */
-  char lname[39];              /* the next layer's GUID, for the trace */
-  lreg *regs;
-  size_t nregs, capregs;
-  lwatch *watches;
-  size_t nwatches, capwatches;
-} lwsp_lower;
-
-/* The Lua face of a lower layer; the tag lets the hot path recognise it
- * without luaL_checkudata's registry lookup (scripts cannot forge userdata
- * contents, and a mismatch falls back to the full check). */
-#define LOWER_TAG 0x6c777370206c6f77ULL
-typedef struct { unsigned long long tag; lwsp_lower *low; } lower_ud;
-
-/* Calls down with every hold of the provider lock released. */
-#define DOWN(I, stmt) do { \
-    int d_ = (I)->depth; \
-    rt_budget_saved b_ = rt_budget_release(I); \
-    (I)->depth = 0; \
-    for (int k_ = 0; k_ < d_; k_++) { lwsp_mutex_unlock(&(I)->lock); } \
-    stmt; \
-    for (int k_ = 0; k_ < d_; k_++) { lwsp_mutex_lock(&(I)->lock); } \
-    (I)->depth = d_; \
-    rt_budget_relocked(I, b_); \
-  } while (0)
 
 static int fail(lua_State *L, int code) { return lwsp_push_error(L, code ? code : WSASYSCALLFAILURE); }
 
@@ -88,46 +48,22 @@ static lua_Integer fit32(lua_State *L, int idx, lua_Integer v) {
 #define int32_arg(L, idx) fit32((L), (idx), int_arg((L), (idx)))
 #define opt_int32_arg(L, idx, def) fit32((L), (idx), opt_int_arg((L), (idx), (def)))
 
-/* A catalog entry: lwsp's host's when it is the one calling (its upcall
- * table), else the catalog of the host that supplied the upcall table, read
- * with the WSCEnumProtocols its module exports (ws2_32's on Windows). */
+/* Every entry of the catalog of the host that supplied the upcall table
+ * (malloc'd, *n of them), read with the WSCEnumProtocols its module exports
+ * (ws2_32's on Windows, lwsp's host module's elsewhere).  NULL if unknown; who
+ * names the log line saying why (NULL: no line). */
 typedef int (WSPAPI *enum_protocols_fn)(LPINT, LPWSAPROTOCOL_INFOW, LPDWORD, LPINT);
-static int catalog_info(lwsp_inst *I, DWORD id, WSAPROTOCOL_INFOW *info) {
-  void (*f)(void);
-  enum_protocols_fn fn;
-  WSAPROTOCOL_INFOW *all = NULL;
-  DWORD len = 0;
-  int n = SOCKET_ERROR, found = 0;
-  char why[600];
-  if (lwsp_host_owns(&I->up)) return lwsp_host_catalog_info(id, info, NULL, 0);
-  if (!(f = lwsp_host_sym(&I->up, "WSCEnumProtocols", why, sizeof why))) {
-    lwsp_log(I->name, "cannot read the host's catalog: %s", why);
-    return 0;
-  }
-  memcpy(&fn, &f, sizeof fn);
-  for (int tries = 0; tries < 4 && n == SOCKET_ERROR; tries++) {
-    INT err = 0;
-    if ((n = fn(NULL, all, &len, &err)) != SOCKET_ERROR) break;
-    free(all);
-    all = NULL;
-    if (err != WSAENOBUFS || !len || !(all = malloc(len))) break;
-  }
-  for (int i = 0; all && i < n && !found; i++)
-    if (all[i].dwCatalogEntryId == id) { *info = all[i]; found = 1; }
-  free(all);
-  return found;
-}
-
-/* Every entry of the catalog (malloc'd, *n of them), the host's or ws2_32's. */
-static WSAPROTOCOL_INFOW *catalog_all(lwsp_inst *I, int *n) {
+static WSAPROTOCOL_INFOW *catalog_all(const WSPUPCALLTABLE *up, const char *who, int *n) {
   void (*f)(void);
   enum_protocols_fn fn;
   WSAPROTOCOL_INFOW *all = NULL;
   DWORD len = 0;
   char why[600];
   *n = 0;
-  if (lwsp_host_owns(&I->up)) return lwsp_host_catalog_all(n);
-  if (!(f = lwsp_host_sym(&I->up, "WSCEnumProtocols", why, sizeof why))) return NULL;
+  if (!(f = lwsp_host_sym(up, "WSCEnumProtocols", why, sizeof why))) {
+    if (who) lwsp_log(who, "cannot read the host's catalog: %s", why);
+    return NULL;
+  }
   memcpy(&fn, &f, sizeof fn);
   for (int tries = 0; tries < 4; tries++) {
     INT err = 0;
@@ -140,6 +76,17 @@ static WSAPROTOCOL_INFOW *catalog_all(lwsp_inst *I, int *n) {
   free(all);
   return NULL;
 }
+
+/* A catalog entry of that host; 0 if unknown. */
+int rt_catalog_info(const WSPUPCALLTABLE *up, const char *who, DWORD id, WSAPROTOCOL_INFOW *info) {
+  int n, found = 0;
+  WSAPROTOCOL_INFOW *all = catalog_all(up, who, &n);
+  for (int i = 0; all && i < n && !found; i++)
+    if (all[i].dwCatalogEntryId == id) { *info = all[i]; found = 1; }
+  free(all);
+  return found;
+}
+#define catalog_info(I, id, info) rt_catalog_info(&(I)->up, (I)->name, (id), (info))
 
 /* The entry a layer registers its sockets' handles under, as Microsoft's
  * layered sample does (WPUCreateSocketHandle with its own layered entry's id):
@@ -155,7 +102,7 @@ DWORD lwsp_own_entry(lwsp_inst *I, const WSAPROTOCOL_INFOW *pi) {
   if (!I->layer_id || c->ChainLen < 3 || c->ChainLen > MAX_PROTOCOL_CHAIN) return id;
   for (int i = 1; i < c->ChainLen && pos < 0; i++)
     if (c->ChainEntries[i] == I->layer_id) pos = i;
-  if (pos < 0 || !(all = catalog_all(I, &n))) return id;
+  if (pos < 0 || !(all = catalog_all(&I->up, NULL, &n))) return id;
   for (int i = 0; i < n; i++) {
     const WSAPROTOCOLCHAIN *e = &all[i].ProtocolChain;
     if (e->ChainLen != c->ChainLen - pos || all[i].iAddressFamily != pi->iAddressFamily ||
@@ -170,6 +117,10 @@ DWORD lwsp_own_entry(lwsp_inst *I, const WSAPROTOCOL_INFOW *pi) {
   return id;
 }
 
+/* Loads the layer below as a layered provider must: the chain it was given,
+ * the next entry in it from the host's catalog, that entry's DLL and its
+ * WSPStartup, with this instance's upcall table.  Over 80 lines: one
+ * sequence of steps, each with its own reason in why and its own unwinding. */
 static int load(lwsp_inst *I, lwsp_lower *low, char *why, size_t whylen) {
   const WSAPROTOCOL_INFOW *ci;
   WSAPROTOCOL_INFOW chain, entry, next;
@@ -328,24 +279,6 @@ static void drop_regs(lwsp_lower *low, SOCKET h) {
  * down fails at once (WSAENETDOWN) instead of starting something it waits for. */
 #define LOW lwsp_lower *low = check_lower(L); lwsp_inst *I = low->I; INT err = 0; int rc; \
   if (I->closing && !I->cleaning) return fail(L, WSAENETDOWN)
-/* A call down, traced when the layer below is a C provider (a Lua one traces itself). */
-#define TRACED_DOWN(spi_, sock, args, failed, expr) do { \
-    int trd_ = lwsp_tracing && low->foreign; \
-    if (trd_) lwsp_trace_enter(I->name, low->lname, (spi_), (SOCKET)(sock), (args)); \
-    DOWN(I, expr); \
-    if (trd_) lwsp_trace_leave(I->name, low->lname, (spi_), (SOCKET)(sock), (failed) ? err : 0, NULL); \
-  } while (0)
-
-/* The same for a call down that returns a new socket h: its result is that handle. */
-#define TRACED_DOWN_H(spi_, sock, args, expr) do { \
-    int trd_ = lwsp_tracing && low->foreign; \
-    char res_[32] = ""; \
-    if (trd_) lwsp_trace_enter(I->name, low->lname, (spi_), (SOCKET)(sock), (args)); \
-    DOWN(I, expr); \
-    if (trd_ && h != INVALID_SOCKET) snprintf(res_, sizeof res_, "s%llu", (unsigned long long)h); \
-    if (trd_) lwsp_trace_leave(I->name, low->lname, (spi_), (SOCKET)(sock), h == INVALID_SOCKET ? err : 0, res_); \
-  } while (0)
-
 /* The method's arguments, for the trace of its call down (only when traced). */
 #define TRACE_ARGS(buf) do { \
     (buf)[0] = 0; \
@@ -722,155 +655,6 @@ static int m_info(lua_State *L) {
   lwsp_lower *low = check_lower(L);
   lwsp_push_protocol_info(L, &low->pass);
   return 1;
-}
-
-/* ---- the poller (service thread) ------------------------------------------------------ */
-static int watch_wants(const lwatch *w, int dir) {
-  const lwsp_sock *so = w->so;
-  LONG on;
-  if (!so->gen || so->gen != w->gen || !so->ev_mode) return 0;
-  on = so->ev_mask & so->ev_enabled & ~so->ev_level;
-  return dir == 0 ? (on & (FD_READ | FD_ACCEPT | FD_CLOSE)) != 0 : (on & (FD_WRITE | FD_CONNECT)) != 0;
-}
-
-static void watch_ready(lwsp_lower *low, lwatch *w, int dir) {
-  lwsp_inst *I = low->I;
-  if (dir == 1) {
-    if (w->connecting) {
-      /* FD_CONNECT carries the connection's outcome (SO_ERROR of the lower socket) */
-      int e = 0, len = 4, rc;
-      INT err = 0;
-      lwsp_sock *so = w->so;
-      uint32_t gen = w->gen;
-      w->connecting = 0;
-      DOWN(I, rc = low->procs.lpWSPGetSockOpt(w->h, SOL_SOCKET, SO_ERROR, (char *)&e, &len, &err));
-      if (so->gen != gen) return;
-      rt_net_event(I, so, FD_CONNECT, rc == 0 ? e : err);
-      if (rc != 0 || e != 0) return;
-      rt_net_event(I, so, FD_WRITE, 0);
-      return;
-    }
-    rt_net_event(I, w->so, FD_WRITE, 0);
-    return;
-  }
-  if (w->listening) { rt_net_event(I, w->so, FD_ACCEPT, 0); return; }
-  {
-    char c;
-    WSABUF b = {1, &c};
-    DWORD got = 0, flags = MSG_PEEK;
-    INT err = 0;
-    int rc;
-    SOCKET h = w->h;
-    lwsp_sock *so = w->so;
-    uint32_t gen = w->gen;
-    TRACED_DOWN("WSPRecv", h, "1, MSG_PEEK", rc != 0, rc = low->procs.lpWSPRecv(h, &b, 1, &got, &flags, NULL, NULL, NULL, &err));
-    if (so->gen != gen) return;
-    if (rc == 0 && got == 0) rt_net_event(I, so, FD_CLOSE, 0);
-    else if (rc == 0 || err == WSAEMSGSIZE) rt_net_event(I, so, FD_READ, 0);
-    else if (err != WSAEWOULDBLOCK) rt_net_event(I, so, FD_CLOSE, err);
-  }
-}
-
-int rt_lower_poll(lwsp_inst *I, long max_ms) {
-  int polled = 0;
-  for (lwsp_lower *low = I->lowers; low; low = low->next) {
-    wsp_fd_set rs, ws, xs;
-    wsp_timeval tv;
-    INT err = 0;
-    int rc;
-    long ms;
-    rs.fd_count = ws.fd_count = 0;
-    /* more waiters than a select set holds: each poll starts where the last
-     * one stopped, so every waiter is polled in its turn */
-    static size_t rot;
-    size_t from = low->nregs ? __atomic_fetch_add(&rot, WSP_FD_SETSIZE, __ATOMIC_RELAXED) % low->nregs : 0;
-    for (size_t n = 0; n < low->nregs && rs.fd_count < WSP_FD_SETSIZE && ws.fd_count < WSP_FD_SETSIZE; n++) {
-      size_t i = (from + n) % low->nregs;
-      wsp_fd_set *s = low->regs[i].dir ? &ws : &rs;
-      if (!lwsp_fd_isset(low->regs[i].h, s)) s->fd_array[s->fd_count++] = low->regs[i].h;
-    }
-    for (size_t i = 0; i < low->nwatches; i++)
-      for (int dir = 0; dir < 2; dir++) {
-        wsp_fd_set *s = dir ? &ws : &rs;
-        if (s->fd_count < WSP_FD_SETSIZE && watch_wants(&low->watches[i], dir) && !lwsp_fd_isset(low->watches[i].h, s))
-          s->fd_array[s->fd_count++] = low->watches[i].h;
-      }
-    if (!rs.fd_count && !ws.fd_count) continue;
-    /* Winsock reports a failed connect in the except set, not the write set:
-     * whatever waits to write also wakes on an exception */
-    xs = ws;
-    polled = 1;
-    ms = max_ms < 0 || max_ms > 20 ? 20 : max_ms;
-    tv.tv_sec = 0;
-    tv.tv_usec = (LONG)(ms * 1000);
-    {
-      char targs[64] = "";
-      if (lwsp_tracing && low->foreign)
-        snprintf(targs, sizeof targs, "%u to read, %u to write, %ld ms", rs.fd_count, ws.fd_count, ms);
-      TRACED_DOWN("WSPSelect", 0, targs, rc == SOCKET_ERROR,
-                  rc = low->procs.lpWSPSelect(0, rs.fd_count ? &rs : NULL, ws.fd_count ? &ws : NULL,
-                                              xs.fd_count ? &xs : NULL, &tv, &err));
-    }
-    if (rc != SOCKET_ERROR)
-      for (unsigned k = 0; k < xs.fd_count; k++)
-        if (!lwsp_fd_isset(xs.fd_array[k], &ws) && ws.fd_count < WSP_FD_SETSIZE) ws.fd_array[ws.fd_count++] = xs.fd_array[k];
-    if (rc == SOCKET_ERROR) {
-      /* a socket closed meanwhile: drop what the lower layer no longer knows */
-      for (size_t i = 0; i < low->nregs;) {
-        int opt = 0, len = 4;
-        INT e2 = 0, r2;
-        SOCKET h = low->regs[i].h;
-        DOWN(I, r2 = low->procs.lpWSPGetSockOpt(h, SOL_SOCKET, SO_TYPE, (char *)&opt, &len, &e2));
-        if (r2 == SOCKET_ERROR && e2 == WSAENOTSOCK) {
-          lua_pushfstring(I->L, "%c%I", low->regs[i].dir ? 'w' : 'r', (lua_Integer)h);
-          rt_wake(I, I->L, -1);
-          lua_pop(I->L, 1);
-          low->regs[i] = low->regs[--low->nregs];
-        } else {
-          i++;
-        }
-      }
-      continue;
-    }
-    for (int dir = 0; dir < 2; dir++) {
-      wsp_fd_set *s = dir ? &ws : &rs;
-      for (unsigned k = 0; k < s->fd_count; k++) {
-        SOCKET h = s->fd_array[k];
-        for (size_t i = 0; i < low->nregs;) {
-          if (low->regs[i].h == h && low->regs[i].dir == dir) {
-            lua_pushfstring(I->L, "%c%I", dir ? 'w' : 'r', (lua_Integer)h);
-            rt_wake(I, I->L, -1);
-            lua_pop(I->L, 1);
-            low->regs[i] = low->regs[--low->nregs];
-          } else {
-            i++;
-          }
-        }
-        for (size_t i = 0; i < low->nwatches; i++)
-          if (low->watches[i].h == h && watch_wants(&low->watches[i], dir)) watch_ready(low, &low->watches[i], dir);
-      }
-    }
-  }
-  return polled;
-}
-
-void rt_lower_close_all(lwsp_inst *I) {
-  while (I->lowers) {
-    lwsp_lower *low = I->lowers;
-    INT err = 0;
-    I->lowers = low->next;
-    if (low->started) {
-      int rc, tr = lwsp_tracing;
-      if (tr) lwsp_trace_enter(I->name, low->lname, "WSPCleanup", 0, "");
-      DOWN(I, rc = low->procs.lpWSPCleanup(&err));
-      if (tr) lwsp_trace_leave(I->name, low->lname, "WSPCleanup", 0, rc ? err : 0, "");
-      lwsp_dlclose(low->lib);
-    }
-    low->started = 0;
-    free(low->regs);
-    free(low->watches);
-    free(low);
-  }
 }
 
 /* ---- calls a layer inherits, made here ----------------------------------------

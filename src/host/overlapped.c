@@ -1,5 +1,5 @@
 /*
- * hostio.c - the host's overlapped and multi-threaded application calls:
+ * overlapped.c - the host's overlapped and multi-threaded application calls:
  * WSASend/WSARecv-style calls with an event, a completion routine or a
  * completion port; a completion routine that records what it is given; and
  * application threads (host.spawn) that make blocking calls while the Lua

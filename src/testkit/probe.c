@@ -7,6 +7,8 @@
 #include "host.h"
 #include <string.h>
 
+/* probe(name, s [, catalog]).  Over 80 lines: one case per probed call, a
+ * table written as a switch, each case a careless application's call. */
 static int probe(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   SOCKET s = (SOCKET)luaL_optinteger(L, 2, 0);

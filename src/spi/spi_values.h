@@ -2,7 +2,7 @@
  * spi_values.h - every Winsock constant lwsp uses, as X(name, value) rows.
  *
  * One list serves three purposes: off Windows it defines the constants (spi.h),
- * everywhere it builds the Lua constant table (lwsp.c), and under mingw-w64
+ * everywhere it builds the Lua constant table (runtime/common.c), and under mingw-w64
  * tools/spi_check.c asserts each row against Microsoft's own headers.
  * Values above INT_MAX (ioctl codes) live in SPI_IOCTLS so they stay unsigned.
  */

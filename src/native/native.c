@@ -52,7 +52,7 @@ typedef struct nsock {
   int io[2];                   /* a send [OP_SEND] or receive [OP_RECV] of it is in its system call */
   int io_waiting;              /* calls waiting for their turn at it */
   int dead;                    /* closed while busy: the last of them closes fd and frees the slot */
-  int ext_reused;              /* a fresh OS socket after DisconnectEx(TF_REUSE_SOCKET) (native_ext.c) */
+  int ext_reused;              /* a fresh OS socket after DisconnectEx(TF_REUSE_SOCKET) (native_ext.inc) */
 } nsock;
 
 enum { OP_SEND, OP_RECV };
@@ -72,7 +72,7 @@ typedef struct nop {
   LPWSAOVERLAPPED ov;
   LPWSAOVERLAPPED_COMPLETION_ROUTINE routine;
   WSATHREADID tid;
-  struct nx *x;                /* an extension function's operation (native_ext.c) */
+  struct nx *x;                /* an extension function's operation (native_ext.inc) */
 } nop;
 typedef struct nx nx;
 static int nx_setsockopt(nsock *so, int level, int name, const char *val, int len, int *r);
@@ -1099,7 +1099,7 @@ static SOCKET WSPAPI n_joinleaf(SOCKET s, const struct sockaddr *a, int l, LPWSA
 static int WSPAPI n_recvdisconnect(SOCKET s, LPWSABUF d, LPINT err) { ERRP; (void)s; (void)d; return fail(err, WSAEOPNOTSUPP); }
 static int WSPAPI n_senddisconnect(SOCKET s, LPWSABUF d, LPINT err) { ERRP; (void)s; (void)d; return fail(err, WSAEOPNOTSUPP); }
 
-#include "native_ext.c"
+#include "native_ext.inc"   /* the extension functions: a part of this file kept apart */
 
 static const WSPPROC_TABLE procs = {
   n_accept, n_addresstostring, n_asyncselect, n_bind, n_cancelblockingcall, n_cleanup, n_closesocket,

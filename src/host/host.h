@@ -1,7 +1,7 @@
 /*
  * host.h - lwsp's own ws2_32: the catalog, loaded providers, socket handles,
  * events, threads and APCs, windows and messages, completion ports.  host.c
- * keeps the state and implements the upcall table; hostapi.c is the Lua face
+ * keeps the state and implements the upcall table; api.c is the Lua face
  * (lwsp.host), the application-facing calls.
  *
  * One host lock guards all of it; the host never calls into a provider while
@@ -110,7 +110,15 @@ int host_ov_busy(host_ov *h);
 /* Records the outcome of an overlapped call made with h: pending or not. */
 void host_ov_posted(host_ov *h, int rc, int err);
 
-/* Argument checks of the host's Lua calls (hostapi.c).  Each raises a Lua
+/* api.c: a host call's failure (nil, "WSAENAME: text", code; 0 counts as
+ * WSASYSCALLFAILURE) and its success (true). */
+int host_fail(lua_State *L, int code);
+int host_ok(lua_State *L);
+/* catalog.c: install, remove, order, catalog, load, startup, cleanup and the
+ * provider objects, into the host table on top. */
+void host_catalog_open(lua_State *L);
+
+/* Argument checks of the host's Lua calls (api.c).  Each raises a Lua
  * argument error naming the range: a value is never truncated into a C type. */
 lua_Integer host_arg_range(lua_State *L, int idx, lua_Integer lo, lua_Integer hi, const char *what);
 lua_Integer host_opt_range(lua_State *L, int idx, lua_Integer def, lua_Integer lo, lua_Integer hi, const char *what);
@@ -125,6 +133,11 @@ lua_Integer host_opt_range(lua_State *L, int idx, lua_Integer def, lua_Integer l
 long host_arg_ms(lua_State *L, int idx, long def);
 
 typedef struct hmsg { UINT msg; WPARAM wparam; LPARAM lparam; struct hmsg *next; } hmsg;
+
+/* link.c: the runtime of this process (its log, trace, fault hook and
+ * instances), set once by luaopen_lwsp_host before anything else runs. */
+extern const lwsp_runtime_link *host_rt;
+void host_link(const lwsp_runtime_link *rt);
 
 extern lwsp_mutex host_lock;
 extern lwsp_cond host_cond;
@@ -191,6 +204,9 @@ void host_park(void *p);
 void host_prov_unpin(hprov *p);
 /* The calling thread's WSATHREADID, as ws2_32 passes it to data calls. */
 WSATHREADID *host_this_thread(WSATHREADID *tid);
+/* WPUCompleteOverlappedRequest: records status and bytes, signals the event
+ * and posts a packet to the socket's port (exports.c exports it). */
+int WSPAPI host_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err);
 /* Catalog (under host_lock) */
 DWORD host_next_catalog_id(void);
 int host_catalog_add(const WSAPROTOCOL_INFOW *info, const char *path);

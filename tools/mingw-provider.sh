@@ -20,7 +20,7 @@
 # loads for the specs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${SRCS:?the source list of the runtime}" "${NATIVE_SRCS:?the native base provider's}" "${INCS:?the include folders}"
+: "${SRCS:?the source list of the runtime}" "${NATIVE_SRCS:?the native base provider sources}" "${INCS:?the include folders}"
 out=build/mingw
 WARN="-Wall -Wextra -Werror -Wshadow -Wstrict-prototypes"
 for arch in ${LWSP_ARCHS:-x86_64 i686}; do
@@ -42,7 +42,7 @@ for arch in ${LWSP_ARCHS:-x86_64 i686}; do
   $cc -std=gnu11 -O2 $WARN -D__USE_MINGW_ANSI_STDIO=1 -I"$static/src" $INCS -shared -o "$prov/lwsp.dll" \
     $SRCS "$prov/lwsp.def" "$static/src/liblua.a" -lws2_32 -luser32 -static-libgcc -Wl,--enable-stdcall-fixup
   # shellcheck disable=SC2086
-  $cc -std=gnu11 -O2 $WARN -D__USE_MINGW_ANSI_STDIO=1 $INCS -shared -o "$prov/lwsp_native.dll" \
+  $cc -std=gnu11 -O2 $WARN -D__USE_MINGW_ANSI_STDIO=1 -I"$static/src" $INCS -shared -o "$prov/lwsp_native.dll" \
     $NATIVE_SRCS src/native/lwsp_native.def -lws2_32 -static-libgcc -Wl,--enable-stdcall-fixup
   # what a process in another folder must be able to load: system DLLs only,
   # and lwsp's exports only (no Lua function exported)

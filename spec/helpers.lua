@@ -48,8 +48,8 @@ function H.mkdir(dir)
 end
 
 --- Runs bin/lwsp-run (or another command line starting with it) from the
--- project's root with the log off: its output (stdout and stderr) and exit
--- status.  On Windows through cmd.exe, with the lua.exe in $LWSP_LUA_EXE.
+-- project's root with the log off, for at most 5 minutes (POSIX): its output
+-- (stdout and stderr) and exit status.  On Windows through cmd.exe, with the lua.exe in $LWSP_LUA_EXE.
 function H.run(cmdline)
   local line
   if H.windows then
@@ -57,7 +57,8 @@ function H.run(cmdline)
     cmdline = cmdline:gsub("^bin/lwsp%-run", '"' .. lua .. '" bin\\lwsp-run')
     line = ('cd /d "%s" && set LWSP_LOG=off&& %s 2>&1'):format(root, cmdline)
   else
-    line = ("cd '%s' && LWSP_LOG=off %s 2>&1"):format(root, cmdline)
+    -- (bounded: a scenario that hangs fails its spec instead of stopping the suite)
+    line = ("cd '%s' && LWSP_LOG=off timeout -k 5 300 %s 2>&1"):format(root, cmdline)
   end
   local p = assert(io.popen(line))
   local out = p:read("a"):gsub("\r\n", "\n")

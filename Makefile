@@ -22,9 +22,9 @@ export LWSP_EXAMPLES = $(CURDIR)/examples
 all: build/lwsp.so build/lwsp/host.so build/lwsp_native.so build/test_nullproc.so build/foreign_host build/foreign_host_nocomplete build/foreign_host_stubcomplete build/liblwsp_preload.so build/preload_edge
 
 # Real programs through the chain (bin/lwsp-run -- PROGRAM): docs/preload.md.
-build/liblwsp_preload.so: src/preload/preload.c Makefile
+build/liblwsp_preload.so: $(PRELOAD_SRCS) Makefile src/sources.mk
 	@mkdir -p build
-	$(CC) -std=gnu11 -fPIC -fvisibility=hidden -I$(LUA_INC) $(WARN) $(CFLAGS) -shared -o $@ src/preload/preload.c $(LUA_LIB) -lpthread -ldl
+	$(CC) -std=gnu11 -fPIC -fvisibility=hidden -I$(LUA_INC) $(WARN) $(CFLAGS) -shared -o $@ $(PRELOAD_SRCS) $(LUA_LIB) -lpthread -ldl
 build/preload_edge: spec/tools/edge.c
 	@mkdir -p build
 	$(CC) -std=gnu11 -O1 -g $(WARN) -o $@ spec/tools/edge.c
@@ -290,7 +290,7 @@ bench: deps all build/cpass.so build/notrace/lwsp.so
 build/asan/liblwsp_preload.so: src/preload/preload.c Makefile
 	@mkdir -p build/asan
 	$(CC) -std=gnu11 -fPIC -fvisibility=hidden -I$(LUA_INC) $(WARN) -O1 -g -fno-omit-frame-pointer \
-	  -fsanitize=address,undefined -fno-sanitize-recover=all -shared -o $@ src/preload/preload.c $(LUA_LIB) -lpthread -ldl
+	  -fsanitize=address,undefined -fno-sanitize-recover=all -shared -o $@ $(PRELOAD_SRCS) $(LUA_LIB) -lpthread -ldl
 asan-preload: all build/asan/lwsp.so build/asan/liblwsp_preload.so
 	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  LWSP_PRELOAD_LIB=$(CURDIR)/build/asan/liblwsp_preload.so LWSP_PRELOAD_CPATH="$(CURDIR)/build/asan/?.so" \

@@ -94,8 +94,10 @@ describe("what each build product carries #posix", function()
   it("the host module exports ws2_32's names, as ws2_32 does, and its own luaopen", function()
     local so = assert(package.searchpath("lwsp.host", package.cpath))
     -- (and the host's application calls as plain C, lwsp_hc_*, for the preload library: docs/preload.md)
+    -- (WSAGetLastError/WSASetLastError: the extension functions take no lpErrno and report
+    -- through them, found where the upcall table came from, as on Windows: docs/api.md)
     local names = exports(so):gsub("lwsp_hc_%w+\n", "")
-    assert.are.equal("WPUCompleteOverlappedRequest\nWSCEnumProtocols\nluaopen_lwsp_host\n", names)
+    assert.are.equal("WPUCompleteOverlappedRequest\nWSAGetLastError\nWSASetLastError\nWSCEnumProtocols\nluaopen_lwsp_host\n", names)
     assert.matches("lwsp_hc_socket\n", exports(so))
     local syms = symbols(so)
     for _, name in ipairs{"host_init", "lwsp_fault_open", "lwsp_probe_open", "lwsp_hostbench_open"} do

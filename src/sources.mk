@@ -6,6 +6,7 @@
 #   the host module (lwsp.host):       SPI VALUES HOST TESTKIT  (built with
 #                                      LWSP_HOST_MODULE; the runtime's log, via host/link.c)
 #   the native base provider (lwsp_native): SPI LOG NATIVE NATIVE_POSIX or NATIVE_WIN
+#   the preload library (liblwsp_preload.so): PRELOAD
 SPI_SRCS = \
   src/spi/platform.c \
   src/spi/map.c \
@@ -54,3 +55,6 @@ NATIVE_POSIX_SRCS = \
   src/native/native_os.c
 NATIVE_WIN_SRCS = \
   src/native/native_os_win.c
+# the preload library (Linux: real programs through the chain, docs/preload.md)
+PRELOAD_SRCS = \
+  src/preload/preload.c

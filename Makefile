@@ -17,7 +17,7 @@ HDRS      = $(wildcard src/*/*.h)
 BUSTED    ?= lua5.4 /usr/bin/busted
 export LWSP_EXAMPLES = $(CURDIR)/examples
 
-.PHONY: asan-preload bench-preload stress lint ldoc all deps deps-run demo demo-memnet bench wine-smoke wine-test wine-foreign foreign-loader wine-loader wine32 fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
+.PHONY: asan-preload bench-preload stress stress-tsan lint ldoc all deps deps-run demo demo-memnet bench wine-smoke wine-test wine-foreign foreign-loader wine-loader wine32 fuzz soak test check asan tsan helgrind valgrind rock mingw mingw-check spi-check clean
 
 all: build/lwsp.so build/lwsp/host.so build/lwsp_native.so build/test_nullproc.so build/foreign_host build/foreign_host_nocomplete build/foreign_host_stubcomplete build/liblwsp_preload.so build/preload_edge
 
@@ -116,11 +116,14 @@ test: all
 CLEANUP_ROUNDS ?= 1000
 
 # The cleanup stress alone, long (not part of check; figures in the README):
-# make stress STRESS_ROUNDS=10000
+# make stress STRESS_ROUNDS=10000 (ASan/UBSan), make stress-tsan (TSan)
 STRESS_ROUNDS ?= 10000
 stress: build/asan/lwsp.so
 	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 LWSP_STRESS_ROUNDS=$(STRESS_ROUNDS) \
 	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" $(BUSTED) --cpath=build/asan/?.so --tags=stress spec/23-hostile_cleanup_spec.lua
+stress-tsan: build/tsan/lwsp.so
+	TSAN_OPTIONS="halt_on_error=1 exitcode=66" LD_PRELOAD="$$($(CC) -print-file-name=libtsan.so)" LWSP_STRESS_ROUNDS=$(STRESS_ROUNDS) \
+	  $(BUSTED) --cpath=build/tsan/?.so --tags=stress spec/23-hostile_cleanup_spec.lua
 
 # luacheck (.luacheckrc) over the Lua sources, examples, specs and front ends.
 lint:

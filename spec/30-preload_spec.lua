@@ -28,6 +28,8 @@ local function run(chain, cmd, extra_env)
     for _, l in ipairs(chain) do parts[#parts + 1] = quote(l) end
     line = ("%s %s -- sh -c %s"):format(quote(run_tool), table.concat(parts, " "), quote(cmd))
   end
+  -- (bounded: a program that hangs fails its case instead of stopping the suite)
+  line = "timeout -k 5 600 " .. line
   if extra_env then line = extra_env .. " " .. line end
   if spec_env and spec_env ~= "" then line = spec_env .. " " .. line end
   local ok, _, code = os.execute(("%s >%s 2>%s"):format(line, out, err))

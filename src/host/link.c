@@ -9,8 +9,8 @@
 #include <stdarg.h>
 
 const lwsp_runtime_link *host_rt;
-static volatile int not_tracing;
-volatile int *lwsp_tracing_at = &not_tracing;
+static int not_tracing;
+int *lwsp_tracing_at = &not_tracing;
 
 void host_link(const lwsp_runtime_link *rt) {
   host_rt = rt;

@@ -30,7 +30,7 @@ static const lwsp_runtime_link link = {
 #ifdef LWSP_NO_TRACE
   &no_tracing,
 #else
-  &lwsp_tracing,
+  &lwsp_tracing_flag,
 #endif
   &lwsp_faults_armed, &fault_hook, lwsp_vlog,
   lwsp_trace_enter, lwsp_trace_leave, lwsp_trace_event, lwsp_trace_event_args, lwsp_trace_party,

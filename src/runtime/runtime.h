@@ -414,10 +414,12 @@ DWORD lwsp_own_entry(lwsp_inst *I, const WSAPROTOCOL_INFOW *pi);
 #ifdef LWSP_NO_TRACE   /* tracing compiled out: the benchmark's baseline for what tracing costs when off */
 #define lwsp_tracing 0
 #elif defined LWSP_HOST_MODULE   /* the host module reads the runtime's flag (host/link.c) */
-extern volatile int *lwsp_tracing_at;
-#define lwsp_tracing (*lwsp_tracing_at)
+extern int *lwsp_tracing_at;
+#define lwsp_tracing __atomic_load_n(lwsp_tracing_at, __ATOMIC_RELAXED)
 #else
-extern volatile int lwsp_tracing;
+/* (read by any thread without a lock, written by tracing's start and stop: atomic both ways) */
+extern int lwsp_tracing_flag;
+#define lwsp_tracing __atomic_load_n(&lwsp_tracing_flag, __ATOMIC_RELAXED)
 #endif
 void lwsp_trace_init(void);   /* before any record: the trace's lock */
 /* lwsp's own WSPStartup (lwsp.c); the host module tells Lua providers by it (lwsp_runtime_link.startup) */
@@ -464,7 +466,7 @@ extern volatile int lwsp_faults_armed;
 #define LWSP_LINK_VERSION 1
 typedef struct lwsp_runtime_link {
   int version;
-  volatile int *tracing;
+  int *tracing;
   volatile int *faults_armed;
   int (**fault_hook)(const char *point);
   void (*vlog)(const char *who, const char *fmt, va_list ap);

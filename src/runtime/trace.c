@@ -11,7 +11,7 @@
 #include <string.h>
 
 #ifndef LWSP_NO_TRACE
-volatile int lwsp_tracing;
+int lwsp_tracing_flag;
 #endif
 
 typedef struct trec {
@@ -270,7 +270,7 @@ static int t_start(lua_State *L) {
   lwsp_mutex_unlock(&trace_lock);
   return luaL_error(L, "this lwsp was built without tracing (LWSP_NO_TRACE)");
 #else
-  lwsp_tracing = 1;
+  __atomic_store_n(&lwsp_tracing_flag, 1, __ATOMIC_RELAXED);
 #endif
   lwsp_mutex_unlock(&trace_lock);
   lua_pushboolean(L, 1);
@@ -281,7 +281,7 @@ static int t_start(lua_State *L) {
 static int t_stop(lua_State *L) {
   lwsp_mutex_lock(&trace_lock);
 #ifndef LWSP_NO_TRACE
-  lwsp_tracing = 0;
+  __atomic_store_n(&lwsp_tracing_flag, 0, __ATOMIC_RELAXED);
 #endif
   for (size_t i = written; i < nrecs; i++) recs[i].open = 0;   /* a call still running: written without arguments */
   flush_file();

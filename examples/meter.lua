@@ -6,8 +6,13 @@ P.description = "meter (lwsp example)"
 local base = P.base
 
 local function count(s, dir, n)
-  local m = s.meter or {sent = 0, sends = 0, received = 0, recvs = 0}
-  s.meter = m
+  local m = s.meter
+  if not m then
+    -- the peer is read at the first byte: once the connection has closed, the
+    -- layer below may no longer know it
+    m = {sent = 0, sends = 0, received = 0, recvs = 0, there = s.low:getpeername(s.lh)}
+    s.meter = m
+  end
   if dir == "out" then m.sent, m.sends = m.sent + n, m.sends + 1
   else m.received, m.recvs = m.received + n, m.recvs + 1 end
 end
@@ -28,7 +33,7 @@ function P.closesocket(s)
   local m = s.meter
   if m then
     local here = s.low:getsockname(s.lh)
-    local there = s.low:getpeername(s.lh)
+    local there = m.there or s.low:getpeername(s.lh)
     wsp.log(("%s -> %s sent %d B in %d call(s), received %d B in %d call(s)"):format(
       here and wsp.format_address(here) or "?", there and wsp.format_address(there) or "?",
       m.sent, m.sends, m.received, m.recvs), "meter")

@@ -216,7 +216,7 @@ describe("preload #preload #posix #subprocess", function()
     assert.matches("identical: yes", o)
     assert.matches("curl: %(7%) Failed to connect to 192%.0%.2%.1 port 80 after %d+ ms: Couldn't connect to server", o)
     assert.matches("lwsp%[firewall%] denied 192%.0%.2%.1:80", o)
-    assert.matches("lwsp%[meter%] 127%.0%.0%.1:%d+ %-> %S+ sent %d+ B in 1 call%(s%), received 52%d%d%d%d B", o)
+    assert.matches("lwsp%[meter%] 127%.0%.0%.1:%d+ %-> 127%.0%.0%.1:%d+ sent %d+ B in 1 call%(s%), received 52%d%d%d%d B", o)
   end)
 
   it("a program that sets up io_uring is reported on stderr", function()

@@ -1,6 +1,8 @@
 -- The source tree and what each build product carries: one source list
 -- (src/sources.mk) that every build reads, and the exports of the built
 -- libraries, checked at every build.
+-- (Tagged subprocess: it runs nm, readelf and lua5.4, into which a sanitizer
+-- preloaded into busted would be preloaded as well.)
 local H = require "helpers"
 
 local function read(path)
@@ -28,7 +30,7 @@ local function lists()
   return out
 end
 
-describe("src/sources.mk, the one source list #posix", function()
+describe("src/sources.mk, the one source list #posix #subprocess", function()
   it("names every C file under src/, and only files that exist", function()
     local listed = {}
     for _, files in pairs(lists()) do
@@ -79,7 +81,7 @@ local HOST_ONLY = {"host_init", "host_upcalls", "host_load", "hk_event_create", 
                    "lwsp_probe_open", "lwsp_hostbench_open", "lwsp_fault_open", "host_link",
                    "WPUCompleteOverlappedRequest", "WSCEnumProtocols", "lwsp_export_complete"}
 
-describe("what each build product carries #posix", function()
+describe("what each build product carries #posix #subprocess", function()
   local lwsp = H.lwsp
   local dir = lwsp.path():match("^(.*)/[^/]*$")
 

@@ -25,6 +25,7 @@
     const char *hc_ = tr_ ? host_trace_call((L), hp_, #fn, (SOCKET)(s)) : NULL; \
     __typeof__(hp_->procs.lp##fn(__VA_ARGS__)) hr_ = hp_->procs.lp##fn(__VA_ARGS__); \
     if (tr_) host_trace_return(hp_, hc_, #fn, (SOCKET)(s), (failed) ? *(errp) : 0, (unsigned long long)hr_); \
+    else host_trace_bytes(NULL);   /* (a byte count set for this call must not outlive it) */ \
     hr_; })
 #define HCALL(L, p, fn, s, errp, ...) HCALL_(L, p, fn, s, errp, hr_ == (__typeof__(hr_))-1, __VA_ARGS__)
 #define HCALL_BOOL(L, p, fn, s, errp, ...) HCALL_(L, p, fn, s, errp, !hr_, __VA_ARGS__)

@@ -178,9 +178,9 @@ helgrind: build/lwsp.so
 	LWSP_BUDGET=0 LWSP_STRESS_ROUNDS=20 valgrind -q --tool=helgrind --error-exitcode=9 $(BUSTED) --tags=stress spec/11-blocking_spec.lua
 
 # --fair-sched: valgrind runs one thread at a time, and without it a thread
+# that spins can keep the others (the budget's watchdog) from ever running.
 # The host module is preloaded too, so that lua_close does not unmap it: what
 # it still holds at exit (completion packets never dequeued) stays reachable.
-# that spins can keep the others (the budget's watchdog) from ever running.
 valgrind: build/lwsp.so build/lwsp/host.so build/lwsp_native.so build/foreign_host build/foreign_host_nocomplete
 	LD_PRELOAD="$(CURDIR)/build/lwsp.so $(CURDIR)/build/lwsp/host.so $(CURDIR)/build/lwsp_native.so" valgrind -q --fair-sched=yes --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
 	  --show-leak-kinds=definite $(BUSTED) --exclude-tags=preload

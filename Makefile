@@ -123,7 +123,7 @@ stress: build/asan/lwsp.so
 	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" $(BUSTED) --cpath=build/asan/?.so --tags=stress spec/23-hostile_cleanup_spec.lua
 stress-tsan: build/tsan/lwsp.so
 	TSAN_OPTIONS="halt_on_error=1 exitcode=66" LD_PRELOAD="$$($(CC) -print-file-name=libtsan.so)" LWSP_STRESS_ROUNDS=$(STRESS_ROUNDS) \
-	  $(BUSTED) --cpath=build/tsan/?.so --tags=stress spec/23-hostile_cleanup_spec.lua
+	  $(NOASLR) $(BUSTED) --cpath=build/tsan/?.so --tags=stress spec/23-hostile_cleanup_spec.lua
 
 # luacheck (.luacheckrc) over the Lua sources, examples, specs and front ends.
 lint:
@@ -163,13 +163,18 @@ build/tsan/lwsp.so: $(SRCS) $(HOST_SO_SRCS) $(NATIVE_SO_SRCS) $(HDRS) Makefile
 	$(CC) $(BASEFLAGS) -O1 -g -fsanitize=thread -shared -o build/tsan/lwsp_native.so $(NATIVE_SO_SRCS) -lpthread -ldl
 	@ln -sfn ../../lua build/tsan/lua
 
+# TSan's runtime expects the usual address-space layout; a randomised one can
+# now and then put a mapping where its shadow cannot follow ("failed to
+# allocate ... bytes at address ..."), so its runs go without ASLR.
+NOASLR := $(shell setarch $$(uname -m) -R true >/dev/null 2>&1 && echo "setarch $$(uname -m) -R")
+
 tsan: build/tsan/lwsp.so build/foreign_host build/foreign_host_nocomplete
 	TSAN_OPTIONS="halt_on_error=1 exitcode=66" LD_PRELOAD="$$($(CC) -print-file-name=libtsan.so)" \
-	  $(BUSTED) --cpath=build/tsan/?.so --exclude-tags=stress,subprocess,runner
+	  $(NOASLR) $(BUSTED) --cpath=build/tsan/?.so --exclude-tags=stress,subprocess,runner
 	LWSP_FOREIGN_RUNTIME=$(CURDIR)/build/tsan/lwsp.so LWSP_FOREIGN_PRELOAD="$$($(CC) -print-file-name=libtsan.so)" \
-	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $(BUSTED) spec/26-foreign_host_spec.lua
+	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $(NOASLR) $(BUSTED) spec/26-foreign_host_spec.lua
 	TSAN_OPTIONS="halt_on_error=1 exitcode=66" LD_PRELOAD="$$($(CC) -print-file-name=libtsan.so)" LWSP_STRESS_ROUNDS=$(CLEANUP_ROUNDS) \
-	  $(BUSTED) --cpath=build/tsan/?.so --tags=stress spec/23-hostile_cleanup_spec.lua
+	  $(NOASLR) $(BUSTED) --cpath=build/tsan/?.so --tags=stress spec/23-hostile_cleanup_spec.lua
 
 # The multi-threaded stress spec under valgrind's helgrind (races, lock order).
 # Helgrind does not see atomics as synchronisation, so the budget's watchdog

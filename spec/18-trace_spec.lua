@@ -416,6 +416,44 @@ describe("the trace", function()
     assert.equal(0, depth)
   end)
 
+  -- trace.records builds its tables without the trace's lock: a finalizer
+  -- that runs meanwhile may trace calls of its own (the records move), and
+  -- one that takes the host's lock must not hold it against the trace's
+  -- (make asan: a heap-use-after-free otherwise; make tsan: a lock-order
+  -- inversion).
+  it("reads its records while finalizers run and trace calls of their own", function()
+    trace.start()
+    for _ = 1, 600 do host.sleep(0) end
+    local reading, ran = false, 0
+    local port = assert(host.port())
+    -- each finalizer leaves the next one's object behind: one runs in every
+    -- collection cycle for as long as the records are read
+    local function link()
+      setmetatable({}, {__gc = function()
+        if not reading or ran >= 20 then return end
+        ran = ran + 1
+        assert(host.post(port, 0, 1))
+        for _ = 1, 200 do host.sleep(0) end
+        link()
+      end})
+    end
+    collectgarbage("stop")
+    link()
+    local mode = collectgarbage("incremental", 10, 1000)
+    collectgarbage("restart")
+    reading = true
+    local recs = lwsp.trace.records()
+    reading = false
+    collectgarbage(mode)
+    trace.stop()
+    assert.is_true(ran > 0, "no finalizer ran while the records were read")
+    assert.is_true(#recs >= 1200)
+    for i, x in ipairs(recs) do
+      assert.equal(i, x.seq)
+      assert.equal(x.kind == "call" and "application" or "host", x.from)
+    end
+    host.close_object(port)
+  end)
   it("costs nothing it records when off", function()
     local r = H.provider("examples/memnet.lua")
     trace.start()

@@ -180,10 +180,19 @@ static int CALLBACK condition(LPWSABUF caller_id, LPWSABUF caller_data, LPQOS sq
 /* last_condition() -> caller address, caller data: what the condition
  * function of the last accept(s, len, verdict) was shown */
 static int h_last_condition(lua_State *L) {
+  SOCKADDR_STORAGE seen;
+  char data[sizeof cond_data];
+  int seen_len;
+  size_t data_len;
+  /* copied under the lock, pushed without it (no Lua call under host_lock) */
   lwsp_mutex_lock(&host_lock);
-  if (cond_seen_len) lwsp_push_sockaddr(L, (struct sockaddr *)&cond_seen, cond_seen_len); else lua_pushnil(L);
-  lua_pushlstring(L, cond_data, cond_data_len);
+  seen = cond_seen;
+  seen_len = cond_seen_len;
+  data_len = cond_data_len;
+  memcpy(data, cond_data, data_len);
   lwsp_mutex_unlock(&host_lock);
+  if (seen_len) lwsp_push_sockaddr(L, (struct sockaddr *)&seen, seen_len); else lua_pushnil(L);
+  lua_pushlstring(L, data, data_len);
   return 2;
 }
 

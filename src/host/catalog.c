@@ -70,17 +70,26 @@ static int h_order(lua_State *L) {
 
 /* catalog() -> array of protocol info tables, each with its path */
 static int h_catalog(lua_State *L) {
+  size_t n, have;
+  hentry *copy;
   host_init();
+  /* copied under the lock into a userdata sized without it, then pushed:
+   * no Lua call (an allocation may run a finalizer) under host_lock */
   lwsp_mutex_lock(&host_lock);
-  lua_createtable(L, (int)host_catalog_count(), 0);
-  for (size_t i = 0; i < host_catalog_count(); i++) {
-    hentry *e = host_catalog_at(i);
-    lwsp_push_protocol_info(L, &e->info);
-    lua_pushstring(L, e->path);
+  n = host_catalog_count();
+  lwsp_mutex_unlock(&host_lock);
+  copy = lua_newuserdatauv(L, (n ? n : 1) * sizeof *copy, 0);
+  lwsp_mutex_lock(&host_lock);
+  have = host_catalog_count() < n ? host_catalog_count() : n;
+  for (size_t i = 0; i < have; i++) copy[i] = *host_catalog_at(i);
+  lwsp_mutex_unlock(&host_lock);
+  lua_createtable(L, (int)have, 0);
+  for (size_t i = 0; i < have; i++) {
+    lwsp_push_protocol_info(L, &copy[i].info);
+    lua_pushstring(L, copy[i].path);
     lua_setfield(L, -2, "path");
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
-  lwsp_mutex_unlock(&host_lock);
   return 1;
 }
 

@@ -420,13 +420,17 @@ static int job_join(lua_State *L) {
 /* job:info() -> {done =, hook_calls =, thread =} */
 static int job_info(lua_State *L) {
   job *j = check_job(L);
-  lua_createtable(L, 0, 3);
+  int done, cleanup;
+  /* read under the lock, pushed without it (no Lua call under host_lock) */
   lwsp_mutex_lock(&host_lock);
-  lua_pushboolean(L, j->done); lua_setfield(L, -2, "done");
-  lua_pushinteger(L, __atomic_load_n(&j->hook_calls, __ATOMIC_RELAXED)); lua_setfield(L, -2, "hook_calls");
-  if (j->done) { lua_pushinteger(L, j->hook_cleanup); lua_setfield(L, -2, "hook_cleanup"); }
-  lua_pushinteger(L, (lua_Integer)__atomic_load_n(&j->os_id, __ATOMIC_RELAXED)); lua_setfield(L, -2, "thread");
+  done = j->done;
+  cleanup = j->hook_cleanup;
   lwsp_mutex_unlock(&host_lock);
+  lua_createtable(L, 0, 4);
+  lua_pushboolean(L, done); lua_setfield(L, -2, "done");
+  lua_pushinteger(L, __atomic_load_n(&j->hook_calls, __ATOMIC_RELAXED)); lua_setfield(L, -2, "hook_calls");
+  if (done) { lua_pushinteger(L, cleanup); lua_setfield(L, -2, "hook_cleanup"); }
+  lua_pushinteger(L, (lua_Integer)__atomic_load_n(&j->os_id, __ATOMIC_RELAXED)); lua_setfield(L, -2, "thread");
   return 1;
 }
 

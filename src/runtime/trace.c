@@ -279,6 +279,7 @@ static int t_start(lua_State *L) {
 
 /* trace.stop() -> number of records */
 static int t_stop(lua_State *L) {
+  size_t n;
   lwsp_mutex_lock(&trace_lock);
 #ifndef LWSP_NO_TRACE
   __atomic_store_n(&lwsp_tracing_flag, 0, __ATOMIC_RELAXED);
@@ -286,17 +287,51 @@ static int t_stop(lua_State *L) {
   for (size_t i = written; i < nrecs; i++) recs[i].open = 0;   /* a call still running: written without arguments */
   flush_file();
   if (out) { fclose(out); out = NULL; }
-  lua_pushinteger(L, (lua_Integer)nrecs);
+  n = nrecs;
   lwsp_mutex_unlock(&trace_lock);
+  lua_pushinteger(L, (lua_Integer)n);
   return 1;
 }
 
-/* trace.records() -> array of {seq, t, thread, kind, from, to, name, socket, error, errname, us, depth} */
+/* trace.records() -> array of {seq, t, thread, kind, from, to, name, socket, error, errname, us, depth}
+ *
+ * No Lua call runs under trace_lock: an allocation may run a finalizer that
+ * takes a provider's lock or the host's, which are taken before trace_lock
+ * everywhere else (and a memory error would leave the lock held).  So the
+ * records are copied into a userdata under the lock, then turned into tables
+ * without it. */
 static int t_records(lua_State *L) {
+  size_t n, logs = 0, cap, have, used;
+  trec *snap;
+  char *text;
+  /* how much room: counted under the lock, allocated without it */
   lwsp_mutex_lock(&trace_lock);
-  lua_createtable(L, (int)nrecs, 0);
-  for (size_t i = 0; i < nrecs; i++) {
-    trec *r = &recs[i];
+  n = nrecs;
+  for (size_t i = 0; i < n; i++)
+    if (recs[i].log) logs += strlen(recs[i].log) + 1;
+  lwsp_mutex_unlock(&trace_lock);
+  cap = n * sizeof(trec) + logs;
+  snap = lua_newuserdatauv(L, cap ? cap : 1, 0);
+  text = (char *)(snap + n);
+  used = 0;
+  /* the copy: records kept meanwhile past n are left for the next call, and
+   * a log that no longer fits (a trace.start in between) is left out */
+  lwsp_mutex_lock(&trace_lock);
+  have = nrecs < n ? nrecs : n;
+  memcpy(snap, recs, have * sizeof(trec));
+  for (size_t i = 0; i < have; i++) {
+    size_t len;
+    if (!recs[i].log) continue;
+    len = strlen(recs[i].log) + 1;
+    if (used + len > logs) { snap[i].log = NULL; continue; }
+    memcpy(text + used, recs[i].log, len);
+    snap[i].log = text + used;
+    used += len;
+  }
+  lwsp_mutex_unlock(&trace_lock);
+  lua_createtable(L, (int)have, 0);
+  for (size_t i = 0; i < have; i++) {
+    trec *r = &snap[i];
     const char *en = r->error ? lwsp_error_name(r->error) : NULL;
     lua_createtable(L, 0, 14);
     lua_pushinteger(L, (lua_Integer)r->seq); lua_setfield(L, -2, "seq");
@@ -316,7 +351,6 @@ static int t_records(lua_State *L) {
     if (r->log) { lua_pushstring(L, r->log); lua_setfield(L, -2, "log"); }
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
-  lwsp_mutex_unlock(&trace_lock);
   return 1;
 }
 

@@ -393,16 +393,21 @@ static lwsp_inst *instance_arg(lua_State *L) {
 static int b_instance(lua_State *L) {
   lwsp_inst *I = instance_arg(L);
   uint32_t live = 0, ops = 0;
+  lua_Integer runs, mem;
   if (!I) { lua_pushnil(L); return 1; }
+  /* read under the provider's lock, pushed without it (no Lua call of the
+   * application's state under a provider's lock) */
   lwsp_mutex_lock(&I->lock);
   for (uint32_t k = 0; k < I->nsocks; k++) live += host_rt->sock_at(I, k)->gen != 0;
   for (rt_op *op = I->ops; op; op = op->next) ops++;
+  runs = (lua_Integer)I->lua_runs;
+  mem = (lua_Integer)I->mem;
+  lwsp_mutex_unlock(&I->lock);
   lua_createtable(L, 0, 4);
   lua_pushinteger(L, ops); lua_setfield(L, -2, "pending");
-  lua_pushinteger(L, (lua_Integer)I->lua_runs); lua_setfield(L, -2, "lua_runs");
-  lua_pushinteger(L, (lua_Integer)I->mem); lua_setfield(L, -2, "memory");
+  lua_pushinteger(L, runs); lua_setfield(L, -2, "lua_runs");
+  lua_pushinteger(L, mem); lua_setfield(L, -2, "memory");
   lua_pushinteger(L, live); lua_setfield(L, -2, "sockets");
-  lwsp_mutex_unlock(&I->lock);
   return 1;
 }
 

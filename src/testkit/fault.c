@@ -123,13 +123,18 @@ static int l_inject(lua_State *L) {
 
 /* injected() -> {point = hits, ...} */
 static int l_injected(lua_State *L) {
-  lua_newtable(L);
+  point copy[MAX_POINTS];
+  int n;
+  /* copied under the lock, pushed without it (no Lua call under host_lock) */
   lwsp_mutex_lock(&host_lock);
-  for (int i = 0; i < npoints; i++) {
-    lua_pushinteger(L, points[i].hits);
-    lua_setfield(L, -2, points[i].name);
-  }
+  n = npoints;
+  memcpy(copy, points, (size_t)n * sizeof *copy);
   lwsp_mutex_unlock(&host_lock);
+  lua_newtable(L);
+  for (int i = 0; i < n; i++) {
+    lua_pushinteger(L, copy[i].hits);
+    lua_setfield(L, -2, copy[i].name);
+  }
   return 1;
 }
 

@@ -22,7 +22,7 @@ export LWSP_EXAMPLES = $(CURDIR)/examples
 all: build/lwsp.so build/lwsp/host.so build/lwsp_native.so build/test_nullproc.so build/foreign_host build/foreign_host_nocomplete build/foreign_host_stubcomplete build/liblwsp_preload.so build/preload_edge
 
 # Real programs through the chain (bin/lwsp-run -- PROGRAM): docs/preload.md.
-build/liblwsp_preload.so: $(PRELOAD_SRCS) Makefile src/sources.mk
+build/liblwsp_preload.so: $(PRELOAD_SRCS) src/preload/preload.h Makefile src/sources.mk
 	@mkdir -p build
 	$(CC) -std=gnu11 -fPIC -fvisibility=hidden -I$(LUA_INC) $(WARN) $(CFLAGS) -shared -o $@ $(PRELOAD_SRCS) $(LUA_LIB) -lpthread -ldl
 build/preload_edge: spec/tools/edge.c
@@ -297,7 +297,7 @@ bench: deps all build/cpass.so build/notrace/lwsp.so
 # and the native base built with ASan/UBSan (the sanitizer runtime preloaded
 # first): the C edge cases and python3 (curl, wget, git and node do not run
 # with the sanitizer runtime preloaded, even without lwsp).
-build/asan/liblwsp_preload.so: src/preload/preload.c Makefile
+build/asan/liblwsp_preload.so: $(PRELOAD_SRCS) src/preload/preload.h Makefile
 	@mkdir -p build/asan
 	$(CC) -std=gnu11 -fPIC -fvisibility=hidden -I$(LUA_INC) $(WARN) -O1 -g -fno-omit-frame-pointer \
 	  -fsanitize=address,undefined -fno-sanitize-recover=all -shared -o $@ $(PRELOAD_SRCS) $(LUA_LIB) -lpthread -ldl

@@ -21,7 +21,7 @@ RUNTIME_SRCS = \
   src/runtime/calls.c \
   src/runtime/budget.c \
   src/runtime/match.c \
-  src/runtime/dispatch.c \
+  src/runtime/dispatch.c src/runtime/dispatch_io.c \
   src/runtime/upcalls.c \
   src/runtime/module.c \
   src/runtime/view.c \
@@ -57,4 +57,4 @@ NATIVE_WIN_SRCS = \
   src/native/native_os_win.c
 # the preload library (Linux: real programs through the chain, docs/preload.md)
 PRELOAD_SRCS = \
-  src/preload/preload.c
+  src/preload/preload.c src/preload/preload_calls.c

@@ -1,7 +1,7 @@
 /*
  * calls.c - the call machinery: entering and leaving an instance, the
  * coroutine pool, and running a handler on a coroutine (rt_begin, rt_run,
- * rt_end), which the 30 entries of dispatch.c share.
+ * rt_end), which the 30 entries of dispatch.c and dispatch_io.c share.
  */
 #include "runtime.h"
 #include <lualib.h>

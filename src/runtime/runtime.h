@@ -402,7 +402,7 @@ void rt_view_end(lwsp_inst *I, void *view);
 void rt_views_free(lwsp_inst *I);             /* after lua_close: the view records */
 int rt_view_bufs(lua_State *L, int idx, const WSABUF **bufs, DWORD *n, size_t *len, int writable);
 void rt_view_retarget(void *view, const WSABUF *bufs);
-/* dispatch.c: the 30 entries of instance slot n */
+/* dispatch.c: the proc table of instance slot n (its 30 entries: dispatch.c, dispatch_io.c) */
 extern lwsp_inst lwsp_instances[LWSP_MAX_INSTANCES];
 void lwsp_fill_procs(int slot, LPWSPPROC_TABLE procs);
 int lwsp_do_cleanup(lwsp_inst *I, LPINT err);

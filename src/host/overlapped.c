@@ -424,7 +424,7 @@ static int job_info(lua_State *L) {
   /* read under the lock, pushed without it (no Lua call under host_lock) */
   lwsp_mutex_lock(&host_lock);
   done = j->done;
-  cleanup = j->hook_cleanup;
+  cleanup = done ? j->hook_cleanup : 0;   /* written by the job's thread before it is done */
   lwsp_mutex_unlock(&host_lock);
   lua_createtable(L, 0, 4);
   lua_pushboolean(L, done); lua_setfield(L, -2, "done");

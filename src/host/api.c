@@ -80,7 +80,6 @@ static int h_socket(lua_State *L) {
   WSAPROTOCOL_INFOW info;
   hentry *e;
   hprov *p;
-  hsock *hs;
   INT err = 0;
   SOCKET s;
   host_init();
@@ -93,17 +92,7 @@ static int h_socket(lua_State *L) {
   if (!(p = host_load(catalog, &err))) return host_fail(L, err);
   s = HCALL(L, p, WSPSocket, 0, &err, af, type, proto, &info, 0, flags, &err);
   if (s == INVALID_SOCKET) return host_fail(L, err);
-  lwsp_mutex_lock(&host_lock);
-  hs = host_sock(s);
-  if (hs && !hs->prov) hs->prov = p;
-  lwsp_mutex_unlock(&host_lock);
-  if (!hs || hs->prov != p) {
-    INT e2 = 0;
-    lwsp_log("host", "WSPSocket returned handle %llu, which its provider never registered with the host",
-             (unsigned long long)s);
-    HCALL(L, p, WSPCloseSocket, s, &e2, s, &e2);
-    return host_fail(L, WSASYSCALLFAILURE);
-  }
+  if (!host_claim_socket(L, p, s)) return host_fail(L, WSASYSCALLFAILURE);
   lua_pushinteger(L, (lua_Integer)s);
   return 1;
 }

@@ -27,7 +27,6 @@ HC_API int lwsp_hc_socket(unsigned catalog, int af, int type, int proto, uintptr
   WSAPROTOCOL_INFOW info;
   hentry *e;
   hprov *p;
-  hsock *hs;
   SOCKET s;
   *err = 0;
   host_init();
@@ -39,13 +38,7 @@ HC_API int lwsp_hc_socket(unsigned catalog, int af, int type, int proto, uintptr
   if (!(p = host_load(catalog, err))) return -1;
   s = HCALL(NULL, p, WSPSocket, 0, err, af, type, proto, &info, 0, WSA_FLAG_OVERLAPPED, err);
   if (s == INVALID_SOCKET) return -1;
-  lwsp_mutex_lock(&host_lock);
-  hs = host_sock(s);
-  if (hs && !hs->prov) hs->prov = p;
-  lwsp_mutex_unlock(&host_lock);
-  if (!hs || hs->prov != p) {
-    INT e2 = 0;
-    HCALL(NULL, p, WSPCloseSocket, s, &e2, s, &e2);
+  if (!host_claim_socket(NULL, p, s)) {
     *err = WSASYSCALLFAILURE;
     return -1;
   }
@@ -93,6 +86,13 @@ HC_API uintptr_t lwsp_hc_accept(uintptr_t s, void *sa, int *len, int *err) {
 }
 
 /* WSPSend / WSPSendTo (to != NULL) of one buffer: the bytes sent or -1. */
+/* One buffer of at most 2 GiB - 1 for a call made on this thread. */
+static void one_buf(WSABUF *b, const void *buf, size_t n, WSATHREADID *tid) {
+  b->buf = (CHAR *)buf;
+  b->len = (ULONG)(n > 0x7fffffff ? 0x7fffffff : n);
+  host_this_thread(tid);
+}
+
 HC_API long lwsp_hc_send(uintptr_t s, const void *buf, size_t n, int flags, const void *to, int tolen, int *err);
 HC_API long lwsp_hc_send(uintptr_t s, const void *buf, size_t n, int flags, const void *to, int tolen, int *err) {
   WSABUF b;
@@ -100,9 +100,7 @@ HC_API long lwsp_hc_send(uintptr_t s, const void *buf, size_t n, int flags, cons
   WSATHREADID tid;
   int rc;
   HC_PROV(s);
-  b.buf = (CHAR *)buf;
-  b.len = (ULONG)(n > 0x7fffffff ? 0x7fffffff : n);
-  host_this_thread(&tid);
+  one_buf(&b, buf, n, &tid);
   if (to) rc = HCALL(NULL, p, WSPSendTo, s, err, (SOCKET)s, &b, 1, &sent, (DWORD)flags, (const struct sockaddr *)to, tolen, NULL, NULL, &tid, err);
   else rc = HCALL(NULL, p, WSPSend, s, err, (SOCKET)s, &b, 1, &sent, (DWORD)flags, NULL, NULL, &tid, err);
   return rc == SOCKET_ERROR ? -1 : (long)sent;
@@ -117,9 +115,7 @@ HC_API long lwsp_hc_recv(uintptr_t s, void *buf, size_t n, int *flags, void *fro
   WSATHREADID tid;
   int rc;
   HC_PROV(s);
-  b.buf = (CHAR *)buf;
-  b.len = (ULONG)(n > 0x7fffffff ? 0x7fffffff : n);
-  host_this_thread(&tid);
+  one_buf(&b, buf, n, &tid);
   if (from) rc = HCALL(NULL, p, WSPRecvFrom, s, err, (SOCKET)s, &b, 1, &got, &fl, (struct sockaddr *)from, fromlen, NULL, NULL, &tid, err);
   else rc = HCALL(NULL, p, WSPRecv, s, err, (SOCKET)s, &b, 1, &got, &fl, NULL, NULL, &tid, err);
   *flags = (int)fl;

@@ -157,14 +157,6 @@ void host_catalog_open(lua_State *L) {
     {"install", h_install}, {"remove", h_remove}, {"catalog", h_catalog}, {"order", h_order}, {"load", h_load},
     {"startup", h_startup}, {"cleanup", h_cleanup}, {NULL, NULL}};
   static const luaL_Reg pm[] = {{"cleanup", prov_cleanup}, {"data", prov_data}, {NULL, NULL}};
-  if (luaL_newmetatable(L, PROVIDER_MT)) {
-    lua_pushcfunction(L, prov_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, prov_gc);
-    lua_setfield(L, -2, "__close");
-    luaL_newlib(L, pm);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
+  host_class(L, PROVIDER_MT, prov_gc, pm);
   luaL_setfuncs(L, fns, 0);
 }

@@ -80,16 +80,7 @@ static int bool_result(lua_State *L, host_ov *h, BOOL ok, DWORD bytes) {
   return fail(L, e);
 }
 static lua_Integer opt_field(lua_State *L, int idx, const char *k, lua_Integer def, lua_Integer lo, lua_Integer hi) {
-  lua_Integer v = def;
-  if (!lua_istable(L, idx)) return def;
-  if (lua_getfield(L, idx, k) != LUA_TNIL) {
-    int isint;
-    v = lua_tointegerx(L, -1, &isint);
-    if (!isint || v < lo || v > hi)
-      luaL_argerror(L, idx, lua_pushfstring(L, "option '%s' must be an integer (%I..%I)", k, lo, hi));
-  }
-  lua_pop(L, 1);
-  return v;
+  return lua_istable(L, idx) ? host_opt_int(L, idx, k, def, lo, hi) : def;
 }
 
 /* extension(s, name) -> the function's address (an integer) | nil, error:

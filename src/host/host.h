@@ -148,6 +148,10 @@ void host_init(void);
 hentry *host_entry(DWORD catalog);                 /* under host_lock */
 hentry *host_entry_by_guid(const GUID *g);         /* under host_lock */
 hsock *host_sock(SOCKET s);                        /* under host_lock */
+int host_claim_socket(lua_State *L, hprov *p, SOCKET s);
+void host_class(lua_State *L, const char *mt, lua_CFunction gc, const luaL_Reg *methods);
+/* option k of the options table at idx (none or nil: def), an integer in lo..hi, or an argument error */
+lua_Integer host_opt_int(lua_State *L, int idx, const char *k, lua_Integer def, lua_Integer lo, lua_Integer hi);   /* WSPSocket's result registered by p, or closed */
 hthread *host_current_thread(void);                /* creates on first use */
 /* Loads the provider of a catalog entry the way ws2_32 does (once per GUID). */
 hprov *host_load(DWORD catalog, LPINT err);

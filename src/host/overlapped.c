@@ -75,7 +75,7 @@ static int opt_bool(lua_State *L, int idx, const char *k) {
   return v;
 }
 /* An integer option within lo..hi (a Lua argument error naming it otherwise). */
-static lua_Integer opt_int(lua_State *L, int idx, const char *k, lua_Integer def, lua_Integer lo, lua_Integer hi) {
+lua_Integer host_opt_int(lua_State *L, int idx, const char *k, lua_Integer def, lua_Integer lo, lua_Integer hi) {
   lua_Integer v = def;
   if (lua_isnoneornil(L, idx)) return def;
   luaL_checktype(L, idx, LUA_TTABLE);
@@ -88,7 +88,7 @@ static lua_Integer opt_int(lua_State *L, int idx, const char *k, lua_Integer def
   lua_pop(L, 1);
   return v;
 }
-#define OPT_FLAGS(L, idx) ((DWORD)opt_int((L), (idx), "flags", 0, 0, 0xffffffffLL))
+#define OPT_FLAGS(L, idx) ((DWORD)host_opt_int((L), (idx), "flags", 0, 0, 0xffffffffLL))
 
 /* The overlapped at idx, refused while an operation the host posted with it
  * is pending: its buffer and the structure belong to that operation. */
@@ -348,7 +348,7 @@ static int h_spawn(lua_State *L) {
   else if (op == J_CONNECT) { if (!lwsp_to_sockaddr(L, 3, &a.addr, &a.addrlen)) return luaL_argerror(L, 3, LWSP_ADDRESS_FORMS); }
   else if (op == J_RESULT) a.ov = &host_check_ov(L, 3)->ov;   /* (the caller keeps it alive until the job is joined) */
   else if (op == J_ACCEPT) optidx = 3;
-  a.cancel_after = (int)opt_int(L, optidx, "cancel_after", 0, 0, INT32_MAX);
+  a.cancel_after = (int)host_opt_int(L, optidx, "cancel_after", 0, 0, INT32_MAX);
   a.count_hook = opt_bool(L, optidx, "count_hook");
   if (lua_istable(L, optidx)) {
     static const char *const which[] = {"provider", "all", NULL};
@@ -457,15 +457,7 @@ int lwsp_hostio_open(lua_State *L) {
   static const luaL_Reg fns[] = {{"wsasend", h_wsasend}, {"wsarecv", h_wsarecv}, {"wsaioctl", h_wsaioctl},
                                  {"completions", h_completions}, {"spawn", h_spawn}, {NULL, NULL}};
   static const luaL_Reg jm[] = {{"join", job_join}, {"info", job_info}, {NULL, NULL}};
-  if (luaL_newmetatable(L, JOB_MT)) {
-    lua_pushcfunction(L, job_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, job_gc);
-    lua_setfield(L, -2, "__close");
-    luaL_newlib(L, jm);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
+  host_class(L, JOB_MT, job_gc, jm);
   luaL_setfuncs(L, fns, 0);
   return 0;
 }

@@ -588,3 +588,26 @@ void rt_budget_open(lua_State *L, lwsp_inst *I) {
   drop_fields(L, "debug", debug_out);
   rt_match_open(L, I);
 }
+
+/* Runs the function on top of L (no arguments, no results) under the budget,
+ * as a timer or an APC runs: an error or a stop is logged as `what`'s, the
+ * function and its error are popped, and the hook is disarmed (lwsp's own
+ * code runs on L next). */
+void rt_run_limited(lwsp_inst *I, lua_State *L, const char *what) {
+  rt_run_mark run;
+  int st, condemned;
+  I->limited = 1;
+  I->lua_runs++;
+  run = rt_budget_enter(I, L);
+  st = lua_pcall(L, 0, 0, 0);
+  I->limited = 0;
+  condemned = rt_budget_leave(I, run);
+  if (st != LUA_OK) {
+    lwsp_log(I->name, "%s raised an error: %s", what, rt_error_text(L, -1));
+    lua_pop(L, 1);
+  } else if (condemned) {
+    lwsp_log(I->name, "%s raised an error: %s (caught by the %s, which was stopped all the same)", what,
+             rt_budget_message(), what);
+  }
+  rt_budget_disarm(L);
+}

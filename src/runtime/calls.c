@@ -209,14 +209,19 @@ int rt_fail(rt_call *c, LPINT err, int code) {
   return 0;
 }
 
+/* A provider fault's log line, naming the handler. */
+static void fault_line(rt_call *c, const char *fmt, va_list ap) {
+  char msg[512];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  lwsp_log(c->I->name, "handler '%s' (%s): %s", lwsp_proc_names[c->proc], lwsp_spi_names[c->proc], msg);
+}
+
 /* Logs a provider fault with the handler's name; the call fails with WSAENETDOWN. */
 int rt_fault(rt_call *c, LPINT err, const char *fmt, ...) {
-  char msg[512];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  fault_line(c, fmt, ap);
   va_end(ap);
-  lwsp_log(c->I->name, "handler '%s' (%s): %s", lwsp_proc_names[c->proc], lwsp_spi_names[c->proc], msg);
   return rt_fail(c, err, WSAENETDOWN);
 }
 
@@ -349,12 +354,10 @@ static int rt_code_at(lua_State *co, int idx) {
 }
 
 int rt_soft_fault(rt_call *c, const char *fmt, ...) {
-  char msg[512];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  fault_line(c, fmt, ap);
   va_end(ap);
-  lwsp_log(c->I->name, "handler '%s' (%s): %s", lwsp_proc_names[c->proc], lwsp_spi_names[c->proc], msg);
   return WSAENETDOWN;
 }
 

@@ -74,6 +74,20 @@ const char *rt_rtype(rt_call *c, int k) {
   return c->nres > k ? luaL_typename(c->co, c->base + k) : "nothing";
 }
 
+/* Ends an entry that made a socket (accept, joinleaf): an IFS provider's
+ * handle from result k, and the new socket's handle returned. */
+static SOCKET hand_over(lwsp_inst *I, rt_call *c, int k, LPINT err) {
+  SOCKET h;
+  if (I->ifs && !rt_sock_set_ifs(I, c->ns, c->co, c->base + k, err)) {
+    rt_fail(c, err, *err);
+    return INVALID_SOCKET;
+  }
+  h = c->ns->handle;
+  c->ns = NULL;
+  rt_end(c);
+  return h;
+}
+
 /* condition(caller_address [, caller_data]) -> CF_ACCEPT | CF_REJECT | CF_DEFER */
 static int l_condition(lua_State *L) {
   LPCONDITIONPROC fn;
@@ -102,7 +116,6 @@ SOCKET rt_wsp_accept(lwsp_inst *I, SOCKET s, struct sockaddr *addr, LPINT addrle
                        DWORD_PTR cbdata, LPINT err) {
   const SOCKET errv = INVALID_SOCKET;
   rt_call c;
-  SOCKET h;
   ERRP;
   if (addr && !addrlen) { *err = WSAEFAULT; return errv; }
   BEGIN(P_accept, s, 1);
@@ -120,12 +133,8 @@ SOCKET rt_wsp_accept(lwsp_inst *I, SOCKET s, struct sockaddr *addr, LPINT addrle
     lua_pushnil(c.co);
   }
   RUN();
-  if (I->ifs && !rt_sock_set_ifs(I, c.ns, c.co, R(1), err)) FAIL(*err);
   if (addr && !rt_put_addr(&c, R(0), addr, addrlen, err)) return errv;
-  h = c.ns->handle;
-  c.ns = NULL;
-  rt_end(&c);
-  return h;
+  return hand_over(I, &c, 1, err);
 }
 
 INT rt_wsp_addresstostring(lwsp_inst *I, LPSOCKADDR sa, DWORD salen, LPWSAPROTOCOL_INFOW pi, LPWSTR out,
@@ -564,7 +573,6 @@ SOCKET rt_wsp_socket(lwsp_inst *I, int af, int type, int protocol, LPWSAPROTOCOL
                        LPINT err) {
   const SOCKET errv = INVALID_SOCKET;
   rt_call c;
-  SOCKET h;
   ERRP;
   if (!pi) { *err = WSAEFAULT; return errv; }
   BEGIN(P_socket, 0, 0);
@@ -576,11 +584,7 @@ SOCKET rt_wsp_socket(lwsp_inst *I, int af, int type, int protocol, LPWSAPROTOCOL
   lua_pushinteger(c.co, g);
   lua_pushinteger(c.co, flags);
   RUN();
-  if (I->ifs && !rt_sock_set_ifs(I, c.ns, c.co, R(0), err)) FAIL(*err);
-  h = c.ns->handle;
-  c.ns = NULL;
-  rt_end(&c);
-  return h;
+  return hand_over(I, &c, 0, err);
 }
 
 INT rt_wsp_stringtoaddress(lwsp_inst *I, LPWSTR str, INT af, LPWSAPROTOCOL_INFOW pi, LPSOCKADDR addr,

@@ -39,10 +39,7 @@ lwsp_inst lwsp_instances[LWSP_MAX_INSTANCES];
 static lwsp_mutex g_lock;
 
 
-#ifdef _WIN32
-static INIT_ONCE g_once = INIT_ONCE_STATIC_INIT;
-static BOOL CALLBACK init_once(PINIT_ONCE o, PVOID p, PVOID *c) {
-  (void)o; (void)p; (void)c;
+static void init_all(void) {
   lwsp_mutex_init(&g_lock);
   lwsp_trace_init();
   rt_budget_init();
@@ -52,22 +49,18 @@ static BOOL CALLBACK init_once(PINIT_ONCE o, PVOID p, PVOID *c) {
     lwsp_cond_init(&lwsp_instances[i].cond);
     lwsp_instances[i].apc_spares.max = APC_SPARES;
   }
+}
+#ifdef _WIN32
+static INIT_ONCE g_once = INIT_ONCE_STATIC_INIT;
+static BOOL CALLBACK init_once(PINIT_ONCE o, PVOID p, PVOID *c) {
+  (void)o; (void)p; (void)c;
+  init_all();
   return TRUE;
 }
 void rt_global_init(void) { InitOnceExecuteOnce(&g_once, init_once, NULL, NULL); }
 #else
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-static void init_once(void) {
-  lwsp_mutex_init(&g_lock);
-  lwsp_trace_init();
-  rt_budget_init();
-  for (int i = 0; i < LWSP_MAX_INSTANCES; i++) {
-    lwsp_instances[i].slot = i;
-    lwsp_mutex_init(&lwsp_instances[i].lock);
-    lwsp_cond_init(&lwsp_instances[i].cond);
-    lwsp_instances[i].apc_spares.max = APC_SPARES;
-  }
-}
+static void init_once(void) { init_all(); }
 void rt_global_init(void) { pthread_once(&g_once, init_once); }
 #endif
 

@@ -557,7 +557,6 @@ rt_op *rt_find_op(lwsp_inst *I, LPWSAOVERLAPPED ov) {
 /* ---- the service thread: timers and timeouts of pending operations ------------ */
 static void run_due(lwsp_inst *I, double now, double *next_due) {
   lua_State *L = I->L;
-  rt_run_mark run;
   *next_due = 0;
   for (rt_op *op = I->ops; op; op = op->next)
     if (!op->blocking && op->state == OP_WAITING && op->deadline) {
@@ -568,7 +567,6 @@ static void run_due(lwsp_inst *I, double now, double *next_due) {
   lua_pushnil(L);
   while (lua_next(L, -2)) {                 /* T id timer */
     double due;
-    int st, condemned;
     lua_getfield(L, -1, "due");
     due = lua_tonumber(L, -1);
     lua_pop(L, 1);
@@ -577,19 +575,7 @@ static void run_due(lwsp_inst *I, double now, double *next_due) {
       lua_pushvalue(L, -3);
       lua_pushnil(L);
       lua_rawset(L, -6);                     /* T[id] = nil before running */
-      I->limited = 1;
-      I->lua_runs++;
-      run = rt_budget_enter(I, L);
-      st = lua_pcall(L, 0, 0, 0);
-      I->limited = 0;
-      condemned = rt_budget_leave(I, run);
-      if (st != LUA_OK) {
-        lwsp_log(I->name, "timer raised an error: %s", rt_error_text(L, -1));
-        lua_pop(L, 1);
-      } else if (condemned) {
-        lwsp_log(I->name, "timer raised an error: %s (caught by the timer, which was stopped all the same)", rt_budget_message());
-      }
-      rt_budget_disarm(L);   /* lwsp's own code runs on L next */
+      rt_run_limited(I, L, "timer");
       lua_pop(L, 2);
       lua_pushnil(L);                        /* restart: the table changed */
       continue;

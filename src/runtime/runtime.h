@@ -304,6 +304,8 @@ void rt_budget_bind(lua_State *L, lwsp_inst *I); /* the state's threads know the
 /* match.c: string.find, match, gmatch and gsub with a bound on their work */
 void rt_match_open(lua_State *L, lwsp_inst *I);
 void rt_budget_disarm(lua_State *L);   /* takes the budget's hook off L, if it has it */
+/* runs the function on top of L as a timer or an APC runs: under the budget, errors logged as what's */
+void rt_run_limited(lwsp_inst *I, lua_State *L, const char *what);
 void rt_budget_init(void);
 void rt_budget_attach(lwsp_inst *I);   /* the instance is open: watch it (when it has a budget) */
 void rt_budget_detach(lwsp_inst *I);   /* before its state closes */

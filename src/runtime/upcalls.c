@@ -320,19 +320,7 @@ static void CALLBACK run_lua_apc(DWORD_PTR ctx) {
     int top = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, a->ref);
     luaL_unref(L, LUA_REGISTRYINDEX, a->ref);
-    rt_run_mark run;
-    int st, condemned;
-    I->limited = 1;
-    I->lua_runs++;
-    run = rt_budget_enter(I, L);
-    st = lua_pcall(L, 0, 0, 0);
-    I->limited = 0;
-    condemned = rt_budget_leave(I, run);
-    if (st != LUA_OK)
-      lwsp_log(I->name, "APC raised an error: %s", rt_error_text(L, -1));
-    else if (condemned)
-      lwsp_log(I->name, "APC raised an error: %s (caught by the APC, which was stopped all the same)", rt_budget_message());
-    rt_budget_disarm(L);   /* lwsp's own code runs on L next */
+    rt_run_limited(I, L, "APC");
     lua_settop(L, top);
   }
   rt_inst_leave(I);

@@ -32,7 +32,6 @@ typedef int (WSPAPI *chains64_fn)(LPGUID, const LPWSTR, const LPWSTR, const LPWS
 typedef int (WSPAPI *order_fn)(LPDWORD, DWORD);
 typedef int (WSPAPI *deinstall_fn)(LPGUID, LPINT);
 typedef int (WSPAPI *path_fn)(LPGUID, WCHAR *, LPINT, LPINT);
-typedef int (WSPAPI *update_fn)(LPGUID, const WCHAR *, const LPWSAPROTOCOL_INFOW, DWORD, LPINT);
 typedef int (WSPAPI *setinfo_fn)(LPGUID, int, PBYTE, size_t, DWORD, LPINT);
 
 static void *ws2(const char *name) {
@@ -143,17 +142,15 @@ static WSAPROTOCOL_INFOW *check_infos(lua_State *L, int idx, DWORD *n) {
   return infos;
 }
 
-/* install(guid, dll path, {protocol infos} [, both]) -> true | nil, message, code:
- * WSCInstallProvider (this process's catalog), or with both
- * WSCInstallProvider64_32 (the same path in the 64- and 32-bit catalogs). */
-static int w_install(lua_State *L) {
+/* A call of ws2_32's (guid, dll path, infos, count, &err) family -- install
+ * and update -- with (guid, dll path, {protocol infos}) at 1..3:
+ * true | nil, message, code. */
+static int provider_call(lua_State *L, const char *name) {
   GUID g = check_guid(L, 1);
   WCHAR path[MAX_PATH * 2];
   DWORD n;
   WSAPROTOCOL_INFOW *infos;
-  int both = lua_toboolean(L, 4);
-  const char *name = both ? "WSCInstallProvider64_32" : "WSCInstallProvider";
-  install_fn fn = WS2(install_fn, name);
+  install_fn fn = WS2(install_fn, name);   /* (WSCUpdateProvider's type is the same) */
   INT err = 0;
   check_wide(L, 2, path, MAX_PATH * 2);
   infos = check_infos(L, 3, &n);
@@ -161,6 +158,13 @@ static int w_install(lua_State *L) {
   if (fn(&g, path, infos, n, &err) != 0) return lwsp_push_error(L, err ? err : WSASYSCALLFAILURE);
   lua_pushboolean(L, 1);
   return 1;
+}
+
+/* install(guid, dll path, {protocol infos} [, both]) -> true | nil, message, code:
+ * WSCInstallProvider (this process's catalog), or with both
+ * WSCInstallProvider64_32 (the same path in the 64- and 32-bit catalogs). */
+static int w_install(lua_State *L) {
+  return provider_call(L, lua_toboolean(L, 4) ? "WSCInstallProvider64_32" : "WSCInstallProvider");
 }
 
 /* install_and_chains(guid, dll path, dll path 32 | nil, name, service flags,
@@ -242,20 +246,7 @@ static int w_provider_path(lua_State *L) {
  * true | nil, message, code: WSCUpdateProvider(32), what the LSP sample uses to
  * rewrite other providers' chains around a removed layer. */
 static int w_update(lua_State *L) {
-  GUID g = check_guid(L, 1);
-  WCHAR path[MAX_PATH * 2];
-  DWORD n;
-  WSAPROTOCOL_INFOW *infos;
-  int view = check_view(L, 4);
-  const char *name = view == 32 ? "WSCUpdateProvider32" : "WSCUpdateProvider";
-  update_fn fn = WS2(update_fn, name);
-  INT err = 0;
-  check_wide(L, 2, path, MAX_PATH * 2);
-  infos = check_infos(L, 3, &n);
-  if (!fn) return missing(L, name);
-  if (fn(&g, path, infos, n, &err) != 0) return lwsp_push_error(L, err ? err : WSASYSCALLFAILURE);
-  lua_pushboolean(L, 1);
-  return 1;
+  return provider_call(L, check_view(L, 4) == 32 ? "WSCUpdateProvider32" : "WSCUpdateProvider");
 }
 
 /* the values lua/wsp/catalog.lua's CATEGORIES table names */

@@ -140,9 +140,7 @@ static int l_injected(lua_State *L) {
 
 int lwsp_fault_open(lua_State *L);
 int lwsp_fault_open(lua_State *L) {
-  lua_pushcfunction(L, l_inject);
-  lua_setfield(L, -2, "inject");
-  lua_pushcfunction(L, l_injected);
-  lua_setfield(L, -2, "injected");
+  static const luaL_Reg fns[] = {{"inject", l_inject}, {"injected", l_injected}, {NULL, NULL}};
+  luaL_setfuncs(L, fns, 0);
   return 0;
 }

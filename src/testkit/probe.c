@@ -157,9 +157,7 @@ static int raw_startup(lua_State *L) {
 
 int lwsp_probe_open(lua_State *L);
 int lwsp_probe_open(lua_State *L) {
-  lua_pushcfunction(L, probe);
-  lua_setfield(L, -2, "probe");
-  lua_pushcfunction(L, raw_startup);
-  lua_setfield(L, -2, "raw_startup");
+  static const luaL_Reg fns[] = {{"probe", probe}, {"raw_startup", raw_startup}, {NULL, NULL}};
+  luaL_setfuncs(L, fns, 0);
   return 0;
 }

@@ -182,3 +182,94 @@ return {socket = function() return true end}
     assert.falsy(text:find("relative path entry", 1, true), text)
   end)
 end)
+
+-- Windows: the system's hive (HKLM) and the user's (HKCU).  lwsp's own host
+-- runs elevated under Wine; a process that is not elevated is started with
+-- the linked (limited) token by spec/tools/limited.c.
+if H.windows then
+  local HKLM = "HKEY_LOCAL_MACHINE\\SOFTWARE\\lwsp\\Providers"
+  local HKCU = "HKEY_CURRENT_USER\\Software\\lwsp\\Providers"
+
+  -- run by a process that is not elevated: registers in HKCU by default,
+  -- takes the script from HKLM when both have one, passes configuration
+  local CHILD = [=[
+local lwsp = require "lwsp"
+local wsp = require "wsp"
+local host = require "wsp.host"
+lwsp.set_log(%q)
+print("where " .. tostring(lwsp.registry.where()))
+local r = host.install_lua{script = %q, config = {greeting = "from HKCU"}}
+local s, e = host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp)
+print("own " .. (s and "started" or tostring(e)))
+for _, l in ipairs((lwsp.log_lines())) do
+  if l:find("config greeting=from HKCU", 1, true) then print("config reached the provider") end
+end
+local both = host.install_lua{guid = %q, script = %q}
+local s2, e2 = host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, both.tcp)
+print("both " .. (s2 and "started" or tostring(e2)))
+host.cleanup()
+host.uninstall_lua(r)
+assert(lwsp.registry.remove(%q))
+print("HKCU left " .. tostring(lwsp.registry.list()[r.guid]))
+]=]
+
+  describe("the registry on Windows", function()
+    after_each(function()
+      H.reset()
+      assert(lwsp.registry.set_root("HKLM"))
+    end)
+
+    it("registers in HKLM in an elevated process and never takes a script from HKCU there", function()
+      assert(lwsp.registry.set_root("HKCU"))
+      assert.equal(HKCU, lwsp.registry.where())
+      local r = H.provider(COUNTER)
+      assert.truthy(lwsp.registry.list()[r.guid])
+      assert(lwsp.registry.set_root("HKLM"))
+      assert.equal(HKLM, lwsp.registry.where())
+      assert.is_nil(lwsp.registry.list()[r.guid])
+      local mark = H.mark()
+      H.fails_with("WSAEPROVIDERFAILEDINIT", host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+      assert.truthy(H.find_log(mark, "is registered under " .. HKCU .. " only, which an elevated process never reads", true))
+      assert(lwsp.registry.set_root("HKCU"))
+      assert(lwsp.registry.remove(r.guid))
+    end)
+
+    it("refuses a registry root other than HKCU or HKLM", function()
+      local ok, err = lwsp.registry.set_root("C:\\lwsp\\registry")
+      assert.is_nil(ok)
+      assert.truthy(err:find("HKCU or HKLM", 1, true), err)
+    end)
+
+    it("keeps a provider's configuration beside its script's entry and removes it with the entry", function()
+      local r = H.provider(COUNTER)
+      assert(H.host.write_config(r.guid, {n = 7}))
+      assert.equal("return {[\"n\"] = 7}\n", lwsp.registry.config(r.guid))
+      assert(lwsp.registry.remove(r.guid))
+      assert.is_nil(lwsp.registry.config(r.guid))
+    end)
+
+    it("in a process that is not elevated, registers in HKCU, reads HKLM first, and passes configuration", function()
+      local shared = H.provider(COUNTER)                      -- the system's (HKLM): it starts
+      local own = H.script([[
+local lwsp = require "lwsp"
+local wsp = require "wsp"
+lwsp.log("config greeting=" .. tostring(wsp.config.greeting))
+return {socket = function() return true end}
+]])
+      local broken = H.script("error('the user\\'s script, which HKLM\\'s entry overrides')\n")
+      local child = H.script(CHILD:format(H.tmp .. "\\child.log", own, shared.guid, broken, shared.guid))
+      local lua = assert(os.getenv("LWSP_LUA_EXE"))
+      local limited = lua:gsub("lua%.exe$", "limited.exe")
+      -- (LWSP_REGISTRY unset: the child's own default)
+      local p = assert(io.popen(('cd /d "%s" && set LWSP_REGISTRY=&& "%s" "%s" "%s" 2>&1'):format(H.root, limited, lua, child)))
+      local out = p:read("a"):gsub("\r\n", "\n")
+      p:close()
+      assert.truthy(out:find("where " .. HKCU, 1, true), out)
+      assert.truthy(out:find("own started", 1, true), out)
+      assert.truthy(out:find("config reached the provider", 1, true), out)
+      assert.truthy(out:find("both started", 1, true), out)
+      assert.truthy(out:find("HKCU left nil", 1, true), out)
+    end)
+  end)
+end
+

@@ -37,6 +37,7 @@ fi
 $cc -std=gnu11 -O2 -Wall -Wextra -Werror -shared -I"$dir/lua-src/src" -o "$mods/term/core.dll" tools/win/term_core.c "$dir/lua54.dll"
 $cc -std=gnu11 -O2 -Wall -Wextra -Werror -shared -I"$dir/lua-src/src" -o "$mods/system/core.dll" tools/win/system_core.c "$dir/lua54.dll"
 $cc -std=gnu11 -O2 -Isrc/spi -shared -o "$dir/test_nullproc.dll" spec/tools/nullproc.c
+$cc -std=gnu11 -O2 -Wall -Wextra -Werror -municode -o "$dir/limited.exe" spec/tools/limited.c -ladvapi32
 
 win() { printf 'Z:%s' "$1" | tr / '\\'; }
 W=$(win "$top")

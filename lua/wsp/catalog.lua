@@ -796,6 +796,9 @@ function catalog.wsc(o)
   local b = {name = "wsc", available = wsc.available, dll = o.dll, dll32 = o.dll32, lua32 = o.lua32}
   files_of(b)
   if wsc.available then
+    -- a system install: every process of every user loads its entries, so
+    -- their scripts are the system's (HKLM), never one user's
+    assert(lwsp.registry.set_root("HKLM"))
     local os64 = wsc.os_bits and wsc.os_bits() or wsc.bits
     b.views = os64 == 64 and {64, 32} or {32}
     if os64 == 64 and not wsc.has("WSCEnumProtocols32") then

@@ -93,18 +93,8 @@ end
 -- @tparam[opt] table config strings, numbers, booleans and tables of them
 -- @treturn true|nil true, or nil and a message
 function host.write_config(guid, config)
-  local path, why = wsp.config_path(guid)
-  if config == nil then
-    if path then os.remove(path) end
-    return true
-  end
-  if not path then return nil, why end
-  local text = "return " .. literal(config, 0) .. "\n"
-  local f, err = io.open(path, "w")
-  if not f then return nil, err end
-  f:write(text)
-  f:close()
-  return true
+  if config == nil then return lwsp.registry.set_config(guid, nil) end
+  return lwsp.registry.set_config(guid, "return " .. literal(config, 0) .. "\n")
 end
 
 --- Installs a Lua provider: maps its GUID to the script in the lwsp registry

@@ -108,12 +108,16 @@ function wsp.same_addr(a, b)
   return a.family == b.family and a.address == b.address and a.port == b.port
 end
 
---- Where the configuration of the provider `guid` is kept: a file beside its
--- registry entry (`<registry>/{GUID}.config`, a Lua table literal).
+--- Where the configuration of the provider `guid` is kept on POSIX: a file
+-- beside its registry entry (`<registry>/{GUID}.config`, a Lua table
+-- literal).  On Windows it is the registry value `{GUID}.config` beside the
+-- script's (`lwsp.registry.config`/`set_config` reach it on both).
 -- @tparam string guid
--- @treturn string|nil the path, or nil and why (on Windows: not yet)
+-- @treturn string|nil the path, or nil and why (on Windows: a registry value, not a file)
 function wsp.config_path(guid)
-  if package.config:sub(1, 1) == "\\" then return nil, "provider configuration is not available on Windows yet" end
+  if package.config:sub(1, 1) == "\\" then
+    return nil, "on Windows a provider's configuration is the registry value " .. guid .. ".config beside its script's"
+  end
   local where, why = lwsp.registry.where()
   if not where then return nil, why end
   return where .. "/" .. guid .. ".config"
@@ -124,14 +128,14 @@ end
 -- empty table.  Outside a provider: nil.
 wsp.config = nil
 if lwsp.provider then
-  local path = wsp.config_path(lwsp.provider.guid)
-  local f = path and io.open(path)
+  local guid = lwsp.provider.guid
+  local text, why = lwsp.registry.config(guid)
+  if why then error("provider configuration: " .. why, 0) end
   local config = {}
-  if f then
-    local text = f:read("a")
-    f:close()
-    local chunk, err = load(text, "=" .. path, "t", {})
-    if not chunk then error("provider configuration " .. path .. ": " .. err, 0) end
+  if text then
+    local where = wsp.config_path(guid) or guid .. ".config"
+    local chunk, err = load(text, "=" .. where, "t", {})
+    if not chunk then error("provider configuration " .. where .. ": " .. err, 0) end
     config = chunk()
   end
   wsp.config = config

@@ -103,7 +103,18 @@ int lwsp_registry_remove(const GUID *id, int view, char *err, size_t errlen);
 int lwsp_registry_each(int view, void (*fn)(const char *guid, const char *path, void *ud), void *ud,
                        char *err, size_t errlen);
 const char *lwsp_registry_where(char *buf, size_t len);
-#ifndef _WIN32
+/* Where this process's writes go: on POSIX an absolute folder (created),
+ * on Windows "HKCU" or "HKLM"; sets $LWSP_REGISTRY for this process. */
+int lwsp_registry_set_root(const char *root, char *err, size_t errlen);
+/* A provider's configuration (a Lua table literal) beside its entry: *out
+ * malloc'd, or NULL when there is none; 0 with err when it cannot be read.
+ * set_config with NULL removes it. */
+#define LWSP_CONFIG_MAX 65536
+int lwsp_registry_config(const GUID *id, char **out, char *err, size_t errlen);
+int lwsp_registry_set_config(const GUID *id, const char *text, int view, char *err, size_t errlen);
+#ifdef _WIN32
+int lwsp_elevated(void);                       /* the process's token is elevated */
+#else
 int lwsp_mkdirs(const char *dir);              /* mkdir -p; 1 on success */
 #endif
 void lwsp_random_bytes(void *buf, size_t n);

@@ -155,6 +155,26 @@ static int l_reg_set_on_failure(lua_State *L) {
   lua_pushboolean(L, 1);
   return 1;
 }
+/* registry.config(guid) -> text | nil (none) | nil, message: the provider's
+ * configuration, a Lua table literal kept beside its entry */
+static int l_reg_config(lua_State *L) {
+  GUID g = check_guid(L, 1);
+  char err[1200], *text;
+  if (!lwsp_registry_config(&g, &text, err, sizeof err)) { lua_pushnil(L); lua_pushstring(L, err); return 2; }
+  if (!text) { lua_pushnil(L); return 1; }
+  lua_pushstring(L, text);
+  free(text);
+  return 1;
+}
+/* registry.set_config(guid, text | nil [, view]) -> true | nil, message */
+static int l_reg_set_config(lua_State *L) {
+  GUID g = check_guid(L, 1);
+  const char *text = luaL_optstring(L, 2, NULL);
+  char err[1200];
+  if (!lwsp_registry_set_config(&g, text, check_view(L, 3), err, sizeof err)) { lua_pushnil(L); lua_pushstring(L, err); return 2; }
+  lua_pushboolean(L, 1);
+  return 1;
+}
 static void reg_put(const char *guid, const char *path, void *ud) {
   lua_State *L = ud;
   lua_pushstring(L, path);
@@ -168,22 +188,19 @@ static int l_reg_list(lua_State *L) {
   if (!lwsp_registry_each(view, reg_put, L, err, sizeof err)) { lua_pushnil(L); lua_pushstring(L, err); return 2; }
   return 1;
 }
-/* registry.set_root(dir): on POSIX, creates the folder and points this
- * process's $LWSP_REGISTRY at it (what a host's environment would do); not on
- * Windows. */
+/* registry.set_root(root) -> true | nil, message: where this process's
+ * registrations go from now on (what a host's environment would say with
+ * $LWSP_REGISTRY): on POSIX an absolute folder, created; on Windows "HKCU"
+ * (the user's) or "HKLM" (the system's). */
 static int l_reg_set_root(lua_State *L) {
   const char *d = luaL_checkstring(L, 1);
+  char err[1200];
+#ifndef _WIN32
   if (!lwsp_path_is_absolute(d)) return luaL_argerror(L, 1, "must be an absolute path");
-#ifdef _WIN32
-  lua_pushnil(L);
-  lua_pushstring(L, "on Windows the registry is HKLM\\SOFTWARE\\lwsp\\Providers");
-  return 2;
-#else
-  if (!lwsp_mkdirs(d)) { lua_pushnil(L); lua_pushfstring(L, "cannot create %s", d); return 2; }
-  if (setenv("LWSP_REGISTRY", d, 1) != 0) { lua_pushnil(L); lua_pushstring(L, "setenv failed"); return 2; }
+#endif
+  if (!lwsp_registry_set_root(d, err, sizeof err)) { lua_pushnil(L); lua_pushstring(L, err); return 2; }
   lua_pushboolean(L, 1);
   return 1;
-#endif
 }
 /* registry.where() -> the registry's place | nil, why ($LWSP_REGISTRY unusable) */
 static int l_reg_where(lua_State *L) {
@@ -242,9 +259,10 @@ LWSP_EXPORT int luaopen_lwsp(lua_State *L) {
   static const luaL_Reg reg[] = {
     {"get", l_reg_get}, {"list", l_reg_list}, {"where", l_reg_where},
     {"set", l_reg_set}, {"remove", l_reg_remove}, {"set_root", l_reg_set_root},
-    {"on_failure", l_reg_on_failure}, {"set_on_failure", l_reg_set_on_failure}, {NULL, NULL}};
+    {"on_failure", l_reg_on_failure}, {"set_on_failure", l_reg_set_on_failure},
+    {"config", l_reg_config}, {"set_config", l_reg_set_config}, {NULL, NULL}};
   static const luaL_Reg reg_read[] = {{"get", l_reg_get}, {"list", l_reg_list}, {"where", l_reg_where},
-                                      {"on_failure", l_reg_on_failure}, {NULL, NULL}};
+                                      {"on_failure", l_reg_on_failure}, {"config", l_reg_config}, {NULL, NULL}};
   lwsp_inst *I = lwsp_inst_of(L);
   rt_global_init();
   luaL_newlib(L, fns);

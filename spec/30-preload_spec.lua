@@ -160,7 +160,7 @@ describe("preload #preload #posix #subprocess", function()
       local code, o, err = run(c.chain, quote(root .. "/build/preload_edge") .. " " .. conns)
       assert.are.equal(0, code, o .. err)
       local _, oks = o:gsub(" ok\n", "")
-      assert.are.equal(11, oks, o)
+      assert.are.equal(14, oks, o)
     end)
 
     it("node: http.get and a net echo (libuv, epoll) " .. c.name, function()

@@ -3,6 +3,11 @@
  * lwsp's preload library (spec/30-preload_spec.lua).  Each case prints one
  * line, "NAME ok" or "NAME FAIL: why"; the exit status is the number of
  * failures.  usage: edge [CONNECTIONS for the epoll case, default 1000]
+ *
+ * The process cases: a child made with vfork (which shares the parent's
+ * memory until it execs) and with posix_spawn puts a socket on its stdout
+ * and execs echo, and the parent's view of its own descriptors must not
+ * change; a daemon (fork, setsid, no exec) opens a socket of its own.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -11,6 +16,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,6 +236,93 @@ static void fork_shared(void) {
   OK();
 }
 
+/* stdout, a pipe or a file here, is not a socket: a child's dup2 onto fd 1
+ * must not have made the parent's library think it is */
+static int stdout_still_mine(void) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  return getsockname(1, (struct sockaddr *)&ss, &len) < 0 && errno == ENOTSOCK;
+}
+
+static void vfork_exec(void) {
+  const char *name = "vfork-exec";
+  int a, c = pair(AF_INET, &a);
+  char buf[16];
+  int st;
+  if (c < 0) FAIL("pair");
+  if (!stdout_still_mine()) FAIL("stdout reported as a socket before the child");
+  pid_t pid = vfork();
+  if (pid == 0) {
+    /* between vfork and exec: descriptor calls on the parent's memory */
+    if (dup2(c, 1) < 0) _exit(3);
+    close(a);
+    execl("/bin/echo", "echo", "vforked", (char *)NULL);
+    _exit(4);
+  }
+  if (pid < 0) FAIL("vfork");
+  if (read_all(a, buf, 8) != 8 || memcmp(buf, "vforked\n", 8)) FAIL("what echo wrote on the socket");
+  waitpid(pid, &st, 0);
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) FAIL("child status %d", st);
+  if (!stdout_still_mine()) FAIL("the child's dup2 onto fd 1 changed the parent's descriptors");
+  if (write(c, "after", 5) != 5 || read_all(a, buf, 5) != 5 || memcmp(buf, "after", 5)) FAIL("the socket after the child");
+  close(c); close(a);
+  OK();
+}
+
+static void spawn_exec(void) {
+  const char *name = "posix-spawn";
+  int a, c = pair(AF_INET, &a);
+  char buf[16];
+  int st;
+  pid_t pid;
+  posix_spawn_file_actions_t fa;
+  char *args[] = {"echo", "spawned", NULL};
+  extern char **environ;
+  if (c < 0) FAIL("pair");
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, c, 1);
+  posix_spawn_file_actions_addclose(&fa, a);
+  errno = posix_spawn(&pid, "/bin/echo", &fa, NULL, args, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (errno) FAIL("posix_spawn");
+  if (read_all(a, buf, 8) != 8 || memcmp(buf, "spawned\n", 8)) FAIL("what echo wrote on the socket");
+  waitpid(pid, &st, 0);
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) FAIL("child status %d", st);
+  if (!stdout_still_mine()) FAIL("the spawn's dup2 onto fd 1 changed the parent's descriptors");
+  if (write(c, "after", 5) != 5 || read_all(a, buf, 5) != 5 || memcmp(buf, "after", 5)) FAIL("the socket after the child");
+  close(c); close(a);
+  OK();
+}
+
+/* A daemon: fork, setsid, no exec; its own new socket connects to the
+ * parent's listener (through the chain the parent's, the kernel's in the
+ * daemon, which has no threads of lwsp). */
+static void daemon_socket(void) {
+  const char *name = "daemon";
+  struct sockaddr_storage ss;
+  socklen_t len;
+  int l = listener(AF_INET, &ss, &len), st;
+  char buf[16];
+  if (l < 0) FAIL("listener");
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (setsid() < 0) _exit(1);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    if (s < 0 || connect(s, (struct sockaddr *)&ss, len) < 0) _exit(2);
+    if (write(s, "daemon", 6) != 6) _exit(3);
+    close(s);
+    _exit(0);
+  }
+  if (pid < 0) FAIL("fork");
+  int a = accept(l, NULL, NULL);
+  if (a < 0) FAIL("accept");
+  if (read_all(a, buf, 6) != 6 || memcmp(buf, "daemon", 6)) FAIL("the daemon's bytes");
+  waitpid(pid, &st, 0);
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) FAIL("daemon status %d", st);
+  close(a); close(l);
+  OK();
+}
+
 static void ipv6(void) {
   const char *name = "ipv6-loopback";
   int a, c = pair(AF_INET6, &a);
@@ -359,6 +452,9 @@ int main(int argc, char **argv) {
   waitall();
   dup2_over();
   fork_shared();
+  vfork_exec();
+  spawn_exec();
+  daemon_socket();
   ipv6();
   udp();
   if (n > 0) many(n);

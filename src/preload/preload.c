@@ -113,6 +113,15 @@ lsock *pl_get(int fd) {
   pthread_mutex_unlock(&map_mu);
   return l;
 }
+/* A process other than the one whose chain this is: a fork child, or a
+ * vfork child running on its parent's memory until it execs.  Neither may
+ * change the descriptor table (a vfork child's close or dup2 before exec
+ * would change its parent's); their calls go to the C library as they are.
+ * (getpid is a system call: asked only once a descriptor is known to be
+ * lwsp's.) */
+int pl_foreign(void) { return pl_owner_pid != 0 && getpid() != pl_owner_pid; }
+int pl_foreign_fd(int fd) { return pl_tracked(fd) && pl_foreign(); }
+
 int pl_tracked(int fd) {
   int t;
   if (fd < 0 || !fds) return 0;

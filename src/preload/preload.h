@@ -120,6 +120,8 @@ int pl_start(void);
 void pl_start_pumps(lsock *l);
 int pl_to_win(const struct sockaddr *sa, socklen_t len, struct sockaddr_storage *out);
 int pl_tracked(int fd);
+int pl_foreign(void);                 /* a fork or vfork child of the chain's process */
+int pl_foreign_fd(int fd);            /* fd is lwsp's and this is such a child */
 int pl_served(int domain, int type);
 extern int pl_debug_on;
 

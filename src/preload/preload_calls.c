@@ -68,7 +68,7 @@ EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len) {
   struct sockaddr_storage to;
   int err, rc;
   pl_load_real();
-  if (pl_inside || !(l = pl_get(fd))) return r_connect(fd, sa, len);
+  if (pl_inside || pl_foreign_fd(fd) || !(l = pl_get(fd))) return r_connect(fd, sa, len);
   if (pl_to_win(sa, len, &to) < 0) {
     pl_release(l);
     if (sa && len >= sizeof(sa_family_t) && sa->sa_family == AF_UNSPEC) { errno = EAFNOSUPPORT; return -1; }
@@ -154,7 +154,7 @@ EXPORT int bind(int fd, const struct sockaddr *sa, socklen_t len) {
   struct sockaddr_storage to;
   int err, rc;
   pl_load_real();
-  if (pl_inside || !(l = pl_get(fd))) return r_bind(fd, sa, len);
+  if (pl_inside || pl_foreign_fd(fd) || !(l = pl_get(fd))) return r_bind(fd, sa, len);
   if (pl_to_win(sa, len, &to) < 0) { pl_release(l); errno = EAFNOSUPPORT; return -1; }
   pl_inside++;
   rc = hc_bind(l->s, &to, (int)len, &err);
@@ -168,7 +168,7 @@ EXPORT int listen(int fd, int backlog) {
   lsock *l;
   int err, rc;
   pl_load_real();
-  if (pl_inside || !(l = pl_get(fd))) return r_listen(fd, backlog);
+  if (pl_inside || pl_foreign_fd(fd) || !(l = pl_get(fd))) return r_listen(fd, backlog);
   if (l->type != SOCK_STREAM) { pl_release(l); errno = EOPNOTSUPP; return -1; }
   if (l->state == ST_LISTENING) { pl_release(l); return 0; }
   pl_inside++;
@@ -189,7 +189,7 @@ EXPORT int accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags) {
   uintptr_t ns;
   int sv[2], err;
   pl_load_real();
-  if (pl_inside || !(l = pl_get(fd))) return r_accept4(fd, sa, len, flags);
+  if (pl_inside || pl_foreign_fd(fd) || !(l = pl_get(fd))) return r_accept4(fd, sa, len, flags);
   if (l->state != ST_LISTENING) { pl_release(l); errno = EINVAL; return -1; }
   do got = r_read(fd, &tok, 1); while (got < 0 && errno == EINTR);
   if (got != 1) { pl_release(l); if (got == 0) errno = EINVAL; return -1; }
@@ -235,14 +235,14 @@ EXPORT int accept(int fd, struct sockaddr *sa, socklen_t *len) { return accept4(
 
 EXPORT int close(int fd) {
   pl_load_real();
-  if (!pl_inside && pl_tracked(fd)) pl_map_set(fd, NULL);
+  if (!pl_inside && pl_tracked(fd) && !pl_foreign()) pl_map_set(fd, NULL);
   return r_close(fd);
 }
 
 EXPORT int shutdown(int fd, int how) {
   lsock *l;
   pl_load_real();
-  if (pl_inside || !(l = pl_get(fd))) return r_shutdown(fd, how);
+  if (pl_inside || pl_foreign_fd(fd) || !(l = pl_get(fd))) return r_shutdown(fd, how);
   int st = l->state;
   if (l->type == SOCK_STREAM && st != ST_CONNECTED) { pl_release(l); errno = ENOTCONN; return -1; }
   if (l->type == SOCK_DGRAM) {
@@ -363,7 +363,7 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t le
   lsock *l;
   int wl, wn, err, rc;
   pl_load_real();
-  if (pl_inside || !(l = pl_get(fd))) return r_setsockopt(fd, level, name, val, len);
+  if (pl_inside || pl_foreign_fd(fd) || !(l = pl_get(fd))) return r_setsockopt(fd, level, name, val, len);
   if (level == SOL_SOCKET && (name == SO_RCVTIMEO || name == SO_SNDTIMEO || name == SO_LINGER ||
                               name == SO_RCVLOWAT || name == SO_SNDLOWAT)) {
     /* they govern the application's end: its blocking calls are on the pair */
@@ -504,6 +504,7 @@ EXPORT ssize_t read(int fd, void *buf, size_t n) {
 static int dup_track(int from, int to) {
   lsock *l;
   if (to < 0 || pl_inside) return to;
+  if ((pl_tracked(from) || pl_tracked(to)) && pl_foreign()) return to;
   if ((l = pl_get(from)) != NULL) { pl_map_set(to, l); pl_release(l); }
   else if (pl_tracked(to)) pl_map_set(to, NULL);
   return to;
@@ -511,12 +512,12 @@ static int dup_track(int from, int to) {
 EXPORT int dup(int fd) { pl_load_real(); return dup_track(fd, r_dup(fd)); }
 EXPORT int dup2(int fd, int to) {
   pl_load_real();
-  if (!pl_inside && fd != to && pl_tracked(to)) pl_map_set(to, NULL);
+  if (!pl_inside && fd != to && pl_tracked(to) && !pl_foreign()) pl_map_set(to, NULL);
   return dup_track(fd, r_dup2(fd, to));
 }
 EXPORT int dup3(int fd, int to, int flags) {
   pl_load_real();
-  if (!pl_inside && fd != to && pl_tracked(to)) pl_map_set(to, NULL);
+  if (!pl_inside && fd != to && pl_tracked(to) && !pl_foreign()) pl_map_set(to, NULL);
   return dup_track(fd, r_dup3(fd, to, flags));
 }
 EXPORT int fcntl(int fd, int cmd, ...) {

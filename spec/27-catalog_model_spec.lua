@@ -233,6 +233,45 @@ describe("installing into the model's two catalogs", function()
     assert.truthy(first_map < first_test and first_test < installed)
   end)
 
+  it("writes the configuration in both registry views with the mapping, before any entry, and undoes it on a fault", function()
+    local m = machine()
+    local r = assert(install(m, {over = {"tcp"}, config = {limit = 10, name = "x"}}))
+    local text = require("wsp.host").config_text{limit = 10, name = "x"}
+    local configured, installed = {}, nil
+    for i, name in ipairs(m.log) do
+      if name:match("^set_config") then configured[#configured + 1] = i end
+      if name == "install_and_chains" then installed = i end
+    end
+    assert.equal(2, #configured)
+    assert.truthy(configured[2] < installed)
+    for _, view in ipairs{64, 32} do assert.equal(text, m.configs[view][r.guid]) end
+    assert(catalog.remove(r.guid, m))
+    for _, view in ipairs{64, 32} do assert.is_nil(m.configs[view][r.guid]) end
+    -- a fault at the 32-bit view's configuration: nothing is left in either view
+    local probe = machine()
+    local start = probe.calls
+    assert(install(probe, {over = {"tcp"}, config = {limit = 1}}))
+    local at
+    for i = start + 1, #probe.log do if probe.log[i] == "set_config32" then at = i - start end end
+    assert.truthy(at, "no set_config32 call")
+    local m2 = machine()
+    local before = m2:state()
+    m2.fail_at = m2.calls + at
+    local r2, err = install(m2, {over = {"tcp"}, config = {limit = 1}})
+    assert.is_nil(r2)
+    assert.equal("set_config32", m2.log[m2.fail_at])
+    assert.truthy(err:find("cannot write the configuration", 1, true), err)
+    m2.fail_at = nil
+    assert.same(before, m2:state())
+    -- and a value that cannot be passed is refused before anything is written
+    local m3 = machine()
+    local before3 = m3:state()
+    local r3, err3 = install(m3, {over = {"tcp"}, config = {f = print}})
+    assert.is_nil(r3)
+    assert.truthy(err3:find("cannot be passed to a provider", 1, true), err3)
+    assert.same(before3, m3:state())
+  end)
+
   it("refuses without the 32-bit DLL, with a DLL of the wrong architecture, and with files users can change", function()
     local m = machine()
     local before = m:state()

@@ -486,7 +486,9 @@ end
 --   (default all four), backend =, guid =?, category = names or number?,
 --   dll =?, dll32 =? (override the backend's), on_failure = "fail" (default) | "passthrough":
 --   what the layer does when its script cannot run (fail: WSAEPROVIDERFAILEDINIT; passthrough:
---   every call goes to the layer below, with a log line and a trace record)}
+--   every call goes to the layer below, with a log line and a trace record),
+--   config =? (a table the script reads as wsp.config, written beside the mapping in every
+--   registry view before any entry exists)}
 -- @return {guid =, layer = id, chains = {kind = id}, views = {[view] = {layer =, chains =}}} | nil, message
 function catalog.install(o)
   local b = o.backend or catalog.wsc()
@@ -496,6 +498,13 @@ function catalog.install(o)
   local dll, dll32 = o.dll or b.dll, b.dll32
   if o.dll32 ~= nil then dll32 = o.dll32 or nil end
   local script = o.script
+  local config_text
+  if o.config ~= nil then
+    if type(o.config) ~= "table" then return refuse("config must be a table") end
+    local ok, text = pcall(require("wsp.host").config_text, o.config)
+    if not ok then return refuse(tostring(text)) end
+    config_text = text
+  end
   local on_failure = o.on_failure or "fail"
   if on_failure ~= "fail" and on_failure ~= "passthrough" then
     return refuse(("on-failure must be fail or passthrough, not %q"):format(tostring(on_failure)))
@@ -566,6 +575,11 @@ function catalog.install(o)
     if b.set_on_failure then
       local fok, ferr = b:set_on_failure(view, guid, on_failure)
       if not fok then return undo(b, guid, "cannot write the on-failure choice: " .. tostring(ferr)) end
+    end
+    if config_text then
+      if not b.set_config then return undo(b, guid, "this catalog keeps no provider configuration") end
+      local cok, cerr = b:set_config(view, guid, config_text)
+      if not cok then return undo(b, guid, "cannot write the configuration: " .. tostring(cerr)) end
     end
   end
   -- 2. the provider started in a fresh process of each architecture
@@ -827,6 +841,7 @@ function catalog.wsc(o)
   function b.set_category(_, view, guid, cats) return wsc.set_category(guid, cats, view) end
   function b.map(_, view, guid, script) return lwsp.registry.set(guid, script, view) end
   function b.set_on_failure(_, view, guid, mode) return lwsp.registry.set_on_failure(guid, mode, view) end
+  function b.set_config(_, view, guid, text) return lwsp.registry.set_config(guid, text, view) end
   function b.on_failure(_, _, guid) return lwsp.registry.on_failure(guid) end
   function b.unmap(_, view, guid) return lwsp.registry.remove(guid, view) end
   function b.mappings(_, view) return lwsp.registry.list(view) end
@@ -909,6 +924,7 @@ function catalog.host(o)
   function b.set_category() return true end
   function b.map(_, _, guid, script) return lwsp.registry.set(guid, script) end
   function b.set_on_failure(_, _, guid, mode) return lwsp.registry.set_on_failure(guid, mode) end
+  function b.set_config(_, _, guid, text) return lwsp.registry.set_config(guid, text) end
   function b.on_failure(_, _, guid) return lwsp.registry.on_failure(guid) end
   function b.unmap(_, _, guid) return lwsp.registry.remove(guid) end
   function b.mappings() return lwsp.registry.list() end
@@ -1101,16 +1117,8 @@ function catalog.main(argv, out, backend)
       script, dll, dll32 = st.script, st.dll, st.dll32 or dll32
     end
     local r, err = catalog.install{script = script, name = opt.name, over = over, backend = b, dll = dll, dll32 = dll32,
-      category = opt.category, on_failure = opt["on-failure"]}
+      category = opt.category, on_failure = opt["on-failure"], config = config}
     if not r then out("lwsp-catalog: install failed: " .. err) return 1 end
-    if config then
-      local ok, cerr = require("wsp.host").write_config(r.guid, config)
-      if not ok then
-        catalog.remove(r.guid, b)
-        out("lwsp-catalog: install failed: configuration: " .. tostring(cerr))
-        return 1
-      end
-    end
     for _, view in ipairs(b.views) do
       local v = r.views[view]
       local t = {}

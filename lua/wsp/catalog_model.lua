@@ -148,7 +148,8 @@ function model:state()
   for _, v in ipairs(self.views) do
     local c = {}
     for i, e in ipairs(self.catalogs[v]) do c[i] = copy(e) end
-    s[v] = {catalog = c, registry = copy(self.registry[v]), categories = copy(self.categories[v])}
+    s[v] = {catalog = c, registry = copy(self.registry[v]), categories = copy(self.categories[v]),
+            configs = copy((self.configs or {})[v] or {})}
   end
   return s
 end
@@ -349,10 +350,20 @@ function model.map(m, view, guid, script)
   changed(m)
   return true
 end
+--- {GUID}.config beside the mapping, in one registry view.
+function model.set_config(m, view, guid, text)
+  if not gate(m, "set_config" .. view) then return faulted(m, "RegSetValueEx") end
+  m.configs = m.configs or {}
+  m.configs[view] = m.configs[view] or {}
+  m.configs[view][guid] = text
+  changed(m)
+  return true
+end
 function model.unmap(m, view, guid)
   if not gate(m, "unmap" .. view) then return faulted(m, "RegDeleteValue") end
   if not m.registry[view][guid] then return err(WSAEINVAL, "no such value") end
   m.registry[view][guid] = nil
+  if m.configs and m.configs[view] then m.configs[view][guid] = nil end   -- (removed with the mapping)
   changed(m)
   return true
 end

@@ -94,7 +94,15 @@ end
 -- @treturn true|nil true, or nil and a message
 function host.write_config(guid, config)
   if config == nil then return lwsp.registry.set_config(guid, nil) end
-  return lwsp.registry.set_config(guid, "return " .. literal(config, 0) .. "\n")
+  return lwsp.registry.set_config(guid, host.config_text(config))
+end
+
+--- The text a configuration is kept as: a Lua chunk returning the table.
+-- @tparam table config strings, numbers, booleans and tables of them
+-- @treturn string
+-- @raise for a value that cannot be passed (a function, a userdata, ...)
+function host.config_text(config)
+  return "return " .. literal(config, 0) .. "\n"
 end
 
 --- Installs a Lua provider: maps its GUID to the script in the lwsp registry

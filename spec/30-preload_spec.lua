@@ -305,4 +305,82 @@ describe("preload #preload #posix #subprocess", function()
       end)
     end
   end)
+  -- ssh to a private sshd and psql to a private PostgreSQL on loopback, each
+  -- directly and through both chains, with the same results (tools/deps.sh
+  -- installs openssh-server and postgresql).
+  describe("ssh and psql", function()
+    local root_user = io.popen("id -u"):read("l") == "0"
+    local user = io.popen("id -un"):read("l")
+    local sshd, ssh_port, ssh_dir, pg_dir, pg_port, pg_bin, big
+    local function free_port()
+      local p = io.popen([[python3 -c "import socket;s=socket.socket();s.bind(('127.0.0.1',0));print(s.getsockname()[1])"]])
+      local port = tonumber(p:read("l"))
+      p:close()
+      return assert(port, "no free port")
+    end
+    setup(function()
+      big = tmp .. "/www/big.bin"
+      -- sshd: its own host key, one user key, key logins only, on a port of its own
+      ssh_dir = tmp .. "/ssh"
+      ssh_port = free_port()
+      os.execute(("mkdir -p %s && ssh-keygen -q -t ed25519 -N '' -f %s/host && ssh-keygen -q -t ed25519 -N '' -f %s/user"
+        .. " && cp %s/user.pub %s/authorized_keys && chmod 700 %s"):format(
+        quote(ssh_dir), quote(ssh_dir), quote(ssh_dir), quote(ssh_dir), quote(ssh_dir), quote(ssh_dir)))
+      if root_user then os.execute("mkdir -p /run/sshd") end
+      local f = assert(io.open(ssh_dir .. "/sshd_config", "w"))
+      f:write(("Port %d\nListenAddress 127.0.0.1\nHostKey %s/host\nAuthorizedKeysFile %s/authorized_keys\n"
+        .. "PidFile %s/sshd.pid\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        .. "PermitRootLogin prohibit-password\nPrintMotd no\n"):format(ssh_port, ssh_dir, ssh_dir, ssh_dir))
+      f:close()
+      sshd = util.spawn(("/usr/sbin/sshd -D -e -f %s/sshd_config 2>&1"):format(ssh_dir))
+      assert.truthy((sshd.first or ""):find("listening", 1, true), tostring(sshd.first))
+      -- PostgreSQL: a cluster of its own (as the postgres user when run as root), trust on loopback
+      local p = io.popen("ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1")
+      pg_bin = p:read("l")
+      p:close()
+      assert.truthy(pg_bin, "no PostgreSQL server (tools/deps.sh installs it)")
+      pg_dir = tmp .. "/pg"
+      pg_port = free_port()
+      local as = root_user and "runuser -u postgres -- " or ""
+      os.execute(("mkdir -p %s %s"):format(quote(pg_dir), root_user and ("&& chown postgres " .. quote(pg_dir)) or ""))
+      assert(os.execute(("%s%s/initdb -D %s/data -U lwsp --auth=trust -E UTF8 >%s/initdb.log 2>&1"):format(
+        as, pg_bin, quote(pg_dir), quote(pg_dir))), "initdb failed")
+      assert(os.execute(("%s%s/pg_ctl -D %s/data -l %s/log -w -o %s start >/dev/null 2>&1"):format(as, pg_bin,
+        quote(pg_dir), quote(pg_dir), quote(("-p %d -k %s -c listen_addresses=127.0.0.1"):format(pg_port, pg_dir)))),
+        "PostgreSQL did not start")
+    end)
+    teardown(function()
+      if sshd then sshd.stop() end
+      if pg_dir then
+        os.execute(("%s%s/pg_ctl -D %s/data -m immediate stop >/dev/null 2>&1"):format(
+          root_user and "runuser -u postgres -- " or "", pg_bin, quote(pg_dir)))
+      end
+    end)
+
+    for _, c in ipairs(chains) do
+      it("ssh runs a command on a private sshd and brings back 64 MiB " .. c.name, function()
+        local cmd = ("ssh -F /dev/null -i %s/user -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+          .. " -o BatchMode=yes -o LogLevel=ERROR -p %d %s@127.0.0.1 'echo through ssh; cat %s' | tail -c +13 | sha256sum"
+          .. " && ssh -F /dev/null -i %s/user -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+          .. " -o BatchMode=yes -o LogLevel=ERROR -p %d %s@127.0.0.1 'echo through ssh'"):format(
+          ssh_dir, ssh_port, user, big, ssh_dir, ssh_port, user)
+        local code, o, err = run(c.chain, cmd)
+        assert.are.equal(0, code, err)
+        assert.are.equal(sha(big) .. "  -\nthrough ssh\n", o)
+      end)
+
+      it("psql queries a private PostgreSQL: a sum and 1.3 MB of rows " .. c.name, function()
+        local q = ("psql -X -h 127.0.0.1 -p %d -U lwsp -d postgres -Atc %s"):format(pg_port, quote(
+          "select sum(g) from generate_series(1, 1000000) g"))
+        local rows = ("psql -X -h 127.0.0.1 -p %d -U lwsp -d postgres -Atc %s | sha256sum"):format(pg_port, quote(
+          "select string_agg(g::text, ',') from generate_series(1, 200000) g"))
+        local code, o, err = run(c.chain, q .. " && " .. rows)
+        assert.are.equal(0, code, err)
+        local direct = io.popen("seq -s, 1 200000 | sha256sum")
+        local want = direct:read("l")
+        direct:close()
+        assert.are.equal("500000500000\n" .. want .. "\n", o)
+      end)
+    end
+  end)
 end)

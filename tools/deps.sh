@@ -5,10 +5,12 @@
 set -euo pipefail
 profile=${1:-test}
 pkgs=(gcc make lua5.4 liblua5.4-dev python3 curl)
-# (curl for make demo; curl, wget, git and nodejs: spec/30-preload_spec.lua runs them through the chain)
+# (curl for make demo; curl, wget, git, nodejs, ssh and psql: spec/30-preload_spec.lua runs them through the chain)
 if [ "$profile" = test ]; then
   pkgs+=(lua-busted lua-check lua-ldoc luarocks valgrind mingw-w64 binutils clang libclang-rt-14-dev chromium fonts-liberation)
   pkgs+=(wget git nodejs proxychains4 microsocks)
+  # (ssh to a private sshd and psql to a private PostgreSQL, through the chain: spec/30-preload_spec.lua)
+  pkgs+=(openssh-client openssh-server postgresql)
 fi
 need=()
 for p in "${pkgs[@]}"; do

@@ -193,7 +193,7 @@ api("wsasend", "wsasend", {"s:socket", "buf", "lpOverlapped", "lpCompletionRouti
 api("get_overlapped_result", "wsagetoverlappedresult", {"s:socket", "lpOverlapped", "fWait"})
 api("wait", "wsawaitformultipleevents", {"lphEvents", "fWaitAll", "dwTimeout"})
 api("select", "select", {"readfds", "writefds", "exceptfds", "timeout"})
-api("duplicate", "wsaduplicatesocketw", {"s:socket", "dwProcessId"})
+api("duplicate_socket", "wsaduplicatesocketw", {"s:socket", "dwProcessId"})
 -- what the host records of an application's notification
 api("message posted", "wsaasyncselect", {"wMsg:wm", "WSAGETSELECTEVENT(lParam):events", "WSAGETSELECTERROR(lParam):error"})
 SIG["message posted"].own = {msg = "wMsg", event = "WSAGETSELECTEVENT(lParam)", error = "WSAGETSELECTERROR(lParam)"}

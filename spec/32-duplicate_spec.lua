@@ -125,7 +125,7 @@ for _, name in ipairs{"memnet", "a Lua layer over memnet", "the native base", "a
       assert.equal(1, host.select({d}, nil, nil, 5))
       local data, from = host.recvfrom(d, 100)
       assert.equal("ping", data)
-      assert.same(host.getsockname(peer), from)
+      assert.equal(host.getsockname(peer).port, from.port)
     end)
 
     if base then

@@ -156,6 +156,22 @@ for _, name in ipairs{"memnet", "a Lua layer over memnet", "the native base", "a
   end)
 end
 
+describe("the native base's references", function()
+  after_each(H.reset)
+
+  -- (the process's open descriptors: POSIX's /proc)
+  it("a reference never used gives its OS socket back at the last WSPCleanup #posix", function()
+    local lfs = require "lfs"
+    local function fds() local n = 0 for _ in lfs.dir("/proc/self/fd") do n = n + 1 end return n end
+    local r = H.base()
+    local before = fds()
+    local c = H.memnet_pair(r)
+    assert(host.duplicate_socket(c, lwsp.process_id()))
+    host.cleanup()
+    assert.equal(before, fds())
+  end)
+end)
+
 describe("host.socket with a protocol info (WSASocket's lpProtocolInfo)", function()
   local r
   before_each(function()

@@ -1118,6 +1118,12 @@ static int WSPAPI n_duplicatesocket(SOCKET s, DWORD pid, LPWSAPROTOCOL_INFOW pi,
   return 0;
 }
 
+/* The last WSPCleanup's half: references never used give their OS handles back. */
+static void dup_forget_all(void) {
+  for (size_t i = 0; i < sizeof dups / sizeof dups[0]; i++)
+    if (dups[i].ref) { nos_close(dups[i].fd); dups[i].ref = 0; }
+}
+
 /* WSPSocket's half: the descriptor for a reference (WSAEINVAL if unknown or used). */
 static SOCKET dup_open(LPWSAPROTOCOL_INFOW pi, LPINT err) {
   ndup *d = NULL;
@@ -1218,6 +1224,7 @@ static int WSPAPI n_cleanup(LPINT err) {
 #endif
     if (so->gen) { INT e; N.up.lpWPUCloseSocketHandle(so->h, &e); if (!closed) nos_close(so->fd); sock_free(so); }
   }
+  dup_forget_all();
   N.stop = 1;
   t = N.worker;
   N.worker = NULL;

@@ -96,6 +96,22 @@ for _, name in ipairs{"memnet", "a Lua layer over memnet", "the native base", "a
       assert.equal("", recv_some(a, 1))
     end)
 
+    it("closing the original while a thread is blocked in its recv: that call ends, the duplicate stays connected",
+      function()
+      local c, a = H.memnet_pair(r)
+      local d = assert(from_info(assert(host.duplicate_socket(c, lwsp.process_id()))))
+      local job = host.spawn("recv", c, 10)
+      host.sleep(100)
+      assert.is_true(host.close(c))
+      local ok, msg = job:join(5000)
+      assert.is_nil(ok)
+      assert.are_not.equal("timeout", msg)
+      assert.equal(4, host.send(a, "more"))
+      assert.equal("more", recv_some(d, 4))
+      assert.equal(4, host.send(d, "back"))
+      assert.equal("back", recv_some(a, 4))
+    end)
+
     it("uses the reference once: a second WSASocket from the same info fails with WSAEINVAL", function()
       local c = H.memnet_pair(r)
       local info = assert(host.duplicate_socket(c, lwsp.process_id()))

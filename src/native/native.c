@@ -53,6 +53,7 @@ typedef struct nsock {
   int io_waiting;              /* calls waiting for their turn at it */
   int dead;                    /* closed while busy: the last of them closes fd and frees the slot */
   int ext_reused;              /* a fresh OS socket after DisconnectEx(TF_REUSE_SOCKET) (native_ext.inc) */
+  int shared;                  /* its OS socket has another descriptor (WSPDuplicateSocket): never shut down on close */
 } nsock;
 
 enum { OP_SEND, OP_RECV };
@@ -637,7 +638,7 @@ static int WSPAPI n_closesocket(SOCKET s, LPINT err) {
     __atomic_store_n(&so->dead, closed ? 2 : 1, __ATOMIC_RELEASE);   /* 2: fd is closed already */
     so->h = 0;                          /* no handle finds it now */
     so->ev_mode = 0;                    /* and it reports no more events */
-    if (!closed) nos_shutdown(fd, 2);   /* wakes a call blocked on it */
+    if (!closed && !so->shared) nos_shutdown(fd, 2);   /* wakes a call blocked on it (else its next poll does) */
     UNLOCK();
     poke();
     return 0;
@@ -1108,6 +1109,7 @@ static int WSPAPI n_duplicatesocket(SOCKET s, DWORD pid, LPWSAPROTOCOL_INFOW pi,
   d->ref = dup_next;
   dup_next = dup_next < 0x7fffffff ? dup_next + 1 : 1;
   d->fd = fd; d->af = so->af; d->type = so->type; d->listening = so->listening; d->peer = so->peer;
+  so->shared = 1;
   *pi = N.info;
   pi->dwCatalogEntryId = so->catalog;
   pi->iAddressFamily = so->af;
@@ -1133,7 +1135,7 @@ static SOCKET dup_open(LPWSAPROTOCOL_INFOW pi, LPINT err) {
   if (!d) { UNLOCK(); *err = WSAEINVAL; return INVALID_SOCKET; }
   if (!(so = sock_alloc())) { UNLOCK(); *err = WSAENOBUFS; return INVALID_SOCKET; }
   so->fd = d->fd; so->af = d->af; so->type = d->type; so->catalog = pi->dwCatalogEntryId;
-  so->listening = d->listening; so->peer = d->peer;
+  so->listening = d->listening; so->peer = d->peer; so->shared = 1;
   if (new_handle(so, err) == INVALID_SOCKET) { sock_free(so); UNLOCK(); return INVALID_SOCKET; }
   d->ref = 0;
   UNLOCK();

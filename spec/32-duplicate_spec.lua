@@ -207,6 +207,8 @@ describe("host.socket with a protocol info (WSASocket's lpProtocolInfo)", functi
   it("an info naming no catalog entry fails with WSAEINVAL; one without an entry id is the caller's mistake", function()
     H.fails_with("WSAEINVAL", from_info{dwCatalogEntryId = 0x7ffffff0})
     assert.has_error(function() from_info{iAddressFamily = wsp.AF_INET} end)
+    assert.has_error(function() from_info{dwCatalogEntryId = r.tcp, dwProviderReserved = 2^40} end)
+    assert.has_error(function() from_info{dwCatalogEntryId = r.tcp, iSocketType = "stream"} end)
   end)
 
   it("is traced under WSADuplicateSocketW's page, the provider's call under WSPDuplicateSocket's", function()

@@ -105,7 +105,6 @@ static int h_socket(lua_State *L) {
   if (given && !e) return host_fail(L, WSAEINVAL);
   if (!e) return host_fail(L, err ? err : WSAEINVALIDPROVIDER);
   if (given && !lwsp_to_protocol_info(L, 5, &info, msg, sizeof msg)) luaL_argerror(L, 5, msg);
-  if (given && info.dwCatalogEntryId != catalog) return host_fail(L, WSAEINVAL);
   if (!(p = host_load(catalog, &err))) return host_fail(L, err);
   s = HCALL(L, p, WSPSocket, 0, &err, af, type, proto, &info, 0, flags, &err);
   if (s == INVALID_SOCKET) return host_fail(L, err);

@@ -94,6 +94,7 @@ function M.socket(s, af, type, protocol, info)
   if af ~= wsp.AF_INET and af ~= wsp.AF_INET6 then return nil, wsp.WSAEAFNOSUPPORT end
   if type ~= wsp.SOCK_STREAM and type ~= wsp.SOCK_DGRAM then return nil, wsp.WSAESOCKTNOSUPPORT end
   s.af, s.type, s.inbox, s.opts = af, type, {}, {[wsp.SO_RCVBUF] = 65536, [wsp.SO_SNDBUF] = 65536}
+  s.info = info
   if type == wsp.SOCK_DGRAM then event(s, wsp.FD_WRITE) end
   return true
 end
@@ -155,6 +156,7 @@ function M.accept(s, ns, condition)
     return nil, wsp.WSAECONNREFUSED
   end
   ns.af, ns.type, ns.opts = s.af, s.type, {[wsp.SO_RCVBUF] = 65536, [wsp.SO_SNDBUF] = 65536}
+  ns.info = s.info
   ns.inbox, ns.peer, ns.addr, ns.remote = half.inbox, client, s.addr, client.addr
   ns.peer_closed = half.closed
   client.peer = ns
@@ -300,7 +302,11 @@ function M.duplicatesocket(s, pid)
   refs[ref] = st
   st.descs = st.descs or {[st] = true}
   st.shares = (st.shares or 1) + 1
-  return {dwProviderReserved = ref}
+  -- the socket's own entry (the one its WSPSocket was given), with the reference
+  local out = {}
+  for k, v in pairs(st.info or {}) do out[k] = v end
+  out.dwProviderReserved = ref
+  return out
 end
 
 function M.getsockname(s)

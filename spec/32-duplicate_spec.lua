@@ -132,9 +132,15 @@ for _, name in ipairs{"memnet", "a Lua layer over memnet", "the native base", "a
     end)
 
     it("shares a datagram socket's bound address: what is sent to it, the duplicate receives", function()
+      -- (a stream socket first: the provider starts up with the stream entry)
+      assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
       local u = assert(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, r.udp))
       assert(host.bind(u, "127.0.0.1:0"))
-      local d = assert(from_info(assert(host.duplicate_socket(u, lwsp.process_id()))))
+      local info = assert(host.duplicate_socket(u, lwsp.process_id()))
+      assert.equal(r.udp, info.dwCatalogEntryId)          -- the datagram socket's own entry
+      assert.equal(wsp.SOCK_DGRAM, info.iSocketType)
+      local d = assert(from_info(info))
+      assert.equal(r.udp, host.socket_info(d).catalog)
       assert.is_true(host.close(u))
       local peer = assert(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, r.udp))
       assert.equal(4, host.sendto(peer, "ping", host.getsockname(d)))

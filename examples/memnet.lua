@@ -42,21 +42,59 @@ local function autobind(s)
   return true
 end
 
+-- Shared sockets (WSPDuplicateSocket): a duplicate is a descriptor of its own
+-- (its own table and handle) whose table reads and writes the original's
+-- state through a metatable.  `st.descs` holds the live descriptors of a
+-- state that was ever duplicated, `st.shares` counts them and the references
+-- not yet used; the state closes when the last of them goes.
+local SHARED = setmetatable({}, {__mode = "k"})  -- duplicate's table -> the state it shares
+local refs, next_ref = {}, 1                     -- dwProviderReserved -> state (used once)
+
+local function core(s) return SHARED[s] or s end
+
 local function queued(s)
   local n = 0
   for _, chunk in ipairs(s.inbox) do n = n + #(chunk.data or chunk) end
   return n
 end
 
--- Network events: lwsp records and delivers them; memnet says when they happen.
+-- Network events: lwsp records and delivers them; memnet says when they happen
+-- (to every descriptor of a shared socket).
 local function event(s, what, err)
-  if s.handle and not s.closed then wsp.event(s, what, err or 0) end
+  local st = core(s)
+  if st.closed then return end
+  if st.descs then
+    for d in pairs(st.descs) do wsp.event(d, what, err or 0) end
+  elseif st.handle then
+    wsp.event(st, what, err or 0)
+  end
 end
 
-function M.socket(s, af, type, protocol)
+-- WSPSocket given a duplicate's protocol info: a new descriptor for the
+-- shared state, which hears at once of the conditions that stand.
+local function open_duplicate(s, ref)
+  local st = refs[ref]
+  if not st then return nil, wsp.WSAEINVAL end   -- unknown, or used already
+  refs[ref] = nil
+  SHARED[s] = st
+  setmetatable(s, {__index = st, __newindex = st})
+  st.descs[s] = true
+  if st.closed then return true end
+  if st.type == wsp.SOCK_DGRAM or st.peer then wsp.event(s, wsp.FD_WRITE) end
+  if st.inbox[1] then wsp.event(s, wsp.FD_READ) end
+  if st.listening and st.pending[1] then wsp.event(s, wsp.FD_ACCEPT) end
+  return true
+end
+
+function M.socket(s, af, type, protocol, info)
+  local ref = info and info.dwProviderReserved or 0
+  if ref ~= 0 then return open_duplicate(s, ref) end
+  if info and af == wsp.FROM_PROTOCOL_INFO then af = info.iAddressFamily end
+  if info and type == wsp.FROM_PROTOCOL_INFO then type = info.iSocketType end
   if af ~= wsp.AF_INET and af ~= wsp.AF_INET6 then return nil, wsp.WSAEAFNOSUPPORT end
   if type ~= wsp.SOCK_STREAM and type ~= wsp.SOCK_DGRAM then return nil, wsp.WSAESOCKTNOSUPPORT end
   s.af, s.type, s.inbox, s.opts = af, type, {}, {[wsp.SO_RCVBUF] = 65536, [wsp.SO_SNDBUF] = 65536}
+  s.info = info
   if type == wsp.SOCK_DGRAM then event(s, wsp.FD_WRITE) end
   return true
 end
@@ -107,7 +145,7 @@ function M.accept(s, ns, condition)
   if not s.listening then return nil, wsp.WSAEINVAL end
   while not s.pending[1] do
     if s.closed then return nil, wsp.WSAEINTR end
-    wsp.wait(s)
+    wsp.wait(core(s))
   end
   local half = table.remove(s.pending, 1)
   local client = half.client
@@ -118,6 +156,7 @@ function M.accept(s, ns, condition)
     return nil, wsp.WSAECONNREFUSED
   end
   ns.af, ns.type, ns.opts = s.af, s.type, {[wsp.SO_RCVBUF] = 65536, [wsp.SO_SNDBUF] = 65536}
+  ns.info = s.info
   ns.inbox, ns.peer, ns.addr, ns.remote = half.inbox, client, s.addr, client.addr
   ns.peer_closed = half.closed
   client.peer = ns
@@ -176,7 +215,7 @@ function M.recv(s, len, flags)
       return data, 0
     end
     if s.peer_closed or s.peer.closed or s.peer.shut_send then return "", 0 end
-    wsp.wait(s)
+    wsp.wait(core(s))
   end
 end
 
@@ -206,7 +245,7 @@ function M.recvfrom(s, len, flags)
   if not s.addr then return nil, wsp.WSAEINVAL end
   while not s.inbox[1] do
     if s.shut_recv then return nil, wsp.WSAESHUTDOWN end
-    wsp.wait(s)
+    wsp.wait(core(s))
   end
   local msg = s.inbox[1]
   if flags & wsp.MSG_PEEK == 0 then table.remove(s.inbox, 1) end
@@ -218,7 +257,7 @@ function M.shutdown(s, how)
   if s.type == wsp.SOCK_STREAM and not s.peer then return nil, wsp.WSAENOTCONN end
   if how == wsp.SD_RECEIVE or how == wsp.SD_BOTH then s.shut_recv = true end
   if how == wsp.SD_SEND or how == wsp.SD_BOTH then s.shut_send = true end
-  wsp.wake(s)
+  wsp.wake(core(s))
   if s.peer then
     wsp.wake(s.peer)
     if s.shut_send then event(s.peer, wsp.FD_CLOSE) end
@@ -226,7 +265,16 @@ function M.shutdown(s, how)
   return true
 end
 
+-- A duplicated socket's descriptor goes alone while another descriptor (or a
+-- reference not yet used) shares the socket.
 function M.closesocket(s)
+  local st = core(s)
+  if (st.shares or 1) > 1 then
+    st.shares = st.shares - 1
+    st.descs[s] = nil
+    return true
+  end
+  s = st
   s.closed = true
   wsp.wake(s)
   if s.addr and bound[key(s.addr)] == s then bound[key(s.addr)] = nil end
@@ -241,6 +289,24 @@ function M.closesocket(s)
     event(s.peer, wsp.FD_CLOSE)
   end
   return true
+end
+
+-- WSPDuplicateSocket: memnet's network exists only in this process, so the
+-- target must be this process; the reference (dwProviderReserved) is used once.
+function M.duplicatesocket(s, pid)
+  if pid ~= lwsp.process_id() then return nil, wsp.WSAEINVAL end
+  local st = core(s)
+  if st.closed then return nil, wsp.WSAENOTSOCK end
+  local ref = next_ref
+  next_ref = next_ref < 0x7fffffff and next_ref + 1 or 1
+  refs[ref] = st
+  st.descs = st.descs or {[st] = true}
+  st.shares = (st.shares or 1) + 1
+  -- the socket's own entry (the one its WSPSocket was given), with the reference
+  local out = {}
+  for k, v in pairs(st.info or {}) do out[k] = v end
+  out.dwProviderReserved = ref
+  return out
 end
 
 function M.getsockname(s)

@@ -41,8 +41,8 @@ end
 describe("the tour (docs/tour.md) #runner", function()
   local all = steps()
 
-  it("has its twenty-three steps, each one command with what to look for, an exercise and its answer", function()
-    assert.equal(23, #all)
+  it("has its twenty-four steps, each one command with what to look for, an exercise and its answer", function()
+    assert.equal(24, #all)
     for _, s in ipairs(all) do
       assert.truthy(s.cmd:match("^bin/lwsp%-run ") or s.cmd:match("^bin/lwsp%-spec "), s.cmd)
       assert.is_true(#s.want >= 1, s.title)

@@ -48,14 +48,35 @@ local function code(ok, _, c) if ok == nil then return nil, c end return ok end
 function layered.new()
   local M = {description = "lwsp layered provider"}
 
+  -- A protocol info with dwProviderReserved set comes from a duplicate
+  -- (M.duplicatesocket below): the lower socket is opened from the lower
+  -- layer's duplicate, whose reference the field carries.
   function M.socket(s, af, type, protocol, info, group, flags)
     local low, _, c = lwsp.lower(info)
     if not low then return nil, c end
-    local h, _, c2 = low:socket(af, type, protocol, flags)
+    local ref = info.dwProviderReserved or 0
+    local h, _, c2 = low:socket(af, type, protocol, flags, ref ~= 0 and {dwProviderReserved = ref} or nil)
     if not h then return nil, c2 end
-    s.low, s.lh = low, h
-    low:watch(h, s)
+    s.low, s.lh, s.info = low, h, info
+    local listening = false
+    if ref ~= 0 then
+      local raw = low:getsockopt(h, SOL_SOCKET, wsp.SO_ACCEPTCONN)
+      listening = raw ~= nil and #raw >= 4 and wsp.int(raw) ~= 0
+    end
+    low:watch(h, s, listening)
     return true
+  end
+
+  -- WSPDuplicateSocket, as Microsoft's LSP sample does it: the lower layer
+  -- duplicates its socket, and the application gets this layer's own entry
+  -- with the lower layer's reference in dwProviderReserved.
+  function M.duplicatesocket(s, pid)
+    local low_info, _, c = s.low:duplicate(s.lh, pid)
+    if not low_info then return nil, c end
+    local out = {}
+    for k, v in pairs(s.info or {}) do out[k] = v end
+    out.dwProviderReserved = low_info.dwProviderReserved
+    return out
   end
 
   function M.bind(s, addr) return code(s.low:bind(s.lh, addr)) end
@@ -88,7 +109,7 @@ function layered.new()
   function M.accept(s, ns)
     local h, addr_or_msg, c = retry(s.low, s.lh, "r", "accept")
     if not h then return nil, c end
-    ns.low, ns.lh = s.low, h
+    ns.low, ns.lh, ns.info = s.low, h, s.info
     s.low:watch(h, ns)
     return addr_or_msg
   end

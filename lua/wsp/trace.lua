@@ -79,9 +79,11 @@ end
 local D = {}
 D.socket = function(v) local n = num(v) or num(v:match("^s(%d+)$")) return n and ("s%d"):format(n) or v end
 D.handle = function(v) local n = num(v) return n and ("0x%x"):format(n) or v end
-D.af = function(v) return named(C.AF, v, v) end
-D.type = function(v) return named(C.SOCK, v, v) end
-D.protocol = function(v) local n = num(v) if n == 0 then return "0" end return named(C.IPPROTO, v, v) end
+-- (WSASocket's FROM_PROTOCOL_INFO, -1, for any of af, type and protocol)
+local function fpi(v) return num(v) == wsp.FROM_PROTOCOL_INFO and "FROM_PROTOCOL_INFO" or nil end
+D.af = function(v) return fpi(v) or named(C.AF, v, v) end
+D.type = function(v) return fpi(v) or named(C.SOCK, v, v) end
+D.protocol = function(v) local n = num(v) if n == 0 then return "0" end return fpi(v) or named(C.IPPROTO, v, v) end
 D.level = function(v) local n = num(v) if n == wsp.SOL_SOCKET then return "SOL_SOCKET" end return named(C.IPPROTO, v, v) end
 D.optname = function(v, ctx)
   local lv = num(ctx.level)
@@ -193,7 +195,7 @@ api("wsasend", "wsasend", {"s:socket", "buf", "lpOverlapped", "lpCompletionRouti
 api("get_overlapped_result", "wsagetoverlappedresult", {"s:socket", "lpOverlapped", "fWait"})
 api("wait", "wsawaitformultipleevents", {"lphEvents", "fWaitAll", "dwTimeout"})
 api("select", "select", {"readfds", "writefds", "exceptfds", "timeout"})
-api("duplicate", "wsaduplicatesocketw", {"s:socket", "dwProcessId"})
+api("duplicate_socket", "wsaduplicatesocketw", {"s:socket", "dwProcessId"})
 -- what the host records of an application's notification
 api("message posted", "wsaasyncselect", {"wMsg:wm", "WSAGETSELECTEVENT(lParam):events", "WSAGETSELECTERROR(lParam):error"})
 SIG["message posted"].own = {msg = "wMsg", event = "WSAGETSELECTEVENT(lParam)", error = "WSAGETSELECTERROR(lParam)"}

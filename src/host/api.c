@@ -72,23 +72,39 @@ static DWORD pick_entry(int af, int type, int proto, int *err) {
   return 0;
 }
 
-/* socket(af, type, protocol [, flags [, catalog id]]) -> handle */
+/* socket(af, type, protocol [, flags [, catalog id | protocol info]]) -> handle.
+ * With a protocol info table (WSASocket's lpProtocolInfo, as duplicate_socket
+ * returns it) the socket goes to the provider of its dwCatalogEntryId, which
+ * gets the table's fields (dwProviderReserved among them) over that entry's;
+ * af, type and protocol may then be FROM_PROTOCOL_INFO. */
 static int h_socket(lua_State *L) {
   int af = HOST_INT(L, 1, "address family"), type = HOST_INT(L, 2, "type"), proto = HOST_OPT_INT(L, 3, 0, "protocol");
   DWORD flags = HOST_OPT_DWORD(L, 4, WSA_FLAG_OVERLAPPED, "flags");
-  DWORD catalog = HOST_OPT_DWORD(L, 5, 0, "catalog id");
+  int given = lua_istable(L, 5);
+  DWORD catalog = 0;
   WSAPROTOCOL_INFOW info;
   hentry *e;
   hprov *p;
   INT err = 0;
   SOCKET s;
+  char msg[200];
+  if (given) {
+    lua_getfield(L, 5, "dwCatalogEntryId");
+    if (!lua_isinteger(L, -1)) luaL_argerror(L, 5, "protocol info without dwCatalogEntryId");
+    catalog = (DWORD)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+  } else {
+    catalog = HOST_OPT_DWORD(L, 5, 0, "catalog id");
+  }
   host_init();
   lwsp_mutex_lock(&host_lock);
-  if (!catalog) catalog = pick_entry(af, type, proto, &err);
+  if (!catalog && !given) catalog = pick_entry(af, type, proto, &err);
   e = catalog ? host_entry(catalog) : NULL;
   if (e) info = e->info;
   lwsp_mutex_unlock(&host_lock);
+  if (given && !e) return host_fail(L, WSAEINVAL);
   if (!e) return host_fail(L, err ? err : WSAEINVALIDPROVIDER);
+  if (given && !lwsp_to_protocol_info(L, 5, &info, msg, sizeof msg)) luaL_argerror(L, 5, msg);
   if (!(p = host_load(catalog, &err))) return host_fail(L, err);
   s = HCALL(L, p, WSPSocket, 0, &err, af, type, proto, &info, 0, flags, &err);
   if (s == INVALID_SOCKET) return host_fail(L, err);

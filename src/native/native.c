@@ -53,6 +53,7 @@ typedef struct nsock {
   int io_waiting;              /* calls waiting for their turn at it */
   int dead;                    /* closed while busy: the last of them closes fd and frees the slot */
   int ext_reused;              /* a fresh OS socket after DisconnectEx(TF_REUSE_SOCKET) (native_ext.inc) */
+  int shared;                  /* its OS socket has another descriptor (WSPDuplicateSocket): never shut down on close */
 } nsock;
 
 enum { OP_SEND, OP_RECV };
@@ -593,15 +594,17 @@ static SOCKET new_handle(nsock *so, LPINT err) {
   return h;
 }
 
+static SOCKET dup_open(LPWSAPROTOCOL_INFOW pi, LPINT err);
 static SOCKET WSPAPI n_socket(int af, int type, int protocol, LPWSAPROTOCOL_INFOW pi, GROUP g, DWORD flags, LPINT err) {
   nsock *so;
   long long fd;
   ERRP;
   (void)g; (void)flags;
   if (!pi) { *err = WSAEFAULT; return INVALID_SOCKET; }
+  if (pi->dwProviderReserved) return dup_open(pi, err);        /* a duplicate's (WSPDuplicateSocket) */
   if (af <= 0) af = pi->iAddressFamily;
   if (type <= 0) type = pi->iSocketType;
-  if (protocol == 0) protocol = pi->iProtocol;
+  if (protocol == 0 || protocol == FROM_PROTOCOL_INFO) protocol = pi->iProtocol;
   if ((type == SOCK_STREAM && protocol != IPPROTO_TCP) || (type == SOCK_DGRAM && protocol != IPPROTO_UDP)) {
     *err = WSAEPROTONOSUPPORT;
     return INVALID_SOCKET;
@@ -635,7 +638,7 @@ static int WSPAPI n_closesocket(SOCKET s, LPINT err) {
     __atomic_store_n(&so->dead, closed ? 2 : 1, __ATOMIC_RELEASE);   /* 2: fd is closed already */
     so->h = 0;                          /* no handle finds it now */
     so->ev_mode = 0;                    /* and it reports no more events */
-    if (!closed) nos_shutdown(fd, 2);   /* wakes a call blocked on it */
+    if (!closed && !so->shared) nos_shutdown(fd, 2);   /* wakes a call blocked on it (else its next poll does) */
     UNLOCK();
     poke();
     return 0;
@@ -1081,9 +1084,62 @@ static INT WSPAPI n_stringtoaddress(LPWSTR str, INT af, LPWSAPROTOCOL_INFOW pi, 
 
 static int WSPAPI n_cleanup(LPINT err);
 
+/* ---- WSPDuplicateSocket: another descriptor for the same OS socket --------------------
+ * Within this process only (another pid: WSAEINVAL).  WSPDuplicateSocket
+ * duplicates the OS socket at once (dup(); the two share the socket's state
+ * and data) and keeps it under a reference that dwProviderReserved carries;
+ * WSPSocket given that info takes it (once) into a descriptor of its own.
+ * Closing one descriptor closes its own OS handle only.  A reference never
+ * used keeps its OS handle open, as a duplicate handed to another process
+ * would. */
+typedef struct { DWORD ref; long long fd; int af, type, listening, peer; } ndup;
+static ndup dups[64];
+static DWORD dup_next = 1;
+
 static int WSPAPI n_duplicatesocket(SOCKET s, DWORD pid, LPWSAPROTOCOL_INFOW pi, LPINT err) {
-  ERRP; (void)s; (void)pid; (void)pi;
-  return fail(err, WSAEOPNOTSUPP);
+  long long fd;
+  ndup *d = NULL;
+  ERRP;
+  if (!pi) return fail(err, WSAEFAULT);
+  LOCKED_SOCK(s);
+  if (pid != (DWORD)lwsp_process_id()) { UNLOCK(); return fail(err, WSAEINVAL); }
+  for (size_t i = 0; i < sizeof dups / sizeof dups[0] && !d; i++) if (!dups[i].ref) d = &dups[i];
+  if (!d) { UNLOCK(); return fail(err, WSAEMFILE); }
+  if ((fd = nos_dup(so->fd)) < 0) { UNLOCK(); return fail(err, (int)-fd); }
+  d->ref = dup_next;
+  dup_next = dup_next < 0x7fffffff ? dup_next + 1 : 1;
+  d->fd = fd; d->af = so->af; d->type = so->type; d->listening = so->listening; d->peer = so->peer;
+  so->shared = 1;
+  *pi = N.info;
+  pi->dwCatalogEntryId = so->catalog;
+  pi->iAddressFamily = so->af;
+  pi->iSocketType = so->type;
+  pi->iProtocol = so->type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP;
+  pi->dwProviderReserved = d->ref;
+  UNLOCK();
+  return 0;
+}
+
+/* The last WSPCleanup's half: references never used give their OS handles back. */
+static void dup_forget_all(void) {
+  for (size_t i = 0; i < sizeof dups / sizeof dups[0]; i++)
+    if (dups[i].ref) { nos_close(dups[i].fd); dups[i].ref = 0; }
+}
+
+/* WSPSocket's half: the descriptor for a reference (WSAEINVAL if unknown or used). */
+static SOCKET dup_open(LPWSAPROTOCOL_INFOW pi, LPINT err) {
+  ndup *d = NULL;
+  nsock *so;
+  lwsp_mutex_lock(&N.lock);
+  for (size_t i = 0; i < sizeof dups / sizeof dups[0] && !d; i++) if (dups[i].ref && dups[i].ref == pi->dwProviderReserved) d = &dups[i];
+  if (!d) { UNLOCK(); *err = WSAEINVAL; return INVALID_SOCKET; }
+  if (!(so = sock_alloc())) { UNLOCK(); *err = WSAENOBUFS; return INVALID_SOCKET; }
+  so->fd = d->fd; so->af = d->af; so->type = d->type; so->catalog = pi->dwCatalogEntryId;
+  so->listening = d->listening; so->peer = d->peer; so->shared = 1;
+  if (new_handle(so, err) == INVALID_SOCKET) { sock_free(so); UNLOCK(); return INVALID_SOCKET; }
+  d->ref = 0;
+  UNLOCK();
+  return so->h;
 }
 static BOOL WSPAPI n_getqosbyname(SOCKET s, LPWSABUF name, LPQOS q, LPINT err) {
   ERRP; (void)s; (void)name; (void)q;
@@ -1170,6 +1226,7 @@ static int WSPAPI n_cleanup(LPINT err) {
 #endif
     if (so->gen) { INT e; N.up.lpWPUCloseSocketHandle(so->h, &e); if (!closed) nos_close(so->fd); sock_free(so); }
   }
+  dup_forget_all();
   N.stop = 1;
   t = N.worker;
   N.worker = NULL;

@@ -114,6 +114,11 @@ long long nos_socket(int af, int type, int protocol) {
 
 int nos_close(long long fd) { return close((int)fd) == 0 ? 0 : FAIL_ERRNO; }
 
+long long nos_dup(long long fd) {
+  int d = fcntl((int)fd, F_DUPFD_CLOEXEC, 0);
+  return d < 0 ? FAIL_ERRNO : d;
+}
+
 int nos_bind(long long fd, const void *addr, int len) {
   struct sockaddr_storage ss;
   socklen_t sl;

@@ -14,6 +14,7 @@ typedef struct { long long fd; short events, revents; } nos_pollfd;
 
 long long nos_socket(int af, int type, int protocol);   /* non-blocking, close-on-exec */
 int nos_close(long long fd);
+long long nos_dup(long long fd);                         /* another descriptor of the same socket */
 int nos_bind(long long fd, const void *addr, int len);
 int nos_connect(long long fd, const void *addr, int len); /* -WSAEWOULDBLOCK while in progress */
 int nos_connect_result(long long fd);                     /* SO_ERROR as a Winsock error (0: connected) */

@@ -70,6 +70,24 @@ long long nos_socket(int af, int type, int protocol) {
 
 int nos_close(long long fd) { return closesocket((SOCKET)fd) == 0 ? 0 : FAIL_WSA; }
 
+/* Another descriptor of the same socket, as Winsock shares one within a
+ * process (WSADuplicateSocketW, then WSASocketW from its info).  The new
+ * handle names the same file object, which is on the provider's completion
+ * port already (with key 0, as every socket of it): a second association
+ * fails and is not needed. */
+long long nos_dup(long long fd) {
+  WSAPROTOCOL_INFOW pi;
+  SOCKET s;
+  int rc;
+  if (WSADuplicateSocketW((SOCKET)fd, GetCurrentProcessId(), &pi) != 0) return FAIL_WSA;
+  s = WSASocketW(FROM_PROTOCOL_INFO, FROM_PROTOCOL_INFO, FROM_PROTOCOL_INFO, &pi, 0, WSA_FLAG_OVERLAPPED);
+  if (s == INVALID_SOCKET) return FAIL_WSA;
+  SetHandleInformation((HANDLE)s, HANDLE_FLAG_INHERIT, 0);
+  if ((rc = nonblocking(s)) != 0) { closesocket(s); return rc; }
+  (void)adopt(s);
+  return (long long)s;
+}
+
 int nos_bind(long long fd, const void *addr, int len) {
   return bind((SOCKET)fd, (const struct sockaddr *)addr, len) == 0 ? 0 : FAIL_WSA;
 }

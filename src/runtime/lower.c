@@ -304,7 +304,7 @@ static const char *spi_name(const char *point) {
     {"lower.shutdown", "WSPShutdown"}, {"lower.getsockname", "WSPGetSockName"},
     {"lower.getpeername", "WSPGetPeerName"},
     {"lower.getsockopt", "WSPGetSockOpt"}, {"lower.setsockopt", "WSPSetSockOpt"}, {"lower.ioctl", "WSPIoctl"},
-    {"lower.select", "WSPSelect"}};
+    {"lower.select", "WSPSelect"}, {"lower.duplicate", "WSPDuplicateSocket"}};
   for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
     if (strcmp(map[i][0], point) == 0) return map[i][1];
   return point;
@@ -321,14 +321,22 @@ static int set_nonblocking(lwsp_lower *low, SOCKET h) {
   return rc == 0;
 }
 
-/* low:socket(af, type, protocol [, flags]) -> handle (non-blocking, overlapped) */
+/* low:socket(af, type, protocol [, flags [, info]]) -> handle (non-blocking,
+ * overlapped).  info: protocol info fields put over the lower entry's (a
+ * duplicate's, from low:duplicate, names the shared socket by dwProviderReserved). */
 static int m_socket(lua_State *L) {
   LOW;
   SOCKET h;
   int af = (int)int32_arg(L, 2), type = (int)int32_arg(L, 3), proto = (int)opt_int32_arg(L, 4, 0);
   DWORD flags = (DWORD)opt_int32_arg(L, 5, 0) | WSA_FLAG_OVERLAPPED;
   WSAPROTOCOL_INFOW pass = low->pass;
+  char why[160];
   (void)rc;
+  if (!lua_isnoneornil(L, 6)) {
+    luaL_checktype(L, 6, LUA_TTABLE);
+    if (!lwsp_to_protocol_info(L, 6, &pass, why, sizeof why)) return luaL_argerror(L, 6, why);
+    pass.dwCatalogEntryId = low->pass.dwCatalogEntryId;   /* the lower entry's, whatever the table says */
+  }
   if (lwsp_faults_armed && (err = lwsp_fault("lower.socket")) != 0) return fail(L, err);
   {
     /* the arguments as passed down: WSA_FLAG_OVERLAPPED is ORed in above */
@@ -341,6 +349,17 @@ static int m_socket(lua_State *L) {
   if (h == INVALID_SOCKET) return fail(L, err);
   set_nonblocking(low, h);
   lua_pushinteger(L, (lua_Integer)h);
+  return 1;
+}
+
+/* low:duplicate(h, pid) -> protocol info (the lower provider's WSPDuplicateSocket) */
+static int m_duplicate(lua_State *L) {
+  LOW;
+  WSAPROTOCOL_INFOW info;
+  SOCKET h = check_h(L, 2);
+  DWORD pid = (DWORD)int32_arg(L, 3);
+  RESULT("lower.duplicate", low->procs.lpWSPDuplicateSocket(h, pid, &info, &err));
+  lwsp_push_protocol_info(L, &info);
   return 1;
 }
 
@@ -775,7 +794,7 @@ int rt_lower_open(lua_State *L, lwsp_inst *I) {
     {"accept", m_accept}, {"send", m_send}, {"recv", m_recv}, {"shutdown", m_shutdown},
     {"getsockname", m_getsockname}, {"getpeername", m_getpeername}, {"getsockopt", m_getsockopt},
     {"setsockopt", m_setsockopt}, {"ioctl", m_ioctl}, {"select", m_select}, {"wait", m_wait},
-    {"watch", m_watch}, {"info", m_info}, {NULL, NULL}};
+    {"watch", m_watch}, {"info", m_info}, {"duplicate", m_duplicate}, {NULL, NULL}};
   if (luaL_newmetatable(L, LOWER_MT)) {
     lua_pushcfunction(L, lower_gc);
     lua_setfield(L, -2, "__gc");

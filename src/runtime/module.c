@@ -101,6 +101,12 @@ static int l_guid(lua_State *L) {
   lwsp_push_guid(L, &g);
   return 1;
 }
+/* lwsp.process_id() -> the current process's id (what WSPDuplicateSocket's
+ * dwProcessId names when the target is this process) */
+static int l_process_id(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)lwsp_process_id());
+  return 1;
+}
 static GUID check_guid(lua_State *L, int idx) {
   GUID g;
   if (!lwsp_guid_parse(luaL_checkstring(L, idx), &g)) luaL_argerror(L, idx, "not a GUID");
@@ -255,7 +261,7 @@ LWSP_EXPORT int luaopen_lwsp(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"errname", l_errname}, {"error", l_error}, {"path", l_path}, {"guid", l_guid},
     {"parse_address", l_parse_address}, {"format_address", l_format_address}, {"stats", l_stats},
-    {NULL, NULL}};
+    {"process_id", l_process_id}, {NULL, NULL}};
   static const luaL_Reg reg[] = {
     {"get", l_reg_get}, {"list", l_reg_list}, {"where", l_reg_where},
     {"set", l_reg_set}, {"remove", l_reg_remove}, {"set_root", l_reg_set_root},

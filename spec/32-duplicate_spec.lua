@@ -194,6 +194,27 @@ describe("the native base's references", function()
   end)
 end)
 
+describe("a Lua provider's duplicatesocket handler", function()
+  after_each(H.reset)
+
+  -- a handler that returns only its reference: the rest is the socket's own
+  -- entry's, not the entry that started the provider
+  it("that returns only dwProviderReserved gets the rest from the socket's own catalog entry", function()
+    local r = H.provider([[
+return {
+  socket = function() return true end,
+  duplicatesocket = function(s, pid) return {dwProviderReserved = 77} end,
+}
+]], {entries = {{af = wsp.AF_INET, type = wsp.SOCK_STREAM}, {af = wsp.AF_INET, type = wsp.SOCK_DGRAM}}})
+    assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))     -- the provider starts on the TCP entry
+    local u = assert(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, r.udp))
+    local info = assert(host.duplicate_socket(u, lwsp.process_id()))
+    assert.equal(77, info.dwProviderReserved)
+    assert.equal(r.udp, info.dwCatalogEntryId)
+    assert.equal(wsp.SOCK_DGRAM, info.iSocketType)
+  end)
+end)
+
 describe("host.socket with a protocol info (WSASocket's lpProtocolInfo)", function()
   local r
   before_each(function()

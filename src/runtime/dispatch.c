@@ -273,7 +273,10 @@ int rt_wsp_duplicatesocket(lwsp_inst *I, SOCKET s, DWORD pid, LPWSAPROTOCOL_INFO
   BEGIN(P_duplicatesocket, s, 1);
   lua_pushinteger(c.co, pid);
   RUN();
-  tmp = I->info;
+  /* what the handler's table leaves out is the socket's own entry's (a
+   * datagram socket's is the datagram entry, whichever entry started the
+   * provider) */
+  if (!c.so->catalog || !rt_catalog_info(&I->up, I->name, c.so->catalog, &tmp)) tmp = I->info;
   if (c.nres < 1 || !lua_istable(c.co, R(0))) FAULT("returned %s where protocol info (a table) was expected", rt_rtype(&c, 0));
   if (!lwsp_to_protocol_info(c.co, R(0), &tmp, msg, sizeof msg)) FAULT("returned bad protocol info: %s", msg);
   *pi = tmp;

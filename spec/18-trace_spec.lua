@@ -126,19 +126,15 @@ describe("the trace", function()
     assert.same({"upcall", outer.guid, "host", c, "error 0, 2 bytes"}, {done[1].kind, done[1].from, done[1].to,
                                                                         done[1].socket, done[1].args})
     local signalled = find(recs, function(r) return r.kind == "complete" and r.name == "event signalled" end)
-    -- (under Wine the event is signalled, the wait above returns, but the host records no
-    -- "event signalled" here since the source tree's split: not yet found, see README's status)
-    if not H.windows then
-      assert.same({"host", "application", c, "2 bytes"}, {signalled[1].from, signalled[1].to, signalled[1].socket,
-                                                          signalled[1].args})
-    end
+    assert.same({"host", "application", c, "2 bytes"}, {signalled[1].from, signalled[1].to, signalled[1].socket,
+                                                        signalled[1].args})
     -- the text view
     local text = trace.text(recs, {[outer.guid] = "outer", [inner.guid] = "inner", [native.guid] = "native"})
     assert.truthy(text:find("host -> outer: WSPGetSockOpt(s" .. c, 1, true), text)
     assert.truthy(text:find("outer -> inner: WSPGetSockOpt(s", 1, true), text)
     assert.truthy(text:find("inner -> native: WSPGetSockOpt(", 1, true), text)
     assert.truthy(text:find("^ upcall WPUCompleteOverlappedRequest from outer s" .. c .. " (dwError=0 (no error), cbTransferred=2)", 1, true), text)
-    if not H.windows then assert.truthy(text:find("* event signalled s" .. c .. " (cbTransfer=2)", 1, true), text) end
+    assert.truthy(text:find("* event signalled s" .. c .. " (cbTransfer=2)", 1, true), text)
     -- the JSON Lines file holds the same records
     local back = trace.read(file)
     assert.equal(#recs, #back)

@@ -499,13 +499,17 @@ int WSPAPI host_complete(SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes,
   ov->OffsetHigh = error;
   ov->InternalHigh = bytes;
   __atomic_store_n(&ov->Internal, (ULONG_PTR)error, __ATOMIC_RELEASE);
-  if (ev & ~(uintptr_t)1) hk_event_set((WSAEVENT)(ev & ~(uintptr_t)1), 1);
+  /* each record is made before what it records happens: the application
+   * woken by the event or the packet may stop the trace at once (under Wine
+   * it often did, and the record was lost) */
   if (lwsp_tracing) snprintf(text, sizeof text, "%lu bytes", (unsigned long)bytes);
-  if (lwsp_tracing && (ev & ~(uintptr_t)1))
-    lwsp_trace_event_args("complete", "host", "application", "event signalled", s, (int)error, text);
+  if (ev & ~(uintptr_t)1) {
+    if (lwsp_tracing) lwsp_trace_event_args("complete", "host", "application", "event signalled", s, (int)error, text);
+    hk_event_set((WSAEVENT)(ev & ~(uintptr_t)1), 1);
+  }
   if (hs->port && !(ev & 1)) {
-    host_post(hs->port, bytes, hs->key, ov);
     if (lwsp_tracing) lwsp_trace_event_args("complete", "host", "application", "completion-port packet", s, (int)error, text);
+    host_post(hs->port, bytes, hs->key, ov);
   }
   lwsp_cond_broadcast(&host_cond);
   lwsp_mutex_unlock(&host_lock);

@@ -339,6 +339,7 @@ static void CALLBACK run_apc(DWORD_PTR p) {
 static void notify(SOCKET h, LPWSAOVERLAPPED ov, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine, LPWSATHREADID tid,
                    DWORD error, DWORD bytes, DWORD flags) {
   INT e = 0;
+  int signalled;   /* (the native base keeps no trace) */
   lwsp_ov_done(ov, error, bytes, flags);
   if (routine) {
     apc_ctx *a = malloc(sizeof *a);
@@ -356,7 +357,7 @@ static void notify(SOCKET h, LPWSAOVERLAPPED ov, LPWSAOVERLAPPED_COMPLETION_ROUT
       lwsp_log(WHO, "WPUQueueApc failed (%d)", e);
     }
     lwsp_mutex_unlock(&N.lock);
-  } else if (!N.complete || lwsp_complete_checked(WHO, N.complete, &N.up, h, ov, error, bytes, &e) != 0) {
+  } else if (!N.complete || lwsp_complete_checked(WHO, N.complete, &N.up, h, ov, error, bytes, &e, &signalled) != 0) {
     lwsp_log(WHO, "WPUCompleteOverlappedRequest failed (%d)", e);
   }
 }

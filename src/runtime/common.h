@@ -86,8 +86,11 @@ LPWPUCOMPLETEOVERLAPPEDREQUEST lwsp_host_complete_export(const WSPUPCALLTABLE *u
  * removes it. */
 int lwsp_registry_on_failure(const GUID *id);
 int lwsp_registry_set_on_failure(const GUID *id, int passthrough, int view, char *err, size_t errlen);
+/* WPUCompleteOverlappedRequest, checked: 0 delivered (*signalled 0) or, when
+ * the host's returned success without delivering (Wine's stub), the event
+ * signalled by lwsp instead (*signalled 1); SOCKET_ERROR when it failed. */
 int lwsp_complete_checked(const char *who, LPWPUCOMPLETEOVERLAPPEDREQUEST complete, const WSPUPCALLTABLE *up,
-                          SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err);
+                          SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err, int *signalled);
 unsigned long lwsp_thread_id(void);
 unsigned long lwsp_process_id(void);
 int lwsp_path_is_absolute(const char *p);

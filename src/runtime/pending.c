@@ -730,7 +730,18 @@ void rt_overlapped_done(lwsp_inst *I, lwsp_sock *so, SOCKET s, LPWSAOVERLAPPED o
     if (ev && !I->up.lpWPUSetEvent(ev, &e))
       lwsp_log(I->name, "IFS socket %llu: WPUSetEvent on the overlapped call's event failed (error %d)",
                (unsigned long long)s, e);
-  } else if (!I->complete || lwsp_complete_checked(I->name, I->complete, &I->up, s, ov, error, bytes, &e) != 0) {
-    lwsp_log(I->name, "WPUCompleteOverlappedRequest failed (error %d)", e);
+  } else {
+    int signalled = 0;
+    if (!I->complete || lwsp_complete_checked(I->name, I->complete, &I->up, s, ov, error, bytes, &e, &signalled) != 0)
+      lwsp_log(I->name, "WPUCompleteOverlappedRequest failed (error %d)", e);
+    else if (signalled && lwsp_tracing) {
+      /* the host's WPUCompleteOverlappedRequest did not deliver (Wine's ws2_32
+       * stub; the log says so): the record names the provider, which
+       * signalled the event instead (after the fact: the application may
+       * already have stopped the trace) */
+      char text[32];
+      snprintf(text, sizeof text, "%lu bytes", (unsigned long)bytes);
+      lwsp_trace_event_args("complete", I->name, "application", "event signalled", s, (int)error, text);
+    }
   }
 }

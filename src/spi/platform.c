@@ -842,13 +842,14 @@ LPWPUCOMPLETEOVERLAPPEDREQUEST lwsp_host_complete_export(const WSPUPCALLTABLE *u
  * trusted the 0 would leave every event-driven caller waiting forever.  The
  * contradiction is noticed here (the first time, then at 10, 100, ...). */
 int lwsp_complete_checked(const char *who, LPWPUCOMPLETEOVERLAPPEDREQUEST complete, const WSPUPCALLTABLE *up,
-                          SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err) {
+                          SOCKET s, LPWSAOVERLAPPED ov, DWORD error, DWORD bytes, LPINT err, int *signalled) {
   static long undelivered;
   long n;
   WSAEVENT ev;
   INT e2 = 0;
   int rc;
   *err = 0;
+  *signalled = 0;
   rc = complete(s, ov, error, bytes, err);
   if (rc != 0 || *err == 0) return rc;
   n = __atomic_add_fetch(&undelivered, 1, __ATOMIC_RELAXED);
@@ -859,6 +860,8 @@ int lwsp_complete_checked(const char *who, LPWPUCOMPLETEOVERLAPPEDREQUEST comple
              ev ? "lwsp signals the call's event itself" : "the call has no event to signal", n);
   if (ev && !up->lpWPUSetEvent(ev, &e2))
     lwsp_log(who, "socket %llu: WPUSetEvent on the overlapped call's event failed too (error %d)", (unsigned long long)s, e2);
+  else if (ev)
+    *signalled = 1;
   *err = 0;
   return 0;
 }

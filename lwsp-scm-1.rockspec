@@ -42,7 +42,7 @@ build = {
     ["wsp.test"] = "lua/wsp/test.lua",
     ["wsp.memnet"] = "lua/wsp/memnet.lua",
     lwsp_native = {
-      sources = {"src/spi/platform.c", "src/spi/map.c", "src/spi/text.c", "src/spi/log.c", "src/native/native.c", "src/native/native_os_ext.c", "src/native/native_os.c"},  -- src/sources.mk: SPI LOG NATIVE NATIVE_POSIX
+      sources = {"src/spi/platform.c", "src/spi/map.c", "src/spi/text.c", "src/spi/log.c", "src/native/native.c", "src/native/native_wsp.c", "src/native/native_ext.c", "src/native/native_os_ext.c", "src/native/native_os.c"},  -- src/sources.mk: SPI LOG NATIVE NATIVE_POSIX
       incdirs = {"src/spi", "src/runtime", "src/host", "src/native"},
       libraries = {"pthread", "dl"},
     },
@@ -63,7 +63,7 @@ build = {
           defines = {"__USE_MINGW_ANSI_STDIO=1", "LWSP_HOST_MODULE"},
         },
         lwsp_native = {
-          sources = {"src/spi/platform.c", "src/spi/map.c", "src/spi/text.c", "src/spi/log.c", "src/native/native.c", "src/native/native_os_ext.c", "src/native/native_os_win.c"},  -- src/sources.mk: SPI LOG NATIVE NATIVE_WIN
+          sources = {"src/spi/platform.c", "src/spi/map.c", "src/spi/text.c", "src/spi/log.c", "src/native/native.c", "src/native/native_wsp.c", "src/native/native_ext.c", "src/native/native_os_ext.c", "src/native/native_os_win.c"},  -- src/sources.mk: SPI LOG NATIVE NATIVE_WIN
           incdirs = {"src/spi", "src/runtime", "src/host", "src/native"},
           libraries = {"ws2_32"},
           defines = {"__USE_MINGW_ANSI_STDIO=1"},

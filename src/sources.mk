@@ -50,6 +50,8 @@ TESTKIT_SRCS = \
   src/testkit/fault.c
 NATIVE_SRCS = \
   src/native/native.c \
+  src/native/native_wsp.c \
+  src/native/native_ext.c \
   src/native/native_os_ext.c
 NATIVE_POSIX_SRCS = \
   src/native/native_os.c

@@ -10,7 +10,8 @@
 SPI_SRCS = \
   src/spi/platform.c \
   src/spi/map.c \
-  src/spi/text.c
+  src/spi/text.c \
+  src/spi/netev.c
 LOG_SRCS = \
   src/spi/log.c
 VALUES_SRCS = \

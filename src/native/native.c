@@ -136,20 +136,13 @@ int nv_cancel_blocking(void) {
 
 /* ---- network events ---------------------------------------------------------------- */
 static void ev_record(nv_sock *so, LONG bit, int error) {
-  int i = 0;
   INT e = 0;
-  while ((1L << i) != bit) i++;
-  if (!so->ev_mode || !(so->ev_mask & bit) || !(so->ev_enabled & bit)) return;
-  so->ev_enabled &= ~bit;
-  so->ev_recorded |= bit;
-  so->ev_error[i] = error;
-  if (so->ev_mode == 1) nv.up.lpWPUSetEvent(so->ev_event, &e);
-  else nv.up.lpWPUPostMessage(so->ev_hwnd, so->ev_msg, (WPARAM)so->h, LWSP_SELECTREPLY(bit, error));
+  if (lwsp_netev_record(&so->ev, bit, error)) lwsp_netev_deliver(&so->ev, &nv.up, so->h, bit, error, &e);
 }
 
 static short ev_wanted(nv_sock *so) {
   short ev = 0;
-  LONG on = so->ev_mode ? so->ev_mask & so->ev_enabled : 0;
+  LONG on = so->ev.mode ? so->ev.mask & so->ev.enabled : 0;
   if (on & (FD_READ | FD_ACCEPT | FD_CLOSE | FD_OOB)) ev |= NOS_IN;
   if (on & (FD_WRITE | FD_CONNECT)) ev |= NOS_OUT;
   return ev;

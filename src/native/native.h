@@ -18,6 +18,7 @@
 #define LWSP_NATIVE_H
 #include "common.h"
 #include "native_os.h"
+#include "netev.h"
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
@@ -34,12 +35,7 @@ typedef struct nv_sock {
   int nonblocking, listening, connecting;
   int peer;                    /* connected, or a connect under way, once: a stream
                                   send failing with EPIPE before that is WSAENOTCONN */
-  int ev_mode;                 /* 0, 1 event select, 2 async select */
-  LONG ev_mask, ev_enabled, ev_recorded;
-  int ev_error[FD_MAX_EVENTS];
-  WSAEVENT ev_event;
-  HWND ev_hwnd;
-  UINT ev_msg;
+  lwsp_netev ev;               /* its network events (spi/netev.h) */
   int closed_seen;
   int queued[2];               /* overlapped sends and receives waiting in nv.ops */
   uint32_t blocked[2];         /* the worker round in which the first of them could not finish */

@@ -510,7 +510,7 @@ static INT WSAAPI nx_wsarecvmsg(SOCKET s, LPWSAMSG m, LPDWORD got, LPWSAOVERLAPP
       return SOCKET_ERROR;
     }
     x->fn = NX_RECVMSG; x->msg = m;
-    so->ev_enabled |= FD_READ;
+    so->ev.enabled |= FD_READ;
     if (ov) {
       nx_queue(so, NV_OP_RECV, x, ov, routine, opened ? &tid : NULL, opened, &failed);
       NV_UNLOCK();

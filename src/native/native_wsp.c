@@ -85,7 +85,7 @@ static int WSPAPI n_closesocket(SOCKET s, LPINT err) {
   if (so->busy) {
     __atomic_store_n(&so->dead, closed ? 2 : 1, __ATOMIC_RELEASE);   /* 2: fd is closed already */
     so->h = 0;                          /* no handle finds it now */
-    so->ev_mode = 0;                    /* and it reports no more events */
+    so->ev.mode = 0;                    /* and it reports no more events */
     if (!closed) nos_shutdown(fd, 2);   /* wakes a call blocked on it */
     NV_UNLOCK();
     nv_poke();
@@ -128,7 +128,7 @@ static int WSPAPI n_connect(SOCKET s, const struct sockaddr *name, int len, LPWS
   if (ce) ce->len = 0;
   if (!name) return nv_fail(err, WSAEFAULT);
   LOCKED_SOCK(s);
-  so->ev_enabled |= FD_CONNECT;
+  so->ev.enabled |= FD_CONNECT;
   r = nos_connect(so->fd, name, len);
   fd = so->fd;
   nb = so->nonblocking;
@@ -156,7 +156,7 @@ static SOCKET WSPAPI n_accept(SOCKET s, struct sockaddr *addr, LPINT addrlen, LP
   if (addr && (!addrlen || *addrlen < 16)) { *err = WSAEFAULT; return INVALID_SOCKET; }
   {
     LOCKED_SOCK(s);
-    so->ev_enabled |= FD_ACCEPT;
+    so->ev.enabled |= FD_ACCEPT;
     lfd = so->fd;
     nb = so->nonblocking;
     NV_UNLOCK();
@@ -176,8 +176,8 @@ static SOCKET WSPAPI n_accept(SOCKET s, struct sockaddr *addr, LPINT addrlen, LP
     lwsp_mutex_lock(&nv.lock);
     if (!(ns = nv_sock_alloc())) { NV_UNLOCK(); nos_close(fd); *err = WSAENOBUFS; return INVALID_SOCKET; }
     ns->fd = fd; ns->af = so->af; ns->type = so->type; ns->catalog = so->catalog;
-    ns->ev_mode = so->ev_mode; ns->ev_mask = so->ev_mask; ns->ev_event = so->ev_event;
-    ns->ev_hwnd = so->ev_hwnd; ns->ev_msg = so->ev_msg; ns->ev_enabled = FD_ALL_EVENTS;
+    ns->ev.mode = so->ev.mode; ns->ev.mask = so->ev.mask; ns->ev.event = so->ev.event;
+    ns->ev.hwnd = so->ev.hwnd; ns->ev.msg = so->ev.msg; ns->ev.enabled = FD_ALL_EVENTS;
     ns->nonblocking = so->nonblocking;
     ns->peer = 1;
     if (nv_new_handle(ns, err) == INVALID_SOCKET) { nv_sock_free(ns); NV_UNLOCK(); nos_close(fd); return INVALID_SOCKET; }
@@ -226,8 +226,8 @@ int nv_send_entry(SOCKET s, LPWSABUF b, DWORD nb, LPDWORD sent, DWORD flags, con
   }
   if (so->dead && r <= 0) r = -WSAEINTR;    /* closed by another thread meanwhile */
   if (r == -WSAECONNRESET && !so->peer && so->type == SOCK_STREAM) r = -WSAENOTCONN;   /* as Winsock */
-  if (r == 0) so->ev_enabled |= FD_WRITE;   /* (non-blocking) FD_WRITE comes again once it can go on */
-  evs = so->ev_mode != 0;
+  if (r == 0) so->ev.enabled |= FD_WRITE;   /* (non-blocking) FD_WRITE comes again once it can go on */
+  evs = so->ev.mode != 0;
   nv_unbusy(so);
   NV_UNLOCK();
   if (r == 0) { if (evs) nv_poke(); return nv_fail(err, WSAEWOULDBLOCK); }
@@ -247,7 +247,7 @@ static int recv_entry(SOCKET s, LPWSABUF b, DWORD nb, LPDWORD got, LPDWORD flags
   if (nb == 0) return nv_fail(err, WSAEINVAL);   /* 0 bytes would read as the peer's close */
   fl = *flags;
   LOCKED_SOCK(s);
-  so->ev_enabled |= (*flags & MSG_OOB) ? FD_OOB : FD_READ;
+  so->ev.enabled |= (*flags & MSG_OOB) ? FD_OOB : FD_READ;
 #ifdef _WIN32
   if (ov) return nv_os_overlapped(so, NV_OP_RECV, b, nb, got, flags, *flags, NULL, 0, from, fromlen, ov, routine, tid, err);
 #endif
@@ -264,7 +264,7 @@ static int recv_entry(SOCKET s, LPWSABUF b, DWORD nb, LPDWORD got, LPDWORD flags
     for (;;) {
       fl = *flags;
       IO_TRY(so, NV_OP_RECV, small, r = nv_try_recv(so, b, nb, &fl, from, fromlen, &n));
-      if (r == 0 && so->ev_mode) nv_poke();   /* the worker polls for FD_READ again (its network events) */
+      if (r == 0 && so->ev.mode) nv_poke();   /* the worker polls for FD_READ again (its network events) */
       if (r != 0 || nonblocking || so->dead) break;
       NV_UNLOCK();
       r = nv_wait_fd(so, fd, NOS_IN);
@@ -360,7 +360,7 @@ static int WSPAPI n_ioctl(SOCKET s, DWORD code, LPVOID in, DWORD cbin, LPVOID ou
   LOCKED_SOCK(s);
   if (code == FIONBIO) {
     if (cbin < 4) r = -WSAEFAULT;
-    else { memcpy(&v, in, 4); if (!v && so->ev_mode) r = -WSAEINVAL; else so->nonblocking = v != 0; }
+    else { memcpy(&v, in, 4); if (!v && so->ev.mode) r = -WSAEINVAL; else so->nonblocking = v != 0; }
     if (ret) *ret = 0;
   } else if (code == FIONREAD) {
     unsigned long n = 0;
@@ -388,14 +388,8 @@ static int WSPAPI n_ioctl(SOCKET s, DWORD code, LPVOID in, DWORD cbin, LPVOID ou
 }
 
 static int select_mode(nv_sock *so, int mode, WSAEVENT ev, HWND hwnd, UINT msg, LONG mask, LPINT err) {
-  if ((mask & ~(LONG)FD_ALL_EVENTS) || (mask && mode == 1 && !ev) || (mask && mode == 2 && !hwnd)) return nv_fail(err, WSAEINVAL);
-  so->ev_mode = mask ? mode : 0;
-  so->ev_mask = mask;
-  so->ev_event = ev;
-  so->ev_hwnd = hwnd;
-  so->ev_msg = msg;
-  so->ev_recorded = 0;
-  so->ev_enabled = FD_ALL_EVENTS;
+  int r = lwsp_netev_select(&so->ev, mode, ev, hwnd, msg, mask);
+  if (r) return nv_fail(err, r);
   so->nonblocking = 1;
   nv_poke();
   return 0;
@@ -417,16 +411,13 @@ static int WSPAPI n_asyncselect(SOCKET s, HWND hwnd, unsigned int msg, LONG mask
   return r;
 }
 static int WSPAPI n_enumnetworkevents(SOCKET s, WSAEVENT ev, LPWSANETWORKEVENTS ne, LPINT err) {
-  INT e = 0;
+  int r;
   NV_ERRP;
   if (!ne) return nv_fail(err, WSAEFAULT);
   LOCKED_SOCK(s);
-  if (ev && !nv.up.lpWPUResetEvent(ev, &e)) { NV_UNLOCK(); return nv_fail(err, WSAEINVAL); }
-  ne->lNetworkEvents = so->ev_recorded;
-  for (int i = 0; i < FD_MAX_EVENTS; i++) ne->iErrorCode[i] = (so->ev_recorded & (1L << i)) ? so->ev_error[i] : 0;
-  so->ev_recorded = 0;
+  r = lwsp_netev_enum(&so->ev, &nv.up, ev, ne);
   NV_UNLOCK();
-  return 0;
+  return r ? nv_fail(err, r) : 0;
 }
 
 static int WSPAPI n_select(int nfds, wsp_fd_set *r, wsp_fd_set *w, wsp_fd_set *x, wsp_timeval *tv, LPINT err) {

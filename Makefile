@@ -50,7 +50,7 @@ build/test_nullproc.so: spec/tools/nullproc.c src/spi/spi.h
 	$(CC) $(BASEFLAGS) -shared -o $@ spec/tools/nullproc.c
 
 # The native base provider: its own DLL with its own WSPStartup.
-build/lwsp_native.so: $(NATIVE_SO_SRCS) $(HDRS) src/native/native_ext.inc Makefile src/sources.mk
+build/lwsp_native.so: $(NATIVE_SO_SRCS) $(HDRS) Makefile src/sources.mk
 	@mkdir -p build
 	$(CC) $(BASEFLAGS) $(CFLAGS) -shared -o $@ $(NATIVE_SO_SRCS) -lpthread -ldl
 

@@ -10,7 +10,8 @@
 SPI_SRCS = \
   src/spi/platform.c \
   src/spi/map.c \
-  src/spi/text.c
+  src/spi/text.c \
+  src/spi/netev.c
 LOG_SRCS = \
   src/spi/log.c
 VALUES_SRCS = \
@@ -50,6 +51,8 @@ TESTKIT_SRCS = \
   src/testkit/fault.c
 NATIVE_SRCS = \
   src/native/native.c \
+  src/native/native_wsp.c \
+  src/native/native_ext.c \
   src/native/native_os_ext.c
 NATIVE_POSIX_SRCS = \
   src/native/native_os.c

@@ -2,8 +2,9 @@
  * native_os.h - the operating system's sockets behind Windows values.
  *
  * native_os.c is the only file that includes the OS's socket headers; its
- * callers (native.c) speak Windows constants, Windows sockaddr layouts and
- * Winsock errors.  Every function returns >= 0, or -WSAExxx.
+ * callers (native.c, native_wsp.c, native_ext.c) speak Windows constants,
+ * Windows sockaddr layouts and Winsock errors.  Every function returns >= 0,
+ * or -WSAExxx.
  */
 #ifndef LWSP_NATIVE_OS_H
 #define LWSP_NATIVE_OS_H

@@ -1,6 +1,6 @@
 /*
  * native_os_ext.h - the OS calls behind the native base's extension
- * functions (native_ext.inc), with Windows values as native_os.h.
+ * functions (native_ext.c), with Windows values as native_os.h.
  * Every function returns >= 0, or -WSAExxx.
  */
 #ifndef LWSP_NATIVE_OS_EXT_H

@@ -1,6 +1,6 @@
 /*
  * native_os_win.c - Winsock behind native_os.h, for the native base provider's
- * Windows build.  native.c already speaks Windows values, so addresses,
+ * Windows build.  native.h's files already speak Windows values, so addresses,
  * options, flags and errors pass through; what differs from POSIX is the
  * wake-up channel (a UDP socket connected to itself), the readiness wait
  * (WSAPoll), datagram truncation (WSAEMSGSIZE, reported as len + 1), and

@@ -92,7 +92,7 @@ int rt_wsp_ioctl(lwsp_inst *I, SOCKET s, DWORD code, LPVOID in, DWORD cbin, LPVO
     uint32_t v;
     if (!so) return errv;
     memcpy(&v, in, 4);
-    if (!v && so->ev_mode) { rt_unlock_inst(I); *err = WSAEINVAL; return errv; } /* selected sockets stay non-blocking */
+    if (!v && so->ev.mode) { rt_unlock_inst(I); *err = WSAEINVAL; return errv; } /* selected sockets stay non-blocking */
     so->nonblocking = v != 0;
     rt_unlock_inst(I);
     if (returned) *returned = 0;
@@ -113,7 +113,7 @@ int rt_wsp_ioctl(lwsp_inst *I, SOCKET s, DWORD code, LPVOID in, DWORD cbin, LPVO
   if (code == FIONBIO) {
     uint32_t v;
     memcpy(&v, in, 4);
-    if (!v && c.so->ev_mode) FAIL(WSAEINVAL);   /* selected sockets stay non-blocking */
+    if (!v && c.so->ev.mode) FAIL(WSAEINVAL);   /* selected sockets stay non-blocking */
     c.so->nonblocking = v != 0;
   }
   return data_end(&c, rt_run(&c, err), &io, finish_ioctl, returned, NULL, ov, routine, tid, err);

@@ -14,37 +14,17 @@
  * cancels the other mechanism, and records the standing conditions at once.
  */
 #include "runtime.h"
-#include <string.h>
-
-static int bit_index(LONG bit) {
-  for (int i = 0; i < FD_MAX_EVENTS; i++)
-    if (bit == (1L << i)) return i;
-  return -1;
-}
-
-static void deliver(lwsp_inst *I, lwsp_sock *so, LONG bit, int error) {
-  INT e = 0;
-  if (so->ev_mode == 1) {
-    if (!I->up.lpWPUSetEvent(so->ev_event, &e))
-      lwsp_log(I->name, "WPUSetEvent for socket %llu failed (error %d)", (unsigned long long)so->handle, e);
-  } else if (so->ev_mode == 2) {
-    if (!I->up.lpWPUPostMessage(so->ev_hwnd, so->ev_msg, (WPARAM)so->handle, LWSP_SELECTREPLY(bit, error)))
-      lwsp_log(I->name, "WPUPostMessage for socket %llu failed", (unsigned long long)so->handle);
-  }
-}
 
 /* Records and delivers bit if it is selected and enabled. */
 static void record(lwsp_inst *I, lwsp_sock *so, LONG bit, int error) {
-  int i = bit_index(bit);
-  if (i < 0 || !so->ev_mode || !(so->ev_mask & bit) || !(so->ev_enabled & bit)) return;
-  so->ev_enabled &= ~bit;
-  so->ev_recorded |= bit;
-  so->ev_error[i] = error;
-  deliver(I, so, bit, error);
+  INT e = 0;
+  if (!lwsp_netev_record(&so->ev, bit, error) || lwsp_netev_deliver(&so->ev, &I->up, so->handle, bit, error, &e)) return;
+  if (so->ev.mode == 1) lwsp_log(I->name, "WPUSetEvent for socket %llu failed (error %d)", (unsigned long long)so->handle, e);
+  else lwsp_log(I->name, "WPUPostMessage for socket %llu failed", (unsigned long long)so->handle);
 }
 
 void rt_net_event(lwsp_inst *I, lwsp_sock *so, LONG bit, int error) {
-  int i = bit_index(bit);
+  int i = lwsp_netev_index(bit);
   if (i < 0) return;
   so->ev_level |= bit;
   so->ev_level_error[i] = error;
@@ -54,15 +34,14 @@ void rt_net_event(lwsp_inst *I, lwsp_sock *so, LONG bit, int error) {
 
 void rt_reenable(lwsp_inst *I, lwsp_sock *so, LONG bits) {
   if (!bits) return;
-  so->ev_enabled |= bits;
+  so->ev.enabled |= bits;
   so->ev_level &= ~(bits & ~(LONG)FD_CLOSE);
-  if (so->ev_mode && I->lowers) lwsp_cond_broadcast(&I->cond);   /* the poller watches again */
+  if (so->ev.mode && I->lowers) lwsp_cond_broadcast(&I->cond);   /* the poller watches again */
 }
 
+/* After a selection (lwsp_netev_select cleared the record and enabled every
+ * event): the standing conditions are recorded at once. */
 static void reselect(lwsp_inst *I, lwsp_sock *so) {
-  so->ev_recorded = 0;
-  memset(so->ev_error, 0, sizeof so->ev_error);
-  so->ev_enabled = FD_ALL_EVENTS;
   so->nonblocking = 1;
   for (int i = 0; i < FD_MAX_EVENTS; i++)
     if (so->ev_level & (1L << i)) record(I, so, 1L << i, so->ev_level_error[i]);
@@ -70,32 +49,22 @@ static void reselect(lwsp_inst *I, lwsp_sock *so) {
 }
 
 int rt_event_select(lwsp_inst *I, lwsp_sock *so, WSAEVENT ev, LONG mask, LPINT err) {
-  if ((mask & ~(LONG)FD_ALL_EVENTS) || (mask && ev == WSA_INVALID_EVENT)) { *err = WSAEINVAL; return SOCKET_ERROR; }
-  so->ev_mode = mask ? 1 : 0;
-  so->ev_mask = mask;
-  so->ev_event = ev;
-  so->ev_hwnd = NULL;
+  int r = lwsp_netev_select(&so->ev, 1, ev, NULL, 0, mask);
+  if (r) { *err = r; return SOCKET_ERROR; }
   reselect(I, so);
   return 0;
 }
 
 int rt_async_select(lwsp_inst *I, lwsp_sock *so, HWND hwnd, UINT msg, LONG mask, LPINT err) {
-  if ((mask & ~(LONG)FD_ALL_EVENTS) || (mask && !hwnd)) { *err = WSAEINVAL; return SOCKET_ERROR; }
-  so->ev_mode = mask ? 2 : 0;
-  so->ev_mask = mask;
-  so->ev_hwnd = hwnd;
-  so->ev_msg = msg;
-  so->ev_event = WSA_INVALID_EVENT;
+  int r = lwsp_netev_select(&so->ev, 2, WSA_INVALID_EVENT, hwnd, msg, mask);
+  if (r) { *err = r; return SOCKET_ERROR; }
   reselect(I, so);
   return 0;
 }
 
 int rt_enum_events(lwsp_inst *I, lwsp_sock *so, WSAEVENT ev, LPWSANETWORKEVENTS ne, LPINT err) {
-  INT e = 0;
-  if (ev != WSA_INVALID_EVENT && !I->up.lpWPUResetEvent(ev, &e)) { *err = WSAEINVAL; return SOCKET_ERROR; }
-  ne->lNetworkEvents = so->ev_recorded;
-  for (int i = 0; i < FD_MAX_EVENTS; i++) ne->iErrorCode[i] = (so->ev_recorded & (1L << i)) ? so->ev_error[i] : 0;
-  so->ev_recorded = 0;
+  int r = lwsp_netev_enum(&so->ev, &I->up, ev, ne);
+  if (r) { *err = r; return SOCKET_ERROR; }
   return 0;
 }
 
@@ -145,7 +114,7 @@ static int l_event(lua_State *L) {
   lua_Integer bit = luaL_checkinteger(L, 2), error = luaL_optinteger(L, 3, 0);
   lwsp_sock *so;
   luaL_checktype(L, 1, LUA_TTABLE);
-  luaL_argcheck(L, bit > 0 && bit <= 0x7fffffff && bit_index((LONG)bit) >= 0, 2, "one FD_* event");
+  luaL_argcheck(L, bit > 0 && bit <= 0x7fffffff && lwsp_netev_index((LONG)bit) >= 0, 2, "one FD_* event");
   luaL_argcheck(L, error >= 0 && error <= 0xffff, 3, "a Winsock error code");
   lua_getfield(L, 1, "handle");
   so = lua_isinteger(L, -1) ? rt_sock_find(I, (SOCKET)lua_tointeger(L, -1)) : NULL;
@@ -167,9 +136,9 @@ static int l_selected(lua_State *L) {
   lua_getfield(L, 1, "handle");
   so = lua_isinteger(L, -1) ? rt_sock_find(I, (SOCKET)lua_tointeger(L, -1)) : NULL;
   if (!so) return lwsp_push_error(L, WSAENOTSOCK);
-  lua_pushinteger(L, so->ev_mode ? so->ev_mask : 0);
-  if (so->ev_mode == 1) lua_pushliteral(L, "event");
-  else if (so->ev_mode == 2) lua_pushliteral(L, "message");
+  lua_pushinteger(L, so->ev.mode ? so->ev.mask : 0);
+  if (so->ev.mode == 1) lua_pushliteral(L, "event");
+  else if (so->ev.mode == 2) lua_pushliteral(L, "message");
   else lua_pushnil(L);
   return 2;
 }

@@ -12,8 +12,8 @@
 static int watch_wants(const lwatch *w, int dir) {
   const lwsp_sock *so = w->so;
   LONG on;
-  if (!so->gen || so->gen != w->gen || !so->ev_mode) return 0;
-  on = so->ev_mask & so->ev_enabled & ~so->ev_level;
+  if (!so->gen || so->gen != w->gen || !so->ev.mode) return 0;
+  on = so->ev.mask & so->ev.enabled & ~so->ev_level;
   return dir == 0 ? (on & (FD_READ | FD_ACCEPT | FD_CLOSE)) != 0 : (on & (FD_WRITE | FD_CONNECT)) != 0;
 }
 

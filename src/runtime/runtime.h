@@ -5,6 +5,7 @@
 #ifndef LWSP_RUNTIME_H
 #define LWSP_RUNTIME_H
 #include "common.h"
+#include "netev.h"
 #include <stdarg.h>
 
 #define LWSP_SOCK_CHUNK 256
@@ -44,16 +45,9 @@ typedef struct lwsp_sock {
   int closing;         /* closed by the application; released when pending reaches 0 */
   int close_running;   /* its closesocket handler is running: operations that fail meanwhile were aborted */
   int pending;         /* operations and completion deliveries still outstanding */
-  /* network events (events.c) */
-  int ev_mode;         /* 0 none, 1 WSPEventSelect, 2 WSPAsyncSelect */
-  LONG ev_mask;        /* the selected FD_* events */
-  WSAEVENT ev_event;
-  HWND ev_hwnd;
-  UINT ev_msg;
-  LONG ev_enabled;     /* events that may be recorded now (the re-enabling rules) */
-  LONG ev_recorded;    /* recorded, not yet enumerated */
+  /* network events (events.c; the selection and the record: spi/netev.h) */
+  lwsp_netev ev;
   LONG ev_level;       /* conditions the provider reported that no call has consumed */
-  int ev_error[FD_MAX_EVENTS];
   int ev_level_error[FD_MAX_EVENTS];
   /* inherited calls (lower.c): s.low and s.lh as last read, valid while no
    * Lua code has run in the state since (down_seen == I->lua_runs + 1) */

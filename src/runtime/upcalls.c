@@ -109,7 +109,7 @@ static int own_event(lwsp_inst *I, WSAEVENT ev) { return lwsp_map_get(&I->own_ev
 static int selected_event(lwsp_inst *I, WSAEVENT ev) {
   for (uint32_t i = 0; i < I->nsocks; i++) {
     lwsp_sock *so = rt_sock_at(I, i);
-    if (so->gen && !so->closing && so->ev_mode == 1 && so->ev_event == ev) return 1;
+    if (so->gen && !so->closing && so->ev.mode == 1 && so->ev.event == ev) return 1;
   }
   return 0;
 }
@@ -249,12 +249,12 @@ static int u_post_message(lua_State *L) {
   DWORD msg = check_dword(L, 2);
   lwsp_sock *so = wp > 0 ? own_socket(I, (SOCKET)wp) : NULL;
   BOOL ok;
-  if (!so || so->ev_mode != 2 || (lua_Integer)(uintptr_t)so->ev_hwnd != hwnd || so->ev_msg != msg)
+  if (!so || so->ev.mode != 2 || (lua_Integer)(uintptr_t)so->ev.hwnd != hwnd || so->ev.msg != msg)
     return refuse(L, I, WSAEINVAL,
                   "post_message: window 0x%llx, message 0x%lx was not selected by the application for socket %lld of this provider",
                   (unsigned long long)hwnd, (unsigned long)msg, (long long)wp);
   luaL_argcheck(L, lp >= 0 && lp <= (lua_Integer)0xffffffffLL, 4, "out of the 32-bit unsigned range");
-  ok = I->up.lpWPUPostMessage(so->ev_hwnd, (UINT)msg, (WPARAM)wp, (LPARAM)lp);
+  ok = I->up.lpWPUPostMessage(so->ev.hwnd, (UINT)msg, (WPARAM)wp, (LPARAM)lp);
   lua_pushboolean(L, ok);
   return 1;
 }

@@ -3,13 +3,13 @@
  * GetAcceptExSockaddrs, ConnectEx, DisconnectEx, TransmitFile,
  * TransmitPackets, WSARecvMsg, WSASendMsg), answered to
  * SIO_GET_EXTENSION_FUNCTION_POINTER, built from the OS calls of
- * native_os.c and native_os_ext.c.  Included by native.c: it shares its
- * sockets, its lock and its worker.
+ * native_os.c and native_os_ext.c.  They share native.c's sockets, its lock
+ * and its worker (native.h); this file's own helpers are static, named nx_.
  *
  * An overlapped call that is not refused at once always reports
  * WSA_IO_PENDING and completes through the worker, as a queued send or
  * receive does: the worker polls what the operation waits for
- * (nx_events) and runs its next step (nx_step) until it is done.  The
+ * (nv_ext_events) and runs its next step (nv_ext_step) until it is done.  The
  * same steps run a call without an overlapped (TransmitFile, DisconnectEx,
  * WSARecvMsg) on the caller's thread, blocking as its socket's mode says.
  * The functions take no lpErrno: they report through the host's
@@ -20,12 +20,13 @@
  * block is an INT length followed by the Windows sockaddr, and
  * GetAcceptExSockaddrs reads them back.
  */
+#include "native.h"
 #include "spi_ext.h"
 #include "native_os_ext.h"
 
 enum { NX_ACCEPT, NX_CONNECT, NX_TRANSMIT, NX_RECVMSG };
 typedef struct nseg { const char *buf; long long file; unsigned long long off; DWORD len; int whole; } nseg;
-struct nx {
+struct nv_ext {
   int fn, phase;
   SOCKET as;                    /* AcceptEx: the accept socket */
   char *out;                    /* AcceptEx: the caller's buffer; ConnectEx: the data to send */
@@ -50,10 +51,10 @@ static void nx_error(int e) {
   static int looked;
   if (!looked) {
     char why[200];
-    void (*f)(void) = lwsp_host_sym(&N.up, "WSASetLastError", why, sizeof why);
+    void (*f)(void) = lwsp_host_sym(&nv.up, "WSASetLastError", why, sizeof why);
     memcpy(&nx_set_last, &f, sizeof f);
     looked = 1;
-    if (!nx_set_last) lwsp_log(WHO, "the host offers no WSASetLastError: %s", why);
+    if (!nx_set_last) lwsp_log(NV_WHO, "the host offers no WSASetLastError: %s", why);
   }
   if (nx_set_last) nx_set_last(e);
 }
@@ -69,13 +70,13 @@ static void nx_put_addr(char *block, DWORD blocklen, const void *addr, int len) 
 }
 
 /* What the operation waits for: events, and the fd they are on. */
-static short nx_events(nop *op, long long *fd) {
-  nx *x = op->x;
+short nv_ext_events(nv_op *op, long long *fd) {
+  nv_ext *x = op->x;
   *fd = op->so->fd;
   if (x->fn == NX_ACCEPT) {
-    nsock *as;
+    nv_sock *as;
     if (x->phase == 0) return NOS_IN;
-    if ((as = find(x->as)) != NULL) *fd = as->fd;
+    if ((as = nv_find(x->as)) != NULL) *fd = as->fd;
     return NOS_IN;
   }
   if (x->fn == NX_RECVMSG) return NOS_IN;
@@ -83,7 +84,7 @@ static short nx_events(nop *op, long long *fd) {
 }
 
 /* One send of what is left of buf: 1 all of it sent, 0 to wait, -error. */
-static long nx_send_all(nsock *so, const char *buf, size_t len, size_t *done) {
+static long nx_send_all(nv_sock *so, const char *buf, size_t len, size_t *done) {
   while (*done < len) {
     long n = nos_send(so->fd, buf + *done, len - *done, 0, NULL, 0);
     if (n == -WSAEWOULDBLOCK) return 0;
@@ -93,12 +94,12 @@ static long nx_send_all(nsock *so, const char *buf, size_t len, size_t *done) {
   return 1;
 }
 
-static long nx_disconnect(nsock *so, DWORD flags);
+static long nx_disconnect(nv_sock *so, DWORD flags);
 
 /* The transmits: the segments in order, a file read a chunk at a time. */
-static long nx_transmit(nop *op) {
-  nx *x = op->x;
-  nsock *so = op->so;
+static long nx_transmit(nv_op *op) {
+  nv_ext *x = op->x;
+  nv_sock *so = op->so;
   while (x->cur < x->nsegs) {
     nseg *g = &x->segs[x->cur];
     if (!g->file) {
@@ -144,8 +145,8 @@ static long nx_transmit(nop *op) {
 
 /* WSARecvMsg: the datagram into the buffers, the sender, the destination as
  * IP_PKTINFO/IPV6_PKTINFO control data. */
-static long nx_recvmsg(nsock *so, LPWSAMSG m, DWORD *got) {
-  size_t total = total_of(m->lpBuffers, m->dwBufferCount), o = 0, k;
+static long nx_recvmsg(nv_sock *so, LPWSAMSG m, DWORD *got) {
+  size_t total = nv_total_of(m->lpBuffers, m->dwBufferCount), o = 0, k;
   char stack[2048], *tmp = stack;
   nos_pktinfo pi;
   int fl = m->name ? m->namelen : 0;
@@ -196,14 +197,14 @@ static long nx_recvmsg(nsock *so, LPWSAMSG m, DWORD *got) {
 }
 
 /* One step of an operation (under the lock): 1 done (*bytes), 0 to wait, -error. */
-static long nx_step(nop *op, DWORD *bytes, DWORD *flags) {
-  nx *x = op->x;
-  nsock *so = op->so;
+long nv_ext_step(nv_op *op, DWORD *bytes, DWORD *flags) {
+  nv_ext *x = op->x;
+  nv_sock *so = op->so;
   long r;
   *flags = 0;
   switch (x->fn) {
   case NX_ACCEPT: {
-    nsock *as = find(x->as);
+    nv_sock *as = nv_find(x->as);
     if (!as) return -WSA_OPERATION_ABORTED;   /* the accept socket was closed meanwhile */
     if (x->phase == 0) {
       SOCKADDR_STORAGE rem, loc;
@@ -251,9 +252,9 @@ static long nx_step(nop *op, DWORD *bytes, DWORD *flags) {
   }
 }
 
-static void nx_free(nop *op) {
-  nx *x = op->x;
-  if (x->opened_thread) { INT e = 0; N.up.lpWPUCloseThread(&op->tid, &e); }
+void nv_ext_free(nv_op *op) {
+  nv_ext *x = op->x;
+  if (x->opened_thread) { INT e = 0; nv.up.lpWPUCloseThread(&op->tid, &e); }
   free(x->segs);
   free(x);
   op->x = NULL;
@@ -261,24 +262,20 @@ static void nx_free(nop *op) {
 
 /* A pending operation for an overlapped call: queued for the worker;
  * WSA_IO_PENDING is what the caller reports. */
-static void nx_queue(nsock *so, int kind, nx *x, LPWSAOVERLAPPED ov, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine,
+static void nx_queue(nv_sock *so, int kind, nv_ext *x, LPWSAOVERLAPPED ov, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine,
                      LPWSATHREADID tid, int opened, int *failed) {
-  nop *op = op_new(so, kind, ov, routine, tid);
+  nv_op *op = nv_op_new(so, kind, ov, routine, tid);
   *failed = !op;
   if (!op) { free(x->segs); free(x); return; }
   x->opened_thread = opened;
   op->x = x;
-  nop **pp = &N.ops;
-  while (*pp) pp = &(*pp)->next;
-  *pp = op;
-  so->queued[kind]++;
-  poke();
+  nv_op_post(op);
 }
 
 /* Runs x on the caller's thread (under the lock, which is released while it
  * waits): 1 done, -error. */
-static long nx_run(nsock *so, nx *x, DWORD *bytes, DWORD *flags) {
-  nop op;
+static long nx_run(nv_sock *so, nv_ext *x, DWORD *bytes, DWORD *flags) {
+  nv_op op;
   long r;
   long long fd;
   memset(&op, 0, sizeof op);
@@ -286,62 +283,62 @@ static long nx_run(nsock *so, nx *x, DWORD *bytes, DWORD *flags) {
   so->busy++;
   for (;;) {
     short ev;
-    r = nx_step(&op, bytes, flags);
+    r = nv_ext_step(&op, bytes, flags);
     if (r != 0) break;
     if (so->nonblocking) { r = -WSAEWOULDBLOCK; break; }
     if (so->dead) { r = -WSAEINTR; break; }
-    ev = nx_events(&op, &fd);
-    UNLOCK();
-    r = wait_fd(so, fd, ev);
-    lwsp_mutex_lock(&N.lock);
+    ev = nv_ext_events(&op, &fd);
+    NV_UNLOCK();
+    r = nv_wait_fd(so, fd, ev);
+    lwsp_mutex_lock(&nv.lock);
     if (r < 0) break;
   }
-  unbusy(so);
+  nv_unbusy(so);
   return r;
 }
 
 /* Either queues x (ov) or runs it now; the BOOL an extension function returns. */
-static BOOL nx_start(nsock *so, int kind, nx *x, LPWSAOVERLAPPED ov, LPDWORD bytes) {
+static BOOL nx_start(nv_sock *so, int kind, nv_ext *x, LPWSAOVERLAPPED ov, LPDWORD bytes) {
   int failed;
   DWORD n = 0, fl = 0;
   long r;
   if (ov) {
     nx_queue(so, kind, x, ov, NULL, NULL, 0, &failed);
-    UNLOCK();
+    NV_UNLOCK();
     return nx_fail(failed ? WSAENOBUFS : WSA_IO_PENDING);
   }
   r = nx_run(so, x, &n, &fl);
-  UNLOCK();
+  NV_UNLOCK();
   free(x->segs);
   free(x);
   if (bytes) *bytes = n;
   return r < 0 ? nx_fail((int)-r) : TRUE;
 }
 
-#define NX_SOCK(s) nsock *so; lwsp_mutex_lock(&N.lock); \
-  if (!N.startups || !(so = find(s))) { UNLOCK(); return nx_fail(N.startups ? WSAENOTSOCK : WSANOTINITIALISED); }
-#define NX_NEW(x) nx *x = calloc(1, sizeof *x); if (!x) return nx_fail(WSAENOBUFS)
+#define NX_SOCK(s) nv_sock *so; lwsp_mutex_lock(&nv.lock); \
+  if (!nv.startups || !(so = nv_find(s))) { NV_UNLOCK(); return nx_fail(nv.startups ? WSAENOTSOCK : WSANOTINITIALISED); }
+#define NX_NEW(x) nv_ext *x = calloc(1, sizeof *x); if (!x) return nx_fail(WSAENOBUFS)
 
 /* ---- the functions ------------------------------------------------------------------ */
 static BOOL WSAAPI nx_acceptex(SOCKET ls, SOCKET s, PVOID out, DWORD rcvlen, DWORD loclen, DWORD remlen, LPDWORD got,
                                LPOVERLAPPED ov) {
-  nsock *as;
+  nv_sock *as;
   if (!ov) return nx_fail(WSAEINVAL);
   if (!out) return nx_fail(WSAEFAULT);
   if (got) *got = 0;
   NX_SOCK(ls);
-  if (!so->listening) { UNLOCK(); return nx_fail(WSAEINVAL); }
+  if (!so->listening) { NV_UNLOCK(); return nx_fail(WSAEINVAL); }
   /* each block: 16 bytes more than the family's longest address */
   if (loclen < (so->af == AF_INET6 ? 28u : 16u) + 16 || remlen < (so->af == AF_INET6 ? 28u : 16u) + 16) {
-    UNLOCK();
+    NV_UNLOCK();
     return nx_fail(WSAEFAULT);
   }
-  if (!(as = find(s))) { UNLOCK(); return nx_fail(WSAENOTSOCK); }
-  if (as == so || as->peer || as->type != SOCK_STREAM) { UNLOCK(); return nx_fail(WSAEINVAL); }
+  if (!(as = nv_find(s))) { NV_UNLOCK(); return nx_fail(WSAENOTSOCK); }
+  if (as == so || as->peer || as->type != SOCK_STREAM) { NV_UNLOCK(); return nx_fail(WSAEINVAL); }
   {
     NX_NEW(x);
     x->fn = NX_ACCEPT; x->as = s; x->out = out; x->rcvlen = rcvlen; x->loclen = loclen; x->remlen = remlen;
-    return nx_start(so, OP_RECV, x, ov, NULL);
+    return nx_start(so, NV_OP_RECV, x, ov, NULL);
   }
 }
 
@@ -366,8 +363,8 @@ static BOOL WSAAPI nx_connectex(SOCKET s, const struct sockaddr *name, int namel
   if (!name || (len && !data)) return nx_fail(WSAEFAULT);
   if (sent) *sent = 0;
   NX_SOCK(s);
-  if (so->type != SOCK_STREAM || so->listening) { UNLOCK(); return nx_fail(WSAEINVAL); }
-  if (so->peer) { UNLOCK(); return nx_fail(WSAEISCONN); }
+  if (so->type != SOCK_STREAM || so->listening) { NV_UNLOCK(); return nx_fail(WSAEINVAL); }
+  if (so->peer) { NV_UNLOCK(); return nx_fail(WSAEISCONN); }
   if (so->ext_reused) {   /* a socket DisconnectEx made ready for reuse keeps its bound state */
     SOCKADDR_STORAGE any;
     memset(&any, 0, sizeof any);
@@ -377,21 +374,21 @@ static BOOL WSAAPI nx_connectex(SOCKET s, const struct sockaddr *name, int namel
   }
   /* an unbound socket: its name is the wildcard address with port 0 */
   if (nos_name(so->fd, 0, &me, &ml) < 0 || ((struct sockaddr_in *)&me)->sin_port == 0) {
-    UNLOCK();
+    NV_UNLOCK();
     return nx_fail(WSAEINVAL);
   }
   r = nos_connect(so->fd, name, namelen);
-  if (r < 0 && r != -WSAEWOULDBLOCK) { UNLOCK(); return nx_fail(-r); }
+  if (r < 0 && r != -WSAEWOULDBLOCK) { NV_UNLOCK(); return nx_fail(-r); }
   so->peer = 1;
   {
     NX_NEW(x);
     x->fn = NX_CONNECT; x->out = data; x->sendlen = len;
-    return nx_start(so, OP_SEND, x, ov, sent);
+    return nx_start(so, NV_OP_SEND, x, ov, sent);
   }
 }
 
 /* Shuts s down for sending; with reuse, a fresh OS socket takes its place. */
-static long nx_disconnect(nsock *so, DWORD reuse) {
+static long nx_disconnect(nv_sock *so, DWORD reuse) {
   nos_shutdown(so->fd, SD_SEND);
   if (reuse) {
     long long fd = nos_socket(so->af, so->type, so->type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP);
@@ -408,17 +405,17 @@ static BOOL WSAAPI nx_disconnectex(SOCKET s, LPOVERLAPPED ov, DWORD flags, DWORD
   long r;
   if (reserved || (flags & ~(DWORD)TF_REUSE_SOCKET)) return nx_fail(WSAEINVAL);
   NX_SOCK(s);
-  if (so->type != SOCK_STREAM) { UNLOCK(); return nx_fail(WSAEOPNOTSUPP); }
-  if (!so->peer) { UNLOCK(); return nx_fail(WSAENOTCONN); }
+  if (so->type != SOCK_STREAM) { NV_UNLOCK(); return nx_fail(WSAEOPNOTSUPP); }
+  if (!so->peer) { NV_UNLOCK(); return nx_fail(WSAENOTCONN); }
   r = nx_disconnect(so, flags & TF_REUSE_SOCKET);
-  UNLOCK();
+  NV_UNLOCK();
   if (r < 0) return nx_fail((int)-r);
   if (ov) {
-    nop *op;
-    lwsp_mutex_lock(&N.lock);
-    if (!(so = find(s)) || !(op = op_new(so, OP_SEND, ov, NULL, NULL))) { UNLOCK(); return nx_fail(WSAENOBUFS); }
-    UNLOCK();
-    op_finish(op, 0, 0, 0);
+    nv_op *op;
+    lwsp_mutex_lock(&nv.lock);
+    if (!(so = nv_find(s)) || !(op = nv_op_new(so, NV_OP_SEND, ov, NULL, NULL))) { NV_UNLOCK(); return nx_fail(WSAENOBUFS); }
+    NV_UNLOCK();
+    nv_op_finish(op, 0, 0, 0);
     return nx_fail(WSA_IO_PENDING);
   }
   return TRUE;
@@ -431,15 +428,15 @@ static BOOL transmit(SOCKET s, nseg *segs, DWORD nsegs, DWORD per_send, LPOVERLA
   }
   if ((flags & TF_REUSE_SOCKET) && !(flags & TF_DISCONNECT)) { free(segs); return nx_fail(WSAEINVAL); }
   {
-    nsock *so;
-    nx *x;
-    lwsp_mutex_lock(&N.lock);
-    if (!N.startups || !(so = find(s))) { UNLOCK(); free(segs); return nx_fail(N.startups ? WSAENOTSOCK : WSANOTINITIALISED); }
-    if (so->type != SOCK_STREAM) { UNLOCK(); free(segs); return nx_fail(WSAENOTCONN); }
-    if (!so->peer) { UNLOCK(); free(segs); return nx_fail(WSAENOTCONN); }
-    if (!(x = calloc(1, sizeof *x))) { UNLOCK(); free(segs); return nx_fail(WSAENOBUFS); }
+    nv_sock *so;
+    nv_ext *x;
+    lwsp_mutex_lock(&nv.lock);
+    if (!nv.startups || !(so = nv_find(s))) { NV_UNLOCK(); free(segs); return nx_fail(nv.startups ? WSAENOTSOCK : WSANOTINITIALISED); }
+    if (so->type != SOCK_STREAM) { NV_UNLOCK(); free(segs); return nx_fail(WSAENOTCONN); }
+    if (!so->peer) { NV_UNLOCK(); free(segs); return nx_fail(WSAENOTCONN); }
+    if (!(x = calloc(1, sizeof *x))) { NV_UNLOCK(); free(segs); return nx_fail(WSAENOBUFS); }
     x->fn = NX_TRANSMIT; x->segs = segs; x->nsegs = nsegs; x->per_send = per_send; x->tflags = flags;
-    return nx_start(so, OP_SEND, x, ov, NULL);
+    return nx_start(so, NV_OP_SEND, x, ov, NULL);
   }
 }
 
@@ -498,32 +495,32 @@ static INT WSAAPI nx_wsarecvmsg(SOCKET s, LPWSAMSG m, LPDWORD got, LPWSAOVERLAPP
   if (m->dwBufferCount == 0) { nx_error(WSAEINVAL); return SOCKET_ERROR; }
   if (routine && !ov) routine = NULL;
   if (routine) {
-    if (N.up.lpWPUOpenCurrentThread(&tid, &e) != 0) { nx_error(e ? e : WSAENOBUFS); return SOCKET_ERROR; }
+    if (nv.up.lpWPUOpenCurrentThread(&tid, &e) != 0) { nx_error(e ? e : WSAENOBUFS); return SOCKET_ERROR; }
     opened = 1;
   }
   {
-    nsock *so;
-    nx *x;
-    lwsp_mutex_lock(&N.lock);
-    if (!N.startups || !(so = find(s)) || so->type != SOCK_DGRAM || !(x = calloc(1, sizeof *x))) {
-      int code = !N.startups ? WSANOTINITIALISED : !so ? WSAENOTSOCK : so->type != SOCK_DGRAM ? WSAEOPNOTSUPP : WSAENOBUFS;
-      UNLOCK();
-      if (opened) N.up.lpWPUCloseThread(&tid, &e);
+    nv_sock *so;
+    nv_ext *x;
+    lwsp_mutex_lock(&nv.lock);
+    if (!nv.startups || !(so = nv_find(s)) || so->type != SOCK_DGRAM || !(x = calloc(1, sizeof *x))) {
+      int code = !nv.startups ? WSANOTINITIALISED : !so ? WSAENOTSOCK : so->type != SOCK_DGRAM ? WSAEOPNOTSUPP : WSAENOBUFS;
+      NV_UNLOCK();
+      if (opened) nv.up.lpWPUCloseThread(&tid, &e);
       nx_error(code);
       return SOCKET_ERROR;
     }
     x->fn = NX_RECVMSG; x->msg = m;
-    so->ev_enabled |= FD_READ;
+    so->ev.enabled |= FD_READ;
     if (ov) {
-      nx_queue(so, OP_RECV, x, ov, routine, opened ? &tid : NULL, opened, &failed);
-      UNLOCK();
-      if (failed && opened) N.up.lpWPUCloseThread(&tid, &e);
+      nx_queue(so, NV_OP_RECV, x, ov, routine, opened ? &tid : NULL, opened, &failed);
+      NV_UNLOCK();
+      if (failed && opened) nv.up.lpWPUCloseThread(&tid, &e);
       nx_error(failed ? WSAENOBUFS : WSA_IO_PENDING);
       return SOCKET_ERROR;
     } else {
       DWORD n = 0, fl = 0;
       long r = nx_run(so, x, &n, &fl);
-      UNLOCK();
+      NV_UNLOCK();
       free(x);
       if (got) *got = n;
       if (r < 0) { nx_error((int)-r); return SOCKET_ERROR; }
@@ -540,13 +537,13 @@ static INT WSAAPI nx_wsasendmsg(SOCKET s, LPWSAMSG m, DWORD flags, LPDWORD sent,
   if (!m || (!sent && !ov) || (m->dwBufferCount && !m->lpBuffers)) { nx_error(WSAEFAULT); return SOCKET_ERROR; }
   if (routine && !ov) routine = NULL;
   if (routine) {
-    if (N.up.lpWPUOpenCurrentThread(&tid, &e) != 0) { nx_error(e ? e : WSAENOBUFS); return SOCKET_ERROR; }
+    if (nv.up.lpWPUOpenCurrentThread(&tid, &e) != 0) { nx_error(e ? e : WSAENOBUFS); return SOCKET_ERROR; }
     opened = 1;
   }
-  rc = send_entry(s, m->lpBuffers, m->dwBufferCount, sent, flags, m->name, m->name ? m->namelen : 0, ov, routine,
+  rc = nv_send_entry(s, m->lpBuffers, m->dwBufferCount, sent, flags, m->name, m->name ? m->namelen : 0, ov, routine,
                   opened ? &tid : NULL, &e);
   /* the routine's APC is queued (or the call failed): the thread id is no longer needed */
-  if (opened) { INT e2 = 0; N.up.lpWPUCloseThread(&tid, &e2); }
+  if (opened) { INT e2 = 0; nv.up.lpWPUCloseThread(&tid, &e2); }
   if (rc != 0) { nx_error(e); return SOCKET_ERROR; }
   return 0;
 }
@@ -559,7 +556,7 @@ static void (*const nx_funcs[LWSP_EXT_COUNT])(void) = {
 
 /* The ioctls of this file (under the lock): 1 when code is one of them
  * (*r: 0 or -error), 0 otherwise. */
-static int nx_ioctl(nsock *so, DWORD code, LPVOID in, DWORD cbin, LPVOID out, DWORD cbout, LPDWORD ret, int *r) {
+int nv_ext_ioctl(nv_sock *so, DWORD code, LPVOID in, DWORD cbin, LPVOID out, DWORD cbout, LPDWORD ret, int *r) {
   if (code == SIO_GET_EXTENSION_FUNCTION_POINTER) {
     int i = cbin >= sizeof(GUID) ? lwsp_ext_index(in) : -1;
     if (cbin < sizeof(GUID)) *r = -WSAEFAULT;
@@ -579,12 +576,12 @@ static int nx_ioctl(nsock *so, DWORD code, LPVOID in, DWORD cbin, LPVOID out, DW
 
 /* SO_UPDATE_ACCEPT_CONTEXT / SO_UPDATE_CONNECT_CONTEXT: 1 when name is one
  * of them (*r: 0 or -error). */
-static int nx_setsockopt(nsock *so, int level, int name, const char *val, int len, int *r) {
+int nv_ext_setsockopt(nv_sock *so, int level, int name, const char *val, int len, int *r) {
   SOCKET ls;
   if (level != SOL_SOCKET || (name != SO_UPDATE_ACCEPT_CONTEXT && name != SO_UPDATE_CONNECT_CONTEXT)) return 0;
   if (name == SO_UPDATE_CONNECT_CONTEXT) { *r = so->peer ? 0 : -WSAENOTCONN; return 1; }
   if (len < (int)sizeof(SOCKET)) { *r = -WSAEFAULT; return 1; }
   memcpy(&ls, val, sizeof ls);
-  *r = !find(ls) ? -WSAENOTSOCK : so->peer ? 0 : -WSAENOTCONN;
+  *r = !nv_find(ls) ? -WSAENOTSOCK : so->peer ? 0 : -WSAENOTCONN;
   return 1;
 }

@@ -102,9 +102,7 @@ describe("bin/lwsp-run #runner", function()
     for line in list:gmatch("[^\n]+") do names[#names + 1] = line:match("^  (%S+)") end
     assert.is_true(#names >= 10, list)
     for _, n in ipairs(names) do
-      -- (select: Windows' native base reports fewer ready sockets than the scenario
-      -- expects; not yet looked into, see README's status)
-      if n ~= "refused" and not (H.windows and n == "select") then
+      if n ~= "refused" then
         -- "redirected" needs its layer (examples/redirect.lua) on top
         local top = n == "redirected" and "examples/redirect.lua " or ""
         local out, code = run(top .. "examples/passthrough.lua examples/meter.lua --quiet --run " .. n)

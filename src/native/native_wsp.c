@@ -422,8 +422,13 @@ static int WSPAPI n_enumnetworkevents(SOCKET s, WSAEVENT ev, LPWSANETWORKEVENTS 
   return r ? nv_fail(err, r) : 0;
 }
 
+/* One poll entry per OS socket, with the events of every set it is in: a
+ * socket in two sets (readable? writable?) listed twice was answered in one
+ * entry only by Winsock's WSAPoll under Wine (c readable, yet reported only
+ * as writable when also in the write set). */
 static int WSPAPI n_select(int nfds, wsp_fd_set *r, wsp_fd_set *w, wsp_fd_set *x, wsp_timeval *tv, LPINT err) {
   nos_pollfd p[3 * WSP_FD_SETSIZE];
+  int at[3][WSP_FD_SETSIZE];   /* each set's sockets' poll entries */
   wsp_fd_set *sets[3] = {r, w, x};
   int n = 0, ready, ms;
   NV_ERRP;
@@ -437,23 +442,25 @@ static int WSPAPI n_select(int nfds, wsp_fd_set *r, wsp_fd_set *w, wsp_fd_set *x
     if (sets[k]->fd_count > WSP_FD_SETSIZE) { NV_UNLOCK(); return nv_fail(err, WSAEINVAL); }
     for (unsigned i = 0; i < sets[k]->fd_count; i++) {
       nv_sock *so = nv_find(sets[k]->fd_array[i]);
+      int j = 0;
       if (!so) { NV_UNLOCK(); return nv_fail(err, WSAENOTSOCK); }
-      p[n].fd = so->fd;
-      p[n].events = k == 1 ? NOS_OUT : NOS_IN;
-      n++;
+      while (j < n && p[j].fd != so->fd) j++;
+      if (j == n) { p[n].fd = so->fd; p[n].events = 0; n++; }
+      p[j].events |= k == 1 ? NOS_OUT : NOS_IN;
+      at[k][i] = j;
     }
   }
   NV_UNLOCK();
   ready = nos_poll(p, n, ms);
   if (ready < 0) return nv_fail(err, -ready);
-  n = ready = 0;
+  ready = 0;
   for (int k = 0; k < 3; k++) {
     wsp_fd_set out;
     if (!sets[k]) continue;
     out.fd_count = 0;
-    for (unsigned i = 0; i < sets[k]->fd_count; i++, n++) {
+    for (unsigned i = 0; i < sets[k]->fd_count; i++) {
       short want = k == 1 ? NOS_OUT : k == 0 ? (NOS_IN | NOS_HUP | NOS_ERR) : NOS_ERR;
-      if (p[n].revents & want) out.fd_array[out.fd_count++] = sets[k]->fd_array[i];
+      if (p[at[k][i]].revents & want) out.fd_array[out.fd_count++] = sets[k]->fd_array[i];
     }
     ready += (int)out.fd_count;
     *sets[k] = out;

@@ -21,13 +21,13 @@ build = {
   type = "builtin",
   modules = {
     lwsp = {
-      sources = {"src/spi/platform.c", "src/spi/map.c", "src/spi/text.c", "src/spi/netev.c", "src/spi/log.c", "src/runtime/common.c", "src/runtime/lwsp.c", "src/runtime/sockets.c", "src/runtime/calls.c", "src/runtime/budget.c", "src/runtime/match.c", "src/runtime/dispatch.c", "src/runtime/dispatch_io.c", "src/runtime/upcalls.c", "src/runtime/module.c", "src/runtime/view.c", "src/runtime/pending.c", "src/runtime/events.c", "src/runtime/lower.c", "src/runtime/poller.c", "src/runtime/trace.c", "src/runtime/wsc.c", "src/runtime/sandbox.c", "src/runtime/extfn.c"},  -- src/sources.mk: SPI LOG VALUES RUNTIME
+      sources = {"src/spi/platform.c", "src/spi/registry.c", "src/spi/map.c", "src/spi/text.c", "src/spi/netev.c", "src/spi/log.c", "src/runtime/common.c", "src/runtime/lwsp.c", "src/runtime/sockets.c", "src/runtime/calls.c", "src/runtime/budget.c", "src/runtime/match.c", "src/runtime/dispatch.c", "src/runtime/dispatch_io.c", "src/runtime/upcalls.c", "src/runtime/module.c", "src/runtime/view.c", "src/runtime/pending.c", "src/runtime/events.c", "src/runtime/lower.c", "src/runtime/entries.c", "src/runtime/poller.c", "src/runtime/trace.c", "src/runtime/wsc.c", "src/runtime/sandbox.c", "src/runtime/extfn.c"},  -- src/sources.mk: SPI LOG VALUES RUNTIME
       incdirs = {"src/spi", "src/runtime", "src/host", "src/native"},
       libraries = {"lua5.4", "pthread", "dl"},
       defines = {},
     },
     ["lwsp.host"] = {
-      sources = {"src/spi/platform.c", "src/spi/map.c", "src/spi/text.c", "src/spi/netev.c", "src/runtime/common.c", "src/host/link.c", "src/host/host.c", "src/host/exports.c", "src/host/api.c", "src/host/catalog.c", "src/host/objects.c", "src/host/kernel.c", "src/host/overlapped.c", "src/host/extension.c", "src/host/capi.c", "src/testkit/probe.c", "src/testkit/bench.c", "src/testkit/fault.c"},  -- src/sources.mk: SPI VALUES HOST TESTKIT
+      sources = {"src/spi/platform.c", "src/spi/registry.c", "src/spi/map.c", "src/spi/text.c", "src/spi/netev.c", "src/runtime/common.c", "src/host/link.c", "src/host/host.c", "src/host/exports.c", "src/host/api.c", "src/host/catalog.c", "src/host/objects.c", "src/host/kernel.c", "src/host/overlapped.c", "src/host/extension.c", "src/host/capi.c", "src/testkit/probe.c", "src/testkit/bench.c", "src/testkit/fault.c"},  -- src/sources.mk: SPI VALUES HOST TESTKIT
       incdirs = {"src/spi", "src/runtime", "src/host", "src/native"},
       libraries = {"lua5.4", "pthread", "dl"},
       defines = {"LWSP_HOST_MODULE"},
@@ -42,7 +42,7 @@ build = {
     ["wsp.test"] = "lua/wsp/test.lua",
     ["wsp.memnet"] = "lua/wsp/memnet.lua",
     lwsp_native = {
-      sources = {"src/spi/platform.c", "src/spi/map.c", "src/spi/text.c", "src/spi/netev.c", "src/spi/log.c", "src/native/native.c", "src/native/native_wsp.c", "src/native/native_ext.c", "src/native/native_os_ext.c", "src/native/native_os.c"},  -- src/sources.mk: SPI LOG NATIVE NATIVE_POSIX
+      sources = {"src/spi/platform.c", "src/spi/registry.c", "src/spi/map.c", "src/spi/text.c", "src/spi/netev.c", "src/spi/log.c", "src/native/native.c", "src/native/native_wsp.c", "src/native/native_ext.c", "src/native/native_os_ext.c", "src/native/native_os.c"},  -- src/sources.mk: SPI LOG NATIVE NATIVE_POSIX
       incdirs = {"src/spi", "src/runtime", "src/host", "src/native"},
       libraries = {"pthread", "dl"},
     },
@@ -51,19 +51,19 @@ build = {
     mingw32 = {
       modules = {
         lwsp = {
-          sources = {"src/spi/platform.c", "src/spi/map.c", "src/spi/text.c", "src/spi/netev.c", "src/spi/log.c", "src/runtime/common.c", "src/runtime/lwsp.c", "src/runtime/sockets.c", "src/runtime/calls.c", "src/runtime/budget.c", "src/runtime/match.c", "src/runtime/dispatch.c", "src/runtime/dispatch_io.c", "src/runtime/upcalls.c", "src/runtime/module.c", "src/runtime/view.c", "src/runtime/pending.c", "src/runtime/events.c", "src/runtime/lower.c", "src/runtime/poller.c", "src/runtime/trace.c", "src/runtime/wsc.c", "src/runtime/sandbox.c", "src/runtime/extfn.c"},  -- src/sources.mk: SPI LOG VALUES RUNTIME
+          sources = {"src/spi/platform.c", "src/spi/registry.c", "src/spi/map.c", "src/spi/text.c", "src/spi/netev.c", "src/spi/log.c", "src/runtime/common.c", "src/runtime/lwsp.c", "src/runtime/sockets.c", "src/runtime/calls.c", "src/runtime/budget.c", "src/runtime/match.c", "src/runtime/dispatch.c", "src/runtime/dispatch_io.c", "src/runtime/upcalls.c", "src/runtime/module.c", "src/runtime/view.c", "src/runtime/pending.c", "src/runtime/events.c", "src/runtime/lower.c", "src/runtime/entries.c", "src/runtime/poller.c", "src/runtime/trace.c", "src/runtime/wsc.c", "src/runtime/sandbox.c", "src/runtime/extfn.c"},  -- src/sources.mk: SPI LOG VALUES RUNTIME
           incdirs = {"src/spi", "src/runtime", "src/host", "src/native"},
           libraries = {"ws2_32"},
           defines = {"__USE_MINGW_ANSI_STDIO=1"},
         },
         ["lwsp.host"] = {
-          sources = {"src/spi/platform.c", "src/spi/map.c", "src/spi/text.c", "src/spi/netev.c", "src/runtime/common.c", "src/host/link.c", "src/host/host.c", "src/host/exports.c", "src/host/api.c", "src/host/catalog.c", "src/host/objects.c", "src/host/kernel.c", "src/host/overlapped.c", "src/host/extension.c", "src/host/capi.c", "src/testkit/probe.c", "src/testkit/bench.c", "src/testkit/fault.c"},  -- src/sources.mk: SPI VALUES HOST TESTKIT
+          sources = {"src/spi/platform.c", "src/spi/registry.c", "src/spi/map.c", "src/spi/text.c", "src/spi/netev.c", "src/runtime/common.c", "src/host/link.c", "src/host/host.c", "src/host/exports.c", "src/host/api.c", "src/host/catalog.c", "src/host/objects.c", "src/host/kernel.c", "src/host/overlapped.c", "src/host/extension.c", "src/host/capi.c", "src/testkit/probe.c", "src/testkit/bench.c", "src/testkit/fault.c"},  -- src/sources.mk: SPI VALUES HOST TESTKIT
           incdirs = {"src/spi", "src/runtime", "src/host", "src/native"},
           libraries = {"ws2_32", "user32"},
           defines = {"__USE_MINGW_ANSI_STDIO=1", "LWSP_HOST_MODULE"},
         },
         lwsp_native = {
-          sources = {"src/spi/platform.c", "src/spi/map.c", "src/spi/text.c", "src/spi/netev.c", "src/spi/log.c", "src/native/native.c", "src/native/native_wsp.c", "src/native/native_ext.c", "src/native/native_os_ext.c", "src/native/native_os_win.c"},  -- src/sources.mk: SPI LOG NATIVE NATIVE_WIN
+          sources = {"src/spi/platform.c", "src/spi/registry.c", "src/spi/map.c", "src/spi/text.c", "src/spi/netev.c", "src/spi/log.c", "src/native/native.c", "src/native/native_wsp.c", "src/native/native_ext.c", "src/native/native_os_ext.c", "src/native/native_os_win.c"},  -- src/sources.mk: SPI LOG NATIVE NATIVE_WIN
           incdirs = {"src/spi", "src/runtime", "src/host", "src/native"},
           libraries = {"ws2_32"},
           defines = {"__USE_MINGW_ANSI_STDIO=1"},

@@ -8,7 +8,7 @@
 #   the native base provider (lwsp_native): SPI LOG NATIVE NATIVE_POSIX or NATIVE_WIN
 #   the preload library (liblwsp_preload.so): PRELOAD
 SPI_SRCS = \
-  src/spi/platform.c \
+  src/spi/platform.c src/spi/registry.c \
   src/spi/map.c \
   src/spi/text.c \
   src/spi/netev.c
@@ -28,7 +28,7 @@ RUNTIME_SRCS = \
   src/runtime/view.c \
   src/runtime/pending.c \
   src/runtime/events.c \
-  src/runtime/lower.c \
+  src/runtime/lower.c src/runtime/entries.c \
   src/runtime/poller.c \
   src/runtime/trace.c \
   src/runtime/wsc.c \

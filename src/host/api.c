@@ -696,3 +696,20 @@ LWSP_EXPORT int luaopen_lwsp_host(lua_State *L) {
   }
   return 1;
 }
+
+/* A socket WSPSocket of p just returned: the host's, once p registered it
+ * (WPUCreateSocketHandle or WPUModifyIFSHandle); a handle p never registered
+ * is logged and closed, and 0 returned. */
+int host_claim_socket(lua_State *L, hprov *p, SOCKET s) {
+  hsock *hs;
+  INT e2 = 0;
+  lwsp_mutex_lock(&host_lock);
+  hs = host_sock(s);
+  if (hs && !hs->prov) hs->prov = p;
+  lwsp_mutex_unlock(&host_lock);
+  if (hs && hs->prov == p) return 1;
+  lwsp_log("host", "WSPSocket returned handle %llu, which its provider never registered with the host",
+           (unsigned long long)s);
+  HCALL(L, p, WSPCloseSocket, s, &e2, s, &e2);
+  return 0;
+}

@@ -768,35 +768,3 @@ int host_cleanup_all(int close_sockets) {
   }
   return n;
 }
-
-/* A socket WSPSocket of p just returned: the host's, once p registered it
- * (WPUCreateSocketHandle or WPUModifyIFSHandle); a handle p never registered
- * is logged and closed, and 0 returned. */
-int host_claim_socket(lua_State *L, hprov *p, SOCKET s) {
-  hsock *hs;
-  INT e2 = 0;
-  lwsp_mutex_lock(&host_lock);
-  hs = host_sock(s);
-  if (hs && !hs->prov) hs->prov = p;
-  lwsp_mutex_unlock(&host_lock);
-  if (hs && hs->prov == p) return 1;
-  lwsp_log("host", "WSPSocket returned handle %llu, which its provider never registered with the host",
-           (unsigned long long)s);
-  HCALL(L, p, WSPCloseSocket, s, &e2, s, &e2);
-  return 0;
-}
-
-/* The metatable mt of the host's objects: gc at collection and at the close
- * of a to-be-closed variable, methods as __index. */
-void host_class(lua_State *L, const char *mt, lua_CFunction gc, const luaL_Reg *methods) {
-  if (luaL_newmetatable(L, mt)) {
-    lua_pushcfunction(L, gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, gc);
-    lua_setfield(L, -2, "__close");
-    lua_newtable(L);
-    luaL_setfuncs(L, methods, 0);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
-}

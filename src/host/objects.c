@@ -348,3 +348,18 @@ int lwsp_hostobj_open(lua_State *L) {
   luaL_setfuncs(L, fns, 0);
   return 0;
 }
+
+/* The metatable mt of the host's objects: gc at collection and at the close
+ * of a to-be-closed variable, methods as __index. */
+void host_class(lua_State *L, const char *mt, lua_CFunction gc, const luaL_Reg *methods) {
+  if (luaL_newmetatable(L, mt)) {
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__close");
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+}

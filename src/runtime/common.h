@@ -116,6 +116,7 @@ int lwsp_registry_set_root(const char *root, char *err, size_t errlen);
 int lwsp_registry_config(const GUID *id, char **out, char *err, size_t errlen);
 int lwsp_registry_set_config(const GUID *id, const char *text, int view, char *err, size_t errlen);
 #ifdef _WIN32
+int lwsp_utf8_to_wide(const char *s, WCHAR *out, size_t n);   /* 0 if it does not fit in n units */
 int lwsp_elevated(void);                       /* the process's token is elevated */
 #else
 int lwsp_mkdirs(const char *dir);              /* mkdir -p; 1 on success */

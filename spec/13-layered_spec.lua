@@ -43,20 +43,7 @@ local function recv_all(s, n)
   return table.concat(parts)
 end
 
--- What arrives on s within the time given (it may be short: a failing spec
--- ends instead of waiting forever).
-local function recv_within(s, n, seconds)
-  local parts, got, deadline = {}, 0, os.time() + seconds
-  while got < n and os.time() <= deadline do
-    if host.select({s}, nil, nil, 1) > 0 then
-      local data = assert(host.recv(s, 65536))
-      if data == "" then break end
-      parts[#parts + 1] = data
-      got = got + #data
-    end
-  end
-  return table.concat(parts)
-end
+local recv_within = H.recv_within
 
 describe("layered providers over the native base", function()
   before_each(setup)

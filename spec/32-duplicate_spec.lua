@@ -14,19 +14,7 @@ local function from_info(info)
 end
 
 -- What arrives on s within a few seconds (a failing spec ends instead of hanging).
-local function recv_some(s, n)
-  local parts, got = {}, 0
-  for _ = 1, 50 do
-    if got >= n then break end
-    if host.select({s}, nil, nil, 0.1) > 0 then
-      local data = assert(host.recv(s, 65536))
-      if data == "" then break end
-      parts[#parts + 1] = data
-      got = got + #data
-    end
-  end
-  return table.concat(parts)
-end
+local function recv_some(s, n) return H.recv_within(s, n, 5) end
 
 local installs = {
   memnet = function()

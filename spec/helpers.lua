@@ -120,6 +120,21 @@ function H.logs(since)
   return (lwsp.log_lines(since))
 end
 
+--- What arrives on s (up to n bytes) within the seconds given: a failing
+-- spec ends instead of waiting forever.
+function H.recv_within(s, n, seconds)
+  local parts, got, deadline = {}, 0, os.time() + seconds
+  while got < n and os.time() <= deadline do
+    if host.select({s}, nil, nil, 1) > 0 then
+      local data = assert(host.recv(s, 65536))
+      if data == "" then break end
+      parts[#parts + 1] = data
+      got = got + #data
+    end
+  end
+  return table.concat(parts)
+end
+
 --- The first log line since mark matching a Lua pattern, or nil.
 function H.find_log(since, pattern, plain)
   for _, line in ipairs(H.logs(since)) do

@@ -212,12 +212,14 @@ int lwsp_registry_each(int view, void (*fn)(const char *guid, const char *path, 
   RegCloseKey(key);
   return 1;
 }
-static void on_failure_name(const GUID *id, WCHAR *name) {
+/* The name of a value beside id's script: "{GUID}<suffix>" ("" for the script's own). */
+static void value_name(const GUID *id, const char *suffix, WCHAR *name) {
   char g[39], n[64];
   lwsp_guid_format(id, g);
-  snprintf(n, sizeof n, "%s.on-failure", g);
+  snprintf(n, sizeof n, "%s%s", g, suffix);
   lwsp_utf8_to_wide(n, name, 64);
 }
+static void on_failure_name(const GUID *id, WCHAR *name) { value_name(id, ".on-failure", name); }
 int lwsp_registry_on_failure(const GUID *id) {
   WCHAR name[64], val[32];
   DWORD size = sizeof val;
@@ -249,12 +251,7 @@ int lwsp_registry_set_on_failure(const GUID *id, int passthrough, int view, char
 }
 /* A provider's configuration: the value "{GUID}.config" beside its script's
  * (the hive WSPStartup takes the script from), a Lua table literal. */
-static void config_name(const GUID *id, WCHAR *name) {
-  char g[39], n[64];
-  lwsp_guid_format(id, g);
-  snprintf(n, sizeof n, "%s.config", g);
-  lwsp_utf8_to_wide(n, name, 64);
-}
+static void config_name(const GUID *id, WCHAR *name) { value_name(id, ".config", name); }
 int lwsp_registry_config(const GUID *id, char **out, char *err, size_t errlen) {
   WCHAR script[40], name[64], *w;
   char g[39];

@@ -616,4 +616,24 @@ return P
                         over = H.base(), name = "calls down"}
     ends_soon(r, "calls down")
   end)
+
+  -- A run spends almost all its time below it: the watchdog finds it in a
+  -- call down at nearly every look, and must still count it as one run.
+  it("a loop of calls down that each take long ends after budget / 1,000 of them", function()
+    local slow = H.provider([[
+local wsp = require "wsp"
+return {
+  socket = function(s, af, type) s.type = type; return true end,
+  getsockopt = function(s)
+    local t = os.clock() + 0.004
+    while os.clock() < t do end
+    return s.type
+  end,
+  closesocket = function() return true end,
+}
+]])
+    local r = H.layered{script = H.script(looping("s.low:getsockopt(s.lh, wsp.SOL_SOCKET, wsp.SO_TYPE)", true)),
+                        over = slow, name = "slow calls down"}
+    ends_soon(r, "slow calls down")
+  end)
 end)

@@ -169,13 +169,22 @@ rt_budget_saved rt_budget_release(lwsp_inst *I) {
   s.armed = __atomic_load_n(&I->wd_hooked, __ATOMIC_ACQUIRE) == s.seq;
   s.condemned = I->wd_condemned;
   s.limited = I->limited;
+  __atomic_store_n(&I->wd_parked, s.seq, __ATOMIC_SEQ_CST);
   __atomic_store_n(&I->wd_seq, 0, __ATOMIC_RELEASE);
   __atomic_store_n(&I->wd_co, NULL, __ATOMIC_RELEASE);
   return s;
 }
 
 void rt_budget_relocked(lwsp_inst *I, rt_budget_saved s) {
+  uint32_t parked;
   if (!s.mine) return;
+  parked = s.seq;
+  __atomic_compare_exchange_n(&I->wd_parked, &parked, 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+  if (!s.armed && s.seq && __atomic_load_n(&I->wd_pending, __ATOMIC_SEQ_CST) == s.seq) {
+    s.armed = 1;   /* found long while it was below: armed now, as the watchdog would have */
+    s.left = __atomic_load_n(&I->wd_budget, __ATOMIC_ACQUIRE);
+    if (!s.left) s.armed = 0;
+  }
   if (s.armed && !s.condemned && (s.left -= CALL_CHARGE) <= 0) s.condemned = 1;   /* rt_budget_charge's rule */
   I->wd_condemned = s.condemned;
   I->limited = s.limited;
@@ -214,15 +223,25 @@ void rt_budget_close(lwsp_inst *I, lua_State *co, int condemned) {
   I->limited = outer;
 }
 
-/* One look at an instance: a run that has lasted since the last look gets the count hook. */
+/* One look at an instance: a run that has lasted since the last look gets
+ * the count hook.  A run inside a call down (its lock released, wd_seq 0) is
+ * still the run it was: seen through wd_parked, so a run that spends nearly
+ * all its time below it is found long like any other, and armed when it
+ * comes back (wd_pending, taken up by rt_budget_relocked). */
 static void look(lwsp_inst *I) {
-  uint32_t seq;
+  uint32_t seq, cur;
   lua_State *co;
   long budget = __atomic_load_n(&I->wd_budget, __ATOMIC_ACQUIRE);
   if (!budget) return;
   seq = __atomic_load_n(&I->wd_seq, __ATOMIC_SEQ_CST);
-  if (seq != I->wd_seen) { I->wd_seen = seq; return; }   /* runs began or ended since */
-  if (!seq || I->wd_armed == seq) return;                /* no run, or this run has its hook */
+  cur = seq ? seq : __atomic_load_n(&I->wd_parked, __ATOMIC_SEQ_CST);
+  if (cur != I->wd_seen) { I->wd_seen = cur; return; }   /* runs began or ended since */
+  if (!cur || I->wd_armed == cur) return;                /* no run, or this run has its hook */
+  if (__atomic_load_n(&I->wd_hooked, __ATOMIC_SEQ_CST) == cur) return;   /* armed on its way back up */
+  if (!seq) {   /* below: armed when it comes back (or at the next look, if it came back already) */
+    __atomic_store_n(&I->wd_pending, cur, __ATOMIC_SEQ_CST);
+    return;
+  }
   __atomic_store_n(&wd_busy, I, __ATOMIC_SEQ_CST);
   __atomic_store_n(&I->wd_left, budget, __ATOMIC_RELAXED);
   __atomic_store_n(&I->wd_hooked, seq, __ATOMIC_SEQ_CST);

@@ -78,6 +78,8 @@ typedef struct lwsp_inst {
   uint32_t wd_ids;               /* with the lock: numbers the runs (wd_seq is the current one's, 0: none) */
   uint32_t wd_hooked;            /* the run the watchdog armed: its coroutines get the hook at once */
   long wd_left;                  /* instructions the armed run has left */
+  uint32_t wd_parked;            /* a run inside a call down (its wd_seq kept aside), or 0 */
+  uint32_t wd_pending;           /* the parked run the watchdog found long: armed when it comes back */
   int wd_condemned;              /* with the lock: the run has spent its budget */
   /* Who is inside (with lock).  Every thread that is in the instance in any
    * form -- a call from WSPStartup's table (its handler running, calling down

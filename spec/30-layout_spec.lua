@@ -152,3 +152,44 @@ describe("what each build product carries #posix #subprocess", function()
     assert.is_true(seen > 0, "no architecture has both lwsp.dll and lwsp_native.dll")
   end)
 end)
+
+-- The shape of the tree: short files, short functions.  A function over 80
+-- lines carries its reason in the comment above it, on a line that starts
+-- with "Long:".
+local MAX_FILE, MAX_FUNCTION = 800, 80
+
+local functions = dofile(H.root .. "/tools/shape.lua").functions
+
+describe("the source tree's shape #posix #subprocess", function()
+  local files = {}
+  for f in sh("find src -name '*.c' -o -name '*.h' | sort"):gmatch("[^\n]+") do files[#files + 1] = f end
+
+  it("has no file over 800 lines", function()
+    assert.is_true(#files > 20)
+    for _, f in ipairs(files) do
+      local n = select(2, read(f):gsub("\n", ""))
+      assert.is_true(n <= MAX_FILE, f .. " has " .. n .. " lines")
+    end
+  end)
+
+  it("has no function over 80 lines without a reason above it (a line starting Long:)", function()
+    local seen, long = 0, {}
+    for _, f in ipairs(files) do
+      if f:match("%.c$") then
+        for _, fn in ipairs(functions(read(f))) do
+          seen = seen + 1
+          if fn[3] > MAX_FUNCTION and not fn[4] then long[#long + 1] = ("%s:%d %s (%d lines)"):format(f, fn[2], fn[1], fn[3]) end
+        end
+      end
+    end
+    assert.is_true(seen > 500, seen .. " functions found: the reader has lost its way")
+    assert.are.same({}, long)
+  end)
+
+  it("finds a long function, and takes a reason for it", function()
+    local body = ("  x = x + 1;\n"):rep(MAX_FUNCTION)
+    local got = functions("static int f(int x,\n  int y) {\n" .. body .. "}\n/* short */\nint g(void) { return 0; }\n"
+      .. "/* Why:\n * Over 80 lines: one switch over every code.\n */\nint h(void) {\n  const char *s = \"{\";\n" .. body .. "}\n")
+    assert.are.same({{"f", 1, MAX_FUNCTION + 3, false}, {"g", MAX_FUNCTION + 5, 1, false}, {"h", MAX_FUNCTION + 9, MAX_FUNCTION + 3, true}}, got)
+  end)
+end)

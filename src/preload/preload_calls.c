@@ -63,6 +63,48 @@ EXPORT int socket(int domain, int type, int protocol) {
 
 static int nonblocking(int fd) { return (r_fcntl(fd, F_GETFL) & O_NONBLOCK) != 0; }
 
+/* A non-blocking connect: the chain's connect runs on a thread of its own
+ * (pl_connector), and the application's end does not poll writable until it
+ * ends (its send buffer filled meanwhile).  EINPROGRESS, as the kernel's. */
+static int connect_nonblocking(int fd, lsock *l, const struct sockaddr_storage *to, socklen_t len) {
+  int rc;
+  {
+    int small = 1;     /* the kernel's minimum */
+    char junk[256];
+    socklen_t sl = sizeof l->sndbuf;
+    if (r_getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &l->sndbuf, &sl) < 0) l->sndbuf = 0;
+    l->appdup = r_fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    r_setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    memset(junk, 0, sizeof junk);
+    for (;;) {
+      ssize_t n = r_send(fd, junk, sizeof junk, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n <= 0) break;
+      l->fill += (int)n;
+    }
+  }
+  conn_job *j = calloc(1, sizeof *j);
+  if (!j) { pl_release(l); errno = ENOMEM; return -1; }
+  j->l = l;
+  j->to = *to;
+  j->len = (int)len;
+  pthread_mutex_lock(&l->mu);
+  l->refs++;
+  pthread_mutex_unlock(&l->mu);
+  {
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setstacksize(&a, 256 * 1024);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    rc = pthread_create(&t, &a, pl_connector, j);
+    pthread_attr_destroy(&a);
+    if (rc) { free(j); pl_release(l); pl_release(l); errno = EAGAIN; return -1; }
+  }
+  pl_release(l);
+  errno = EINPROGRESS;
+  return -1;
+}
+
 EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len) {
   lsock *l;
   struct sockaddr_storage to;
@@ -71,7 +113,6 @@ EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len) {
   if (pl_inside || pl_foreign_fd(fd) || !(l = pl_get(fd))) return r_connect(fd, sa, len);
   if (pl_to_win(sa, len, &to) < 0) {
     pl_release(l);
-    if (sa && len >= sizeof(sa_family_t) && sa->sa_family == AF_UNSPEC) { errno = EAFNOSUPPORT; return -1; }
     errno = EAFNOSUPPORT;
     return -1;
   }
@@ -110,43 +151,7 @@ EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len) {
     pl_release(l);
     return rc < 0 ? pl_fail_wsa(err) : 0;
   }
-  /* non-blocking: the application's end does not poll writable until the
-   * chain's connect ends */
-  {
-    int small = 1;     /* the kernel's minimum */
-    char junk[256];
-    socklen_t sl = sizeof l->sndbuf;
-    if (r_getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &l->sndbuf, &sl) < 0) l->sndbuf = 0;
-    l->appdup = r_fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    r_setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
-    memset(junk, 0, sizeof junk);
-    for (;;) {
-      ssize_t n = r_send(fd, junk, sizeof junk, MSG_DONTWAIT | MSG_NOSIGNAL);
-      if (n <= 0) break;
-      l->fill += (int)n;
-    }
-  }
-  conn_job *j = calloc(1, sizeof *j);
-  if (!j) { pl_release(l); errno = ENOMEM; return -1; }
-  j->l = l;
-  j->to = to;
-  j->len = (int)len;
-  pthread_mutex_lock(&l->mu);
-  l->refs++;
-  pthread_mutex_unlock(&l->mu);
-  {
-    pthread_t t;
-    pthread_attr_t a;
-    pthread_attr_init(&a);
-    pthread_attr_setstacksize(&a, 256 * 1024);
-    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    rc = pthread_create(&t, &a, pl_connector, j);
-    pthread_attr_destroy(&a);
-    if (rc) { free(j); pl_release(l); pl_release(l); errno = EAGAIN; return -1; }
-  }
-  pl_release(l);
-  errno = EINPROGRESS;
-  return -1;
+  return connect_nonblocking(fd, l, &to, len);
 }
 
 EXPORT int bind(int fd, const struct sockaddr *sa, socklen_t len) {

@@ -55,6 +55,28 @@ static void watch_ready(lwsp_lower *low, lwatch *w, int dir) {
   }
 }
 
+/* Wakes the waiter registered at low->regs[i] and drops its registration
+ * (the last one takes its place). */
+static void wake_reg(lwsp_inst *I, lwsp_lower *low, size_t i) {
+  lua_pushfstring(I->L, "%c%I", low->regs[i].dir ? 'w' : 'r', (lua_Integer)low->regs[i].h);
+  rt_wake(I, I->L, -1);
+  lua_pop(I->L, 1);
+  low->regs[i] = low->regs[--low->nregs];
+}
+
+/* The lower WSPSelect failed: a socket was closed meanwhile.  Wakes and drops
+ * the waiters on what the lower layer no longer knows. */
+static void drop_closed(lwsp_inst *I, lwsp_lower *low) {
+  for (size_t i = 0; i < low->nregs;) {
+    int opt = 0, len = 4;
+    INT e2 = 0, r2;
+    SOCKET h = low->regs[i].h;
+    DOWN(I, r2 = low->procs.lpWSPGetSockOpt(h, SOL_SOCKET, SO_TYPE, (char *)&opt, &len, &e2));
+    if (r2 == SOCKET_ERROR && e2 == WSAENOTSOCK) wake_reg(I, low, i);
+    else i++;
+  }
+}
+
 int rt_lower_poll(lwsp_inst *I, long max_ms) {
   int polled = 0;
   for (lwsp_lower *low = I->lowers; low; low = low->next) {
@@ -99,21 +121,7 @@ int rt_lower_poll(lwsp_inst *I, long max_ms) {
       for (unsigned k = 0; k < xs.fd_count; k++)
         if (!lwsp_fd_isset(xs.fd_array[k], &ws) && ws.fd_count < WSP_FD_SETSIZE) ws.fd_array[ws.fd_count++] = xs.fd_array[k];
     if (rc == SOCKET_ERROR) {
-      /* a socket closed meanwhile: drop what the lower layer no longer knows */
-      for (size_t i = 0; i < low->nregs;) {
-        int opt = 0, len = 4;
-        INT e2 = 0, r2;
-        SOCKET h = low->regs[i].h;
-        DOWN(I, r2 = low->procs.lpWSPGetSockOpt(h, SOL_SOCKET, SO_TYPE, (char *)&opt, &len, &e2));
-        if (r2 == SOCKET_ERROR && e2 == WSAENOTSOCK) {
-          lua_pushfstring(I->L, "%c%I", low->regs[i].dir ? 'w' : 'r', (lua_Integer)h);
-          rt_wake(I, I->L, -1);
-          lua_pop(I->L, 1);
-          low->regs[i] = low->regs[--low->nregs];
-        } else {
-          i++;
-        }
-      }
+      drop_closed(I, low);
       continue;
     }
     for (int dir = 0; dir < 2; dir++) {
@@ -121,14 +129,8 @@ int rt_lower_poll(lwsp_inst *I, long max_ms) {
       for (unsigned k = 0; k < s->fd_count; k++) {
         SOCKET h = s->fd_array[k];
         for (size_t i = 0; i < low->nregs;) {
-          if (low->regs[i].h == h && low->regs[i].dir == dir) {
-            lua_pushfstring(I->L, "%c%I", dir ? 'w' : 'r', (lua_Integer)h);
-            rt_wake(I, I->L, -1);
-            lua_pop(I->L, 1);
-            low->regs[i] = low->regs[--low->nregs];
-          } else {
-            i++;
-          }
+          if (low->regs[i].h == h && low->regs[i].dir == dir) wake_reg(I, low, i);
+          else i++;
         }
         for (size_t i = 0; i < low->nwatches; i++)
           if (low->watches[i].h == h && watch_wants(&low->watches[i], dir)) watch_ready(low, &low->watches[i], dir);

@@ -60,4 +60,4 @@ NATIVE_WIN_SRCS = \
   src/native/native_os_win.c
 # the preload library (Linux: real programs through the chain, docs/preload.md)
 PRELOAD_SRCS = \
-  src/preload/preload.c src/preload/preload_calls.c
+  src/preload/preload.c src/preload/preload_calls.c src/preload/preload_dns.c

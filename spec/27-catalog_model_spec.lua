@@ -328,6 +328,26 @@ describe("installing into the model's two catalogs", function()
     assert.same(before, m:state())
   end)
 
+  it("refuses a DLL that imports a DLL the system folder does not hold (the Lua module build needs lua54.dll)", function()
+    for _, which in ipairs{DLL, DLL32} do
+      local m = machine()
+      local before = m:state()
+      m.files[model.norm(which)].imports = {"lua54.dll"}
+      m:put(DIR .. "\\lua54.dll", {arch = 64})          -- beside it: not where another program's loader looks
+      m:put(DIR32 .. "\\lua54.dll", {arch = 32})
+      local r, err = install(m)
+      assert.is_nil(r)
+      assert.matches(("the test start of the %d%%-bit provider failed: "):format(which == DLL and 64 or 32)
+        .. which:gsub("%p", "%%%0") .. " imports lua54%.dll, which is not in C:\\Windows\\" .. (which == DLL and "System32" or "SysWOW64"), err)
+      assert.matches("provider build with Lua linked in", err, 1, true)
+      assert.matches("nothing was left installed", err)
+      assert.same(before, m:state())
+      -- in the system folder of that architecture it would be found
+      m:put(which == DLL and "C:\\Windows\\System32\\lua54.dll" or "C:\\Windows\\SysWOW64\\lua54.dll", {arch = which == DLL and 64 or 32})
+      assert(install(m))
+    end
+  end)
+
   it("installs on a 32-bit Windows (one catalog) with and without WSCInstallProviderAndChains", function()
     for _, and_chains in ipairs{true, false} do
       local m = machine{bits = 32}
@@ -523,6 +543,7 @@ describe("lwsp-catalog over the model", function()
     local m = model.new()
     m:put("C:\\Users\\bob\\Downloads\\x64\\lwsp.dll", {arch = 64})
     m:put("C:\\Users\\bob\\Downloads\\x64\\lua54.dll", {arch = 64})
+    m:put("C:\\Users\\bob\\Downloads\\x64\\lwsp_native.dll", {arch = 64})
     m:put("C:\\Users\\bob\\Downloads\\x86\\lwsp.dll", {arch = 32})
     m:put("C:\\Users\\bob\\meter.lua", {script = LAYER})
     m.files[model.norm("C:\\Users\\bob")].open = true
@@ -536,7 +557,10 @@ describe("lwsp-catalog over the model", function()
     assert.matches("in the 32%-bit catalog: layered entry %d+, chains tcp=%d+ udp=%d+", text)
     assert.equal(64, m:dll_arch(DIR .. "\\lwsp.dll"))
     assert.equal(32, m:dll_arch(DIR32 .. "\\lwsp.dll"))
-    assert.is_true(m:exists(DIR .. "\\lua54.dll"))
+    -- what ships: the native base beside the DLL, never lua54.dll (a provider that
+    -- needs it is refused whatever sits beside it)
+    assert.is_true(m:exists(DIR .. "\\lwsp_native.dll"))
+    assert.is_false(m:exists(DIR .. "\\lua54.dll"))
     assert.is_true(m:exists(DIR32 .. "\\lua\\wsp\\layered.lua"))
     for _, view in ipairs{64, 32} do
       for g, s in pairs(m.registry[view]) do assert.equal(DIR .. "\\meter.lua", s, g) end
@@ -571,7 +595,7 @@ describe("staging an install's files on this machine's file system", function()
     local sep = H.windows and "\\" or "/"
     local src = H.tmp .. sep .. "src"
     H.mkdir(src)
-    for _, name in ipairs{"lwsp.dll", "lua54.dll"} do
+    for _, name in ipairs{"lwsp.dll", "lua54.dll", "lwsp_native.dll"} do
       local f = assert(io.open(src .. sep .. name, "wb"))
       f:write("MZ" .. name)
       f:close()
@@ -583,7 +607,8 @@ describe("staging an install's files on this machine's file system", function()
     assert.equal(dir .. sep .. "lwsp.dll", r.dll)
     local function read(p) local f = assert(io.open(p, "rb")) local t = f:read("a") f:close() return t end
     assert.equal("MZlwsp.dll", read(r.dll))
-    assert.equal("MZlua54.dll", read(dir .. sep .. "lua54.dll"))
+    assert.equal("MZlwsp_native.dll", read(dir .. sep .. "lwsp_native.dll"))
+    assert.is_nil(io.open(dir .. sep .. "lua54.dll", "rb"))
     assert.equal(LAYER, read(r.script))
     for _, m in ipairs(catalog.MODULES) do
       assert.equal(read(H.root .. sep .. "lua" .. sep .. "wsp" .. sep .. m .. ".lua"),

@@ -357,25 +357,56 @@ describe("Windows' own catalog through lwsp.wsc", function()
     assert.equal(lwsp.wsc.insecure(H.tmp) == nil, why == nil)
   end)
 
-  it("test-starts the provider in a fresh process: the DLL by its full path, WSPStartup, a socket", function()
-    local exe = assert(lwsp.wsc.lua_exe())
+  -- the provider as it ships (tools/mingw-provider.sh) and the Lua module build beside lua.exe
+  local mingw = H.root .. "\\build\\mingw\\x86_64"
+
+  it("test-starts the provider as lwsp-catalog install stages it: Lua linked in, loaded by its full path, WSPStartup, a socket", function()
+    local b = catalog.wsc()
+    local dir = H.tmp .. "\\Program Files\\lwsp"
+    local st = assert(catalog.stage(b, {dll = mingw .. "\\provider\\lwsp.dll", dir = dir, script = H.script(LAYER)}))
+    -- what ships, and nothing of the module build: no lwsp\host.dll, no lua54.dll
+    assert.is_true(b:exists(dir .. "\\lwsp_native.dll"))
+    assert.is_true(b:exists(dir .. "\\lua\\wsp\\layered.lua"))
+    assert.is_false(b:exists(dir .. "\\lwsp\\host.dll"))
+    assert.is_false(b:exists(dir .. "\\lua54.dll"))
+    assert.same({}, (catalog.import_problems(b, st.dll, 64)))
     local guid = lwsp.guid()
-    local script = H.script(LAYER)
     -- no mapping yet: the start fails and says so
-    local mods = H.root .. "\\lua"
-    local ok, err = catalog.test_start(exe, lwsp.path(), guid, mods)
+    local ok, err = b:test_start(64, st.dll, guid)
     assert.is_nil(ok)
     assert.matches("no socket through the layer: WSAEPROVIDERFAILEDINIT", err)
-    assert(lwsp.registry.set(guid, script))
-    ok, err = catalog.test_start(exe, lwsp.path(), guid, mods)
+    assert(lwsp.registry.set(guid, st.script))
+    ok, err = b:test_start(64, st.dll, guid)
     lwsp.registry.remove(guid)
     assert.is_true(ok, err)
     -- a script that raises at load time fails the start
     local bad = lwsp.guid()
     assert(lwsp.registry.set(bad, H.script("error('broken script')")))
-    ok, err = catalog.test_start(exe, lwsp.path(), bad, mods)
+    ok, err = b:test_start(64, st.dll, bad)
     lwsp.registry.remove(bad)
     assert.is_nil(ok)
     assert.matches("WSAEPROVIDERFAILEDINIT", err)
+  end)
+
+  it("refuses a DLL whose dependency is missing from where other programs look (the module build, lua54.dll), which lua.exe alone would pass", function()
+    local b = catalog.wsc()
+    local dir = H.tmp .. "\\module build"
+    for _, f in ipairs{"lwsp.dll", "lwsp\\host.dll", "lwsp_native.dll"} do assert(b:copy_file(mingw .. "\\" .. f, dir .. "\\" .. f)) end
+    for _, m in ipairs(catalog.MODULES) do
+      assert(b:copy_file(H.root .. "\\lua\\wsp\\" .. m .. ".lua", dir .. "\\lua\\wsp\\" .. m .. ".lua"))
+    end
+    assert.is_false(b:exists(dir .. "\\lua54.dll"))
+    assert.same({"lua54.dll"}, (catalog.import_problems(b, dir .. "\\lwsp.dll", 64)))
+    local guid = lwsp.guid()
+    assert(lwsp.registry.set(guid, H.script(LAYER)))
+    -- a lua.exe process has lua54.dll loaded already: started there, the DLL works
+    local ok, err = catalog.test_start(lwsp.wsc.lua_exe(), dir .. "\\lwsp.dll", guid)
+    assert.is_true(ok, err)
+    -- the install's test start refuses it, saying why
+    ok, err = b:test_start(64, dir .. "\\lwsp.dll", guid)
+    lwsp.registry.remove(guid)
+    assert.is_nil(ok)
+    assert.matches(dir .. "\\lwsp.dll imports lua54.dll, which is not in " .. os.getenv("SystemRoot"), err, 1, true)
+    assert.matches("provider build with Lua linked in", err, 1, true)
   end)
 end)

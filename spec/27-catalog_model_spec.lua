@@ -576,6 +576,95 @@ describe("lwsp-catalog over the model", function()
     assert.same({0, "nothing to repair"}, {run(m, {"repair"})})
   end)
 
+  -- The command lines README documents, read from README itself: a drift
+  -- between them and what lwsp-catalog takes fails here.
+  local function read(path)
+    local f = assert(io.open(H.root .. "/" .. path, "rb"))
+    local t = f:read("a")
+    f:close()
+    return t
+  end
+  local function commands(block)
+    local out = {}
+    block = block:gsub("%s*%^\n%s*", " ")          -- cmd.exe's line continuation
+    for line in block:gmatch("[^\n]+") do
+      local words = {}
+      for w in line:gmatch("%S+") do words[#words + 1] = w end
+      if words[2] == "bin\\lwsp-catalog" then out[#out + 1] = {exe = words[1], argv = {table.unpack(words, 3)}} end
+    end
+    return out
+  end
+  local function readme_commands()
+    local section = assert(read("README.md"):match("\n### Install a provider, watch it, remove it\n(.-)\n##"))
+    return commands(assert(section:match("```bat\n(.-)```"))), section
+  end
+
+  it("runs README's install, list, check, remove and repair command lines as written", function()
+    local cmds = readme_commands()
+    local verbs = {}
+    for i, c in ipairs(cmds) do verbs[i] = c.argv[1] end
+    assert.same({"install", "list", "check", "remove", "repair"}, verbs)
+    -- the files they name from the checkout are there
+    assert.truthy(io.open(H.root .. "/bin/lwsp-catalog", "rb"))
+    local install = cmds[1].argv
+    local opt = {}
+    for i = 3, #install - 1 do if install[i]:match("^%-%-") then opt[install[i]] = install[i + 1] end end
+    assert.truthy(io.open(H.root .. "/" .. install[2]:gsub("\\", "/"), "rb"), install[2])
+    -- the provider as it ships, for each architecture, and a machine to install it on
+    assert.matches("\\provider\\lwsp%.dll$", opt["--dll"])
+    assert.matches("\\provider\\lwsp%.dll$", opt["--dll32"])
+    local m = model.new()
+    for dll, arch in pairs{[opt["--dll"]] = 64, [opt["--dll32"]] = 32} do
+      local dir = dll:match("^(.*)\\")
+      m:put(dll, {arch = arch})
+      m:put(dir .. "\\lwsp_native.dll", {arch = arch})
+      for _, mod in ipairs(catalog.MODULES) do m:put(dir .. "\\lua\\wsp\\" .. mod .. ".lua", {script = "return {}"}) end
+    end
+    m:put(install[2], {script = LAYER})
+    for _, c in ipairs(cmds) do
+      local status, text = run(m, c.argv)
+      assert.equal(0, status, table.concat(c.argv, " ") .. ": " .. text)
+      if c.argv[1] == "install" then
+        for _, view in ipairs{64, 32} do
+          local dir = view == 64 and DIR or DIR32
+          assert.equal(view, m:dll_arch(dir .. "\\lwsp.dll"))
+          assert.is_true(m:exists(dir .. "\\lwsp_native.dll"))
+          assert.is_true(m:exists(dir .. "\\lua\\wsp\\layered.lua"))
+          for _, script in pairs(m.registry[view]) do assert.equal(DIR .. "\\meter.lua", script) end
+        end
+        assert.matches("in the 32%-bit catalog: layered entry %d+, chains tcp=%d+ udp=%d+", text)
+      elseif c.argv[1] == "list" then
+        assert.matches("64%-bit: {[%x-]+}  lwsp meter", text)
+        assert.matches("32%-bit: {[%x-]+}  lwsp meter", text)
+      elseif c.argv[1] == "check" then
+        assert.equal("the catalog is consistent", text)
+      elseif c.argv[1] == "remove" then
+        assert.same({}, problems(m))
+        for _, view in ipairs{64, 32} do assert.same({}, m.registry[view]) end
+      end
+    end
+  end)
+
+  it("documents the same command in bin/lwsp-catalog, and the options it takes in docs/api.md and README", function()
+    local cmds, section = readme_commands()
+    local bin = commands((assert(read("bin/lwsp-catalog"):match("^(.-)\nlocal ")):gsub("\n%-%- *", "\n")))
+    assert.same(cmds[1], bin[1])
+    assert.equal("install", bin[1].argv[1])
+    -- the options install takes: USAGE's, and no others
+    local function options(text)
+      local t = {}
+      for o in text:gmatch("`%-%-([%w%-]+)") do t[o] = true end
+      for o in text:gmatch("%[%-%-([%w%-]+)") do t[o] = true end
+      return t
+    end
+    local api = assert(read("docs/api.md"):match("\n`lwsp%-catalog install SCRIPT (.-)`list`"))
+    assert.same(catalog.OPTIONS, options(api))
+    assert.same(catalog.OPTIONS, options(assert(section:match("\n`install SCRIPT` takes (.-)\n\n"))))
+    local status, text = run(model.new(), {"install", "x.lua", "--frobnicate", "1"})
+    assert.equal(2, status)
+    assert.matches("unknown option --frobnicate", text, 1, true)
+  end)
+
   it("refuses an in-place install from a folder users can change, and check exits 1 on a broken catalog", function()
     local m = machine()
     m:put("C:\\lwsp\\meter.lua", {script = LAYER})

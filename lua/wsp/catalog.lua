@@ -1179,7 +1179,10 @@ an administrator.  install copies the DLLs, lwsp's modules and the script to
 --to (default %ProgramFiles%\lwsp, the 32-bit DLL to --to32, default
 %ProgramFiles(x86)%\lwsp; lwsp's Lua modules from --modules, default beside
 this module) unless --in-place, and refuses files that non-administrators can
-change.  --lua32: the i686 lua.exe for the 32-bit test start.  --category:
+change.  --dll: default provider\lwsp.dll beside the lwsp module that runs
+(the provider as it ships, Lua linked in; a DLL importing what the system
+folder lacks, as the module build's lua54.dll, is refused).  --lua32: the
+i686 lua.exe for the 32-bit test start.  --category:
 LSP categories (inspector, redirector, proxy, firewall, inbound_modify,
 outbound_modify, crypto_compress, local_cache, system), none by default.
 --on-failure: what the layer does when its script cannot run (it does not
@@ -1229,6 +1232,11 @@ function catalog.main(argv, out, backend)
     end
     if not b.available then out("lwsp-catalog: install failed: " .. tostring(b.why)) return 1 end
     local script, dll, dll32 = pos[1], opt.dll or b.dll, opt.dll32 or b.dll32
+    if b.name == "wsc" then            -- paths relative to the current folder, as a command line means them
+      local abs = require("wsp.host").absolute
+      script, dll, dll32 = abs(script), dll and abs(dll), dll32 and abs(dll32)
+      if b.lua32 then b.lua32 = abs(b.lua32) end
+    end
     if not opt["in-place"] and b.name ~= "host" then
       local dir = opt.to or b:expand("%ProgramFiles%\\lwsp", b.views[1])
       local dir32 = #b.views == 2 and (opt.to32 or b:expand("%ProgramFiles%\\lwsp", 32)) or nil

@@ -24,7 +24,8 @@
 --   each DLL's architecture (as its PE header says) and each file's and
 --   folder's ACL reduced to "writable by someone other than administrators and
 --   SYSTEM", and a test start of a provider in a fresh process of each
---   architecture.
+--   architecture (a DLL's `imports` not in that architecture's system folder
+--   refused first, as catalog.check_imports does for a real DLL).
 --
 -- Fault injection: `m.fail_at = n` (or a set {[n] = true, ...}) makes the n-th
 -- call (every call above counts, reads too) fail with `m.fail_code` and change

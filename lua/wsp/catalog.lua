@@ -140,14 +140,13 @@ function catalog.pe_imports(bytes)
   return names
 end
 
---- The message of a DLL whose imports other programs will not find.
+-- The message of a DLL whose imports other programs will not find.
 local function imports_refused(dll, names, sys)
   return ("%s imports %s, which is not in %s: ws2_32 loads a provider by its full path, and the DLLs it"
     .. " imports are looked for in the program's folder and the system's, never the provider's, so every other"
     .. " program would fail to load it. Install the provider build with Lua linked in"
     .. " (build\\mingw\\<arch>\\provider\\lwsp.dll), not the Lua module beside lua.exe"):format(dll, table.concat(names, ", "), sys)
 end
-catalog.imports_refused = imports_refused
 
 --- Why a provider DLL would not load in another program, if so: ws2_32 loads
 -- it by its full path, and Windows looks for the DLLs it imports in the

@@ -723,6 +723,38 @@ describe("reading a DLL's architecture from its PE header", function()
     assert.matches("no MZ header", select(2, catalog.pe_arch("\127ELF" .. ("\0"):rep(100))))
     assert.matches("no PE signature", select(2, catalog.pe_arch(("MZ" .. ("\0"):rep(58) .. string.pack("<I4", 64)) .. "XX\0\0" .. ("\0"):rep(64))))
   end)
+
+  -- a PE image with one section holding an import directory that names `dlls`
+  local function image(bits, dlls)
+    local function pad(t, n) return t .. ("\0"):rep(n - #t) end
+    local ddoff = bits == 64 and 112 or 96
+    local optsize = ddoff + 16 * 8
+    local opt = string.pack("<I2", bits == 64 and 0x20b or 0x10b)
+    local dd = ("\0"):rep(8) .. string.pack("<I4I4", #dlls > 0 and 0x1000 or 0, 20 * (#dlls + 1))
+    opt = pad(pad(opt, ddoff) .. dd, optsize)
+    local coff = string.pack("<I2I2I4I4I4I2I2", bits == 64 and 0x8664 or 0x14c, 1, 0, 0, 0, optsize, 0)
+    local section = pad(".idata", 8) .. string.pack("<I4I4I4I4", 0x200, 0x1000, 0x200, 0x400) .. ("\0"):rep(16)
+    local head = pad(pad("MZ", 60) .. string.pack("<I4", 64), 64) .. "PE\0\0" .. coff .. opt .. section
+    local idata, names = "", ""
+    for i, d in ipairs(dlls) do
+      idata = idata .. string.pack("<I4I4I4I4I4", 0, 0, 0, 0x1100 + #names, 0)
+      names = names .. d .. "\0"
+      assert(i < 8)
+    end
+    idata = pad(pad(idata, 0x100) .. names, 0x200)
+    return pad(head, 0x400) .. idata
+  end
+
+  it("reads the DLLs a PE image imports (what another program's loader must find), PE32+ and PE32", function()
+    for _, bits in ipairs{64, 32} do
+      assert.equal(bits, catalog.pe_arch(image(bits, {})))
+      assert.same({"kernel32.dll", "lua54.dll"}, catalog.pe_imports(image(bits, {"KERNEL32.dll", "lua54.dll"})))
+      assert.same({"ws2_32.dll"}, catalog.pe_imports(image(bits, {"WS2_32.dll"})))
+      assert.same({}, catalog.pe_imports(image(bits, {})))
+    end
+    assert.matches("no MZ header", select(2, catalog.pe_imports("\127ELF" .. ("\0"):rep(100))))
+    assert.matches("truncated import directory", select(2, catalog.pe_imports(image(64, {"x.dll"}):sub(1, 0x400))))
+  end)
 end)
 
 -- The runtime's side of the install: lwsp finds its script and the layer below

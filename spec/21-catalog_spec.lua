@@ -120,6 +120,60 @@ describe("installing a Lua layer into lwsp's host catalog", function()
     end)
   end
 
+  it("after a remove, a started layer goes on, a fresh WSPStartup for its entry fails with WSAEPROVIDERFAILEDINIT and a log line, and a neighbour keeps working", function()
+    local b = catalog.host()
+    local gone = assert(catalog.install{script = script, name = "gone", over = {"tcp"}, backend = b})
+    local neighbour = assert(catalog.install{script = H.script((LAYER:gsub("layer carried", "neighbour carried"))),
+      name = "neighbour", over = {"tcp"}, backend = b})
+    -- what a process that read the catalog before the remove still holds
+    local held = {}
+    for _, e in ipairs(host.catalog()) do held[e.dwCatalogEntryId] = e end
+    local function connected(chain)
+      local l = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, native.tcp))
+      assert(host.bind(l, "127.0.0.1:0"))
+      assert(host.listen(l, 4))
+      local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, chain))
+      assert.equal(chain, host.socket_info(c).catalog)
+      assert(host.connect(c, host.getsockname(l)))
+      return c, assert(host.accept(l)), l
+    end
+    local function carries(c, a, what)
+      local mark = H.mark()
+      assert.equal(7, host.send(c, "carried"))
+      assert.equal("carried", host.recv(a, 100))
+      assert.truthy(H.find_log(mark, what .. " carried 7 bytes", true))
+    end
+    -- started, then removed
+    local c, a, l = connected(gone.chains.tcp)
+    carries(c, a, "layer")
+    local status, text = lines({"remove", "gone"}, b)
+    assert.equal(0, status, text)
+    assert.is_nil((lwsp.registry.get(gone.guid)))
+    -- the state started before the remove goes on
+    carries(c, a, "layer")
+    for _, x in ipairs{c, a, l} do host.close(x) end
+    host.cleanup()                    -- the last WSPCleanup: the layer's state is gone
+    -- a fresh start on the entries the old catalog named: the mapping is gone
+    local function again(e, chain)
+      local i = {}
+      for k, v in pairs(e) do i[k] = v end
+      i.dwCatalogEntryId, i.path = nil, nil
+      if chain then i.ProtocolChain = chain end
+      return host.install(i, lwsp.path(), chain and "chain" or "layer")
+    end
+    local layer = again(held[gone.layer])
+    local chain = again(held[gone.chains.tcp], {layer, native.tcp})
+    local mark = H.mark()
+    local s, _, code = host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, chain)
+    assert.is_nil(s)
+    assert.equal(wsp.WSAEPROVIDERFAILEDINIT, code)
+    assert.truthy(H.find_log(mark, "WSPStartup: no script registered", true))
+    -- the neighbour, still installed, carries TCP
+    c, a, l = connected(neighbour.chains.tcp)
+    carries(c, a, "neighbour")
+    for _, x in ipairs{c, a, l} do host.close(x) end
+  end)
+
   it("installs over all four base protocols by default, IPv6 included", function()
     local r = assert(catalog.install{script = script, backend = catalog.host()})
     for _, k in ipairs{"tcp", "udp", "tcp6", "udp6"} do assert.is_number(r.chains[k]) end
@@ -214,6 +268,19 @@ describe("installing a Lua layer into lwsp's host catalog", function()
   end)
 end)
 
+describe("a new GUID (an install's layered entry and chains)", function()
+  it("comes from UuidCreate on Windows and from random bytes elsewhere, version 4 with RFC 4122's variant, new each time", function()
+    local seen = {}
+    for _ = 1, 200 do
+      local g, source = lwsp.guid()
+      assert.equal(H.windows and "UuidCreate" or "random", source)
+      assert.matches("^{%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x}$", g:lower())
+      assert.is_nil(seen[g])
+      seen[g] = true
+    end
+  end)
+end)
+
 describe("Windows' own catalog through lwsp.wsc", function()
   if not lwsp.wsc.available then
     it("is reported missing where there is none", function()
@@ -272,7 +339,9 @@ describe("Windows' own catalog through lwsp.wsc", function()
     assert.equal(root .. "\\system32\\x.dll", lwsp.wsc.expand("%SystemRoot%\\system32\\x.dll"))
     assert.equal(root .. "\\SysWOW64\\x.dll", lwsp.wsc.expand("%SystemRoot%\\system32\\x.dll", 32))
     assert.equal(os.getenv("ProgramFiles(x86)") .. "\\lwsp", lwsp.wsc.expand("%ProgramFiles%\\lwsp", 32))
-    assert.matches("^{%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x+}$", lwsp.guid():lower())
+    -- an install's GUIDs come from Windows' UuidCreate, not the random fallback
+    -- (both are version 4: only the source tells them apart)
+    assert.equal("UuidCreate", select(2, lwsp.guid()))
   end)
 
   it("tells who besides administrators can change a file, and judges a missing file by its folder", function()
@@ -288,25 +357,56 @@ describe("Windows' own catalog through lwsp.wsc", function()
     assert.equal(lwsp.wsc.insecure(H.tmp) == nil, why == nil)
   end)
 
-  it("test-starts the provider in a fresh process: the DLL by its full path, WSPStartup, a socket", function()
-    local exe = assert(lwsp.wsc.lua_exe())
+  -- the provider as it ships (tools/mingw-provider.sh) and the Lua module build beside lua.exe
+  local mingw = H.root .. "\\build\\mingw\\x86_64"
+
+  it("test-starts the provider as lwsp-catalog install stages it: Lua linked in, loaded by its full path, WSPStartup, a socket", function()
+    local b = catalog.wsc()
+    local dir = H.tmp .. "\\Program Files\\lwsp"
+    local st = assert(catalog.stage(b, {dll = mingw .. "\\provider\\lwsp.dll", dir = dir, script = H.script(LAYER)}))
+    -- what ships, and nothing of the module build: no lwsp\host.dll, no lua54.dll
+    assert.is_true(b:exists(dir .. "\\lwsp_native.dll"))
+    assert.is_true(b:exists(dir .. "\\lua\\wsp\\layered.lua"))
+    assert.is_false(b:exists(dir .. "\\lwsp\\host.dll"))
+    assert.is_false(b:exists(dir .. "\\lua54.dll"))
+    assert.same({}, (catalog.import_problems(b, st.dll, 64)))
     local guid = lwsp.guid()
-    local script = H.script(LAYER)
     -- no mapping yet: the start fails and says so
-    local mods = H.root .. "\\lua"
-    local ok, err = catalog.test_start(exe, lwsp.path(), guid, mods)
+    local ok, err = b:test_start(64, st.dll, guid)
     assert.is_nil(ok)
     assert.matches("no socket through the layer: WSAEPROVIDERFAILEDINIT", err)
-    assert(lwsp.registry.set(guid, script))
-    ok, err = catalog.test_start(exe, lwsp.path(), guid, mods)
+    assert(lwsp.registry.set(guid, st.script))
+    ok, err = b:test_start(64, st.dll, guid)
     lwsp.registry.remove(guid)
     assert.is_true(ok, err)
     -- a script that raises at load time fails the start
     local bad = lwsp.guid()
     assert(lwsp.registry.set(bad, H.script("error('broken script')")))
-    ok, err = catalog.test_start(exe, lwsp.path(), bad, mods)
+    ok, err = b:test_start(64, st.dll, bad)
     lwsp.registry.remove(bad)
     assert.is_nil(ok)
     assert.matches("WSAEPROVIDERFAILEDINIT", err)
+  end)
+
+  it("refuses a DLL whose dependency is missing from where other programs look (the module build, lua54.dll), which lua.exe alone would pass", function()
+    local b = catalog.wsc()
+    local dir = H.tmp .. "\\module build"
+    for _, f in ipairs{"lwsp.dll", "lwsp\\host.dll", "lwsp_native.dll"} do assert(b:copy_file(mingw .. "\\" .. f, dir .. "\\" .. f)) end
+    for _, m in ipairs(catalog.MODULES) do
+      assert(b:copy_file(H.root .. "\\lua\\wsp\\" .. m .. ".lua", dir .. "\\lua\\wsp\\" .. m .. ".lua"))
+    end
+    assert.is_false(b:exists(dir .. "\\lua54.dll"))
+    assert.same({"lua54.dll"}, (catalog.import_problems(b, dir .. "\\lwsp.dll", 64)))
+    local guid = lwsp.guid()
+    assert(lwsp.registry.set(guid, H.script(LAYER)))
+    -- a lua.exe process has lua54.dll loaded already: started there, the DLL works
+    local ok, err = catalog.test_start(lwsp.wsc.lua_exe(), dir .. "\\lwsp.dll", guid)
+    assert.is_true(ok, err)
+    -- the install's test start refuses it, saying why
+    ok, err = b:test_start(64, dir .. "\\lwsp.dll", guid)
+    lwsp.registry.remove(guid)
+    assert.is_nil(ok)
+    assert.matches(dir .. "\\lwsp.dll imports lua54.dll, which is not in " .. os.getenv("SystemRoot"), err, 1, true)
+    assert.matches("provider build with Lua linked in", err, 1, true)
   end)
 end)

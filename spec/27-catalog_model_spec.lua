@@ -328,6 +328,26 @@ describe("installing into the model's two catalogs", function()
     assert.same(before, m:state())
   end)
 
+  it("refuses a DLL that imports a DLL the system folder does not hold (the Lua module build needs lua54.dll)", function()
+    for _, which in ipairs{DLL, DLL32} do
+      local m = machine()
+      local before = m:state()
+      m.files[model.norm(which)].imports = {"lua54.dll"}
+      m:put(DIR .. "\\lua54.dll", {arch = 64})          -- beside it: not where another program's loader looks
+      m:put(DIR32 .. "\\lua54.dll", {arch = 32})
+      local r, err = install(m)
+      assert.is_nil(r)
+      assert.matches(("the test start of the %d%%-bit provider failed: "):format(which == DLL and 64 or 32)
+        .. which:gsub("%p", "%%%0") .. " imports lua54%.dll, which is not in C:\\Windows\\" .. (which == DLL and "System32" or "SysWOW64"), err)
+      assert.matches("provider build with Lua linked in", err, 1, true)
+      assert.matches("nothing was left installed", err)
+      assert.same(before, m:state())
+      -- in the system folder of that architecture it would be found
+      m:put(which == DLL and "C:\\Windows\\System32\\lua54.dll" or "C:\\Windows\\SysWOW64\\lua54.dll", {arch = which == DLL and 64 or 32})
+      assert(install(m))
+    end
+  end)
+
   it("installs on a 32-bit Windows (one catalog) with and without WSCInstallProviderAndChains", function()
     for _, and_chains in ipairs{true, false} do
       local m = machine{bits = 32}
@@ -523,6 +543,7 @@ describe("lwsp-catalog over the model", function()
     local m = model.new()
     m:put("C:\\Users\\bob\\Downloads\\x64\\lwsp.dll", {arch = 64})
     m:put("C:\\Users\\bob\\Downloads\\x64\\lua54.dll", {arch = 64})
+    m:put("C:\\Users\\bob\\Downloads\\x64\\lwsp_native.dll", {arch = 64})
     m:put("C:\\Users\\bob\\Downloads\\x86\\lwsp.dll", {arch = 32})
     m:put("C:\\Users\\bob\\meter.lua", {script = LAYER})
     m.files[model.norm("C:\\Users\\bob")].open = true
@@ -536,7 +557,10 @@ describe("lwsp-catalog over the model", function()
     assert.matches("in the 32%-bit catalog: layered entry %d+, chains tcp=%d+ udp=%d+", text)
     assert.equal(64, m:dll_arch(DIR .. "\\lwsp.dll"))
     assert.equal(32, m:dll_arch(DIR32 .. "\\lwsp.dll"))
-    assert.is_true(m:exists(DIR .. "\\lua54.dll"))
+    -- what ships: the native base beside the DLL, never lua54.dll (a provider that
+    -- needs it is refused whatever sits beside it)
+    assert.is_true(m:exists(DIR .. "\\lwsp_native.dll"))
+    assert.is_false(m:exists(DIR .. "\\lua54.dll"))
     assert.is_true(m:exists(DIR32 .. "\\lua\\wsp\\layered.lua"))
     for _, view in ipairs{64, 32} do
       for g, s in pairs(m.registry[view]) do assert.equal(DIR .. "\\meter.lua", s, g) end
@@ -550,6 +574,95 @@ describe("lwsp-catalog over the model", function()
     assert.equal(0, status, text)
     assert.same({0, "the catalog is consistent"}, {run(m, {"check"})})
     assert.same({0, "nothing to repair"}, {run(m, {"repair"})})
+  end)
+
+  -- The command lines README documents, read from README itself: a drift
+  -- between them and what lwsp-catalog takes fails here.
+  local function read(path)
+    local f = assert(io.open(H.root .. "/" .. path, "rb"))
+    local t = f:read("a")
+    f:close()
+    return t
+  end
+  local function commands(block)
+    local out = {}
+    block = block:gsub("%s*%^\n%s*", " ")          -- cmd.exe's line continuation
+    for line in block:gmatch("[^\n]+") do
+      local words = {}
+      for w in line:gmatch("%S+") do words[#words + 1] = w end
+      if words[2] == "bin\\lwsp-catalog" then out[#out + 1] = {exe = words[1], argv = {table.unpack(words, 3)}} end
+    end
+    return out
+  end
+  local function readme_commands()
+    local section = assert(read("README.md"):match("\n### Install a provider, watch it, remove it\n(.-)\n##"))
+    return commands(assert(section:match("```bat\n(.-)```"))), section
+  end
+
+  it("runs README's install, list, check, remove and repair command lines as written", function()
+    local cmds = readme_commands()
+    local verbs = {}
+    for i, c in ipairs(cmds) do verbs[i] = c.argv[1] end
+    assert.same({"install", "list", "check", "remove", "repair"}, verbs)
+    -- the files they name from the checkout are there
+    assert.truthy(io.open(H.root .. "/bin/lwsp-catalog", "rb"))
+    local install = cmds[1].argv
+    local opt = {}
+    for i = 3, #install - 1 do if install[i]:match("^%-%-") then opt[install[i]] = install[i + 1] end end
+    assert.truthy(io.open(H.root .. "/" .. install[2]:gsub("\\", "/"), "rb"), install[2])
+    -- the provider as it ships, for each architecture, and a machine to install it on
+    assert.matches("\\provider\\lwsp%.dll$", opt["--dll"])
+    assert.matches("\\provider\\lwsp%.dll$", opt["--dll32"])
+    local m = model.new()
+    for dll, arch in pairs{[opt["--dll"]] = 64, [opt["--dll32"]] = 32} do
+      local dir = dll:match("^(.*)\\")
+      m:put(dll, {arch = arch})
+      m:put(dir .. "\\lwsp_native.dll", {arch = arch})
+      for _, mod in ipairs(catalog.MODULES) do m:put(dir .. "\\lua\\wsp\\" .. mod .. ".lua", {script = "return {}"}) end
+    end
+    m:put(install[2], {script = LAYER})
+    for _, c in ipairs(cmds) do
+      local status, text = run(m, c.argv)
+      assert.equal(0, status, table.concat(c.argv, " ") .. ": " .. text)
+      if c.argv[1] == "install" then
+        for _, view in ipairs{64, 32} do
+          local dir = view == 64 and DIR or DIR32
+          assert.equal(view, m:dll_arch(dir .. "\\lwsp.dll"))
+          assert.is_true(m:exists(dir .. "\\lwsp_native.dll"))
+          assert.is_true(m:exists(dir .. "\\lua\\wsp\\layered.lua"))
+          for _, script in pairs(m.registry[view]) do assert.equal(DIR .. "\\meter.lua", script) end
+        end
+        assert.matches("in the 32%-bit catalog: layered entry %d+, chains tcp=%d+ udp=%d+", text)
+      elseif c.argv[1] == "list" then
+        assert.matches("64%-bit: {[%x-]+}  lwsp meter", text)
+        assert.matches("32%-bit: {[%x-]+}  lwsp meter", text)
+      elseif c.argv[1] == "check" then
+        assert.equal("the catalog is consistent", text)
+      elseif c.argv[1] == "remove" then
+        assert.same({}, problems(m))
+        for _, view in ipairs{64, 32} do assert.same({}, m.registry[view]) end
+      end
+    end
+  end)
+
+  it("documents the same command in bin/lwsp-catalog, and the options it takes in docs/api.md and README", function()
+    local cmds, section = readme_commands()
+    local bin = commands((assert(read("bin/lwsp-catalog"):match("^(.-)\nlocal ")):gsub("\n%-%- *", "\n")))
+    assert.same(cmds[1], bin[1])
+    assert.equal("install", bin[1].argv[1])
+    -- the options install takes: USAGE's, and no others
+    local function options(text)
+      local t = {}
+      for o in text:gmatch("`%-%-([%w%-]+)") do t[o] = true end
+      for o in text:gmatch("%[%-%-([%w%-]+)") do t[o] = true end
+      return t
+    end
+    local api = assert(read("docs/api.md"):match("\n`lwsp%-catalog install SCRIPT (.-)`list`"))
+    assert.same(catalog.OPTIONS, options(api))
+    assert.same(catalog.OPTIONS, options(assert(section:match("\n`install SCRIPT` takes (.-)\n\n"))))
+    local status, text = run(model.new(), {"install", "x.lua", "--frobnicate", "1"})
+    assert.equal(2, status)
+    assert.matches("unknown option --frobnicate", text, 1, true)
   end)
 
   it("refuses an in-place install from a folder users can change, and check exits 1 on a broken catalog", function()
@@ -571,7 +684,7 @@ describe("staging an install's files on this machine's file system", function()
     local sep = H.windows and "\\" or "/"
     local src = H.tmp .. sep .. "src"
     H.mkdir(src)
-    for _, name in ipairs{"lwsp.dll", "lua54.dll"} do
+    for _, name in ipairs{"lwsp.dll", "lua54.dll", "lwsp_native.dll"} do
       local f = assert(io.open(src .. sep .. name, "wb"))
       f:write("MZ" .. name)
       f:close()
@@ -583,7 +696,8 @@ describe("staging an install's files on this machine's file system", function()
     assert.equal(dir .. sep .. "lwsp.dll", r.dll)
     local function read(p) local f = assert(io.open(p, "rb")) local t = f:read("a") f:close() return t end
     assert.equal("MZlwsp.dll", read(r.dll))
-    assert.equal("MZlua54.dll", read(dir .. sep .. "lua54.dll"))
+    assert.equal("MZlwsp_native.dll", read(dir .. sep .. "lwsp_native.dll"))
+    assert.is_nil(io.open(dir .. sep .. "lua54.dll", "rb"))
     assert.equal(LAYER, read(r.script))
     for _, m in ipairs(catalog.MODULES) do
       assert.equal(read(H.root .. sep .. "lua" .. sep .. "wsp" .. sep .. m .. ".lua"),
@@ -608,6 +722,38 @@ describe("reading a DLL's architecture from its PE header", function()
     assert.matches("unknown machine 0x0200", select(2, catalog.pe_arch(pe(0x200))))
     assert.matches("no MZ header", select(2, catalog.pe_arch("\127ELF" .. ("\0"):rep(100))))
     assert.matches("no PE signature", select(2, catalog.pe_arch(("MZ" .. ("\0"):rep(58) .. string.pack("<I4", 64)) .. "XX\0\0" .. ("\0"):rep(64))))
+  end)
+
+  -- a PE image with one section holding an import directory that names `dlls`
+  local function image(bits, dlls)
+    local function pad(t, n) return t .. ("\0"):rep(n - #t) end
+    local ddoff = bits == 64 and 112 or 96
+    local optsize = ddoff + 16 * 8
+    local opt = string.pack("<I2", bits == 64 and 0x20b or 0x10b)
+    local dd = ("\0"):rep(8) .. string.pack("<I4I4", #dlls > 0 and 0x1000 or 0, 20 * (#dlls + 1))
+    opt = pad(pad(opt, ddoff) .. dd, optsize)
+    local coff = string.pack("<I2I2I4I4I4I2I2", bits == 64 and 0x8664 or 0x14c, 1, 0, 0, 0, optsize, 0)
+    local section = pad(".idata", 8) .. string.pack("<I4I4I4I4", 0x200, 0x1000, 0x200, 0x400) .. ("\0"):rep(16)
+    local head = pad(pad("MZ", 60) .. string.pack("<I4", 64), 64) .. "PE\0\0" .. coff .. opt .. section
+    local idata, names = "", ""
+    for i, d in ipairs(dlls) do
+      idata = idata .. string.pack("<I4I4I4I4I4", 0, 0, 0, 0x1100 + #names, 0)
+      names = names .. d .. "\0"
+      assert(i < 8)
+    end
+    idata = pad(pad(idata, 0x100) .. names, 0x200)
+    return pad(head, 0x400) .. idata
+  end
+
+  it("reads the DLLs a PE image imports (what another program's loader must find), PE32+ and PE32", function()
+    for _, bits in ipairs{64, 32} do
+      assert.equal(bits, catalog.pe_arch(image(bits, {})))
+      assert.same({"kernel32.dll", "lua54.dll"}, catalog.pe_imports(image(bits, {"KERNEL32.dll", "lua54.dll"})))
+      assert.same({"ws2_32.dll"}, catalog.pe_imports(image(bits, {"WS2_32.dll"})))
+      assert.same({}, catalog.pe_imports(image(bits, {})))
+    end
+    assert.matches("no MZ header", select(2, catalog.pe_imports("\127ELF" .. ("\0"):rep(100))))
+    assert.matches("truncated import directory", select(2, catalog.pe_imports(image(64, {"x.dll"}):sub(1, 0x400))))
   end)
 end)
 

@@ -94,6 +94,88 @@ function catalog.pe_arch(bytes)
   return nil, ("unknown machine 0x%04x"):format(machine)
 end
 
+--- The DLLs a PE image imports (its import directory's names, lower-cased),
+-- or nil and why.  Delay-load imports are not read (lwsp's DLLs have none).
+-- @tparam string bytes the whole file
+function catalog.pe_imports(bytes)
+  local arch, why = catalog.pe_arch(bytes)
+  if not arch then return nil, why end
+  local function u16(at) return at + 2 <= #bytes and string.unpack("<I2", bytes, at + 1) or nil end
+  local function u32(at) return at + 4 <= #bytes and string.unpack("<I4", bytes, at + 1) or nil end
+  local pe = u32(60)
+  local nsec, optsize = u16(pe + 6), u16(pe + 20)
+  local opt = pe + 24
+  local magic = u16(opt)
+  if not (nsec and optsize and magic) then return nil, "truncated PE header" end
+  local dd = opt + (magic == 0x20b and 112 or magic == 0x10b and 96 or -1)
+  if dd < opt then return nil, ("unknown optional header 0x%x"):format(magic) end
+  local rva = u32(dd + 8)
+  if not rva then return nil, "truncated PE header" end
+  if rva == 0 then return {} end
+  local sections = {}
+  for i = 0, nsec - 1 do
+    local s = opt + optsize + i * 40
+    local vsize, va, rawsize, raw = u32(s + 8), u32(s + 12), u32(s + 16), u32(s + 20)
+    if not raw then return nil, "truncated section table" end
+    sections[#sections + 1] = {va = va, size = math.max(vsize, rawsize), raw = raw}
+  end
+  local function offset(r)
+    for _, s in ipairs(sections) do
+      if r >= s.va and r < s.va + s.size then return r - s.va + s.raw end
+    end
+  end
+  local at = offset(rva)
+  if not at then return nil, "import directory outside every section" end
+  local names = {}
+  while true do
+    local lookup, name = u32(at), u32(at + 12)
+    if not name then return nil, "truncated import directory" end
+    if name == 0 and lookup == 0 then break end
+    local o = offset(name)
+    local z = o and bytes:find("\0", o + 1, true)
+    if not z then return nil, "import name outside the file" end
+    names[#names + 1] = bytes:sub(o + 1, z - 1):lower()
+    at = at + 20
+  end
+  return names
+end
+
+-- The message of a DLL whose imports other programs will not find.
+local function imports_refused(dll, names, sys)
+  return ("%s imports %s, which is not in %s: ws2_32 loads a provider by its full path, and the DLLs it"
+    .. " imports are looked for in the program's folder and the system's, never the provider's, so every other"
+    .. " program would fail to load it. Install the provider build with Lua linked in"
+    .. " (build\\mingw\\<arch>\\provider\\lwsp.dll), not the Lua module beside lua.exe"):format(dll, table.concat(names, ", "), sys)
+end
+
+--- Why a provider DLL would not load in another program, if so: ws2_32 loads
+-- it by its full path, and Windows looks for the DLLs it imports in the
+-- program's folder, the system folder and PATH, never the provider's own
+-- folder, so every import must be a DLL of the system folder of the view's
+-- architecture (System32, or SysWOW64 for a 32-bit program on a 64-bit
+-- Windows) or an API set (api-ms-*, ext-ms-*).
+-- @return {string} the reasons, empty when every import is found there | nil, why the DLL cannot be read
+function catalog.import_problems(b, dll, view)
+  local names, why = b:dll_imports(dll)
+  if not names then return nil, why end
+  local out = {}
+  for _, n in ipairs(names) do
+    if not (n:match("^api%-ms%-") or n:match("^ext%-ms%-") or b:exists(b:expand("%SystemRoot%\\System32\\" .. n, view))) then
+      out[#out + 1] = n
+    end
+  end
+  return out, (b:expand("%SystemRoot%\\System32\\x", view):gsub("\\x$", ""))
+end
+
+--- The test start's first step: nil when every DLL the provider imports is
+-- found where another program's loader looks, else why not.
+function catalog.check_imports(b, dll, view)
+  local bad, sys = catalog.import_problems(b, dll, view)
+  if not bad then return ("%s: %s"):format(dll, tostring(sys)) end
+  if #bad > 0 then return imports_refused(dll, bad, sys) end
+end
+
+
 --- The folders on a provider's module search path: the script's folder and
 -- lwsp's own Lua folders beside its DLL (as the runtime sets package.path on
 -- Windows; nothing else is searched there).
@@ -781,6 +863,11 @@ local function files_of(b)
     if not bytes then return nil, err end
     return catalog.pe_arch(bytes)
   end
+  function b.dll_imports(_, path)
+    local bytes, err = read_file(path)
+    if not bytes then return nil, err end
+    return catalog.pe_imports(bytes)
+  end
   function b.copy_file(_, from, to)
     local src, err = read_file(from)
     if not src then return nil, err end
@@ -820,7 +907,11 @@ function catalog.wsc(o)
       b.views, b.no32 = {64}, "this ws2_32 has no WSCEnumProtocols32: the 32-bit catalog cannot be reached,"
         .. " and an install into one catalog of two would cut 32-bit programs off"
     end
-    if wsc.bits == 64 then b.dll = b.dll or lwsp.path() else b.dll32 = b.dll32 or lwsp.path() b.dll = b.dll or (os64 == 32 and b.dll32 or nil) end
+    -- by default the provider as it ships beside this build (provider\lwsp.dll,
+    -- Lua linked in), not the Lua module this process runs, which imports lua54.dll
+    local own = (dirname(lwsp.path()) or ".") .. "\\provider\\lwsp.dll"
+    if not b:exists(own) then own = lwsp.path() end
+    if wsc.bits == 64 then b.dll = b.dll or own else b.dll32 = b.dll32 or own b.dll = b.dll or (os64 == 32 and b.dll32 or nil) end
     if os64 == 64 and wsc.bits ~= 64 then
       b.available, b.why = false, "a 32-bit process on a 64-bit Windows reaches one catalog of two: run the 64-bit lua.exe"
     end
@@ -850,6 +941,8 @@ function catalog.wsc(o)
   function b.test_start(self, view, dll, guid)
     local exe = view == 32 and (self.lua32 or (wsc.bits == 32 and wsc.lua_exe())) or (view == 64 and wsc.bits == 64 and wsc.lua_exe())
     if not exe then return nil, ("the %d-bit test start needs the %s lua.exe (--lua32)"):format(view, view == 32 and "i686" or "x86_64") end
+    local why = catalog.check_imports(self, dll, view)
+    if why then return nil, why end
     return catalog.test_start(exe, dll, guid)
   end
   return b
@@ -943,24 +1036,28 @@ end
 -- ------------------------------------------------------------------------------------------
 -- the test start: the provider started in a fresh process before the catalog knows it
 
--- Run by the lua.exe of the DLL's architecture, in a folder of its own: loads
--- the DLL by its full path, starts lwsp's host in it over the native provider
--- beside it, and opens and binds a TCP socket through the layer (WSPStartup
--- finds the script through this architecture's registry view).
+-- Run by a lua.exe of the DLL's architecture, from the temporary folder.
+-- The process is lwsp's host playing ws2_32, from the installing tool's own
+-- files (the lwsp module and lwsp\host.dll beside that lua.exe, the wsp
+-- modules from `mods`); the provider under test is loaded by the host by its
+-- full path, as ws2_32 loads it, and started on its own: a layered entry
+-- under the install's GUID (WSPStartup finds the script through this
+-- architecture's registry view) over the native base provider beside the DLL
+-- (else beside lua.exe), a chain, and a TCP socket opened and bound through
+-- it.  So the DLL needs nothing but what ships beside it (lwsp.dll with Lua
+-- linked in, lwsp_native.dll, lua\wsp\), as in every other program.
 local PROBE = [=[
-local dll, guid, mods = arg[1], arg[2], arg[3]
-local open, err = package.loadlib(dll, "luaopen_lwsp")
-if not open then io.write("cannot load ", dll, ": ", tostring(err), "\n") os.exit(3) end
-local lwsp = open()
-package.loaded.lwsp = lwsp
-mods = mods or dll:match("^(.*)[\\/][^\\/]*$") .. "\\lua"
+local dll, guid, tool, mods = arg[1], arg[2], arg[3], arg[4]
 package.path = mods .. "\\?.lua;" .. mods .. "\\?\\init.lua"
+package.cpath = tool .. "\\?.dll;" .. package.cpath
+local lwsp = require "lwsp"
 local wsp = require "wsp"
-local dir = dll:match("^(.*)[\\/][^\\/]*$")
-package.cpath = dir .. "\\?.dll"   -- the host module beside the DLL (lwsp\\host.dll)
 local whost = require "wsp.host"
 local h = require "lwsp.host"
-local base = whost.install_native()
+local native = dll:match("^(.*)[\\/][^\\/]*$") .. "\\lwsp_native.dll"
+local f = io.open(native, "rb")
+if f then f:close() else native = tool .. "\\lwsp_native.dll" end
+local base = whost.install_native{path = native}
 local layer = h.install(whost.protocol_info{guid = guid, name = "lwsp test start"}, dll, "layer")
 local tcp
 for _, e in ipairs(h.catalog()) do if e.dwCatalogEntryId == base.tcp then tcp = e end end
@@ -979,12 +1076,23 @@ io.write("lwsp test start: ok\n")
 os.exit(0)
 ]=]
 
+-- the folder holding wsp\ (this module's own), absolute
+local function own_modules()
+  local src = debug.getinfo(1, "S").source:sub(2)
+  local d = dirname(dirname(src) or ".") or "."
+  return require("wsp.host").absolute(d)
+end
+
 --- Starts the provider in a fresh process: `exe` (a lua.exe of the DLL's
--- architecture) loads `dll` by its full path from the temporary folder and
--- opens a socket through the layer whose GUID is `guid`; lwsp's Lua modules
--- are those beside the DLL (in lua\\), or in `mods`.
+-- architecture, with lwsp's module and host beside it) hosts `dll`, loaded by
+-- its full path from the temporary folder, and opens a socket through the
+-- layer whose GUID is `guid`.  `mods` is the folder holding the host's wsp
+-- modules (default: this module's).  The DLL's own imports are not looked at
+-- here (that process has lua54.dll loaded): catalog.check_imports is.
 -- @return true | nil, what the process said
 function catalog.test_start(exe, dll, guid, mods)
+  local abs = require("wsp.host").absolute
+  exe, dll, mods = abs(exe), abs(dll), mods and abs(mods) or own_modules()
   local probe = os.tmpname()
   if package.config:sub(1, 1) == "\\" and not windows_path(probe) then
     probe = (os.getenv("TEMP") or "C:\\Windows\\Temp") .. probe
@@ -994,7 +1102,7 @@ function catalog.test_start(exe, dll, guid, mods)
   f:write(PROBE)
   f:close()
   local dir = dirname(probe)
-  local line = ('cd /d "%s" && "%s" "%s" "%s" %s%s 2>&1'):format(dir, exe, probe, dll, guid, mods and (' "' .. mods .. '"') or "")
+  local line = ('cd /d "%s" && "%s" "%s" "%s" %s "%s" "%s" 2>&1'):format(dir, exe, probe, dll, guid, dirname(exe), mods)
   local p = io.popen('"' .. line .. '"')
   local out = p and p:read("a") or ""
   local ok = p and p:close()
@@ -1010,9 +1118,14 @@ end
 --- The Lua modules the runtime needs beside its DLL (lua\wsp\*.lua).
 catalog.MODULES = {"init", "layered", "util", "trace", "host"}
 
---- Copies the DLL (and lua54.dll, when Lua is not linked in, and the native
--- provider the test start runs over, when they sit beside it), lwsp's wsp modules
--- and the script into `dir` (and the 32-bit DLL into `dir32`).
+--- Copies what ships of the provider (the layout tools/mingw-provider.sh
+-- builds as build/mingw/<arch>/provider/): the DLL as lwsp.dll (Lua linked
+-- in), the native base provider the test start runs over when it sits beside
+-- it, lwsp's wsp modules into lua\wsp\ (from `modules`, else lua\wsp\ beside
+-- the DLL, else beside this module), and the script, into `dir` (and the
+-- 32-bit DLL into `dir32`).  Nothing else: the test start's host is the
+-- installing tool's own, and a DLL that needs lua54.dll is refused by the
+-- test start whatever is copied beside it.
 -- @return {dll =, dll32 =, script =} the copies' paths | nil, message
 function catalog.stage(b, o)
   local s = sep_of(o.dir)
@@ -1022,16 +1135,18 @@ function catalog.stage(b, o)
     if not ok then error(("cannot copy %s to %s: %s"):format(from, to, tostring(err)), 0) end
   end
   local ok, err = pcall(function()
-    local moddir = o.modules or (dirname(debug.getinfo(1, "S").source:sub(2)) or ".")
     for _, pair in ipairs{{o.dll, o.dir, "dll"}, {o.dll32, o.dir32, "dll32"}} do
       local dll, dir = pair[1], pair[2]
       if dll and dir then
+        local from = dirname(dll) or "."
+        local moddir = o.modules
+        if not moddir then
+          moddir = from .. s .. "lua" .. s .. "wsp"
+          if not b:exists(moddir .. s .. "init.lua") then moddir = dirname(debug.getinfo(1, "S").source:sub(2)) or "." end
+        end
         cp(dll, dir .. s .. "lwsp.dll")
         out[pair[3]] = dir .. s .. "lwsp.dll"
-        for _, beside in ipairs{"lua54.dll", "lwsp_native.dll"} do
-          local p = (dirname(dll) or ".") .. s .. beside
-          if b:exists(p) then cp(p, dir .. s .. beside) end
-        end
+        if b:exists(from .. s .. "lwsp_native.dll") then cp(from .. s .. "lwsp_native.dll", dir .. s .. "lwsp_native.dll") end
         for _, m in ipairs(catalog.MODULES) do
           cp(moddir .. s .. m .. ".lua", dir .. s .. "lua" .. s .. "wsp" .. s .. m .. ".lua")
         end
@@ -1063,13 +1178,20 @@ an administrator.  install copies the DLLs, lwsp's modules and the script to
 --to (default %ProgramFiles%\lwsp, the 32-bit DLL to --to32, default
 %ProgramFiles(x86)%\lwsp; lwsp's Lua modules from --modules, default beside
 this module) unless --in-place, and refuses files that non-administrators can
-change.  --lua32: the i686 lua.exe for the 32-bit test start.  --category:
+change.  --dll: default provider\lwsp.dll beside the lwsp module that runs
+(the provider as it ships, Lua linked in; a DLL importing what the system
+folder lacks, as the module build's lua54.dll, is refused).  --lua32: the
+i686 lua.exe for the 32-bit test start.  --category:
 LSP categories (inspector, redirector, proxy, firewall, inbound_modify,
 outbound_modify, crypto_compress, local_cache, system), none by default.
 --on-failure: what the layer does when its script cannot run (it does not
 load, its top level fails or runs out of budget): fail (the default:
 WSPStartup fails with WSAEPROVIDERFAILEDINIT, and TCP and UDP with it) or
 passthrough (every call goes to the layer below, logged and traced).]]
+
+--- The options `install` takes, as USAGE lists them (anything else is a usage error).
+catalog.OPTIONS = {}
+for o in USAGE:match("^(.-)\n%s*lwsp%-catalog list"):gmatch("%-%-([%w%-]+)") do catalog.OPTIONS[o] = true end
 
 --- Runs the command with argv; writes to out (a function of one line).
 -- @treturn integer exit status
@@ -1081,8 +1203,9 @@ function catalog.main(argv, out, backend)
     local a = argv[i]
     if a == "--in-place" then opt["in-place"] = true
     elseif a:match("^%-%-") then
-      local k, v = a:match("^%-%-([%w]+)=(.*)$")
+      local k, v = a:match("^%-%-([%w%-]+)=(.*)$")
       if not k then k, v = a:sub(3), argv[i + 1]; i = i + 1 end
+      if not catalog.OPTIONS[k] then out("lwsp-catalog: unknown option --" .. k) out(USAGE) return 2 end
       if v == nil then out("lwsp-catalog: " .. a .. " needs a value") return 2 end
       opt[k] = v
     else pos[#pos + 1] = a end
@@ -1108,6 +1231,11 @@ function catalog.main(argv, out, backend)
     end
     if not b.available then out("lwsp-catalog: install failed: " .. tostring(b.why)) return 1 end
     local script, dll, dll32 = pos[1], opt.dll or b.dll, opt.dll32 or b.dll32
+    if b.name == "wsc" then            -- paths relative to the current folder, as a command line means them
+      local abs = require("wsp.host").absolute
+      script, dll, dll32 = abs(script), dll and abs(dll), dll32 and abs(dll32)
+      if b.lua32 then b.lua32 = abs(b.lua32) end
+    end
     if not opt["in-place"] and b.name ~= "host" then
       local dir = opt.to or b:expand("%ProgramFiles%\\lwsp", b.views[1])
       local dir32 = #b.views == 2 and (opt.to32 or b:expand("%ProgramFiles%\\lwsp", 32)) or nil

@@ -24,7 +24,8 @@
 --   each DLL's architecture (as its PE header says) and each file's and
 --   folder's ACL reduced to "writable by someone other than administrators and
 --   SYSTEM", and a test start of a provider in a fresh process of each
---   architecture.
+--   architecture (a DLL's `imports` not in that architecture's system folder
+--   refused first, as catalog.check_imports does for a real DLL).
 --
 -- Fault injection: `m.fail_at = n` (or a set {[n] = true, ...}) makes the n-th
 -- call (every call above counts, reads too) fail with `m.fail_code` and change
@@ -111,7 +112,8 @@ function model.new(o)
       cat[#cat + 1] = e
     end
   end
-  -- files: path -> {arch = 64|32 (a DLL), script = source, dir = true, open = true
+  -- files: path -> {arch = 64|32 (a DLL), imports = {names of DLLs it needs that are not
+-- the system's}, script = source, dir = true, open = true
   -- (writable by someone other than administrators and SYSTEM)}
   m.files = {}
   m.files[norm("C:")] = {dir = true, open = true}   -- Authenticated Users may create folders there
@@ -130,7 +132,7 @@ end
 
 --- Puts a file or folder into the model's file system.
 -- @tparam string path the file's path
--- @tparam table f {arch = 64|32, script = source, dir = true, open = true}
+-- @tparam table f {arch = 64|32, imports = {names}, script = source, dir = true, open = true}
 function model:put(path, f)
   self.files[norm(path)] = f
   local d = dirname(norm(path))
@@ -400,6 +402,14 @@ function model.dll_arch(m, path)
   return f.arch
 end
 
+--- The DLLs a DLL imports besides the system's own (its `imports`, none by default).
+function model.dll_imports(m, path)
+  local f = file(m, path)
+  if not f then return nil, path .. ": no such file" end
+  if not f.arch then return nil, path .. ": not a PE image" end
+  return f.imports or {}
+end
+
 --- nil when the file or folder (or, when it does not exist, the nearest folder
 -- above it) can be written by administrators and SYSTEM only; else why not.
 function model.insecure(m, path)
@@ -433,7 +443,7 @@ function model.copy_file(m, from, to)
   if not f then return nil, from .. ": no such file" end
   local d = dirname(norm(to))
   if not m.files[d] then m:put(d, {dir = true}) end
-  m.files[norm(to)] = {arch = f.arch, script = f.script}
+  m.files[norm(to)] = {arch = f.arch, script = f.script, imports = f.imports}
   return true
 end
 
@@ -444,6 +454,8 @@ function model.test_start(m, view, dll, guid)
   if not gate(m, "test_start" .. view) then return faulted(m, "the test start") end
   local f = file(m, dll, view)
   if not f or f.arch ~= view then return nil, ("%s is not a %d-bit DLL: LoadLibrary fails"):format(dll, view) end
+  local why = require("wsp.catalog").check_imports(m, dll, view)
+  if why then return nil, why end
   local script = m.registry[view][guid]
   if not script then return nil, "WSAEPROVIDERFAILEDINIT: no script registered for " .. guid end
   local src = m:read(script)

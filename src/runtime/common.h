@@ -122,7 +122,7 @@ int lwsp_elevated(void);                       /* the process's token is elevate
 int lwsp_mkdirs(const char *dir);              /* mkdir -p; 1 on success */
 #endif
 void lwsp_random_bytes(void *buf, size_t n);
-void lwsp_guid_new(GUID *g);                  /* UuidCreate on Windows, random version 4 elsewhere */
+const char *lwsp_guid_new(GUID *g);          /* UuidCreate on Windows, random version 4 elsewhere: which */
 
 /* the log (spi/log.c; its Lua face lwsp_log_open in common.c) */
 void lwsp_log(const char *who, const char *fmt, ...)

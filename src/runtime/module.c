@@ -95,11 +95,13 @@ static int l_path(lua_State *L) {
   if (p) lua_pushstring(L, p); else lua_pushnil(L);
   return 1;
 }
+/* lwsp.guid() -> a new GUID, and what made it: "UuidCreate" or "random" */
 static int l_guid(lua_State *L) {
   GUID g;
-  lwsp_guid_new(&g);
+  const char *source = lwsp_guid_new(&g);
   lwsp_push_guid(L, &g);
-  return 1;
+  lua_pushstring(L, source);
+  return 2;
 }
 /* lwsp.process_id() -> the current process's id (what WSPDuplicateSocket's
  * dwProcessId names when the target is this process) */

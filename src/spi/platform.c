@@ -162,15 +162,18 @@ void lwsp_random_bytes(void *buf, size_t n) {
 }
 
 /* A new GUID from UuidCreate (rpcrt4, looked up at run time so that nothing
- * more is linked); random bytes stamped as version 4 if rpcrt4 is missing. */
+ * more is linked); random bytes stamped as version 4 if rpcrt4 is missing.
+ * Returns which made it ("UuidCreate" or "random"), for lwsp.guid's second
+ * result: both are version 4, so only this tells them apart. */
 typedef long (WINAPI *uuid_create_fn)(GUID *);
-void lwsp_guid_new(GUID *g) {
+const char *lwsp_guid_new(GUID *g) {
   HMODULE m = LoadLibraryW(L"rpcrt4.dll");
   uuid_create_fn fn = m ? (uuid_create_fn)(void (*)(void))GetProcAddress(m, "UuidCreate") : NULL;
-  if (fn && fn(g) == 0) return;     /* RPC_S_OK; not RPC_S_UUID_LOCAL_ONLY, which is no GUID */
+  if (fn && fn(g) == 0) return "UuidCreate";   /* RPC_S_OK; not RPC_S_UUID_LOCAL_ONLY, which is no GUID */
   lwsp_random_bytes(g, sizeof *g);
   g->Data3 = (WORD)((g->Data3 & 0x0fff) | 0x4000);
   g->Data4[0] = (BYTE)((g->Data4[0] & 0x3f) | 0x80);
+  return "random";
 }
 
 /* %VARIABLES% expanded by Windows itself (ExpandEnvironmentStringsW), in UTF-16
@@ -300,10 +303,11 @@ int lwsp_mkdirs(const char *dir) {
     if (*p == '/') { *p = 0; mkdir(tmp, 0755); *p = '/'; }
   return mkdir(tmp, 0755) == 0 || errno == EEXIST;
 }
-void lwsp_guid_new(GUID *g) {
+const char *lwsp_guid_new(GUID *g) {
   lwsp_random_bytes(g, sizeof *g);
   g->Data3 = (WORD)((g->Data3 & 0x0fff) | 0x4000);
   g->Data4[0] = (BYTE)((g->Data4[0] & 0x3f) | 0x80);
+  return "random";
 }
 int lwsp_expand_env(const char *in, char *out, size_t outlen) {
   size_t o = 0;

@@ -173,7 +173,7 @@ sig("WSPStartup", "ws2spi/nf-ws2spi-wspstartup",
 spi("WSPSocket", {"af:af", "type:type", "protocol:protocol", "lpProtocolInfo:info", "g", "dwFlags:wsaflags"})
 spi("WSPBind", {"s:socket", "name", "namelen"})
 spi("WSPListen", {"s:socket", "backlog"})
-spi("WSPAccept", {"s:socket", "addr", "addrlen", "lpfnCondition", "dwCallbackData"})
+spi("WSPAccept", {"s:socket", "lpfnCondition", "dwCallbackData"})   -- (addr, addrlen: out)
 spi("WSPConnect", {"s:socket", "name", "lpCallerData", "lpCalleeData", "lpSQOS", "lpGQOS"})
 spi("WSPSend", {"s:socket", "lpBuffers", "dwFlags:msgflags", "lpOverlapped", "lpCompletionRoutine"})
 spi("WSPSendTo", {"s:socket", "lpBuffers", "lpTo", "dwFlags:msgflags", "lpOverlapped", "lpCompletionRoutine"})
@@ -306,6 +306,9 @@ function trace.decode(r, names)
   local raw = split_args(r.args or "")
   local params, ctx = {}, {}
   local pos = 1
+  if r.name == "WSPAccept" and raw[2] and raw[2]:match("^s%d+$") then
+    table.remove(raw, 2)          -- the new socket's table lwsp gives a Lua handler: no parameter of WSPAccept
+  end
   if r.name == "WSPSocket" and raw[1] and (raw[1]:match("^s%d+$") or #raw == 7) then
     table.remove(raw, 1)          -- a Lua handler's own first argument: the socket lwsp has already made
   elseif r.name == "WSPSocket" and #raw == 5 and num(raw[5]) then

@@ -294,6 +294,15 @@ describe("the trace", function()
     }, made)
     assert.equal(outer.tcp, host.socket_info(c).catalog)
     assert.equal(outer.udp, host.socket_info(u).catalog)
+    -- lwsp's order, as the tour says (step 15): a layer registers its handle, then opens its
+    -- socket below (Microsoft's sample opens the lower socket first)
+    local recs = trace.records()
+    local function at(pred) for _, r in ipairs(recs) do if pred(r) then return r.seq end end end
+    for _, layer in ipairs{outer, inner} do
+      local handle = at(function(r) return r.name == "WPUCreateSocketHandle" and r.from == layer.guid end)
+      local down = at(function(r) return r.kind == "call" and r.name == "WSPSocket" and r.from == layer.guid end)
+      assert.is_true(handle < down)
+    end
     -- and the sockets work through both layers
     assert.equal(wsp.SOCK_STREAM, wsp.int(assert(host.getsockopt(c, wsp.SOL_SOCKET, wsp.SO_TYPE))))
     assert(host.close(c)); assert(host.close(u))

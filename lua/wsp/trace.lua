@@ -121,7 +121,7 @@ D.wm = function(v)
 end
 D.error = function(v) local n = num(v) if n == 0 then return "0 (no error)" end return n and ERR[n] or v end
 D.catalog = function(v) return v end
--- an fd_set's handles ("{264, 268}" -> "{s264, s268}"); lwsp's summaries ("1 sockets") as they are
+-- an fd_set's handles ("{264, 268}" -> "{s264, s268}"); nil (a NULL set) as it is
 D.fdset = function(v)
   if type(v) ~= "string" or not v:match("^{.*}$") then return v end
   return (v:gsub("%f[%w](%d+)", "s%1"))

@@ -248,6 +248,9 @@ describe("the trace", function()
     local entry
     for _, e in ipairs(host.catalog()) do if e.ProviderId == native.guid then entry = entry or e end end
     assert.equal(("lpProviderId=%s (%s)"):format(native.guid, entry.szProtocol), trace.decode(path).text)
+    -- an upcall's page is its function's (ws2spi.h's LPWPU* types have no page of their own)
+    assert.equal("https://learn.microsoft.com/en-us/windows/win32/api/ws2spi/nf-ws2spi-wpugetproviderpath",
+      trace.decode(path).url)
     -- completions: the upcall's parameters, WSA_IO_PENDING expected, not failed
     local done = first(function(r) return r.name == "WPUCompleteOverlappedRequest" end)
     assert.equal("dwError=0 (no error), cbTransferred=2", params(done))

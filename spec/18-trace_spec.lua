@@ -43,7 +43,7 @@ describe("the trace", function()
       "call application>host socket s0 (2, 1, 0, 0, " .. r.tcp .. ") ->  ok",
       "call host>P WSPStartup s0 (2.2) ->  ok",
       "return P>host WSPStartup s0 () ->  ok",
-      f("call host>P WSPSocket %s (%s, 2, 1, 0, {...}, 0, 0) ->  ok", S, S),
+      f("call host>P WSPSocket %s (%s, 2, 1, 0, {entry %d, type 1, protocol 6, chain %d}, 0, 0) ->  ok", S, S, r.tcp, r.tcp),
       f("upcall P>host WPUCreateSocketHandle %s (catalog %d, context %s) ->  ok", S, r.tcp, cs),
       f("return P>host WSPSocket %s () -> true ok", S),
       f("return host>application socket %s () -> %d ok", S, s),
@@ -53,7 +53,7 @@ describe("the trace", function()
       f("return P>host WSPBind %s () -> true ok", S),
       f("return host>application bind %s () -> true ok", S),
       "call application>host socket s0 (2, 1, 0, 0, " .. r.tcp .. ") ->  ok",
-      f("call host>P WSPSocket %s (%s, 2, 1, 0, {...}, 0, 0) ->  ok", T, T),
+      f("call host>P WSPSocket %s (%s, 2, 1, 0, {entry %d, type 1, protocol 6, chain %d}, 0, 0) ->  ok", T, T, r.tcp, r.tcp),
       f("upcall P>host WPUCreateSocketHandle %s (catalog %d, context %s) ->  ok", T, r.tcp, ct),
       f("return P>host WSPSocket %s () -> true ok", T),
       f("return host>application socket %s () -> %d ok", T, t),
@@ -212,9 +212,18 @@ describe("the trace", function()
     end
     -- WSPSocket: its own parameter list, no socket argument, the flags as passed down
     local top = first(function(r) return r.kind == "call" and r.name == "WSPSocket" and r.to == layer.guid end)
-    assert.equal("af=AF_INET, type=SOCK_STREAM, protocol=0, lpProtocolInfo={...}, g=0, dwFlags=0", params(top))
+    -- (a protocol info by the fields that say what it is: the entry, socket type, protocol and chain)
+    local chain
+    for _, e in ipairs(host.catalog()) do if e.dwCatalogEntryId == layer.tcp then chain = e.ProtocolChain end end
+    assert.equal(("af=AF_INET, type=SOCK_STREAM, protocol=0, lpProtocolInfo={dwCatalogEntryId=%d, iSocketType=SOCK_STREAM, "
+      .. "iProtocol=IPPROTO_TCP, ProtocolChain={%d, %d}}, g=0, dwFlags=0"):format(layer.tcp, chain[1], native.tcp),
+      params(top))
+    assert.equal(native.tcp, chain[2])
     local down = first(function(r) return r.kind == "call" and r.name == "WSPSocket" and r.from == layer.guid end)
     assert.truthy(params(down):find("dwFlags=WSA_FLAG_OVERLAPPED$"), params(down))
+    -- the info passed down is the base's own entry's (ChainLen 1)
+    assert.truthy(params(down):find(("lpProtocolInfo={dwCatalogEntryId=%d, iSocketType=SOCK_STREAM, iProtocol=IPPROTO_TCP, "
+      .. "ProtocolChain={%d}}"):format(native.tcp, native.tcp), 1, true), params(down))
     local d = trace.decode(down)
     assert.equal("https://learn.microsoft.com/en-us/windows/win32/api/ws2spi/nc-ws2spi-lpwspsocket", d.url)
     -- levels and options, ioctl codes
@@ -239,6 +248,9 @@ describe("the trace", function()
     local entry
     for _, e in ipairs(host.catalog()) do if e.ProviderId == native.guid then entry = entry or e end end
     assert.equal(("lpProviderId=%s (%s)"):format(native.guid, entry.szProtocol), trace.decode(path).text)
+    -- an upcall's page is its function's (ws2spi.h's LPWPU* types have no page of their own)
+    assert.equal("https://learn.microsoft.com/en-us/windows/win32/api/ws2spi/nf-ws2spi-wpugetproviderpath",
+      trace.decode(path).url)
     -- completions: the upcall's parameters, WSA_IO_PENDING expected, not failed
     local done = first(function(r) return r.name == "WPUCompleteOverlappedRequest" end)
     assert.equal("dwError=0 (no error), cbTransferred=2", params(done))
@@ -285,9 +297,66 @@ describe("the trace", function()
     }, made)
     assert.equal(outer.tcp, host.socket_info(c).catalog)
     assert.equal(outer.udp, host.socket_info(u).catalog)
+    -- lwsp's order, as the tour says (step 15): a layer registers its handle, then opens its
+    -- socket below (Microsoft's sample opens the lower socket first)
+    local recs = trace.records()
+    local function at(pred) for _, r in ipairs(recs) do if pred(r) then return r.seq end end end
+    for _, layer in ipairs{outer, inner} do
+      local handle = at(function(r) return r.name == "WPUCreateSocketHandle" and r.from == layer.guid end)
+      local down = at(function(r) return r.kind == "call" and r.name == "WSPSocket" and r.from == layer.guid end)
+      assert.is_true(handle < down)
+    end
     -- and the sockets work through both layers
     assert.equal(wsp.SOCK_STREAM, wsp.int(assert(host.getsockopt(c, wsp.SOL_SOCKET, wsp.SO_TYPE))))
     assert(host.close(c)); assert(host.close(u))
+  end)
+
+  it("shows a layer's WSPSelect mapping the lower sets back with ws2_32's WPUFDIsSet, as Microsoft's sample does",
+    function()
+    local base = H.provider("examples/memnet.lua")
+    local layer = H.layered{script = H.root .. "/examples/passthrough.lua", over = base, name = "layer"}
+    local l = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, base.tcp))
+    assert(host.bind(l, "127.0.0.1:0"))
+    assert(host.listen(l, 4))
+    local c1 = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, layer.tcp))
+    assert(host.connect(c1, host.getsockname(l)))
+    local a1 = assert(host.accept(l))
+    local c2 = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, layer.tcp))
+    assert(host.connect(c2, host.getsockname(l)))
+    local a2 = assert(host.accept(l))
+    assert(host.send(a1, "x"))              -- c1 is readable, c2 is not
+    trace.start()
+    local n, r = host.select({c2, c1}, nil, nil, 5)
+    trace.stop()
+    assert.equal(1, n)
+    assert.same({c1}, r)
+    local recs = trace.records()
+    -- the layer's call down: its lower sockets, in the application's order
+    local down = find(recs, function(x) return x.kind == "call" and x.name == "WSPSelect" and x.from == layer.guid end)[1]
+    local lh2, lh1 = down.args:match("^{(%d+), (%d+)}, nil, nil, ")
+    assert.truthy(lh2, down.args)
+    assert.is_true(lh2 ~= tostring(c2) and lh1 ~= tostring(c1))
+    -- then, for each application socket in turn, the host's WPUFDIsSet on the set the layer below returned
+    local ups = find(recs, function(x) return x.name == "WPUFDIsSet" end)
+    assert.equal(2, #ups)
+    local names = {[layer.guid] = "layer", [base.guid] = "memnet"}
+    for i, want in ipairs{{lh2, ("s=s%s, fdset={s%s}, returns=0 (not a member)"):format(lh2, lh1)},
+                          {lh1, ("s=s%s, fdset={s%s}, returns=1 (a member)"):format(lh1, lh1)}} do
+      assert.same({"upcall", layer.guid, "host", tonumber(want[1])}, {ups[i].kind, ups[i].from, ups[i].to, ups[i].socket})
+      assert.is_true(ups[i].seq > down.seq)
+      local d = trace.decode(ups[i], names)
+      assert.equal(want[2], d.text)
+      assert.equal("https://learn.microsoft.com/en-us/windows/win32/api/ws2spi/nf-ws2spi-wpufdisset", d.url)
+    end
+    -- both inside the layer's WSPSelect, after the call down returned
+    local ret = find(recs, function(x) return x.kind == "return" and x.name == "WSPSelect" and x.from == layer.guid end)[1]
+    local downret = find(recs, function(x) return x.kind == "return" and x.name == "WSPSelect" and x.to == layer.guid end)[1]
+    assert.is_true(downret.seq < ups[1].seq and ups[2].seq < ret.seq)
+    assert.equal(("{s%d}, {}, {}"):format(c1), ret.result)
+    local text = trace.text(recs, names)
+    assert.truthy(text:find(("^ upcall WPUFDIsSet from layer s%s (s=s%s, fdset={s%s}, returns=1 (a member))"):format(lh1, lh1,
+      lh1), 1, true), text)
+    for _, s in ipairs{c1, c2, a1, a2, l} do host.close(s) end
   end)
 
   it("records each completion mechanism and the upcalls behind it", function()

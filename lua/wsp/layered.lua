@@ -178,14 +178,13 @@ function layered.new()
   end
 
   function M.select(r, w, e, timeout)
-    local low, by = nil, {}
+    local low = nil
     local function map(set)
       if not set then return nil end
       local out = {}
       for i, s in ipairs(set) do
         low = low or s.low
         out[i] = s.lh
-        by[s.lh] = s
       end
       return out
     end
@@ -193,8 +192,20 @@ function layered.new()
     if not low then return {}, {}, {} end
     local n, rr, rw, re = low:select(lr, lw, le, timeout)
     if not n then return nil, re end
-    local function back(set) local out = {} for i, h in ipairs(set or {}) do out[i] = by[h] end return out end
-    return back(rr), back(rw), back(re)
+    -- back to the application's sockets as Microsoft's non-IFS sample does:
+    -- each socket of the application's set, in order, is ready when ws2_32's
+    -- WPUFDIsSet finds its lower socket in the set the layer below returned,
+    -- until the n ready ones are found
+    local fd_isset = wsp.upcall.fd_isset
+    local function back(set, ready)
+      local out = {}
+      for _, s in ipairs(set or {}) do
+        if n == 0 then break end
+        if fd_isset(s.lh, ready) then out[#out + 1] = s; n = n - 1 end
+      end
+      return out
+    end
+    return back(r, rr), back(w, rw), back(e, re)
   end
 
   function M.addresstostring(addr) return lwsp.format_address(addr) end

@@ -75,6 +75,20 @@ local function named(tbl, v, raw)
   return n and ("%d"):format(n) or raw
 end
 
+-- The host's catalog entry with this id, when the application side has
+-- loaded wsp.host; nil otherwise.
+local function catalog_entry(id)
+  local host = package.loaded["wsp.host"]
+  if type(host) ~= "table" or type(host.catalog) ~= "function" then return nil end
+  local ok, entries = pcall(host.catalog)
+  if not ok or type(entries) ~= "table" then return nil end
+  for _, e in ipairs(entries) do
+    if e.dwCatalogEntryId == id then return e end
+  end
+end
+
+local function split_words(s) local t = {} for w in s:gmatch("%S+") do t[#t + 1] = w end return t end
+
 -- decoders: raw text -> decoded text (ctx: the other parameters, by name)
 local D = {}
 D.socket = function(v) local n = num(v) or num(v:match("^s(%d+)$")) return n and ("s%d"):format(n) or v end
@@ -107,6 +121,38 @@ D.wm = function(v)
 end
 D.error = function(v) local n = num(v) if n == 0 then return "0 (no error)" end return n and ERR[n] or v end
 D.catalog = function(v) return v end
+-- an fd_set's handles ("{264, 268}" -> "{s264, s268}"); nil (a NULL set) as it is
+D.fdset = function(v)
+  if type(v) ~= "string" or not v:match("^{.*}$") then return v end
+  return (v:gsub("%f[%w](%d+)", "s%1"))
+end
+D.isset = function(v)
+  local n = num(v)
+  if n == nil then return v end
+  return n ~= 0 and ("%d (a member)"):format(n) or "0 (not a member)"
+end
+D.seconds = function(v) local n = tonumber(v) return n and (v .. " s") or v end
+D.events_list = function(v)
+  if type(v) ~= "string" or not v:match("^{.*}$") then return v end
+  return (v:gsub("%f[%w](%d+)", function(d) return ("0x%x"):format(math.tointeger(tonumber(d))) end))
+end
+-- a WSAPROTOCOL_INFOW, by the fields that say what it is
+D.info = function(v)
+  if type(v) ~= "string" then return v end
+  local entry, ty, proto, rest = v:match("^{entry (%d+), type (%-?%d+), protocol (%-?%d+)(.*)}$")
+  if not entry then
+    -- the host's call into a C provider: that entry's info, from the host's catalog
+    local id = v:match("^<protocol info of entry (%d+)>$")
+    local e = id and catalog_entry(tonumber(id))
+    if not e then return v end
+    entry, ty, proto = tostring(e.dwCatalogEntryId), tostring(e.iSocketType), tostring(e.iProtocol)
+    rest = ", chain " .. table.concat(e.ProtocolChain or {}, " ")
+  end
+  local out = {"dwCatalogEntryId=" .. entry, "iSocketType=" .. D.type(ty), "iProtocol=" .. D.protocol(proto)}
+  local chain = rest:match("^, chain ([%d ]*)$")
+  if chain then out[#out + 1] = "ProtocolChain={" .. table.concat(split_words(chain), ", ") .. "}" end
+  return "{" .. table.concat(out, ", ") .. "}"
+end
 D.plain = function(v) return v end
 
 -- The SPI's and the upcalls' real parameter lists (ws2spi.h), as
@@ -124,10 +170,10 @@ end
 local function spi(name, params) sig(name, "ws2spi/nc-ws2spi-lp" .. name:lower(), params) end
 sig("WSPStartup", "ws2spi/nf-ws2spi-wspstartup",
     {"wVersionRequested", "lpWSPData", "lpProtocolInfo", "UpcallTable", "lpProcTable"})
-spi("WSPSocket", {"af:af", "type:type", "protocol:protocol", "lpProtocolInfo", "g", "dwFlags:wsaflags"})
+spi("WSPSocket", {"af:af", "type:type", "protocol:protocol", "lpProtocolInfo:info", "g", "dwFlags:wsaflags"})
 spi("WSPBind", {"s:socket", "name", "namelen"})
 spi("WSPListen", {"s:socket", "backlog"})
-spi("WSPAccept", {"s:socket", "addr", "addrlen", "lpfnCondition", "dwCallbackData"})
+spi("WSPAccept", {"s:socket", "lpfnCondition", "dwCallbackData"})   -- (addr, addrlen: out)
 spi("WSPConnect", {"s:socket", "name", "lpCallerData", "lpCalleeData", "lpSQOS", "lpGQOS"})
 spi("WSPSend", {"s:socket", "lpBuffers", "dwFlags:msgflags", "lpOverlapped", "lpCompletionRoutine"})
 spi("WSPSendTo", {"s:socket", "lpBuffers", "lpTo", "dwFlags:msgflags", "lpOverlapped", "lpCompletionRoutine"})
@@ -140,7 +186,7 @@ spi("WSPIoctl", {"s:socket", "dwIoControlCode:ioctl", "lpvInBuffer", "cbOutBuffe
 spi("WSPEventSelect", {"s:socket", "hEventObject:handle", "lNetworkEvents:events"})
 spi("WSPEnumNetworkEvents", {"s:socket", "hEventObject:handle"})
 spi("WSPAsyncSelect", {"s:socket", "hWnd:handle", "wMsg:wm", "lEvent:events"})
-spi("WSPSelect", {"readfds", "writefds", "exceptfds", "timeout"})
+spi("WSPSelect", {"readfds:fdset", "writefds:fdset", "exceptfds:fdset", "timeout:seconds"})
 spi("WSPCloseSocket", {"s:socket"})
 spi("WSPShutdown", {"s:socket", "how:how"})
 spi("WSPGetSockName", {"s:socket"})
@@ -149,13 +195,14 @@ spi("WSPGetOverlappedResult", {"s:socket", "lpOverlapped", "fWait", "lpdwFlags"}
 spi("WSPDuplicateSocket", {"s:socket", "dwProcessId"})
 spi("WSPCancelBlockingCall", {})
 spi("WSPCleanup", {})
-spi("WSPAddressToString", {"lpsaAddress", "lpProtocolInfo"})
-spi("WSPStringToAddress", {"AddressString", "AddressFamily:af", "lpProtocolInfo"})
+spi("WSPAddressToString", {"lpsaAddress", "lpProtocolInfo:info"})
+spi("WSPStringToAddress", {"AddressString", "AddressFamily:af", "lpProtocolInfo:info"})
 spi("WSPRecvDisconnect", {"s:socket"})
 spi("WSPSendDisconnect", {"s:socket"})
 spi("WSPJoinLeaf", {"s:socket", "name", "lpCallerData", "lpCalleeData", "lpSQOS", "lpGQOS", "dwFlags"})
 spi("WSPGetQOSByName", {"s:socket", "lpQOSName"})
-local function wpu(name, params) sig(name, "ws2spi/nc-ws2spi-lp" .. name:lower(), params) end
+-- (the upcalls' pages are their functions', nf-ws2spi-wpu*: ws2spi.h's LPWPU* types have none)
+local function wpu(name, params) sig(name, "ws2spi/nf-ws2spi-" .. name:lower(), params) end
 wpu("WPUCreateSocketHandle", {"dwCatalogEntryId:catalog", "dwContext:handle"})
 wpu("WPUQuerySocketHandleContext", {"lpContext:handle"})
 wpu("WPUCloseSocketHandle", {})
@@ -163,7 +210,7 @@ wpu("WPUModifyIFSHandle", {"dwCatalogEntryId:catalog", "ProposedHandle:handle"})
 wpu("WPUQueryBlockingCallback", {"dwCatalogEntryId:catalog", "lplpfnCallback"})
 wpu("WPUGetProviderPath", {"lpProviderId"})
 wpu("WPUPostMessage", {"hWnd:handle", "Msg:wm", "wParam:socket", "lParam"})
-wpu("WPUFDIsSet", {"result"})
+wpu("WPUFDIsSet", {"s:socket", "fdset:fdset", "returns:isset"})
 wpu("WPUQueueApc", {"lpfnUserApc", "dwContext:handle"})
 wpu("WPUSetEvent", {"hEvent:handle"})
 wpu("WPUResetEvent", {"hEvent:handle"})
@@ -193,8 +240,8 @@ api("async_select", "wsaasyncselect", {"s:socket", "hWnd:handle", "wMsg:wm", "lE
 api("wsarecv", "wsarecv", {"s:socket", "len", "lpOverlapped", "lpCompletionRoutine"})
 api("wsasend", "wsasend", {"s:socket", "buf", "lpOverlapped", "lpCompletionRoutine"})
 api("get_overlapped_result", "wsagetoverlappedresult", {"s:socket", "lpOverlapped", "fWait"})
-api("wait", "wsawaitformultipleevents", {"lphEvents", "fWaitAll", "dwTimeout"})
-api("select", "select", {"readfds", "writefds", "exceptfds", "timeout"})
+api("wait", "wsawaitformultipleevents", {"lphEvents:events_list", "fWaitAll", "dwTimeout"})
+api("select", "select", {"readfds:fdset", "writefds:fdset", "exceptfds:fdset", "timeout:seconds"})
 api("duplicate_socket", "wsaduplicatesocketw", {"s:socket", "dwProcessId"})
 -- what the host records of an application's notification
 api("message posted", "wsaasyncselect", {"wMsg:wm", "WSAGETSELECTEVENT(lParam):events", "WSAGETSELECTERROR(lParam):error"})
@@ -259,6 +306,9 @@ function trace.decode(r, names)
   local raw = split_args(r.args or "")
   local params, ctx = {}, {}
   local pos = 1
+  if r.name == "WSPAccept" and raw[2] and raw[2]:match("^s%d+$") then
+    table.remove(raw, 2)          -- the new socket's table lwsp gives a Lua handler: no parameter of WSPAccept
+  end
   if r.name == "WSPSocket" and raw[1] and (raw[1]:match("^s%d+$") or #raw == 7) then
     table.remove(raw, 1)          -- a Lua handler's own first argument: the socket lwsp has already made
   elseif r.name == "WSPSocket" and #raw == 5 and num(raw[5]) then
@@ -266,13 +316,6 @@ function trace.decode(r, names)
     -- arguments (af, type, protocol, flags, catalog entry): the host passes
     -- that entry's WSAPROTOCOL_INFOW, no group, and the flags
     raw = {raw[1], raw[2], raw[3], "<protocol info of entry " .. raw[5] .. ">", "0", raw[4]}
-  end
-  if r.name == "WSPSelect" then
-    -- lwsp's summaries of the three sets: "1, 2, 0 sockets" or "0 to read, 1 to write, 20 ms"
-    local a, b, c = (r.args or ""):match("^(%d+), (%d+), (%d+) sockets$")
-    if a then raw = {a .. " sockets", b .. " sockets", c .. " sockets"} end
-    local x, y, t = (r.args or ""):match("^(%d+) to read, (%d+) to write, (.+)$")
-    if x then raw = {x .. " sockets", y .. " sockets", "nil", t} end
   end
   local sigp = s or {}
   -- the socket parameter: the record's own socket when the text leaves it out

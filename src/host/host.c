@@ -298,7 +298,16 @@ static SOCKET WSPAPI up_create_socket_handle(DWORD catalog, DWORD_PTR ctx, LPINT
 
 static int WSPAPI up_fd_isset(SOCKET s, wsp_fd_set *set) {
   int r = set ? lwsp_fd_isset(s, set) : 0;
-  if (lwsp_tracing) lwsp_trace_event_args("upcall", lwsp_trace_party(), "host", "WPUFDIsSet", s, 0, r ? "set" : "not set");
+  if (lwsp_tracing) {   /* recorded with the set it searched (its first handles) and its answer */
+    char text[LWSP_TRACE_TEXT];
+    size_t used = (size_t)snprintf(text, sizeof text, "{");
+    unsigned n = set ? set->fd_count : 0, i;
+    for (i = 0; i < n && i < WSP_FD_SETSIZE && used + 24 < sizeof text - 16; i++)
+      used += (size_t)snprintf(text + used, sizeof text - used, "%s%llu", i ? ", " : "",
+                               (unsigned long long)set->fd_array[i]);
+    snprintf(text + used, sizeof text - used, "%s}, %d", i < n ? ", ..." : "", r != 0);
+    lwsp_trace_event_args("upcall", lwsp_trace_party(), "host", "WPUFDIsSet", s, 0, set ? text : "NULL, 0");
+  }
   return r;
 }
 

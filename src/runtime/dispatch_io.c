@@ -308,7 +308,9 @@ int rt_wsp_select(lwsp_inst *I, int nfds, wsp_fd_set *r, wsp_fd_set *w, wsp_fd_s
   }
   if (rt_live(I) && I->href[P_select] == LUA_NOREF) {
     int rc;
-    CORE_TRACE(P_select, 0, "%u, %u, %u sockets", r ? r->fd_count : 0, w ? w->fd_count : 0, e ? e->fd_count : 0);
+    char sets_[LWSP_TRACE_TEXT] = "";
+    if (lwsp_tracing) lwsp_trace_fdsets(sets_, sizeof sets_, r, w, e, tv);
+    CORE_TRACE(P_select, 0, "%s", sets_);
     if (!rt_lock_inst(I, err)) { CORE_END(P_select, 0, 1); return errv; }
     rc = rt_select(I, r, w, e, tv, err);
     rt_unlock_inst(I);

@@ -273,10 +273,12 @@ static int m_socket(lua_State *L) {
   if (lwsp_faults_armed && (err = lwsp_fault("lower.socket")) != 0) return fail(L, err);
   {
     /* the arguments as passed down: WSA_FLAG_OVERLAPPED is ORed in above */
-    char targs[LWSP_TRACE_TEXT];
+    char targs[LWSP_TRACE_TEXT], info[64];
     targs[0] = 0;
-    if (lwsp_tracing && low->foreign)
-      snprintf(targs, sizeof targs, "%d, %d, %d, <protocol info>, 0, 0x%lx", af, type, proto, (unsigned long)flags);
+    if (lwsp_tracing && low->foreign) {
+      lwsp_trace_protocol_info(info, sizeof info, &pass);
+      snprintf(targs, sizeof targs, "%d, %d, %d, %s, 0, 0x%lx", af, type, proto, info, (unsigned long)flags);
+    }
     TRACED_DOWN_H("WSPSocket", 0, targs, h = low->procs.lpWSPSocket(af, type, proto, &pass, 0, flags, &err));
   }
   if (h == INVALID_SOCKET) return fail(L, err);

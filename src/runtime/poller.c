@@ -110,9 +110,10 @@ int rt_lower_poll(lwsp_inst *I, long max_ms) {
     tv.tv_sec = 0;
     tv.tv_usec = (LONG)(ms * 1000);
     {
-      char targs[64] = "";
+      char targs[LWSP_TRACE_TEXT] = "";
       if (lwsp_tracing && low->foreign)
-        snprintf(targs, sizeof targs, "%u to read, %u to write, %ld ms", rs.fd_count, ws.fd_count, ms);
+        lwsp_trace_fdsets(targs, sizeof targs, rs.fd_count ? &rs : NULL, ws.fd_count ? &ws : NULL,
+                          xs.fd_count ? &xs : NULL, &tv);
       TRACED_DOWN("WSPSelect", 0, targs, rc == SOCKET_ERROR,
                   rc = low->procs.lpWSPSelect(0, rs.fd_count ? &rs : NULL, ws.fd_count ? &ws : NULL,
                                               xs.fd_count ? &xs : NULL, &tv, &err));

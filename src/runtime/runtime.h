@@ -430,6 +430,12 @@ unsigned long lwsp_trace_enter(const char *from, const char *to, const char *nam
 void lwsp_trace_args(unsigned long seq, const char *args, SOCKET s);   /* s: 0 keeps the record's */
 void lwsp_trace_leave(const char *from, const char *to, const char *name, SOCKET s, int error, const char *res);
 void lwsp_trace_values(lua_State *L, int first, int last, char *buf, size_t n);
+/* A protocol info as the trace shows one: "{entry 1006, type 1, protocol 6, chain 1005 1001}". */
+void lwsp_trace_protocol_info(char *buf, size_t n, const WSAPROTOCOL_INFOW *pi);
+/* WSPSelect's arguments as passed: each set's handles ("{268, 272}", NULL as
+ * "nil") and the timeout in seconds ("0.02", NULL as "nil"). */
+void lwsp_trace_fdsets(char *buf, size_t n, const wsp_fd_set *r, const wsp_fd_set *w, const wsp_fd_set *e,
+                       const wsp_timeval *tv);
 void lwsp_trace_event(const char *kind, const char *from, const char *to, const char *name, SOCKET s, int error);
 void lwsp_trace_event_args(const char *kind, const char *from, const char *to, const char *name, SOCKET s, int error,
                            const char *args);

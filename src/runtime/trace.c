@@ -194,6 +194,65 @@ void lwsp_trace_event_args(const char *kind, const char *from, const char *to, c
   add(kind, from, to, name, s, error, 0, depth, args ? args : "", NULL);
 }
 
+/* A protocol info table (lwsp_push_protocol_info's), by the fields that say
+ * what it is: "{entry 1006, type 1, protocol 6, chain 1005 1001}". */
+static int protocol_info(lua_State *L, int t, char *buf, size_t n) {
+  static const char *const fields[] = {"dwCatalogEntryId", "iSocketType", "iProtocol"};
+  lua_Integer v[3];
+  size_t used;
+  for (int k = 0; k < 3; k++) {
+    lua_pushstring(L, fields[k]);
+    if (lua_rawget(L, t) != LUA_TNUMBER || !lua_isinteger(L, -1)) { lua_pop(L, 1); return 0; }
+    v[k] = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+  }
+  used = (size_t)snprintf(buf, n, "{entry %lld, type %lld, protocol %lld", (long long)v[0], (long long)v[1],
+                          (long long)v[2]);
+  lua_pushliteral(L, "ProtocolChain");
+  if (lua_rawget(L, t) == LUA_TTABLE && used < n) {
+    lua_Integer len = (lua_Integer)lua_rawlen(L, -1);
+    used += (size_t)snprintf(buf + used, n - used, ", chain");
+    for (lua_Integer i = 1; i <= len && i <= 7 && used < n; i++) {
+      lua_rawgeti(L, -1, i);
+      used += (size_t)snprintf(buf + used, n - used, " %lld", (long long)lua_tointeger(L, -1));
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  if (used < n) snprintf(buf + used, n - used, "}");
+  return 1;
+}
+
+/* An array of integers or sockets (an fd_set's handles, a list of events):
+ * "{264, 268}", "{s264}"; its first few, then "...". */
+static int array(lua_State *L, int t, char *buf, size_t n) {
+  lua_Integer len = (lua_Integer)lua_rawlen(L, t);
+  size_t used;
+  if (len == 0) {   /* an empty table: "{}" */
+    lua_pushnil(L);
+    if (lua_next(L, t)) { lua_pop(L, 2); return 0; }
+    snprintf(buf, n, "{}");
+    return 1;
+  }
+  used = (size_t)snprintf(buf, n, "{");
+  for (lua_Integer i = 1; i <= len; i++) {
+    char one[24];
+    int ty = lua_rawgeti(L, t, i);
+    if (ty == LUA_TNUMBER && lua_isinteger(L, -1)) snprintf(one, sizeof one, "%lld", (long long)lua_tointeger(L, -1));
+    else if (ty == LUA_TTABLE) {
+      lua_pushliteral(L, "handle");
+      if (lua_rawget(L, -2) != LUA_TNUMBER) { lua_pop(L, 2); return 0; }
+      snprintf(one, sizeof one, "s%lld", (long long)lua_tointeger(L, -1));
+      lua_pop(L, 1);
+    } else { lua_pop(L, 1); return 0; }
+    lua_pop(L, 1);
+    if (used + strlen(one) + 8 >= n) { used += (size_t)snprintf(buf + used, n - used, ", ..."); break; }
+    used += (size_t)snprintf(buf + used, n - used, "%s%s", i > 1 ? ", " : "", one);
+  }
+  if (used < n) snprintf(buf + used, n - used, "}");
+  return 1;
+}
+
 /* One value, briefly: numbers, short strings quoted, longer ones by length,
  * sockets (a table with a handle) as sN, addresses as text.  Raw access only:
  * a handler's values may carry metamethods that must not run here. */
@@ -235,6 +294,7 @@ static void one_value(lua_State *L, int i, char *buf, size_t n) {
       return;
     }
     lua_pop(L, 1);
+    if (protocol_info(L, t, buf, n) || array(L, t, buf, n)) return;
     snprintf(buf, n, "{...}");
     return;
   }
@@ -245,13 +305,46 @@ static void one_value(lua_State *L, int i, char *buf, size_t n) {
 void lwsp_trace_values(lua_State *L, int first, int last, char *buf, size_t n) {
   size_t used = 0;
   buf[0] = 0;
-  if (!lua_checkstack(L, 3)) return;
+  if (!lua_checkstack(L, 4)) return;
   for (int i = first; i <= last && used + 1 < n; i++) {
-    char one[64];
+    char one[72];
     one_value(L, i, one, sizeof one);
     used += (size_t)snprintf(buf + used, n - used, "%s%s", i > first ? ", " : "", one);
   }
   if (used >= n && n > 4) memcpy(buf + n - 4, "...", 4);
+}
+
+void lwsp_trace_protocol_info(char *buf, size_t n, const WSAPROTOCOL_INFOW *pi) {
+  size_t used = (size_t)snprintf(buf, n, "{entry %lu, type %d, protocol %d, chain", (unsigned long)pi->dwCatalogEntryId,
+                                 pi->iSocketType, pi->iProtocol);
+  for (int i = 0; i < pi->ProtocolChain.ChainLen && i < MAX_PROTOCOL_CHAIN && used < n; i++)
+    used += (size_t)snprintf(buf + used, n - used, " %lu", (unsigned long)pi->ProtocolChain.ChainEntries[i]);
+  if (used < n) snprintf(buf + used, n - used, "}");
+}
+
+static size_t one_set(char *buf, size_t n, const wsp_fd_set *set) {
+  size_t used;
+  unsigned i, k = set ? set->fd_count : 0;
+  if (!set) return (size_t)snprintf(buf, n, "nil");
+  used = (size_t)snprintf(buf, n, "{");
+  for (i = 0; i < k && i < WSP_FD_SETSIZE && used + 28 < n; i++)
+    used += (size_t)snprintf(buf + used, n - used, "%s%llu", i ? ", " : "", (unsigned long long)set->fd_array[i]);
+  if (used < n) used += (size_t)snprintf(buf + used, n - used, "%s}", i < k ? ", ..." : "");
+  return used;
+}
+
+void lwsp_trace_fdsets(char *buf, size_t n, const wsp_fd_set *r, const wsp_fd_set *w, const wsp_fd_set *e,
+                       const wsp_timeval *tv) {
+  const wsp_fd_set *sets[3] = {r, w, e};
+  size_t used = 0;
+  buf[0] = 0;
+  for (int k = 0; k < 3 && used < n; k++) {
+    if (k && used + 2 < n) used += (size_t)snprintf(buf + used, n - used, ", ");
+    if (used < n) used += one_set(buf + used, n - used, sets[k]);
+  }
+  if (used >= n) return;
+  if (tv) snprintf(buf + used, n - used, ", %g", (double)tv->tv_sec + (double)tv->tv_usec / 1e6);
+  else snprintf(buf + used, n - used, ", nil");
 }
 
 /* trace.start([file]) -> true: clears the records and starts tracing */

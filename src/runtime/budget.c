@@ -581,12 +581,9 @@ void rt_budget_open(lua_State *L, lwsp_inst *I) {
   lua_setmetatable(L, -2);
   lua_setfield(L, LUA_REGISTRYINDEX, STOPPED_KEY);
   if (lua_getglobal(L, "coroutine") == LUA_TTABLE) {
+    static const luaL_Reg co_fns[] = {{"resume", co_resume}, {"wrap", co_wrap}, {NULL, NULL}};
     lua_pushlightuserdata(L, I);
-    lua_pushcclosure(L, co_resume, 1);
-    lua_setfield(L, -2, "resume");
-    lua_pushlightuserdata(L, I);
-    lua_pushcclosure(L, co_wrap, 1);
-    lua_setfield(L, -2, "wrap");
+    luaL_setfuncs(L, co_fns, 1);
     lua_pushlightuserdata(L, I);
     lua_getfield(L, -2, "close");
     lua_pushcclosure(L, co_close, 2);

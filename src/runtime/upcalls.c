@@ -450,12 +450,9 @@ int lwsp_upcalls_open(lua_State *L, void *instp) {
   }
   lua_pop(L, 1);
   if (luaL_newmetatable(L, OVERLAPPED_MT)) {
+    static const luaL_Reg ov_fns[] = {{"__index", ov_index}, {"__tostring", ov_tostring}, {NULL, NULL}};
     lua_pushlightuserdata(L, instp);
-    lua_pushcclosure(L, ov_index, 1);
-    lua_setfield(L, -2, "__index");
-    lua_pushlightuserdata(L, instp);
-    lua_pushcclosure(L, ov_tostring, 1);
-    lua_setfield(L, -2, "__tostring");
+    luaL_setfuncs(L, ov_fns, 1);
     lua_pushliteral(L, OVERLAPPED_MT);
     lua_setfield(L, -2, "__metatable");
   }

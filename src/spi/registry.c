@@ -145,23 +145,28 @@ int lwsp_registry_get(const GUID *id, char *out, size_t outlen, char *err, size_
 static void on_failure_name(const GUID *id, WCHAR *name);
 static void config_name(const GUID *id, WCHAR *name);
 static REGSAM view_flag(int view) { return view == 64 ? KEY_WOW64_64KEY : view == 32 ? KEY_WOW64_32KEY : 0; }
-int lwsp_registry_set(const GUID *id, const char *path, int view, char *err, size_t errlen) {
-  char g[39];
-  WCHAR name[40], val[MAX_PATH * 2];
-  HKEY key;
+/* Writes the value name under lwsp's key of the hive writes go to (view: the
+ * registry view), or deletes it when val is NULL (a missing one is not an error). */
+static int set_value(int view, const WCHAR *name, const WCHAR *val, char *err, size_t errlen) {
+  HKEY key, hive = write_hive(err, errlen);
   LSTATUS rc;
-  lwsp_guid_format(id, g);
-  lwsp_utf8_to_wide(g, name, 40);
-  HKEY hive = write_hive(err, errlen);
   if (!hive) return 0;
-  if (!lwsp_utf8_to_wide(path, val, sizeof val / sizeof val[0])) { snprintf(err, errlen, "path too long"); return 0; }
   rc = RegCreateKeyExW(hive, LWSP_REG_KEY, 0, NULL, 0, KEY_SET_VALUE | view_flag(view), NULL, &key, NULL);
   if (rc == ERROR_SUCCESS) {
-    rc = RegSetValueExW(key, name, 0, REG_SZ, (const BYTE *)val, (DWORD)((wcslen(val) + 1) * sizeof(WCHAR)));
+    if (val) rc = RegSetValueExW(key, name, 0, REG_SZ, (const BYTE *)val, (DWORD)((wcslen(val) + 1) * sizeof(WCHAR)));
+    else if ((rc = RegDeleteValueW(key, name)) == ERROR_FILE_NOT_FOUND) rc = ERROR_SUCCESS;
     RegCloseKey(key);
   }
   if (rc != ERROR_SUCCESS) { snprintf(err, errlen, "cannot write %s (error %ld)", hive_name(hive), (long)rc); return 0; }
   return 1;
+}
+int lwsp_registry_set(const GUID *id, const char *path, int view, char *err, size_t errlen) {
+  char g[39];
+  WCHAR name[40], val[MAX_PATH * 2];
+  lwsp_guid_format(id, g);
+  lwsp_utf8_to_wide(g, name, 40);
+  if (!lwsp_utf8_to_wide(path, val, sizeof val / sizeof val[0])) { snprintf(err, errlen, "path too long"); return 0; }
+  return set_value(view, name, val, err, errlen);
 }
 int lwsp_registry_remove(const GUID *id, int view, char *err, size_t errlen) {
   char g[39];
@@ -235,19 +240,8 @@ int lwsp_registry_on_failure(const GUID *id) {
 }
 int lwsp_registry_set_on_failure(const GUID *id, int passthrough, int view, char *err, size_t errlen) {
   WCHAR name[64];
-  HKEY key;
-  LSTATUS rc;
-  HKEY hive = write_hive(err, errlen);
-  if (!hive) return 0;
   on_failure_name(id, name);
-  rc = RegCreateKeyExW(hive, LWSP_REG_KEY, 0, NULL, 0, KEY_SET_VALUE | view_flag(view), NULL, &key, NULL);
-  if (rc == ERROR_SUCCESS) {
-    if (passthrough) rc = RegSetValueExW(key, name, 0, REG_SZ, (const BYTE *)L"passthrough", (DWORD)sizeof L"passthrough");
-    else if ((rc = RegDeleteValueW(key, name)) == ERROR_FILE_NOT_FOUND) rc = ERROR_SUCCESS;
-    RegCloseKey(key);
-  }
-  if (rc != ERROR_SUCCESS) { snprintf(err, errlen, "cannot write %s (error %ld)", hive_name(hive), (long)rc); return 0; }
-  return 1;
+  return set_value(view, name, passthrough ? L"passthrough" : NULL, err, errlen);
 }
 /* A provider's configuration: the value "{GUID}.config" beside its script's
  * (the hive WSPStartup takes the script from), a Lua table literal. */
@@ -288,30 +282,18 @@ int lwsp_registry_config(const GUID *id, char **out, char *err, size_t errlen) {
   return 1;
 }
 int lwsp_registry_set_config(const GUID *id, const char *text, int view, char *err, size_t errlen) {
-  WCHAR name[64], *w;
-  HKEY key, hive = write_hive(err, errlen);
-  LSTATUS rc;
-  size_t n;
-  if (!hive) return 0;
+  WCHAR name[64], *w = NULL;
+  int ok;
   if (text && strlen(text) > LWSP_CONFIG_MAX) { snprintf(err, errlen, "a configuration is at most %u bytes", (unsigned)LWSP_CONFIG_MAX); return 0; }
   config_name(id, name);
-  rc = RegCreateKeyExW(hive, LWSP_REG_KEY, 0, NULL, 0, KEY_SET_VALUE | view_flag(view), NULL, &key, NULL);
-  if (rc == ERROR_SUCCESS) {
-    if (!text) {
-      if ((rc = RegDeleteValueW(key, name)) == ERROR_FILE_NOT_FOUND) rc = ERROR_SUCCESS;
-    } else {
-      n = strlen(text) + 2;                       /* (utf8_to_wide keeps a unit spare) */
-      if (!(w = malloc(n * sizeof(WCHAR)))) rc = ERROR_OUTOFMEMORY;
-      else {
-        if (!lwsp_utf8_to_wide(text, w, n)) rc = ERROR_INVALID_DATA;
-        else rc = RegSetValueExW(key, name, 0, REG_SZ, (const BYTE *)w, (DWORD)((wcslen(w) + 1) * sizeof(WCHAR)));
-        free(w);
-      }
-    }
-    RegCloseKey(key);
+  if (text) {
+    size_t n = strlen(text) + 2;                  /* (utf8_to_wide keeps a unit spare) */
+    if (!(w = malloc(n * sizeof(WCHAR)))) { snprintf(err, errlen, "out of memory"); return 0; }
+    if (!lwsp_utf8_to_wide(text, w, n)) { free(w); snprintf(err, errlen, "the configuration is not UTF-8"); return 0; }
   }
-  if (rc != ERROR_SUCCESS) { snprintf(err, errlen, "cannot write %s (error %ld)", hive_name(hive), (long)rc); return 0; }
-  return 1;
+  ok = set_value(view, name, w, err, errlen);
+  free(w);
+  return ok;
 }
 #else
 #  include <dirent.h>

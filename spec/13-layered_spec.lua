@@ -160,6 +160,40 @@ describe("layered providers over the native base", function()
     end
   end)
 
+  it("make sendto and recvfrom down in C too, without entering Lua: datagrams, senders, errors, a blocking wait", function()
+    local srv = assert(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, native.udp))
+    assert(host.bind(srv, "127.0.0.1:0"))
+    local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, one.udp))
+    assert(host.bind(c, "127.0.0.1:0"))
+    local runs = host.bench_instance(one.guid).lua_runs
+    for i = 1, 20 do
+      assert.equal(#("datagram " .. i), host.sendto(c, "datagram " .. i, host.getsockname(srv)))
+      local data, from = host.recvfrom(srv, 100)
+      assert.equal("datagram " .. i, data)
+      assert.same(host.getsockname(c), from)
+      assert.equal(5, host.sendto(srv, "reply", from))
+      local r, rfrom = host.recvfrom(c, 100)
+      assert.equal("reply", r)
+      assert.same(host.getsockname(srv), rfrom)
+    end
+    -- a datagram longer than the buffer: the part that fits, and WSAEMSGSIZE, as below
+    assert.equal(10, host.sendto(srv, ("m"):rep(10), host.getsockname(c)))
+    H.fails_with("WSAEMSGSIZE", host.recvfrom(c, 4))
+    -- a blocking recvfrom waits on its own thread for the layer below
+    local job = host.spawn("recvfrom", c, 100)
+    assert.same({nil, "timeout"}, {job:join(50)})
+    assert.equal(4, host.sendto(srv, "late", host.getsockname(c)))
+    assert.equal("late", (job:join(5000)))
+    assert.equal(runs, host.bench_instance(one.guid).lua_runs)
+    -- an address too short for its family is the caller's fault, as through a handler
+    assert.equal(wsp.WSAEFAULT, host.probe("sendto:short-to", c))
+    assert.equal(5, host.sendto(srv, "kept!", host.getsockname(c)))
+    assert.equal(wsp.WSAEFAULT, host.probe("recvfrom:short-fromlen", c))
+    assert.equal("kept!", (host.recvfrom(c, 100)))
+    assert(host.close(c))
+    assert(host.close(srv))
+  end)
+
   it("work over IPv6", function()
     local c, a = pair(two.tcp6, wsp.AF_INET6)
     assert.equal(wsp.AF_INET6, host.getpeername(c).family)

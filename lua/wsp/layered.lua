@@ -221,7 +221,7 @@ function layered.new()
   -- a call whose handler stays one of these is made down by lwsp in C,
   -- exactly as the handler would make it (see docs/api.md, "Inherited calls")
   if lwsp.inherited then
-    for _, k in ipairs{"getsockopt", "setsockopt", "send", "recv", "getsockname", "getpeername"} do
+    for _, k in ipairs{"getsockopt", "setsockopt", "send", "recv", "getsockname", "getpeername", "sendto", "recvfrom"} do
       lwsp.inherited(M[k], k)
     end
   end

@@ -200,7 +200,7 @@ static int h_wsaioctl(lua_State *L) {
 }
 
 /* ---- application threads ----------------------------------------------------------- */
-enum { J_RECV, J_SEND, J_ACCEPT, J_CONNECT, J_SLEEP, J_RESULT, J_CLEANUP, J_STARTUP };
+enum { J_RECV, J_SEND, J_ACCEPT, J_CONNECT, J_SLEEP, J_RESULT, J_CLEANUP, J_STARTUP, J_RECVFROM };
 typedef struct job {
   lwsp_thread *thread;
   int op;
@@ -259,6 +259,12 @@ static void job_main(void *arg) {
     b.buf = j->data; b.len = (ULONG)j->len;
     j->rc = HCALL(NULL, j->p, WSPRecv, j->s, &j->err, j->s, &b, 1, &j->got, &j->flags, NULL, NULL, &tid, &j->err);
     break;
+  case J_RECVFROM:
+    b.buf = j->data; b.len = (ULONG)j->len;
+    j->addrlen = sizeof j->addr;
+    j->rc = HCALL(NULL, j->p, WSPRecvFrom, j->s, &j->err, j->s, &b, 1, &j->got, &j->flags, (struct sockaddr *)&j->addr,
+                  &j->addrlen, NULL, NULL, &tid, &j->err);
+    break;
   case J_SEND:   /* all of it, one call after another, as applications do */
     for (size_t off = 0; off < j->len;) {
       DWORD n = 0;
@@ -312,7 +318,7 @@ static void job_main(void *arg) {
 }
 
 /* spawn(op, s, ...) -> job: runs one application call on a new thread.
- *   spawn("recv", s, len [, {cancel_after = n, count_hook = true}])
+ *   spawn("recv", s, len [, {cancel_after = n, count_hook = true}])   spawn("recvfrom", s, len) -> data, sender
  *   spawn("send", s, data) (sends all of it, call after call)   spawn("accept", s)   spawn("connect", s, addr)
  *   spawn("sleep", ms)       (an alertable sleep: delivers that thread's APCs)
  *   spawn("overlapped_result", s, overlapped)   (WSPGetOverlappedResult with fWait)
@@ -324,7 +330,7 @@ static void job_main(void *arg) {
  * it cleaned up). */
 static int h_spawn(lua_State *L) {
   static const char *const ops[] = {"recv", "send", "accept", "connect", "sleep", "overlapped_result", "cleanup",
-                                    "startup", NULL};
+                                    "startup", "recvfrom", NULL};
   int op = luaL_checkoption(L, 1, NULL, ops), perr = 0, optidx = 4;
   job *j, **u;
   job a;   /* every argument read and checked before anything is allocated */
@@ -343,7 +349,7 @@ static int h_spawn(lua_State *L) {
   } else {
     a.s = (SOCKET)luaL_checkinteger(L, 2);
   }
-  if (op == J_RECV) a.len = (size_t)host_arg_range(L, 3, 0, 64 * 1024 * 1024, "length");
+  if (op == J_RECV || op == J_RECVFROM) a.len = (size_t)host_arg_range(L, 3, 0, 64 * 1024 * 1024, "length");
   else if (op == J_SEND) d = luaL_checklstring(L, 3, &a.len);
   else if (op == J_CONNECT) { if (!lwsp_to_sockaddr(L, 3, &a.addr, &a.addrlen)) return luaL_argerror(L, 3, LWSP_ADDRESS_FORMS); }
   else if (op == J_RESULT) a.ov = &host_check_ov(L, 3)->ov;   /* (the caller keeps it alive until the job is joined) */
@@ -360,7 +366,7 @@ static int h_spawn(lua_State *L) {
   luaL_setmetatable(L, JOB_MT);
   if (!(j = malloc(sizeof *j))) return fail(L, WSAENOBUFS);
   *j = a;
-  if (op == J_RECV || op == J_SEND) {
+  if (op == J_RECV || op == J_RECVFROM || op == J_SEND) {
     if (!(j->data = malloc(j->len + 1))) { free(j); return fail(L, WSAENOBUFS); }
     if (d) memcpy(j->data, d, j->len);
   }
@@ -407,6 +413,7 @@ static int job_join(lua_State *L) {
   if (j->rc != 0) return fail(L, j->err);
   switch (j->op) {
   case J_RECV: lua_pushlstring(L, j->data, j->got); lua_pushinteger(L, j->flags); return 2;
+  case J_RECVFROM: lua_pushlstring(L, j->data, j->got); lwsp_push_sockaddr(L, (struct sockaddr *)&j->addr, j->addrlen); return 2;
   case J_SEND: lua_pushinteger(L, j->got); return 1;
   case J_RESULT: lua_pushinteger(L, j->got); lua_pushinteger(L, j->flags); return 2;
   case J_ACCEPT:

@@ -409,11 +409,16 @@ int rt_finish_ok(rt_call *c, LPINT err) {
   return 0;
 }
 
-int rt_push_addr_arg(rt_call *c, const struct sockaddr *sa, int len) {
+/* An address argument lwsp will read: long enough for its family, no longer than a SOCKADDR_STORAGE. */
+int rt_addr_ok(const struct sockaddr *sa, int len) {
   int need;
   if (!sa || len < 2) return 0;
   need = sa->sa_family == AF_INET ? 16 : sa->sa_family == AF_INET6 ? 28 : 2;
-  if (len < need || len > (int)sizeof(SOCKADDR_STORAGE)) return 0;
+  return len >= need && len <= (int)sizeof(SOCKADDR_STORAGE);
+}
+
+int rt_push_addr_arg(rt_call *c, const struct sockaddr *sa, int len) {
+  if (!rt_addr_ok(sa, len)) return 0;
   lwsp_push_sockaddr(c->co, sa, len);
   return 1;
 }

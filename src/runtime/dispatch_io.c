@@ -188,8 +188,10 @@ static int recv_entry(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nbu
     rt_ov_failed(ov, bad);
     return errv;
   }
-  if (!rt_begin_down(&c, I, proc, s, proc != P_recv ? 0 : ov ? 2 : 1, err)) return errv;
+  /* (an overlapped WSPRecvFrom runs its handler: only WSPRecv's queue ahead of it) */
+  if (!rt_begin_down(&c, I, proc, s, proc == P_recv ? (ov ? 2 : 1) : proc == P_recvfrom && !ov, err)) return errv;
   rt_reenable(I, c.so, (*flags & MSG_OOB) ? FD_OOB : FD_READ);
+  if (from && *fromlen < rt_min_addrlen(c.so->af)) { rt_ov_failed(ov, WSAEFAULT); FAIL(WSAEFAULT); }
   memset(&io, 0, sizeof io);
   io.bufs = bufs;
   io.nbufs = nbufs;
@@ -204,7 +206,7 @@ static int recv_entry(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nbu
     DWORD n = 0, fl = *flags;
     INT e = 0;
   again:
-    if (rt_down_recv(&c, bufs, nbufs, &n, &fl, &e) == 0) {
+    if (rt_down_recv(&c, bufs, nbufs, &n, &fl, from, fromlen, &e) == 0) {
       if (got) *got = n;
       *flags = fl;
       if (ov) rt_overlapped_done(I, c.so, c.so->handle, ov, routine, tid, 0, n, fl);
@@ -223,7 +225,6 @@ static int recv_entry(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nbu
     }
     if (!rt_enter_lua(&c, err)) return errv;   /* the handler waits */
   }
-  if (from && *fromlen < rt_min_addrlen(c.so->af)) { rt_ov_failed(ov, WSAEFAULT); FAIL(WSAEFAULT); }
   c.can_wait = 1;
   if (!(c.view = rt_push_recv_args(I, c.co, &io)) && I->views) { rt_ov_failed(ov, WSAENOBUFS); FAIL(WSAENOBUFS); }
   return data_end(&c, rt_run_in_turn(&c, err), &io, finish_recv, got, flags, ov, routine, tid, err);
@@ -355,15 +356,17 @@ static int send_common(lwsp_inst *I, int proc, SOCKET s, LPWSABUF bufs, DWORD nb
     rt_ov_failed(ov, bad);
     return errv;
   }
-  if (!rt_begin_down(&c, I, proc, s, proc == P_send && !ov, err)) return errv;
+  if (!rt_begin_down(&c, I, proc, s, (proc == P_send || proc == P_sendto) && !ov, err)) return errv;
+  if (c.low && proc == P_sendto && to && !rt_addr_ok(to, tolen)) FAIL(WSAEFAULT);
   if (c.low) {
     for (;;) {
       DWORD n = 0, k = 0;
       INT e = 0;
-      if (rt_down_send(&c, bufs, nbufs, &n, flags, &e) == 0) {
-        /* done, or (a blocking send goes down whole) the rest goes after it */
+      if (rt_down_send(&c, bufs, nbufs, &n, flags, to, tolen, &e) == 0) {
+        /* done, or (a blocking send goes down whole) the rest goes after it;
+         * a datagram goes whole or not at all, and sendto makes one call */
         size_t skip = n;
-        if (n >= total || c.so->nonblocking) { *sent = (DWORD)(before + n); rt_end(&c); return 0; }
+        if (n >= total || c.so->nonblocking || proc == P_sendto) { *sent = (DWORD)(before + n); rt_end(&c); return 0; }
         while (k < nbufs && skip >= bufs[k].len) skip -= bufs[k++].len;
         if (nbufs - k > sizeof rest / sizeof *rest) { *sent = (DWORD)(before + n); rt_end(&c); return 0; }
         memmove(rest, bufs + k, (nbufs - k) * sizeof *rest);

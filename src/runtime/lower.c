@@ -619,7 +619,7 @@ static int m_info(lua_State *L) {
  * calls under an armed fault, and what the handler does beyond its first call
  * down (waiting after a would-block) still run the handler. */
 static const char *const inheritable[] = {"getsockopt", "setsockopt", "send", "recv", "getsockname", "getpeername",
-                                          NULL};
+                                          "sendto", "recvfrom", NULL};
 #define INHERITED_KEY "lwsp.inherited"
 
 /* lwsp.inherited(fn, name): fn is wsp.layered's passthrough for name. */
@@ -704,10 +704,15 @@ int rt_down_name(rt_call *c, int peer, struct sockaddr *name, LPINT namelen, LPI
   if (peer) DOWN_CALL(c, c->low->procs.lpWSPGetPeerName(c->lh, name, namelen, err));
   DOWN_CALL(c, c->low->procs.lpWSPGetSockName(c->lh, name, namelen, err));
 }
-int rt_down_send(rt_call *c, LPWSABUF b, DWORD n, LPDWORD sent, DWORD flags, LPINT err) {
+/* (to: WSPSendTo's address, NULL for WSPSend; from: WSPRecvFrom's, NULL for WSPRecv) */
+int rt_down_send(rt_call *c, LPWSABUF b, DWORD n, LPDWORD sent, DWORD flags, const struct sockaddr *to, int tolen,
+                 LPINT err) {
+  if (c->proc == P_sendto && to) DOWN_CALL(c, c->low->procs.lpWSPSendTo(c->lh, b, n, sent, flags, to, tolen, NULL, NULL, NULL, err));
   DOWN_CALL(c, c->low->procs.lpWSPSend(c->lh, b, n, sent, flags, NULL, NULL, NULL, err));
 }
-int rt_down_recv(rt_call *c, LPWSABUF b, DWORD n, LPDWORD got, LPDWORD flags, LPINT err) {
+int rt_down_recv(rt_call *c, LPWSABUF b, DWORD n, LPDWORD got, LPDWORD flags, struct sockaddr *from, LPINT fromlen,
+                 LPINT err) {
+  if (c->proc == P_recvfrom) DOWN_CALL(c, c->low->procs.lpWSPRecvFrom(c->lh, b, n, got, flags, from, fromlen, NULL, NULL, NULL, err));
   DOWN_CALL(c, c->low->procs.lpWSPRecv(c->lh, b, n, got, flags, NULL, NULL, NULL, err));
 }
 int rt_down_select(rt_call *c, int dir, long ms, LPINT err) {

@@ -407,7 +407,7 @@ static int op_start_down(lwsp_inst *I, rt_op *op) {
   c.I = I;
   if (!rt_lower_resolve(I, op->so, &c.low, &c.lh)) return 0;
   op->state = OP_RUNNING;                          /* (the lock is released for the call down) */
-  rc = rt_down_recv(&c, op->io.bufs, op->io.nbufs, &n, &fl, &e);
+  rc = rt_down_recv(&c, op->io.bufs, op->io.nbufs, &n, &fl, NULL, NULL, &e);
   op->state = OP_WAITING;
   if (!op->aborted && rc != 0 && e == WSAEWOULDBLOCK) return 0;   /* the handler waits */
   op->co_clean = 1;

@@ -316,6 +316,7 @@ int rt_soft_fault(rt_call *c, const char *fmt, ...)
   ;
 int rt_failed(rt_call *c, LPINT err);
 int rt_finish_ok(rt_call *c, LPINT err);
+int rt_addr_ok(const struct sockaddr *sa, int len);
 int rt_push_addr_arg(rt_call *c, const struct sockaddr *sa, int len);
 int rt_put_addr(rt_call *c, int idx, struct sockaddr *name, LPINT namelen, LPINT err);
 int rt_push_bufs(lua_State *co, const WSABUF *b, DWORD n, size_t *total);
@@ -509,8 +510,10 @@ int rt_lower_resolve(lwsp_inst *I, lwsp_sock *so, struct lwsp_lower **low, SOCKE
 int rt_down_getsockopt(rt_call *c, int level, int name, char *val, LPINT len, LPINT err);
 int rt_down_setsockopt(rt_call *c, int level, int name, const char *val, int len, LPINT err);
 int rt_down_name(rt_call *c, int peer, struct sockaddr *name, LPINT namelen, LPINT err);
-int rt_down_send(rt_call *c, LPWSABUF b, DWORD n, LPDWORD sent, DWORD flags, LPINT err);
-int rt_down_recv(rt_call *c, LPWSABUF b, DWORD n, LPDWORD got, LPDWORD flags, LPINT err);
+int rt_down_send(rt_call *c, LPWSABUF b, DWORD n, LPDWORD sent, DWORD flags, const struct sockaddr *to, int tolen,
+                 LPINT err);
+int rt_down_recv(rt_call *c, LPWSABUF b, DWORD n, LPDWORD got, LPDWORD flags, struct sockaddr *from, LPINT fromlen,
+                 LPINT err);
 /* WSPSelect below on c->lh for reading (dir 0) or writing (1), at most ms: >0 ready (or failed), 0 not yet. */
 int rt_down_select(rt_call *c, int dir, long ms, LPINT err);
 #endif

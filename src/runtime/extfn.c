@@ -22,6 +22,7 @@
  * and read the layer below's with its WSAGetLastError.
  */
 #include "extfn.h"
+#include "extlua.h"
 #include "spi_ext.h"
 #include <stdlib.h>
 #include <string.h>
@@ -71,10 +72,13 @@ static void set_error(lwsp_inst *I, int e) { find_host(I); if (host_set) host_se
 static int last_error(lwsp_inst *I) { find_host(I); return host_get ? host_get() : WSASYSCALLFAILURE; }
 #endif
 
+int rt_ext_last_error(lwsp_inst *I) { return last_error(I); }
+
 /* ---- an entry: the instance, the socket, the layer below ----------------------------- */
 typedef struct xctx {
   lwsp_inst *I; lwsp_sock *so; struct lwsp_lower *low; SOCKET lh; void (*fn)(void);
   int traced; const char *caller; const char *name; SOCKET s;   /* the trace's record of the call */
+  int carried;                   /* the script's own handler carries the call (extlua.c) */
 } xctx;
 
 /* Calls down with every hold of the provider lock released (as lower.c's DOWN). */
@@ -101,7 +105,7 @@ static void x_done(xctx *x, int error) {
 }
 
 /* The layer below's function ext for lh (its WSPIoctl), with the lock released. */
-static void (*lower_fn(lwsp_inst *I, struct lwsp_lower *low, SOCKET lh, int ext, INT *err))(void) {
+void (*rt_ext_lower_fn(lwsp_inst *I, struct lwsp_lower *low, SOCKET lh, int ext, INT *err))(void) {
   void (*fn)(void) = NULL;
   GUID g = lwsp_ext_guids[ext];
   DWORD got = 0;
@@ -120,6 +124,7 @@ static int x_begin(lwsp_inst *I, SOCKET s, int ext, xctx *x) {
   INT e = 0;
   x->I = I;
   x->traced = 0;
+  x->carried = 0;
   if (!rt_inst_enter(I, &e)) { set_error(I, e); return 0; }
   I->depth++;
   if ((x->traced = lwsp_tracing) != 0) {
@@ -130,12 +135,15 @@ static int x_begin(lwsp_inst *I, SOCKET s, int ext, xctx *x) {
   }
   if (!(x->so = rt_sock_find(I, s))) e = WSAENOTSOCK;
   else if (x->so->closing) e = WSAENOTSOCK;
+  else if ((x->carried = rt_extlua_carried(I, ext)) != 0) return 1;
   else if (!rt_lower_resolve(I, x->so, &x->low, &x->lh)) e = WSAEOPNOTSUPP;
-  else if (!(x->fn = lower_fn(I, x->low, x->lh, ext, &e))) { if (!e) e = WSAEOPNOTSUPP; }
+  else if (!(x->fn = rt_ext_lower_fn(I, x->low, x->lh, ext, &e))) { if (!e) e = WSAEOPNOTSUPP; }
   if (e) { x_done(x, e); set_error(I, e); return 0; }
   return 1;
 }
 static BOOL x_fail(xctx *x, int e) { x_done(x, e); set_error(x->I, e); return FALSE; }
+/* The end of a call the script carried: e from extlua.c. */
+static BOOL x_carried(xctx *x, int e) { if (e) return x_fail(x, e); x_done(x, 0); return TRUE; }
 
 /* ---- Lua handlers: a layer's say before the call goes down ------------------------- */
 const char *const rt_ext_handler_names[LWSP_EXT_COUNT] = {
@@ -154,7 +162,7 @@ static int x_filter(xctx *x, int ext, const xargs *a) {
   rt_call c;
   INT e = 0;
   int has;
-  if (!name || !lua_checkstack(L, 3)) return 1;
+  if (!name || ext == 0 || ext == 2 || ext == 3 || !lua_checkstack(L, 3)) return 1;   /* those are carried (extlua.c) */
   lua_getfield(L, LUA_REGISTRYINDEX, "lwsp.handlers");
   has = lua_istable(L, -1) && (lua_pushstring(L, name), lua_rawget(L, -2)) == LUA_TFUNCTION;
   lua_settop(L, lua_gettop(L) - (lua_istable(L, -2) ? 2 : 1));
@@ -204,18 +212,22 @@ static int x_finished(xop *op) {
  * (lock released): besides being the SPI's way, it orders this thread after
  * the layer below's last touch of low_ov (its completion runs under the lock
  * that call takes), so low_ov may be freed afterwards. */
-static void x_results(lwsp_inst *I, xop *op, DWORD *error, DWORD *bytes, DWORD *flags) {
+void rt_ext_lower_results(lwsp_inst *I, struct lwsp_lower *low, SOCKET lh, LPWSAOVERLAPPED lov, DWORD *error,
+                          DWORD *bytes, DWORD *flags) {
   DWORD n = 0, fl = 0;
   INT e = 0;
   BOOL ok;
-  const WSPPROC_TABLE *p = rt_lower_procs(op->low);
-  X_DOWN(I, ok = p->lpWSPGetOverlappedResult(op->lh, &op->low_ov, &n, FALSE, &fl, &e));
+  const WSPPROC_TABLE *p = rt_lower_procs(low);
+  X_DOWN(I, ok = p->lpWSPGetOverlappedResult(lh, lov, &n, FALSE, &fl, &e));
   if (ok) { *error = 0; *bytes = n; *flags = fl; return; }
   if (e == WSAENOTSOCK || e == WSANOTINITIALISED || e == WSA_IO_INCOMPLETE) {   /* its socket is gone: the fields say */
-    *error = op->low_ov.OffsetHigh; *bytes = (DWORD)op->low_ov.InternalHigh; *flags = op->low_ov.Offset;
+    *error = lov->OffsetHigh; *bytes = (DWORD)lov->InternalHigh; *flags = lov->Offset;
     return;
   }
   *error = (DWORD)e; *bytes = n; *flags = fl;
+}
+static void x_results(lwsp_inst *I, xop *op, DWORD *error, DWORD *bytes, DWORD *flags) {
+  rt_ext_lower_results(I, op->low, op->lh, &op->low_ov, error, bytes, flags);
 }
 
 /* After the call down: the application's outcome.  ok/e: what the layer below said. */
@@ -275,6 +287,7 @@ static BOOL x_acceptex(lwsp_inst *I, SOCKET ls, SOCKET as, PVOID out, DWORD rcvl
   xop *op;
   BOOL ok;
   if (!x_begin(I, ls, 0, &x)) return FALSE;
+  if (x.carried) return x_carried(&x, rt_extlua_acceptex(I, x.so, as, out, rcvlen, loclen, remlen, got, ov));
   { xargs a = {0}; if (!x_filter(&x, 0, &a)) return FALSE; }
   if (!(aso = rt_sock_find(I, as)) || !rt_lower_resolve(I, aso, &alow, &alh)) return x_fail(&x, WSAENOTSOCK);
   if (alow != x.low) return x_fail(&x, WSAEINVAL);
@@ -286,6 +299,7 @@ static BOOL x_acceptex(lwsp_inst *I, SOCKET ls, SOCKET as, PVOID out, DWORD rcvl
 static VOID x_getacceptexsockaddrs(lwsp_inst *I, PVOID out, DWORD rcvlen, DWORD loclen, DWORD remlen,
                                    struct sockaddr **loc, LPINT locl, struct sockaddr **rem, LPINT reml) {
   LPFN_GETACCEPTEXSOCKADDRS f = X[I->slot].getaddrs;
+  if (rt_extlua_getaddrs(I, out, rcvlen, loclen, remlen, loc, locl, rem, reml)) return;
   if (f) { f(out, rcvlen, loclen, remlen, loc, locl, rem, reml); return; }
   if (loc) *loc = NULL;
   if (rem) *rem = NULL;
@@ -299,6 +313,7 @@ static BOOL x_connectex(lwsp_inst *I, SOCKET s, const struct sockaddr *name, int
   xop *op;
   BOOL ok;
   if (!x_begin(I, s, 2, &x)) return FALSE;
+  if (x.carried) return x_carried(&x, rt_extlua_connectex(I, x.so, name, namelen, data, len, sent, ov));
   { xargs a = {name, namelen, data ? data : "", data ? len : 0, 0, 0}; if (!x_filter(&x, 2, &a)) return FALSE; }
   if (!(op = x_op(&x, ov, NULL))) return x_fail(&x, WSAENOBUFS);
   ok = CALL_DOWN(&x, LPFN_CONNECTEX, f_(x.lh, name, namelen, data, len, sent, x_low(op, 0)));
@@ -310,6 +325,7 @@ static BOOL x_disconnectex(lwsp_inst *I, SOCKET s, LPOVERLAPPED ov, DWORD flags,
   xop *op;
   BOOL ok;
   if (!x_begin(I, s, 3, &x)) return FALSE;
+  if (x.carried) return x_carried(&x, rt_extlua_disconnectex(I, x.so, ov, flags, reserved));
   { xargs a = {NULL, 0, NULL, 0, flags, 1}; if (!x_filter(&x, 3, &a)) return FALSE; }
   if (!(op = x_op(&x, ov, NULL))) return x_fail(&x, WSAENOBUFS);
   ok = CALL_DOWN(&x, LPFN_DISCONNECTEX, f_(x.lh, x_low(op, 1), flags, reserved));
@@ -426,13 +442,14 @@ int rt_ext_ioctl(lwsp_inst *I, SOCKET s, DWORD code, LPVOID in, DWORD cbin, LPVO
     else {
       memcpy(out, &slot_fns[I->slot][ext], sizeof(void *));
       n = sizeof(void *);
+      if (ext == 1) rt_extlua_own_addrs(I, rt_extlua_carried(I, 0));
       if (ext == 1 && !X[I->slot].getaddrs) {
         /* GetAcceptExSockaddrs has no socket: the layer below's, from this one */
         struct lwsp_lower *low;
         SOCKET lh;
         INT e2 = 0;
         void (*f)(void);
-        if (rt_lower_resolve(I, so, &low, &lh) && (f = lower_fn(I, low, lh, 1, &e2)) != NULL)
+        if (rt_lower_resolve(I, so, &low, &lh) && (f = rt_ext_lower_fn(I, low, lh, 1, &e2)) != NULL)
           memcpy(&X[I->slot].getaddrs, &f, sizeof f);
       }
     }
@@ -495,6 +512,7 @@ void rt_ext_poll(lwsp_inst *I, long *ms) {
     free(op);
   }
   if (X[I->slot].ops && (*ms < 0 || *ms > 2)) *ms = 2;
+  rt_extlua_poll(I, ms);
 }
 
 void rt_ext_abort(lwsp_inst *I) {
@@ -509,9 +527,11 @@ void rt_ext_abort(lwsp_inst *I) {
     X[I->slot].orphans = op;
   }
   X[I->slot].getaddrs = NULL;
+  rt_extlua_abort(I);
 }
 
 void rt_ext_free(lwsp_inst *I) {
+  rt_extlua_free(I);
   while (X[I->slot].orphans) {
     xop *op = X[I->slot].orphans;
     X[I->slot].orphans = op->next;

@@ -142,8 +142,16 @@ static int x_begin(lwsp_inst *I, SOCKET s, int ext, xctx *x) {
   return 1;
 }
 static BOOL x_fail(xctx *x, int e) { x_done(x, e); set_error(x->I, e); return FALSE; }
-/* The end of a call the script carried: e from extlua.c. */
-static BOOL x_carried(xctx *x, int e) { if (e) return x_fail(x, e); x_done(x, 0); return TRUE; }
+/* A call the script carries (extlua.c) runs as a call of its own, at the
+ * instance's first depth (so that it may block): x is left first, and the
+ * trace's record of the call closed after it.  e: what extlua.c returned. */
+#define CARRY(x, call) do { \
+    x_leave((x).I); \
+    int e_ = (call); \
+    if ((x).traced) lwsp_trace_leave((x).caller, (x).I->name, (x).name, (x).s, e_, ""); \
+    if (e_) { set_error((x).I, e_); return FALSE; } \
+    return TRUE; \
+  } while (0)
 
 /* ---- Lua handlers: a layer's say before the call goes down ------------------------- */
 const char *const rt_ext_handler_names[LWSP_EXT_COUNT] = {
@@ -287,7 +295,7 @@ static BOOL x_acceptex(lwsp_inst *I, SOCKET ls, SOCKET as, PVOID out, DWORD rcvl
   xop *op;
   BOOL ok;
   if (!x_begin(I, ls, 0, &x)) return FALSE;
-  if (x.carried) return x_carried(&x, rt_extlua_acceptex(I, x.so, as, out, rcvlen, loclen, remlen, got, ov));
+  if (x.carried) CARRY(x, rt_extlua_acceptex(I, ls, as, out, rcvlen, loclen, remlen, got, ov));
   { xargs a = {0}; if (!x_filter(&x, 0, &a)) return FALSE; }
   if (!(aso = rt_sock_find(I, as)) || !rt_lower_resolve(I, aso, &alow, &alh)) return x_fail(&x, WSAENOTSOCK);
   if (alow != x.low) return x_fail(&x, WSAEINVAL);
@@ -313,7 +321,7 @@ static BOOL x_connectex(lwsp_inst *I, SOCKET s, const struct sockaddr *name, int
   xop *op;
   BOOL ok;
   if (!x_begin(I, s, 2, &x)) return FALSE;
-  if (x.carried) return x_carried(&x, rt_extlua_connectex(I, x.so, name, namelen, data, len, sent, ov));
+  if (x.carried) CARRY(x, rt_extlua_connectex(I, s, name, namelen, data, len, sent, ov));
   { xargs a = {name, namelen, data ? data : "", data ? len : 0, 0, 0}; if (!x_filter(&x, 2, &a)) return FALSE; }
   if (!(op = x_op(&x, ov, NULL))) return x_fail(&x, WSAENOBUFS);
   ok = CALL_DOWN(&x, LPFN_CONNECTEX, f_(x.lh, name, namelen, data, len, sent, x_low(op, 0)));
@@ -325,7 +333,7 @@ static BOOL x_disconnectex(lwsp_inst *I, SOCKET s, LPOVERLAPPED ov, DWORD flags,
   xop *op;
   BOOL ok;
   if (!x_begin(I, s, 3, &x)) return FALSE;
-  if (x.carried) return x_carried(&x, rt_extlua_disconnectex(I, x.so, ov, flags, reserved));
+  if (x.carried) CARRY(x, rt_extlua_disconnectex(I, s, ov, flags, reserved));
   { xargs a = {NULL, 0, NULL, 0, flags, 1}; if (!x_filter(&x, 3, &a)) return FALSE; }
   if (!(op = x_op(&x, ov, NULL))) return x_fail(&x, WSAENOBUFS);
   ok = CALL_DOWN(&x, LPFN_DISCONNECTEX, f_(x.lh, x_low(op, 1), flags, reserved));

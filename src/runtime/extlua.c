@@ -72,8 +72,8 @@ int rt_extlua_carried(lwsp_inst *I, int ext) {
 
 /* ---- the carried call ------------------------------------------------------------------ */
 /* rt_begin on the ioctl entry with the script's handler for ext in place of ioctl's. */
-static int x_begin(rt_call *c, lwsp_inst *I, lwsp_sock *so, int ext, LPWSAOVERLAPPED ov, INT *e) {
-  if (!rt_begin(c, I, P_ioctl, so->handle, 1, e)) return 0;
+static int x_begin(rt_call *c, lwsp_inst *I, SOCKET s, int ext, LPWSAOVERLAPPED ov, INT *e) {
+  if (!rt_begin(c, I, P_ioctl, s, 1, e)) return 0;
   lua_getfield(c->co, LUA_REGISTRYINDEX, "lwsp.handlers");
   lua_pushstring(c->co, rt_ext_handler_names[ext]);
   lua_rawget(c->co, -2);
@@ -161,7 +161,7 @@ static int finish_acceptex(rt_call *c, const rt_io *io, DWORD *bytes, DWORD *fla
   return 0;
 }
 
-int rt_extlua_connectex(lwsp_inst *I, lwsp_sock *so, const struct sockaddr *name, int namelen, PVOID data, DWORD len,
+int rt_extlua_connectex(lwsp_inst *I, SOCKET s, const struct sockaddr *name, int namelen, PVOID data, DWORD len,
                         LPDWORD sent, LPOVERLAPPED ov) {
   rt_call c;
   rt_io io;
@@ -169,7 +169,7 @@ int rt_extlua_connectex(lwsp_inst *I, lwsp_sock *so, const struct sockaddr *name
   INT e = 0;
   if (!name || namelen < 2 || namelen < rt_min_addrlen(name->sa_family) || (len && !data)) return WSAEFAULT;
   if (!ov) return WSAEINVAL;
-  if (!x_begin(&c, I, so, 2, ov, &e)) return e;
+  if (!x_begin(&c, I, s, 2, ov, &e)) return e;
   if (!rt_push_addr_arg(&c, name, namelen)) { rt_fail(&c, &e, WSAEFAULT); return WSAEFAULT; }
   wb.buf = data;
   wb.len = len;
@@ -185,18 +185,20 @@ int rt_extlua_connectex(lwsp_inst *I, lwsp_sock *so, const struct sockaddr *name
   return x_end(&c, rt_run(&c, &e), &io, finish_connectex, sent, ov, &e);
 }
 
-int rt_extlua_acceptex(lwsp_inst *I, lwsp_sock *so, SOCKET as, PVOID out, DWORD rcvlen, DWORD loclen, DWORD remlen,
+int rt_extlua_acceptex(lwsp_inst *I, SOCKET s, SOCKET as, PVOID out, DWORD rcvlen, DWORD loclen, DWORD remlen,
                        LPDWORD got, LPOVERLAPPED ov) {
   rt_call c;
   rt_io io;
   lwsp_sock *aso;
   INT e = 0;
-  int need = rt_min_addrlen(so->af) + 16;
-  if (!out || (int)loclen < need || (int)remlen < need) return WSAEFAULT;
+  int need;
+  if (!out) return WSAEFAULT;
   if (!ov) return WSAEINVAL;
-  if (!(aso = rt_sock_find(I, as)) || aso->closing) return WSAENOTSOCK;
-  if (aso == so) return WSAEINVAL;
-  if (!x_begin(&c, I, so, 0, ov, &e)) return e;
+  if (!x_begin(&c, I, s, 0, ov, &e)) return e;
+  need = rt_min_addrlen(c.so->af) + 16;
+  if ((int)loclen < need || (int)remlen < need) { rt_fail(&c, &e, WSAEFAULT); return WSAEFAULT; }
+  if (!(aso = rt_sock_find(I, as)) || aso->closing) { rt_fail(&c, &e, WSAENOTSOCK); return WSAENOTSOCK; }
+  if (aso == c.so) { rt_fail(&c, &e, WSAEINVAL); return WSAEINVAL; }
   lua_rawgeti(c.co, LUA_REGISTRYINDEX, aso->ref);
   lua_pushinteger(c.co, rcvlen);
   memset(&io, 0, sizeof io);
@@ -207,12 +209,12 @@ int rt_extlua_acceptex(lwsp_inst *I, lwsp_sock *so, SOCKET as, PVOID out, DWORD 
   return x_end(&c, rt_run(&c, &e), &io, finish_acceptex, got, ov, &e);
 }
 
-int rt_extlua_disconnectex(lwsp_inst *I, lwsp_sock *so, LPOVERLAPPED ov, DWORD flags, DWORD reserved) {
+int rt_extlua_disconnectex(lwsp_inst *I, SOCKET s, LPOVERLAPPED ov, DWORD flags, DWORD reserved) {
   rt_call c;
   rt_io io;
   INT e = 0;
   if (reserved || (flags & ~(DWORD)TF_REUSE_SOCKET)) return WSAEINVAL;
-  if (!x_begin(&c, I, so, 3, ov, &e)) return e;
+  if (!x_begin(&c, I, s, 3, ov, &e)) return e;
   lua_pushinteger(c.co, flags);
   memset(&io, 0, sizeof io);
   return x_end(&c, rt_run(&c, &e), &io, finish_disconnectex, NULL, ov, &e);

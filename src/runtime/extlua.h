@@ -11,13 +11,13 @@
 
 /* 1 when the script carries extension function ext itself (under the lock). */
 int rt_extlua_carried(lwsp_inst *I, int ext);
-/* The carried calls (under the lock, socket so found): 0 done, else the
+/* The carried calls (made without the lock): 0 done, else the
  * error the function reports (WSA_IO_PENDING: completes later). */
-int rt_extlua_connectex(lwsp_inst *I, lwsp_sock *so, const struct sockaddr *name, int namelen, PVOID data, DWORD len,
+int rt_extlua_connectex(lwsp_inst *I, SOCKET s, const struct sockaddr *name, int namelen, PVOID data, DWORD len,
                         LPDWORD sent, LPOVERLAPPED ov);
-int rt_extlua_acceptex(lwsp_inst *I, lwsp_sock *so, SOCKET as, PVOID out, DWORD rcvlen, DWORD loclen, DWORD remlen,
+int rt_extlua_acceptex(lwsp_inst *I, SOCKET s, SOCKET as, PVOID out, DWORD rcvlen, DWORD loclen, DWORD remlen,
                        LPDWORD got, LPOVERLAPPED ov);
-int rt_extlua_disconnectex(lwsp_inst *I, lwsp_sock *so, LPOVERLAPPED ov, DWORD flags, DWORD reserved);
+int rt_extlua_disconnectex(lwsp_inst *I, SOCKET s, LPOVERLAPPED ov, DWORD flags, DWORD reserved);
 /* GetAcceptExSockaddrs of an instance that carries AcceptEx (1), or 0: not this one's. */
 int rt_extlua_getaddrs(lwsp_inst *I, PVOID out, DWORD rcvlen, DWORD loclen, DWORD remlen, struct sockaddr **loc,
                        LPINT locl, struct sockaddr **rem, LPINT reml);

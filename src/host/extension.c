@@ -23,6 +23,7 @@ static int fail(lua_State *L, int code) { return lwsp_push_error(L, code ? code 
 #ifdef _WIN32
 static int last_error(void) { return WSAGetLastError(); }
 static void clear_error(void) { WSASetLastError(0); }
+static void set_last(int e) { WSASetLastError(e); }
 #else
 static _Thread_local int host_last_error;
 LWSP_EXPORT void WSAAPI WSASetLastError(int e);
@@ -31,6 +32,7 @@ LWSP_EXPORT void WSAAPI WSASetLastError(int e) { host_last_error = e; }
 LWSP_EXPORT int WSAAPI WSAGetLastError(void) { return host_last_error; }
 static int last_error(void) { return host_last_error; }
 static void clear_error(void) { host_last_error = 0; }
+static void set_last(int e) { host_last_error = e; }
 #endif
 
 static int ext_index(lua_State *L, int idx) {
@@ -387,7 +389,26 @@ static int h_recvmsg_result(lua_State *L) {
   return 1;
 }
 
-/* wsasendmsg(s, data, to|nil, overlapped|nil [, {routine = true}]) -> true, bytes | nil, error */
+/* ws2_32's way to a provider that answered SIO_BSP_HANDLE with its own
+ * handle: WSPIoctl(SIO_EXT_SENDMSG) with a WSASENDMSG. */
+static INT sendmsg_ioctl(lua_State *L, SOCKET s, LPWSAMSG m, DWORD flags, LPDWORD sent, LPWSAOVERLAPPED ov,
+                         LPWSAOVERLAPPED_COMPLETION_ROUTINE routine) {
+  lwsp_sendmsg_args a = {m, flags, sent, ov, routine};
+  DWORD got = 0;
+  WSATHREADID tid;
+  INT err = 0;
+  int perr = 0;
+  hprov *p = host_prov_of(s, &perr);
+  if (!p) { set_last(perr); return SOCKET_ERROR; }
+  if (HCALL(L, p, WSPIoctl, s, &err, s, SIO_EXT_SENDMSG, &a, sizeof a, NULL, 0, &got, NULL, NULL,
+            host_this_thread(&tid), &err) == 0)
+    return 0;
+  set_last(err);
+  return SOCKET_ERROR;
+}
+
+/* wsasendmsg(s, data, to|nil, overlapped|nil [, {routine = true, ioctl = true}]) -> true, bytes | nil, error
+ * (ioctl: through WSPIoctl(SIO_EXT_SENDMSG), as ws2_32 reaches a layer that serves WSASendMsg) */
 static int h_wsasendmsg(lua_State *L) {
   SOCKET s = (SOCKET)luaL_checkinteger(L, 1);
   size_t n;
@@ -412,7 +433,10 @@ static int h_wsasendmsg(lua_State *L) {
     m.name = tolen ? (LPSOCKADDR)&to : NULL; m.namelen = tolen;
     m.lpBuffers = &b; m.dwBufferCount = 1;
     clear_error();
-    rc = sendmsg(s, &m, 0, &sent, h ? &h->ov : NULL, h ? routine_of(L, 5) : NULL);
+    if (lua_istable(L, 5) && (lua_getfield(L, 5, "ioctl"), lua_toboolean(L, -1)))
+      rc = sendmsg_ioctl(L, s, &m, 0, &sent, h ? &h->ov : NULL, h ? routine_of(L, 5) : NULL);
+    else
+      rc = sendmsg(s, &m, 0, &sent, h ? &h->ov : NULL, h ? routine_of(L, 5) : NULL);
   }
   return bool_result(L, h, rc == 0, sent);
 }

@@ -23,6 +23,7 @@
  */
 #include "extfn.h"
 #include "extlua.h"
+#include "dispatch.h"
 #include "spi_ext.h"
 #include <stdlib.h>
 #include <string.h>
@@ -419,6 +420,75 @@ _Static_assert(LWSP_MAX_INSTANCES == 16, "X_SLOTS lists one entry per instance s
 X_SLOTS(SLOT_EXT)
 static void (*const slot_fns[LWSP_MAX_INSTANCES][LWSP_EXT_COUNT])(void) = { X_SLOTS(SLOT_ROW) };
 
+/* ---- SIO_EXT_POLL, SIO_EXT_SENDMSG: WSAPoll and WSASendMsg as ws2_32 hands them over ---- */
+/* SIO_EXT_POLL (no lock held): the WSAPOLLDATA in `in`, answered into `out`
+ * from this instance's own WSPSelect (its handler, or lwsp's).  0 or the error. */
+static int x_poll(lwsp_inst *I, LPVOID in, DWORD cbin, LPVOID out, DWORD cbout, LPDWORD returned) {
+  lwsp_polldata head;
+  lwsp_pollfd fds[WSP_FD_SETSIZE];
+  wsp_fd_set r, w, e;
+  wsp_timeval tv, *tvp = NULL;
+  INT err = 0;
+  int nvalid = 0, result = 0;
+  size_t size;
+  if (!in || cbin < LWSP_POLLDATA_SIZE(0)) return WSAEFAULT;
+  memcpy(&head, in, LWSP_POLLDATA_SIZE(0));
+  if (head.fds == 0 || head.fds > WSP_FD_SETSIZE) return WSAEINVAL;
+  size = LWSP_POLLDATA_SIZE(head.fds);
+  if (cbin < size || !out || cbout < size) return WSAEFAULT;
+  memcpy(fds, (char *)in + LWSP_POLLDATA_SIZE(0), head.fds * sizeof(lwsp_pollfd));
+  r.fd_count = w.fd_count = e.fd_count = 0;
+  lwsp_mutex_lock(&I->lock);
+  for (ULONG i = 0; i < head.fds; i++) {
+    lwsp_sock *so = rt_live(I) ? rt_sock_find(I, fds[i].fd) : NULL;
+    fds[i].revents = 0;
+    if (!so || so->closing) { fds[i].revents = LWSP_POLLNVAL; continue; }
+    nvalid++;
+    if (fds[i].events & (LWSP_POLLRDNORM | LWSP_POLLRDBAND | LWSP_POLLPRI)) r.fd_array[r.fd_count++] = fds[i].fd;
+    if (fds[i].events & (LWSP_POLLWRNORM | LWSP_POLLWRBAND)) w.fd_array[w.fd_count++] = fds[i].fd;
+    e.fd_array[e.fd_count++] = fds[i].fd;
+  }
+  lwsp_mutex_unlock(&I->lock);
+  if (nvalid && !(head.fds > (ULONG)nvalid)) {   /* WSAPoll waits only when every socket is valid */
+    if (head.timeout >= 0) { tv.tv_sec = head.timeout / 1000; tv.tv_usec = head.timeout % 1000 * 1000; tvp = &tv; }
+  } else {
+    tv.tv_sec = tv.tv_usec = 0;
+    tvp = &tv;
+  }
+  if (nvalid && rt_wsp_select(I, 0, r.fd_count ? &r : NULL, w.fd_count ? &w : NULL, &e, tvp, &err) == SOCKET_ERROR)
+    return err ? err : WSAENETDOWN;
+  for (ULONG i = 0; i < head.fds; i++) {
+    if (fds[i].revents == LWSP_POLLNVAL) { result++; continue; }
+    /* readable: the normal data asked for (else what else was); writable likewise; except: an error */
+    int16_t rd = fds[i].events & LWSP_POLLRDNORM ? LWSP_POLLRDNORM : fds[i].events & (LWSP_POLLRDBAND | LWSP_POLLPRI);
+    for (u_int k = 0; k < r.fd_count; k++)
+      if (r.fd_array[k] == fds[i].fd) fds[i].revents |= rd;
+    for (u_int k = 0; k < w.fd_count; k++)
+      if (w.fd_array[k] == fds[i].fd) fds[i].revents |= fds[i].events & (LWSP_POLLWRNORM | LWSP_POLLWRBAND);
+    for (u_int k = 0; k < e.fd_count; k++)
+      if (e.fd_array[k] == fds[i].fd) fds[i].revents |= LWSP_POLLERR;
+    if (fds[i].revents) result++;
+  }
+  head.result = result;
+  if (out != in) memmove(out, in, size);
+  memcpy(out, &head, LWSP_POLLDATA_SIZE(0));
+  memcpy((char *)out + LWSP_POLLDATA_SIZE(0), fds, head.fds * sizeof(lwsp_pollfd));
+  if (returned) *returned = (DWORD)size;
+  return 0;
+}
+
+/* SIO_EXT_SENDMSG (no lock held): the WSASENDMSG in `in` is this instance's
+ * own WSASendMsg on s.  0 or the error (WSA_IO_PENDING: its overlapped completes). */
+static int x_sendmsg_ioctl(lwsp_inst *I, SOCKET s, LPVOID in, DWORD cbin, LPDWORD returned) {
+  lwsp_sendmsg_args a;
+  if (!in || cbin < sizeof a) return WSAEFAULT;
+  memcpy(&a, in, sizeof a);
+  if (!a.lpMsg || (!a.lpNumberOfBytesSent && !a.lpOverlapped)) return WSAEFAULT;
+  if (returned) *returned = 0;
+  if (x_msg(I, s, 0, a.lpMsg, a.dwFlags, a.lpNumberOfBytesSent, a.lpOverlapped, a.lpCompletionRoutine) == 0) return 0;
+  { int e = last_error(I); return e ? e : WSASYSCALLFAILURE; }
+}
+
 /* ---- the hooks ----------------------------------------------------------------------- */
 int rt_ext_ioctl(lwsp_inst *I, SOCKET s, DWORD code, LPVOID in, DWORD cbin, LPVOID out, DWORD cbout, LPDWORD returned,
                  LPWSAOVERLAPPED ov, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine, LPWSATHREADID tid, LPINT err,
@@ -427,6 +497,19 @@ int rt_ext_ioctl(lwsp_inst *I, SOCKET s, DWORD code, LPVOID in, DWORD cbin, LPVO
   const char *caller = NULL;
   DWORD n = 0;
   lwsp_sock *so;
+  if (code == SIO_EXT_POLL || code == SIO_EXT_SENDMSG || code == SIO_EXT_SELECT) {
+    /* never the handler's: their buffers hold this layer's handles and pointers (docs/api.md) */
+    e = code == SIO_EXT_POLL ? x_poll(I, in, cbin, out, cbout, returned)
+      : code == SIO_EXT_SENDMSG ? x_sendmsg_ioctl(I, s, in, cbin, returned) : WSAEOPNOTSUPP;
+    if (e) { *err = e; *rc = SOCKET_ERROR; } else { *rc = 0; }
+    return 1;
+  }
+  if (code == SIO_BSP_HANDLE_POLL && ov) {   /* "the lpOverlapped parameter must be a NULL pointer" */
+    *err = WSAEFAULT;
+    ov->Internal = ov->OffsetHigh = WSAEFAULT;
+    *rc = SOCKET_ERROR;
+    return 1;
+  }
   if (code == SIO_GET_EXTENSION_FUNCTION_POINTER) {
     if (cbin >= sizeof(GUID)) ext = lwsp_ext_index(in);
     if (cbin < sizeof(GUID)) { *err = WSAEFAULT; *rc = SOCKET_ERROR; return 1; }

@@ -167,8 +167,8 @@ int rt_extlua_connectex(lwsp_inst *I, SOCKET s, const struct sockaddr *name, int
   rt_io io;
   WSABUF wb;
   INT e = 0;
+  if (!ov) return WSAEINVAL;   /* (in the native base's order: the overlapped, then the pointers) */
   if (!name || namelen < 2 || namelen < rt_min_addrlen(name->sa_family) || (len && !data)) return WSAEFAULT;
-  if (!ov) return WSAEINVAL;
   if (!x_begin(&c, I, s, 2, ov, &e)) return e;
   if (!rt_push_addr_arg(&c, name, namelen)) { rt_fail(&c, &e, WSAEFAULT); return WSAEFAULT; }
   wb.buf = data;
@@ -192,8 +192,8 @@ int rt_extlua_acceptex(lwsp_inst *I, SOCKET s, SOCKET as, PVOID out, DWORD rcvle
   lwsp_sock *aso;
   INT e = 0;
   int need;
-  if (!out) return WSAEFAULT;
   if (!ov) return WSAEINVAL;
+  if (!out) return WSAEFAULT;
   if (!x_begin(&c, I, s, 0, ov, &e)) return e;
   need = rt_min_addrlen(c.so->af) + 16;
   if ((int)loclen < need || (int)remlen < need) { rt_fail(&c, &e, WSAEFAULT); return WSAEFAULT; }

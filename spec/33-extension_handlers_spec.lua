@@ -189,6 +189,31 @@ describe("extension functions carried by Lua handlers", function()
           for i = 1, layers do assert.equal(1, count(mark, ("counter%d: ConnectEx sent 6 of 6 (string), 12 in all"):format(i))) end
         end)
 
+        it("shows the carried ConnectEx in the trace: its record, the handler's run, the call below", function()
+          install(false)
+          local trace = require "wsp.trace"
+          local l = listener(native)
+          local c = tcp()
+          assert(host.bind(c, "127.0.0.1:0"))
+          local ev = host.create_event()
+          trace.start()
+          H.fails_with("WSA_IO_PENDING", host.connectex(c, host.getsockname(l), "traced", host.overlapped(ev)))
+          assert.equal(1, host.wait({ev}, false, 5000))
+          trace.stop()
+          local call, ret, run, below
+          for _, rec in ipairs(trace.records()) do
+            if rec.name == "ConnectEx" and rec.socket == c and rec.kind == "call" then call = rec end
+            if rec.name == "ConnectEx" and rec.socket == c and rec.kind == "return" then ret = rec end
+            if rec.name == "WSPIoctl" and rec.socket == c and rec.kind == "call" then run = rec end
+            if rec.name == "ConnectEx" and rec.socket ~= c and rec.kind == "call" then below = rec end
+          end
+          assert.truthy(call, "no ConnectEx record")
+          assert.equal("WSA_IO_PENDING", ret.errname)
+          assert.truthy(run and run.seq > call.seq and run.seq < ret.seq, "the handler's run is not inside the call")
+          if layers > 1 then assert.truthy(below, "no ConnectEx record in the layer below") end
+          trace.stop()
+        end)
+
         it("fails a DisconnectEx without an overlapped on a non-blocking socket with WSAEWOULDBLOCK", function()
           install(false)
           local l = listener(native)

@@ -172,9 +172,12 @@ static int x_filter(xctx *x, int ext, const xargs *a) {
   INT e = 0;
   int has;
   if (!name || ext == 0 || ext == 2 || ext == 3 || !lua_checkstack(L, 3)) return 1;   /* those are carried (extlua.c) */
-  lua_getfield(L, LUA_REGISTRYINDEX, "lwsp.handlers");
-  has = lua_istable(L, -1) && (lua_pushstring(L, name), lua_rawget(L, -2)) == LUA_TFUNCTION;
-  lua_settop(L, lua_gettop(L) - (lua_istable(L, -2) ? 2 : 1));
+  {
+    int top = lua_gettop(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, "lwsp.handlers");
+    has = lua_istable(L, -1) && (lua_pushstring(L, name), lua_rawget(L, -2)) == LUA_TFUNCTION;
+    lua_settop(L, top);
+  }
   if (!has) return 1;
   if (!rt_begin(&c, I, P_ioctl, x->so->handle, 1, &e)) { x_fail(x, e); return 0; }
   /* the handler in place of the ioctl handler, then the socket table and the arguments */

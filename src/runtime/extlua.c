@@ -54,8 +54,9 @@ static struct { lop *pending, *orphans; int own_addrs; } XL[LWSP_MAX_INSTANCES];
 int rt_extlua_carried(lwsp_inst *I, int ext) {
   lua_State *L = I->L;
   const char *name = rt_ext_handler_names[ext];
-  int carried = 0;
+  int carried = 0, top;
   if ((ext != 0 && ext != 2 && ext != 3) || !name || !L || !lua_checkstack(L, 4)) return 0;
+  top = lua_gettop(L);
   if (lua_getfield(L, LUA_REGISTRYINDEX, "lwsp.handlers") == LUA_TTABLE &&
       (lua_pushstring(L, name), lua_rawget(L, -2)) == LUA_TFUNCTION) {
     carried = 1;
@@ -66,7 +67,7 @@ int rt_extlua_carried(lwsp_inst *I, int ext) {
     }
     lua_pop(L, 1);
   }
-  lua_settop(L, lua_gettop(L) - (lua_istable(L, -2) ? 2 : 1));
+  lua_settop(L, top);
   return carried;
 }
 

@@ -21,7 +21,7 @@ build = {
   type = "builtin",
   modules = {
     lwsp = {
-      sources = {"src/spi/platform.c", "src/spi/registry.c", "src/spi/map.c", "src/spi/text.c", "src/spi/netev.c", "src/spi/log.c", "src/runtime/common.c", "src/runtime/lwsp.c", "src/runtime/sockets.c", "src/runtime/calls.c", "src/runtime/budget.c", "src/runtime/match.c", "src/runtime/dispatch.c", "src/runtime/dispatch_io.c", "src/runtime/upcalls.c", "src/runtime/module.c", "src/runtime/view.c", "src/runtime/pending.c", "src/runtime/events.c", "src/runtime/lower.c", "src/runtime/entries.c", "src/runtime/poller.c", "src/runtime/trace.c", "src/runtime/wsc.c", "src/runtime/sandbox.c", "src/runtime/extfn.c"},  -- src/sources.mk: SPI LOG VALUES RUNTIME
+      sources = {"src/spi/platform.c", "src/spi/registry.c", "src/spi/map.c", "src/spi/text.c", "src/spi/netev.c", "src/spi/log.c", "src/runtime/common.c", "src/runtime/lwsp.c", "src/runtime/sockets.c", "src/runtime/calls.c", "src/runtime/budget.c", "src/runtime/match.c", "src/runtime/dispatch.c", "src/runtime/dispatch_io.c", "src/runtime/upcalls.c", "src/runtime/module.c", "src/runtime/view.c", "src/runtime/pending.c", "src/runtime/events.c", "src/runtime/lower.c", "src/runtime/entries.c", "src/runtime/poller.c", "src/runtime/trace.c", "src/runtime/wsc.c", "src/runtime/sandbox.c", "src/runtime/extfn.c", "src/runtime/extlua.c"},  -- src/sources.mk: SPI LOG VALUES RUNTIME
       incdirs = {"src/spi", "src/runtime", "src/host", "src/native"},
       libraries = {"lua5.4", "pthread", "dl"},
       defines = {},
@@ -51,7 +51,7 @@ build = {
     mingw32 = {
       modules = {
         lwsp = {
-          sources = {"src/spi/platform.c", "src/spi/registry.c", "src/spi/map.c", "src/spi/text.c", "src/spi/netev.c", "src/spi/log.c", "src/runtime/common.c", "src/runtime/lwsp.c", "src/runtime/sockets.c", "src/runtime/calls.c", "src/runtime/budget.c", "src/runtime/match.c", "src/runtime/dispatch.c", "src/runtime/dispatch_io.c", "src/runtime/upcalls.c", "src/runtime/module.c", "src/runtime/view.c", "src/runtime/pending.c", "src/runtime/events.c", "src/runtime/lower.c", "src/runtime/entries.c", "src/runtime/poller.c", "src/runtime/trace.c", "src/runtime/wsc.c", "src/runtime/sandbox.c", "src/runtime/extfn.c"},  -- src/sources.mk: SPI LOG VALUES RUNTIME
+          sources = {"src/spi/platform.c", "src/spi/registry.c", "src/spi/map.c", "src/spi/text.c", "src/spi/netev.c", "src/spi/log.c", "src/runtime/common.c", "src/runtime/lwsp.c", "src/runtime/sockets.c", "src/runtime/calls.c", "src/runtime/budget.c", "src/runtime/match.c", "src/runtime/dispatch.c", "src/runtime/dispatch_io.c", "src/runtime/upcalls.c", "src/runtime/module.c", "src/runtime/view.c", "src/runtime/pending.c", "src/runtime/events.c", "src/runtime/lower.c", "src/runtime/entries.c", "src/runtime/poller.c", "src/runtime/trace.c", "src/runtime/wsc.c", "src/runtime/sandbox.c", "src/runtime/extfn.c", "src/runtime/extlua.c"},  -- src/sources.mk: SPI LOG VALUES RUNTIME
           incdirs = {"src/spi", "src/runtime", "src/host", "src/native"},
           libraries = {"ws2_32"},
           defines = {"__USE_MINGW_ANSI_STDIO=1"},

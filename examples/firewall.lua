@@ -34,10 +34,11 @@ function P.connect(s, addr)
   return base.connect(s, addr)
 end
 
--- ConnectEx (an extension function, got with WSAIoctl) asks this handler
--- before it goes down: nothing lets it through, nil and an error refuses it
-function P.connectex(s, addr)
+-- ConnectEx (an extension function, got with WSAIoctl) comes here like a
+-- connect: refused, or passed to the layer below's ConnectEx
+function P.connectex(s, addr, data)
   if denied(addr) then return nil, wsp.WSAECONNREFUSED end
+  return base.connectex(s, addr, data)
 end
 
 function P.sendto(s, data, to, flags)

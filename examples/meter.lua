@@ -29,6 +29,19 @@ counted("sendto", "out", function(r) return r[1] end)
 counted("recv", "in", function(r) return #r[1] end)
 counted("recvfrom", "in", function(r) return #r[1] end)
 
+-- ConnectEx's data goes out on the connecting socket; AcceptEx's comes in
+-- on the accepted one (its handler's `ns`), which the call makes the connection
+function P.connectex(s, addr, data)
+  local n, c = base.connectex(s, addr, data)
+  if n and n > 0 then count(s, "out", n) end
+  return n, c
+end
+function P.acceptex(s, ns, len)
+  local data, loc, rem = base.acceptex(s, ns, len)
+  if data and #data > 0 then count(ns, "in", #data) end
+  return data, loc, rem
+end
+
 function P.closesocket(s)
   local m = s.meter
   if m then

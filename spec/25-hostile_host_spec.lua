@@ -490,3 +490,203 @@ describe("memnet's ephemeral ports #hostile", function()
     works(r)
   end)
 end)
+
+-- The extension functions (AcceptEx, ConnectEx, DisconnectEx,
+-- GetAcceptExSockaddrs) called the way a careless application calls them,
+-- through the native base, a layer that inherits them in C, and layers
+-- whose Lua handlers carry them; then Lua handlers that misbehave.
+describe("the extension functions given bad arguments and bad handlers #hostile", function()
+  after_each(function() H.reset() end)
+
+  local CARRIER = [[
+local wsp = require "wsp"
+local P = require("wsp.layered").new()
+local base = P.base
+function P.connectex(s, addr, data) return base.connectex(s, addr, data) end
+function P.acceptex(s, ns, len) return base.acceptex(s, ns, len) end
+function P.disconnectex(s, flags) return base.disconnectex(s, flags) end
+return P
+]]
+  -- each builds its stack afresh (what H.reset removes)
+  local STACKS = {
+    {"the native base", function(native) return native end},
+    {"a layer that inherits them", function(native)
+      return H.layered{script = H.root .. "/examples/passthrough.lua", over = native, name = "passthrough"}
+    end},
+    {"a layer that carries them", function(native)
+      return H.layered{script = H.script(CARRIER), over = native, name = "carrier"}
+    end},
+    {"two layers that carry them", function(native)
+      local one = H.layered{script = H.script(CARRIER), over = native, name = "carrier"}
+      return H.layered{script = H.script(CARRIER), over = one, name = "carrier2"}
+    end},
+  }
+
+  it("refuse NULL and short pointers, stale handles and missing overlappeds, and the stack goes on", function()
+    for _, st in ipairs(STACKS) do
+      local what, r = st[1], st[2](H.base())
+      local function tcp() return assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp)) end
+      local l = tcp()
+      assert(host.bind(l, "127.0.0.1:0"))
+      assert(host.listen(l, 4))
+      local c, as = tcp(), tcp()
+      assert(host.bind(c, "127.0.0.1:0"))
+      local expect = {
+        ["connectex:null-name"] = "WSAEFAULT", ["connectex:short-name"] = "WSAEFAULT",
+        ["connectex:null-data"] = "WSAEFAULT", ["connectex:no-overlapped"] = "WSAEINVAL",
+        ["connectex:stale-handle"] = "WSAENOTSOCK", ["disconnectex:bad-flags"] = "WSAEINVAL",
+        ["disconnectex:stale-handle"] = "WSAENOTSOCK",
+      }
+      for probe, name in pairs(expect) do
+        assert.equal(wsp[name], host.ext_probe(probe, c), what .. ": " .. probe)
+      end
+      for probe, name in pairs{["acceptex:null-buffer"] = "WSAEFAULT", ["acceptex:short-address"] = "WSAEFAULT",
+                               ["acceptex:stale-accept-socket"] = "WSAENOTSOCK", ["acceptex:no-overlapped"] = "WSAEINVAL"} do
+        assert.equal(wsp[name], host.ext_probe(probe, l, as), what .. ": " .. probe)
+      end
+      assert.equal(0, host.ext_probe("getacceptexsockaddrs:null", l))
+      -- unknown and short GUIDs
+      H.fails_with("WSAEINVAL", host.ioctl(c, wsp.SIO_GET_EXTENSION_FUNCTION_POINTER, string.rep("\7", 16), 8))
+      H.fails_with("WSAEFAULT", host.ioctl(c, wsp.SIO_GET_EXTENSION_FUNCTION_POINTER, string.rep("\7", 15), 8))
+      H.fails_with("WSAEFAULT", host.ioctl(c, wsp.SIO_GET_EXTENSION_FUNCTION_POINTER,
+                                           string.pack("<I4I2I2", 0x25a207b9, 0xddf3, 0x4660) .. "\142\233\118\229\140\116\6\62", 4))
+      -- and a real ConnectEx still goes through
+      local ev = host.create_event()
+      local ov = host.overlapped(ev)
+      local ok, err = host.connectex(c, host.getsockname(l), "still", ov)
+      assert(ok or err:find("WSA_IO_PENDING"), what .. ": " .. tostring(err))
+      assert.equal(1, host.wait({ev}, false, 5000), what)
+      assert.equal(0, ov.OffsetHigh, what)
+      local a = assert(host.accept(l))
+      assert.equal("still", H.recv_within(a, 5, 5), what)
+      H.reset()
+    end
+  end)
+
+  it("complete a carried AcceptEx whose accept socket closes meanwhile with WSA_OPERATION_ABORTED", function()
+    local native = H.base()
+    local r = H.layered{script = H.script(CARRIER), over = native, name = "carrier"}
+    local l = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+    assert(host.bind(l, "127.0.0.1:0"))
+    assert(host.listen(l, 4))
+    local as = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+    local ev = host.create_event()
+    local ov = host.overlapped(ev)
+    H.fails_with("WSA_IO_PENDING", host.acceptex(l, as, 16, ov))
+    assert(host.close(as))
+    assert.equal(1, host.wait({ev}, false, 5000))
+    assert.equal(wsp.WSA_OPERATION_ABORTED, ov.OffsetHigh)
+    -- the listener goes on accepting
+    local as2 = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+    host.reset_event(ev)
+    local ov2 = host.overlapped(ev)
+    H.fails_with("WSA_IO_PENDING", host.acceptex(l, as2, 0, ov2))
+    local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, native.tcp))
+    assert(host.connect(c, host.getsockname(l)))
+    assert.equal(1, host.wait({ev}, false, 5000))
+    assert.equal(0, ov2.OffsetHigh)
+  end)
+
+  -- each handler misbehaves once its call down (if any) is done; the call fails, the log says why
+  local BAD = [[
+local wsp = require "wsp"
+local P = require("wsp.layered").new()
+local base = P.base
+P.budget = 200000
+local mode = wsp.config.mode
+function P.connectex(s, addr, data)
+  if mode == "raise-at-once" then error("connectex blew up at once") end
+  local n = base.connectex(s, addr, data)
+  if mode == "string" then return "lots" end
+  if mode == "too-many" then return n + 1000 end
+  if mode == "raise-after" then error("connectex blew up after the call down") end
+  if mode == "runaway" then while true do end end
+  if mode == "bogus-error" then return nil, "WSAEBOGUS" end
+  return n
+end
+function P.acceptex(s, ns, len)
+  local data, loc, rem = base.acceptex(s, ns, len)
+  if mode == "number" then return 42 end
+  if mode == "long" then return string.rep("x", len + 1), loc, rem end
+  if mode == "no-address" then return data, {}, "nowhere" end
+  if mode == "nothing" then return end
+  return data, loc, rem
+end
+function P.disconnectex(s, flags)
+  if mode == "nothing" then return end
+  if mode == "number" then return 7 end
+  return base.disconnectex(s, flags)
+end
+return P
+]]
+  local function bad(mode)
+    local native = H.base()
+    local r = H.layered{script = H.script(BAD), over = native, name = "bad-" .. mode, config = {mode = mode}}
+    local l = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, native.tcp))
+    assert(host.bind(l, "127.0.0.1:0"))
+    assert(host.listen(l, 8))
+    return r, native, l
+  end
+  -- the outcome of an overlapped call: failed at once, or pending and then completed
+  local function outcome(ev, ov, ok, err, code)
+    if ok then return 0 end
+    if code ~= wsp.WSA_IO_PENDING then return code end
+    assert.equal(1, host.wait({ev}, false, 5000))
+    return ov.OffsetHigh
+  end
+
+  for mode, logged in pairs{["raise-at-once"] = "connectex blew up at once", string = "where the count of bytes sent",
+                            ["too-many"] = "where the count of bytes sent", ["raise-after"] = "after the call down",
+                            runaway = "budget", ["bogus-error"] = "WSAEBOGUS"} do
+    it("fail a ConnectEx whose handler " .. mode .. " with WSAENETDOWN and a log line", function()
+      local r, native, l = bad(mode)
+      local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+      assert(host.bind(c, "127.0.0.1:0"))
+      local mark = H.mark()
+      local ev = host.create_event()
+      local ov = host.overlapped(ev)
+      assert.equal(wsp.WSAENETDOWN, outcome(ev, ov, host.connectex(c, host.getsockname(l), "x", ov)))
+      assert.truthy(H.find_log(mark, logged, true), table.concat(H.logs(mark), "\n"))
+      -- the instance still serves ordinary calls
+      local l2 = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, native.tcp))
+      assert(host.bind(l2, "127.0.0.1:0"))
+      assert(host.listen(l2, 8))
+      local c2 = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+      assert(host.connect(c2, host.getsockname(l2)))
+      local a = assert(host.accept(l2))
+      assert.equal(2, host.send(c2, "ok"))
+      assert.equal("ok", H.recv_within(a, 2, 5))
+    end)
+  end
+
+  for mode, logged in pairs{number = "where the data received", long = "bytes of data for a buffer of",
+                            ["no-address"] = "where an address was expected", nothing = "where the data received"} do
+    it("fail an AcceptEx whose handler returns " .. mode .. " with WSAENETDOWN and a log line", function()
+      local r, native = bad(mode)
+      local l = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+      assert(host.bind(l, "127.0.0.1:0"))
+      assert(host.listen(l, 8))
+      local as = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+      local mark = H.mark()
+      local ev = host.create_event()
+      local ov = host.overlapped(ev)
+      local ok, err, code = host.acceptex(l, as, 8, ov)
+      local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, native.tcp))
+      assert(host.connect(c, host.getsockname(l)))
+      assert.equal(3, host.send(c, "abc"))
+      assert.equal(wsp.WSAENETDOWN, outcome(ev, ov, ok, err, code))
+      assert.truthy(H.find_log(mark, logged, true), table.concat(H.logs(mark), "\n"))
+    end)
+  end
+
+  for _, mode in ipairs{"nothing", "number"} do
+    it("fail a DisconnectEx whose handler returns " .. mode .. " with WSAENETDOWN", function()
+      local r, _, l = bad(mode)
+      local c = assert(host.socket(wsp.AF_INET, wsp.SOCK_STREAM, 0, 0, r.tcp))
+      assert(host.connect(c, host.getsockname(l)))
+      local mark = H.mark()
+      H.fails_with("WSAENETDOWN", host.disconnectex(c, nil, 0))
+      assert.truthy(H.find_log(mark, "where true was expected", true), table.concat(H.logs(mark), "\n"))
+    end)
+  end
+end)

@@ -33,7 +33,7 @@ RUNTIME_SRCS = \
   src/runtime/trace.c \
   src/runtime/wsc.c \
   src/runtime/sandbox.c \
-  src/runtime/extfn.c
+  src/runtime/extfn.c src/runtime/extlua.c
 HOST_SRCS = \
   src/host/link.c \
   src/host/host.c \

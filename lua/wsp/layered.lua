@@ -43,6 +43,18 @@ local retry = layered.retry
 
 local function code(ok, _, c) if ok == nil then return nil, c end return ok end
 
+--- Waits for an extension call started below (`low:connectex`, `low:acceptex`,
+-- `low:disconnectex` return an operation) and returns its results:
+-- ConnectEx the bytes sent, AcceptEx `data, local, remote`, DisconnectEx
+-- `true`; or `nil, code`.
+function layered.ext_wait(op, _, c)
+  if not op then return nil, c end
+  while not op:done() do wait(op) end
+  local a, b, c2 = op:result()
+  if a == nil then return nil, c2 end
+  return a, b, c2
+end
+
 --- A handler table that behaves exactly like the layer below.
 -- @treturn table handlers (each also kept in `handlers.base`)
 function layered.new()
@@ -216,12 +228,20 @@ function layered.new()
     return a
   end
 
+  -- Extension functions (docs/api.md, "Extension functions"): the layer
+  -- below's own, started on the lower socket; the handler waits for it.
+  -- Left as they are, lwsp makes these calls down in C without Lua.
+  function M.connectex(s, addr, data) return layered.ext_wait(s.low:connectex(s.lh, addr, data)) end
+  function M.acceptex(s, ns, len) return layered.ext_wait(s.low:acceptex(s.lh, ns.lh, len)) end
+  function M.disconnectex(s, flags) return layered.ext_wait(s.low:disconnectex(s.lh, flags)) end
+
   M.base = {}
   for k, v in pairs(M) do if type(v) == "function" then M.base[k] = v end end
   -- a call whose handler stays one of these is made down by lwsp in C,
   -- exactly as the handler would make it (see docs/api.md, "Inherited calls")
   if lwsp.inherited then
-    for _, k in ipairs{"getsockopt", "setsockopt", "send", "recv", "getsockname", "getpeername", "sendto", "recvfrom"} do
+    for _, k in ipairs{"getsockopt", "setsockopt", "send", "recv", "getsockname", "getpeername", "sendto", "recvfrom",
+                       "connectex", "acceptex", "disconnectex"} do
       lwsp.inherited(M[k], k)
     end
   end

@@ -23,6 +23,7 @@ static int fail(lua_State *L, int code) { return lwsp_push_error(L, code ? code 
 #ifdef _WIN32
 static int last_error(void) { return WSAGetLastError(); }
 static void clear_error(void) { WSASetLastError(0); }
+static void set_last(int e) { WSASetLastError(e); }
 #else
 static _Thread_local int host_last_error;
 LWSP_EXPORT void WSAAPI WSASetLastError(int e);
@@ -31,6 +32,7 @@ LWSP_EXPORT void WSAAPI WSASetLastError(int e) { host_last_error = e; }
 LWSP_EXPORT int WSAAPI WSAGetLastError(void) { return host_last_error; }
 static int last_error(void) { return host_last_error; }
 static void clear_error(void) { host_last_error = 0; }
+static void set_last(int e) { host_last_error = e; }
 #endif
 
 static int ext_index(lua_State *L, int idx) {
@@ -387,7 +389,26 @@ static int h_recvmsg_result(lua_State *L) {
   return 1;
 }
 
-/* wsasendmsg(s, data, to|nil, overlapped|nil [, {routine = true}]) -> true, bytes | nil, error */
+/* ws2_32's way to a provider that answered SIO_BSP_HANDLE with its own
+ * handle: WSPIoctl(SIO_EXT_SENDMSG) with a WSASENDMSG. */
+static INT sendmsg_ioctl(lua_State *L, SOCKET s, LPWSAMSG m, DWORD flags, LPDWORD sent, LPWSAOVERLAPPED ov,
+                         LPWSAOVERLAPPED_COMPLETION_ROUTINE routine) {
+  lwsp_sendmsg_args a = {m, flags, sent, ov, routine};
+  DWORD got = 0;
+  WSATHREADID tid;
+  INT err = 0;
+  int perr = 0;
+  hprov *p = host_prov_of(s, &perr);
+  if (!p) { set_last(perr); return SOCKET_ERROR; }
+  if (HCALL(L, p, WSPIoctl, s, &err, s, SIO_EXT_SENDMSG, &a, sizeof a, NULL, 0, &got, NULL, NULL,
+            host_this_thread(&tid), &err) == 0)
+    return 0;
+  set_last(err);
+  return SOCKET_ERROR;
+}
+
+/* wsasendmsg(s, data, to|nil, overlapped|nil [, {routine = true, ioctl = true}]) -> true, bytes | nil, error
+ * (ioctl: through WSPIoctl(SIO_EXT_SENDMSG), as ws2_32 reaches a layer that serves WSASendMsg) */
 static int h_wsasendmsg(lua_State *L) {
   SOCKET s = (SOCKET)luaL_checkinteger(L, 1);
   size_t n;
@@ -412,7 +433,10 @@ static int h_wsasendmsg(lua_State *L) {
     m.name = tolen ? (LPSOCKADDR)&to : NULL; m.namelen = tolen;
     m.lpBuffers = &b; m.dwBufferCount = 1;
     clear_error();
-    rc = sendmsg(s, &m, 0, &sent, h ? &h->ov : NULL, h ? routine_of(L, 5) : NULL);
+    if (lua_istable(L, 5) && (lua_getfield(L, 5, "ioctl"), lua_toboolean(L, -1)))
+      rc = sendmsg_ioctl(L, s, &m, 0, &sent, h ? &h->ov : NULL, h ? routine_of(L, 5) : NULL);
+    else
+      rc = sendmsg(s, &m, 0, &sent, h ? &h->ov : NULL, h ? routine_of(L, 5) : NULL);
   }
   return bool_result(L, h, rc == 0, sent);
 }
@@ -423,13 +447,54 @@ static LPWSAOVERLAPPED_COMPLETION_ROUTINE routine_of(lua_State *L, int idx) {
   return on ? host_record_routine() : NULL;
 }
 
+/* ext_probe(name, s [, other]) -> the Winsock error an extension function of
+ * s's provider gives a careless application's call (0: it succeeded), as
+ * probe() does for the 30 entries.  other: a second socket (AcceptEx's). */
+static int h_ext_probe(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  SOCKET s = (SOCKET)luaL_checkinteger(L, 2), other = (SOCKET)luaL_optinteger(L, 3, 0);
+  SOCKADDR_STORAGE ss;
+  WSAOVERLAPPED ov;
+  char buf[256];
+  DWORD n = 0;
+  BOOL ok = TRUE;
+  memset(&ss, 0, sizeof ss);
+  memset(&ov, 0, sizeof ov);
+  ss.ss_family = AF_INET;
+  clear_error();
+#define IS(x) (strcmp(name, x) == 0)
+  if (IS("connectex:null-name")) { EXT(L, s, 2, LPFN_CONNECTEX, f); ok = f(s, NULL, 16, NULL, 0, &n, &ov); }
+  else if (IS("connectex:short-name")) { EXT(L, s, 2, LPFN_CONNECTEX, f); ok = f(s, (struct sockaddr *)&ss, 1, NULL, 0, &n, &ov); }
+  else if (IS("connectex:null-data")) { EXT(L, s, 2, LPFN_CONNECTEX, f); ok = f(s, (struct sockaddr *)&ss, 16, NULL, 10, &n, &ov); }
+  else if (IS("connectex:no-overlapped")) { EXT(L, s, 2, LPFN_CONNECTEX, f); ok = f(s, (struct sockaddr *)&ss, 16, NULL, 0, &n, NULL); }
+  else if (IS("connectex:stale-handle")) { EXT(L, s, 2, LPFN_CONNECTEX, f); ok = f((SOCKET)0xdead0, (struct sockaddr *)&ss, 16, NULL, 0, &n, &ov); }
+  else if (IS("acceptex:null-buffer")) { EXT(L, s, 0, LPFN_ACCEPTEX, f); ok = f(s, other, NULL, 0, 64, 64, &n, &ov); }
+  else if (IS("acceptex:short-address")) { EXT(L, s, 0, LPFN_ACCEPTEX, f); ok = f(s, other, buf, 0, 8, 64, &n, &ov); }
+  else if (IS("acceptex:stale-accept-socket")) { EXT(L, s, 0, LPFN_ACCEPTEX, f); ok = f(s, (SOCKET)0xdead0, buf, 0, 64, 64, &n, &ov); }
+  else if (IS("acceptex:no-overlapped")) { EXT(L, s, 0, LPFN_ACCEPTEX, f); ok = f(s, other, buf, 0, 64, 64, &n, NULL); }
+  else if (IS("disconnectex:bad-flags")) { EXT(L, s, 3, LPFN_DISCONNECTEX, f); ok = f(s, NULL, 0x80, 0); }
+  else if (IS("disconnectex:stale-handle")) { EXT(L, s, 3, LPFN_DISCONNECTEX, f); ok = f((SOCKET)0xdead0, NULL, 0, 0); }
+  else if (IS("getacceptexsockaddrs:null")) {
+    struct sockaddr *la = (struct sockaddr *)&ss, *ra = (struct sockaddr *)&ss;
+    INT lal = -1, ral = -1;
+    EXT(L, s, 1, LPFN_GETACCEPTEXSOCKADDRS, f);
+    f(NULL, 0, 64, 64, &la, &lal, &ra, &ral);   /* nothing to read: nothing read, no crash */
+    lua_pushinteger(L, 0);
+    return 1;
+  }
+  else return luaL_argerror(L, 1, "unknown extension probe");
+#undef IS
+  lua_pushinteger(L, ok ? 0 : last_error());
+  return 1;
+}
+
 int lwsp_hostext_open(lua_State *L);
 int lwsp_hostext_open(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"extension", h_extension}, {"acceptex", h_acceptex}, {"acceptex_sockaddrs", h_acceptex_sockaddrs},
     {"connectex", h_connectex}, {"disconnectex", h_disconnectex}, {"transmitfile", h_transmitfile},
     {"transmitpackets", h_transmitpackets}, {"open_file", h_open_file}, {"close_file", h_close_file}, {"wsarecvmsg", h_wsarecvmsg},
-    {"recvmsg_result", h_recvmsg_result}, {"wsasendmsg", h_wsasendmsg}, {NULL, NULL}};
+    {"recvmsg_result", h_recvmsg_result}, {"wsasendmsg", h_wsasendmsg}, {"ext_probe", h_ext_probe}, {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
   return 0;
 }

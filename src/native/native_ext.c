@@ -360,7 +360,9 @@ static BOOL WSAAPI nx_connectex(SOCKET s, const struct sockaddr *name, int namel
   SOCKADDR_STORAGE me;
   int ml = sizeof me, r;
   if (!ov) return nx_fail(WSAEINVAL);
-  if (!name || (len && !data)) return nx_fail(WSAEFAULT);
+  /* a name shorter than its family's address is the caller's fault (Winsock's own took it for an address) */
+  if (!name || namelen < 2 || namelen < (name->sa_family == AF_INET6 ? 28 : 16) || (len && !data))
+    return nx_fail(WSAEFAULT);
   if (sent) *sent = 0;
   NX_SOCK(s);
   if (so->type != SOCK_STREAM || so->listening) { NV_UNLOCK(); return nx_fail(WSAEINVAL); }

@@ -22,6 +22,8 @@
  * and read the layer below's with its WSAGetLastError.
  */
 #include "extfn.h"
+#include "extlua.h"
+#include "dispatch.h"
 #include "spi_ext.h"
 #include <stdlib.h>
 #include <string.h>
@@ -71,10 +73,13 @@ static void set_error(lwsp_inst *I, int e) { find_host(I); if (host_set) host_se
 static int last_error(lwsp_inst *I) { find_host(I); return host_get ? host_get() : WSASYSCALLFAILURE; }
 #endif
 
+int rt_ext_last_error(lwsp_inst *I) { return last_error(I); }
+
 /* ---- an entry: the instance, the socket, the layer below ----------------------------- */
 typedef struct xctx {
   lwsp_inst *I; lwsp_sock *so; struct lwsp_lower *low; SOCKET lh; void (*fn)(void);
   int traced; const char *caller; const char *name; SOCKET s;   /* the trace's record of the call */
+  int carried;                   /* the script's own handler carries the call (extlua.c) */
 } xctx;
 
 /* Calls down with every hold of the provider lock released (as lower.c's DOWN). */
@@ -101,7 +106,7 @@ static void x_done(xctx *x, int error) {
 }
 
 /* The layer below's function ext for lh (its WSPIoctl), with the lock released. */
-static void (*lower_fn(lwsp_inst *I, struct lwsp_lower *low, SOCKET lh, int ext, INT *err))(void) {
+void (*rt_ext_lower_fn(lwsp_inst *I, struct lwsp_lower *low, SOCKET lh, int ext, INT *err))(void) {
   void (*fn)(void) = NULL;
   GUID g = lwsp_ext_guids[ext];
   DWORD got = 0;
@@ -120,6 +125,7 @@ static int x_begin(lwsp_inst *I, SOCKET s, int ext, xctx *x) {
   INT e = 0;
   x->I = I;
   x->traced = 0;
+  x->carried = 0;
   if (!rt_inst_enter(I, &e)) { set_error(I, e); return 0; }
   I->depth++;
   if ((x->traced = lwsp_tracing) != 0) {
@@ -130,12 +136,23 @@ static int x_begin(lwsp_inst *I, SOCKET s, int ext, xctx *x) {
   }
   if (!(x->so = rt_sock_find(I, s))) e = WSAENOTSOCK;
   else if (x->so->closing) e = WSAENOTSOCK;
+  else if ((x->carried = rt_extlua_carried(I, ext)) != 0) return 1;
   else if (!rt_lower_resolve(I, x->so, &x->low, &x->lh)) e = WSAEOPNOTSUPP;
-  else if (!(x->fn = lower_fn(I, x->low, x->lh, ext, &e))) { if (!e) e = WSAEOPNOTSUPP; }
+  else if (!(x->fn = rt_ext_lower_fn(I, x->low, x->lh, ext, &e))) { if (!e) e = WSAEOPNOTSUPP; }
   if (e) { x_done(x, e); set_error(I, e); return 0; }
   return 1;
 }
 static BOOL x_fail(xctx *x, int e) { x_done(x, e); set_error(x->I, e); return FALSE; }
+/* A call the script carries (extlua.c) runs as a call of its own, at the
+ * instance's first depth (so that it may block): x is left first, and the
+ * trace's record of the call closed after it.  e: what extlua.c returned. */
+#define CARRY(x, call) do { \
+    x_leave((x).I); \
+    int e_ = (call); \
+    if ((x).traced) lwsp_trace_leave((x).caller, (x).I->name, (x).name, (x).s, e_, ""); \
+    if (e_) { set_error((x).I, e_); return FALSE; } \
+    return TRUE; \
+  } while (0)
 
 /* ---- Lua handlers: a layer's say before the call goes down ------------------------- */
 const char *const rt_ext_handler_names[LWSP_EXT_COUNT] = {
@@ -154,10 +171,13 @@ static int x_filter(xctx *x, int ext, const xargs *a) {
   rt_call c;
   INT e = 0;
   int has;
-  if (!name || !lua_checkstack(L, 3)) return 1;
-  lua_getfield(L, LUA_REGISTRYINDEX, "lwsp.handlers");
-  has = lua_istable(L, -1) && (lua_pushstring(L, name), lua_rawget(L, -2)) == LUA_TFUNCTION;
-  lua_settop(L, lua_gettop(L) - (lua_istable(L, -2) ? 2 : 1));
+  if (!name || ext == 0 || ext == 2 || ext == 3 || !lua_checkstack(L, 3)) return 1;   /* those are carried (extlua.c) */
+  {
+    int top = lua_gettop(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, "lwsp.handlers");
+    has = lua_istable(L, -1) && (lua_pushstring(L, name), lua_rawget(L, -2)) == LUA_TFUNCTION;
+    lua_settop(L, top);
+  }
   if (!has) return 1;
   if (!rt_begin(&c, I, P_ioctl, x->so->handle, 1, &e)) { x_fail(x, e); return 0; }
   /* the handler in place of the ioctl handler, then the socket table and the arguments */
@@ -204,18 +224,22 @@ static int x_finished(xop *op) {
  * (lock released): besides being the SPI's way, it orders this thread after
  * the layer below's last touch of low_ov (its completion runs under the lock
  * that call takes), so low_ov may be freed afterwards. */
-static void x_results(lwsp_inst *I, xop *op, DWORD *error, DWORD *bytes, DWORD *flags) {
+void rt_ext_lower_results(lwsp_inst *I, struct lwsp_lower *low, SOCKET lh, LPWSAOVERLAPPED lov, DWORD *error,
+                          DWORD *bytes, DWORD *flags) {
   DWORD n = 0, fl = 0;
   INT e = 0;
   BOOL ok;
-  const WSPPROC_TABLE *p = rt_lower_procs(op->low);
-  X_DOWN(I, ok = p->lpWSPGetOverlappedResult(op->lh, &op->low_ov, &n, FALSE, &fl, &e));
+  const WSPPROC_TABLE *p = rt_lower_procs(low);
+  X_DOWN(I, ok = p->lpWSPGetOverlappedResult(lh, lov, &n, FALSE, &fl, &e));
   if (ok) { *error = 0; *bytes = n; *flags = fl; return; }
   if (e == WSAENOTSOCK || e == WSANOTINITIALISED || e == WSA_IO_INCOMPLETE) {   /* its socket is gone: the fields say */
-    *error = op->low_ov.OffsetHigh; *bytes = (DWORD)op->low_ov.InternalHigh; *flags = op->low_ov.Offset;
+    *error = lov->OffsetHigh; *bytes = (DWORD)lov->InternalHigh; *flags = lov->Offset;
     return;
   }
   *error = (DWORD)e; *bytes = n; *flags = fl;
+}
+static void x_results(lwsp_inst *I, xop *op, DWORD *error, DWORD *bytes, DWORD *flags) {
+  rt_ext_lower_results(I, op->low, op->lh, &op->low_ov, error, bytes, flags);
 }
 
 /* After the call down: the application's outcome.  ok/e: what the layer below said. */
@@ -275,6 +299,7 @@ static BOOL x_acceptex(lwsp_inst *I, SOCKET ls, SOCKET as, PVOID out, DWORD rcvl
   xop *op;
   BOOL ok;
   if (!x_begin(I, ls, 0, &x)) return FALSE;
+  if (x.carried) CARRY(x, rt_extlua_acceptex(I, ls, as, out, rcvlen, loclen, remlen, got, ov));
   { xargs a = {0}; if (!x_filter(&x, 0, &a)) return FALSE; }
   if (!(aso = rt_sock_find(I, as)) || !rt_lower_resolve(I, aso, &alow, &alh)) return x_fail(&x, WSAENOTSOCK);
   if (alow != x.low) return x_fail(&x, WSAEINVAL);
@@ -286,6 +311,7 @@ static BOOL x_acceptex(lwsp_inst *I, SOCKET ls, SOCKET as, PVOID out, DWORD rcvl
 static VOID x_getacceptexsockaddrs(lwsp_inst *I, PVOID out, DWORD rcvlen, DWORD loclen, DWORD remlen,
                                    struct sockaddr **loc, LPINT locl, struct sockaddr **rem, LPINT reml) {
   LPFN_GETACCEPTEXSOCKADDRS f = X[I->slot].getaddrs;
+  if (rt_extlua_getaddrs(I, out, rcvlen, loclen, remlen, loc, locl, rem, reml)) return;
   if (f) { f(out, rcvlen, loclen, remlen, loc, locl, rem, reml); return; }
   if (loc) *loc = NULL;
   if (rem) *rem = NULL;
@@ -299,6 +325,7 @@ static BOOL x_connectex(lwsp_inst *I, SOCKET s, const struct sockaddr *name, int
   xop *op;
   BOOL ok;
   if (!x_begin(I, s, 2, &x)) return FALSE;
+  if (x.carried) CARRY(x, rt_extlua_connectex(I, s, name, namelen, data, len, sent, ov));
   { xargs a = {name, namelen, data ? data : "", data ? len : 0, 0, 0}; if (!x_filter(&x, 2, &a)) return FALSE; }
   if (!(op = x_op(&x, ov, NULL))) return x_fail(&x, WSAENOBUFS);
   ok = CALL_DOWN(&x, LPFN_CONNECTEX, f_(x.lh, name, namelen, data, len, sent, x_low(op, 0)));
@@ -310,6 +337,7 @@ static BOOL x_disconnectex(lwsp_inst *I, SOCKET s, LPOVERLAPPED ov, DWORD flags,
   xop *op;
   BOOL ok;
   if (!x_begin(I, s, 3, &x)) return FALSE;
+  if (x.carried) CARRY(x, rt_extlua_disconnectex(I, s, ov, flags, reserved));
   { xargs a = {NULL, 0, NULL, 0, flags, 1}; if (!x_filter(&x, 3, &a)) return FALSE; }
   if (!(op = x_op(&x, ov, NULL))) return x_fail(&x, WSAENOBUFS);
   ok = CALL_DOWN(&x, LPFN_DISCONNECTEX, f_(x.lh, x_low(op, 1), flags, reserved));
@@ -395,6 +423,75 @@ _Static_assert(LWSP_MAX_INSTANCES == 16, "X_SLOTS lists one entry per instance s
 X_SLOTS(SLOT_EXT)
 static void (*const slot_fns[LWSP_MAX_INSTANCES][LWSP_EXT_COUNT])(void) = { X_SLOTS(SLOT_ROW) };
 
+/* ---- SIO_EXT_POLL, SIO_EXT_SENDMSG: WSAPoll and WSASendMsg as ws2_32 hands them over ---- */
+/* SIO_EXT_POLL (no lock held): the WSAPOLLDATA in `in`, answered into `out`
+ * from this instance's own WSPSelect (its handler, or lwsp's).  0 or the error. */
+static int x_poll(lwsp_inst *I, LPVOID in, DWORD cbin, LPVOID out, DWORD cbout, LPDWORD returned) {
+  lwsp_polldata head;
+  lwsp_pollfd fds[WSP_FD_SETSIZE];
+  wsp_fd_set r, w, e;
+  wsp_timeval tv, *tvp = NULL;
+  INT err = 0;
+  int nvalid = 0, result = 0;
+  size_t size;
+  if (!in || cbin < LWSP_POLLDATA_SIZE(0)) return WSAEFAULT;
+  memcpy(&head, in, LWSP_POLLDATA_SIZE(0));
+  if (head.fds == 0 || head.fds > WSP_FD_SETSIZE) return WSAEINVAL;
+  size = LWSP_POLLDATA_SIZE(head.fds);
+  if (cbin < size || !out || cbout < size) return WSAEFAULT;
+  memcpy(fds, (char *)in + LWSP_POLLDATA_SIZE(0), head.fds * sizeof(lwsp_pollfd));
+  r.fd_count = w.fd_count = e.fd_count = 0;
+  lwsp_mutex_lock(&I->lock);
+  for (ULONG i = 0; i < head.fds; i++) {
+    lwsp_sock *so = rt_live(I) ? rt_sock_find(I, fds[i].fd) : NULL;
+    fds[i].revents = 0;
+    if (!so || so->closing) { fds[i].revents = LWSP_POLLNVAL; continue; }
+    nvalid++;
+    if (fds[i].events & (LWSP_POLLRDNORM | LWSP_POLLRDBAND | LWSP_POLLPRI)) r.fd_array[r.fd_count++] = fds[i].fd;
+    if (fds[i].events & (LWSP_POLLWRNORM | LWSP_POLLWRBAND)) w.fd_array[w.fd_count++] = fds[i].fd;
+    e.fd_array[e.fd_count++] = fds[i].fd;
+  }
+  lwsp_mutex_unlock(&I->lock);
+  if (nvalid && !(head.fds > (ULONG)nvalid)) {   /* WSAPoll waits only when every socket is valid */
+    if (head.timeout >= 0) { tv.tv_sec = head.timeout / 1000; tv.tv_usec = head.timeout % 1000 * 1000; tvp = &tv; }
+  } else {
+    tv.tv_sec = tv.tv_usec = 0;
+    tvp = &tv;
+  }
+  if (nvalid && rt_wsp_select(I, 0, r.fd_count ? &r : NULL, w.fd_count ? &w : NULL, &e, tvp, &err) == SOCKET_ERROR)
+    return err ? err : WSAENETDOWN;
+  for (ULONG i = 0; i < head.fds; i++) {
+    if (fds[i].revents == LWSP_POLLNVAL) { result++; continue; }
+    /* readable: the normal data asked for (else what else was); writable likewise; except: an error */
+    int16_t rd = fds[i].events & LWSP_POLLRDNORM ? LWSP_POLLRDNORM : fds[i].events & (LWSP_POLLRDBAND | LWSP_POLLPRI);
+    for (u_int k = 0; k < r.fd_count; k++)
+      if (r.fd_array[k] == fds[i].fd) fds[i].revents |= rd;
+    for (u_int k = 0; k < w.fd_count; k++)
+      if (w.fd_array[k] == fds[i].fd) fds[i].revents |= fds[i].events & (LWSP_POLLWRNORM | LWSP_POLLWRBAND);
+    for (u_int k = 0; k < e.fd_count; k++)
+      if (e.fd_array[k] == fds[i].fd) fds[i].revents |= LWSP_POLLERR;
+    if (fds[i].revents) result++;
+  }
+  head.result = result;
+  if (out != in) memmove(out, in, size);
+  memcpy(out, &head, LWSP_POLLDATA_SIZE(0));
+  memcpy((char *)out + LWSP_POLLDATA_SIZE(0), fds, head.fds * sizeof(lwsp_pollfd));
+  if (returned) *returned = (DWORD)size;
+  return 0;
+}
+
+/* SIO_EXT_SENDMSG (no lock held): the WSASENDMSG in `in` is this instance's
+ * own WSASendMsg on s.  0 or the error (WSA_IO_PENDING: its overlapped completes). */
+static int x_sendmsg_ioctl(lwsp_inst *I, SOCKET s, LPVOID in, DWORD cbin, LPDWORD returned) {
+  lwsp_sendmsg_args a;
+  if (!in || cbin < sizeof a) return WSAEFAULT;
+  memcpy(&a, in, sizeof a);
+  if (!a.lpMsg || (!a.lpNumberOfBytesSent && !a.lpOverlapped)) return WSAEFAULT;
+  if (returned) *returned = 0;
+  if (x_msg(I, s, 0, a.lpMsg, a.dwFlags, a.lpNumberOfBytesSent, a.lpOverlapped, a.lpCompletionRoutine) == 0) return 0;
+  { int e = last_error(I); return e ? e : WSASYSCALLFAILURE; }
+}
+
 /* ---- the hooks ----------------------------------------------------------------------- */
 int rt_ext_ioctl(lwsp_inst *I, SOCKET s, DWORD code, LPVOID in, DWORD cbin, LPVOID out, DWORD cbout, LPDWORD returned,
                  LPWSAOVERLAPPED ov, LPWSAOVERLAPPED_COMPLETION_ROUTINE routine, LPWSATHREADID tid, LPINT err,
@@ -403,6 +500,19 @@ int rt_ext_ioctl(lwsp_inst *I, SOCKET s, DWORD code, LPVOID in, DWORD cbin, LPVO
   const char *caller = NULL;
   DWORD n = 0;
   lwsp_sock *so;
+  if (code == SIO_EXT_POLL || code == SIO_EXT_SENDMSG || code == SIO_EXT_SELECT) {
+    /* never the handler's: their buffers hold this layer's handles and pointers (docs/api.md) */
+    e = code == SIO_EXT_POLL ? x_poll(I, in, cbin, out, cbout, returned)
+      : code == SIO_EXT_SENDMSG ? x_sendmsg_ioctl(I, s, in, cbin, returned) : WSAEOPNOTSUPP;
+    if (e) { *err = e; *rc = SOCKET_ERROR; } else { *rc = 0; }
+    return 1;
+  }
+  if (code == SIO_BSP_HANDLE_POLL && ov) {   /* "the lpOverlapped parameter must be a NULL pointer" */
+    *err = WSAEFAULT;
+    ov->Internal = ov->OffsetHigh = WSAEFAULT;
+    *rc = SOCKET_ERROR;
+    return 1;
+  }
   if (code == SIO_GET_EXTENSION_FUNCTION_POINTER) {
     if (cbin >= sizeof(GUID)) ext = lwsp_ext_index(in);
     if (cbin < sizeof(GUID)) { *err = WSAEFAULT; *rc = SOCKET_ERROR; return 1; }
@@ -426,13 +536,14 @@ int rt_ext_ioctl(lwsp_inst *I, SOCKET s, DWORD code, LPVOID in, DWORD cbin, LPVO
     else {
       memcpy(out, &slot_fns[I->slot][ext], sizeof(void *));
       n = sizeof(void *);
+      if (ext == 1) rt_extlua_own_addrs(I, rt_extlua_carried(I, 0));
       if (ext == 1 && !X[I->slot].getaddrs) {
         /* GetAcceptExSockaddrs has no socket: the layer below's, from this one */
         struct lwsp_lower *low;
         SOCKET lh;
         INT e2 = 0;
         void (*f)(void);
-        if (rt_lower_resolve(I, so, &low, &lh) && (f = lower_fn(I, low, lh, 1, &e2)) != NULL)
+        if (rt_lower_resolve(I, so, &low, &lh) && (f = rt_ext_lower_fn(I, low, lh, 1, &e2)) != NULL)
           memcpy(&X[I->slot].getaddrs, &f, sizeof f);
       }
     }
@@ -495,6 +606,7 @@ void rt_ext_poll(lwsp_inst *I, long *ms) {
     free(op);
   }
   if (X[I->slot].ops && (*ms < 0 || *ms > 2)) *ms = 2;
+  rt_extlua_poll(I, ms);
 }
 
 void rt_ext_abort(lwsp_inst *I) {
@@ -509,9 +621,11 @@ void rt_ext_abort(lwsp_inst *I) {
     X[I->slot].orphans = op;
   }
   X[I->slot].getaddrs = NULL;
+  rt_extlua_abort(I);
 }
 
 void rt_ext_free(lwsp_inst *I) {
+  rt_extlua_free(I);
   while (X[I->slot].orphans) {
     xop *op = X[I->slot].orphans;
     X[I->slot].orphans = op->next;

@@ -28,6 +28,13 @@ void rt_ext_free(lwsp_inst *I);
 /* The handler names a script may give the extension functions (NULL: none
  * for that one), in spi_ext.h's order. */
 extern const char *const rt_ext_handler_names[];
+/* For extlua.c: the layer below's function ext for lh (lock released while
+ * asked), NULL with *err; the error the host's WSAGetLastError holds; a
+ * finished lower overlapped's results (the layer below's WSPGetOverlappedResult). */
+void (*rt_ext_lower_fn(lwsp_inst *I, struct lwsp_lower *low, SOCKET lh, int ext, INT *err))(void);
+int rt_ext_last_error(lwsp_inst *I);
+void rt_ext_lower_results(lwsp_inst *I, struct lwsp_lower *low, SOCKET lh, LPWSAOVERLAPPED lov, DWORD *error,
+                          DWORD *bytes, DWORD *flags);
 /* lower.c: the proc table of a layer below */
 const WSPPROC_TABLE *rt_lower_procs(struct lwsp_lower *low);
 #endif

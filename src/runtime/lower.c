@@ -14,6 +14,7 @@
  * sockets get their network events from the lower socket's readiness.
  */
 #include "lower.h"
+#include "extlua.h"
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
@@ -619,7 +620,7 @@ static int m_info(lua_State *L) {
  * calls under an armed fault, and what the handler does beyond its first call
  * down (waiting after a would-block) still run the handler. */
 static const char *const inheritable[] = {"getsockopt", "setsockopt", "send", "recv", "getsockname", "getpeername",
-                                          "sendto", "recvfrom", NULL};
+                                          "sendto", "recvfrom", "acceptex", "connectex", "disconnectex", NULL};
 #define INHERITED_KEY "lwsp.inherited"
 
 /* lwsp.inherited(fn, name): fn is wsp.layered's passthrough for name. */
@@ -739,6 +740,7 @@ int rt_lower_open(lua_State *L, lwsp_inst *I) {
     lua_pushcfunction(L, lower_gc);
     lua_setfield(L, -2, "__gc");
     luaL_newlib(L, methods);
+    rt_extlua_methods(L);   /* connectex, acceptex, disconnectex (extlua.c) */
     lua_setfield(L, -2, "__index");
   }
   /* lwsp.lower_methods: the methods themselves, for hot paths that call them

@@ -12,6 +12,8 @@
 #define LWSP_SPI_EXT_H
 #include "spi.h"
 #include <string.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #ifdef _WIN32
 #  include <mswsock.h>
@@ -127,6 +129,25 @@ typedef BOOL (*LPFN_TRANSMITPACKETS)(SOCKET, LPTRANSMIT_PACKETS_ELEMENT, DWORD, 
 typedef INT (*LPFN_WSARECVMSG)(SOCKET, LPWSAMSG, LPDWORD, LPWSAOVERLAPPED, LPWSAOVERLAPPED_COMPLETION_ROUTINE);
 typedef INT (*LPFN_WSASENDMSG)(SOCKET, LPWSAMSG, DWORD, LPDWORD, LPWSAOVERLAPPED, LPWSAOVERLAPPED_COMPLETION_ROUTINE);
 #endif
+
+/* What ws2_32 hands a provider that answered SIO_BSP_HANDLE_POLL and
+ * SIO_BSP_HANDLE with its own handle (mswsock.h's WSAPOLLDATA, in and out
+ * of SIO_EXT_POLL, and WSASENDMSG, the input of SIO_EXT_SENDMSG), under
+ * lwsp's names on every platform, with Windows' layout and POLL* values. */
+typedef struct { SOCKET fd; int16_t events; int16_t revents; } lwsp_pollfd;
+typedef struct { int result; ULONG fds; INT timeout; lwsp_pollfd fdArray[1]; } lwsp_polldata;
+#define LWSP_POLLDATA_SIZE(n) (offsetof(lwsp_polldata, fdArray) + (size_t)(n) * sizeof(lwsp_pollfd))
+typedef struct {
+  LPWSAMSG lpMsg;
+  DWORD dwFlags;
+  LPDWORD lpNumberOfBytesSent;
+  LPWSAOVERLAPPED lpOverlapped;
+  LPWSAOVERLAPPED_COMPLETION_ROUTINE lpCompletionRoutine;
+} lwsp_sendmsg_args;
+enum {
+  LWSP_POLLERR = 0x0001, LWSP_POLLHUP = 0x0002, LWSP_POLLNVAL = 0x0004, LWSP_POLLWRNORM = 0x0010,
+  LWSP_POLLWRBAND = 0x0020, LWSP_POLLRDNORM = 0x0100, LWSP_POLLRDBAND = 0x0200, LWSP_POLLPRI = 0x0400
+};
 
 /* The Lua constant table's share (lwsp.const). */
 #define LWSP_EXT_CONSTANTS(X) \

@@ -222,25 +222,9 @@ static int h_accept(lua_State *L) {
   return 2;
 }
 
-/* send(s, data [, flags]) -> bytes sent */
-static int h_send(lua_State *L) {
-  SOCKET s = check_sock(L, 1);
-  size_t n;
-  WSABUF b;
-  DWORD sent = 0;
-  b.buf = (CHAR *)luaL_checklstring(L, 2, &n);
-  b.len = (ULONG)n;
-  DWORD flags = HOST_OPT_DWORD(L, 3, 0, "flags");
-  PROV(s);
-  WSATHREADID tid;
-  host_trace_bytes(&sent);
-  CHECK(HCALL(L, p, WSPSend, s, &err, s, &b, 1, &sent, flags, NULL, NULL, host_this_thread(&tid), &err));
-  lua_pushinteger(L, sent);
-  return 1;
-}
-
-/* sendto(s, data, addr [, flags]) -> bytes sent */
-static int h_sendto(lua_State *L) {
+/* send(s, data [, flags]) and sendto(s, data, addr [, flags]) -> bytes sent
+ * (with_addr: sendto, whose nil address is WSPSendTo's NULL) */
+static int send_data(lua_State *L, int with_addr) {
   SOCKET s = check_sock(L, 1);
   size_t n;
   WSABUF b;
@@ -249,15 +233,21 @@ static int h_sendto(lua_State *L) {
   int len = 0;
   b.buf = (CHAR *)luaL_checklstring(L, 2, &n);
   b.len = (ULONG)n;
-  if (!lua_isnil(L, 3)) check_addr(L, 3, &ss, &len);
-  DWORD flags = HOST_OPT_DWORD(L, 4, 0, "flags");
+  if (with_addr && !lua_isnil(L, 3)) check_addr(L, 3, &ss, &len);
+  DWORD flags = HOST_OPT_DWORD(L, 3 + with_addr, 0, "flags");
   PROV(s);
   WSATHREADID tid;
   host_trace_bytes(&sent);
-  CHECK(HCALL(L, p, WSPSendTo, s, &err, s, &b, 1, &sent, flags, len ? (struct sockaddr *)&ss : NULL, len, NULL, NULL, host_this_thread(&tid), &err));
+  if (with_addr)
+    CHECK(HCALL(L, p, WSPSendTo, s, &err, s, &b, 1, &sent, flags, len ? (struct sockaddr *)&ss : NULL, len, NULL, NULL,
+                host_this_thread(&tid), &err));
+  else
+    CHECK(HCALL(L, p, WSPSend, s, &err, s, &b, 1, &sent, flags, NULL, NULL, host_this_thread(&tid), &err));
   lua_pushinteger(L, sent);
   return 1;
 }
+static int h_send(lua_State *L) { return send_data(L, 0); }
+static int h_sendto(lua_State *L) { return send_data(L, 1); }
 
 /* recv(s, len [, flags]) -> data, flags.  Data arrives through two WSABUFs
  * (half each) so scatter is exercised on every call. */

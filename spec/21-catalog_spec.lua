@@ -479,6 +479,29 @@ return P
     assert.matches("WSAEPROVIDERFAILEDINIT", err)
   end)
 
+  it("in the 32-bit process, a script that raises passes the start under its own view's on-failure passthrough (install writes the choice after the starts)", function()
+    local b = wsc32()
+    local st = staged(b, H.script("error('broken script')"))
+    local guid = lwsp.guid()
+    assert(lwsp.registry.set(guid, st.script, 32))
+    assert(lwsp.registry.set(guid, st.script, 64))
+    -- the choice in the 64-bit view only: the 32-bit layer fails
+    assert(lwsp.registry.set_on_failure(guid, "passthrough", 64))
+    local ok, err = b:test_start(32, st.dll32, guid)
+    assert.is_nil(ok)
+    assert.matches("no socket through the layer: WSAEPROVIDERFAILEDINIT", err, 1, true)
+    -- in its own view: every call goes to the layer below, and the socket opens
+    assert(lwsp.registry.set_on_failure(guid, "passthrough", 32))
+    local out
+    ok, out = b:test_start(32, st.dll32, guid)
+    lwsp.registry.remove(guid, 32)
+    lwsp.registry.remove(guid, 64)
+    assert.is_true(ok, out)
+    assert.matches("broken script", out, 1, true)
+    assert.matches("its install says on-failure passthrough", out, 1, true)
+    assert.matches("lwsp test start: ok (a 32-bit process)", out, 1, true)
+  end)
+
   it("refuses for the 32-bit view an i686 DLL importing what SysWOW64 lacks, though System32 or a lua.exe would have it", function()
     local b = wsc32()
     local sys32 = b:expand("%SystemRoot%\\System32\\x", 32):gsub("\\x$", "")

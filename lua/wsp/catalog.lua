@@ -654,10 +654,6 @@ function catalog.install(o)
   for _, view in ipairs(b.views) do
     local mok, merr = b:map(view, guid, script)
     if not mok then return undo(b, guid, "cannot write the script mapping: " .. tostring(merr)) end
-    if b.set_on_failure then
-      local fok, ferr = b:set_on_failure(view, guid, on_failure)
-      if not fok then return undo(b, guid, "cannot write the on-failure choice: " .. tostring(ferr)) end
-    end
     if config_text then
       if not b.set_config then return undo(b, guid, "this catalog keeps no provider configuration") end
       local cok, cerr = b:set_config(view, guid, config_text)
@@ -668,6 +664,14 @@ function catalog.install(o)
   for _, view in ipairs(b.views) do
     local tok, terr = b:test_start(view, dlls[view], guid)
     if not tok then return undo(b, guid, ("the test start of the %s provider failed: %s"):format(view == 0 and "" or view .. "-bit", tostring(terr))) end
+  end
+  -- the on-failure choice only now: written before the test start, passthrough
+  -- would let a script that cannot run pass it (every call going down)
+  for _, view in ipairs(b.views) do
+    if b.set_on_failure then
+      local fok, ferr = b:set_on_failure(view, guid, on_failure)
+      if not fok then return undo(b, guid, "cannot write the on-failure choice: " .. tostring(ferr)) end
+    end
   end
   -- 3. the entries
   local result = {guid = guid, chains = {}, views = {}}

@@ -473,9 +473,9 @@ function model.test_start(m, view, dll, guid)
   if not script then return nil, "WSAEPROVIDERFAILEDINIT: no script registered for " .. guid end
   -- a script that cannot run: the layer fails, or passes every call down
   -- when that view holds the install's on-failure passthrough (the socket then opens)
-  local function broken(why)
-    if m:on_failure(view, guid) == "passthrough" then return true, why .. "; on-failure passthrough: every call goes to the layer below" end
-    return nil, "WSAEPROVIDERFAILEDINIT: " .. why
+  local function broken(what)
+    if m:on_failure(view, guid) == "passthrough" then return true, what .. "; on-failure passthrough: every call goes to the layer below" end
+    return nil, "WSAEPROVIDERFAILEDINIT: " .. what
   end
   local src = m:read(script)
   if not src then return broken("cannot load " .. script) end

@@ -19,8 +19,8 @@ end
 return P
 ]]
 
-local function mappings()
-  local n, t = 0, assert(lwsp.registry.list())
+local function mappings(view)
+  local n, t = 0, assert(lwsp.registry.list(view))
   for _ in pairs(t) do n = n + 1 end
   return t, n
 end
@@ -311,7 +311,7 @@ describe("Windows' own catalog through lwsp.wsc", function()
 
   it("installs for real, or fails saying why and leaves nothing behind", function()
     local script = H.script(LAYER)
-    local before, n = #assert(lwsp.wsc.enum()), select(2, mappings())
+    local before, n, n32 = #assert(lwsp.wsc.enum()), select(2, mappings()), select(2, mappings(32))
     local argv = {"install", script, "--name", "wine spec", "--over", "tcp,udp", "--in-place"}
     local dll32 = H.root .. "\\build\\mingw\\i686\\lwsp.dll"
     if io.open(dll32, "rb") then argv[#argv + 1] = "--dll32" argv[#argv + 1] = dll32 end
@@ -408,5 +408,189 @@ describe("Windows' own catalog through lwsp.wsc", function()
     assert.is_nil(ok)
     assert.matches(dir .. "\\lwsp.dll imports lua54.dll, which is not in " .. os.getenv("SystemRoot"), err, 1, true)
     assert.matches("provider build with Lua linked in", err, 1, true)
+  end)
+
+  -- the i686 build: its lua.exe is what `install --lua32` starts for the
+  -- 32-bit test start (tools/mingw-build.sh builds it with its host module
+  -- beside it), its provider tree what `--dll32` installs
+  local mingw32 = H.root .. "\\build\\mingw\\i686"
+  local LAYER32 = [[
+local lwsp = require "lwsp"
+local layered = require "wsp.layered"
+local P = layered.new()
+local socket = P.socket
+function P.socket(...)
+  lwsp.log(("layer socket in a %d-bit process"):format(string.packsize("T") * 8))
+  return socket(...)
+end
+return P
+]]
+  local function wsc32()
+    local b = catalog.wsc{lua32 = mingw32 .. "\\lua.exe"}
+    assert.is_true(b:exists(b.lua32), "no " .. b.lua32 .. ": tools/mingw-build.sh builds it")
+    assert.is_true(b:exists(mingw32 .. "\\lwsp\\host.dll"), "no i686 host module: tools/mingw-build.sh builds it")
+    return b
+  end
+  -- both provider trees staged as `install` stages them on a 64-bit Windows
+  local function staged(b, script)
+    local dir, dir32 = H.tmp .. "\\Program Files\\lwsp " .. lwsp.guid(), H.tmp .. "\\Program Files (x86)\\lwsp " .. lwsp.guid()
+    return assert(catalog.stage(b, {dll = mingw .. "\\provider\\lwsp.dll", dir = dir,
+      dll32 = mingw32 .. "\\provider\\lwsp.dll", dir32 = dir32, script = script})), dir, dir32
+  end
+
+  it("test-starts the i686 provider in a 32-bit process started from the x86_64 lua.exe, reading the 32-bit registry view", function()
+    local b = wsc32()
+    local st, _, dir32 = staged(b, H.script(LAYER32))
+    assert.equal(dir32 .. "\\lwsp.dll", st.dll32)
+    assert.equal(32, b:dll_arch(st.dll32))
+    assert.equal(32, b:dll_arch(dir32 .. "\\lwsp_native.dll"))
+    assert.is_true(b:exists(dir32 .. "\\lua\\wsp\\layered.lua"))
+    assert.is_false(b:exists(dir32 .. "\\lua54.dll"))
+    assert.same({}, (catalog.import_problems(b, st.dll32, 32)))
+    local guid = lwsp.guid()
+    -- mapped in the 64-bit view only: the 32-bit process reads WOW6432Node and finds no script
+    assert(lwsp.registry.set(guid, st.script, 64))
+    local ok, err = b:test_start(32, st.dll32, guid)
+    assert.is_nil(ok)
+    assert.matches("WSPStartup: no script registered for {", err, 1, true)
+    assert.matches("no socket through the layer: WSAEPROVIDERFAILEDINIT", err, 1, true)
+    -- mapped as install maps it, in both views: a socket through the layer, in a 32-bit process
+    assert(lwsp.registry.set(guid, st.script, 32))
+    local out
+    ok, out = b:test_start(32, st.dll32, guid)
+    lwsp.registry.remove(guid, 32)
+    lwsp.registry.remove(guid, 64)
+    assert.is_true(ok, out)
+    assert.matches("layer socket in a 32-bit process", out, 1, true)
+    assert.matches("lwsp test start: ok (a 32-bit process)", out, 1, true)
+    -- the 64-bit start of the same install runs in a 64-bit process
+    local g64 = lwsp.guid()
+    assert(lwsp.registry.set(g64, st.script, 64))
+    ok, out = b:test_start(64, st.dll, g64)
+    lwsp.registry.remove(g64, 64)
+    assert.is_true(ok, out)
+    assert.matches("layer socket in a 64-bit process", out, 1, true)
+    -- a script that raises at load time fails the 32-bit start
+    local bad = lwsp.guid()
+    assert(lwsp.registry.set(bad, H.script("error('broken script')"), 32))
+    ok, err = b:test_start(32, st.dll32, bad)
+    lwsp.registry.remove(bad, 32)
+    assert.is_nil(ok)
+    assert.matches("WSAEPROVIDERFAILEDINIT", err)
+  end)
+
+  it("in the 32-bit process, a script that raises passes the start under its own view's on-failure passthrough (install writes the choice after the starts)", function()
+    local b = wsc32()
+    local st = staged(b, H.script("error('broken script')"))
+    local guid = lwsp.guid()
+    assert(lwsp.registry.set(guid, st.script, 32))
+    assert(lwsp.registry.set(guid, st.script, 64))
+    -- the choice in the 64-bit view only: the 32-bit layer fails
+    assert(lwsp.registry.set_on_failure(guid, "passthrough", 64))
+    local ok, err = b:test_start(32, st.dll32, guid)
+    assert.is_nil(ok)
+    assert.matches("no socket through the layer: WSAEPROVIDERFAILEDINIT", err, 1, true)
+    -- in its own view: every call goes to the layer below, and the socket opens
+    assert(lwsp.registry.set_on_failure(guid, "passthrough", 32))
+    local out
+    ok, out = b:test_start(32, st.dll32, guid)
+    lwsp.registry.remove(guid, 32)
+    lwsp.registry.remove(guid, 64)
+    assert.is_true(ok, out)
+    assert.matches("broken script", out, 1, true)
+    assert.matches("its install says on-failure passthrough", out, 1, true)
+    assert.matches("lwsp test start: ok (a 32-bit process)", out, 1, true)
+  end)
+
+  it("refuses for the 32-bit view an i686 DLL importing what SysWOW64 lacks, though System32 or a lua.exe would have it", function()
+    local b = wsc32()
+    local sys32 = b:expand("%SystemRoot%\\System32\\x", 32):gsub("\\x$", "")
+    assert.equal(os.getenv("SystemRoot") .. "\\SysWOW64", sys32)
+    -- the i686 module build (lua54.dll beside lua.exe only)
+    local dir = H.tmp .. "\\module build 32"
+    for _, f in ipairs{"lwsp.dll", "lwsp\\host.dll", "lwsp_native.dll"} do assert(b:copy_file(mingw32 .. "\\" .. f, dir .. "\\" .. f)) end
+    for _, m in ipairs(catalog.MODULES) do
+      assert(b:copy_file(H.root .. "\\lua\\wsp\\" .. m .. ".lua", dir .. "\\lua\\wsp\\" .. m .. ".lua"))
+    end
+    assert.equal(32, b:dll_arch(dir .. "\\lwsp.dll"))
+    assert.same({"lua54.dll"}, (catalog.import_problems(b, dir .. "\\lwsp.dll", 32)))
+    local guid = lwsp.guid()
+    assert(lwsp.registry.set(guid, H.script(LAYER32), 32))
+    -- started in the i686 lua.exe, which has lua54.dll loaded, it works
+    local ok, err = catalog.test_start(b.lua32, dir .. "\\lwsp.dll", guid)
+    assert.is_true(ok, err)
+    assert.matches("layer socket in a 32-bit process", err, 1, true)
+    -- the install's test start refuses it
+    ok, err = b:test_start(32, dir .. "\\lwsp.dll", guid)
+    lwsp.registry.remove(guid, 32)
+    assert.is_nil(ok)
+    assert.matches(dir .. "\\lwsp.dll imports lua54.dll, which is not in " .. sys32 .. ":", err, 1, true)
+    -- a DLL only the 64-bit system folder holds (wow64.dll, as on Windows):
+    -- the shipped DLLs with their msvcrt.dll import renamed to it
+    assert.is_true(b:exists(b:expand("%SystemRoot%\\System32\\wow64.dll", 64)))
+    assert.is_false(b:exists(b:expand("%SystemRoot%\\System32\\wow64.dll", 32)))
+    local function renamed(from, to)
+      local bytes, n = assert(b:read(from)):gsub("msvcrt%.dll%z", "wow64.dll\0\0")
+      assert.equal(1, n)
+      local f = assert(io.open(to, "wb"))
+      f:write(bytes)
+      f:close()
+      return to
+    end
+    local d32 = renamed(mingw32 .. "\\provider\\lwsp.dll", H.tmp .. "\\wow64 importer 32.dll")
+    local d64 = renamed(mingw .. "\\provider\\lwsp.dll", H.tmp .. "\\wow64 importer 64.dll")
+    assert.same({"advapi32.dll", "kernel32.dll", "wow64.dll", "ws2_32.dll"}, (function()
+      local t = assert(b:dll_imports(d32)) table.sort(t) return t end)())
+    assert.same({"wow64.dll"}, (catalog.import_problems(b, d32, 32)))
+    assert.matches(d32 .. " imports wow64.dll, which is not in " .. sys32 .. ":", catalog.check_imports(b, d32, 32), 1, true)
+    assert.same({}, (catalog.import_problems(b, d64, 64)))
+    assert.is_nil(catalog.check_imports(b, d64, 64))
+    ok, err = b:test_start(32, d32, lwsp.guid())
+    assert.is_nil(ok)
+    assert.matches("imports wow64.dll, which is not in " .. sys32, err, 1, true)
+  end)
+
+  it("refuses a DLL or a lua.exe of the other architecture from its PE header, before any process starts", function()
+    local b = wsc32()
+    local st = staged(b, H.script(LAYER32))
+    local guid = lwsp.guid()
+    assert(lwsp.registry.set(guid, st.script, 32))
+    assert(lwsp.registry.set(guid, st.script, 64))
+    -- the x86_64 DLL given as the 32-bit one, and the other way round
+    local ok, err = b:test_start(32, st.dll, guid)
+    assert.is_nil(ok)
+    assert.equal(st.dll .. " is a 64-bit DLL: a 32-bit process cannot load it", err)
+    ok, err = b:test_start(64, st.dll32, guid)
+    assert.is_nil(ok)
+    assert.equal(st.dll32 .. " is a 32-bit DLL: a 64-bit process cannot load it", err)
+    -- --lua32 naming the x86_64 lua.exe
+    local wrong = catalog.wsc{lua32 = lwsp.wsc.lua_exe()}
+    ok, err = wrong:test_start(32, st.dll32, guid)
+    lwsp.registry.remove(guid, 32)
+    lwsp.registry.remove(guid, 64)
+    assert.is_nil(ok)
+    assert.matches(lwsp.wsc.lua_exe() .. " is not a 32-bit program: the 32-bit test start needs the i686 lua.exe (--lua32)", err, 1, true)
+    -- an install into both catalogs (what a Windows with WSCEnumProtocols32
+    -- gets) refuses --dll32 naming the x86_64 DLL before anything is written
+    local both = wsc32()
+    both.views, both.no32 = {64, 32}, nil
+    local before, n, n32 = #assert(lwsp.wsc.enum()), select(2, mappings()), select(2, mappings(32))
+    local r
+    r, err = catalog.install{script = st.script, backend = both, over = {"tcp"}, dll = st.dll, dll32 = st.dll}
+    assert.is_nil(r)
+    assert.matches(st.dll .. " is a 64-bit DLL; the 32-bit catalog needs a 32-bit one\nnothing was installed", err, 1, true)
+    assert.equal(before, #assert(lwsp.wsc.enum()))
+    assert.equal(n, select(2, mappings()))
+    assert.equal(n32, select(2, mappings(32)))
+  end)
+
+  it("says how a test-start process that never ran ended (a lua.exe without its lua54.dll)", function()
+    local b = wsc32()
+    local st = staged(b, H.script(LAYER32))
+    local lonely = H.tmp .. "\\lonely\\lua.exe"
+    assert(b:copy_file(b.lua32, lonely))
+    local ok, err = catalog.test_start(lonely, st.dll32, lwsp.guid())
+    assert.is_nil(ok)
+    assert.equal(lonely .. " exited with status 0xC0000135 (STATUS_DLL_NOT_FOUND: a DLL it imports is not beside it nor in the system folder)", err)
   end)
 end)

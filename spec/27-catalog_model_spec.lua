@@ -328,6 +328,39 @@ describe("installing into the model's two catalogs", function()
     assert.same(before, m:state())
   end)
 
+  it("test-starts a script under on-failure fail, writing --on-failure passthrough only after both starts passed", function()
+    -- a script that raises: with passthrough already in the view, the layer
+    -- would pass every call down and the start would open its socket
+    local m = machine()
+    m:put(DIR .. "\\broken.lua", {script = "error('broken script')"})
+    local before = m:state()
+    local r, err = install(m, {script = DIR .. "\\broken.lua", on_failure = "passthrough"})
+    assert.is_nil(r)
+    assert.matches("the test start of the 64%-bit provider failed: WSAEPROVIDERFAILEDINIT", err)
+    assert.matches("nothing was left installed", err)
+    assert.same(before, m:state())
+    -- a script that runs: the choice is in both views, written after the starts and before any entry
+    local ok = machine()
+    r = assert(install(ok, {on_failure = "passthrough"}))
+    local last_test, chose, installed = 0, {}, nil
+    for i, name in ipairs(ok.log) do
+      if name:match("^test_start") then last_test = i end
+      if name:match("^set_on_failure") then chose[#chose + 1] = i end
+      if name == "install_and_chains" then installed = i end
+    end
+    assert.equal(2, #chose)
+    assert.truthy(last_test < chose[1] and chose[2] < installed)
+    for _, view in ipairs{64, 32} do assert.equal("passthrough", ok:on_failure(view, r.guid)) end
+    -- and the model's start does what the runtime does with the choice (spec/21 under Wine)
+    ok.registry[32][r.guid] = DIR .. "\\broken.lua"
+    ok:put(DIR .. "\\broken.lua", {script = "error('broken script')"})
+    local started, said = ok:test_start(32, DLL32, r.guid)
+    assert.is_true(started)
+    assert.matches("on%-failure passthrough", said)
+    assert(catalog.remove(r.guid, ok))
+    for _, view in ipairs{64, 32} do assert.equal("fail", ok:on_failure(view, r.guid)) end
+  end)
+
   it("refuses a DLL that imports a DLL the system folder does not hold (the Lua module build needs lua54.dll)", function()
     for _, which in ipairs{DLL, DLL32} do
       local m = machine()

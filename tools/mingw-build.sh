@@ -39,11 +39,19 @@ for arch in x86_64 i686; do
   cc=$arch-w64-mingw32-gcc
   dir=$out/$arch
   mkdir -p "$dir"
-  if [ ! -f "$dir/lua54.dll" ] || [ ! -d "$dir/lua-src" ]; then
+  # -static-libgcc: i686's 64-bit integer division is libgcc's, which would
+  # otherwise be libgcc_s_dw2-1.dll, found nowhere (lua.exe would not start)
+  if [ ! -f "$dir/lua54.dll" ] || [ ! -d "$dir/lua-src" ] ||
+     [[ $($arch-w64-mingw32-objdump -p "$dir/lua54.dll") == *"DLL Name: libgcc"* ]]; then
     rm -rf "$dir/lua-src" && cp -r "$out/src/lua-5.4" "$dir/lua-src"
-    make -s -C "$dir/lua-src/src" mingw CC="$cc -std=gnu99" >/dev/null
+    make -s -C "$dir/lua-src/src" mingw CC="$cc -std=gnu99 -static-libgcc" >/dev/null
     cp "$dir/lua-src/src/lua54.dll" "$dir/lua-src/src/lua.exe" "$dir/"
   fi
+  for name in lua54.dll lua.exe; do     # what lua.exe needs: the system's DLLs and lua54.dll beside it
+    for d in $($arch-w64-mingw32-objdump -p "$dir/$name" | awk '/DLL Name:/ {print tolower($3)}'); do
+      case $d in kernel32.dll|msvcrt.dll|lua54.dll) ;; *) echo "$dir/$name imports $d, which is not beside it"; exit 1 ;; esac
+    done
+  done
   # lwsp's Lua modules beside lwsp.dll: a provider's search path (docs/api.md, Containment)
   rm -rf "$dir/lua" && mkdir -p "$dir/lua" && cp -r lua/wsp "$dir/lua/"
   # shellcheck disable=SC2086

@@ -654,10 +654,6 @@ function catalog.install(o)
   for _, view in ipairs(b.views) do
     local mok, merr = b:map(view, guid, script)
     if not mok then return undo(b, guid, "cannot write the script mapping: " .. tostring(merr)) end
-    if b.set_on_failure then
-      local fok, ferr = b:set_on_failure(view, guid, on_failure)
-      if not fok then return undo(b, guid, "cannot write the on-failure choice: " .. tostring(ferr)) end
-    end
     if config_text then
       if not b.set_config then return undo(b, guid, "this catalog keeps no provider configuration") end
       local cok, cerr = b:set_config(view, guid, config_text)
@@ -668,6 +664,14 @@ function catalog.install(o)
   for _, view in ipairs(b.views) do
     local tok, terr = b:test_start(view, dlls[view], guid)
     if not tok then return undo(b, guid, ("the test start of the %s provider failed: %s"):format(view == 0 and "" or view .. "-bit", tostring(terr))) end
+  end
+  -- the on-failure choice only now: written before the test start, passthrough
+  -- would let a script that cannot run pass it (every call going down)
+  for _, view in ipairs(b.views) do
+    if b.set_on_failure then
+      local fok, ferr = b:set_on_failure(view, guid, on_failure)
+      if not fok then return undo(b, guid, "cannot write the on-failure choice: " .. tostring(ferr)) end
+    end
   end
   -- 3. the entries
   local result = {guid = guid, chains = {}, views = {}}
@@ -939,8 +943,17 @@ function catalog.wsc(o)
   function b.insecure(_, path) return wsc.insecure(path) end
   function b.expand(_, path, view) return wsc.expand(path, view) end
   function b.test_start(self, view, dll, guid)
+    -- the architectures from the PE headers, before any process starts: a
+    -- DLL of the other one would only fail there as LoadLibrary's error 193
+    local arch, aerr = self:dll_arch(dll)
+    if not arch then return nil, ("%s: %s"):format(dll, aerr) end
+    if arch ~= view then return nil, ("%s is a %d-bit DLL: a %d-bit process cannot load it"):format(dll, arch, view) end
     local exe = view == 32 and (self.lua32 or (wsc.bits == 32 and wsc.lua_exe())) or (view == 64 and wsc.bits == 64 and wsc.lua_exe())
     if not exe then return nil, ("the %d-bit test start needs the %s lua.exe (--lua32)"):format(view, view == 32 and "i686" or "x86_64") end
+    local earch = self:dll_arch(exe)
+    if earch ~= view then
+      return nil, ("%s is not a %d-bit program: the %d-bit test start needs the %s lua.exe (--lua32)"):format(exe, view, view, view == 32 and "i686" or "x86_64")
+    end
     local why = catalog.check_imports(self, dll, view)
     if why then return nil, why end
     return catalog.test_start(exe, dll, guid)
@@ -1072,7 +1085,7 @@ local ok, berr = h.bind(s, "127.0.0.1:0")
 h.close(s)
 h.cleanup()
 if not ok then io.write("bind through the layer failed: ", tostring(berr), "\n") os.exit(5) end
-io.write("lwsp test start: ok\n")
+io.write(("lwsp test start: ok (a %d-bit process)\n"):format(string.packsize("T") * 8))
 os.exit(0)
 ]=]
 
@@ -1089,7 +1102,7 @@ end
 -- layer whose GUID is `guid`.  `mods` is the folder holding the host's wsp
 -- modules (default: this module's).  The DLL's own imports are not looked at
 -- here (that process has lua54.dll loaded): catalog.check_imports is.
--- @return true | nil, what the process said
+-- @return true, what the process said | nil, what it said (or how it ended, when it said nothing)
 function catalog.test_start(exe, dll, guid, mods)
   local abs = require("wsp.host").absolute
   exe, dll, mods = abs(exe), abs(dll), mods and abs(mods) or own_modules()
@@ -1105,11 +1118,18 @@ function catalog.test_start(exe, dll, guid, mods)
   local line = ('cd /d "%s" && "%s" "%s" "%s" %s "%s" "%s" 2>&1'):format(dir, exe, probe, dll, guid, dirname(exe), mods)
   local p = io.popen('"' .. line .. '"')
   local out = p and p:read("a") or ""
-  local ok = p and p:close()
+  local ok, _, code
+  if p then ok, _, code = p:close() end
   os.remove(probe)
-  out = out:gsub("\r", "")
-  if ok and out:find("lwsp test start: ok", 1, true) then return true end
-  return nil, (out:gsub("%s+$", "") ~= "" and out:gsub("%s+$", "") or "the process failed")
+  out = out:gsub("\r", ""):gsub("%s+$", "")
+  if ok and out:find("lwsp test start: ok", 1, true) then return true, out end
+  if out ~= "" then return nil, out end
+  if not code then return nil, "the process failed" end
+  -- a process that never ran (Windows' loader refused it) says nothing: its status does
+  code = code & 0xffffffff
+  return nil, ("%s exited with status 0x%08X%s"):format(exe, code, code == 0xC0000135
+    and " (STATUS_DLL_NOT_FOUND: a DLL it imports is not beside it nor in the system folder)"
+    or code == 0xC000007B and " (STATUS_INVALID_IMAGE_FORMAT: a DLL of the other architecture)" or "")
 end
 
 -- ------------------------------------------------------------------------------------------

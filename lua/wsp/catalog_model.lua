@@ -151,7 +151,7 @@ function model:state()
     local c = {}
     for i, e in ipairs(self.catalogs[v]) do c[i] = copy(e) end
     s[v] = {catalog = c, registry = copy(self.registry[v]), categories = copy(self.categories[v]),
-            configs = copy((self.configs or {})[v] or {})}
+            configs = copy((self.configs or {})[v] or {}), on_failure = copy((self.on_failures or {})[v] or {})}
   end
   return s
 end
@@ -361,11 +361,24 @@ function model.set_config(m, view, guid, text)
   changed(m)
   return true
 end
+--- {GUID}.on-failure beside the mapping, in one registry view: "passthrough"
+-- is kept, "fail" (the default) is no value.
+function model.set_on_failure(m, view, guid, mode)
+  if not gate(m, "set_on_failure" .. view) then return faulted(m, "RegSetValueEx") end
+  m.on_failures = m.on_failures or {}
+  m.on_failures[view] = m.on_failures[view] or {}
+  m.on_failures[view][guid] = mode == "passthrough" and mode or nil
+  changed(m)
+  return true
+end
+--- The choice a layer's WSPStartup reads (what `list` shows; not a catalog call).
+function model.on_failure(m, view, guid) return (m.on_failures or {})[view] and m.on_failures[view][guid] or "fail" end
 function model.unmap(m, view, guid)
   if not gate(m, "unmap" .. view) then return faulted(m, "RegDeleteValue") end
   if not m.registry[view][guid] then return err(WSAEINVAL, "no such value") end
   m.registry[view][guid] = nil
   if m.configs and m.configs[view] then m.configs[view][guid] = nil end   -- (removed with the mapping)
+  if m.on_failures and m.on_failures[view] then m.on_failures[view][guid] = nil end
   changed(m)
   return true
 end
@@ -458,12 +471,18 @@ function model.test_start(m, view, dll, guid)
   if why then return nil, why end
   local script = m.registry[view][guid]
   if not script then return nil, "WSAEPROVIDERFAILEDINIT: no script registered for " .. guid end
+  -- a script that cannot run: the layer fails, or passes every call down
+  -- when that view holds the install's on-failure passthrough (the socket then opens)
+  local function broken(what)
+    if m:on_failure(view, guid) == "passthrough" then return true, what .. "; on-failure passthrough: every call goes to the layer below" end
+    return nil, "WSAEPROVIDERFAILEDINIT: " .. what
+  end
   local src = m:read(script)
-  if not src then return nil, "WSAEPROVIDERFAILEDINIT: cannot load " .. script end
+  if not src then return broken("cannot load " .. script) end
   local chunk = load(src, "=" .. script, "t", {})
-  if not chunk then return nil, "WSAEPROVIDERFAILEDINIT: " .. script .. " does not compile" end
+  if not chunk then return broken(script .. " does not compile") end
   local ok, r = pcall(chunk)
-  if not ok or type(r) ~= "table" then return nil, "WSAEPROVIDERFAILEDINIT: " .. script .. " does not return a table of handlers" end
+  if not ok or type(r) ~= "table" then return broken(script .. " does not return a table of handlers") end
   return true
 end
 

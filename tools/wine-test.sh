@@ -42,6 +42,15 @@ $cc -std=gnu11 -O2 -Wall -Wextra -Werror -municode -o "$dir/limited.exe" spec/to
 win() { printf 'Z:%s' "$1" | tr / '\\'; }
 W=$(win "$top")
 export WINEPREFIX=$top/build/wine WINEARCH=win64 WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml=" DISPLAY=
+# A prefix made before Debian's 32-bit Wine was installed has an empty
+# SysWOW64, where the 32-bit specs look for what a 32-bit process loads:
+# made again, complete.
+if [ -d /usr/lib/i386-linux-gnu/wine/i386-windows ] && [ -d "$WINEPREFIX/drive_c/windows" ] &&
+   [ -z "$(ls -A "$WINEPREFIX/drive_c/windows/syswow64" 2>/dev/null)" ]; then
+  echo "wine-test: $WINEPREFIX predates the 32-bit Wine: making it again"
+  /usr/lib/wine/wineserver -k 2>/dev/null || true
+  rm -rf "$WINEPREFIX"
+fi
 export LWSP_EXAMPLES="$W\\examples" LWSP_LUA_EXE="$(win "$dir/lua.exe")"
 export LUA_PATH="$W\\lua\\?.lua;$W\\lua\\?\\init.lua;Z:\\usr\\share\\lua\\5.4\\?.lua;Z:\\usr\\share\\lua\\5.4\\?\\init.lua"
 export LUA_CPATH="$(win "$mods")\\?.dll;$(win "$dir")\\?.dll"

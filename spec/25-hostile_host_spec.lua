@@ -329,8 +329,12 @@ describe("objects used after they are freed, and their metamethods called by han
   -- call was still in (a use after free under ASan)
   it("cleanup() while a spawned call is in its provider ends the call, and the provider stays until it is out", function()
     local c, a = H.memnet_pair(r)
-    local j = host.spawn("recv", a, 16)
-    host.sleep(50)    -- (lets the job reach its call; the spec holds either way)
+    local j = host.spawn("recv", a, 16, {count_hook = true})
+    -- (the job is inside its call once the call runs its blocking hook: a
+    -- receive begun only after the cleanup would see the closed pair instead)
+    local deadline = os.clock() + 5
+    while j:info().hook_calls == 0 and os.clock() < deadline do host.sleep(5) end
+    assert.is_true(j:info().hook_calls > 0, "the spawned receive never blocked")
     assert.equal(1, host.cleanup())
     H.fails_with("WSAEINTR", j:join(5000))
     H.fails_with("WSAENOTSOCK", host.close(c))

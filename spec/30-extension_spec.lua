@@ -154,9 +154,8 @@ describe("extension functions", function()
         H.fails_with("WSAENOTCONN", host.disconnectex(c, nil, 0))
       end)
 
-      -- posix: the native base answers WSARecvMsg's destination from recvmsg; on Windows it has no
-      -- control data of its own yet (native_os_ext.c)
-      it("receives a UDP datagram with WSARecvMsg and its destination address #posix", function()
+      -- (the native base answers with recvmsg off Windows, with Winsock's WSARecvMsg on it)
+      it("receives a UDP datagram with WSARecvMsg and its destination address", function()
         local u = assert(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, r.udp))
         assert(host.bind(u, "127.0.0.1:0"))
         assert(host.setsockopt(u, wsp.IPPROTO_IP, wsp.IP_PKTINFO, string.pack("<i4", 1)))

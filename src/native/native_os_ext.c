@@ -70,13 +70,8 @@ long long nos_file_pos(long long file) {
 #include "spi.h"
 #include "native_os_ext.h"
 
-/* Windows: the native base answers WSARecvMsg's control data and files with
- * Winsock's and the kernel's own calls. */
-long nos_recvmsg(long long fd, void *buf, size_t len, void *from, int *fromlen, nos_pktinfo *pi) {
-  (void)fd; (void)buf; (void)len; (void)from; (void)fromlen;
-  pi->af = 0;
-  return -WSAEOPNOTSUPP;
-}
+/* Windows: files with the kernel's own calls (nos_recvmsg is Winsock's
+ * WSARecvMsg, in native_os_win.c). */
 long nos_pread(long long file, void *buf, size_t len, unsigned long long off) {
   OVERLAPPED o;
   DWORD n = 0;

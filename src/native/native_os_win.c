@@ -15,7 +15,9 @@
 #include <winsock2.h>
 #include <ws2tcpip.h>
 #include <windows.h>
+#include <mswsock.h>
 #include "native_os.h"
+#include "native_os_ext.h"
 #include <string.h>
 #include <stdlib.h>
 #include <stdint.h>
@@ -137,6 +139,62 @@ long nos_recv(long long fd, void *buf, size_t len, int flags, void *from, int *f
   return (long)n;
 }
 
+/* WSARecvMsg on the OS socket (non-blocking: WSAEWOULDBLOCK), the
+ * destination from its IP_PKTINFO / IPV6_PKTINFO control data when the
+ * option is on; a datagram longer than len is reported as len + 1, as by
+ * nos_recv. */
+long nos_recvmsg(long long fd, void *buf, size_t len, void *from, int *fromlen, nos_pktinfo *pi) {
+  static LPFN_WSARECVMSG recvmsg_fn;
+  GUID id = WSAID_WSARECVMSG;
+  SOCKADDR_STORAGE ss;
+  union { WSACMSGHDR h; char b[WSA_CMSG_SPACE(sizeof(IN6_PKTINFO)) * 2]; } ctl;
+  WSABUF b;
+  WSAMSG m;
+  DWORD got = 0, n = 0;
+  long r;
+  pi->af = 0;
+  if (!recvmsg_fn) {
+    LPFN_WSARECVMSG f = NULL;
+    if (WSAIoctl((SOCKET)fd, SIO_GET_EXTENSION_FUNCTION_POINTER, &id, sizeof id, &f, sizeof f, &n, NULL, NULL) != 0)
+      return FAIL_WSA;
+    __atomic_store_n(&recvmsg_fn, f, __ATOMIC_RELEASE);
+  }
+  b.buf = buf;
+  b.len = (ULONG)len;
+  memset(&m, 0, sizeof m);
+  m.name = (LPSOCKADDR)&ss;
+  m.namelen = sizeof ss;
+  m.lpBuffers = &b;
+  m.dwBufferCount = 1;
+  m.Control.buf = ctl.b;
+  m.Control.len = sizeof ctl.b;
+  if (__atomic_load_n(&recvmsg_fn, __ATOMIC_ACQUIRE)((SOCKET)fd, &m, &got, NULL, NULL) != 0) {
+    int e = WSAGetLastError();
+    if (e != WSAEMSGSIZE) return -nos_wsa_error(e);
+    r = (long)len + 1;
+  } else {
+    r = (long)got;
+  }
+  for (WSACMSGHDR *c = WSA_CMSG_FIRSTHDR(&m); c; c = WSA_CMSG_NXTHDR(&m, c)) {
+    if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+      IN_PKTINFO p;
+      memcpy(&p, WSA_CMSG_DATA(c), sizeof p);
+      pi->af = AF_INET;
+      memcpy(pi->addr, &p.ipi_addr, 4);
+      pi->ifindex = p.ipi_ifindex;
+    } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+      IN6_PKTINFO p;
+      memcpy(&p, WSA_CMSG_DATA(c), sizeof p);
+      pi->af = AF_INET6;
+      memcpy(pi->addr, &p.ipi6_addr, 16);
+      pi->ifindex = p.ipi6_ifindex;
+    }
+  }
+  if (from && fromlen && m.namelen > 0) { int rc = copy_addr(&ss, from, fromlen); if (rc) return rc; }
+  else if (fromlen) *fromlen = 0;
+  return r;
+}
+
 int nos_shutdown(long long fd, int how) { return shutdown((SOCKET)fd, how) == 0 ? 0 : FAIL_WSA; }
 
 int nos_name(long long fd, int peer, void *addr, int *len) {
@@ -153,7 +211,9 @@ static int known_opt(int level, int name) {
     return name == SO_REUSEADDR || name == SO_KEEPALIVE || name == SO_BROADCAST || name == SO_LINGER ||
            name == SO_OOBINLINE || name == SO_ACCEPTCONN || name == SO_SNDBUF || name == SO_RCVBUF ||
            name == SO_ERROR || name == SO_TYPE;
-  return (level == IPPROTO_TCP && name == TCP_NODELAY) || (level == IPPROTO_IPV6 && name == IPV6_V6ONLY);
+  /* IP_PKTINFO / IPV6_PKTINFO: WSARecvMsg's destination address (nos_recvmsg) */
+  return (level == IPPROTO_TCP && name == TCP_NODELAY) || (level == IPPROTO_IPV6 && name == IPV6_V6ONLY) ||
+         (level == IPPROTO_IP && name == IP_PKTINFO) || (level == IPPROTO_IPV6 && name == IPV6_PKTINFO);
 }
 
 int nos_getsockopt(long long fd, int level, int name, void *val, int *len) {

@@ -496,7 +496,7 @@ describe("memnet's ephemeral ports #hostile", function()
 end)
 
 -- The extension functions (AcceptEx, ConnectEx, DisconnectEx,
--- GetAcceptExSockaddrs) called the way a careless application calls them,
+-- GetAcceptExSockaddrs, WSARecvMsg) called the way a careless application calls them,
 -- through the native base, a layer that inherits them in C, and layers
 -- whose Lua handlers carry them; then Lua handlers that misbehave.
 describe("the extension functions given bad arguments and bad handlers #hostile", function()
@@ -509,6 +509,7 @@ local base = P.base
 function P.connectex(s, addr, data) return base.connectex(s, addr, data) end
 function P.acceptex(s, ns, len) return base.acceptex(s, ns, len) end
 function P.disconnectex(s, flags) return base.disconnectex(s, flags) end
+function P.wsarecvmsg(s, len, control, flags) return base.wsarecvmsg(s, len, control, flags) end
 return P
 ]]
   -- each builds its stack afresh (what H.reset removes)
@@ -549,6 +550,14 @@ return P
         assert.equal(wsp[name], host.ext_probe(probe, l, as), what .. ": " .. probe)
       end
       assert.equal(0, host.ext_probe("getacceptexsockaddrs:null", l))
+      local u = assert(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, r.udp))
+      assert(host.bind(u, "127.0.0.1:0"))
+      for probe, name in pairs{["wsarecvmsg:null-msg"] = "WSAEFAULT", ["wsarecvmsg:null-buffers"] = "WSAEFAULT",
+                               ["wsarecvmsg:no-buffers"] = "WSAEINVAL", ["wsarecvmsg:short-name"] = "WSAEFAULT",
+                               ["wsarecvmsg:no-count"] = "WSAEFAULT", ["wsarecvmsg:stale-handle"] = "WSAENOTSOCK"} do
+        assert.equal(wsp[name], host.ext_probe(probe, u), what .. ": " .. probe)
+      end
+      H.fails_with("WSAEOPNOTSUPP", host.wsarecvmsg(c, 10))   -- a stream socket (and, on Windows, every socket)
       -- unknown and short GUIDs
       H.fails_with("WSAEINVAL", host.ioctl(c, wsp.SIO_GET_EXTENSION_FUNCTION_POINTER, string.rep("\7", 16), 8))
       H.fails_with("WSAEFAULT", host.ioctl(c, wsp.SIO_GET_EXTENSION_FUNCTION_POINTER, string.rep("\7", 15), 8))
@@ -615,6 +624,17 @@ function P.acceptex(s, ns, len)
   if mode == "no-address" then return data, {}, "nowhere" end
   if mode == "nothing" then return end
   return data, loc, rem
+end
+function P.wsarecvmsg(s, len, control, flags)
+  local data, from, ctl, fl = base.wsarecvmsg(s, len, control, flags)
+  if mode == "number" then return 42 end
+  if mode == "no-address" then return data, "nowhere" end
+  if mode == "nothing" then return end
+  if mode == "bad-control" then return data, from, {{level = "ip", type = 8, data = ""}} end
+  if mode == "control-string" then return data, from, "raw" end
+  if mode == "raise-after" then error("wsarecvmsg blew up after the call down") end
+  if mode == "bogus-error" then return nil, "WSAEBOGUS" end
+  return data, from, ctl, fl
 end
 function P.disconnectex(s, flags)
   if mode == "nothing" then return end
@@ -691,6 +711,33 @@ return P
       local mark = H.mark()
       H.fails_with("WSAENETDOWN", host.disconnectex(c, nil, 0))
       assert.truthy(H.find_log(mark, "where true was expected", true), table.concat(H.logs(mark), "\n"))
+    end)
+  end
+
+  for mode, logged in pairs{number = "where data (a string) was expected",
+                            ["no-address"] = "where the sender's address was expected",
+                            nothing = "where data (a string) was expected",
+                            ["bad-control"] = "control data whose entry 1 is not",
+                            ["control-string"] = "where control data (a table) was expected",
+                            ["raise-after"] = "wsarecvmsg blew up after the call down", ["bogus-error"] = "WSAEBOGUS"} do
+    -- posix: on Windows the native base has no WSARecvMsg of its own yet (native_os_ext.c)
+    it("fail a WSARecvMsg whose handler " .. mode .. " with WSAENETDOWN and a log line #posix", function()
+      local r, native = bad(mode)
+      local u = assert(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, r.udp))
+      assert(host.bind(u, "127.0.0.1:0"))
+      local s = assert(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, native.udp))
+      local mark = H.mark()
+      local ev = host.create_event()
+      local ov = host.overlapped(ev)
+      local ok, err, code = host.wsarecvmsg(u, 16, ov)
+      assert(host.wsasendmsg(s, "dgram", host.getsockname(u)))
+      assert.equal(wsp.WSAENETDOWN, outcome(ev, ov, ok, err, code))
+      assert.truthy(H.find_log(mark, logged, true), table.concat(H.logs(mark), "\n"))
+      -- blocking, the same; then the socket still receives with recvfrom
+      assert(host.wsasendmsg(s, "again", host.getsockname(u)))
+      H.fails_with("WSAENETDOWN", host.wsarecvmsg(u, 16))
+      assert(host.wsasendmsg(s, "plain", host.getsockname(u)))
+      assert.equal("plain", (host.recvfrom(u, 16)))
     end)
   end
 end)

@@ -50,6 +50,26 @@ end
 return P
 ]]
 
+-- sees each datagram WSARecvMsg receives, and the destination address in its control data
+local DEST = [[
+local wsp = require "wsp"
+local P = require("wsp.layered").new()
+local base = P.base
+P.views = wsp.config.views
+function P.wsarecvmsg(s, len, control, flags)
+  local data, from, ctl, fl = base.wsarecvmsg(s, len, control, flags)
+  if not data then return nil, from end
+  local to = "none"
+  for _, c in ipairs(ctl) do
+    if c.level == wsp.IPPROTO_IP and c.type == wsp.IP_PKTINFO then to = ("%d.%d.%d.%d"):format(c.data:byte(1, 4)) end
+  end
+  wsp.log(("%s: datagram of %d (%s) from %s to %s, %d of control, flags 0x%x"):format(wsp.config.tag,
+          type(data) == "number" and data or #data, type(data), wsp.format_address(from), to, control, fl))
+  return data, from, ctl, fl
+end
+return P
+]]
+
 local function count(mark, text)
   local n = 0
   for _, line in ipairs(H.logs(mark)) do if line:find(text, 1, true) then n = n + 1 end end
@@ -239,6 +259,136 @@ describe("extension functions carried by Lua handlers", function()
           host.cleanup()
           assert.equal(1, host.wait({ev2}, false, 5000))
           assert.equal(wsp.WSA_OPERATION_ABORTED, ov2.OffsetHigh)
+        end)
+      end)
+
+      -- posix: on Windows the native base has no WSARecvMsg of its own yet (native_os_ext.c)
+      describe("a layer that sees each datagram WSARecvMsg receives #posix", function()
+        local udp
+        local function install(views)
+          native = H.base()
+          top = native
+          for i = 1, layers do
+            top = H.layered{script = H.script(DEST), over = top, name = "dest" .. i,
+                            config = {tag = "dest" .. i, views = views}}
+          end
+        end
+        local function sockets()
+          local u = assert(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, top.udp))
+          assert(host.bind(u, "127.0.0.1:0"))
+          assert(host.setsockopt(u, wsp.IPPROTO_IP, wsp.IP_PKTINFO, string.pack("<i4", 1)))
+          udp = assert(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, native.udp))
+          assert(host.bind(udp, "127.0.0.1:0"))
+          return u
+        end
+        local dest = "127.0.0.1"
+
+        for _, views in ipairs{false, true} do
+          it(("passes each datagram and its destination up, blocking and completed by event%s"):format(
+               views and ", with views" or ""), function()
+            install(views)
+            local u = sockets()
+            local from = wsp.format_address(host.getsockname(udp))
+            local mark = H.mark()
+            assert(host.wsasendmsg(udp, "datagram", host.getsockname(u)))
+            local m = assert(host.wsarecvmsg(u, 100))
+            assert.equal("datagram", m.data)
+            assert.same(host.getsockname(udp), m.from)
+            assert.equal("127.0.0.1", m.destination.address)
+            assert.is_true(m.ifindex > 0)
+            local ev = host.create_event()
+            local ov = host.overlapped(ev)
+            H.fails_with("WSA_IO_PENDING", host.wsarecvmsg(u, 64, ov))
+            assert.equal("timeout", host.wait({ev}, false, 50))
+            assert(host.wsasendmsg(udp, "second", host.getsockname(u)))
+            assert.equal(1, host.wait({ev}, false, 5000))
+            assert.equal(0, ov.OffsetHigh)
+            assert.equal(6, ov.InternalHigh)
+            local res = host.recvmsg_result(ov)
+            assert.equal("second", res.data)
+            assert.equal("127.0.0.1", res.destination.address)
+            local kind = views and "number" or "string"
+            for i = 1, layers do
+              assert.equal(1, count(mark, ("dest%d: datagram of 8 (%s) from %s to %s, 128 of control, flags 0x0"):format(
+                                          i, kind, from, dest)))
+              assert.equal(1, count(mark, ("dest%d: datagram of 6 (%s) from %s to %s, 128 of control, flags 0x0"):format(
+                                          i, kind, from, dest)))
+            end
+          end)
+        end
+
+        it("completes on a port, and by routine with a datagram and control data cut short", function()
+          install(false)
+          local u = sockets()
+          local port = host.port()
+          assert(host.associate(u, port, 9))
+          local ov = host.overlapped()
+          H.fails_with("WSA_IO_PENDING", host.wsarecvmsg(u, 32, ov))
+          assert(host.wsasendmsg(udp, "ported", host.getsockname(u)))
+          local got, key, addr = host.dequeue(port, 5000)
+          assert.equal(6, got)
+          assert.equal(9, key)
+          assert.equal(ov.address, addr)
+          assert.equal("ported", host.recvmsg_result(ov).data)
+          -- a routine, on the caller's thread; 4 bytes of a 9-byte datagram, 8 of control
+          local u2 = sockets()
+          local mark = H.mark()
+          host.completions()
+          local rov = host.overlapped()
+          H.fails_with("WSA_IO_PENDING", host.wsarecvmsg(u2, 4, rov, {routine = true, control = 8}))
+          assert(host.wsasendmsg(udp, "truncated", host.getsockname(u2)))
+          local done = H.await_completions()
+          assert.equal(1, #done)
+          assert.equal(wsp.WSAEMSGSIZE, done[1].error)
+          assert.equal(4, done[1].bytes)
+          local res = host.recvmsg_result(rov)
+          assert.equal("trun", res.data)
+          assert.equal(wsp.MSG_TRUNC, res.flags & wsp.MSG_TRUNC)
+          assert.equal(wsp.MSG_CTRUNC, res.flags & wsp.MSG_CTRUNC)
+          assert.is_nil(res.destination)
+          for i = 1, layers do
+            assert.equal(1, count(mark, ("dest%d: datagram of 4 (string)"):format(i)))
+          end
+        end)
+
+        it("fails without an overlapped on a non-blocking socket, and aborts on close and at cleanup", function()
+          install(false)
+          local u = sockets()
+          assert(host.ioctl(u, wsp.FIONBIO, string.pack("<I4", 1), 0))
+          H.fails_with("WSAEWOULDBLOCK", host.wsarecvmsg(u, 10))
+          local ev = host.create_event()
+          local ov = host.overlapped(ev)
+          H.fails_with("WSA_IO_PENDING", host.wsarecvmsg(u, 10, ov))
+          assert.equal("timeout", host.wait({ev}, false, 50))
+          assert(host.close(u))
+          assert.equal(1, host.wait({ev}, false, 5000))
+          assert.equal(wsp.WSA_OPERATION_ABORTED, ov.OffsetHigh)
+          local ev2 = host.create_event()
+          local ov2 = host.overlapped(ev2)
+          H.fails_with("WSA_IO_PENDING", host.wsarecvmsg(sockets(), 10, ov2))
+          host.cleanup()
+          assert.equal(1, host.wait({ev2}, false, 5000))
+          assert.equal(wsp.WSA_OPERATION_ABORTED, ov2.OffsetHigh)
+        end)
+
+        it("shows the carried WSARecvMsg in the trace around the handler's run", function()
+          install(false)
+          local trace = require "wsp.trace"
+          local u = sockets()
+          assert(host.wsasendmsg(udp, "traced", host.getsockname(u)))
+          trace.start()
+          local m = assert(host.wsarecvmsg(u, 10))
+          trace.stop()
+          assert.equal("traced", m.data)
+          local call, ret, run
+          for _, rec in ipairs(trace.records()) do
+            if rec.name == "WSARecvMsg" and rec.socket == u and rec.kind == "call" then call = rec end
+            if rec.name == "WSARecvMsg" and rec.socket == u and rec.kind == "return" then ret = rec end
+            if rec.name == "WSPIoctl" and rec.socket == u and rec.kind == "call" then run = rec end
+          end
+          assert.truthy(call, "no WSARecvMsg record")
+          assert.truthy(ret, "no WSARecvMsg return")
+          assert.truthy(run and run.seq > call.seq and run.seq < ret.seq, "the handler's run is not inside the call")
         end)
       end)
     end)

@@ -43,16 +43,19 @@ local retry = layered.retry
 
 local function code(ok, _, c) if ok == nil then return nil, c end return ok end
 
+local function ext_results(a, b, c, ...)
+  if a == nil then return nil, c end
+  return a, b, c, ...
+end
+
 --- Waits for an extension call started below (`low:connectex`, `low:acceptex`,
--- `low:disconnectex` return an operation) and returns its results:
--- ConnectEx the bytes sent, AcceptEx `data, local, remote`, DisconnectEx
--- `true`; or `nil, code`.
+-- `low:disconnectex`, `low:wsarecvmsg` return an operation) and returns its
+-- results: ConnectEx the bytes sent, AcceptEx `data, local, remote`,
+-- DisconnectEx `true`, WSARecvMsg `data, from, control, flags`; or `nil, code`.
 function layered.ext_wait(op, _, c)
   if not op then return nil, c end
   while not op:done() do wait(op) end
-  local a, b, c2 = op:result()
-  if a == nil then return nil, c2 end
-  return a, b, c2
+  return ext_results(op:result())
 end
 
 --- A handler table that behaves exactly like the layer below.
@@ -234,6 +237,9 @@ function layered.new()
   function M.connectex(s, addr, data) return layered.ext_wait(s.low:connectex(s.lh, addr, data)) end
   function M.acceptex(s, ns, len) return layered.ext_wait(s.low:acceptex(s.lh, ns.lh, len)) end
   function M.disconnectex(s, flags) return layered.ext_wait(s.low:disconnectex(s.lh, flags)) end
+  function M.wsarecvmsg(s, len, control, flags)
+    return layered.ext_wait(s.low:wsarecvmsg(s.lh, len, control, flags))
+  end
 
   M.base = {}
   for k, v in pairs(M) do if type(v) == "function" then M.base[k] = v end end
@@ -241,7 +247,7 @@ function layered.new()
   -- exactly as the handler would make it (see docs/api.md, "Inherited calls")
   if lwsp.inherited then
     for _, k in ipairs{"getsockopt", "setsockopt", "send", "recv", "getsockname", "getpeername", "sendto", "recvfrom",
-                       "connectex", "acceptex", "disconnectex"} do
+                       "connectex", "acceptex", "disconnectex", "wsarecvmsg"} do
       lwsp.inherited(M[k], k)
     end
   end

@@ -474,6 +474,23 @@ static int h_ext_probe(lua_State *L) {
   else if (IS("acceptex:no-overlapped")) { EXT(L, s, 0, LPFN_ACCEPTEX, f); ok = f(s, other, buf, 0, 64, 64, &n, NULL); }
   else if (IS("disconnectex:bad-flags")) { EXT(L, s, 3, LPFN_DISCONNECTEX, f); ok = f(s, NULL, 0x80, 0); }
   else if (IS("disconnectex:stale-handle")) { EXT(L, s, 3, LPFN_DISCONNECTEX, f); ok = f((SOCKET)0xdead0, NULL, 0, 0); }
+  else if (strncmp(name, "wsarecvmsg:", 11) == 0) {
+    WSAMSG m;
+    WSABUF b = {sizeof buf, buf};
+    INT rc;
+    memset(&m, 0, sizeof m);
+    m.lpBuffers = &b; m.dwBufferCount = 1;
+    m.name = (LPSOCKADDR)&ss; m.namelen = sizeof ss;
+    EXT(L, s, 6, LPFN_WSARECVMSG, f);
+    if (IS("wsarecvmsg:null-msg")) rc = f(s, NULL, &n, &ov, NULL);
+    else if (IS("wsarecvmsg:null-buffers")) { m.lpBuffers = NULL; rc = f(s, &m, &n, &ov, NULL); }
+    else if (IS("wsarecvmsg:no-buffers")) { m.dwBufferCount = 0; rc = f(s, &m, &n, &ov, NULL); }
+    else if (IS("wsarecvmsg:short-name")) { m.namelen = 8; rc = f(s, &m, &n, &ov, NULL); }
+    else if (IS("wsarecvmsg:no-count")) rc = f(s, &m, NULL, NULL, NULL);
+    else if (IS("wsarecvmsg:stale-handle")) rc = f((SOCKET)0xdead0, &m, &n, &ov, NULL);
+    else return luaL_argerror(L, 1, "unknown extension probe");
+    ok = rc == 0;
+  }
   else if (IS("getacceptexsockaddrs:null")) {
     struct sockaddr *la = (struct sockaddr *)&ss, *ra = (struct sockaddr *)&ss;
     INT lal = -1, ral = -1;

@@ -171,7 +171,7 @@ static int x_filter(xctx *x, int ext, const xargs *a) {
   rt_call c;
   INT e = 0;
   int has;
-  if (!name || ext == 0 || ext == 2 || ext == 3 || !lua_checkstack(L, 3)) return 1;   /* those are carried (extlua.c) */
+  if (!name || ext == 0 || ext == 2 || ext == 3 || ext == 6 || !lua_checkstack(L, 3)) return 1;   /* those are carried (extlua.c) */
   {
     int top = lua_gettop(L);
     lua_getfield(L, LUA_REGISTRYINDEX, "lwsp.handlers");
@@ -375,7 +375,15 @@ static INT x_msg(lwsp_inst *I, SOCKET s, int recv, LPWSAMSG m, DWORD flags, LPDW
   xop *op;
   BOOL ok;
   INT rc, e = 0;
+  if (recv && (!m || (!bytes && !ov))) { set_error(I, WSAEFAULT); return SOCKET_ERROR; }   /* (what goes down has an overlapped) */
   if (!x_begin(I, s, recv ? 6 : 7, &x)) return SOCKET_ERROR;
+  if (x.carried && recv) {   /* as CARRY, for a function that returns 0 or SOCKET_ERROR */
+    x_leave(I);
+    e = rt_extlua_wsarecvmsg(I, s, m, bytes, ov, routine);
+    if (x.traced) lwsp_trace_leave(x.caller, I->name, x.name, x.s, e, "");
+    if (e) { set_error(I, e); return SOCKET_ERROR; }
+    return 0;
+  }
   {
     xargs a = {recv || !m ? NULL : m->name, recv || !m ? 0 : m->namelen, NULL, 0, flags, !recv};
     if (!x_filter(&x, recv ? 6 : 7, &a)) return SOCKET_ERROR;

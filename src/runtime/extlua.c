@@ -46,6 +46,10 @@ typedef struct lop {
   DWORD rcvlen;                  /* AcceptEx: the data part of buf */
   LPFN_GETACCEPTEXSOCKADDRS getaddrs;   /* AcceptEx: the layer below's */
   char *buf;                     /* ConnectEx's data, AcceptEx's output: the layer below may write it until done */
+  WSAMSG msg;                    /* WSARecvMsg: the message (data: buf, rcvlen; control: after it) */
+  WSABUF wb;
+  SOCKADDR_STORAGE from;
+  DWORD ctllen;
 } lop;
 
 static struct { lop *pending, *orphans; int own_addrs; } XL[LWSP_MAX_INSTANCES];
@@ -55,7 +59,7 @@ int rt_extlua_carried(lwsp_inst *I, int ext) {
   lua_State *L = I->L;
   const char *name = rt_ext_handler_names[ext];
   int carried = 0, top;
-  if ((ext != 0 && ext != 2 && ext != 3) || !name || !L || !lua_checkstack(L, 4)) return 0;
+  if ((ext != 0 && ext != 2 && ext != 3 && ext != 6) || !name || !L || !lua_checkstack(L, 4)) return 0;
   top = lua_gettop(L);
   if (lua_getfield(L, LUA_REGISTRYINDEX, "lwsp.handlers") == LUA_TTABLE &&
       (lua_pushstring(L, name), lua_rawget(L, -2)) == LUA_TFUNCTION) {
@@ -86,28 +90,45 @@ static int x_begin(rt_call *c, lwsp_inst *I, SOCKET s, int ext, LPWSAOVERLAPPED 
 }
 
 /* As dispatch_io.c's data_end, for a function without lpErrno: 0 done, else the error (WSA_IO_PENDING). */
-static int x_end(rt_call *c, int rc, const rt_io *io, rt_finish_fn finish, LPDWORD count, LPWSAOVERLAPPED ov,
-                 INT *err) {
+static void close_tid(lwsp_inst *I, LPWSATHREADID tid) {
+  INT e;
+  if (tid) I->up.lpWPUCloseThread(tid, &e);
+}
+
+/* As dispatch_io.c's data_end, for a function without lpErrno: 0 done, else
+ * the error (WSA_IO_PENDING).  routine, tid: a completion routine and the
+ * caller's thread, opened for this call (closed here, or by the pending
+ * operation once it has queued the routine). */
+static int x_end_r(rt_call *c, int rc, const rt_io *io, rt_finish_fn finish, LPDWORD count, LPWSAOVERLAPPED ov,
+                   LPWSAOVERLAPPED_COMPLETION_ROUTINE routine, LPWSATHREADID tid, INT *err) {
   DWORD bytes = 0, fl = 0;
   int e;
-  if (rc == RT_FAILED) { rt_ov_failed(ov, *err); return *err ? *err : WSAENETDOWN; }
+  rt_op *op;
+  if (rc == RT_FAILED) { close_tid(c->I, tid); rt_ov_failed(ov, *err); return *err ? *err : WSAENETDOWN; }
   if (rc == RT_PENDING) {
-    if (!rt_pend(c, io, finish, NULL, NULL, err)) { rt_ov_failed(ov, *err); return *err; }
+    if (!(op = rt_pend(c, io, finish, routine, tid, err))) { close_tid(c->I, tid); rt_ov_failed(ov, *err); return *err; }
+    op->own_tid = tid != NULL;
     c->err_code = WSA_IO_PENDING;
     rt_end(c);
     return WSA_IO_PENDING;
   }
-  if (rt_failed(c, err)) { rt_ov_failed(ov, *err); return *err; }
+  if (rt_failed(c, err)) { close_tid(c->I, tid); rt_ov_failed(ov, *err); return *err; }
   e = finish(c, io, &bytes, &fl);
   if (count) *count = bytes;
   if (e) {
+    close_tid(c->I, tid);
     rt_ov_failed(ov, e);
     rt_fail(c, err, e);
     return e;
   }
-  if (ov) rt_overlapped_done(c->I, c->so, c->so->handle, ov, NULL, NULL, 0, bytes, fl);
+  if (ov) rt_overlapped_done(c->I, c->so, c->so->handle, ov, routine, tid, 0, bytes, fl);
+  close_tid(c->I, tid);
   rt_end(c);
   return 0;
+}
+static int x_end(rt_call *c, int rc, const rt_io *io, rt_finish_fn finish, LPDWORD count, LPWSAOVERLAPPED ov,
+                 INT *err) {
+  return x_end_r(c, rc, io, finish, count, ov, NULL, NULL, err);
 }
 
 static int finish_connectex(rt_call *c, const rt_io *io, DWORD *bytes, DWORD *flags) {
@@ -221,6 +242,145 @@ int rt_extlua_disconnectex(lwsp_inst *I, SOCKET s, LPOVERLAPPED ov, DWORD flags,
   return x_end(&c, rt_run(&c, &e), &io, finish_disconnectex, NULL, ov, &e);
 }
 
+/* ---- WSARecvMsg ------------------------------------------------------------------------ */
+/* Control data as a handler sees it: a list of {level =, type =, data =}. */
+static void push_control(lua_State *L, const char *buf, size_t len) {
+  const size_t hl = WSA_CMSGDATA_ALIGN(sizeof(WSACMSGHDR));
+  size_t at = 0;
+  int k = 0;
+  lua_newtable(L);
+  while (buf && at + sizeof(WSACMSGHDR) <= len) {
+    WSACMSGHDR h;
+    memcpy(&h, buf + at, sizeof h);
+    if (h.cmsg_len < hl || h.cmsg_len > len - at) break;
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, h.cmsg_level);
+    lua_setfield(L, -2, "level");
+    lua_pushinteger(L, h.cmsg_type);
+    lua_setfield(L, -2, "type");
+    lua_pushlstring(L, buf + at + hl, h.cmsg_len - hl);
+    lua_setfield(L, -2, "data");
+    lua_rawseti(L, -2, ++k);
+    at += WSA_CMSGHDR_ALIGN(h.cmsg_len);
+  }
+}
+
+/* Result k (nil, or a list as push_control's) into the caller's control
+ * buffer: what does not fit sets MSG_CTRUNC; ctl->len becomes what was written. */
+static int put_control(rt_call *c, int k, LPWSABUF ctl, DWORD *fl) {
+  lua_State *co = c->co;
+  size_t at = 0, room = ctl->buf ? ctl->len : 0;
+  int idx = c->base + k;
+  if (c->nres <= k || lua_isnil(co, idx)) { ctl->len = 0; return 0; }
+  if (!lua_istable(co, idx)) return rt_soft_fault(c, "returned %s where control data (a table) was expected", rt_rtype(c, k));
+  for (lua_Integer i = 1;; i++) {
+    WSACMSGHDR h;
+    lua_Integer lv, ty;
+    const char *d;
+    size_t n;
+    int ok;
+    if (lua_rawgeti(co, idx, i) == LUA_TNIL) { lua_pop(co, 1); break; }
+    ok = lua_istable(co, -1) && lua_getfield(co, -1, "level") == LUA_TNUMBER && lua_getfield(co, -2, "type") == LUA_TNUMBER &&
+         lua_getfield(co, -3, "data") == LUA_TSTRING;
+    if (!ok || !lua_isinteger(co, -3) || !lua_isinteger(co, -2)) {
+      lua_settop(co, c->base + c->nres - 1);
+      return rt_soft_fault(c, "returned control data whose entry %lld is not {level =, type =, data =}", (long long)i);
+    }
+    lv = lua_tointeger(co, -3);
+    ty = lua_tointeger(co, -2);
+    d = lua_tolstring(co, -1, &n);
+    if (at > room || WSA_CMSG_LEN(n) > room - at) { *fl |= MSG_CTRUNC; lua_settop(co, c->base + c->nres - 1); break; }
+    memset(&h, 0, sizeof h);
+    h.cmsg_len = WSA_CMSG_LEN(n);
+    h.cmsg_level = (INT)lv;
+    h.cmsg_type = (INT)ty;
+    memcpy(ctl->buf + at, &h, sizeof h);
+    if (n) memcpy(ctl->buf + at + WSA_CMSGDATA_ALIGN(sizeof(WSACMSGHDR)), d, n);
+    at += WSA_CMSG_SPACE(n);
+    lua_settop(co, c->base + c->nres - 1);
+  }
+  ctl->len = (ULONG)(at < room ? at : room);
+  return 0;
+}
+
+/* WSARecvMsg's results: data (or, with views, the count written), sender,
+ * control data, flags.  MSG_TRUNC in the flags: the datagram was cut, the
+ * call fails with WSAEMSGSIZE and what arrived in place. */
+static int finish_recvmsg(rt_call *c, const rt_io *io, DWORD *bytes, DWORD *flags) {
+  LPWSAMSG m = io->out;
+  lua_Integer fl = 0;
+  DWORD cfl = 0;
+  size_t len, k;
+  int e;
+  if (c->nres > 3 && !lua_isnil(c->co, c->base + 3) && !rt_int_result(c, 3, 0, 0xffffffffLL, &fl))
+    return rt_soft_fault(c, "returned %s where flags were expected", rt_rtype(c, 3));
+  if (c->I->views) {
+    lua_Integer n;
+    if (!rt_int_result(c, 0, 0, (lua_Integer)io->cap, &n))
+      return rt_soft_fault(c, "returned %s where the count of bytes written to the view (0 to %llu) was expected",
+                           rt_rtype(c, 0), (unsigned long long)io->cap);
+    len = k = (size_t)n;
+  } else {
+    const char *data;
+    if (c->nres < 1 || lua_type(c->co, c->base) != LUA_TSTRING)
+      return rt_soft_fault(c, "returned %s where data (a string) was expected", rt_rtype(c, 0));
+    data = lua_tolstring(c->co, c->base, &len);
+    k = rt_scatter(io->bufs, io->nbufs, data, len);
+  }
+  {
+    SOCKADDR_STORAGE ss;
+    int alen;
+    if (c->nres < 2 || !lwsp_to_sockaddr(c->co, c->base + 1, &ss, &alen))
+      return rt_soft_fault(c, "returned %s where the sender's address was expected", rt_rtype(c, 1));
+    if (m->name) {
+      if (m->namelen < alen) return WSAEFAULT;
+      memcpy(m->name, &ss, (size_t)alen);
+      m->namelen = alen;
+    }
+  }
+  if ((e = put_control(c, 2, &m->Control, &cfl)) != 0) return e;
+  fl |= cfl;
+  if (len > io->cap) fl |= MSG_TRUNC;
+  m->dwFlags = (ULONG)fl;
+  *bytes = (DWORD)k;
+  *flags = (DWORD)fl;
+  return fl & MSG_TRUNC ? WSAEMSGSIZE : 0;
+}
+
+int rt_extlua_wsarecvmsg(lwsp_inst *I, SOCKET s, LPWSAMSG m, LPDWORD got, LPWSAOVERLAPPED ov,
+                         LPWSAOVERLAPPED_COMPLETION_ROUTINE routine) {
+  rt_call c;
+  rt_io io;
+  WSATHREADID tid;
+  INT e = 0;
+  size_t total = 0;
+  /* (in the native base's order: the pointers, then the buffers; no Control.buf: no room for control data) */
+  if (!m || (!got && !ov) || (m->dwBufferCount && !m->lpBuffers) || (m->name && m->namelen < 16)) return WSAEFAULT;
+  if ((e = rt_check_bufs(m->lpBuffers, m->dwBufferCount, &total)) != 0) return e;
+  if (total > 0x7fffffff) return WSAEINVAL;
+  if (!x_begin(&c, I, s, 6, ov, &e)) return e;
+  memset(&io, 0, sizeof io);
+  io.bufs = m->lpBuffers;
+  io.nbufs = m->dwBufferCount;
+  io.cap = total;
+  io.out = m;
+  if (I->views) {
+    if (!(c.view = rt_push_view(I, c.co, io.bufs, io.nbufs, total, 1))) { rt_fail(&c, &e, WSAENOBUFS); return WSAENOBUFS; }
+  } else {
+    lua_pushinteger(c.co, (lua_Integer)total);
+  }
+  lua_pushinteger(c.co, m->Control.buf ? m->Control.len : 0);
+  lua_pushinteger(c.co, m->dwFlags);
+  if (ov && routine && I->up.lpWPUOpenCurrentThread(&tid, &e) != 0) {
+    if (!e) e = WSAENOBUFS;
+    rt_ov_failed(ov, e);
+    rt_fail(&c, &e, e);
+    return e;
+  }
+  return x_end_r(&c, rt_run(&c, &e), &io, finish_recvmsg, got, ov, ov ? routine : NULL, ov && routine ? &tid : NULL,
+                 &e);
+}
+
 /* GetAcceptExSockaddrs for an instance that carries AcceptEx: its own blocks. */
 static void read_block(char *at, DWORD room, struct sockaddr **sa, LPINT len) {
   INT n = 0;
@@ -248,7 +408,7 @@ static lwsp_lower *check_low(lua_State *L, lwsp_inst **I) {
 }
 
 static lop **new_ud(lua_State *L) {
-  lop **ud = lua_newuserdatauv(L, sizeof *ud, 0);
+  lop **ud = lua_newuserdatauv(L, sizeof *ud, 1);   /* (WSARecvMsg: the view its data goes to) */
   *ud = NULL;
   luaL_setmetatable(L, EXTOP_MT);
   return ud;
@@ -364,6 +524,66 @@ static int m_disconnectex(lua_State *L) {
   return started(L, I, op, ud, ok, ok ? 0 : rt_ext_last_error(I));
 }
 
+/* low:wsarecvmsg(h, len | view, control [, flags]) -> operation | nil, error */
+static int m_wsarecvmsg(lua_State *L) {
+  lwsp_inst *I;
+  lwsp_lower *low = check_low(L, &I);
+  SOCKET h = (SOCKET)luaL_checkinteger(L, 2);
+  const WSABUF *vb;
+  DWORD nvb, got = 0;
+  size_t vlen;
+  int view = rt_view_bufs(L, 3, &vb, &nvb, &vlen, 1);
+  lua_Integer len = view ? (lua_Integer)vlen : luaL_checkinteger(L, 3);
+  lua_Integer cl = luaL_optinteger(L, 4, 0), fl = luaL_optinteger(L, 5, 0);
+  INT e = 0, rc;
+  lop *op, **ud;
+  luaL_argcheck(L, len >= 0 && len <= 16 * 1024 * 1024, 3, "length out of range");
+  luaL_argcheck(L, cl >= 0 && cl <= 65536, 4, "control length out of range");
+  luaL_argcheck(L, fl >= 0 && fl <= 0xffffffffLL, 5, "out of the 32-bit range");
+  if (I->closing && !I->cleaning) return lwsp_push_error(L, WSAENETDOWN);
+  LOW_FN(LPFN_WSARECVMSG, f, 6);
+  if (!(op = new_op(L, I, low, h, 6, (size_t)(len + cl), &ud))) return lwsp_push_error(L, WSAENOBUFS);
+  if (view) { lua_pushvalue(L, 3); lua_setiuservalue(L, -2, 1); }
+  op->rcvlen = (DWORD)len;
+  op->ctllen = (DWORD)cl;
+  op->wb.buf = op->buf;
+  op->wb.len = (ULONG)len;
+  op->msg.name = (LPSOCKADDR)&op->from;
+  op->msg.namelen = sizeof op->from;
+  op->msg.lpBuffers = &op->wb;
+  op->msg.dwBufferCount = 1;
+  op->msg.Control.buf = cl ? op->buf + len : NULL;
+  op->msg.Control.len = (ULONG)cl;
+  op->msg.dwFlags = (ULONG)fl;
+  DOWN(I, rc = f(h, &op->msg, &got, &op->low_ov, NULL));
+  if (rc == 0) { op->bytes = got; op->flags = op->msg.dwFlags; }
+  return started(L, I, op, ud, rc == 0, rc == 0 ? 0 : rt_ext_last_error(I));
+}
+
+/* op:result() of a WSARecvMsg: data (or the count written to the view), sender, control, flags */
+static int recvmsg_result(lua_State *L, lop *op) {
+  DWORD n = op->bytes <= op->rcvlen ? op->bytes : op->rcvlen, fl = op->flags | op->msg.dwFlags;
+  size_t cl = op->msg.Control.len <= op->ctllen ? op->msg.Control.len : op->ctllen;
+  if (op->error == WSAEMSGSIZE) fl |= MSG_TRUNC;
+  if (lua_getiuservalue(L, 1, 1) != LUA_TNIL) {
+    const WSABUF *vb;
+    DWORD nvb;
+    size_t vlen;
+    if (!rt_view_bufs(L, -1, &vb, &nvb, &vlen, 1)) return luaL_error(L, "not a view");
+    n = (DWORD)rt_scatter(vb, nvb, op->buf, n);
+    lua_pop(L, 1);
+    lua_pushinteger(L, n);
+  } else {
+    lua_pop(L, 1);
+    lua_pushlstring(L, op->buf ? op->buf : "", n);
+  }
+  if (op->msg.namelen > 0 && op->msg.namelen <= (INT)sizeof op->from) lwsp_push_sockaddr(L, (struct sockaddr *)&op->from, op->msg.namelen);
+  else lua_pushnil(L);
+  push_control(L, op->msg.Control.buf, cl);
+  lua_pushinteger(L, fl);
+  return 4;
+}
+
 static lop *check_op(lua_State *L) {
   lop **ud = luaL_checkudata(L, 1, EXTOP_MT);
   return *ud;
@@ -382,6 +602,7 @@ static int op_result(lua_State *L) {
   lop *op = check_op(L);
   if (!op) return lwsp_push_error(L, WSA_OPERATION_ABORTED);
   if (!op->done) return lwsp_push_error(L, WSA_IO_INCOMPLETE);
+  if (op->ext == 6 && (!op->error || op->error == WSAEMSGSIZE)) return recvmsg_result(L, op);
   if (op->error) return lwsp_push_error(L, (int)op->error);
   if (op->ext == 2) { lua_pushinteger(L, op->bytes); return 1; }
   if (op->ext == 3) { lua_pushboolean(L, 1); return 1; }
@@ -414,7 +635,7 @@ static int op_gc(lua_State *L) {
 
 void rt_extlua_methods(lua_State *L) {
   static const luaL_Reg m[] = {{"connectex", m_connectex}, {"acceptex", m_acceptex},
-                               {"disconnectex", m_disconnectex}, {NULL, NULL}};
+                               {"disconnectex", m_disconnectex}, {"wsarecvmsg", m_wsarecvmsg}, {NULL, NULL}};
   static const luaL_Reg opm[] = {{"done", op_done}, {"result", op_result}, {NULL, NULL}};
   luaL_setfuncs(L, m, 0);
   if (luaL_newmetatable(L, EXTOP_MT)) {

@@ -18,6 +18,8 @@ int rt_extlua_connectex(lwsp_inst *I, SOCKET s, const struct sockaddr *name, int
 int rt_extlua_acceptex(lwsp_inst *I, SOCKET s, SOCKET as, PVOID out, DWORD rcvlen, DWORD loclen, DWORD remlen,
                        LPDWORD got, LPOVERLAPPED ov);
 int rt_extlua_disconnectex(lwsp_inst *I, SOCKET s, LPOVERLAPPED ov, DWORD flags, DWORD reserved);
+int rt_extlua_wsarecvmsg(lwsp_inst *I, SOCKET s, LPWSAMSG m, LPDWORD got, LPWSAOVERLAPPED ov,
+                         LPWSAOVERLAPPED_COMPLETION_ROUTINE routine);
 /* GetAcceptExSockaddrs of an instance that carries AcceptEx (1), or 0: not this one's. */
 int rt_extlua_getaddrs(lwsp_inst *I, PVOID out, DWORD rcvlen, DWORD loclen, DWORD remlen, struct sockaddr **loc,
                        LPINT locl, struct sockaddr **rem, LPINT reml);

@@ -620,7 +620,8 @@ static int m_info(lua_State *L) {
  * calls under an armed fault, and what the handler does beyond its first call
  * down (waiting after a would-block) still run the handler. */
 static const char *const inheritable[] = {"getsockopt", "setsockopt", "send", "recv", "getsockname", "getpeername",
-                                          "sendto", "recvfrom", "acceptex", "connectex", "disconnectex", NULL};
+                                          "sendto", "recvfrom", "acceptex", "connectex", "disconnectex", "wsarecvmsg",
+                                          NULL};
 #define INHERITED_KEY "lwsp.inherited"
 
 /* lwsp.inherited(fn, name): fn is wsp.layered's passthrough for name. */

@@ -382,6 +382,7 @@ static void op_complete(lwsp_inst *I, rt_op *op, int error, DWORD bytes, DWORD f
   if (op->view) rt_view_end(I, op->view);
   rt_overlapped_done(I, op->so, op->handle, op->ov, op->routine, op->has_tid ? &op->tid : NULL, (DWORD)error,
                      bytes, flags);
+  if (op->own_tid) { INT e; I->up.lpWPUCloseThread(&op->tid, &e); }
   rt_sock_release(I, op->so);
   if (!op->co) {
     /* queued and completed without a coroutine */

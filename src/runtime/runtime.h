@@ -228,6 +228,7 @@ struct rt_op {
   LPWSAOVERLAPPED_COMPLETION_ROUTINE routine;
   WSATHREADID tid;
   int has_tid;
+  int own_tid;                   /* tid was opened for the call (WPUOpenCurrentThread): closed at completion */
   rt_io io;
   WSABUF bufs_copy[4];           /* small WSABUF arrays are copied here */
   void *view;

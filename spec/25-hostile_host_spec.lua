@@ -720,8 +720,7 @@ return P
                             ["bad-control"] = "control data whose entry 1 is not",
                             ["control-string"] = "where control data (a table) was expected",
                             ["raise-after"] = "wsarecvmsg blew up after the call down", ["bogus-error"] = "WSAEBOGUS"} do
-    -- posix: on Windows the native base has no WSARecvMsg of its own yet (native_os_ext.c)
-    it("fail a WSARecvMsg whose handler " .. mode .. " with WSAENETDOWN and a log line #posix", function()
+    it("fail a WSARecvMsg whose handler " .. mode .. " with WSAENETDOWN and a log line", function()
       local r, native = bad(mode)
       local u = assert(host.socket(wsp.AF_INET, wsp.SOCK_DGRAM, 0, 0, r.udp))
       assert(host.bind(u, "127.0.0.1:0"))

@@ -262,8 +262,7 @@ describe("extension functions carried by Lua handlers", function()
         end)
       end)
 
-      -- posix: on Windows the native base has no WSARecvMsg of its own yet (native_os_ext.c)
-      describe("a layer that sees each datagram WSARecvMsg receives #posix", function()
+      describe("a layer that sees each datagram WSARecvMsg receives", function()
         local udp
         local function install(views)
           native = H.base()

@@ -172,7 +172,7 @@ describe("the source tree's shape #posix #subprocess", function()
     end
   end)
 
-  it("has no function over 80 lines without a reason above it (a line starting Long:)", function()
+  it("has no function over 80 lines without its reason above it ('Over 80 lines:')", function()
     local seen, long = 0, {}
     for _, f in ipairs(files) do
       if f:match("%.c$") then

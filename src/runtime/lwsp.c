@@ -419,6 +419,25 @@ static int start_guid(const WSAPROTOCOL_INFOW *info, const WSPUPCALLTABLE *up, G
   return 1;    /* inst_open logs the missing mapping under the entry's own GUID */
 }
 
+/* A first WSPStartup of the slot I (marked opening): the script runs with
+ * the instance's lock only; the slot is then active, or free again. */
+static int open_slot(lwsp_inst *I, LPWSPDATA data, const WSAPROTOCOL_INFOW *info, const WSPUPCALLTABLE *up,
+                     const GUID *id, DWORD layer_id) {
+  int ok;
+  lwsp_mutex_lock(&I->lock);
+  ok = inst_open(I, info, up, id, layer_id, 0) || rt_fallback_open(I, info, up, id, layer_id);
+  if (ok) fill_data(I, data);
+  lwsp_mutex_lock(&g_lock);
+  I->opening = 0;
+  if (ok) {
+    __atomic_store_n(&I->startups, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&I->active, 1, __ATOMIC_RELEASE);
+  }
+  lwsp_mutex_unlock(&g_lock);
+  lwsp_mutex_unlock(&I->lock);
+  return ok;
+}
+
 LWSP_EXPORT int WSPAPI WSPStartup(WORD wVersionRequested, LPWSPDATA lpWSPData, LPWSAPROTOCOL_INFOW lpProtocolInfo,
                                   WSPUPCALLTABLE UpcallTable, LPWSPPROC_TABLE lpProcTable) {
   BYTE major = (BYTE)(wVersionRequested & 0xff), minor = (BYTE)(wVersionRequested >> 8);
@@ -444,37 +463,55 @@ LWSP_EXPORT int WSPAPI WSPStartup(WORD wVersionRequested, LPWSPDATA lpWSPData, L
     lwsp_log(g, "WSPStartup: %s", why);
     return WSAEPROVIDERFAILEDINIT;
   }
-  lwsp_mutex_lock(&g_lock);
-  for (int i = 0; i < LWSP_MAX_INSTANCES && !I; i++)
-    if (lwsp_instances[i].active && !lwsp_instances[i].closing &&
-        lwsp_guid_eq(&lwsp_instances[i].id, &id))
-      I = &lwsp_instances[i];   /* (one whose last WSPCleanup has begun is not shared: a new one begins) */
-  if (I) {
-    lwsp_mutex_lock(&I->lock);
-    I->startups++;
-    fill_data(I, lpWSPData);
-    lwsp_mutex_unlock(&I->lock);
-  } else {
+  /* Lock order: an instance's lock, then the global lock -- never the
+   * reverse: a handler's first call down starts the layer below (another
+   * WSPStartup) with its own instance's lock released but held by whoever
+   * called it, so WSPStartup takes no instance lock while it holds the
+   * global one.  The global lock guards the slots (which GUID, opening,
+   * active, closing, startups); the script runs with the instance's lock only. */
+  for (;;) {
+    I = NULL;
+    lwsp_mutex_lock(&g_lock);
+    for (int i = 0; i < LWSP_MAX_INSTANCES && !I; i++) {
+      lwsp_inst *J = &lwsp_instances[i];
+      /* (one whose last WSPCleanup has begun is not shared: a new one begins) */
+      if (((J->active && !J->closing) || J->opening) && lwsp_guid_eq(&J->slot_id, &id)) I = J;
+    }
+    if (I && !I->opening) {
+      __atomic_add_fetch(&I->startups, 1, __ATOMIC_RELAXED);
+      lwsp_mutex_unlock(&g_lock);
+      lwsp_mutex_lock(&I->lock);
+      fill_data(I, lpWSPData);
+      lwsp_mutex_unlock(&I->lock);
+      break;
+    }
+    if (I) {   /* another thread is starting it: once its script has run, look again */
+      int mine = I->opener == lwsp_thread_id();
+      lwsp_mutex_unlock(&g_lock);
+      if (mine) {
+        lwsp_log(g, "WSPStartup: the provider was asked to start from its own start-up: refused");
+        return WSAEPROVIDERFAILEDINIT;
+      }
+      lwsp_mutex_lock(&I->lock);
+      lwsp_mutex_unlock(&I->lock);
+      lwsp_yield();
+      continue;
+    }
     for (int i = 0; i < LWSP_MAX_INSTANCES && !I; i++)
-      if (!lwsp_instances[i].active) I = &lwsp_instances[i];
+      if (!lwsp_instances[i].active && !lwsp_instances[i].opening) I = &lwsp_instances[i];
     if (!I) {
       lwsp_mutex_unlock(&g_lock);
       lwsp_log(g, "WSPStartup: more than %d Lua providers in one process", LWSP_MAX_INSTANCES);
       return WSAEPROVIDERFAILEDINIT;
     }
-    lwsp_mutex_lock(&I->lock);
-    if (!inst_open(I, lpProtocolInfo, &UpcallTable, &id, layer_id, 0) && !rt_fallback_open(I, lpProtocolInfo, &UpcallTable, &id, layer_id)) {
-      lwsp_mutex_unlock(&I->lock);
-      lwsp_mutex_unlock(&g_lock);
-      return WSAEPROVIDERFAILEDINIT;
-    }
-    I->startups = 1;
-    fill_data(I, lpWSPData);
-    __atomic_store_n(&I->active, 1, __ATOMIC_RELEASE);
-    lwsp_mutex_unlock(&I->lock);
+    I->opening = 1;
+    I->opener = lwsp_thread_id();
+    I->slot_id = id;
+    lwsp_mutex_unlock(&g_lock);
+    if (!open_slot(I, lpWSPData, lpProtocolInfo, &UpcallTable, &id, layer_id)) return WSAEPROVIDERFAILEDINIT;
+    break;
   }
   lwsp_fill_procs(I->slot, lpProcTable);
-  lwsp_mutex_unlock(&g_lock);
   return 0;
 }
 
@@ -496,17 +533,17 @@ int lwsp_do_cleanup(lwsp_inst *I, LPINT err) {
     *err = WSAEINPROGRESS;
     return SOCKET_ERROR;
   }
+  lwsp_mutex_lock(&I->lock);   /* (lock order: the instance's, then the global one) */
   lwsp_mutex_lock(&g_lock);
-  lwsp_mutex_lock(&I->lock);
-  if (!I->active || I->closing || I->startups <= 0) {
-    lwsp_mutex_unlock(&I->lock);
+  if (!I->active || I->closing || __atomic_load_n(&I->startups, __ATOMIC_RELAXED) <= 0) {
     lwsp_mutex_unlock(&g_lock);
+    lwsp_mutex_unlock(&I->lock);
     *err = WSANOTINITIALISED;
     return SOCKET_ERROR;
   }
-  if (--I->startups > 0) {
-    lwsp_mutex_unlock(&I->lock);
+  if (__atomic_sub_fetch(&I->startups, 1, __ATOMIC_RELAXED) > 0) {
     lwsp_mutex_unlock(&g_lock);
+    lwsp_mutex_unlock(&I->lock);
     return 0;
   }
   I->closing = 1;
@@ -564,12 +601,12 @@ int lwsp_do_cleanup(lwsp_inst *I, LPINT err) {
    * own WSPCleanup.  Nothing else touches the instance while it is closing. */
   rt_lower_close_all(I);
   rt_ext_free(I);
-  /* the slot is free again (in lock order: global, then the instance's) */
-  lwsp_mutex_lock(&g_lock);
+  /* the slot is free again (in lock order: the instance's, then the global one) */
   lwsp_mutex_lock(&I->lock);
+  lwsp_mutex_lock(&g_lock);
   __atomic_store_n(&I->active, 0, __ATOMIC_RELEASE);
   I->closing = I->cleaning = 0;
-  lwsp_mutex_unlock(&I->lock);
   lwsp_mutex_unlock(&g_lock);
+  lwsp_mutex_unlock(&I->lock);
   return 0;
 }

@@ -249,7 +249,7 @@ static int l_stats(lua_State *L) {
   lua_createtable(L, 0, 4);
   lua_pushinteger(L, (lua_Integer)I->mem); lua_setfield(L, -2, "memory");
   lua_pushinteger(L, live); lua_setfield(L, -2, "sockets");
-  lua_pushinteger(L, I->startups); lua_setfield(L, -2, "startups");
+  lua_pushinteger(L, __atomic_load_n(&I->startups, __ATOMIC_RELAXED)); lua_setfield(L, -2, "startups");
   return 1;
 }
 

@@ -93,7 +93,10 @@ typedef struct lwsp_inst {
   int closing;                   /* the last WSPCleanup has begun (set and cleared with the global lock too) */
   int cleaning;                  /* ... and runs the script's cleanup handler: its calls down go through */
   int active;                    /* read without the lock: atomic (rt_live) */
-  int startups;                  /* everything from here on is reset by each first WSPStartup */
+  int opening;                   /* with the global lock: a WSPStartup is running the script (opener's thread) */
+  unsigned long opener;
+  GUID slot_id;                  /* with the global lock: the GUID the slot serves or is being opened for */
+  int startups;                  /* (atomic; changed with the global lock) everything from here on is reset by each first WSPStartup */
   char warn[512];                /* a Lua warning being put together from its pieces */
   size_t nwarn;
   int warn_off;                  /* warn("@off") */

@@ -91,6 +91,45 @@ describe("WSPStartup", function()
   end)
 end)
 
+describe("WSPStartup of two providers at once", function()
+  after_each(H.reset)
+
+  -- The first provider's script waits at its top level for a file the
+  -- second one's script writes: it sees it only if the second WSPStartup
+  -- runs while the first script still does (no global lock held meanwhile).
+  it("runs a provider's script without holding up another provider's WSPStartup", function()
+    local flag = H.tmp .. "/startup-flag-" .. tostring(os.time()) .. "-" .. tostring(math.random(1e9))
+    os.remove(flag)
+    local waiter = H.provider(([[
+local s = assert(io.open(%q, "w"))
+s:close()
+local t = os.clock() + 5
+while os.clock() < t do
+  local f = io.open(%q)
+  if f then f:close(); return {socket = function() return true end} end
+end
+error("the other provider's script never ran")
+]]):format(flag .. ".running", flag))
+    local writer = H.provider(([[
+local f = assert(io.open(%q, "w"))
+f:write("started")
+f:close()
+return {socket = function() return true end}
+]]):format(flag))
+    local job = host.spawn("startup", waiter.tcp, 1)
+    for _ = 1, 500 do                                     -- (until the first script runs)
+      local f = io.open(flag .. ".running")
+      if f then f:close() break end
+      host.sleep(10)
+    end
+    local p = assert(host.startup(writer.tcp))
+    assert.equal(1, job:join(10000), "the first provider's WSPStartup failed")
+    assert(p:cleanup())
+    os.remove(flag)
+    os.remove(flag .. ".running")
+  end)
+end)
+
 describe("provider scripts that cannot run", function()
   after_each(H.reset)
 
